@@ -1,0 +1,32 @@
+# Every dependency comes from a Debian package; a missing one names the package to install.
+find_package(PkgConfig)
+if(NOT PKG_CONFIG_FOUND)
+  message(FATAL_ERROR "pkg-config not found: apt-get install -y pkg-config")
+endif()
+
+macro(crema_require var module package)
+  pkg_check_modules(${var} IMPORTED_TARGET ${module})
+  if(NOT ${var}_FOUND)
+    message(FATAL_ERROR "${module} not found: apt-get install -y ${package}")
+  endif()
+endmacro()
+
+crema_require(PROTOBUF_C libprotobuf-c libprotobuf-c-dev)
+crema_require(STB stb libstb-dev)
+crema_require(OPENBLAS openblas libopenblas-dev)
+crema_require(LMDB lmdb liblmdb-dev)
+if(CREMA_BUILD_TESTS)
+  crema_require(CHECK check check)
+endif()
+
+find_program(PROTOC_C protoc-c)
+if(NOT PROTOC_C)
+  message(FATAL_ERROR "protoc-c not found: apt-get install -y protobuf-c-compiler")
+endif()
+
+find_package(OpenMP)
+if(NOT OpenMP_C_FOUND)
+  message(FATAL_ERROR "OpenMP not found: use gcc (apt-get install -y gcc), which ships libgomp")
+endif()
+set(THREADS_PREFER_PTHREAD_FLAG ON)
+find_package(Threads REQUIRED)

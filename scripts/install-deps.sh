@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything crema needs to build, test and run its demo, from Debian's archive.
+# Safe to run again: apt-get skips what is already installed.
+set -euo pipefail
+PACKAGES=(
+  gcc make cmake pkg-config
+  libprotobuf-c-dev protobuf-c-compiler   # messages + protoc-c
+  libstb-dev                              # image decode / resize / encode
+  libopenblas-dev                         # GEMM
+  liblmdb-dev                             # data sets on disk
+  check                                   # unit tests
+  python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
+  dataset-fashion-mnist                   # demo and training tests
+  clang-format cppcheck                   # style and static checks in CI
+)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

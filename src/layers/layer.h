@@ -1,0 +1,117 @@
+/* layer.h -- the layer vtable and the layer object every layer type fills in.
+ *
+ * A layer type is one file in src/layers/ that defines a `const crema_layer_ops` and one row
+ * in registry.c mapping Caffe's type string to it. The net (or a test) creates a layer with
+ * crema_layer_create, then crema_layer_setup (which calls ops->setup then ops->reshape),
+ * then calls forward/backward as often as it likes, calling crema_layer_reshape whenever a
+ * bottom's shape may have changed. crema_layer_free releases everything the layer owns.
+ *
+ * Conventions every layer follows (they are what make nets, solvers and tests compose):
+ *  - forward writes every top completely. backward OVERWRITES bottom diffs (only those with
+ *    propagate_down[i] true) and ACCUMULATES (+=) into parameter diffs (only those with
+ *    l->param_propagate_down[i] true) -- the solver zeroes parameter diffs once per
+ *    iteration, which gives iter_size accumulation and shared parameters for free.
+ *  - In-place (top[0] == bottom[0], same blob pointer) is allowed only for types whose ops
+ *    set allow_inplace; their backward must read what it needs from top data or state.
+ *  - Loss layers produce a 1-element top; the net seeds its diff with the loss weight, and
+ *    backward scales by top[0]->diff[0].
+ *  - No allocation in forward/backward: buffers are sized in setup/reshape (grow-only).
+ *  - Randomness only from l->rng (seeded by the creator), so runs are reproducible.
+ *  - forward may fail (a data layer meeting a corrupt record); it then fills err and
+ *    returns -1. Compute layers just return 0. */
+#ifndef CREMA_LAYERS_LAYER_H
+#define CREMA_LAYERS_LAYER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "base/rng.h"
+#include "proto/crema.pb-c.h"
+#include "tensor/blob.h"
+
+#define CREMA_LAYER_MAX_BLOBS 8 /* learnable/stat parameter blobs per layer */
+
+typedef struct crema_layer crema_layer;
+
+typedef struct crema_layer_ops {
+  const char *type; /* Caffe's type string, e.g. "Convolution" */
+  /* Arity, checked generically before setup. -1 = no limit. */
+  int min_bottoms, max_bottoms, min_tops, max_tops;
+  bool allow_inplace;
+  /* Loss layers: top 0 gets loss_weight 1 unless the prototxt says otherwise. */
+  bool is_loss;
+  /* Reads l->param, checks it, allocates l->state, creates l->blobs (filled with their
+   * fillers from l->rng) and sets l->n_blobs. Called once. Bottom shapes are known. */
+  int (*setup)(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err);
+  /* Shapes the tops (and internal buffers) from the bottoms. Called after setup and
+   * whenever bottom shapes may have changed. */
+  int (*reshape)(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err);
+  int (*forward)(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err);
+  /* NULL for layers that never propagate (data layers, Accuracy, ArgMax, Silence...). */
+  void (*backward)(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                   crema_blob *const *bottom);
+  /* Frees l->state and whatever it points to (not l->blobs: crema_layer_free does that). */
+  void (*free_state)(crema_layer *l);
+  /* Data layers: records consumed so far, and repositioning for an exact resume. Optional. */
+  uint64_t (*get_position)(const crema_layer *l);
+  int (*set_position)(crema_layer *l, uint64_t position, crema_error *err);
+} crema_layer_ops;
+
+struct crema_layer {
+  const crema_layer_ops *ops;
+  /* Borrowed: the LayerParameter this layer was made from. Must outlive the layer (the net
+   * keeps its NetParameter for its whole life). */
+  const Crema__LayerParameter *param;
+  Crema__Phase phase;
+  int n_bottom, n_top;
+  /* Parameter blobs, in Caffe's order (e.g. weights then bias). A blob marked shared is
+   * owned by another layer (ParamSpec sharing) and not freed by this one. */
+  int n_blobs;
+  crema_blob *blobs[CREMA_LAYER_MAX_BLOBS];
+  bool blob_shared[CREMA_LAYER_MAX_BLOBS];
+  /* Per-blob learning-rate and decay multipliers: from ParamSpec, default 1; setup may
+   * override (BatchNorm's statistics are never learned: 0). */
+  float lr_mult[CREMA_LAYER_MAX_BLOBS];
+  float decay_mult[CREMA_LAYER_MAX_BLOBS];
+  /* Whether backward must compute each parameter's gradient (false when frozen). */
+  bool param_propagate_down[CREMA_LAYER_MAX_BLOBS];
+  crema_rng rng;
+  void *state; /* the layer type's own struct */
+};
+
+/* Looks the type up in the registry and allocates a layer (no setup yet). `seed` seeds
+ * l->rng (the net passes a per-layer seed derived from the solver's random_seed).
+ * Unknown type: an error naming the layer, its type and the known types.
+ * The caller frees with crema_layer_free. */
+int crema_layer_create(const Crema__LayerParameter *param, Crema__Phase phase, uint64_t seed,
+                       crema_layer **out, crema_error *err);
+/* Checks arity and in-place use, then ops->setup and ops->reshape. Errors are prefixed with
+ * the layer's name and type. */
+int crema_layer_setup(crema_layer *l, int n_bottom, crema_blob *const *bottom, int n_top,
+                      crema_blob *const *top, crema_error *err);
+int crema_layer_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                        crema_error *err);
+int crema_layer_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                        crema_error *err);
+void crema_layer_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                          crema_blob *const *bottom);
+void crema_layer_free(crema_layer *l);
+
+/* Creates parameter blob i with the given shape and fills it with `filler` (NULL filler =
+ * constant 0). For use inside setup. Also sets l->n_blobs = max(n_blobs, i + 1). */
+int crema_layer_add_blob(crema_layer *l, int i, int num_axes, const int *shape,
+                         const Crema__FillerParameter *filler, crema_error *err);
+
+/* A reshape that gives top[0] the shape of bottom[0]: for element-wise layers. */
+int crema_reshape_like_bottom(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                              crema_error *err);
+
+/* Registry (registry.c). */
+const crema_layer_ops *crema_layer_lookup(const char *type);
+/* Comma-separated list of every registered type, for error messages. */
+void crema_layer_type_list(char *buf, size_t size);
+int crema_layer_type_count(void);
+const crema_layer_ops *crema_layer_type_at(int i);
+
+#endif

@@ -1,0 +1,45 @@
+/* registry.c -- Caffe's layer type strings mapped to crema's implementations.
+ * Adding a layer type = one file in src/layers/ + one line here + its gradient check. */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "layers/layer.h"
+
+/* ---- data and inputs (declarations) */
+/* ---- vision: convolution, pooling, inner product, LRN (declarations) */
+/* ---- activations, per-element and normalisation layers (declarations) */
+/* ---- losses, softmax, accuracy, structural layers (declarations) */
+
+static const crema_layer_ops *const REGISTRY[] = {
+    /* ---- data and inputs (rows) */
+    /* ---- vision (rows) */
+    /* ---- activations (rows) */
+    /* ---- losses and structure (rows) */
+    NULL, /* keeps the array non-empty while layers are being added */
+};
+
+const crema_layer_ops *crema_layer_lookup(const char *type) {
+  for (size_t i = 0; i < CREMA_ARRAY_LEN(REGISTRY); i++)
+    if (REGISTRY[i] && !strcmp(REGISTRY[i]->type, type)) return REGISTRY[i];
+  return NULL;
+}
+
+int crema_layer_type_count(void) {
+  int n = 0;
+  for (size_t i = 0; i < CREMA_ARRAY_LEN(REGISTRY); i++) n += REGISTRY[i] != NULL;
+  return n;
+}
+
+const crema_layer_ops *crema_layer_type_at(int k) {
+  for (size_t i = 0; i < CREMA_ARRAY_LEN(REGISTRY); i++)
+    if (REGISTRY[i] && k-- == 0) return REGISTRY[i];
+  return NULL;
+}
+
+void crema_layer_type_list(char *buf, size_t size) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < CREMA_ARRAY_LEN(REGISTRY) && n < size; i++)
+    if (REGISTRY[i]) n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? ", " : "", REGISTRY[i]->type);
+}

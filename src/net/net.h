@@ -1,0 +1,96 @@
+/* net.h -- a Net: layers wired by blob names, built from a NetParameter and a NetState.
+ *
+ * Building applies the include/exclude rules for the state (phase, level, stages), resolves
+ * bottoms and tops by name (a top reused as its own bottom = in place), inserts Split layers
+ * where one top feeds several bottoms (as Caffe does, so layer and blob names match Caffe's),
+ * assigns loss weights, shares parameters by ParamSpec name, and works out which layers need
+ * backward (propagate_down, force_backward, lr_mult 0 = frozen).
+ *
+ * Ownership: crema_net_build copies the NetParameter it is given (after upgrading legacy
+ * forms); the net owns its layers, blobs and that copy; free with crema_net_free. */
+#ifndef CREMA_NET_NET_H
+#define CREMA_NET_NET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "layers/layer.h"
+#include "proto/crema.pb-c.h"
+#include "tensor/blob.h"
+
+typedef struct crema_net crema_net;
+
+typedef struct crema_net_options {
+  Crema__Phase phase;   /* which layers to include, and the layers' behaviour */
+  int level;            /* NetState level */
+  int n_stages;         /* NetState stages */
+  const char *const *stages;
+  uint64_t seed;        /* seeds every layer's RNG and filler */
+  const char *source;   /* file name used in error messages (may be NULL) */
+} crema_net_options;
+
+/* Builds a net; `param` is copied (the caller keeps ownership of its message). */
+int crema_net_build(const Crema__NetParameter *param, const crema_net_options *opt, crema_net **out,
+                    crema_error *err);
+/* Reads a prototxt (text, or binary by content) and builds it. */
+int crema_net_load(const char *path, const crema_net_options *opt, crema_net **out, crema_error *err);
+void crema_net_free(crema_net *net);
+
+/* Forward over all layers; *loss (may be NULL) gets the weighted sum of the loss tops. */
+int crema_net_forward(crema_net *net, float *loss, crema_error *err);
+int crema_net_forward_from_to(crema_net *net, int start, int end, crema_error *err);
+/* Backward over all layers that need it (seeds loss tops' diffs with their loss weights). */
+void crema_net_backward(crema_net *net);
+/* Reshapes every layer after input blobs changed shape. */
+int crema_net_reshape(crema_net *net, crema_error *err);
+
+/* Layers and blobs. */
+int crema_net_num_layers(const crema_net *net);
+crema_layer *crema_net_layer(const crema_net *net, int i);
+const char *crema_net_layer_name(const crema_net *net, int i);
+int crema_net_layer_index(const crema_net *net, const char *name); /* -1 if absent */
+int crema_net_num_blobs(const crema_net *net);
+crema_blob *crema_net_blob(const crema_net *net, int i);
+const char *crema_net_blob_name(const crema_net *net, int i);
+crema_blob *crema_net_blob_by_name(const crema_net *net, const char *name); /* NULL if absent */
+/* Tops of the net that no layer consumes (the net's outputs), and the Input layers' tops. */
+int crema_net_num_outputs(const crema_net *net);
+crema_blob *crema_net_output(const crema_net *net, int i);
+const char *crema_net_output_name(const crema_net *net, int i);
+float crema_net_output_loss_weight(const crema_net *net, int i);
+int crema_net_num_inputs(const crema_net *net);
+crema_blob *crema_net_input(const crema_net *net, int i);
+const char *crema_net_input_name(const crema_net *net, int i);
+/* Bottom/top blob ids of layer i (indices into the net's blob list). */
+int crema_net_layer_bottoms(const crema_net *net, int i, const int **ids);
+int crema_net_layer_tops(const crema_net *net, int i, const int **ids);
+bool crema_net_layer_needs_backward(const crema_net *net, int i);
+
+/* Learnable parameters, each once (shared parameters appear once, owned by their first
+ * layer), in net order: the solver iterates over these. */
+typedef struct crema_net_param {
+  crema_blob *blob;
+  float lr_mult, decay_mult;
+  int layer;        /* owning layer index */
+  int index;        /* blob index within that layer */
+} crema_net_param;
+int crema_net_num_params(const crema_net *net);
+const crema_net_param *crema_net_param_at(const crema_net *net, int i);
+
+/* The NetParameter the net was built from (after upgrade and filtering). */
+const Crema__NetParameter *crema_net_param_message(const crema_net *net);
+
+/* Weights. Copy-by-name: every layer of `weights` whose name matches a layer of the net has
+ * its blobs copied (shape checked: a mismatch names the layer and both shapes and tells the
+ * user to rename the layer to learn it from scratch). Reports copied / ignored / kept-filler
+ * layer names through the log. */
+int crema_net_copy_trained_layers(crema_net *net, const Crema__NetParameter *weights, crema_error *err);
+int crema_net_copy_trained_layers_from_file(crema_net *net, const char *caffemodel, crema_error *err);
+/* Net -> NetParameter with blobs (a caffemodel). Caller frees with
+ * crema__net_parameter__free_unpacked(msg, NULL)... see proto/io.h for the allocator rule. */
+int crema_net_to_proto(const crema_net *net, bool with_diff, Crema__NetParameter **out, crema_error *err);
+/* Writes a caffemodel atomically (temp file + rename). */
+int crema_net_save_weights(const crema_net *net, const char *path, crema_error *err);
+
+#endif

@@ -1,0 +1,124 @@
+#include "tensor/blob.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+crema_blob *crema_blob_new(void) { return calloc(1, sizeof(crema_blob)); }
+
+void crema_blob_free(crema_blob *b) {
+  if (!b) return;
+  crema_aligned_free(b->data);
+  crema_aligned_free(b->diff);
+  free(b);
+}
+
+int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_error *err) {
+  if (num_axes < 0 || num_axes > CREMA_MAX_AXES)
+    return crema_fail(err, "blob with %d axes: crema supports at most %d", num_axes, CREMA_MAX_AXES);
+  size_t count = 1;
+  for (int i = 0; i < num_axes; i++) {
+    if (shape[i] < 0) return crema_fail(err, "blob dimension %d is negative (%d)", i, shape[i]);
+    if (shape[i] && count > SIZE_MAX / sizeof(float) / (size_t)shape[i])
+      return crema_fail(err, "blob shape overflows: too many elements");
+    count *= (size_t)shape[i];
+  }
+  if (count > (size_t)INT32_MAX) return crema_fail(err, "blob of %zu elements exceeds 2^31-1", count);
+  if (count > b->capacity) {
+    float *data = crema_aligned_alloc(count * sizeof(float));
+    float *diff = crema_aligned_alloc(count * sizeof(float));
+    if (!data || !diff) {
+      crema_aligned_free(data);
+      crema_aligned_free(diff);
+      return crema_fail(err, "out of memory allocating a blob of %zu floats", count);
+    }
+    crema_aligned_free(b->data);
+    crema_aligned_free(b->diff);
+    b->data = data;
+    b->diff = diff;
+    b->capacity = count;
+  }
+  b->num_axes = num_axes;
+  for (int i = 0; i < num_axes; i++) b->shape[i] = shape[i];
+  b->count = count;
+  return 0;
+}
+
+int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *err) {
+  int dims[4] = {n, c, h, w}, k = 0;
+  while (k < 4 && dims[k] >= 0) k++;
+  return crema_blob_reshape(b, k, dims, err);
+}
+
+int crema_blob_reshape_like(crema_blob *b, const crema_blob *other, crema_error *err) {
+  return crema_blob_reshape(b, other->num_axes, other->shape, err);
+}
+
+size_t crema_blob_count_range(const crema_blob *b, int start, int end) {
+  size_t c = 1;
+  for (int i = start; i < end && i < b->num_axes; i++) c *= (size_t)b->shape[i];
+  return c;
+}
+
+int crema_blob_canonical_axis(const crema_blob *b, int axis, int *out, crema_error *err) {
+  if (axis < -b->num_axes || axis >= b->num_axes)
+    return crema_fail(err, "axis %d out of range for a blob with %d axes", axis, b->num_axes);
+  *out = axis < 0 ? axis + b->num_axes : axis;
+  return 0;
+}
+
+int crema_blob_legacy_dim(const crema_blob *b, int i) { return i < b->num_axes ? b->shape[i] : 1; }
+
+bool crema_blob_same_shape(const crema_blob *a, const crema_blob *b) {
+  if (a->num_axes != b->num_axes) return false;
+  for (int i = 0; i < a->num_axes; i++)
+    if (a->shape[i] != b->shape[i]) return false;
+  return true;
+}
+
+char *crema_blob_shape_string(const crema_blob *b, char *buf, size_t size) {
+  size_t n = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < b->num_axes && n < size; i++)
+    n += (size_t)snprintf(buf + n, size - n, "%d ", b->shape[i]);
+  if (n < size) snprintf(buf + n, size - n, "(%zu)", b->count);
+  return buf;
+}
+
+void crema_blob_zero_data(crema_blob *b) {
+  if (b->count) memset(b->data, 0, b->count * sizeof(float));
+}
+
+void crema_blob_zero_diff(crema_blob *b) {
+  if (b->count) memset(b->diff, 0, b->count * sizeof(float));
+}
+
+int crema_blob_copy_from(crema_blob *dst, const crema_blob *src, bool with_diff, crema_error *err) {
+  if (dst->count != src->count)
+    return crema_fail(err, "cannot copy a blob of %zu elements into one of %zu", src->count, dst->count);
+  if (src->count == 0) return 0;
+  memcpy(dst->data, src->data, src->count * sizeof(float));
+  if (with_diff) memcpy(dst->diff, src->diff, src->count * sizeof(float));
+  return 0;
+}
+
+static double sumsq(const float *x, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return s;
+}
+
+static double asum(const float *x, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += fabs((double)x[i]);
+  return s;
+}
+
+double crema_blob_sumsq_data(const crema_blob *b) { return sumsq(b->data, b->count); }
+double crema_blob_sumsq_diff(const crema_blob *b) { return sumsq(b->diff, b->count); }
+double crema_blob_asum_data(const crema_blob *b) { return asum(b->data, b->count); }
+double crema_blob_asum_diff(const crema_blob *b) { return asum(b->diff, b->count); }

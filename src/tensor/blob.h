@@ -1,0 +1,60 @@
+/* blob.h -- crema's N-d float tensor: a shape, `data`, and `diff` (the gradient).
+ *
+ * Like Caffe's Blob: up to CREMA_MAX_AXES axes, row-major (the last axis varies fastest).
+ * data and diff are 64-byte aligned and zero-filled when first allocated. Reshaping to a
+ * count no larger than the capacity reuses the buffers (no allocation), so a net whose
+ * shapes do not change allocates nothing after its first forward pass.
+ * One owner: whoever called crema_blob_new calls crema_blob_free. */
+#ifndef CREMA_TENSOR_BLOB_H
+#define CREMA_TENSOR_BLOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/error.h"
+
+#define CREMA_MAX_AXES 8
+
+typedef struct crema_blob {
+  int num_axes;
+  int shape[CREMA_MAX_AXES];
+  size_t count;    /* product of shape; 1 for a 0-axis (scalar) blob */
+  size_t capacity; /* elements allocated in data and diff */
+  float *data;
+  float *diff;
+} crema_blob;
+
+/* An empty blob (0 axes... count 0 until reshaped). NULL when out of memory. */
+crema_blob *crema_blob_new(void);
+void crema_blob_free(crema_blob *b);
+
+/* Reshapes to num_axes dims; grows the buffers when needed (new memory zeroed).
+ * Fails on a negative dim, too many axes, an overflowing count, or out of memory. */
+int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_error *err);
+/* Convenience: up to 4 dims; pass -1 for unused trailing dims (e.g. (n, c, -1, -1) = 2-d). */
+int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *err);
+int crema_blob_reshape_like(crema_blob *b, const crema_blob *other, crema_error *err);
+
+/* Product of shape[start..end). */
+size_t crema_blob_count_range(const crema_blob *b, int start, int end);
+/* Axis index allowing negatives (-1 = last). Fails when out of range. */
+int crema_blob_canonical_axis(const crema_blob *b, int axis, int *out, crema_error *err);
+/* Legacy 4-d accessors: dims past num_axes read as 1 (Caffe's LegacyShape). */
+int crema_blob_legacy_dim(const crema_blob *b, int i);
+
+bool crema_blob_same_shape(const crema_blob *a, const crema_blob *b);
+/* "20 1 5 5 (500)" into buf; returns buf. */
+char *crema_blob_shape_string(const crema_blob *b, char *buf, size_t size);
+
+void crema_blob_zero_data(crema_blob *b);
+void crema_blob_zero_diff(crema_blob *b);
+/* Copies data (and diff when with_diff) from src; shapes must have equal counts. */
+int crema_blob_copy_from(crema_blob *dst, const crema_blob *src, bool with_diff, crema_error *err);
+
+/* Sums used by solvers and diagnostics. */
+double crema_blob_sumsq_data(const crema_blob *b);
+double crema_blob_sumsq_diff(const crema_blob *b);
+double crema_blob_asum_data(const crema_blob *b);
+double crema_blob_asum_diff(const crema_blob *b);
+
+#endif

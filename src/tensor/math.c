@@ -1,0 +1,80 @@
+#include "tensor/math.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* Not declared in every cblas.h; present in every OpenBLAS. */
+extern char *openblas_get_corename(void);
+extern int openblas_get_num_threads(void);
+extern void openblas_set_num_threads(int);
+
+/* Below this many elements, thread start-up costs more than the loop. */
+#define PAR_MIN 32768
+
+void crema_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                const float *B, float beta, float *C) {
+  int lda = trans_a ? M : K, ldb = trans_b ? K : N;
+  crema_gemm_ld(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+}
+
+void crema_gemm_ld(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                   int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) { /* op(A)*op(B) is zero; BLAS may not touch C, so scale it here */
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void crema_gemv(bool trans_a, int M, int N, float alpha, const float *A, const float *x, float beta,
+                float *y) {
+  if (M <= 0 || N <= 0) return;
+  cblas_sgemv(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, M, N, alpha, A, N, x, 1, beta, y, 1);
+}
+
+void crema_axpy(size_t n, float alpha, const float *x, float *y) {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+void crema_axpby(size_t n, float alpha, const float *x, float beta, float *y) {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = alpha * x[i] + beta * y[i];
+}
+
+void crema_scal(size_t n, float alpha, float *x) {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) x[i] *= alpha;
+}
+
+void crema_set(size_t n, float value, float *x) {
+  if (value == 0.0f && !signbit(value)) {
+    memset(x, 0, n * sizeof(float));
+    return;
+  }
+  for (size_t i = 0; i < n; i++) x[i] = value;
+}
+
+void crema_copy(size_t n, const float *x, float *y) {
+  if (x != y && n) memcpy(y, x, n * sizeof(float));
+}
+
+float crema_dot(size_t n, const float *x, const float *y) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)x[i] * y[i];
+  return (float)s;
+}
+
+float crema_asum(size_t n, const float *x) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += fabs((double)x[i]);
+  return (float)s;
+}
+
+const char *crema_blas_corename(void) { return openblas_get_corename(); }
+int crema_blas_threads(void) { return openblas_get_num_threads(); }
+void crema_blas_set_threads(int n) { openblas_set_num_threads(n); }

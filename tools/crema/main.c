@@ -1,0 +1,47 @@
+/* main.c -- `crema COMMAND [FLAGS]`: dispatch to the subcommands, usage, --version. */
+#include <stdio.h>
+#include <string.h>
+
+#include "crema/commands.h"
+
+typedef struct command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    /* rows: {"name", crema_cmd_name, "one-line summary"}, in the order `crema --help` lists them */
+    {NULL, NULL, NULL},
+};
+
+static void usage(FILE *out) {
+  fprintf(out, "crema %s -- Caffe-compatible finetuning on the CPU\n\n"
+               "usage: crema COMMAND [FLAGS]   (crema COMMAND --help for its flags)\n\ncommands:\n",
+          CREMA_VERSION);
+  for (size_t i = 0; COMMANDS[i].name; i++)
+    fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    usage(stdout);
+    return 0;
+  }
+  if (!strcmp(cmd, "--version") || !strcmp(cmd, "-version") || !strcmp(cmd, "version")) {
+    printf("crema %s\n", CREMA_VERSION);
+    return 0;
+  }
+  for (size_t i = 0; COMMANDS[i].name; i++)
+    if (!strcmp(cmd, COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "error: unknown command \"%s\"; valid commands:", cmd);
+  for (size_t i = 0; COMMANDS[i].name; i++)
+    fprintf(stderr, "%s %s", i ? "," : "", COMMANDS[i].name);
+  fprintf(stderr, "\n");
+  return 2;
+}
