@@ -1,0 +1,39 @@
+#include "common/tool.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "tensor/math.h"
+
+static const char *best_coretype(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return NULL;
+}
+
+void crema_tool_init(int argc, char **argv) {
+  (void)argc;
+  if (getenv("OPENBLAS_CORETYPE") || getenv("CREMA_NO_REEXEC")) return;
+  const char *core = best_coretype();
+  if (!core) return;
+  const char *loaded = crema_blas_corename();
+  if (loaded && !strcasecmp(loaded, core)) return; /* OpenBLAS already chose it */
+  setenv("OPENBLAS_CORETYPE", core, 1);
+  setenv("CREMA_NO_REEXEC", "1", 1); /* re-exec at most once */
+  execv("/proc/self/exe", argv);
+  /* exec failed: carry on with the kernel we have. */
+}
+
+void crema_tool_log_blas(void) {
+  const char *env = getenv("OPENBLAS_CORETYPE");
+  CREMA_INFO("BLAS: OpenBLAS kernel %s, %d threads%s%s", crema_blas_corename(), crema_blas_threads(),
+             env ? ", OPENBLAS_CORETYPE=" : "", env ? env : "");
+}
