@@ -28,6 +28,5 @@ void crema_log_write(crema_log_level level, const char *file, int line, const ch
   va_end(ap);
   /* One fprintf per line so lines from different threads do not interleave. */
   fprintf(stderr, "%c%02d%02d %02d:%02d:%02d.%06ld %5d %s:%d] %s\n", severity[level], tm.tm_mon + 1,
-          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec, (int)getpid(), base, line,
-          msg);
+          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (long)tv.tv_usec, (int)getpid(), base, line, msg);
 }

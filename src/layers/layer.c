@@ -43,13 +43,13 @@ int crema_layer_create(const Crema__LayerParameter *param, Crema__Phase phase, u
 static int check_count(const crema_layer *l, const char *what, int n, int lo, int hi, crema_error *err) {
   if (n < lo || (hi >= 0 && n > hi)) {
     if (lo == hi)
-      return crema_fail(err, "layer \"%s\" (%s) takes %d %s blob(s), got %d", layer_name(l),
-                        l->ops->type, lo, what, n);
+      return crema_fail(err, "layer \"%s\" (%s) takes %d %s blob(s), got %d", layer_name(l), l->ops->type, lo,
+                        what, n);
     if (hi < 0)
       return crema_fail(err, "layer \"%s\" (%s) takes at least %d %s blob(s), got %d", layer_name(l),
                         l->ops->type, lo, what, n);
-    return crema_fail(err, "layer \"%s\" (%s) takes %d to %d %s blobs, got %d", layer_name(l),
-                      l->ops->type, lo, hi, what, n);
+    return crema_fail(err, "layer \"%s\" (%s) takes %d to %d %s blobs, got %d", layer_name(l), l->ops->type,
+                      lo, hi, what, n);
   }
   return 0;
 }
@@ -64,10 +64,10 @@ int crema_layer_setup(crema_layer *l, int n_bottom, crema_blob *const *bottom, i
     for (int t = 0; t < n_top; t++)
       for (int b = 0; b < n_bottom; b++)
         if (top[t] == bottom[b])
-          return crema_fail(err, "layer \"%s\" (%s) cannot run in place (top \"%s\" is also a bottom); "
-                                 "give the top its own name",
-                            layer_name(l), ops->type,
-                            (size_t)t < l->param->n_top ? l->param->top[t] : "?");
+          return crema_fail(err,
+                            "layer \"%s\" (%s) cannot run in place (top \"%s\" is also a bottom); "
+                            "give the top its own name",
+                            layer_name(l), ops->type, (size_t)t < l->param->n_top ? l->param->top[t] : "?");
   l->n_bottom = n_bottom;
   l->n_top = n_top;
   if (ops->setup && ops->setup(l, bottom, top, err))
@@ -77,15 +77,13 @@ int crema_layer_setup(crema_layer *l, int n_bottom, crema_blob *const *bottom, i
   return crema_layer_reshape(l, bottom, top, err);
 }
 
-int crema_layer_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
-                        crema_error *err) {
+int crema_layer_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   if (l->ops->reshape && l->ops->reshape(l, bottom, top, err))
     return crema_error_prefix(err, "layer \"%s\" (%s)", layer_name(l), l->ops->type);
   return 0;
 }
 
-int crema_layer_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
-                        crema_error *err) {
+int crema_layer_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   if (l->ops->forward(l, bottom, top, err))
     return crema_error_prefix(err, "layer \"%s\" (%s)", layer_name(l), l->ops->type);
   return 0;

@@ -90,10 +90,8 @@ int crema_layer_create(const Crema__LayerParameter *param, Crema__Phase phase, u
  * the layer's name and type. */
 int crema_layer_setup(crema_layer *l, int n_bottom, crema_blob *const *bottom, int n_top,
                       crema_blob *const *top, crema_error *err);
-int crema_layer_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
-                        crema_error *err);
-int crema_layer_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
-                        crema_error *err);
+int crema_layer_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err);
+int crema_layer_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err);
 void crema_layer_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                           crema_blob *const *bottom);
 void crema_layer_free(crema_layer *l);

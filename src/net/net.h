@@ -22,12 +22,12 @@
 typedef struct crema_net crema_net;
 
 typedef struct crema_net_options {
-  Crema__Phase phase;   /* which layers to include, and the layers' behaviour */
-  int level;            /* NetState level */
-  int n_stages;         /* NetState stages */
+  Crema__Phase phase; /* which layers to include, and the layers' behaviour */
+  int level;          /* NetState level */
+  int n_stages;       /* NetState stages */
   const char *const *stages;
-  uint64_t seed;        /* seeds every layer's RNG and filler */
-  const char *source;   /* file name used in error messages (may be NULL) */
+  uint64_t seed;      /* seeds every layer's RNG and filler */
+  const char *source; /* file name used in error messages (may be NULL) */
 } crema_net_options;
 
 /* Builds a net; `param` is copied (the caller keeps ownership of its message). */
@@ -72,8 +72,8 @@ bool crema_net_layer_needs_backward(const crema_net *net, int i);
 typedef struct crema_net_param {
   crema_blob *blob;
   float lr_mult, decay_mult;
-  int layer;        /* owning layer index */
-  int index;        /* blob index within that layer */
+  int layer; /* owning layer index */
+  int index; /* blob index within that layer */
 } crema_net_param;
 int crema_net_num_params(const crema_net *net);
 const crema_net_param *crema_net_param_at(const crema_net *net, int i);

@@ -67,8 +67,10 @@ int crema_fill(crema_blob *b, const Crema__FillerParameter *f, crema_rng *rng, c
       x[i] = (1.0f - fabsf(xx / fct - c)) * (1.0f - fabsf(yy / fct - c));
     }
   } else {
-    return crema_fail(err, "unknown filler type \"%s\" (known: constant, uniform, gaussian, "
-                           "positive_unitball, xavier, msra, bilinear)", type);
+    return crema_fail(err,
+                      "unknown filler type \"%s\" (known: constant, uniform, gaussian, "
+                      "positive_unitball, xavier, msra, bilinear)",
+                      type);
   }
   return 0;
 }

@@ -12,22 +12,22 @@ extern void openblas_set_num_threads(int);
 /* Below this many elements, thread start-up costs more than the loop. */
 #define PAR_MIN 32768
 
-void crema_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                const float *B, float beta, float *C) {
+void crema_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, const float *B,
+                float beta, float *C) {
   int lda = trans_a ? M : K, ldb = trans_b ? K : N;
   crema_gemm_ld(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
 }
 
-void crema_gemm_ld(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                   int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+void crema_gemm_ld(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) { /* op(A)*op(B) is zero; BLAS may not touch C, so scale it here */
     for (int i = 0; i < M; i++)
       for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
     return;
   }
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N,
+              K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void crema_gemv(bool trans_a, int M, int N, float alpha, const float *A, const float *x, float beta,

@@ -9,15 +9,15 @@
 #include <stddef.h>
 
 /* C (M x N) = alpha * op(A) (M x K) * op(B) (K x N) + beta * C; all row-major, packed. */
-void crema_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                const float *B, float beta, float *C);
+void crema_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, const float *B,
+                float beta, float *C);
 /* Same with explicit leading dimensions (row strides) for sub-matrices. */
-void crema_gemm_ld(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                   int lda, const float *B, int ldb, float beta, float *C, int ldc);
+void crema_gemm_ld(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                   const float *B, int ldb, float beta, float *C, int ldc);
 /* y = alpha * op(A) * x + beta * y, A is M x N row-major. */
 void crema_gemv(bool trans_a, int M, int N, float alpha, const float *A, const float *x, float beta,
                 float *y);
-void crema_axpy(size_t n, float alpha, const float *x, float *y);  /* y += alpha x */
+void crema_axpy(size_t n, float alpha, const float *x, float *y);              /* y += alpha x */
 void crema_axpby(size_t n, float alpha, const float *x, float beta, float *y); /* y = a x + b y */
 void crema_scal(size_t n, float alpha, float *x);
 void crema_set(size_t n, float value, float *x);

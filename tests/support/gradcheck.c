@@ -6,8 +6,13 @@
 #include <string.h>
 
 gradcheck_opts gradcheck_defaults(void) {
-  gradcheck_opts o = {.step = 1e-2f, .threshold = 1e-2f, .kink = 0.0f, .kink_range = -1.0f,
-                      .check_params = true, .max_per_blob = 0, .phase = CREMA__PHASE__TRAIN};
+  gradcheck_opts o = {.step = 1e-2f,
+                      .threshold = 1e-2f,
+                      .kink = 0.0f,
+                      .kink_range = -1.0f,
+                      .check_params = true,
+                      .max_per_blob = 0,
+                      .phase = CREMA__PHASE__TRAIN};
   return o;
 }
 
@@ -60,8 +65,8 @@ static void check_blob(checker *c, const char *what, int which, crema_blob *x, c
     double scale = fmax(1.0, fmax(fabs(a), fabs(numeric)));
     ck_assert_msg(fabs(a - numeric) <= o->threshold * scale,
                   "layer \"%s\" (%s): gradient of %s %d element %zu: analytic %.6g, numeric %.6g",
-                  c->layer->param->name ? c->layer->param->name : "", c->layer->ops->type, what, which, k,
-                  a, numeric);
+                  c->layer->param->name ? c->layer->param->name : "", c->layer->ops->type, what, which, k, a,
+                  numeric);
   }
 }
 

@@ -14,13 +14,13 @@
 #include "layers/layer.h"
 
 typedef struct gradcheck_opts {
-  float step;      /* finite-difference step h (default 1e-2) */
-  float threshold; /* allowed |analytic - numeric| / max(1, |analytic|, |numeric|) (default 1e-2) */
-  float kink;      /* skip elements whose bottom value is within kink_range of kink ... */
-  float kink_range;/* ... (for non-differentiable points such as ReLU's 0); < 0 = never skip */
-  bool check_params;   /* check parameter blobs too (default true) */
-  int max_per_blob;    /* check at most this many elements per blob, spread evenly (0 = all) */
-  Crema__Phase phase;  /* default TRAIN */
+  float step;         /* finite-difference step h (default 1e-2) */
+  float threshold;    /* allowed |analytic - numeric| / max(1, |analytic|, |numeric|) (default 1e-2) */
+  float kink;         /* skip elements whose bottom value is within kink_range of kink ... */
+  float kink_range;   /* ... (for non-differentiable points such as ReLU's 0); < 0 = never skip */
+  bool check_params;  /* check parameter blobs too (default true) */
+  int max_per_blob;   /* check at most this many elements per blob, spread evenly (0 = all) */
+  Crema__Phase phase; /* default TRAIN */
 } gradcheck_opts;
 
 /* Default options as described above. */

@@ -36,9 +36,12 @@ static int set_value(crema_flag *f, const char *v, crema_error *err) {
     break;
   }
   case CREMA_FLAG_BOOL:
-    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *(bool *)f->value = true;
-    else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) *(bool *)f->value = false;
-    else return crema_fail(err, "flag --%s expects true or false, got \"%s\"", f->name, v);
+    if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes"))
+      *(bool *)f->value = true;
+    else if (!strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no"))
+      *(bool *)f->value = false;
+    else
+      return crema_fail(err, "flag --%s expects true or false, got \"%s\"", f->name, v);
     break;
   }
   f->seen++;
