@@ -1,0 +1,21 @@
+/* AdaGrad: h += g^2; update = local_rate * g / (sqrt(h) + delta). */
+#include <math.h>
+#include <stddef.h>
+
+#include "solver/update.h"
+
+static void adagrad_compute(size_t n, float *diff, float *const *hist, float local_rate,
+                            const crema_update_hparams *hp, int iter) {
+  (void)iter;
+  float *h = hist[0];
+  const float delta = hp->delta;
+#pragma omp parallel for if (n > 32768)
+  for (size_t i = 0; i < n; i++) {
+    const float g = diff[i];
+    h[i] += g * g;
+    diff[i] = local_rate * (g / (sqrtf(h[i]) + delta));
+  }
+}
+
+const crema_update_rule crema_update_adagrad = {
+    .type = "AdaGrad", .n_history = 1, .compute = adagrad_compute};

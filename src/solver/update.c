@@ -1,0 +1,90 @@
+/* update.c -- the shared steps of every rule (normalize, regularize, clip, apply) and the
+ * type-name table. The rules themselves live in sgd.c, nesterov.c, adagrad.c, rmsprop.c,
+ * adadelta.c and adam.c. */
+#include "solver/update.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+/* Element-wise loops below this size stay on one thread (threading costs more than it saves). */
+#define PAR_MIN 32768
+
+static const crema_update_rule *const RULES[] = {
+    &crema_update_sgd,     &crema_update_nesterov, &crema_update_adagrad,
+    &crema_update_rmsprop, &crema_update_adadelta, &crema_update_adam,
+};
+
+const crema_update_rule *crema_update_rule_lookup(const char *type) {
+  if (!type) return NULL;
+  for (size_t i = 0; i < CREMA_ARRAY_LEN(RULES); i++)
+    if (!strcmp(RULES[i]->type, type)) return RULES[i];
+  return NULL;
+}
+
+const char *crema_update_rule_names(void) { return "SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam"; }
+
+void crema_update_normalize(size_t n, float *diff, int iter_size) {
+  if (iter_size <= 1) return;
+  const float s = 1.0f / (float)iter_size;
+#pragma omp parallel for if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++) diff[i] *= s;
+}
+
+void crema_update_regularize(size_t n, const float *data, float *diff, float decay,
+                             crema_regularization type) {
+  if (decay == 0.0f) return;
+  if (type == CREMA_REG_L2) {
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) diff[i] += decay * data[i];
+  } else {
+    /* Caffe's sign: +1, -1, or 0 for exactly 0. */
+#pragma omp parallel for if (n > PAR_MIN)
+    for (size_t i = 0; i < n; i++) diff[i] += decay * (float)((data[i] > 0.0f) - (data[i] < 0.0f));
+  }
+}
+
+float crema_update_clip_scale(double sumsq, float clip) {
+  if (clip < 0.0f) return 1.0f;
+  const float norm = (float)sqrt(sumsq);
+  if (norm <= clip) return 1.0f;
+  return clip / norm;
+}
+
+void crema_update_apply(size_t n, float *data, const float *diff) {
+#pragma omp parallel for if (n > PAR_MIN)
+  for (size_t i = 0; i < n; i++) data[i] -= diff[i];
+}
+
+double crema_update_grad_sumsq(const crema_update_param *p, int n_params) {
+  double total = 0.0;
+  for (int k = 0; k < n_params; k++) {
+    const float *d = p[k].diff;
+    const size_t n = p[k].n;
+    double s = 0.0;
+    /* A fixed reduction order per element count keeps the sum identical from run to run. */
+    for (size_t i = 0; i < n; i++) s += (double)d[i] * d[i];
+    total += s;
+  }
+  return total;
+}
+
+void crema_update_step(const crema_update_config *c, crema_update_param *p, int n_params, double sumsq,
+                       float rate, int iter, float *clip_scale) {
+  const float scale = crema_update_clip_scale(sumsq, c->clip_gradients);
+  if (clip_scale) *clip_scale = scale;
+  for (int k = 0; k < n_params; k++) {
+    crema_update_param *q = &p[k];
+    if (q->lr_mult == 0.0f) continue; /* frozen */
+    if (scale != 1.0f) {
+      float *d = q->diff;
+#pragma omp parallel for if (q->n > PAR_MIN)
+      for (size_t i = 0; i < q->n; i++) d[i] *= scale;
+    }
+    crema_update_normalize(q->n, q->diff, c->iter_size);
+    crema_update_regularize(q->n, q->data, q->diff, c->weight_decay * q->decay_mult, c->regularization);
+    c->rule->compute(q->n, q->diff, q->hist, rate * q->lr_mult, &c->hp, iter);
+    crema_update_apply(q->n, q->data, q->diff);
+  }
+}
