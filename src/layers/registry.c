@@ -7,15 +7,23 @@
 #include "layers/layer.h"
 
 /* ---- data and inputs (declarations) */
+extern const crema_layer_ops crema_input_ops, crema_dummy_data_ops;
 /* ---- vision: convolution, pooling, inner product, LRN (declarations) */
 /* ---- activations, per-element and normalisation layers (declarations) */
 /* ---- losses, softmax, accuracy, structural layers (declarations) */
+extern const crema_layer_ops crema_softmax_ops, crema_softmax_loss_ops, crema_euclidean_loss_ops,
+    crema_sigmoid_cross_entropy_loss_ops, crema_accuracy_ops, crema_concat_ops, crema_slice_ops, crema_split_ops,
+    crema_eltwise_ops, crema_flatten_ops, crema_reshape_ops, crema_silence_ops, crema_argmax_ops;
 
 static const crema_layer_ops *const REGISTRY[] = {
     /* ---- data and inputs (rows) */
+    &crema_input_ops, &crema_dummy_data_ops,
     /* ---- vision (rows) */
     /* ---- activations (rows) */
     /* ---- losses and structure (rows) */
+    &crema_softmax_ops, &crema_softmax_loss_ops, &crema_euclidean_loss_ops, &crema_sigmoid_cross_entropy_loss_ops,
+    &crema_accuracy_ops, &crema_concat_ops, &crema_slice_ops, &crema_split_ops, &crema_eltwise_ops,
+    &crema_flatten_ops, &crema_reshape_ops, &crema_silence_ops, &crema_argmax_ops,
     NULL, /* keeps the array non-empty while layers are being added */
 };
 

@@ -1,0 +1,165 @@
+/* Eltwise: element-wise PROD, SUM (with optional per-bottom `coeff`, default 1) or MAX of two
+ * or more bottoms of identical shape.
+ * Backward: SUM -> coeff_i * top_diff; MAX -> top_diff where bottom i held the maximum (ties
+ * resolved as Caffe: between bottoms 0 and 1 bottom 1 wins, a later bottom wins only when
+ * strictly larger); PROD -> top_diff * product of the other bottoms,
+ * computed directly when stable_prod_grad (default) or as top / bottom_i otherwise. */
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "layers/loss_common.h"
+
+typedef struct eltwise_state {
+  Crema__EltwiseParameter__EltwiseOp op;
+  bool stable_prod_grad;
+  float *coeff; /* one per bottom */
+  int *mask;    /* MAX: which bottom won each element, grow-only */
+  size_t mask_capacity;
+} eltwise_state;
+
+static int eltwise_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                         crema_error *err) {
+  (void)bottom;
+  (void)top;
+  eltwise_state *s = calloc(1, sizeof *s);
+  if (!s) return crema_fail(err, "out of memory");
+  l->state = s;
+  const Crema__EltwiseParameter *ep = l->param->eltwise_param;
+  s->op = ep ? ep->operation : CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM;
+  s->stable_prod_grad = ep ? ep->stable_prod_grad : true;
+  if (s->op != CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD &&
+      s->op != CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM &&
+      s->op != CREMA__ELTWISE_PARAMETER__ELTWISE_OP__MAX)
+    return crema_fail(err, "eltwise_param operation %d is unknown; use PROD, SUM or MAX", (int)s->op);
+  size_t n_coeff = ep ? ep->n_coeff : 0;
+  if (n_coeff && n_coeff != (size_t)l->n_bottom)
+    return crema_fail(err, "eltwise_param has %zu coeff values for %d bottoms; give one per bottom", n_coeff,
+                      l->n_bottom);
+  if (n_coeff && s->op != CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM)
+    return crema_fail(err, "eltwise_param coeff is only allowed with operation SUM");
+  if (!(s->coeff = malloc((size_t)l->n_bottom * sizeof *s->coeff))) return crema_fail(err, "out of memory");
+  for (int i = 0; i < l->n_bottom; i++) s->coeff[i] = n_coeff ? ep->coeff[i] : 1.0f;
+  return 0;
+}
+
+static int eltwise_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                           crema_error *err) {
+  eltwise_state *s = l->state;
+  char a[256], b[256];
+  for (int i = 1; i < l->n_bottom; i++)
+    if (!crema_blob_same_shape(bottom[0], bottom[i]))
+      return crema_fail(
+          err, "bottom 0 has shape %s but bottom %d has shape %s; all bottoms must have the same shape",
+          crema_blob_shape_string(bottom[0], a, sizeof a), i,
+          crema_blob_shape_string(bottom[i], b, sizeof b));
+  if (s->op == CREMA__ELTWISE_PARAMETER__ELTWISE_OP__MAX && bottom[0]->count > s->mask_capacity) {
+    int *mask = realloc(s->mask, bottom[0]->count * sizeof *mask);
+    if (!mask) return crema_fail(err, "out of memory");
+    s->mask = mask;
+    s->mask_capacity = bottom[0]->count;
+  }
+  return crema_blob_reshape_like(top[0], bottom[0], err);
+}
+
+static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                           crema_error *err) {
+  (void)err;
+  eltwise_state *s = l->state;
+  const size_t n = top[0]->count;
+  const int nb = l->n_bottom;
+  float *y = top[0]->data;
+  switch (s->op) {
+  case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD:
+#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+    for (size_t k = 0; k < n; k++) {
+      float p = bottom[0]->data[k];
+      for (int i = 1; i < nb; i++) p *= bottom[i]->data[k];
+      y[k] = p;
+    }
+    break;
+  case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM:
+#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+    for (size_t k = 0; k < n; k++) {
+      float sum = 0.0f;
+      for (int i = 0; i < nb; i++) sum += s->coeff[i] * bottom[i]->data[k];
+      y[k] = sum;
+    }
+    break;
+  default: /* MAX */
+#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+    for (size_t k = 0; k < n; k++) {
+      /* Caffe's order: bottom 0 wins over 1 only when strictly larger, later ones likewise. */
+      float m = bottom[0]->data[k] > bottom[1]->data[k] ? bottom[0]->data[k] : bottom[1]->data[k];
+      int arg = bottom[0]->data[k] > bottom[1]->data[k] ? 0 : 1;
+      for (int i = 2; i < nb; i++)
+        if (bottom[i]->data[k] > m) {
+          m = bottom[i]->data[k];
+          arg = i;
+        }
+      y[k] = m;
+      s->mask[k] = arg;
+    }
+    break;
+  }
+  return 0;
+}
+
+static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                             crema_blob *const *bottom) {
+  eltwise_state *s = l->state;
+  const size_t n = top[0]->count;
+  const int nb = l->n_bottom;
+  const float *dy = top[0]->diff, *y = top[0]->data;
+  for (int i = 0; i < nb; i++) {
+    if (!propagate_down[i]) continue;
+    float *dx = bottom[i]->diff;
+    const float *x = bottom[i]->data;
+    switch (s->op) {
+    case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD:
+      if (s->stable_prod_grad) {
+#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+        for (size_t k = 0; k < n; k++) {
+          float p = 1.0f;
+          for (int j = 0; j < nb; j++)
+            if (j != i) p *= bottom[j]->data[k];
+          dx[k] = p * dy[k];
+        }
+      } else {
+#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+        for (size_t k = 0; k < n; k++) dx[k] = y[k] / x[k] * dy[k];
+      }
+      break;
+    case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM: {
+      const float c = s->coeff[i];
+#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+      for (size_t k = 0; k < n; k++) dx[k] = c * dy[k];
+      break;
+    }
+    default: /* MAX */
+#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+      for (size_t k = 0; k < n; k++) dx[k] = s->mask[k] == i ? dy[k] : 0.0f;
+      break;
+    }
+  }
+}
+
+static void eltwise_free(crema_layer *l) {
+  eltwise_state *s = l->state;
+  if (!s) return;
+  free(s->coeff);
+  free(s->mask);
+  free(s);
+}
+
+const crema_layer_ops crema_eltwise_ops = {
+    .type = "Eltwise",
+    .min_bottoms = 2,
+    .max_bottoms = -1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .setup = eltwise_setup,
+    .reshape = eltwise_reshape,
+    .forward = eltwise_forward,
+    .backward = eltwise_backward,
+    .free_state = eltwise_free,
+};
