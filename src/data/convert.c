@@ -1,0 +1,241 @@
+#include "data/convert.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/datum.h"
+#include "data/image.h"
+#include "data/list_file.h"
+#include "data/lmdb_db.h"
+
+/* What one worker produced for one line. */
+typedef struct line_result {
+  crema_bytes record; /* serialized Datum */
+  int ok;
+  int channels, height, width; /* of raw datums, for check_size */
+  crema_error why;             /* when !ok */
+} line_result;
+
+/* Lower-case extension of a file name ("" when none). */
+static void extension(const char *path, char *out, size_t size) {
+  const char *slash = strrchr(path, '/');
+  const char *dot = strrchr(path, '.');
+  out[0] = '\0';
+  if (!dot || (slash && dot < slash)) return;
+  size_t i = 0;
+  for (const char *p = dot + 1; *p && i + 1 < size; p++) out[i++] = (char)tolower((unsigned char)*p);
+  out[i] = '\0';
+}
+
+static bool same_encoding(const char *ext, const char *enc) {
+  if (!strcasecmp(ext, enc)) return true;
+  bool ext_jpg = !strcmp(ext, "jpg") || !strcmp(ext, "jpeg");
+  bool enc_jpg = !strcasecmp(enc, "jpg") || !strcasecmp(enc, "jpeg");
+  return ext_jpg && enc_jpg;
+}
+
+static void convert_line(const crema_convert_options *o, const char *file, int label, bool encoded,
+                         line_result *r) {
+  r->ok = 0;
+  char path[4096];
+  int pn = snprintf(path, sizeof path, "%s%s", o->root ? o->root : "", file);
+  if (pn < 0 || (size_t)pn >= sizeof path) {
+    crema_fail(&r->why, "path too long");
+    return;
+  }
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  crema_image img = {0}, resized = {0};
+  uint8_t *encoded_bytes = NULL;
+  if (crema_read_file_bytes(path, &bytes, &len, &r->why)) return;
+  const crema_image_mode mode = o->gray ? CREMA_IMAGE_GRAY : CREMA_IMAGE_COLOR;
+  if (crema_image_decode(bytes, len, mode, path, &img, &r->why)) goto done;
+  const bool resize = o->resize_width > 0 && o->resize_height > 0;
+  if (resize) {
+    if (crema_image_resize(&img, o->resize_width, o->resize_height, &resized, &r->why)) goto done;
+    crema_image_free(&img);
+    img = resized;
+  }
+  if (encoded) {
+    char ext[16], enc[16];
+    extension(file, ext, sizeof ext);
+    if (o->encode_type && *o->encode_type)
+      snprintf(enc, sizeof enc, "%s", o->encode_type);
+    else if (*ext)
+      snprintf(enc, sizeof enc, "%s", ext);
+    else {
+      crema_fail(&r->why, "%s: cannot guess the encoding from the file name; pass --encode_type=png or jpg",
+                 path);
+      goto done;
+    }
+    const int native = crema_image_native_channels(bytes, len);
+    if (!resize && same_encoding(ext, enc) && native == img.channels) {
+      if (crema_datum_serialize_encoded(bytes, len, label, &r->record, &r->why)) goto done;
+    } else {
+      size_t elen;
+      if (crema_image_encode(&img, enc, &encoded_bytes, &elen, &r->why) ||
+          crema_datum_serialize_encoded(encoded_bytes, elen, label, &r->record, &r->why)) {
+        crema_error_prefix(&r->why, "%s", path);
+        goto done;
+      }
+    }
+  } else {
+    /* The datum's data is the channels-first copy; stage it at the end of the record buffer
+     * region we already own to avoid a second allocation per line. */
+    const size_t n = (size_t)img.channels * img.height * img.width;
+    uint8_t *chw = malloc(n);
+    if (!chw) {
+      crema_fail(&r->why, "%s: out of memory", path);
+      goto done;
+    }
+    crema_image_to_chw_bgr(&img, chw);
+    int rc = crema_datum_serialize_raw(chw, img.channels, img.height, img.width, label, &r->record, &r->why);
+    free(chw);
+    if (rc) goto done;
+  }
+  r->channels = img.channels;
+  r->height = img.height;
+  r->width = img.width;
+  r->ok = 1;
+done:
+  free(encoded_bytes);
+  crema_image_free(&img);
+  free(bytes);
+}
+
+/* Removes an LMDB directory we created (data.mdb, lock.mdb, the folder). */
+static void remove_db_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d) {
+    const struct dirent *e;
+    while ((e = readdir(d))) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+      char p[8192];
+      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+      unlink(p);
+    }
+    closedir(d);
+  }
+  rmdir(dir);
+}
+
+int crema_convert_imageset(const crema_convert_options *o, crema_convert_result *res, crema_error *err) {
+  memset(res, 0, sizeof *res);
+  if (o->backend && *o->backend && strcasecmp(o->backend, "lmdb")) {
+    if (!strcasecmp(o->backend, "leveldb"))
+      return crema_fail(err, "backend leveldb is not supported, use lmdb (--backend=lmdb, Caffe's default)");
+    return crema_fail(err, "unknown backend \"%s\"; use lmdb", o->backend);
+  }
+  struct stat st;
+  if (stat(o->db_path, &st) == 0)
+    return crema_fail(
+        err,
+        "output \"%s\" already exists; remove it or choose another name (crema never overwrites "
+        "a data set)",
+        o->db_path);
+  const bool encoded = o->encoded || (o->encode_type && *o->encode_type);
+  if (o->encode_type && *o->encode_type && strcasecmp(o->encode_type, "png") &&
+      strcasecmp(o->encode_type, "jpg") && strcasecmp(o->encode_type, "jpeg"))
+    return crema_fail(err, "--encode_type=%s is not supported: use png or jpg", o->encode_type);
+
+  crema_image_list list;
+  if (crema_image_list_read(o->list_file, &list, err)) return -1;
+  res->lines = list.count;
+  if (list.count > 99999999u) {
+    crema_image_list_free(&list);
+    return crema_fail(err, "%s: %zu lines; keys hold at most 8 digits", o->list_file, list.count);
+  }
+  uint32_t *order = malloc(sizeof *order * list.count);
+  if (!order) {
+    crema_image_list_free(&list);
+    return crema_fail(err, "out of memory");
+  }
+  for (size_t i = 0; i < list.count; i++) order[i] = (uint32_t)i;
+  if (o->shuffle) crema_shuffle_indices(order, list.count, o->seed, 0);
+
+  /* "out/" and "out" name the same data set; the partial one sits beside it. */
+  char dest[4096], tmp[4200];
+  snprintf(dest, sizeof dest, "%s", o->db_path);
+  for (size_t dl = strlen(dest); dl > 1 && dest[dl - 1] == '/'; dl--) dest[dl - 1] = '\0';
+  snprintf(tmp, sizeof tmp, "%s.partial-%ld", dest, (long)getpid());
+  crema_lmdb_writer *w = NULL;
+  const int threads = omp_get_max_threads();
+  const size_t chunk = (size_t)(threads > 0 ? threads : 1) * 32;
+  line_result *results = calloc(chunk, sizeof *results);
+  crema_bytes key = {0};
+  int rc = 0;
+  if (!results) {
+    rc = crema_fail(err, "out of memory");
+    goto out;
+  }
+  if (crema_lmdb_create(tmp, o->initial_map_bytes, &w, err)) {
+    rc = -1;
+    goto out;
+  }
+  size_t expect_size = 0;
+  for (size_t start = 0; start < list.count && rc == 0; start += chunk) {
+    const size_t n = list.count - start < chunk ? list.count - start : chunk;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t i = 0; i < n; i++) {
+      const crema_list_entry *e = &list.entries[order[start + i]];
+      convert_line(o, e->path, e->label, encoded, &results[i]);
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+      const size_t line_id = start + i;
+      const crema_list_entry *e = &list.entries[order[line_id]];
+      line_result *r = &results[i];
+      if (!r->ok) {
+        res->skipped++;
+        if (o->skipped) o->skipped(o->ctx, e->path, r->why.msg);
+        continue;
+      }
+      if (o->check_size && !encoded) {
+        size_t sz = (size_t)r->channels * r->height * r->width;
+        if (!expect_size)
+          expect_size = sz;
+        else if (sz != expect_size) {
+          rc = crema_fail(err,
+                          "%s: %d x %d x %d does not match the first image's size (%zu values); resize with "
+                          "--resize_width/--resize_height or drop --check_size",
+                          e->path, r->channels, r->height, r->width, expect_size);
+          break;
+        }
+      }
+      size_t klen = strlen(e->path) + 10;
+      if (crema_bytes_reserve(&key, klen, err)) {
+        rc = -1;
+        break;
+      }
+      int kn = snprintf((char *)key.data, klen, "%08zu_%s", line_id, e->path);
+      rc = crema_lmdb_put(w, key.data, (size_t)kn, r->record.data, r->record.len, err);
+      if (rc == 0) res->written++;
+    }
+    if (rc == 0 && o->progress) o->progress(o->ctx, start + n, list.count);
+  }
+  if (rc == 0) rc = crema_lmdb_commit(w, err);
+  if (rc == 0) {
+    res->map_growths = crema_lmdb_map_growths(w);
+    rc = crema_lmdb_writer_close(w, err);
+    w = NULL;
+  }
+  if (rc == 0 && rename(tmp, dest) != 0)
+    rc = crema_fail(err, "cannot move the finished data set to \"%s\": %s", dest, strerror(errno));
+out:
+  if (w) crema_lmdb_writer_abort(w);
+  if (rc) remove_db_dir(tmp);
+  if (results)
+    for (size_t i = 0; i < chunk; i++) crema_bytes_free(&results[i].record);
+  free(results);
+  crema_bytes_free(&key);
+  free(order);
+  crema_image_list_free(&list);
+  return rc;
+}

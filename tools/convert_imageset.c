@@ -1,0 +1,112 @@
+/* convert_imageset -- a folder of images and a "<path> <label>" list -> an LMDB of Datums,
+ * with Caffe's flags, defaults, keys and record layout (see src/data/convert.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "common/flags.h"
+#include "common/progress.h"
+#include "common/tool.h"
+#include "data/convert.h"
+
+static const char USAGE[] =
+    "Converts a set of images to the lmdb format used as input for Caffe and crema.\n"
+    "Usage:\n"
+    "    convert_imageset [FLAGS] ROOTFOLDER/ LISTFILE DB_NAME\n"
+    "LISTFILE has one \"<path> <label>\" per line; paths are relative to ROOTFOLDER/\n"
+    "(joined as written) and may contain spaces. DB_NAME must not exist.\n";
+
+static void on_progress(void *ctx, size_t done, size_t total) {
+  crema_progress *p = ctx;
+  p->total = total;
+  crema_progress_update(p, done);
+}
+
+static void on_skip(void *ctx, const char *path, const char *reason) {
+  (void)ctx;
+  (void)path;
+  CREMA_WARN("skipped: %s", reason);
+}
+
+int main(int argc, char **argv) {
+  crema_tool_init(argc, argv);
+  bool gray = false, shuffle = false, check_size = false, encoded = false;
+  const char *backend = "lmdb", *encode_type = "";
+  long resize_width = 0, resize_height = 0, seed = 0;
+  crema_flag flags[] = {
+      {"gray", CREMA_FLAG_BOOL, &gray, "When this option is on, treat images as grayscale ones", 0},
+      {"shuffle", CREMA_FLAG_BOOL, &shuffle, "Randomly shuffle the order of images and their labels", 0},
+      {"seed", CREMA_FLAG_INT, &seed, "Seed of the shuffle (the same seed gives the same order)", 0},
+      {"backend", CREMA_FLAG_STRING, &backend,
+       "The backend {lmdb} for storing the result (leveldb: not supported)", 0},
+      {"resize_width", CREMA_FLAG_INT, &resize_width, "Width images are resized to (with resize_height)", 0},
+      {"resize_height", CREMA_FLAG_INT, &resize_height, "Height images are resized to (with resize_width)",
+       0},
+      {"check_size", CREMA_FLAG_BOOL, &check_size,
+       "When this option is on, check that all the datum have the same size", 0},
+      {"encoded", CREMA_FLAG_BOOL, &encoded,
+       "When this option is on, the encoded image will be save in datum", 0},
+      {"encode_type", CREMA_FLAG_STRING, &encode_type,
+       "Optional: What type should we encode the image as ('png','jpg')", 0},
+  };
+  const int n_flags = (int)(sizeof flags / sizeof flags[0]);
+  char *pos[3];
+  int n_pos = 0;
+  crema_error err = {{0}};
+  int rc = crema_flags_parse(argc, argv, 1, flags, n_flags, pos, 3, &n_pos, &err);
+  if (rc == 1 || (rc == 0 && n_pos != 3)) {
+    fputs(USAGE, rc == 1 ? stdout : stderr);
+    crema_flags_print(rc == 1 ? stdout : stderr, flags, n_flags);
+    return rc == 1 ? 0 : 1;
+  }
+  if (rc) {
+    fprintf(stderr, "error: %s\n", err.msg);
+    return 1;
+  }
+  if (resize_width < 0 || resize_height < 0 || resize_width > 65535 || resize_height > 65535) {
+    fprintf(stderr, "error: --resize_width and --resize_height must be between 0 and 65535\n");
+    return 1;
+  }
+  if (*encode_type && !encoded) CREMA_INFO("encode_type specified, assuming encoded=true.");
+
+  crema_progress prog;
+  crema_progress_start(&prog, "convert_imageset", "images", 0);
+  crema_convert_options o = {
+      .root = pos[0],
+      .list_file = pos[1],
+      .db_path = pos[2],
+      .backend = backend,
+      .gray = gray,
+      .shuffle = shuffle,
+      .seed = (uint64_t)seed,
+      .check_size = check_size,
+      .encoded = encoded,
+      .encode_type = encode_type,
+      .resize_width = (int)resize_width,
+      .resize_height = (int)resize_height,
+      .progress = on_progress,
+      .skipped = on_skip,
+      .ctx = &prog,
+  };
+  crema_convert_result res;
+  CREMA_INFO("Converting images listed in %s (root %s) into %s%s", o.list_file, o.root, o.db_path,
+             shuffle ? ", shuffled" : "");
+  /* The total is known once the list is read; start with 0 and let the first update fix it. */
+  prog.total = 0;
+  if (crema_convert_imageset(&o, &res, &err)) {
+    if (prog.drawn) fputc('\n', stderr);
+    fprintf(stderr, "error: %s\n", err.msg);
+    return 1;
+  }
+  double secs = crema_progress_finish(&prog, res.lines);
+  CREMA_INFO("A total of %zu images: %zu written, %zu skipped (%.1f s, %.1f images/s) -> %s", res.lines,
+             res.written, res.skipped, secs, secs > 0 ? res.lines / secs : 0.0, o.db_path);
+  printf("%zu written, %zu skipped\n", res.written, res.skipped);
+  if (res.written == 0) {
+    fprintf(stderr, "error: none of the %zu images could be read; check ROOTFOLDER/ and the paths in %s\n",
+            res.lines, o.list_file);
+    return 1;
+  }
+  return 0;
+}
