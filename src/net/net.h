@@ -40,8 +40,16 @@ void crema_net_free(crema_net *net);
 /* Forward over all layers; *loss (may be NULL) gets the weighted sum of the loss tops. */
 int crema_net_forward(crema_net *net, float *loss, crema_error *err);
 int crema_net_forward_from_to(crema_net *net, int start, int end, crema_error *err);
-/* Backward over all layers that need it (seeds loss tops' diffs with their loss weights). */
+/* Backward over all layers that need it (seeds loss tops' diffs with their loss weights).
+ * Parameter diffs ACCUMULATE (+=): zero them first with crema_net_clear_param_diffs. */
 void crema_net_backward(crema_net *net);
+/* Backward over layers start down to end (inclusive, start >= end), as Caffe's
+ * BackwardFromTo; loss tops are seeded first. */
+void crema_net_backward_from_to(crema_net *net, int start, int end);
+/* Zeroes the diff of every learnable parameter (once per iteration, before backward). */
+void crema_net_clear_param_diffs(crema_net *net);
+/* The weighted loss of the last forward pass: sum over loss tops of weight * sum(top). */
+float crema_net_current_loss(const crema_net *net);
 /* Reshapes every layer after input blobs changed shape. */
 int crema_net_reshape(crema_net *net, crema_error *err);
 
@@ -66,6 +74,14 @@ const char *crema_net_input_name(const crema_net *net, int i);
 int crema_net_layer_bottoms(const crema_net *net, int i, const int **ids);
 int crema_net_layer_tops(const crema_net *net, int i, const int **ids);
 bool crema_net_layer_needs_backward(const crema_net *net, int i);
+bool crema_net_bottom_needs_backward(const crema_net *net, int i, int bottom);
+/* The message layer i was built from (Split layers included; borrowed). */
+const Crema__LayerParameter *crema_net_layer_param(const crema_net *net, int i);
+/* Loss weight of blob i (0 for blobs that are not losses); whether any gradient reaches it. */
+float crema_net_blob_loss_weight(const crema_net *net, int i);
+bool crema_net_blob_needs_backward(const crema_net *net, int i);
+Crema__Phase crema_net_phase(const crema_net *net);
+const char *crema_net_name(const crema_net *net);
 
 /* Learnable parameters, each once (shared parameters appear once, owned by their first
  * layer), in net order: the solver iterates over these. */
@@ -87,10 +103,20 @@ const Crema__NetParameter *crema_net_param_message(const crema_net *net);
  * layer names through the log. */
 int crema_net_copy_trained_layers(crema_net *net, const Crema__NetParameter *weights, crema_error *err);
 int crema_net_copy_trained_layers_from_file(crema_net *net, const char *caffemodel, crema_error *err);
-/* Net -> NetParameter with blobs (a caffemodel). Caller frees with
- * crema__net_parameter__free_unpacked(msg, NULL)... see proto/io.h for the allocator rule. */
+/* Net -> NetParameter with blobs (a caffemodel): the layers as built (phase filled in), without
+ * the inserted Split layers, each with its parameter blobs (and diffs when with_diff).
+ * Caller frees with crema_message_free. */
 int crema_net_to_proto(const crema_net *net, bool with_diff, Crema__NetParameter **out, crema_error *err);
 /* Writes a caffemodel atomically (temp file + rename). */
 int crema_net_save_weights(const crema_net *net, const char *path, crema_error *err);
+
+/* Fills every parameter with seeded values that keep a deep net's activations in range,
+ * whatever its fillers say (deploy nets have none): He-normal weights (std sqrt(2/fan_in)),
+ * biases U(-0.1, 0.1); BatchNorm mean U(-0.1, 0.1), variance U(0.5, 1.5), factor 1; Scale
+ * U(0.5, 1.5) and its bias U(-0.1, 0.1); PReLU slopes 0.25. Shared blobs are filled once. */
+void crema_net_fill_random_weights(crema_net *net, uint64_t seed);
+
+/* The per-layer RNG seed: splitmix64 of the net's seed and the layer's position. */
+uint64_t crema_net_layer_seed(uint64_t seed, uint64_t index);
 
 #endif

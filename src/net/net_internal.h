@@ -1,0 +1,57 @@
+/* net_internal.h -- the Net's private data, shared by the files of src/net only. */
+#ifndef CREMA_NET_NET_INTERNAL_H
+#define CREMA_NET_NET_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "net/net.h"
+
+typedef struct net_layer {
+  crema_layer *layer;
+  /* The layer's message: borrowed from net->param, or owned (a Split layer, or a copy whose
+   * bottoms were renamed to split outputs). */
+  Crema__LayerParameter *param;
+  bool param_owned;
+  int orig; /* index into net->param->layer; -1 for an inserted Split */
+  int n_bottom, n_top;
+  int *bottom_ids, *top_ids;
+  crema_blob **bottoms, **tops;
+  bool *bottom_need_backward;
+  bool need_backward;
+} net_layer;
+
+/* A named (ParamSpec.name) parameter and whether its multipliers were set explicitly. */
+typedef struct named_param {
+  const char *name; /* borrowed from the owning layer's ParamSpec */
+  int param;        /* index into net->params */
+  bool has_lr, has_decay;
+} named_param;
+
+struct crema_net {
+  Crema__NetParameter *param;         /* upgraded, filtered copy (owned); layers hold no blobs */
+  int *orig_index;                    /* filtered layer -> index in the prototxt as given */
+  Crema__LayerParameter **init_blobs; /* blobs found in the message, until copied in */
+  char *source;
+  Crema__Phase phase;
+  int n_layers;
+  net_layer *layers;
+  int n_blobs, cap_blobs;
+  crema_blob **blobs;
+  char **blob_names;
+  bool *blob_need_backward;
+  bool *blob_available; /* build-time: produced and not yet consumed */
+  float *blob_loss_weight;
+  int n_outputs, n_inputs, n_loss;
+  int *output_ids, *input_ids, *loss_ids;
+  int n_params, n_named;
+  crema_net_param *params;
+  named_param *named;
+};
+
+/* Deep copy of any message (pack + unpack): freeable with protobuf_c_message_free_unpacked. */
+void *crema_net_message_copy(const ProtobufCMessage *m);
+/* Checks and copies the blobs of `src` (a LayerParameter holding blobs) into layer li. */
+int crema_net_copy_layer_blobs(crema_net *net, int li, const Crema__LayerParameter *src, crema_error *err);
+
+#endif
