@@ -10,6 +10,9 @@
 extern const crema_layer_ops crema_input_ops, crema_dummy_data_ops;
 /* ---- vision: convolution, pooling, inner product, LRN (declarations) */
 /* ---- activations, per-element and normalisation layers (declarations) */
+extern const crema_layer_ops crema_relu_ops, crema_prelu_ops, crema_rrelu_ops, crema_elu_ops, crema_sigmoid_ops,
+    crema_tanh_ops, crema_absval_ops, crema_power_ops, crema_dropout_ops, crema_batch_norm_ops, crema_scale_ops,
+    crema_bias_ops;
 /* ---- losses, softmax, accuracy, structural layers (declarations) */
 extern const crema_layer_ops crema_softmax_ops, crema_softmax_loss_ops, crema_euclidean_loss_ops,
     crema_sigmoid_cross_entropy_loss_ops, crema_accuracy_ops, crema_concat_ops, crema_slice_ops, crema_split_ops,
@@ -20,6 +23,9 @@ static const crema_layer_ops *const REGISTRY[] = {
     &crema_input_ops, &crema_dummy_data_ops,
     /* ---- vision (rows) */
     /* ---- activations (rows) */
+    &crema_relu_ops, &crema_prelu_ops, &crema_rrelu_ops, &crema_elu_ops, &crema_sigmoid_ops, &crema_tanh_ops,
+    &crema_absval_ops, &crema_power_ops, &crema_dropout_ops, &crema_batch_norm_ops, &crema_scale_ops,
+    &crema_bias_ops,
     /* ---- losses and structure (rows) */
     &crema_softmax_ops, &crema_softmax_loss_ops, &crema_euclidean_loss_ops, &crema_sigmoid_cross_entropy_loss_ops,
     &crema_accuracy_ops, &crema_concat_ops, &crema_slice_ops, &crema_split_ops, &crema_eltwise_ops,

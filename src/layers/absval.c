@@ -1,0 +1,81 @@
+/* absval.c -- Caffe's "AbsVal": top = |x|, d bottom = d top * sign(x) (sign(0) = 0).
+ * Caffe refuses in-place use because |x| loses the sign; crema allows it and keeps a copy
+ * of the input in that case, so backward still sees sign(x). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "tensor/math.h"
+
+/* Below this many elements, starting threads costs more than the loop. */
+#define PAR_MIN 32768
+
+typedef struct absval_state {
+  crema_blob *saved; /* copy of the input, only for in-place use */
+} absval_state;
+
+static int absval_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)bottom;
+  (void)top;
+  absval_state *s = calloc(1, sizeof *s);
+  if (!s || !(s->saved = crema_blob_new())) {
+    free(s);
+    return crema_fail(err, "out of memory");
+  }
+  l->state = s;
+  return 0;
+}
+
+static int absval_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                          crema_error *err) {
+  absval_state *s = l->state;
+  if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
+  if (bottom[0] == top[0]) return crema_blob_reshape_like(s->saved, bottom[0], err);
+  return 0;
+}
+
+static int absval_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                          crema_error *err) {
+  (void)err;
+  absval_state *s = l->state;
+  const size_t n = bottom[0]->count;
+  const float *x = bottom[0]->data;
+  float *y = top[0]->data;
+  if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
+  return 0;
+}
+
+static void absval_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                            crema_blob *const *bottom) {
+  absval_state *s = l->state;
+  if (!propagate_down[0]) return;
+  const size_t n = bottom[0]->count;
+  const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  const float *dy = top[0]->diff;
+  float *dx = bottom[0]->diff;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : (x[i] < 0.0f ? -dy[i] : 0.0f);
+}
+
+static void absval_free(crema_layer *l) {
+  absval_state *s = l->state;
+  if (!s) return;
+  crema_blob_free(s->saved);
+  free(s);
+}
+
+const crema_layer_ops crema_absval_ops = {
+    .type = "AbsVal",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .allow_inplace = true,
+    .setup = absval_setup,
+    .reshape = absval_reshape,
+    .forward = absval_forward,
+    .backward = absval_backward,
+    .free_state = absval_free,
+};

@@ -1,0 +1,203 @@
+/* batch_norm.c -- Caffe's "BatchNorm": normalises each channel (axis 1) to zero mean and unit
+ * variance; no scale or shift (Caffe puts those in a following Scale layer with bias_term).
+ *
+ * Blobs, exactly as Caffe stores them in a caffemodel:
+ *   blobs[0] (C): running sum of means,  blobs[1] (C): running sum of (unbiased) variances,
+ *   blobs[2] (1): running normaliser; the statistics are blobs[0..1] / blobs[2] (0 if it is 0).
+ * None of them is learned: setup forces lr_mult 0 so solvers leave them alone.
+ *
+ * use_global_stats (default: false in TRAIN, true in TEST):
+ *   false: normalise with the batch's own mean and (biased) variance over N and spatial axes,
+ *          and in TRAIN update the blobs as Caffe does:
+ *            blobs[2] = maf * blobs[2] + 1
+ *            blobs[0] = maf * blobs[0] + mean
+ *            blobs[1] = maf * blobs[1] + m / (m - 1) * var     (m = N * H * W; factor 1 if m == 1)
+ *          (maf = moving_average_fraction). Backward is the full batch-norm gradient:
+ *            d x = (d y - mean(d y) - y * mean(d y * y)) / sqrt(var + eps)
+ *   true:  normalise with the stored statistics ("frozen" BatchNorm, as for finetuning);
+ *          backward is d x = d y / sqrt(var + eps).
+ * In-place allowed: the normalised output is kept for backward, since layers after this one
+ * (Scale, ReLU in place) overwrite the top. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "tensor/math.h"
+
+/* Below this many elements, starting threads costs more than the loop. */
+#define PAR_MIN 32768
+
+typedef struct batch_norm_state {
+  bool use_global_stats;
+  float maf, eps;
+  int channels;
+  crema_blob *mean;   /* (C) mean used by the last forward */
+  crema_blob *stddev; /* (C) sqrt(var + eps) used by the last forward */
+  crema_blob *x_norm; /* like bottom: normalised output of the last forward (batch stats only) */
+} batch_norm_state;
+
+static int batch_norm_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                            crema_error *err) {
+  (void)top;
+  const Crema__BatchNormParameter def = CREMA__BATCH_NORM_PARAMETER__INIT;
+  const Crema__BatchNormParameter *p = l->param->batch_norm_param ? l->param->batch_norm_param : &def;
+  if (!(p->eps > 0.0f))
+    return crema_fail(err, "batch_norm_param.eps is %g; it must be positive", (double)p->eps);
+  batch_norm_state *s = calloc(1, sizeof *s);
+  if (!s) return crema_fail(err, "out of memory");
+  l->state = s;
+  if (!(s->mean = crema_blob_new()) || !(s->stddev = crema_blob_new()) || !(s->x_norm = crema_blob_new()))
+    return crema_fail(err, "out of memory");
+  s->use_global_stats = p->has_use_global_stats ? p->use_global_stats : l->phase == CREMA__PHASE__TEST;
+  s->maf = p->moving_average_fraction;
+  s->eps = p->eps;
+  s->channels = bottom[0]->num_axes > 1 ? bottom[0]->shape[1] : 1;
+  int c = s->channels, one = 1;
+  if (crema_layer_add_blob(l, 0, 1, &c, NULL, err) || crema_layer_add_blob(l, 1, 1, &c, NULL, err) ||
+      crema_layer_add_blob(l, 2, 1, &one, NULL, err))
+    return -1;
+  /* Statistics, not parameters: never touched by a solver, whatever the prototxt says. */
+  for (int i = 0; i < 3; i++) {
+    l->lr_mult[i] = 0.0f;
+    l->decay_mult[i] = 0.0f;
+    l->param_propagate_down[i] = false;
+  }
+  return 0;
+}
+
+static int batch_norm_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                              crema_error *err) {
+  batch_norm_state *s = l->state;
+  if (bottom[0]->num_axes < 1)
+    return crema_fail(err, "BatchNorm needs a bottom with at least 1 axis (N, ...)");
+  int c = bottom[0]->num_axes > 1 ? bottom[0]->shape[1] : 1;
+  if (c != s->channels)
+    return crema_fail(err, "bottom now has %d channels on axis 1 but the layer was set up with %d", c,
+                      s->channels);
+  if (crema_blob_reshape_like(top[0], bottom[0], err) || crema_blob_reshape(s->mean, 1, &c, err) ||
+      crema_blob_reshape(s->stddev, 1, &c, err))
+    return -1;
+  if (!s->use_global_stats) return crema_blob_reshape_like(s->x_norm, bottom[0], err);
+  return 0;
+}
+
+static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                              crema_error *err) {
+  (void)err;
+  batch_norm_state *s = l->state;
+  const crema_blob *b = bottom[0];
+  const size_t count = b->count, channels = (size_t)s->channels;
+  if (count == 0 || channels == 0) return 0;
+  const size_t num = (size_t)b->shape[0], spatial = count / (num * channels), m = num * spatial;
+  const float *x = b->data;
+  float *y = top[0]->data, *mean = s->mean->data, *sd = s->stddev->data;
+  const float eps = s->eps;
+
+  if (s->use_global_stats) {
+    const float f = l->blobs[2]->data[0] == 0.0f ? 0.0f : 1.0f / l->blobs[2]->data[0];
+    for (size_t c = 0; c < channels; c++) {
+      mean[c] = f * l->blobs[0]->data[c];
+      sd[c] = sqrtf(f * l->blobs[1]->data[c] + eps);
+    }
+#pragma omp parallel for if (count > PAR_MIN) schedule(static)
+    for (size_t r = 0; r < num * channels; r++) {
+      const size_t c = r % channels;
+      const float mu = mean[c], inv = 1.0f / sd[c];
+      for (size_t i = r * spatial; i < (r + 1) * spatial; i++) y[i] = (x[i] - mu) * inv;
+    }
+    return 0;
+  }
+
+  float *xn = s->x_norm->data, *var = s->stddev->diff; /* stddev's diff holds the batch variance */
+#pragma omp parallel for if (count > PAR_MIN) schedule(static)
+  for (size_t c = 0; c < channels; c++) {
+    /* Two passes (mean, then mean squared deviation), as Caffe computes E[(X - EX)^2]. */
+    double sum = 0.0;
+    for (size_t n = 0; n < num; n++)
+      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) sum += x[i];
+    const float mu = (float)(sum / (double)m);
+    double sq = 0.0;
+    for (size_t n = 0; n < num; n++)
+      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) {
+        double d = (double)x[i] - mu;
+        sq += d * d;
+      }
+    mean[c] = mu;
+    var[c] = (float)(sq / (double)m);
+    sd[c] = sqrtf(var[c] + eps);
+    const float inv = 1.0f / sd[c];
+    for (size_t n = 0; n < num; n++)
+      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) {
+        xn[i] = (x[i] - mu) * inv; /* in place, y is x: read before written, same index */
+        y[i] = xn[i];
+      }
+  }
+  if (l->phase == CREMA__PHASE__TRAIN) {
+    const float maf = s->maf, corr = m > 1 ? (float)m / (float)(m - 1) : 1.0f;
+    l->blobs[2]->data[0] = l->blobs[2]->data[0] * maf + 1.0f;
+    for (size_t c = 0; c < channels; c++) {
+      l->blobs[0]->data[c] = maf * l->blobs[0]->data[c] + mean[c];
+      l->blobs[1]->data[c] = maf * l->blobs[1]->data[c] + corr * var[c];
+    }
+  }
+  return 0;
+}
+
+static void batch_norm_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                                crema_blob *const *bottom) {
+  batch_norm_state *s = l->state;
+  if (!propagate_down[0]) return;
+  const crema_blob *b = bottom[0];
+  const size_t count = b->count, channels = (size_t)s->channels;
+  if (count == 0 || channels == 0) return;
+  const size_t num = (size_t)b->shape[0], spatial = count / (num * channels), m = num * spatial;
+  const float *dy = top[0]->diff, *sd = s->stddev->data;
+  float *dx = bottom[0]->diff; /* may be dy (in place): every loop reads index i before writing it */
+
+  if (s->use_global_stats) {
+#pragma omp parallel for if (count > PAR_MIN) schedule(static)
+    for (size_t r = 0; r < num * channels; r++) {
+      const float inv = 1.0f / sd[r % channels];
+      for (size_t i = r * spatial; i < (r + 1) * spatial; i++) dx[i] = dy[i] * inv;
+    }
+    return;
+  }
+  const float *xn = s->x_norm->data;
+#pragma omp parallel for if (count > PAR_MIN) schedule(static)
+  for (size_t c = 0; c < channels; c++) {
+    double sum_dy = 0.0, sum_dyy = 0.0;
+    for (size_t n = 0; n < num; n++)
+      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) {
+        sum_dy += dy[i];
+        sum_dyy += (double)dy[i] * xn[i];
+      }
+    const float mdy = (float)(sum_dy / (double)m), mdyy = (float)(sum_dyy / (double)m);
+    const float inv = 1.0f / sd[c];
+    for (size_t n = 0; n < num; n++)
+      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++)
+        dx[i] = (dy[i] - mdy - xn[i] * mdyy) * inv;
+  }
+}
+
+static void batch_norm_free(crema_layer *l) {
+  batch_norm_state *s = l->state;
+  if (!s) return;
+  crema_blob_free(s->mean);
+  crema_blob_free(s->stddev);
+  crema_blob_free(s->x_norm);
+  free(s);
+}
+
+const crema_layer_ops crema_batch_norm_ops = {
+    .type = "BatchNorm",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .allow_inplace = true,
+    .setup = batch_norm_setup,
+    .reshape = batch_norm_reshape,
+    .forward = batch_norm_forward,
+    .backward = batch_norm_backward,
+    .free_state = batch_norm_free,
+};

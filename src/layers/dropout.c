@@ -1,0 +1,108 @@
+/* dropout.c -- Caffe's "Dropout" (inverted dropout).
+ *   TRAIN: each element is kept with probability 1 - dropout_ratio and scaled by
+ *          1 / (1 - dropout_ratio), so the expected output equals the input;
+ *          d bottom = d top * (the same mask and scale).
+ *   TEST:  identity.
+ * The mask comes from l->rng: an element is dropped when a uniform uint32 falls below
+ * dropout_ratio * 2^32 (Caffe's GPU path compares against UINT_MAX * ratio the same way).
+ * Caffe requires 0 < dropout_ratio < 1; crema also accepts 0 (identity).
+ * In-place allowed: the mask is kept in the layer. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "tensor/math.h"
+
+/* Below this many elements, starting threads costs more than the loop. */
+#define PAR_MIN 32768
+
+typedef struct dropout_state {
+  float ratio, scale;
+  uint64_t threshold; /* drop when u32 < threshold */
+  crema_blob *mask;   /* per element: 0 or scale (the multiplier applied in TRAIN) */
+} dropout_state;
+
+static int dropout_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                         crema_error *err) {
+  (void)bottom;
+  (void)top;
+  const Crema__DropoutParameter def = CREMA__DROPOUT_PARAMETER__INIT;
+  const Crema__DropoutParameter *p = l->param->dropout_param ? l->param->dropout_param : &def;
+  if (!(p->dropout_ratio >= 0.0f && p->dropout_ratio < 1.0f))
+    return crema_fail(err, "dropout_param.dropout_ratio is %g; it must be in [0, 1)",
+                      (double)p->dropout_ratio);
+  dropout_state *s = calloc(1, sizeof *s);
+  if (!s || !(s->mask = crema_blob_new())) {
+    free(s);
+    return crema_fail(err, "out of memory");
+  }
+  l->state = s;
+  s->ratio = p->dropout_ratio;
+  s->scale = 1.0f / (1.0f - p->dropout_ratio);
+  s->threshold = (uint64_t)llround((double)p->dropout_ratio * 4294967296.0);
+  return 0;
+}
+
+static int dropout_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                           crema_error *err) {
+  dropout_state *s = l->state;
+  if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
+  return crema_blob_reshape_like(s->mask, bottom[0], err);
+}
+
+static int dropout_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                           crema_error *err) {
+  (void)err;
+  dropout_state *s = l->state;
+  const size_t n = bottom[0]->count;
+  const float *x = bottom[0]->data;
+  float *y = top[0]->data;
+  if (l->phase != CREMA__PHASE__TRAIN) {
+    crema_copy(n, x, y);
+    return 0;
+  }
+  float *mask = s->mask->data;
+  /* Drawn serially: one generator, and the draws must not depend on the thread count. */
+  for (size_t i = 0; i < n; i++) mask[i] = (uint64_t)crema_rng_u32(&l->rng) < s->threshold ? 0.0f : s->scale;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = x[i] * mask[i];
+  return 0;
+}
+
+static void dropout_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                             crema_blob *const *bottom) {
+  dropout_state *s = l->state;
+  if (!propagate_down[0]) return;
+  const size_t n = bottom[0]->count;
+  const float *dy = top[0]->diff;
+  float *dx = bottom[0]->diff;
+  if (l->phase != CREMA__PHASE__TRAIN) {
+    crema_copy(n, dy, dx);
+    return;
+  }
+  const float *mask = s->mask->data;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * mask[i];
+}
+
+static void dropout_free(crema_layer *l) {
+  dropout_state *s = l->state;
+  if (!s) return;
+  crema_blob_free(s->mask);
+  free(s);
+}
+
+const crema_layer_ops crema_dropout_ops = {
+    .type = "Dropout",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .allow_inplace = true,
+    .setup = dropout_setup,
+    .reshape = dropout_reshape,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .free_state = dropout_free,
+};

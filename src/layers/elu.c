@@ -1,0 +1,92 @@
+/* elu.c -- Caffe's "ELU" (Clevert et al. 2015):
+ *   top = x > 0 ? x : alpha (exp(x) - 1)
+ *   d bottom = d top * (x > 0 ? 1 : alpha + y)     (alpha exp(x) = y + alpha)
+ * In-place allowed. For alpha >= 0 the output has the sign of x, so in place the test
+ * x > 0 reads the output, exactly as Caffe does; a negative alpha flips signs, so then an
+ * in-place layer keeps a copy of its input. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "tensor/math.h"
+
+/* Below this many elements, starting threads costs more than the loop. */
+#define PAR_MIN 16384
+
+typedef struct elu_state {
+  float alpha;
+  crema_blob *saved; /* copy of the input, only for in-place use with alpha < 0 */
+} elu_state;
+
+static int elu_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)bottom;
+  (void)top;
+  const Crema__ELUParameter def = CREMA__ELUPARAMETER__INIT;
+  const Crema__ELUParameter *p = l->param->elu_param ? l->param->elu_param : &def;
+  elu_state *s = calloc(1, sizeof *s);
+  if (!s || !(s->saved = crema_blob_new())) {
+    free(s);
+    return crema_fail(err, "out of memory");
+  }
+  l->state = s;
+  s->alpha = p->alpha;
+  return 0;
+}
+
+static bool elu_keeps_input(const elu_state *s, crema_blob *const *bottom, crema_blob *const *top) {
+  return bottom[0] == top[0] && s->alpha < 0.0f;
+}
+
+static int elu_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  elu_state *s = l->state;
+  if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
+  if (elu_keeps_input(s, bottom, top)) return crema_blob_reshape_like(s->saved, bottom[0], err);
+  return 0;
+}
+
+static int elu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)err;
+  elu_state *s = l->state;
+  const size_t n = bottom[0]->count;
+  const float *x = bottom[0]->data;
+  float *y = top[0]->data;
+  const float alpha = s->alpha;
+  if (elu_keeps_input(s, bottom, top)) crema_copy(n, x, s->saved->data);
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * expm1f(x[i]);
+  return 0;
+}
+
+static void elu_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                         crema_blob *const *bottom) {
+  elu_state *s = l->state;
+  if (!propagate_down[0]) return;
+  const size_t n = bottom[0]->count;
+  const float *x = elu_keeps_input(s, bottom, top) ? s->saved->data : bottom[0]->data;
+  const float *y = top[0]->data, *dy = top[0]->diff;
+  float *dx = bottom[0]->diff;
+  const float alpha = s->alpha;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * (alpha + y[i]);
+}
+
+static void elu_free(crema_layer *l) {
+  elu_state *s = l->state;
+  if (!s) return;
+  crema_blob_free(s->saved);
+  free(s);
+}
+
+const crema_layer_ops crema_elu_ops = {
+    .type = "ELU",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .allow_inplace = true,
+    .setup = elu_setup,
+    .reshape = elu_reshape,
+    .forward = elu_forward,
+    .backward = elu_backward,
+    .free_state = elu_free,
+};

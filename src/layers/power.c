@@ -1,0 +1,125 @@
+/* power.c -- Caffe's "Power": top = (shift + scale * x) ^ power.
+ *
+ * Caffe's special cases, kept so results match it bit for bit where it matters:
+ *  - power * scale == 0: the output is constant (1 when power == 0, else shift ^ power)
+ *    and the gradient is 0;
+ *  - power == 1: dy/dx = scale;   power == 2: dy/dx = 2 scale (shift + scale x);
+ *  - otherwise dy/dx = power * scale * y / (shift + scale x), which for shift == 0 Caffe
+ *    writes as power * y / x (so x == 0 gives inf/nan there, as in Caffe).
+ * In-place allowed: backward needs both x and y, so an in-place layer keeps a copy of x. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "tensor/math.h"
+
+/* Below this many elements, starting threads costs more than the loop. */
+#define PAR_MIN 16384
+
+typedef struct power_state {
+  float power, scale, shift;
+  float diff_scale;  /* power * scale */
+  crema_blob *saved; /* copy of the input, only for in-place use */
+} power_state;
+
+static int power_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)bottom;
+  (void)top;
+  const Crema__PowerParameter def = CREMA__POWER_PARAMETER__INIT;
+  const Crema__PowerParameter *p = l->param->power_param ? l->param->power_param : &def;
+  power_state *s = calloc(1, sizeof *s);
+  if (!s || !(s->saved = crema_blob_new())) {
+    free(s);
+    return crema_fail(err, "out of memory");
+  }
+  l->state = s;
+  s->power = p->power;
+  s->scale = p->scale;
+  s->shift = p->shift;
+  s->diff_scale = p->power * p->scale;
+  return 0;
+}
+
+static int power_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                         crema_error *err) {
+  power_state *s = l->state;
+  if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
+  if (bottom[0] == top[0]) return crema_blob_reshape_like(s->saved, bottom[0], err);
+  return 0;
+}
+
+static int power_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                         crema_error *err) {
+  (void)err;
+  power_state *s = l->state;
+  const size_t n = bottom[0]->count;
+  const float *x = bottom[0]->data;
+  float *y = top[0]->data;
+  if (s->diff_scale == 0.0f) {
+    crema_set(n, s->power == 0.0f ? 1.0f : powf(s->shift, s->power), y);
+    return 0;
+  }
+  if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
+  const float power = s->power, scale = s->scale, shift = s->shift;
+  if (power == 1.0f) {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] = scale * x[i] + shift;
+  } else if (power == 2.0f) {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+      float v = scale * x[i] + shift;
+      y[i] = v * v;
+    }
+  } else {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] = powf(scale * x[i] + shift, power);
+  }
+  return 0;
+}
+
+static void power_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                           crema_blob *const *bottom) {
+  power_state *s = l->state;
+  if (!propagate_down[0]) return;
+  const size_t n = bottom[0]->count;
+  float *dx = bottom[0]->diff;
+  const float *dy = top[0]->diff, *y = top[0]->data;
+  const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  const float power = s->power, scale = s->scale, shift = s->shift, ds = s->diff_scale;
+  if (ds == 0.0f) {
+    crema_set(n, 0.0f, dx);
+  } else if (power == 1.0f) {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * scale;
+  } else if (power == 2.0f) {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (ds * shift + ds * scale * x[i]);
+  } else if (shift == 0.0f) {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (power * y[i] / x[i]);
+  } else {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (ds * y[i] / (scale * x[i] + shift));
+  }
+}
+
+static void power_free(crema_layer *l) {
+  power_state *s = l->state;
+  if (!s) return;
+  crema_blob_free(s->saved);
+  free(s);
+}
+
+const crema_layer_ops crema_power_ops = {
+    .type = "Power",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .allow_inplace = true,
+    .setup = power_setup,
+    .reshape = power_reshape,
+    .forward = power_forward,
+    .backward = power_backward,
+    .free_state = power_free,
+};

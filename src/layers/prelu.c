@@ -1,0 +1,151 @@
+/* prelu.c -- Caffe's "PReLU" (He et al. 2015): a leaky ReLU whose negative slopes are learned,
+ * one per channel (axis 1) or, with channel_shared, one for the whole blob.
+ *   top = x > 0 ? x : a_c x
+ *   d bottom = d top * (x > 0 ? 1 : a_c);   d a_c += sum over n, spatial of d top * x * (x <= 0)
+ * blobs[0]: the slopes, shape (C) or a scalar (0 axes) when shared; filler default constant
+ * 0.25. The bottom needs at least 2 axes. In-place allowed: the layer then keeps a copy of
+ * its input (a learned slope may be negative, so the output's sign says nothing). */
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "tensor/math.h"
+
+/* Below this many elements, starting threads costs more than the loop. */
+#define PAR_MIN 32768
+
+typedef struct prelu_state {
+  bool channel_shared;
+  int channels;
+  crema_blob *saved; /* copy of the input, only for in-place use */
+} prelu_state;
+
+static int prelu_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)top;
+  const Crema__PReLUParameter def = CREMA__PRE_LUPARAMETER__INIT;
+  const Crema__PReLUParameter *p = l->param->prelu_param ? l->param->prelu_param : &def;
+  if (bottom[0]->num_axes < 2)
+    return crema_fail(err, "PReLU needs a bottom with at least 2 axes (N, C, ...), got %d axis(es)",
+                      bottom[0]->num_axes);
+  prelu_state *s = calloc(1, sizeof *s);
+  if (!s || !(s->saved = crema_blob_new())) {
+    free(s);
+    return crema_fail(err, "out of memory");
+  }
+  l->state = s;
+  s->channel_shared = p->channel_shared;
+  s->channels = bottom[0]->shape[1];
+  Crema__FillerParameter filler = CREMA__FILLER_PARAMETER__INIT;
+  filler.value = 0.25f; /* type "constant" by default */
+  const Crema__FillerParameter *f = p->filler ? p->filler : &filler;
+  int shape[1] = {s->channels};
+  return crema_layer_add_blob(l, 0, s->channel_shared ? 0 : 1, shape, f, err);
+}
+
+static int prelu_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                         crema_error *err) {
+  prelu_state *s = l->state;
+  if (bottom[0]->num_axes < 2)
+    return crema_fail(err, "PReLU needs a bottom with at least 2 axes (N, C, ...), got %d axis(es)",
+                      bottom[0]->num_axes);
+  if (bottom[0]->shape[1] != s->channels)
+    return crema_fail(err,
+                      "bottom now has %d channels on axis 1 but the layer was set up with %d; "
+                      "PReLU's slopes cannot change their count",
+                      bottom[0]->shape[1], s->channels);
+  if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
+  if (bottom[0] == top[0]) return crema_blob_reshape_like(s->saved, bottom[0], err);
+  return 0;
+}
+
+static int prelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                         crema_error *err) {
+  (void)err;
+  prelu_state *s = l->state;
+  const crema_blob *b = bottom[0];
+  const size_t n = b->count;
+  const int channels = s->channels;
+  const size_t dim = crema_blob_count_range(b, 2, b->num_axes);
+  if (dim == 0 || n == 0) return 0;
+  const size_t rows = n / dim; /* N * C rows of `dim` elements */
+  const float *x = b->data;
+  float *y = top[0]->data;
+  const float *slope = l->blobs[0]->data;
+  const bool shared = s->channel_shared;
+  if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    const float a = slope[shared ? 0 : r % (size_t)channels];
+    const float *xr = x + r * dim;
+    float *yr = y + r * dim;
+    for (size_t i = 0; i < dim; i++) yr[i] = xr[i] > 0.0f ? xr[i] : a * xr[i];
+  }
+  return 0;
+}
+
+static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                           crema_blob *const *bottom) {
+  prelu_state *s = l->state;
+  const crema_blob *b = bottom[0];
+  const size_t n = b->count;
+  const size_t channels = (size_t)s->channels;
+  const size_t dim = crema_blob_count_range(b, 2, b->num_axes);
+  if (dim == 0 || n == 0) return;
+  const size_t rows = n / dim, num = rows / channels;
+  const float *x = bottom[0] == top[0] ? s->saved->data : b->data;
+  const float *dy = top[0]->diff;
+  const float *slope = l->blobs[0]->data;
+  const bool shared = s->channel_shared;
+
+  /* Slope gradient first: in place, dy and dx are the same buffer. */
+  if (l->param_propagate_down[0]) {
+    float *dslope = l->blobs[0]->diff;
+    if (shared) {
+      double acc = 0.0;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static) reduction(+ : acc)
+      for (size_t i = 0; i < n; i++)
+        if (x[i] <= 0.0f) acc += (double)dy[i] * x[i];
+      dslope[0] += (float)acc;
+    } else {
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+      for (size_t c = 0; c < channels; c++) {
+        double acc = 0.0;
+        for (size_t k = 0; k < num; k++) {
+          const size_t off = (k * channels + c) * dim;
+          for (size_t i = 0; i < dim; i++)
+            if (x[off + i] <= 0.0f) acc += (double)dy[off + i] * x[off + i];
+        }
+        dslope[c] += (float)acc;
+      }
+    }
+  }
+  if (propagate_down[0]) {
+    float *dx = bottom[0]->diff;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+      const float a = slope[shared ? 0 : r % channels];
+      const size_t off = r * dim;
+      for (size_t i = 0; i < dim; i++) dx[off + i] = x[off + i] > 0.0f ? dy[off + i] : a * dy[off + i];
+    }
+  }
+}
+
+static void prelu_free(crema_layer *l) {
+  prelu_state *s = l->state;
+  if (!s) return;
+  crema_blob_free(s->saved);
+  free(s);
+}
+
+const crema_layer_ops crema_prelu_ops = {
+    .type = "PReLU",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .allow_inplace = true,
+    .setup = prelu_setup,
+    .reshape = prelu_reshape,
+    .forward = prelu_forward,
+    .backward = prelu_backward,
+    .free_state = prelu_free,
+};

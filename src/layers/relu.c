@@ -1,0 +1,92 @@
+/* relu.c -- ReLU and Leaky ReLU (Caffe's "ReLU"):
+ *   top = max(x, 0) + negative_slope * min(x, 0)
+ *   d bottom = d top * (x > 0 ? 1 : negative_slope)
+ * In-place allowed. Backward tests x > 0 as Caffe does; in place it reads top data instead,
+ * which has the same sign as x whenever negative_slope >= 0. A negative slope flips signs,
+ * so then (and only then) an in-place layer keeps a copy of its input. */
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "tensor/math.h"
+
+/* Below this many elements, starting threads costs more than the loop. */
+#define PAR_MIN 32768
+
+typedef struct relu_state {
+  float negative_slope;
+  crema_blob *saved; /* copy of the input, only for in-place use with a negative slope */
+} relu_state;
+
+static int relu_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)bottom;
+  (void)top;
+  const Crema__ReLUParameter def = CREMA__RE_LUPARAMETER__INIT;
+  const Crema__ReLUParameter *p = l->param->relu_param ? l->param->relu_param : &def;
+  relu_state *s = calloc(1, sizeof *s);
+  if (!s || !(s->saved = crema_blob_new())) {
+    free(s);
+    return crema_fail(err, "out of memory");
+  }
+  l->state = s;
+  s->negative_slope = p->negative_slope;
+  return 0;
+}
+
+static bool relu_keeps_input(const relu_state *s, crema_blob *const *bottom, crema_blob *const *top) {
+  return bottom[0] == top[0] && s->negative_slope < 0.0f;
+}
+
+static int relu_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  relu_state *s = l->state;
+  if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
+  if (relu_keeps_input(s, bottom, top)) return crema_blob_reshape_like(s->saved, bottom[0], err);
+  return 0;
+}
+
+static int relu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)err;
+  relu_state *s = l->state;
+  const size_t n = bottom[0]->count;
+  const float *x = bottom[0]->data;
+  float *y = top[0]->data;
+  const float ns = s->negative_slope;
+  if (relu_keeps_input(s, bottom, top)) crema_copy(n, x, s->saved->data);
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : ns * x[i];
+  return 0;
+}
+
+static void relu_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                          crema_blob *const *bottom) {
+  relu_state *s = l->state;
+  if (!propagate_down[0]) return;
+  const size_t n = bottom[0]->count;
+  /* In place, bottom data already holds the output: same sign as x for slopes >= 0. */
+  const float *x = relu_keeps_input(s, bottom, top) ? s->saved->data : bottom[0]->data;
+  const float *dy = top[0]->diff;
+  float *dx = bottom[0]->diff;
+  const float ns = s->negative_slope;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : ns * dy[i];
+}
+
+static void relu_free(crema_layer *l) {
+  relu_state *s = l->state;
+  if (!s) return;
+  crema_blob_free(s->saved);
+  free(s);
+}
+
+const crema_layer_ops crema_relu_ops = {
+    .type = "ReLU",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .allow_inplace = true,
+    .setup = relu_setup,
+    .reshape = relu_reshape,
+    .forward = relu_forward,
+    .backward = relu_backward,
+    .free_state = relu_free,
+};

@@ -1,0 +1,44 @@
+/* sigmoid.c -- Caffe's "Sigmoid": top = 1 / (1 + exp(-x)), computed as 0.5 tanh(0.5 x) + 0.5
+ * (as Caffe does: no overflow for large |x|). d bottom = d top * y (1 - y).
+ * In-place allowed: backward needs only the output. */
+#include <math.h>
+
+#include "layers/layer.h"
+
+/* Below this many elements, starting threads costs more than the loop. */
+#define PAR_MIN 16384
+
+static int sigmoid_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                           crema_error *err) {
+  (void)l;
+  (void)err;
+  const size_t n = bottom[0]->count;
+  const float *x = bottom[0]->data;
+  float *y = top[0]->data;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) y[i] = 0.5f * tanhf(0.5f * x[i]) + 0.5f;
+  return 0;
+}
+
+static void sigmoid_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                             crema_blob *const *bottom) {
+  (void)l;
+  if (!propagate_down[0]) return;
+  const size_t n = bottom[0]->count;
+  const float *y = top[0]->data, *dy = top[0]->diff;
+  float *dx = bottom[0]->diff;
+#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+const crema_layer_ops crema_sigmoid_ops = {
+    .type = "Sigmoid",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .allow_inplace = true,
+    .reshape = crema_reshape_like_bottom,
+    .forward = sigmoid_forward,
+    .backward = sigmoid_backward,
+};

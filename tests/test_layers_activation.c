@@ -1,0 +1,524 @@
+/* test_layers_activation.c -- ReLU, PReLU, RReLU, ELU, Sigmoid, TanH, AbsVal, Power, Dropout:
+ * numerical gradient checks in several configurations, forward values against hand
+ * computations, and in-place == out-of-place for forward and backward. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "layers/layer.h"
+#include "support/gradcheck.h"
+#include "support/textproto.h"
+
+/* ---- helpers */
+
+static crema_blob *blob4(int n, int c, int h, int w) {
+  crema_error err;
+  crema_blob *b = crema_blob_new();
+  ck_assert_ptr_nonnull(b);
+  ck_assert_msg(crema_blob_reshape4(b, n, c, h, w, &err) == 0, "%s", err.msg);
+  return b;
+}
+
+/* Creates and sets up a layer from prototxt text on one bottom and top. The message is
+ * returned in *msg (the layer borrows it). */
+static crema_layer *make_layer(const char *text, Crema__Phase phase, int n_bottom, crema_blob **bottom,
+                               crema_blob **top, Crema__LayerParameter **msg) {
+  crema_error err;
+  crema_layer *l = NULL;
+  *msg = test_layer_param(text);
+  ck_assert_msg(crema_layer_create(*msg, phase, 42, &l, &err) == 0, "%s", err.msg);
+  ck_assert_msg(crema_layer_setup(l, n_bottom, bottom, 1, top, &err) == 0, "%s", err.msg);
+  return l;
+}
+
+static void forward_ok(crema_layer *l, crema_blob **bottom, crema_blob **top) {
+  crema_error err;
+  ck_assert_msg(crema_layer_forward(l, bottom, top, &err) == 0, "%s", err.msg);
+}
+
+/* Forward of text on the n values v, as a (1, n) blob, compared with expect to 1e-5 relative. */
+static void check_forward(const char *text, Crema__Phase phase, int n, const float *v, const float *expect) {
+  crema_blob *b = blob4(1, n, -1, -1), *t = crema_blob_new();
+  memcpy(b->data, v, (size_t)n * sizeof(float));
+  Crema__LayerParameter *msg;
+  crema_layer *l = make_layer(text, phase, 1, &b, &t, &msg);
+  forward_ok(l, &b, &t);
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(fabsf(t->data[i] - expect[i]) <= 1e-5f * fmaxf(1.0f, fabsf(expect[i])),
+                  "%s: x = %g gives %.7g, expected %.7g", text, (double)v[i], (double)t->data[i],
+                  (double)expect[i]);
+  crema_layer_free(l);
+  crema_message_free(msg);
+  crema_blob_free(b);
+  crema_blob_free(t);
+}
+
+/* Runs the same layer (same seed) out of place and in place on the same data and top diff,
+ * and asserts equal top data, bottom diff and parameter diffs. */
+static void check_inplace(const char *text, Crema__Phase phase) {
+  crema_error err;
+  crema_blob *x1 = blob4(2, 3, 4, 5), *y1 = crema_blob_new(), *x2 = blob4(2, 3, 4, 5),
+             *dy = blob4(2, 3, 4, 5);
+  gradcheck_fill_gaussian(x1, 1.0f, 5);
+  memcpy(x2->data, x1->data, x1->count * sizeof(float));
+  Crema__LayerParameter *m1, *m2;
+  crema_layer *l1 = make_layer(text, phase, 1, &x1, &y1, &m1);
+  crema_layer *l2 = make_layer(text, phase, 1, &x2, &x2, &m2);
+  for (int pass = 0; pass < 2; pass++) { /* twice: the second pass reuses every buffer */
+    forward_ok(l1, &x1, &y1);
+    forward_ok(l2, &x2, &x2);
+    for (size_t i = 0; i < y1->count; i++)
+      ck_assert_msg(y1->data[i] == x2->data[i], "%s: in-place forward differs at %zu: %g vs %g", text, i,
+                    (double)y1->data[i], (double)x2->data[i]);
+    gradcheck_fill_gaussian(dy, 1.0f, 77 + (uint64_t)pass);
+    memcpy(y1->diff, dy->data, y1->count * sizeof(float));
+    memcpy(x2->diff, dy->data, y1->count * sizeof(float));
+    for (int i = 0; i < l1->n_blobs; i++) {
+      crema_blob_zero_diff(l1->blobs[i]);
+      crema_blob_zero_diff(l2->blobs[i]);
+    }
+    bool prop = true;
+    crema_layer_backward(l1, &y1, &prop, &x1);
+    crema_layer_backward(l2, &x2, &prop, &x2);
+    for (size_t i = 0; i < x1->count; i++)
+      ck_assert_msg(fabsf(x1->diff[i] - x2->diff[i]) <= 1e-6f * fmaxf(1.0f, fabsf(x1->diff[i])),
+                    "%s: in-place backward differs at %zu: %g vs %g", text, i, (double)x1->diff[i],
+                    (double)x2->diff[i]);
+    for (int b = 0; b < l1->n_blobs; b++)
+      for (size_t i = 0; i < l1->blobs[b]->count; i++)
+        ck_assert_msg(fabsf(l1->blobs[b]->diff[i] - l2->blobs[b]->diff[i]) <=
+                          1e-5f * fmaxf(1.0f, fabsf(l1->blobs[b]->diff[i])),
+                      "%s: in-place parameter %d diff differs at %zu", text, b, i);
+    /* Restore the in-place input for the next pass. */
+    memcpy(x2->data, x1->data, x1->count * sizeof(float));
+    ck_assert_int_eq(crema_layer_reshape(l2, &x2, &x2, &err), 0);
+  }
+  crema_layer_free(l1);
+  crema_layer_free(l2);
+  crema_message_free(m1);
+  crema_message_free(m2);
+  crema_blob_free(x1);
+  crema_blob_free(y1);
+  crema_blob_free(x2);
+  crema_blob_free(dy);
+}
+
+/* Gradient check of a one-bottom layer on a Gaussian (2, 3, 4, 5) input. kink_range < 0
+ * disables skipping elements near 0. */
+static void grad1(const char *text, Crema__Phase phase, float kink_range, float lo, float hi) {
+  crema_blob *x = blob4(2, 3, 4, 5);
+  if (lo < hi)
+    gradcheck_fill_uniform(x, lo, hi, 3);
+  else
+    gradcheck_fill_gaussian(x, 1.0f, 3);
+  Crema__LayerParameter *p = test_layer_param(text);
+  gradcheck_opts o = gradcheck_defaults();
+  o.phase = phase;
+  o.kink = 0.0f;
+  o.kink_range = kink_range;
+  gradcheck_layer(p, 1, &x, 1, NULL, &o);
+  crema_message_free(p);
+  crema_blob_free(x);
+}
+
+#define TRAIN CREMA__PHASE__TRAIN
+#define TEST CREMA__PHASE__TEST
+
+/* ---- ReLU */
+
+START_TEST(relu_forward_values) {
+  const float x[] = {-2.0f, -0.5f, 0.0f, 1.0f, 3.0f};
+  const float relu[] = {0.0f, 0.0f, 0.0f, 1.0f, 3.0f};
+  const float leaky[] = {-0.2f, -0.05f, 0.0f, 1.0f, 3.0f};
+  check_forward("name: 'r' type: 'ReLU'", TRAIN, 5, x, relu);
+  check_forward("name: 'r' type: 'ReLU' relu_param { negative_slope: 0.1 }", TEST, 5, x, leaky);
+}
+END_TEST
+
+START_TEST(relu_gradient) {
+  grad1("name: 'r' type: 'ReLU'", TRAIN, 0.02f, 0, 0);
+  grad1("name: 'r' type: 'ReLU' relu_param { negative_slope: 0.01 }", TRAIN, 0.02f, 0, 0);
+  grad1("name: 'r' type: 'ReLU' relu_param { negative_slope: -0.7 }", TEST, 0.02f, 0, 0);
+}
+END_TEST
+
+START_TEST(relu_inplace) {
+  check_inplace("name: 'r' type: 'ReLU'", TRAIN);
+  check_inplace("name: 'r' type: 'ReLU' relu_param { negative_slope: 0.2 }", TRAIN);
+  check_inplace("name: 'r' type: 'ReLU' relu_param { negative_slope: -0.5 }", TRAIN);
+}
+END_TEST
+
+/* ---- PReLU */
+
+START_TEST(prelu_forward_values) {
+  /* Default filler: every slope 0.25. (1, 5) input: 5 channels of one element. */
+  const float x[] = {-2.0f, -0.5f, 0.0f, 1.0f, 3.0f};
+  const float y[] = {-0.5f, -0.125f, 0.0f, 1.0f, 3.0f};
+  check_forward("name: 'p' type: 'PReLU'", TRAIN, 5, x, y);
+  check_forward("name: 'p' type: 'PReLU' prelu_param { channel_shared: true }", TRAIN, 5, x, y);
+}
+END_TEST
+
+START_TEST(prelu_per_channel_slopes) {
+  crema_blob *x = blob4(2, 3, 1, 2), *y = crema_blob_new();
+  for (size_t i = 0; i < x->count; i++) x->data[i] = -1.0f - (float)i;
+  Crema__LayerParameter *m;
+  crema_layer *l = make_layer("name: 'p' type: 'PReLU'", TRAIN, 1, &x, &y, &m);
+  ck_assert_int_eq(l->n_blobs, 1);
+  ck_assert_int_eq(l->blobs[0]->num_axes, 1);
+  ck_assert_int_eq(l->blobs[0]->shape[0], 3);
+  for (int c = 0; c < 3; c++) l->blobs[0]->data[c] = 0.1f * (float)(c + 1);
+  forward_ok(l, &x, &y);
+  for (int n = 0; n < 2; n++)
+    for (int c = 0; c < 3; c++)
+      for (int k = 0; k < 2; k++) {
+        size_t i = (size_t)((n * 3 + c) * 2 + k);
+        ck_assert_float_eq_tol(y->data[i], 0.1f * (float)(c + 1) * x->data[i], 1e-6f);
+      }
+  /* Slope gradient of channel c: sum of dy * x over its (negative) elements. */
+  for (size_t i = 0; i < y->count; i++) y->diff[i] = 1.0f;
+  crema_blob_zero_diff(l->blobs[0]);
+  bool prop = true;
+  crema_layer_backward(l, &y, &prop, &x);
+  for (int c = 0; c < 3; c++) {
+    float expect = 0;
+    for (int n = 0; n < 2; n++)
+      for (int k = 0; k < 2; k++) expect += x->data[(n * 3 + c) * 2 + k];
+    ck_assert_float_eq_tol(l->blobs[0]->diff[c], expect, 1e-5f);
+  }
+  crema_layer_free(l);
+  crema_message_free(m);
+  crema_blob_free(x);
+  crema_blob_free(y);
+}
+END_TEST
+
+START_TEST(prelu_gradient) {
+  grad1("name: 'p' type: 'PReLU'", TRAIN, 0.02f, 0, 0);
+  grad1("name: 'p' type: 'PReLU' prelu_param { channel_shared: true }", TRAIN, 0.02f, 0, 0);
+  grad1("name: 'p' type: 'PReLU' prelu_param { filler { type: 'gaussian' std: 1 } }", TRAIN, 0.02f, 0, 0);
+  grad1(
+      "name: 'p' type: 'PReLU' prelu_param { channel_shared: true filler { type: 'constant' value: -0.3 } }",
+      TRAIN, 0.02f, 0, 0);
+}
+END_TEST
+
+START_TEST(prelu_inplace) {
+  check_inplace("name: 'p' type: 'PReLU' prelu_param { filler { type: 'gaussian' std: 1 } }", TRAIN);
+  check_inplace("name: 'p' type: 'PReLU' prelu_param { channel_shared: true }", TRAIN);
+}
+END_TEST
+
+START_TEST(prelu_needs_two_axes) {
+  crema_error err;
+  crema_blob *x = blob4(5, -1, -1, -1), *y = crema_blob_new();
+  Crema__LayerParameter *m = test_layer_param("name: 'p' type: 'PReLU'");
+  crema_layer *l;
+  ck_assert_int_eq(crema_layer_create(m, TRAIN, 1, &l, &err), 0);
+  ck_assert_int_ne(crema_layer_setup(l, 1, &x, 1, &y, &err), 0);
+  ck_assert_msg(strstr(err.msg, "\"p\"") && strstr(err.msg, "2 axes"), "message: %s", err.msg);
+  crema_layer_free(l);
+  crema_message_free(m);
+  crema_blob_free(x);
+  crema_blob_free(y);
+}
+END_TEST
+
+/* ---- RReLU */
+
+START_TEST(rrelu_test_slope_is_mean) {
+  const float x[] = {-2.0f, -0.5f, 0.0f, 1.0f, 3.0f};
+  const float a = 0.5f * (0.125f + 0.3333333f);
+  const float y[] = {-2.0f * a, -0.5f * a, 0.0f, 1.0f, 3.0f};
+  check_forward("name: 'r' type: 'RReLU'", TEST, 5, x, y);
+  const float y2[] = {-0.5f, -0.125f, 0.0f, 1.0f, 3.0f};
+  check_forward("name: 'r' type: 'RReLU' rrelu_param { lower: 0.2 upper: 0.3 }", TEST, 5, x, y2);
+}
+END_TEST
+
+START_TEST(rrelu_train_slopes_random_in_range) {
+  crema_blob *x = blob4(1, 4000, -1, -1), *y = crema_blob_new();
+  for (size_t i = 0; i < x->count; i++) x->data[i] = (i % 2) ? 2.0f : -1.0f;
+  Crema__LayerParameter *m;
+  crema_layer *l =
+      make_layer("name: 'r' type: 'RReLU' rrelu_param { lower: 0.1 upper: 0.5 }", TRAIN, 1, &x, &y, &m);
+  forward_ok(l, &x, &y);
+  double sum = 0, mn = 1, mx = 0;
+  for (size_t i = 0; i < x->count; i += 2) {
+    double a = -y->data[i];
+    ck_assert_msg(a >= 0.1 && a < 0.5, "slope %g outside [0.1, 0.5)", a);
+    sum += a;
+    mn = fmin(mn, a);
+    mx = fmax(mx, a);
+    ck_assert_float_eq(y->data[i + 1], 2.0f);
+  }
+  double mean = sum / 2000.0;
+  ck_assert_msg(fabs(mean - 0.3) < 0.01, "mean slope %g, expected about 0.3", mean);
+  ck_assert_msg(mn < 0.11 && mx > 0.49, "slopes span [%g, %g], expected most of [0.1, 0.5)", mn, mx);
+  /* A second pass draws new slopes; backward uses the ones of the last forward. */
+  float first = y->data[0];
+  forward_ok(l, &x, &y);
+  ck_assert_float_ne(first, y->data[0]);
+  for (size_t i = 0; i < y->count; i++) y->diff[i] = 1.0f;
+  bool prop = true;
+  crema_layer_backward(l, &y, &prop, &x);
+  for (size_t i = 0; i < x->count; i += 2) ck_assert_float_eq_tol(x->diff[i], -y->data[i], 1e-6f);
+  crema_layer_free(l);
+  crema_message_free(m);
+  crema_blob_free(x);
+  crema_blob_free(y);
+}
+END_TEST
+
+START_TEST(rrelu_gradient) {
+  grad1("name: 'r' type: 'RReLU'", TRAIN, 0.02f, 0, 0);
+  grad1("name: 'r' type: 'RReLU' rrelu_param { lower: 0.01 upper: 0.9 }", TRAIN, 0.02f, 0, 0);
+  grad1("name: 'r' type: 'RReLU'", TEST, 0.02f, 0, 0);
+}
+END_TEST
+
+START_TEST(rrelu_inplace) {
+  check_inplace("name: 'r' type: 'RReLU'", TRAIN);
+  check_inplace("name: 'r' type: 'RReLU'", TEST);
+}
+END_TEST
+
+START_TEST(rrelu_bad_range) {
+  crema_error err;
+  crema_blob *x = blob4(2, 3, -1, -1), *y = crema_blob_new();
+  Crema__LayerParameter *m =
+      test_layer_param("name: 'r' type: 'RReLU' rrelu_param { lower: 0.5 upper: 0.1 }");
+  crema_layer *l;
+  ck_assert_int_eq(crema_layer_create(m, TRAIN, 1, &l, &err), 0);
+  ck_assert_int_ne(crema_layer_setup(l, 1, &x, 1, &y, &err), 0);
+  ck_assert_msg(strstr(err.msg, "lower") && strstr(err.msg, "upper"), "message: %s", err.msg);
+  crema_layer_free(l);
+  crema_message_free(m);
+  crema_blob_free(x);
+  crema_blob_free(y);
+}
+END_TEST
+
+/* ---- ELU, Sigmoid, TanH, AbsVal */
+
+START_TEST(smooth_forward_values) {
+  const float x[] = {-2.0f, -0.5f, 0.0f, 1.0f, 3.0f};
+  float elu[5], elu2[5], sig[5], th[5], ab[5];
+  for (int i = 0; i < 5; i++) {
+    double v = x[i];
+    elu[i] = (float)(v > 0 ? v : exp(v) - 1.0);
+    elu2[i] = (float)(v > 0 ? v : 0.5 * (exp(v) - 1.0));
+    sig[i] = (float)(1.0 / (1.0 + exp(-v)));
+    th[i] = (float)tanh(v);
+    ab[i] = (float)fabs(v);
+  }
+  check_forward("name: 'e' type: 'ELU'", TRAIN, 5, x, elu);
+  check_forward("name: 'e' type: 'ELU' elu_param { alpha: 0.5 }", TRAIN, 5, x, elu2);
+  check_forward("name: 's' type: 'Sigmoid'", TRAIN, 5, x, sig);
+  check_forward("name: 't' type: 'TanH'", TRAIN, 5, x, th);
+  check_forward("name: 'a' type: 'AbsVal'", TRAIN, 5, x, ab);
+  /* Sigmoid saturates without overflow. */
+  const float big[] = {-100.0f, 100.0f};
+  const float sat[] = {0.0f, 1.0f};
+  check_forward("name: 's' type: 'Sigmoid'", TRAIN, 2, big, sat);
+}
+END_TEST
+
+START_TEST(smooth_gradient) {
+  grad1("name: 'e' type: 'ELU'", TRAIN, 0.02f, 0, 0);
+  grad1("name: 'e' type: 'ELU' elu_param { alpha: 0.5 }", TRAIN, 0.02f, 0, 0);
+  grad1("name: 's' type: 'Sigmoid'", TRAIN, -1, 0, 0);
+  grad1("name: 't' type: 'TanH'", TRAIN, -1, 0, 0);
+  grad1("name: 'a' type: 'AbsVal'", TRAIN, 0.02f, 0, 0);
+}
+END_TEST
+
+START_TEST(smooth_inplace) {
+  check_inplace("name: 'e' type: 'ELU'", TRAIN);
+  check_inplace("name: 'e' type: 'ELU' elu_param { alpha: -0.5 }", TRAIN);
+  check_inplace("name: 's' type: 'Sigmoid'", TRAIN);
+  check_inplace("name: 't' type: 'TanH'", TRAIN);
+  check_inplace("name: 'a' type: 'AbsVal'", TRAIN);
+}
+END_TEST
+
+/* ---- Power */
+
+START_TEST(power_forward_values) {
+  const float x[] = {0.5f, 1.0f, 2.0f, 3.0f};
+  float p2[4], p1[4], pf[4], p0[4], s0[4];
+  for (int i = 0; i < 4; i++) {
+    double v = x[i];
+    p2[i] = (float)((1.0 + 0.5 * v) * (1.0 + 0.5 * v));
+    p1[i] = (float)(0.3 + 2.0 * v);
+    pf[i] = (float)pow(0.5 + 1.3 * v, 0.37);
+    p0[i] = 1.0f;
+    s0[i] = (float)pow(2.0, 3.0);
+  }
+  check_forward("name: 'p' type: 'Power' power_param { power: 2 scale: 0.5 shift: 1 }", TRAIN, 4, x, p2);
+  check_forward("name: 'p' type: 'Power' power_param { power: 1 scale: 2 shift: 0.3 }", TRAIN, 4, x, p1);
+  check_forward("name: 'p' type: 'Power' power_param { power: 0.37 scale: 1.3 shift: 0.5 }", TRAIN, 4, x, pf);
+  check_forward("name: 'p' type: 'Power' power_param { power: 0 scale: 1.3 shift: 0.5 }", TRAIN, 4, x, p0);
+  check_forward("name: 'p' type: 'Power' power_param { power: 3 scale: 0 shift: 2 }", TRAIN, 4, x, s0);
+  check_forward("name: 'p' type: 'Power'", TRAIN, 4, x, x);
+}
+END_TEST
+
+START_TEST(power_gradient) {
+  grad1("name: 'p' type: 'Power' power_param { power: 2 scale: 0.5 shift: 1 }", TRAIN, -1, 0, 0);
+  grad1("name: 'p' type: 'Power' power_param { power: 2 scale: -0.7 shift: 0 }", TRAIN, -1, 0, 0);
+  grad1("name: 'p' type: 'Power' power_param { power: 1 scale: 2 shift: 0.3 }", TRAIN, -1, 0, 0);
+  grad1("name: 'p' type: 'Power' power_param { power: 0 scale: 1.3 shift: 0.5 }", TRAIN, -1, 0, 0);
+  grad1("name: 'p' type: 'Power' power_param { power: 3 scale: 0 shift: 2 }", TRAIN, -1, 0, 0);
+  grad1("name: 'p' type: 'Power' power_param { power: 3 scale: 0.6 shift: -0.2 }", TRAIN, -1, 0, 0);
+  /* Fractional powers need a positive base; shift 0 takes Caffe's power * y / x path. */
+  grad1("name: 'p' type: 'Power' power_param { power: 0.37 scale: 0.83 shift: 0.4 }", TRAIN, -1, 0.5f, 2.0f);
+  grad1("name: 'p' type: 'Power' power_param { power: -1.5 scale: 1.2 }", TRAIN, -1, 0.5f, 2.0f);
+}
+END_TEST
+
+START_TEST(power_inplace) {
+  check_inplace("name: 'p' type: 'Power' power_param { power: 2 scale: 0.5 shift: 1 }", TRAIN);
+  check_inplace("name: 'p' type: 'Power' power_param { power: 3 scale: 0.6 shift: -0.2 }", TRAIN);
+  check_inplace("name: 'p' type: 'Power' power_param { power: 1 scale: 2 shift: 0.3 }", TRAIN);
+  check_inplace("name: 'p' type: 'Power' power_param { power: 0 }", TRAIN);
+}
+END_TEST
+
+/* ---- Dropout */
+
+START_TEST(dropout_keep_rate_and_scale) {
+  const int n = 200000;
+  crema_blob *x = blob4(4, n / 4, -1, -1), *y = crema_blob_new();
+  gradcheck_fill_uniform(x, 0.5f, 1.5f, 9);
+  Crema__LayerParameter *m;
+  crema_layer *l =
+      make_layer("name: 'd' type: 'Dropout' dropout_param { dropout_ratio: 0.3 }", TRAIN, 1, &x, &y, &m);
+  forward_ok(l, &x, &y);
+  size_t kept = 0;
+  for (size_t i = 0; i < x->count; i++) {
+    if (y->data[i] != 0.0f) {
+      kept++;
+      ck_assert_float_eq_tol(y->data[i], x->data[i] / 0.7f, 1e-6f);
+    }
+  }
+  double rate = (double)kept / (double)n;
+  /* Binomial(200000, 0.7): standard deviation of the rate about 0.001. */
+  ck_assert_msg(fabs(rate - 0.7) < 0.006, "keep rate %g, expected 0.7", rate);
+  /* Backward applies the same mask and scale. */
+  for (size_t i = 0; i < y->count; i++) y->diff[i] = 1.0f;
+  bool prop = true;
+  crema_layer_backward(l, &y, &prop, &x);
+  for (size_t i = 0; i < x->count; i++)
+    ck_assert_float_eq(x->diff[i], y->data[i] != 0.0f ? 1.0f / 0.7f : 0.0f);
+  /* A second pass draws a different mask. */
+  float snapshot[64];
+  memcpy(snapshot, y->data, sizeof snapshot);
+  forward_ok(l, &x, &y);
+  ck_assert_int_ne(memcmp(snapshot, y->data, sizeof snapshot), 0);
+  crema_layer_free(l);
+  crema_message_free(m);
+  crema_blob_free(x);
+  crema_blob_free(y);
+}
+END_TEST
+
+START_TEST(dropout_test_is_identity) {
+  const float x[] = {-2.0f, -0.5f, 0.0f, 1.0f, 3.0f};
+  check_forward("name: 'd' type: 'Dropout' dropout_param { dropout_ratio: 0.9 }", TEST, 5, x, x);
+}
+END_TEST
+
+START_TEST(dropout_same_seed_same_mask) {
+  crema_blob *x = blob4(1, 1000, -1, -1), *y1 = crema_blob_new(), *y2 = crema_blob_new();
+  gradcheck_fill_gaussian(x, 1.0f, 1);
+  Crema__LayerParameter *m1, *m2;
+  crema_layer *l1 = make_layer("name: 'd' type: 'Dropout'", TRAIN, 1, &x, &y1, &m1);
+  crema_layer *l2 = make_layer("name: 'd' type: 'Dropout'", TRAIN, 1, &x, &y2, &m2);
+  forward_ok(l1, &x, &y1);
+  forward_ok(l2, &x, &y2);
+  ck_assert_int_eq(memcmp(y1->data, y2->data, 1000 * sizeof(float)), 0);
+  crema_layer_free(l1);
+  crema_layer_free(l2);
+  crema_message_free(m1);
+  crema_message_free(m2);
+  crema_blob_free(x);
+  crema_blob_free(y1);
+  crema_blob_free(y2);
+}
+END_TEST
+
+START_TEST(dropout_gradient) {
+  grad1("name: 'd' type: 'Dropout'", TRAIN, -1, 0, 0);
+  grad1("name: 'd' type: 'Dropout' dropout_param { dropout_ratio: 0.2 }", TRAIN, -1, 0, 0);
+  grad1("name: 'd' type: 'Dropout'", TEST, -1, 0, 0);
+}
+END_TEST
+
+START_TEST(dropout_inplace) {
+  check_inplace("name: 'd' type: 'Dropout'", TRAIN);
+  check_inplace("name: 'd' type: 'Dropout'", TEST);
+}
+END_TEST
+
+START_TEST(dropout_bad_ratio) {
+  crema_error err;
+  crema_blob *x = blob4(2, 3, -1, -1), *y = crema_blob_new();
+  Crema__LayerParameter *m =
+      test_layer_param("name: 'drop7' type: 'Dropout' dropout_param { dropout_ratio: 1 }");
+  crema_layer *l;
+  ck_assert_int_eq(crema_layer_create(m, TRAIN, 1, &l, &err), 0);
+  ck_assert_int_ne(crema_layer_setup(l, 1, &x, 1, &y, &err), 0);
+  ck_assert_msg(strstr(err.msg, "drop7") && strstr(err.msg, "dropout_ratio"), "message: %s", err.msg);
+  crema_layer_free(l);
+  crema_message_free(m);
+  crema_blob_free(x);
+  crema_blob_free(y);
+}
+END_TEST
+
+START_TEST(registry_knows_types) {
+  const char *types[] = {"ReLU", "PReLU", "RReLU", "ELU", "Sigmoid", "TanH", "AbsVal", "Power", "Dropout"};
+  for (size_t i = 0; i < sizeof types / sizeof *types; i++)
+    ck_assert_msg(crema_layer_lookup(types[i]) != NULL, "type %s not registered", types[i]);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("layers_activation");
+  TCase *tc = tcase_create("core");
+  tcase_add_test(tc, registry_knows_types);
+  tcase_add_test(tc, relu_forward_values);
+  tcase_add_test(tc, relu_gradient);
+  tcase_add_test(tc, relu_inplace);
+  tcase_add_test(tc, prelu_forward_values);
+  tcase_add_test(tc, prelu_per_channel_slopes);
+  tcase_add_test(tc, prelu_gradient);
+  tcase_add_test(tc, prelu_inplace);
+  tcase_add_test(tc, prelu_needs_two_axes);
+  tcase_add_test(tc, rrelu_test_slope_is_mean);
+  tcase_add_test(tc, rrelu_train_slopes_random_in_range);
+  tcase_add_test(tc, rrelu_gradient);
+  tcase_add_test(tc, rrelu_inplace);
+  tcase_add_test(tc, rrelu_bad_range);
+  tcase_add_test(tc, smooth_forward_values);
+  tcase_add_test(tc, smooth_gradient);
+  tcase_add_test(tc, smooth_inplace);
+  tcase_add_test(tc, power_forward_values);
+  tcase_add_test(tc, power_gradient);
+  tcase_add_test(tc, power_inplace);
+  tcase_add_test(tc, dropout_keep_rate_and_scale);
+  tcase_add_test(tc, dropout_test_is_identity);
+  tcase_add_test(tc, dropout_same_seed_same_mask);
+  tcase_add_test(tc, dropout_gradient);
+  tcase_add_test(tc, dropout_inplace);
+  tcase_add_test(tc, dropout_bad_ratio);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
