@@ -43,8 +43,9 @@ static double objective(checker *c) {
   int rc = crema_layer_forward(c->layer, c->bottom, c->top, &err);
   ck_assert_msg(rc == 0, "forward failed: %s", err.msg);
   double j = 0;
-  for (int t = 0; t < c->n_top; t++)
-    for (size_t k = 0; k < c->top[t]->count; k++) j += (double)c->weights[t][k] * c->top[t]->data[k];
+  for (int t = 0; t < c->n_top; t++) /* weights are NULL on the first, shaping pass */
+    for (size_t k = 0; c->weights[t] && k < c->top[t]->count; k++)
+      j += (double)c->weights[t][k] * c->top[t]->data[k];
   return j;
 }
 
