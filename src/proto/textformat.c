@@ -191,10 +191,9 @@ static void describe_next(const parser *ps, char *buf, size_t size) {
   size_t n = 0;
   const char *q = ps->p;
   if (ident_char((unsigned char)*q) || *q == '.' || *q == '-') {
-    while (q < ps->end && n < 40 && (ident_char((unsigned char)*q) || *q == '.' || *q == '-' || *q == '+')) {
-      q++;
+    while (q + n < ps->end && n < 40 &&
+           (ident_char((unsigned char)q[n]) || q[n] == '.' || q[n] == '-' || q[n] == '+'))
       n++;
-    }
   } else if (*q == '"' || *q == '\'') {
     n = 1;
     while (q + n < ps->end && n < 40 && q[n] != '\n' && q[n] != *q) n++;
