@@ -1,0 +1,328 @@
+#include "layers/conv_common.h"
+
+#include <string.h>
+
+#include "base/mem.h"
+#include "tensor/math.h"
+
+/* Planes at least this large run a 1x1 convolution as one GEMM per image straight on the
+ * input; smaller planes are gathered so the GEMM sees the whole batch (a GEMM with a few
+ * dozen columns runs far below peak). */
+#define ONE_BY_ONE_MIN_PLANE 1024
+
+/* One repeated field in Caffe's three spellings: n values (1 or 2), the _h/_w pair, or
+ * absent (default). */
+static int read_pair(const char *name, size_t n, const uint32_t *v, bool has_h, uint32_t h, bool has_w,
+                     uint32_t w, int dflt, int *out_h, int *out_w, crema_error *err) {
+  if (has_h || has_w) {
+    if (n) return crema_fail(err, "either %s or %s_h/%s_w should be specified, not both", name, name, name);
+    if (!(has_h && has_w)) return crema_fail(err, "%s_h and %s_w must be given together", name, name);
+    *out_h = (int)h;
+    *out_w = (int)w;
+    return 0;
+  }
+  if (n == 0) {
+    *out_h = *out_w = dflt;
+  } else if (n == 1) {
+    *out_h = *out_w = (int)v[0];
+  } else if (n == 2) {
+    *out_h = (int)v[0];
+    *out_w = (int)v[1];
+  } else {
+    return crema_fail(err,
+                      "%s must be specified once, or once per spatial dimension (%s specified %zu times; 2 "
+                      "spatial dims)",
+                      name, name, n);
+  }
+  return 0;
+}
+
+int crema_conv_params_read(const crema_layer *l, const crema_blob *bottom, crema_conv_params *out,
+                           crema_error *err) {
+  Crema__ConvolutionParameter dflt = CREMA__CONVOLUTION_PARAMETER__INIT;
+  const Crema__ConvolutionParameter *p = l->param->convolution_param ? l->param->convolution_param : &dflt;
+  memset(out, 0, sizeof *out);
+  int axis;
+  if (crema_blob_canonical_axis(bottom, p->axis, &axis, err))
+    return crema_error_prefix(err, "convolution_param.axis");
+  int spatial = bottom->num_axes - axis - 1;
+  if (spatial != 2)
+    return crema_fail(err,
+                      "crema supports 2-d convolution only: the bottom has %d axes and axis %d leaves %d "
+                      "spatial axes (need 2, e.g. an N x C x H x W bottom with axis 1)",
+                      bottom->num_axes, p->axis, spatial < 0 ? 0 : spatial);
+  out->axis = axis;
+  if (!p->has_num_output || p->num_output == 0)
+    return crema_fail(err, "convolution_param.num_output must be given and > 0");
+  out->num_output = (int)p->num_output;
+  out->group = (int)p->group;
+  out->bias_term = p->bias_term;
+  if (read_pair("kernel_size", p->n_kernel_size, p->kernel_size, p->has_kernel_h, p->kernel_h,
+                p->has_kernel_w, p->kernel_w, 0, &out->kernel_h, &out->kernel_w, err))
+    return -1;
+  if (out->kernel_h <= 0 || out->kernel_w <= 0)
+    return crema_fail(err, "filter dimensions must be nonzero: give kernel_size (or kernel_h and kernel_w)");
+  if (read_pair("stride", p->n_stride, p->stride, p->has_stride_h, p->stride_h, p->has_stride_w, p->stride_w,
+                1, &out->stride_h, &out->stride_w, err))
+    return -1;
+  if (out->stride_h <= 0 || out->stride_w <= 0) return crema_fail(err, "stride must be > 0");
+  if (read_pair("pad", p->n_pad, p->pad, p->has_pad_h, p->pad_h, p->has_pad_w, p->pad_w, 0, &out->pad_h,
+                &out->pad_w, err))
+    return -1;
+  if (read_pair("dilation", p->n_dilation, p->dilation, false, 0, false, 0, 1, &out->dilation_h,
+                &out->dilation_w, err))
+    return -1;
+  if (out->dilation_h <= 0 || out->dilation_w <= 0) return crema_fail(err, "dilation must be > 0");
+  int channels = bottom->shape[axis];
+  if (out->group <= 0) return crema_fail(err, "convolution_param.group must be > 0");
+  if (channels % out->group)
+    return crema_fail(err, "the bottom's %d channels are not divisible by group %d", channels, out->group);
+  if (out->num_output % out->group)
+    return crema_fail(err, "num_output %d is not a multiple of group %d", out->num_output, out->group);
+  return 0;
+}
+
+static int grow(float **buf, size_t *cap, size_t need, crema_error *err) {
+  if (need <= *cap) return 0;
+  crema_aligned_free(*buf);
+  *cap = 0;
+  if (!(*buf = crema_aligned_alloc(need * sizeof(float))))
+    return crema_fail(err, "out of memory allocating a %zu-float convolution buffer", need);
+  *cap = need;
+  return 0;
+}
+
+int crema_conv_engine_reshape(crema_conv_engine *e, const crema_im2col_geom *g, int cy, int group, int n,
+                              crema_error *err) {
+  e->g = *g;
+  e->cy = cy;
+  e->group = group;
+  e->n = n;
+  const size_t plane = (size_t)g->out_h * g->out_w;
+  const bool one = g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
+                   g->pad_h == 0 && g->pad_w == 0;
+  if (g->channels / group == 1)
+    e->path = CREMA_CONV_DEPTHWISE;
+  else if (one && plane >= ONE_BY_ONE_MIN_PLANE)
+    e->path = CREMA_CONV_1X1;
+  else
+    e->path = CREMA_CONV_GENERAL;
+  e->chunk = n;
+  if (e->path != CREMA_CONV_GENERAL || n == 0 || plane == 0) return 0;
+  const size_t rows = crema_im2col_rows(g), per_image = rows * plane;
+  size_t chunk = CREMA_CONV_COL_BUDGET / (per_image ? per_image : 1);
+  if (chunk < 1) chunk = 1;
+  if (chunk > (size_t)n) chunk = (size_t)n;
+  e->chunk = (int)chunk;
+  if (grow(&e->col, &e->col_cap, per_image * chunk, err)) return -1;
+  return grow(&e->tmp, &e->tmp_cap, (size_t)cy * plane * chunk, err);
+}
+
+void crema_conv_engine_free(crema_conv_engine *e) {
+  crema_aligned_free(e->col);
+  crema_aligned_free(e->tmp);
+  e->col = e->tmp = NULL;
+  e->col_cap = e->tmp_cap = 0;
+}
+
+/* ---- depthwise: one input channel per group, `mult` output channels per input channel */
+
+static void depthwise_forward(const crema_conv_engine *e, const float *x, const float *w, const float *bias,
+                              float *y) {
+  const crema_im2col_geom *g = &e->g;
+  const int H = g->height, W = g->width, Ho = g->out_h, Wo = g->out_w, kh = g->kernel_h, kw = g->kernel_w;
+  const int cx = g->channels, cy = e->cy, mult = cy / cx, sh = g->stride_h, sw = g->stride_w;
+  const size_t pin = (size_t)H * W, pout = (size_t)Ho * Wo;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < e->n; b++)
+    for (int o = 0; o < cy; o++) {
+      const float *src = x + ((size_t)b * cx + o / mult) * pin;
+      float *dst = y + ((size_t)b * cy + o) * pout;
+      const float b0 = bias ? bias[o] : 0.0f;
+      for (size_t k = 0; k < pout; k++) dst[k] = b0;
+      for (int i = 0; i < kh; i++) {
+        const int off_h = i * g->dilation_h - g->pad_h;
+        for (int oh = 0; oh < Ho; oh++) {
+          const int ih = oh * sh + off_h;
+          if (ih < 0 || ih >= H) continue;
+          const float *srow = src + (size_t)ih * W;
+          float *drow = dst + (size_t)oh * Wo;
+          for (int j = 0; j < kw; j++) {
+            const float wv = w[((size_t)o * kh + i) * kw + j];
+            const int off_w = j * g->dilation_w - g->pad_w;
+            for (int ow = 0; ow < Wo; ow++) {
+              const int iw = ow * sw + off_w;
+              if (iw >= 0 && iw < W) drow[ow] += wv * srow[iw];
+            }
+          }
+        }
+      }
+    }
+}
+
+static void depthwise_backward(const crema_conv_engine *e, const float *x, const float *dy, const float *w,
+                               float *dw, float *dx) {
+  const crema_im2col_geom *g = &e->g;
+  const int H = g->height, W = g->width, Ho = g->out_h, Wo = g->out_w, kh = g->kernel_h, kw = g->kernel_w;
+  const int cx = g->channels, cy = e->cy, mult = cy / cx, sh = g->stride_h, sw = g->stride_w, n = e->n;
+  const size_t pin = (size_t)H * W, pout = (size_t)Ho * Wo;
+  if (dw) {
+    /* One task per output channel: it owns its kh*kw weights, so no races. */
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < cy; o++)
+      for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++) {
+          const int off_h = i * g->dilation_h - g->pad_h, off_w = j * g->dilation_w - g->pad_w;
+          double s = 0;
+          for (int b = 0; b < n; b++) {
+            const float *src = x + ((size_t)b * cx + o / mult) * pin;
+            const float *d = dy + ((size_t)b * cy + o) * pout;
+            for (int oh = 0; oh < Ho; oh++) {
+              const int ih = oh * sh + off_h;
+              if (ih < 0 || ih >= H) continue;
+              float acc = 0.0f;
+              for (int ow = 0; ow < Wo; ow++) {
+                const int iw = ow * sw + off_w;
+                if (iw >= 0 && iw < W) acc += d[(size_t)oh * Wo + ow] * src[(size_t)ih * W + iw];
+              }
+              s += acc;
+            }
+          }
+          dw[((size_t)o * kh + i) * kw + j] += (float)s;
+        }
+  }
+  if (dx) {
+    /* One task per input plane: every output channel of that input writes only into it. */
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < n; b++)
+      for (int c = 0; c < cx; c++) {
+        float *dst = dx + ((size_t)b * cx + c) * pin;
+        memset(dst, 0, pin * sizeof(float));
+        for (int o = c * mult; o < (c + 1) * mult; o++) {
+          const float *d = dy + ((size_t)b * cy + o) * pout;
+          for (int i = 0; i < kh; i++) {
+            const int off_h = i * g->dilation_h - g->pad_h;
+            for (int oh = 0; oh < Ho; oh++) {
+              const int ih = oh * sh + off_h;
+              if (ih < 0 || ih >= H) continue;
+              float *drow = dst + (size_t)ih * W;
+              const float *srow = d + (size_t)oh * Wo;
+              for (int j = 0; j < kw; j++) {
+                const float wv = w[((size_t)o * kh + i) * kw + j];
+                const int off_w = j * g->dilation_w - g->pad_w;
+                for (int ow = 0; ow < Wo; ow++) {
+                  const int iw = ow * sw + off_w;
+                  if (iw >= 0 && iw < W) drow[iw] += wv * srow[ow];
+                }
+              }
+            }
+          }
+        }
+      }
+  }
+}
+
+/* ---- forward / backward */
+
+void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float *w, const float *bias,
+                               float *y) {
+  const crema_im2col_geom *g = &e->g;
+  const int G = e->group, cx = g->channels, cy = e->cy, mg = cy / G;
+  const size_t plane = (size_t)g->out_h * g->out_w, pin = (size_t)g->height * g->width;
+  const int kg = (int)(crema_im2col_rows(g) / (size_t)G);
+  if (e->n == 0 || plane == 0) return;
+  if (e->path == CREMA_CONV_DEPTHWISE) {
+    depthwise_forward(e, x, w, bias, y);
+    return;
+  }
+  if (e->path == CREMA_CONV_1X1) {
+    for (int b = 0; b < e->n; b++)
+      for (int gr = 0; gr < G; gr++)
+        crema_gemm_ld(false, false, mg, (int)plane, kg, 1.0f, w + (size_t)gr * mg * kg, kg,
+                      x + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane, 0.0f,
+                      y + ((size_t)b * cy + (size_t)gr * mg) * plane, (int)plane);
+    if (bias) crema_conv_bias_add(e->n, cy, plane, bias, y);
+    return;
+  }
+  for (int b0 = 0; b0 < e->n; b0 += e->chunk) {
+    const int nb = e->n - b0 < e->chunk ? e->n - b0 : e->chunk;
+    const size_t ld = (size_t)nb * plane;
+    crema_im2col(g, nb, x + (size_t)b0 * cx * pin, e->col);
+    for (int gr = 0; gr < G; gr++)
+      crema_gemm_ld(false, false, mg, (int)ld, kg, 1.0f, w + (size_t)gr * mg * kg, kg,
+                    e->col + (size_t)gr * kg * ld, (int)ld, 0.0f, e->tmp + (size_t)gr * mg * ld, (int)ld);
+    crema_rows_to_batch(nb, cy, plane, e->tmp, bias, y + (size_t)b0 * cy * plane);
+  }
+}
+
+void crema_conv_engine_backward(crema_conv_engine *e, const float *x, const float *dy, const float *w,
+                                float *dw, float *dx) {
+  const crema_im2col_geom *g = &e->g;
+  const int G = e->group, cx = g->channels, cy = e->cy, mg = cy / G;
+  const size_t plane = (size_t)g->out_h * g->out_w, pin = (size_t)g->height * g->width;
+  const int kg = (int)(crema_im2col_rows(g) / (size_t)G);
+  if (!dw && !dx) return;
+  if (e->n == 0 || plane == 0) {
+    if (dx) memset(dx, 0, (size_t)e->n * cx * pin * sizeof(float));
+    return;
+  }
+  if (e->path == CREMA_CONV_DEPTHWISE) {
+    depthwise_backward(e, x, dy, w, dw, dx);
+    return;
+  }
+  if (e->path == CREMA_CONV_1X1) {
+    for (int b = 0; b < e->n; b++)
+      for (int gr = 0; gr < G; gr++) {
+        const float *dyg = dy + ((size_t)b * cy + (size_t)gr * mg) * plane;
+        if (dw)
+          crema_gemm_ld(false, true, mg, kg, (int)plane, 1.0f, dyg, (int)plane,
+                        x + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane, 1.0f,
+                        dw + (size_t)gr * mg * kg, kg);
+        if (dx)
+          crema_gemm_ld(true, false, kg, (int)plane, mg, 1.0f, w + (size_t)gr * mg * kg, kg, dyg, (int)plane,
+                        0.0f, dx + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane);
+      }
+    return;
+  }
+  for (int b0 = 0; b0 < e->n; b0 += e->chunk) {
+    const int nb = e->n - b0 < e->chunk ? e->n - b0 : e->chunk;
+    const size_t ld = (size_t)nb * plane;
+    crema_batch_to_rows(nb, cy, plane, dy + (size_t)b0 * cy * plane, e->tmp);
+    if (dw) {
+      crema_im2col(g, nb, x + (size_t)b0 * cx * pin, e->col);
+      for (int gr = 0; gr < G; gr++)
+        crema_gemm_ld(false, true, mg, kg, (int)ld, 1.0f, e->tmp + (size_t)gr * mg * ld, (int)ld,
+                      e->col + (size_t)gr * kg * ld, (int)ld, 1.0f, dw + (size_t)gr * mg * kg, kg);
+    }
+    if (dx) {
+      for (int gr = 0; gr < G; gr++)
+        crema_gemm_ld(true, false, kg, (int)ld, mg, 1.0f, w + (size_t)gr * mg * kg, kg,
+                      e->tmp + (size_t)gr * mg * ld, (int)ld, 0.0f, e->col + (size_t)gr * kg * ld, (int)ld);
+      crema_col2im(g, nb, e->col, dx + (size_t)b0 * cx * pin);
+    }
+  }
+}
+
+void crema_conv_bias_backward(int n, int c, size_t s, const float *dy, float *dbias) {
+#pragma omp parallel for schedule(static) if ((size_t)n * c * s > 32768)
+  for (int ch = 0; ch < c; ch++) {
+    double acc = 0;
+    for (int b = 0; b < n; b++) {
+      const float *d = dy + ((size_t)b * c + ch) * s;
+      float part = 0.0f;
+      for (size_t k = 0; k < s; k++) part += d[k];
+      acc += part;
+    }
+    dbias[ch] += (float)acc;
+  }
+}
+
+void crema_conv_bias_add(int n, int c, size_t s, const float *bias, float *x) {
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)n * c * s > 32768)
+  for (int b = 0; b < n; b++)
+    for (int ch = 0; ch < c; ch++) {
+      float *d = x + ((size_t)b * c + ch) * s;
+      const float v = bias[ch];
+      for (size_t k = 0; k < s; k++) d[k] += v;
+    }
+}

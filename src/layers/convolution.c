@@ -1,0 +1,124 @@
+/* Convolution: Caffe's ConvolutionLayer. top = W * bottom + b over every (dilated, strided,
+ * padded) window, with weights (num_output, C/group, kh, kw) and bias (num_output).
+ * Several bottom/top pairs share the weights (all bottoms must have the same shape).
+ * The arithmetic lives in conv_common.c (batch-folded GEMM, 1x1 and depthwise paths). */
+#include <stdlib.h>
+
+#include "layers/conv_common.h"
+#include "layers/layer.h"
+
+typedef struct conv_state {
+  crema_conv_params p;
+  crema_conv_engine engine;
+} conv_state;
+
+static int conv_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)top;
+  if (l->n_bottom != l->n_top)
+    return crema_fail(err, "needs as many tops as bottoms (got %d bottoms, %d tops)", l->n_bottom, l->n_top);
+  conv_state *s = calloc(1, sizeof *s);
+  if (!s) return crema_fail(err, "out of memory");
+  l->state = s;
+  if (crema_conv_params_read(l, bottom[0], &s->p, err)) return -1;
+  const Crema__ConvolutionParameter *cp = l->param->convolution_param;
+  const int channels = bottom[0]->shape[s->p.axis];
+  const int wshape[4] = {s->p.num_output, channels / s->p.group, s->p.kernel_h, s->p.kernel_w};
+  if (crema_layer_add_blob(l, 0, 4, wshape, cp ? cp->weight_filler : NULL, err))
+    return crema_error_prefix(err, "weight_filler");
+  if (s->p.bias_term) {
+    const int bshape[1] = {s->p.num_output};
+    if (crema_layer_add_blob(l, 1, 1, bshape, cp ? cp->bias_filler : NULL, err))
+      return crema_error_prefix(err, "bias_filler");
+  }
+  return 0;
+}
+
+static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  conv_state *s = l->state;
+  const crema_blob *b0 = bottom[0];
+  const int axis = s->p.axis;
+  char got[128], want[128];
+  for (int i = 1; i < l->n_bottom; i++)
+    if (!crema_blob_same_shape(bottom[i], b0))
+      return crema_fail(err, "all bottoms must have the same shape: bottom 0 is %s, bottom %d is %s",
+                        crema_blob_shape_string(b0, want, sizeof want), i,
+                        crema_blob_shape_string(bottom[i], got, sizeof got));
+  const int channels = l->blobs[0]->shape[1] * s->p.group;
+  if (b0->num_axes != axis + 3 || b0->shape[axis] != channels)
+    return crema_fail(err,
+                      "input size incompatible with the convolution weights: bottom is %s, weights %s "
+                      "expect %d channels at axis %d",
+                      crema_blob_shape_string(b0, got, sizeof got),
+                      crema_blob_shape_string(l->blobs[0], want, sizeof want), channels, axis);
+  crema_im2col_geom g = {.channels = channels,
+                         .height = b0->shape[axis + 1],
+                         .width = b0->shape[axis + 2],
+                         .kernel_h = s->p.kernel_h,
+                         .kernel_w = s->p.kernel_w,
+                         .pad_h = s->p.pad_h,
+                         .pad_w = s->p.pad_w,
+                         .stride_h = s->p.stride_h,
+                         .stride_w = s->p.stride_w,
+                         .dilation_h = s->p.dilation_h,
+                         .dilation_w = s->p.dilation_w};
+  if (crema_im2col_geom_finish(&g))
+    return crema_fail(err,
+                      "the %dx%d input (pad %d,%d) is smaller than the %dx%d kernel (dilation %d,%d); "
+                      "use a smaller kernel or more padding",
+                      g.height, g.width, g.pad_h, g.pad_w, g.kernel_h, g.kernel_w, g.dilation_h,
+                      g.dilation_w);
+  int shape[CREMA_MAX_AXES];
+  for (int k = 0; k < axis; k++) shape[k] = b0->shape[k];
+  shape[axis] = s->p.num_output;
+  shape[axis + 1] = g.out_h;
+  shape[axis + 2] = g.out_w;
+  for (int i = 0; i < l->n_top; i++)
+    if (crema_blob_reshape(top[i], axis + 3, shape, err)) return -1;
+  return crema_conv_engine_reshape(&s->engine, &g, s->p.num_output, s->p.group,
+                                   (int)crema_blob_count_range(b0, 0, axis), err);
+}
+
+static int conv_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)err;
+  conv_state *s = l->state;
+  const float *bias = s->p.bias_term ? l->blobs[1]->data : NULL;
+  for (int i = 0; i < l->n_bottom; i++)
+    crema_conv_engine_forward(&s->engine, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+  return 0;
+}
+
+static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                          crema_blob *const *bottom) {
+  conv_state *s = l->state;
+  const int axis = s->p.axis;
+  for (int i = 0; i < l->n_top; i++) {
+    const crema_blob *t = top[i];
+    if (s->p.bias_term && l->param_propagate_down[1])
+      crema_conv_bias_backward((int)crema_blob_count_range(t, 0, axis), t->shape[axis],
+                               crema_blob_count_range(t, axis + 1, t->num_axes), t->diff, l->blobs[1]->diff);
+    crema_conv_engine_backward(&s->engine, bottom[i]->data, t->diff, l->blobs[0]->data,
+                               l->param_propagate_down[0] ? l->blobs[0]->diff : NULL,
+                               propagate_down[i] ? bottom[i]->diff : NULL);
+  }
+}
+
+static void conv_free(crema_layer *l) {
+  conv_state *s = l->state;
+  if (!s) return;
+  crema_conv_engine_free(&s->engine);
+  free(s);
+  l->state = NULL;
+}
+
+const crema_layer_ops crema_convolution_ops = {
+    .type = "Convolution",
+    .min_bottoms = 1,
+    .max_bottoms = -1,
+    .min_tops = 1,
+    .max_tops = -1,
+    .setup = conv_setup,
+    .reshape = conv_reshape,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .free_state = conv_free,
+};

@@ -1,0 +1,119 @@
+/* InnerProduct: Caffe's InnerProductLayer (fully connected). The bottom is viewed as
+ * (M, K) with M = product of the axes before `axis` and K = product of the rest;
+ * top (M, num_output) = bottom * W^T + b with W (num_output, K), or bottom * W with
+ * W (K, num_output) when transpose is set. One GEMM for the whole batch. */
+#include <stdlib.h>
+
+#include "layers/layer.h"
+#include "tensor/math.h"
+
+typedef struct ip_state {
+  int num_output, axis, m, k;
+  bool bias_term, transpose;
+} ip_state;
+
+static int ip_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)top;
+  Crema__InnerProductParameter dflt = CREMA__INNER_PRODUCT_PARAMETER__INIT;
+  const Crema__InnerProductParameter *p =
+      l->param->inner_product_param ? l->param->inner_product_param : &dflt;
+  ip_state *s = calloc(1, sizeof *s);
+  if (!s) return crema_fail(err, "out of memory");
+  l->state = s;
+  if (!p->has_num_output || p->num_output == 0)
+    return crema_fail(err, "inner_product_param.num_output must be given and > 0");
+  s->num_output = (int)p->num_output;
+  s->bias_term = p->bias_term;
+  s->transpose = p->transpose;
+  if (crema_blob_canonical_axis(bottom[0], p->axis, &s->axis, err))
+    return crema_error_prefix(err, "inner_product_param.axis");
+  const size_t k = crema_blob_count_range(bottom[0], s->axis, bottom[0]->num_axes);
+  if (k == 0 || k > (size_t)0x7fffffff)
+    return crema_fail(err, "the bottom has %zu inputs per sample after axis %d; need 1 to 2^31-1", k,
+                      s->axis);
+  s->k = (int)k;
+  const int wshape[2] = {s->transpose ? s->k : s->num_output, s->transpose ? s->num_output : s->k};
+  if (crema_layer_add_blob(l, 0, 2, wshape, p->weight_filler, err))
+    return crema_error_prefix(err, "weight_filler");
+  if (s->bias_term) {
+    const int bshape[1] = {s->num_output};
+    if (crema_layer_add_blob(l, 1, 1, bshape, p->bias_filler, err))
+      return crema_error_prefix(err, "bias_filler");
+  }
+  return 0;
+}
+
+static int ip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  ip_state *s = l->state;
+  const crema_blob *b = bottom[0];
+  char buf[128];
+  if (b->num_axes <= s->axis || crema_blob_count_range(b, s->axis, b->num_axes) != (size_t)s->k)
+    return crema_fail(err,
+                      "input size incompatible with inner product parameters: the bottom %s has not %d "
+                      "inputs per sample from axis %d (the weights were made for that)",
+                      crema_blob_shape_string(b, buf, sizeof buf), s->k, s->axis);
+  const size_t m = crema_blob_count_range(b, 0, s->axis);
+  if (m > (size_t)0x7fffffff) return crema_fail(err, "too many samples (%zu)", m);
+  s->m = (int)m;
+  int shape[CREMA_MAX_AXES];
+  for (int i = 0; i < s->axis; i++) shape[i] = b->shape[i];
+  shape[s->axis] = s->num_output;
+  return crema_blob_reshape(top[0], s->axis + 1, shape, err);
+}
+
+static int ip_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)err;
+  const ip_state *s = l->state;
+  const int M = s->m, N = s->num_output, K = s->k;
+  float *y = top[0]->data;
+  crema_gemm(false, !s->transpose, M, N, K, 1.0f, bottom[0]->data, l->blobs[0]->data, 0.0f, y);
+  if (s->bias_term) {
+    const float *bias = l->blobs[1]->data;
+#pragma omp parallel for schedule(static) if ((size_t)M * N > 32768)
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) y[(size_t)i * N + j] += bias[j];
+  }
+  return 0;
+}
+
+static void ip_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                        crema_blob *const *bottom) {
+  const ip_state *s = l->state;
+  const int M = s->m, N = s->num_output, K = s->k;
+  const float *dy = top[0]->diff, *x = bottom[0]->data;
+  if (l->param_propagate_down[0]) {
+    if (s->transpose) /* dW (K, N) += x^T dy */
+      crema_gemm(true, false, K, N, M, 1.0f, x, dy, 1.0f, l->blobs[0]->diff);
+    else /* dW (N, K) += dy^T x */
+      crema_gemm(true, false, N, K, M, 1.0f, dy, x, 1.0f, l->blobs[0]->diff);
+  }
+  if (s->bias_term && l->param_propagate_down[1]) {
+    float *db = l->blobs[1]->diff;
+#pragma omp parallel for schedule(static) if ((size_t)M * N > 32768)
+    for (int j = 0; j < N; j++) {
+      double acc = 0;
+      for (int i = 0; i < M; i++) acc += dy[(size_t)i * N + j];
+      db[j] += (float)acc;
+    }
+  }
+  if (propagate_down[0]) /* dx (M, K) = dy W, or dy W^T when transposed */
+    crema_gemm(false, s->transpose, M, K, N, 1.0f, dy, l->blobs[0]->data, 0.0f, bottom[0]->diff);
+}
+
+static void ip_free(crema_layer *l) {
+  free(l->state);
+  l->state = NULL;
+}
+
+const crema_layer_ops crema_inner_product_ops = {
+    .type = "InnerProduct",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .setup = ip_setup,
+    .reshape = ip_reshape,
+    .forward = ip_forward,
+    .backward = ip_backward,
+    .free_state = ip_free,
+};

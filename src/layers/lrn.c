@@ -1,0 +1,233 @@
+/* LRN: Caffe's local response normalisation, top = x * scale^-beta.
+ *
+ * ACROSS_CHANNELS: scale = k + alpha/n * (sum of x^2 over the n channels c-(n-1)/2 ..
+ * c+(n-1)/2 that exist).
+ * WITHIN_CHANNEL: scale = 1 + alpha/(n*n) * (sum of x^2 over the n x n spatial window with
+ * zero padding (n-1)/2). Caffe builds this one from Split/Power/Pooling(AVE)/Power/Eltwise
+ * layers with shift 1, so `k` is ignored in this mode -- we compute the same function
+ * directly. local_size must be odd (as in Caffe). The scale is kept for backward. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "base/mem.h"
+#include "layers/layer.h"
+
+/* Positions handled together in the across-channel loops: small enough for the stack. */
+#define LRN_BLOCK 256
+
+typedef struct lrn_state {
+  int size;
+  float alpha, beta, k;
+  bool within;
+  int n, c, h, w;
+  float *scale; /* (N, C, H, W) */
+  size_t scale_cap;
+} lrn_state;
+
+static int lrn_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)bottom;
+  (void)top;
+  Crema__LRNParameter dflt = CREMA__LRNPARAMETER__INIT;
+  const Crema__LRNParameter *p = l->param->lrn_param ? l->param->lrn_param : &dflt;
+  lrn_state *s = calloc(1, sizeof *s);
+  if (!s) return crema_fail(err, "out of memory");
+  l->state = s;
+  if (p->local_size % 2 != 1)
+    return crema_fail(err, "lrn_param.local_size must be odd (got %u); LRN only supports odd window sizes",
+                      p->local_size);
+  s->size = (int)p->local_size;
+  s->alpha = p->alpha;
+  s->beta = p->beta;
+  s->k = p->k;
+  if (p->norm_region != CREMA__LRNPARAMETER__NORM_REGION__ACROSS_CHANNELS &&
+      p->norm_region != CREMA__LRNPARAMETER__NORM_REGION__WITHIN_CHANNEL)
+    return crema_fail(err, "unknown lrn_param.norm_region %d", (int)p->norm_region);
+  s->within = p->norm_region == CREMA__LRNPARAMETER__NORM_REGION__WITHIN_CHANNEL;
+  return 0;
+}
+
+static int lrn_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  lrn_state *s = l->state;
+  const crema_blob *b = bottom[0];
+  char buf[128];
+  if (b->num_axes != 4)
+    return crema_fail(err, "the bottom must have 4 axes (N, C, H, W); it is %s",
+                      crema_blob_shape_string(b, buf, sizeof buf));
+  s->n = b->shape[0];
+  s->c = b->shape[1];
+  s->h = b->shape[2];
+  s->w = b->shape[3];
+  if (crema_blob_reshape_like(top[0], b, err)) return -1;
+  if (b->count > s->scale_cap) {
+    crema_aligned_free(s->scale);
+    s->scale_cap = 0;
+    if (!(s->scale = crema_aligned_alloc(b->count * sizeof(float))))
+      return crema_fail(err, "out of memory for the LRN scale");
+    s->scale_cap = b->count;
+  }
+  return 0;
+}
+
+/* ---- ACROSS_CHANNELS: per (image, block of positions), a running window over channels. */
+
+static void across_forward(const lrn_state *s, const float *x, float *y) {
+  const int C = s->c, pre = (s->size - 1) / 2, post = s->size - 1 - pre;
+  const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK - 1) / LRN_BLOCK;
+  const float a = s->alpha / (float)s->size;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < s->n; b++)
+    for (size_t blk = 0; blk < nblk; blk++) {
+      const size_t p0 = blk * LRN_BLOCK, len = hw - p0 < LRN_BLOCK ? hw - p0 : LRN_BLOCK;
+      const float *xb = x + (size_t)b * C * hw + p0;
+      float *yb = y + (size_t)b * C * hw + p0, *sb = s->scale + (size_t)b * C * hw + p0;
+      float acc[LRN_BLOCK];
+      for (size_t q = 0; q < len; q++) acc[q] = 0.0f;
+      for (int c = 0; c < post && c < C; c++)
+        for (size_t q = 0; q < len; q++) acc[q] += xb[(size_t)c * hw + q] * xb[(size_t)c * hw + q];
+      for (int c = 0; c < C; c++) {
+        const int head = c + post, tail = c - pre;
+        if (head < C)
+          for (size_t q = 0; q < len; q++) acc[q] += xb[(size_t)head * hw + q] * xb[(size_t)head * hw + q];
+        for (size_t q = 0; q < len; q++) {
+          const float sc = s->k + a * acc[q];
+          sb[(size_t)c * hw + q] = sc;
+          yb[(size_t)c * hw + q] = xb[(size_t)c * hw + q] * powf(sc, -s->beta);
+        }
+        if (tail >= 0)
+          for (size_t q = 0; q < len; q++) acc[q] -= xb[(size_t)tail * hw + q] * xb[(size_t)tail * hw + q];
+      }
+    }
+}
+
+/* dx_c = dy_c * scale_c^-beta - (2 alpha beta / n) x_c * sum over the channels c' whose
+ * window holds c (c-post .. c+pre) of dy_c' y_c' / scale_c'. */
+static void across_backward(const lrn_state *s, const float *x, const float *y, const float *dy, float *dx) {
+  const int C = s->c, pre = (s->size - 1) / 2, post = s->size - 1 - pre;
+  const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK - 1) / LRN_BLOCK;
+  const float ratio = 2.0f * s->alpha * s->beta / (float)s->size;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int b = 0; b < s->n; b++)
+    for (size_t blk = 0; blk < nblk; blk++) {
+      const size_t p0 = blk * LRN_BLOCK, len = hw - p0 < LRN_BLOCK ? hw - p0 : LRN_BLOCK;
+      const size_t base = (size_t)b * C * hw + p0;
+      const float *xb = x + base, *yb = y + base, *db = dy + base, *sb = s->scale + base;
+      float *gb = dx + base;
+      float acc[LRN_BLOCK];
+      for (size_t q = 0; q < len; q++) acc[q] = 0.0f;
+#define LRN_R(ch, q) (db[(size_t)(ch)*hw + (q)] * yb[(size_t)(ch)*hw + (q)] / sb[(size_t)(ch)*hw + (q)])
+      for (int c = 0; c < pre && c < C; c++)
+        for (size_t q = 0; q < len; q++) acc[q] += LRN_R(c, q);
+      for (int c = 0; c < C; c++) {
+        const int head = c + pre, tail = c - post;
+        if (head < C)
+          for (size_t q = 0; q < len; q++) acc[q] += LRN_R(head, q);
+        for (size_t q = 0; q < len; q++) {
+          const size_t i = (size_t)c * hw + q;
+          gb[i] = db[i] * powf(sb[i], -s->beta) - ratio * xb[i] * acc[q];
+        }
+        if (tail >= 0)
+          for (size_t q = 0; q < len; q++) acc[q] -= LRN_R(tail, q);
+      }
+#undef LRN_R
+    }
+}
+
+/* ---- WITHIN_CHANNEL: n x n box sums on each plane (odd n, symmetric zero padding). */
+
+static float box_sum(const float *plane, int H, int W, int h, int w, int pad, bool square) {
+  const int h0 = h - pad < 0 ? 0 : h - pad, h1 = h + pad + 1 > H ? H : h + pad + 1;
+  const int w0 = w - pad < 0 ? 0 : w - pad, w1 = w + pad + 1 > W ? W : w + pad + 1;
+  float sum = 0.0f;
+  for (int i = h0; i < h1; i++)
+    for (int j = w0; j < w1; j++) {
+      const float v = plane[(size_t)i * W + j];
+      sum += square ? v * v : v;
+    }
+  return sum;
+}
+
+static void within_forward(const lrn_state *s, const float *x, float *y) {
+  const int H = s->h, W = s->w, pad = (s->size - 1) / 2, planes = s->n * s->c;
+  const size_t hw = (size_t)H * W;
+  const float a = s->alpha / (float)(s->size * s->size);
+#pragma omp parallel for schedule(static)
+  for (int pl = 0; pl < planes; pl++) {
+    const float *xp = x + (size_t)pl * hw;
+    float *yp = y + (size_t)pl * hw, *sp = s->scale + (size_t)pl * hw;
+    for (int h = 0; h < H; h++)
+      for (int w = 0; w < W; w++) {
+        const size_t i = (size_t)h * W + w;
+        sp[i] = 1.0f + a * box_sum(xp, H, W, h, w, pad, true);
+        yp[i] = xp[i] * powf(sp[i], -s->beta);
+      }
+  }
+}
+
+/* The window is symmetric, so the positions whose window holds (h, w) form the same n x n
+ * box around it: dx = dy scale^-beta - (2 alpha beta / n^2) x * (box sum of dy y / scale).
+ * The ratio dy y / scale is recomputed per box instead of staged, so no extra buffer. */
+static void within_backward(const lrn_state *s, const float *x, const float *y, const float *dy, float *dx) {
+  const int H = s->h, W = s->w, pad = (s->size - 1) / 2, planes = s->n * s->c;
+  const size_t hw = (size_t)H * W;
+  const float ratio = 2.0f * s->alpha * s->beta / (float)(s->size * s->size);
+#pragma omp parallel for schedule(static)
+  for (int pl = 0; pl < planes; pl++) {
+    const float *xp = x + (size_t)pl * hw, *yp = y + (size_t)pl * hw, *dp = dy + (size_t)pl * hw;
+    const float *sp = s->scale + (size_t)pl * hw;
+    float *gp = dx + (size_t)pl * hw;
+    for (int h = 0; h < H; h++)
+      for (int w = 0; w < W; w++) {
+        const int h0 = h - pad < 0 ? 0 : h - pad, h1 = h + pad + 1 > H ? H : h + pad + 1;
+        const int w0 = w - pad < 0 ? 0 : w - pad, w1 = w + pad + 1 > W ? W : w + pad + 1;
+        float acc = 0.0f;
+        for (int i = h0; i < h1; i++)
+          for (int j = w0; j < w1; j++) {
+            const size_t k = (size_t)i * W + j;
+            acc += dp[k] * yp[k] / sp[k];
+          }
+        const size_t i = (size_t)h * W + w;
+        gp[i] = dp[i] * powf(sp[i], -s->beta) - ratio * xp[i] * acc;
+      }
+  }
+}
+
+static int lrn_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)err;
+  const lrn_state *s = l->state;
+  if (s->within)
+    within_forward(s, bottom[0]->data, top[0]->data);
+  else
+    across_forward(s, bottom[0]->data, top[0]->data);
+  return 0;
+}
+
+static void lrn_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                         crema_blob *const *bottom) {
+  if (!propagate_down[0]) return;
+  const lrn_state *s = l->state;
+  if (s->within)
+    within_backward(s, bottom[0]->data, top[0]->data, top[0]->diff, bottom[0]->diff);
+  else
+    across_backward(s, bottom[0]->data, top[0]->data, top[0]->diff, bottom[0]->diff);
+}
+
+static void lrn_free(crema_layer *l) {
+  lrn_state *s = l->state;
+  if (!s) return;
+  crema_aligned_free(s->scale);
+  free(s);
+  l->state = NULL;
+}
+
+const crema_layer_ops crema_lrn_ops = {
+    .type = "LRN",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 1,
+    .setup = lrn_setup,
+    .reshape = lrn_reshape,
+    .forward = lrn_forward,
+    .backward = lrn_backward,
+    .free_state = lrn_free,
+};

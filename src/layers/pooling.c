@@ -1,0 +1,231 @@
+/* Pooling: Caffe's PoolingLayer, MAX and AVE over (N, C, H, W) planes.
+ *
+ * Output size follows Caffe exactly: ceil((in + 2*pad - k) / stride) + 1 (floor with
+ * round_mode FLOOR); then, when padding, a last window that would start in the bottom/right
+ * padding (at or beyond in + pad) is dropped. AVE divides by the window clipped to
+ * in + pad (padding cells count, cells past the padding do not), as Caffe does. MAX keeps
+ * the argmax of each output for backward and, with a second top, writes it there as Caffe
+ * does (the flat index h * W + w within the plane, as a float). global_pooling pools each
+ * whole plane. STOCHASTIC is not supported. */
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "layers/layer.h"
+
+typedef struct pool_state {
+  Crema__PoolingParameter__PoolMethod method;
+  bool global;
+  bool floor_mode;
+  int kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+  int n, c, h, w, ph, pw;
+  int *mask; /* MAX: argmax per output element */
+  size_t mask_cap;
+} pool_state;
+
+static int pool_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)bottom;
+  (void)top;
+  Crema__PoolingParameter dflt = CREMA__POOLING_PARAMETER__INIT;
+  const Crema__PoolingParameter *p = l->param->pooling_param ? l->param->pooling_param : &dflt;
+  pool_state *s = calloc(1, sizeof *s);
+  if (!s) return crema_fail(err, "out of memory");
+  l->state = s;
+  s->method = p->pool;
+  if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__STOCHASTIC)
+    return crema_fail(err, "pooling_param.pool STOCHASTIC is not supported by crema; use MAX or AVE");
+  if (s->method != CREMA__POOLING_PARAMETER__POOL_METHOD__MAX &&
+      s->method != CREMA__POOLING_PARAMETER__POOL_METHOD__AVE)
+    return crema_fail(err, "unknown pooling method %d", (int)s->method);
+  if (l->n_top > 1 && s->method != CREMA__POOLING_PARAMETER__POOL_METHOD__MAX)
+    return crema_fail(err, "only MAX pooling has a second (mask) top; remove the second top");
+  s->global = p->global_pooling;
+  s->floor_mode = p->round_mode == CREMA__POOLING_PARAMETER__ROUND_MODE__FLOOR;
+  if (s->global) {
+    if (p->has_kernel_size || p->has_kernel_h || p->has_kernel_w)
+      return crema_fail(err, "with global_pooling the kernel size is the input size; remove kernel_size");
+  } else {
+    if (p->has_kernel_size == (p->has_kernel_h || p->has_kernel_w))
+      return crema_fail(err, "give either kernel_size or kernel_h and kernel_w (exactly one of the two)");
+    if (!p->has_kernel_size && !(p->has_kernel_h && p->has_kernel_w))
+      return crema_fail(err, "kernel_h and kernel_w must be given together");
+    s->kernel_h = (int)(p->has_kernel_size ? p->kernel_size : p->kernel_h);
+    s->kernel_w = (int)(p->has_kernel_size ? p->kernel_size : p->kernel_w);
+    if (s->kernel_h <= 0 || s->kernel_w <= 0) return crema_fail(err, "filter dimensions must be > 0");
+  }
+  if (p->has_pad && (p->has_pad_h || p->has_pad_w))
+    return crema_fail(err, "give either pad or pad_h and pad_w, not both");
+  if (p->has_pad_h != p->has_pad_w) return crema_fail(err, "pad_h and pad_w must be given together");
+  s->pad_h = (int)(p->has_pad_h ? p->pad_h : p->pad);
+  s->pad_w = (int)(p->has_pad_w ? p->pad_w : p->pad);
+  if ((p->has_stride_h || p->has_stride_w) && p->has_stride)
+    return crema_fail(err, "give either stride or stride_h and stride_w, not both");
+  if (p->has_stride_h != p->has_stride_w)
+    return crema_fail(err, "stride_h and stride_w must be given together");
+  s->stride_h = (int)(p->has_stride_h ? p->stride_h : p->stride);
+  s->stride_w = (int)(p->has_stride_w ? p->stride_w : p->stride);
+  if (s->stride_h <= 0 || s->stride_w <= 0) return crema_fail(err, "stride must be > 0");
+  if (s->global && (s->pad_h || s->pad_w || s->stride_h != 1 || s->stride_w != 1))
+    return crema_fail(err, "with global_pooling, pad must be 0 and stride 1");
+  if (!s->global && (s->pad_h >= s->kernel_h || s->pad_w >= s->kernel_w))
+    return crema_fail(err, "pad (%d,%d) must be smaller than the kernel (%d,%d)", s->pad_h, s->pad_w,
+                      s->kernel_h, s->kernel_w);
+  return 0;
+}
+
+static int pooled_size(int in, int k, int pad, int stride, bool floor_mode) {
+  const int span = in + 2 * pad - k;
+  int out =
+      (floor_mode ? (int)floorf((float)span / (float)stride) : (int)ceilf((float)span / (float)stride)) + 1;
+  /* Caffe: the last window must start inside the image or its left/top padding. */
+  if (pad > 0 && (out - 1) * stride >= in + pad) out--;
+  return out;
+}
+
+static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  pool_state *s = l->state;
+  const crema_blob *b = bottom[0];
+  char buf[128];
+  if (b->num_axes != 4)
+    return crema_fail(err, "the bottom must have 4 axes (N, C, H, W); it is %s",
+                      crema_blob_shape_string(b, buf, sizeof buf));
+  s->n = b->shape[0];
+  s->c = b->shape[1];
+  s->h = b->shape[2];
+  s->w = b->shape[3];
+  if (s->global) {
+    s->kernel_h = s->h;
+    s->kernel_w = s->w;
+  }
+  if (s->h + 2 * s->pad_h < s->kernel_h || s->w + 2 * s->pad_w < s->kernel_w)
+    return crema_fail(err, "the %dx%d input (pad %d,%d) is smaller than the %dx%d pooling kernel", s->h, s->w,
+                      s->pad_h, s->pad_w, s->kernel_h, s->kernel_w);
+  s->ph = pooled_size(s->h, s->kernel_h, s->pad_h, s->stride_h, s->floor_mode);
+  s->pw = pooled_size(s->w, s->kernel_w, s->pad_w, s->stride_w, s->floor_mode);
+  for (int t = 0; t < l->n_top; t++)
+    if (crema_blob_reshape4(top[t], s->n, s->c, s->ph, s->pw, err)) return -1;
+  if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX) {
+    const size_t need = top[0]->count;
+    if (need > s->mask_cap) {
+      crema_aligned_free(s->mask);
+      s->mask_cap = 0;
+      if (!(s->mask = crema_aligned_alloc((need ? need : 1) * sizeof(int))))
+        return crema_fail(err, "out of memory for the pooling mask");
+      s->mask_cap = need;
+    }
+  }
+  return 0;
+}
+
+static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+  (void)err;
+  const pool_state *s = l->state;
+  const int H = s->h, W = s->w, PH = s->ph, PW = s->pw;
+  const size_t pin = (size_t)H * W, pout = (size_t)PH * PW;
+  const bool is_max = s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX;
+  const float *x = bottom[0]->data;
+  float *y = top[0]->data;
+  float *ymask = l->n_top > 1 ? top[1]->data : NULL;
+  const int planes = s->n * s->c;
+#pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768)
+  for (int pl = 0; pl < planes; pl++) {
+    const float *src = x + (size_t)pl * pin;
+    float *dst = y + (size_t)pl * pout;
+    for (int oh = 0; oh < PH; oh++)
+      for (int ow = 0; ow < PW; ow++) {
+        int hs = oh * s->stride_h - s->pad_h, ws = ow * s->stride_w - s->pad_w;
+        const size_t o = (size_t)oh * PW + ow;
+        if (is_max) {
+          const int he = hs + s->kernel_h < H ? hs + s->kernel_h : H;
+          const int we = ws + s->kernel_w < W ? ws + s->kernel_w : W;
+          if (hs < 0) hs = 0;
+          if (ws < 0) ws = 0;
+          float best = -FLT_MAX;
+          int arg = -1;
+          for (int ih = hs; ih < he; ih++)
+            for (int iw = ws; iw < we; iw++)
+              if (src[(size_t)ih * W + iw] > best) {
+                best = src[(size_t)ih * W + iw];
+                arg = ih * W + iw;
+              }
+          dst[o] = best;
+          s->mask[(size_t)pl * pout + o] = arg;
+          if (ymask) ymask[(size_t)pl * pout + o] = (float)arg;
+        } else {
+          int he = hs + s->kernel_h < H + s->pad_h ? hs + s->kernel_h : H + s->pad_h;
+          int we = ws + s->kernel_w < W + s->pad_w ? ws + s->kernel_w : W + s->pad_w;
+          const int size = (he - hs) * (we - ws);
+          if (hs < 0) hs = 0;
+          if (ws < 0) ws = 0;
+          if (he > H) he = H;
+          if (we > W) we = W;
+          float sum = 0.0f;
+          for (int ih = hs; ih < he; ih++)
+            for (int iw = ws; iw < we; iw++) sum += src[(size_t)ih * W + iw];
+          dst[o] = sum / (float)size;
+        }
+      }
+  }
+  return 0;
+}
+
+static void pool_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
+                          crema_blob *const *bottom) {
+  if (!propagate_down[0]) return;
+  const pool_state *s = l->state;
+  const int H = s->h, W = s->w, PH = s->ph, PW = s->pw;
+  const size_t pin = (size_t)H * W, pout = (size_t)PH * PW;
+  const bool is_max = s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX;
+  const float *dy = top[0]->diff;
+  float *dx = bottom[0]->diff;
+  const int planes = s->n * s->c;
+  /* One plane per task: windows overlap only within a plane. */
+#pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768)
+  for (int pl = 0; pl < planes; pl++) {
+    const float *d = dy + (size_t)pl * pout;
+    float *g = dx + (size_t)pl * pin;
+    memset(g, 0, pin * sizeof(float));
+    if (is_max) {
+      const int *m = s->mask + (size_t)pl * pout;
+      for (size_t o = 0; o < pout; o++)
+        if (m[o] >= 0) g[m[o]] += d[o];
+      continue;
+    }
+    for (int oh = 0; oh < PH; oh++)
+      for (int ow = 0; ow < PW; ow++) {
+        int hs = oh * s->stride_h - s->pad_h, ws = ow * s->stride_w - s->pad_w;
+        int he = hs + s->kernel_h < H + s->pad_h ? hs + s->kernel_h : H + s->pad_h;
+        int we = ws + s->kernel_w < W + s->pad_w ? ws + s->kernel_w : W + s->pad_w;
+        const float v = d[(size_t)oh * PW + ow] / (float)((he - hs) * (we - ws));
+        if (hs < 0) hs = 0;
+        if (ws < 0) ws = 0;
+        if (he > H) he = H;
+        if (we > W) we = W;
+        for (int ih = hs; ih < he; ih++)
+          for (int iw = ws; iw < we; iw++) g[(size_t)ih * W + iw] += v;
+      }
+  }
+}
+
+static void pool_free(crema_layer *l) {
+  pool_state *s = l->state;
+  if (!s) return;
+  crema_aligned_free(s->mask);
+  free(s);
+  l->state = NULL;
+}
+
+const crema_layer_ops crema_pooling_ops = {
+    .type = "Pooling",
+    .min_bottoms = 1,
+    .max_bottoms = 1,
+    .min_tops = 1,
+    .max_tops = 2,
+    .setup = pool_setup,
+    .reshape = pool_reshape,
+    .forward = pool_forward,
+    .backward = pool_backward,
+    .free_state = pool_free,
+};
