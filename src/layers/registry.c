@@ -8,6 +8,7 @@
 
 /* ---- data and inputs (declarations) */
 extern const crema_layer_ops crema_input_ops, crema_dummy_data_ops;
+extern const crema_layer_ops crema_data_ops, crema_image_data_ops;
 /* ---- vision: convolution, pooling, inner product, LRN (declarations) */
 extern const crema_layer_ops crema_convolution_ops, crema_deconvolution_ops, crema_pooling_ops,
     crema_inner_product_ops, crema_lrn_ops;
@@ -23,6 +24,7 @@ extern const crema_layer_ops crema_softmax_ops, crema_softmax_loss_ops, crema_eu
 static const crema_layer_ops *const REGISTRY[] = {
     /* ---- data and inputs (rows) */
     &crema_input_ops, &crema_dummy_data_ops,
+    &crema_data_ops, &crema_image_data_ops,
     /* ---- vision (rows) */
     &crema_convolution_ops, &crema_deconvolution_ops, &crema_pooling_ops, &crema_inner_product_ops, &crema_lrn_ops,
     /* ---- activations (rows) */
