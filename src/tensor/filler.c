@@ -26,6 +26,9 @@ int crema_fill(crema_blob *b, const Crema__FillerParameter *f, crema_rng *rng, c
   const char *type = f->type ? f->type : "constant";
   float *x = b->data;
   size_t n = b->count;
+  if (f->sparse >= 0 && strcmp(type, "gaussian"))
+    return crema_fail(err, "filler \"%s\" does not support sparse (only gaussian does); remove sparse: %d",
+                      type, f->sparse);
   if (!strcmp(type, "constant")) {
     crema_fill_constant(b, f->value);
   } else if (!strcmp(type, "uniform")) {
@@ -60,8 +63,10 @@ int crema_fill(crema_blob *b, const Crema__FillerParameter *f, crema_rng *rng, c
     if (b->num_axes != 4 || b->shape[2] != b->shape[3])
       return crema_fail(err, "bilinear filler needs a 4-d blob with square kernels");
     int w = b->shape[3], h = b->shape[2];
+    /* Caffe's current formula: the kernel is centred at (w - 1) / 2 for odd and even w
+     * alike (the older (2f - 1 - f % 2) / 2f was off-centre for w = 2, 6, 10, ...). */
     float fct = ceilf((float)w / 2.0f);
-    float c = (2.0f * fct - 1.0f - (float)((int)fct % 2)) / (2.0f * fct);
+    float c = (float)(w - 1) / (2.0f * fct);
     for (size_t i = 0; i < n; i++) {
       float xx = (float)(i % (size_t)w), yy = (float)((i / (size_t)w) % (size_t)h);
       x[i] = (1.0f - fabsf(xx / fct - c)) * (1.0f - fabsf(yy / fct - c));
