@@ -381,16 +381,18 @@ int crema_upgrade_net(Crema__NetParameter *net, const char *source, bool *change
     if (upgrade_input(net, src, err)) return -1;
     *changed = true;
   }
-  /* Caffe's UpgradeNetBatchNorm: the three fixed lr_mult: 0 ParamSpecs of old BatchNorm
-   * definitions are dropped (the layer fixes its statistics itself). */
+  /* Caffe's UpgradeNetBatchNorm: old BatchNorm definitions declared three ParamSpecs for
+   * the mean, variance and bias-correction blobs; they must not learn, so their lr_mult and
+   * decay_mult become 0 (other settings stay). */
   for (size_t i = 0; i < net->n_layer; i++) {
     Crema__LayerParameter *p = net->layer[i];
-    if (p->type && !strcmp(p->type, "BatchNorm") && p->n_param == 3) {
-      for (size_t k = 0; k < p->n_param; k++) protobuf_c_message_free_unpacked(&p->param[k]->base, NULL);
-      free(p->param);
-      p->param = NULL;
-      p->n_param = 0;
-      *changed = true;
+    if (!p->type || strcmp(p->type, "BatchNorm") || p->n_param != 3) continue;
+    for (size_t k = 0; k < p->n_param; k++) {
+      Crema__ParamSpec *ps = p->param[k];
+      if (!ps->has_lr_mult || ps->lr_mult != 0.0f || !ps->has_decay_mult || ps->decay_mult != 0.0f)
+        *changed = true;
+      ps->has_lr_mult = ps->has_decay_mult = 1;
+      ps->lr_mult = ps->decay_mult = 0.0f;
     }
   }
   return 0;

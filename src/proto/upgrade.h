@@ -5,7 +5,7 @@
  *   - V1 data layers' scale/mean_file/crop_size/mirror -> transform_param;
  *   - legacy net inputs (input + input_dim/input_shape) -> an "Input" layer named "input",
  *     placed first;
- *   - BatchNorm layers with the 3 old fixed ParamSpecs lose them (as Caffe does);
+ *   - BatchNorm layers declaring the 3 old ParamSpecs get lr_mult 0 and decay_mult 0;
  *   - solver_type (enum) -> type (string).
  * V0 nets (the pre-2014 format) are refused with an error saying how to convert them.
  * Blob data is moved, not copied, so upgrading a large V1 caffemodel costs no memory. */
