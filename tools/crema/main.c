@@ -12,6 +12,8 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     /* rows: {"name", crema_cmd_name, "one-line summary"}, in the order `crema --help` lists them */
+    {"train", crema_cmd_train, "train or finetune a net with a solver (Caffe's caffe train)"},
+    {"test", crema_cmd_test, "score a trained net: averaged outputs, confusion matrix"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,178 @@
+/* cmd_train.c -- `crema train`: Caffe's `caffe train` with crema's additions.
+ *
+ *   crema train --solver=S [--weights=A.caffemodel[,B...]] [--snapshot=X.solverstate]
+ *               [--iterations=N] [--freeze=NAME[,PREFIX*...]] [--sigint_effect=stop|snapshot|none]
+ *               [--sighup_effect=stop|snapshot|none] [--seed=N]
+ *
+ * The signal handlers live here (the library has no globals): they set a flag that the
+ * solver polls once per iteration through the action callback. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "common/flags.h"
+#include "common/tool.h"
+#include "crema/commands.h"
+#include "proto/io.h"
+#include "solver/solver.h"
+
+static volatile sig_atomic_t got_sigint, got_sighup;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  got_sigint = 1;
+}
+
+static void on_sighup(int sig) {
+  (void)sig;
+  got_sighup = 1;
+}
+
+typedef struct signal_effects {
+  crema_solver_action on_int, on_hup;
+} signal_effects;
+
+/* Caffe's SignalHandler::GetRequestedAction: SIGINT first, then SIGHUP, each once. */
+static crema_solver_action requested_action(void *ctx) {
+  const signal_effects *e = ctx;
+  if (got_sigint) {
+    got_sigint = 0;
+    CREMA_INFO("SIGINT received");
+    return e->on_int;
+  }
+  if (got_sighup) {
+    got_sighup = 0;
+    CREMA_INFO("SIGHUP received");
+    return e->on_hup;
+  }
+  return CREMA_SOLVER_ACTION_NONE;
+}
+
+static int parse_effect(const char *flag, const char *v, crema_solver_action *out) {
+  if (!strcmp(v, "stop"))
+    *out = CREMA_SOLVER_ACTION_STOP;
+  else if (!strcmp(v, "snapshot"))
+    *out = CREMA_SOLVER_ACTION_SNAPSHOT;
+  else if (!strcmp(v, "none"))
+    *out = CREMA_SOLVER_ACTION_NONE;
+  else {
+    fprintf(stderr, "error: --%s must be stop, snapshot or none (got \"%s\")\n", flag, v);
+    return -1;
+  }
+  return 0;
+}
+
+/* Splits a comma-separated list in place; returns the number of items (at most max). */
+static int split_list(char *s, char **items, int max) {
+  int n = 0;
+  for (char *tok = strtok(s, ","); tok && n < max; tok = strtok(NULL, ","))
+    if (*tok) items[n++] = tok;
+  return n;
+}
+
+#define MAX_LIST 64
+
+int crema_cmd_train(int argc, char **argv) {
+  /* argv is main's argv + 1: the re-exec needs the whole command line. */
+  crema_tool_init(argc + 1, argv - 1);
+  const char *solver = NULL, *weights = NULL, *snapshot = NULL, *freeze = NULL, *gpu = NULL;
+  const char *sigint_effect = "stop", *sighup_effect = "snapshot";
+  long iterations = 0, seed = -1;
+  crema_flag flags[] = {
+      {"solver", CREMA_FLAG_STRING, &solver, "the solver prototxt (required)", 0},
+      {"weights", CREMA_FLAG_STRING, &weights,
+       "caffemodel(s) to finetune from, comma-separated, copied by layer name", 0},
+      {"snapshot", CREMA_FLAG_STRING, &snapshot, "a .solverstate to resume from", 0},
+      {"iterations", CREMA_FLAG_INT, &iterations, "override the solver's max_iter (0 = keep)", 0},
+      {"freeze", CREMA_FLAG_STRING, &freeze, "layers to freeze: NAME or PREFIX*, comma-separated", 0},
+      {"sigint_effect", CREMA_FLAG_STRING, &sigint_effect, "on SIGINT: stop, snapshot or none", 0},
+      {"sighup_effect", CREMA_FLAG_STRING, &sighup_effect, "on SIGHUP: stop, snapshot or none", 0},
+      {"seed", CREMA_FLAG_INT, &seed, "override the solver's random_seed", 0},
+      {"gpu", CREMA_FLAG_STRING, &gpu, "accepted for Caffe scripts; crema runs on the CPU", 0},
+  };
+  const int n_flags = (int)(sizeof flags / sizeof flags[0]);
+  char *pos[4];
+  int n_pos = 0;
+  crema_error err;
+  int rc = crema_flags_parse(argc, argv, 1, flags, n_flags, pos, 4, &n_pos, &err);
+  if (rc == 1 || (rc == 0 && !solver)) {
+    FILE *out = rc == 1 ? stdout : stderr;
+    if (rc == 0) fprintf(stderr, "error: --solver is required\n");
+    fprintf(out, "usage: crema train --solver=SOLVER.prototxt [flags]\n");
+    crema_flags_print(out, flags, n_flags);
+    return rc == 1 ? 0 : 2;
+  }
+  if (rc) {
+    fprintf(stderr, "error: %s\n", err.msg);
+    return 2;
+  }
+  if (n_pos) {
+    fprintf(stderr, "error: unexpected argument \"%s\"\n", pos[0]);
+    return 2;
+  }
+  if (snapshot && weights) {
+    fprintf(stderr, "error: give --snapshot to resume training or --weights to finetune, not both\n");
+    return 2;
+  }
+  signal_effects effects;
+  if (parse_effect("sigint_effect", sigint_effect, &effects.on_int) ||
+      parse_effect("sighup_effect", sighup_effect, &effects.on_hup))
+    return 2;
+  if (gpu) CREMA_WARN("--gpu=%s: crema runs on the CPU only; continuing on the CPU", gpu);
+  crema_tool_log_blas();
+
+  Crema__SolverParameter *param = NULL;
+  if (crema_read_solver_param(solver, &param, &err)) {
+    fprintf(stderr, "error: %s\n", err.msg);
+    return 1;
+  }
+  char *freeze_copy = freeze ? strdup(freeze) : NULL, *weights_copy = weights ? strdup(weights) : NULL;
+  char *freeze_items[MAX_LIST], *weight_items[MAX_LIST];
+  const int n_freeze = freeze_copy ? split_list(freeze_copy, freeze_items, MAX_LIST) : 0;
+  const int n_weights = weights_copy ? split_list(weights_copy, weight_items, MAX_LIST) : 0;
+
+  crema_solver_options opt;
+  memset(&opt, 0, sizeof opt);
+  opt.solver_path = solver;
+  opt.max_iter = (int)iterations;
+  opt.has_seed = flags[7].seen > 0;
+  opt.seed = seed;
+  opt.freeze = (const char *const *)freeze_items;
+  opt.n_freeze = n_freeze;
+  opt.action = requested_action;
+  opt.action_ctx = &effects;
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = on_sighup;
+  sigaction(SIGHUP, &sa, NULL);
+
+  crema_solver *s = NULL;
+  int status = 0;
+  if (crema_solver_create(param, &opt, &s, &err)) status = 1;
+  for (int i = 0; !status && i < n_weights; i++)
+    if (crema_solver_copy_weights(s, weight_items[i], &err)) status = 1;
+  if (!status && snapshot) {
+    CREMA_INFO("Resuming from %s", snapshot);
+    if (crema_solver_restore(s, snapshot, &err)) status = 1;
+  }
+  if (!status && crema_solver_solve(s, &err)) status = 1;
+  if (status) {
+    fprintf(stderr, "error: %s\n", err.msg);
+  } else {
+    const char *prefix = crema_solver_snapshot_prefix(s);
+    CREMA_INFO("Snapshots: %s_iter_*.caffemodel / .solverstate%s%s%s", prefix,
+               param->metrics_csv ? "; metrics: " : "", param->metrics_csv ? prefix : "",
+               param->metrics_csv ? "_metrics.csv" : "");
+  }
+  crema_solver_free(s);
+  crema_message_free(param);
+  free(freeze_copy);
+  free(weights_copy);
+  return status;
+}
