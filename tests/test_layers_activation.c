@@ -211,6 +211,40 @@ START_TEST(prelu_inplace) {
 }
 END_TEST
 
+/* Slope gradients on a blob large enough for the threaded loops, against double sums. */
+static void prelu_large(const char *text, bool shared) {
+  crema_blob *x = blob4(8, 4, 32, 33), *y = crema_blob_new();
+  gradcheck_fill_gaussian(x, 1.0f, 31);
+  Crema__LayerParameter *m;
+  crema_layer *l = make_layer(text, TRAIN, 1, &x, &y, &m);
+  forward_ok(l, &x, &y);
+  for (size_t i = 0; i < y->count; i++) y->diff[i] = (float)(i % 7) - 3.0f;
+  crema_blob_zero_diff(l->blobs[0]);
+  bool prop = true;
+  crema_layer_backward(l, &y, &prop, &x);
+  const size_t s = 32 * 33;
+  double sum[4] = {0, 0, 0, 0};
+  for (size_t k = 0; k < x->count; k++) {
+    if (x->data[k] <= 0.0f) sum[shared ? 0 : (k / s) % 4] += (double)y->diff[k] * x->data[k];
+    float a = l->blobs[0]->data[shared ? 0 : (k / s) % 4];
+    ck_assert_float_eq(y->data[k], x->data[k] > 0.0f ? x->data[k] : a * x->data[k]);
+    ck_assert_float_eq(x->diff[k], x->data[k] > 0.0f ? y->diff[k] : a * y->diff[k]);
+  }
+  for (int c = 0; c < (shared ? 1 : 4); c++)
+    ck_assert_msg(fabs(l->blobs[0]->diff[c] - sum[c]) <= 1e-4 * fmax(1.0, fabs(sum[c])),
+                  "slope %d gradient %g, expected %g", c, (double)l->blobs[0]->diff[c], sum[c]);
+  crema_layer_free(l);
+  crema_message_free(m);
+  crema_blob_free(x);
+  crema_blob_free(y);
+}
+
+START_TEST(prelu_large_blob) {
+  prelu_large("name: 'p' type: 'PReLU' prelu_param { filler { type: 'uniform' min: 0 max: 0.5 } }", false);
+  prelu_large("name: 'p' type: 'PReLU' prelu_param { channel_shared: true }", true);
+}
+END_TEST
+
 START_TEST(prelu_needs_two_axes) {
   crema_error err;
   crema_blob *x = blob4(5, -1, -1, -1), *y = crema_blob_new();
@@ -497,6 +531,7 @@ int main(void) {
   tcase_add_test(tc, prelu_per_channel_slopes);
   tcase_add_test(tc, prelu_gradient);
   tcase_add_test(tc, prelu_inplace);
+  tcase_add_test(tc, prelu_large_blob);
   tcase_add_test(tc, prelu_needs_two_axes);
   tcase_add_test(tc, rrelu_test_slope_is_mean);
   tcase_add_test(tc, rrelu_train_slopes_random_in_range);

@@ -501,6 +501,93 @@ START_TEST(bias_shape_errors) {
 }
 END_TEST
 
+/* ---- large blobs: the multi-threaded loops and reductions against plain double references */
+
+/* Learned scale (and bias) gradients of `text` on bottom shape s0 against sums in double. */
+static void scale_reduce_reference(const char *text, const int *s0, int axis, int num_axes) {
+  crema_blob *x = blobn(4, s0), *y = crema_blob_new();
+  gradcheck_fill_gaussian(x, 1.0f, 12);
+  Crema__LayerParameter *m;
+  crema_layer *l = make_layer(text, TRAIN, 1, &x, &y, &m);
+  forward_ok(l, &x, &y);
+  gradcheck_fill_gaussian(y, 1.0f, 13); /* used as the top diff below */
+  memcpy(y->diff, y->data, y->count * sizeof(float));
+  for (int i = 0; i < l->n_blobs; i++) crema_blob_zero_diff(l->blobs[i]);
+  bool prop = true;
+  crema_layer_backward(l, &y, &prop, &x);
+  size_t outer = crema_blob_count_range(x, 0, axis), dim = crema_blob_count_range(x, axis, axis + num_axes);
+  size_t inner = crema_blob_count_range(x, axis + num_axes, 4);
+  ck_assert_uint_eq(l->blobs[0]->count, dim);
+  for (size_t d = 0; d < dim; d++) {
+    double sx = 0, sb = 0;
+    for (size_t o = 0; o < outer; o++)
+      for (size_t i = 0; i < inner; i++) {
+        size_t k = (o * dim + d) * inner + i;
+        sx += (double)y->diff[k] * x->data[k];
+        sb += y->diff[k];
+      }
+    ck_assert_msg(fabs(l->blobs[0]->diff[d] - sx) <= 1e-4 * fmax(1.0, fabs(sx)),
+                  "%s: d scale[%zu] = %g, expected %g", text, d, (double)l->blobs[0]->diff[d], sx);
+    if (l->n_blobs > 1)
+      ck_assert_msg(fabs(l->blobs[1]->diff[d] - sb) <= 1e-4 * fmax(1.0, fabs(sb)),
+                    "%s: d bias[%zu] = %g, expected %g", text, d, (double)l->blobs[1]->diff[d], sb);
+  }
+  free_all(l, m);
+  crema_blob_free(x);
+  crema_blob_free(y);
+}
+
+START_TEST(large_scale_reductions) {
+  const int wide[4] = {8, 4, 32, 33}, tall[4] = {4096, 4, 1, 3};
+  /* A scalar (one long sum, split along inner), few channels (split along inner, then outer),
+   * many parameters (one sum per thread). */
+  scale_reduce_reference("name: 's' type: 'Scale' scale_param { num_axes: 0 bias_term: true }", wide, 0, 0);
+  scale_reduce_reference("name: 's' type: 'Scale' scale_param { bias_term: true }", wide, 1, 1);
+  scale_reduce_reference("name: 's' type: 'Scale' scale_param { bias_term: true }", tall, 1, 1);
+  scale_reduce_reference("name: 's' type: 'Scale' scale_param { axis: 2 num_axes: -1 bias_term: true }", wide,
+                         2, 2);
+}
+END_TEST
+
+START_TEST(large_batch_norm) {
+  crema_blob *x = blob4(8, 4, 32, 33), *y = crema_blob_new();
+  gradcheck_fill_gaussian(x, 3.0f, 21);
+  Crema__LayerParameter *m;
+  crema_layer *l = make_layer("name: 'bn' type: 'BatchNorm'", TRAIN, 1, &x, &y, &m);
+  forward_ok(l, &x, &y);
+  gradcheck_fill_gaussian(y, 1.0f, 22);
+  memcpy(y->diff, y->data, y->count * sizeof(float));
+  forward_ok(l, &x, &y); /* restores y's data */
+  bool prop = true;
+  crema_layer_backward(l, &y, &prop, &x);
+  const size_t s = 32 * 33, mm = 8 * s;
+  for (int c = 0; c < 4; c++) {
+    double mean, var, sdy = 0, sdyy = 0;
+    channel_stats(x, c, &mean, &var);
+    double sd = sqrt(var + 1e-5);
+    for (int n = 0; n < 8; n++)
+      for (size_t i = 0; i < s; i++) {
+        size_t k = ((size_t)n * 4 + c) * s + i;
+        double yn = (x->data[k] - mean) / sd;
+        ck_assert_msg(fabs(y->data[k] - yn) < 1e-4, "y[%zu] = %g, expected %g", k, (double)y->data[k], yn);
+        sdy += y->diff[k];
+        sdyy += y->diff[k] * yn;
+      }
+    for (int n = 0; n < 8; n++)
+      for (size_t i = 0; i < s; i += 7) {
+        size_t k = ((size_t)n * 4 + c) * s + i;
+        double yn = (x->data[k] - mean) / sd;
+        double dx = (y->diff[k] - sdy / (double)mm - yn * sdyy / (double)mm) / sd;
+        ck_assert_msg(fabs(x->diff[k] - dx) < 1e-4 * fmax(1.0, fabs(dx)), "dx[%zu] = %g, expected %g", k,
+                      (double)x->diff[k], dx);
+      }
+  }
+  free_all(l, m);
+  crema_blob_free(x);
+  crema_blob_free(y);
+}
+END_TEST
+
 START_TEST(registry_knows_types) {
   ck_assert_ptr_nonnull(crema_layer_lookup("BatchNorm"));
   ck_assert_ptr_nonnull(crema_layer_lookup("Scale"));
@@ -527,6 +614,8 @@ int main(void) {
   tcase_add_test(tc, bias_gradient);
   tcase_add_test(tc, bias_inplace);
   tcase_add_test(tc, bias_shape_errors);
+  tcase_add_test(tc, large_scale_reductions);
+  tcase_add_test(tc, large_batch_norm);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
