@@ -91,6 +91,15 @@ static bool looks_like_text(const unsigned char *d, size_t len) {
   return bad * 100 <= n;
 }
 
+bool crema_file_looks_like_text(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return false;
+  unsigned char buf[4096];
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  return n > 0 && looks_like_text(buf, n);
+}
+
 static int unpack_mapped(const char *path, const ProtobufCMessageDescriptor *desc, const mapped *m,
                          ProtobufCMessage **out, crema_error *err) {
   *out = protobuf_c_message_unpack(desc, NULL, m->len, m->data);

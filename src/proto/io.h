@@ -43,6 +43,9 @@ int crema_read_file(const char *path, char **out, size_t *len, crema_error *err)
 
 /* Whether path names a text-format file by its extension (.prototxt, .pbtxt, .txt). */
 bool crema_path_is_text(const char *path);
+/* Whether the file's first 4 KB look like text (no NUL bytes, few control bytes). False when
+ * the file cannot be read or is empty. */
+bool crema_file_looks_like_text(const char *path);
 
 /* Net and solver readers: text or binary (as crema_read_message), then upgraded from legacy
  * forms (V1 layers, net inputs, solver_type) with crema_upgrade_net / crema_upgrade_solver. */
