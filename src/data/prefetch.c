@@ -55,7 +55,8 @@ static int start(crema_prefetcher *p, uint64_t first, crema_error *err) {
   p->head = p->filled = 0;
   p->next_first = first;
   p->stop = p->thread_done = false;
-  if (pthread_create(&p->thread, NULL, worker, p) != 0) return crema_fail(err, "cannot start the prefetch thread");
+  if (pthread_create(&p->thread, NULL, worker, p) != 0)
+    return crema_fail(err, "cannot start the prefetch thread");
   p->running = true;
   return 0;
 }

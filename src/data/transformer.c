@@ -90,21 +90,23 @@ int crema_transformer_create(const Crema__TransformationParameter *p, Crema__Pha
       t->contrast = a->contrast;
       t->saturation = a->saturation;
       const char *bad = NULL;
-      if (t->max_rotation < 0 || t->max_rotation > 180) bad = "max_rotation must be in [0, 180] degrees";
-      else if (t->max_area < 0 || t->max_area > 1) bad = "max_area must be in [0, 1]";
+      if (t->max_rotation < 0 || t->max_rotation > 180)
+        bad = "max_rotation must be in [0, 180] degrees";
+      else if (t->max_area < 0 || t->max_area > 1)
+        bad = "max_area must be in [0, 1]";
       else if (t->max_area > 0 && (t->min_area <= 0 || t->min_area > t->max_area))
         bad = "min_area must be in (0, max_area]";
       else if (t->min_aspect <= 0 || t->min_aspect > t->max_aspect)
         bad = "need 0 < min_aspect <= max_aspect";
-      else if (t->brightness < 0 || t->brightness > 1 || t->contrast < 0 || t->contrast > 1 || t->saturation < 0 ||
-               t->saturation > 1)
+      else if (t->brightness < 0 || t->brightness > 1 || t->contrast < 0 || t->contrast > 1 ||
+               t->saturation < 0 || t->saturation > 1)
         bad = "brightness, contrast and saturation must be in [0, 1]";
       if (bad) {
         crema_transformer_free(t);
         return crema_fail(err, "transform_param.augment: %s", bad);
       }
-      t->augment = t->max_rotation > 0 || t->max_area > 0 || t->brightness > 0 || t->contrast > 0 ||
-                   t->saturation > 0;
+      t->augment =
+          t->max_rotation > 0 || t->max_area > 0 || t->brightness > 0 || t->contrast > 0 || t->saturation > 0;
     }
   }
   *out = t;
@@ -117,19 +119,22 @@ crema_image_mode crema_transformer_decode_mode(const crema_transformer *t) {
 
 int crema_transformer_shape(const crema_transformer *t, int c, int h, int w, int *oc, int *oh, int *ow,
                             crema_error *err) {
-  if (c <= 0 || h <= 0 || w <= 0) return crema_fail(err, "image of shape %d x %d x %d has no pixels", c, h, w);
+  if (c <= 0 || h <= 0 || w <= 0)
+    return crema_fail(err, "image of shape %d x %d x %d has no pixels", c, h, w);
   if (t->crop && (t->crop > h || t->crop > w))
-    return crema_fail(err, "crop_size %d is larger than the %d x %d images; lower crop_size or resize the images",
+    return crema_fail(err,
+                      "crop_size %d is larger than the %d x %d images; lower crop_size or resize the images",
                       t->crop, h, w);
   if (t->mean.data) {
     if (t->mean.channels != c)
       return crema_fail(err, "mean file \"%s\" has %d channel(s) but the images have %d", t->mean_path,
                         t->mean.channels, c);
     if (t->mean.height < h || t->mean.width < w)
-      return crema_fail(err,
-                        "mean file \"%s\" is %d x %d but the images are %d x %d; the mean must be at least as large "
-                        "(compute it with compute_image_mean on this data set)",
-                        t->mean_path, t->mean.height, t->mean.width, h, w);
+      return crema_fail(
+          err,
+          "mean file \"%s\" is %d x %d but the images are %d x %d; the mean must be at least as large "
+          "(compute it with compute_image_mean on this data set)",
+          t->mean_path, t->mean.height, t->mean.width, h, w);
   }
   if (t->n_mean_values > 1 && t->n_mean_values != c)
     return crema_fail(err, "transform_param has %d mean_value entries for %d-channel images; give 1 or %d",
@@ -258,8 +263,9 @@ static int augment_apply(const crema_transformer *t, crema_rng *r, bool mirror, 
   return 0;
 }
 
-int crema_transformer_apply(const crema_transformer *t, const uint8_t *pixels, const float *floats, int c, int h,
-                            int w, uint64_t record, crema_transform_work *wk, float *out, crema_error *err) {
+int crema_transformer_apply(const crema_transformer *t, const uint8_t *pixels, const float *floats, int c,
+                            int h, int w, uint64_t record, crema_transform_work *wk, float *out,
+                            crema_error *err) {
   int oc, oh, ow;
   if (crema_transformer_shape(t, c, h, w, &oc, &oh, &ow, err)) return -1;
   crema_rng r;
@@ -287,15 +293,17 @@ int crema_transformer_apply(const crema_transformer *t, const uint8_t *pixels, c
     }
   }
   const float scale = t->scale;
-  const int mh0 = t->mean.data ? (t->mean.height - h) / 2 : 0, mw0 = t->mean.data ? (t->mean.width - w) / 2 : 0;
+  const int mh0 = t->mean.data ? (t->mean.height - h) / 2 : 0,
+            mw0 = t->mean.data ? (t->mean.width - w) / 2 : 0;
   for (int k = 0; k < c; k++) {
     const float mv = t->n_mean_values ? t->mean_values[t->n_mean_values == 1 ? 0 : k] : 0.0f;
     for (int y = 0; y < oh; y++) {
       const size_t in_row = ((size_t)k * h + y + h_off) * w + w_off;
       float *o = out + ((size_t)k * oh + y) * ow;
       const float *m =
-          t->mean.data ? t->mean.data + ((size_t)k * t->mean.height + y + h_off + mh0) * t->mean.width + w_off + mw0
-                       : NULL;
+          t->mean.data
+              ? t->mean.data + ((size_t)k * t->mean.height + y + h_off + mh0) * t->mean.width + w_off + mw0
+              : NULL;
       for (int x = 0; x < ow; x++) {
         const float v = pixels ? (float)pixels[in_row + x] : floats[in_row + x];
         const float centred = m ? v - m[x] : v - mv;

@@ -58,7 +58,8 @@ void crema_transform_work_free(crema_transform_work *w);
 /* Transforms one image into out (oc * oh * ow floats, from crema_transformer_shape).
  * Exactly one of pixels (bytes) and floats is non-NULL. `record` selects the random draws.
  * Thread-safe for distinct `work` and `out`. Allocates only when `work` must grow. */
-int crema_transformer_apply(const crema_transformer *t, const uint8_t *pixels, const float *floats, int c, int h,
-                            int w, uint64_t record, crema_transform_work *work, float *out, crema_error *err);
+int crema_transformer_apply(const crema_transformer *t, const uint8_t *pixels, const float *floats, int c,
+                            int h, int w, uint64_t record, crema_transform_work *work, float *out,
+                            crema_error *err);
 
 #endif

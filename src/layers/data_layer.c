@@ -72,10 +72,11 @@ static int transform_item(data_state *s, data_item *it, uint64_t record, float *
   if (crema_transformer_shape(s->tf, c, h, w, &oc, &oh, &ow, &it->err))
     return crema_error_prefix(&it->err, "record %s", it->key);
   if (oc != s->oc || oh != s->oh || ow != s->ow)
-    return crema_fail(&it->err,
-                      "record %s gives %d x %d x %d after the transform but the first record gives %d x %d x %d; "
-                      "convert with --resize_width/--resize_height or set crop_size",
-                      it->key, oc, oh, ow, s->oc, s->oh, s->ow);
+    return crema_fail(
+        &it->err,
+        "record %s gives %d x %d x %d after the transform but the first record gives %d x %d x %d; "
+        "convert with --resize_width/--resize_height or set crop_size",
+        it->key, oc, oh, ow, s->oc, s->oh, s->ow);
   if (crema_transformer_apply(s->tf, px, fl, c, h, w, record, &it->work, out, &it->err))
     return crema_error_prefix(&it->err, "record %s", it->key);
   return 0;
@@ -90,13 +91,15 @@ static int data_fill(void *ctx, uint64_t first, float *data, float *label, crema
     size_t kl, vl;
     crema_lmdb_current(s->db, &k, &kl, &v, &vl);
     key_text(k, kl, it->key, sizeof it->key);
-    if (crema_datum_parse(v, vl, it->key, &it->view, err)) return crema_error_prefix(err, "%s", crema_lmdb_path(s->db));
+    if (crema_datum_parse(v, vl, it->key, &it->view, err))
+      return crema_error_prefix(err, "%s", crema_lmdb_path(s->db));
     label[i] = (float)it->view.label;
     if (crema_lmdb_next(s->db, err)) return -1;
   }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < s->batch; i++)
-    s->items[i].failed = transform_item(s, &s->items[i], first + (uint64_t)i, data + (size_t)i * s->item_count);
+    s->items[i].failed =
+        transform_item(s, &s->items[i], first + (uint64_t)i, data + (size_t)i * s->item_count);
   for (int i = 0; i < s->batch; i++)
     if (s->items[i].failed) {
       *err = s->items[i].err;
@@ -137,7 +140,8 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   (void)bottom;
   (void)top;
   const Crema__DataParameter *dp = l->param->data_param;
-  if (!dp || !dp->source || !*dp->source) return crema_fail(err, "data_param.source (an LMDB data set) is required");
+  if (!dp || !dp->source || !*dp->source)
+    return crema_fail(err, "data_param.source (an LMDB data set) is required");
   if (dp->has_backend && dp->backend == CREMA__DATA_PARAMETER__DB__LEVELDB)
     return crema_fail(err, "backend LEVELDB is not supported; convert the data to LMDB (convert_imageset "
                            "--backend=lmdb) and set backend: LMDB");

@@ -67,7 +67,8 @@ static int load_image(const image_state *s, image_item *it, size_t line, int *c,
   char path[4096];
   snprintf(path, sizeof path, "%s%s", s->root, s->list.entries[line].path);
   crema_image img;
-  if (crema_image_decode_file(path, s->color ? CREMA_IMAGE_COLOR : CREMA_IMAGE_GRAY, &img, &it->err)) return -1;
+  if (crema_image_decode_file(path, s->color ? CREMA_IMAGE_COLOR : CREMA_IMAGE_GRAY, &img, &it->err))
+    return -1;
   if (s->new_h > 0 && s->new_w > 0) {
     crema_image r;
     int rc = crema_image_resize(&img, s->new_w, s->new_h, &r, &it->err);
@@ -110,7 +111,8 @@ static int image_fill(void *ctx, uint64_t first, float *data, float *label, crem
   }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < s->batch; i++)
-    s->items[i].failed = transform_item(s, &s->items[i], first + (uint64_t)i, data + (size_t)i * s->item_count);
+    s->items[i].failed =
+        transform_item(s, &s->items[i], first + (uint64_t)i, data + (size_t)i * s->item_count);
   for (int i = 0; i < s->batch; i++)
     if (s->items[i].failed) {
       *err = s->items[i].err;
@@ -136,7 +138,8 @@ static void image_free_state(crema_layer *l) {
   l->state = NULL;
 }
 
-static int image_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+static int image_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                         crema_error *err) {
   (void)bottom;
   const image_state *s = l->state;
   const int shape[1] = {s->batch};
@@ -146,7 +149,8 @@ static int image_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *
 
 static int image_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   const Crema__ImageDataParameter *p = l->param->image_data_param;
-  if (!p || !p->source || !*p->source) return crema_fail(err, "image_data_param.source (a list file) is required");
+  if (!p || !p->source || !*p->source)
+    return crema_fail(err, "image_data_param.source (a list file) is required");
   if (p->batch_size == 0) return crema_fail(err, "image_data_param.batch_size must be positive");
   if ((p->new_height > 0) != (p->new_width > 0))
     return crema_fail(err, "image_data_param: set both new_height and new_width, or neither");
@@ -186,11 +190,12 @@ static int image_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   CREMA_INFO("output data size: %d,%d,%d,%d (%zu images in %s)", s->batch, s->oc, s->oh, s->ow, s->list.count,
              p->source);
   if (image_reshape(l, bottom, top, err)) return -1;
-  return crema_prefetcher_create(4, s->item_count * s->batch, (size_t)s->batch, (uint64_t)s->batch, image_fill, s, 0,
-                                 &s->pf, err);
+  return crema_prefetcher_create(4, s->item_count * s->batch, (size_t)s->batch, (uint64_t)s->batch,
+                                 image_fill, s, 0, &s->pf, err);
 }
 
-static int image_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
+static int image_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
+                         crema_error *err) {
   (void)bottom;
   image_state *s = l->state;
   if (crema_prefetcher_next(s->pf, top[0]->data, top[1]->data, err)) return -1;
