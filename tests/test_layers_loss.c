@@ -662,6 +662,35 @@ START_TEST(accuracy_errors) {
 }
 END_TEST
 
+START_TEST(softmax_loss_large_batch) {
+  /* Big enough (64 x 600) for the OpenMP paths; forward and backward against references. */
+  const int N = 64, C = 600;
+  crema_blob *b[] = {blob_of(2, (int[]){N, C}), blob_of(1, (int[]){N})};
+  gradcheck_fill_gaussian(b[0], 3.0f, 77);
+  fill_labels(b[1], C, 78);
+  for (int i = 0; i < N; i += 5) b[1]->data[i] = 0; /* ignored below */
+  run r;
+  run_setup(&r, "name: 'l' type: 'SoftmaxWithLoss' loss_param { ignore_label: 0 label_smoothing: 0.05 }", 2,
+            b, 2);
+  run_forward(&r);
+  int valid;
+  double sum = ref_softmax_loss(b[0]->data, b[1]->data, N, C, 1, true, 0, 0.05, &valid);
+  ck_assert_double_eq_tol(r.top[0]->data[0], sum / valid, 1e-4 * fabs(sum / valid));
+  r.top[0]->diff[0] = 0.5f;
+  crema_layer_backward(r.l, r.top, (bool[]){true, false}, b);
+  for (int i = 0; i < N; i++) {
+    int y = (int)b[1]->data[i];
+    for (int c = 0; c < C; c++) {
+      double want = 0.0;
+      if (y != 0) want = 0.5 * (r.top[1]->data[i * C + c] - (c == y ? 0.95 : 0.0) - 0.05 / C) / valid;
+      ck_assert_double_eq_tol(b[0]->diff[i * C + c], want, 1e-7);
+    }
+  }
+  run_free(&r);
+  free_blobs(2, b);
+}
+END_TEST
+
 START_TEST(registry_knows_loss_types) {
   const char *types[] = {"Softmax", "SoftmaxWithLoss", "EuclideanLoss", "SigmoidCrossEntropyLoss",
                          "Accuracy"};
@@ -697,6 +726,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, accuracy_values);
   tcase_add_test(tc, accuracy_ties_and_axis);
   tcase_add_test(tc, accuracy_errors);
+  tcase_add_test(tc, softmax_loss_large_batch);
   tcase_add_test(tc, registry_knows_loss_types);
   suite_add_tcase(s, tc);
   return s;

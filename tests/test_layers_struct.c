@@ -559,6 +559,35 @@ START_TEST(dummy_data_fill) {
 }
 END_TEST
 
+START_TEST(large_blobs) {
+  /* Sizes above the OpenMP threshold: Concat along axis 1, Eltwise MAX of 3, Split. */
+  crema_blob *b[] = {blob_iota(3, (int[]){8, 50, 100}, 0), blob_iota(3, (int[]){8, 30, 100}, 1e6f),
+                     blob_iota(3, (int[]){8, 50, 100}, 0.5f)};
+  run r;
+  run_setup(&r, "name: 'c' type: 'Concat'", 2, b, 1);
+  run_forward(&r);
+  assert_shape(r.top[0], 3, (int[]){8, 80, 100});
+  for (int n = 0; n < 8; n++)
+    for (int c = 0; c < 80; c++) {
+      float want = c < 50 ? (float)((n * 50 + c) * 100 + 7) : 1e6f + (float)((n * 30 + c - 50) * 100 + 7);
+      ck_assert_float_eq(r.top[0]->data[(n * 80 + c) * 100 + 7], want);
+    }
+  run_free(&r);
+  for (size_t i = 0; i < b[0]->count; i++) b[0]->data[i] = (float)(i % 3 == 0);
+  crema_blob *m[] = {b[0], b[2], blob_of(3, (int[]){8, 50, 100})};
+  for (size_t i = 0; i < m[2]->count; i++) m[2]->data[i] = (float)(i % 3 == 1) * 1e7f;
+  run_setup(&r, "name: 'e' type: 'Eltwise' eltwise_param { operation: MAX }", 3, m, 1);
+  run_forward(&r);
+  for (size_t i = 0; i < m[0]->count; i++) {
+    float want = fmaxf(fmaxf(m[0]->data[i], m[1]->data[i]), m[2]->data[i]);
+    ck_assert_float_eq(r.top[0]->data[i], want);
+  }
+  run_free(&r);
+  crema_blob_free(m[2]);
+  free_blobs(3, b);
+}
+END_TEST
+
 START_TEST(registry_knows_struct_types) {
   const char *types[] = {"Input",   "DummyData", "Concat",  "Slice",   "Split",
                          "Eltwise", "Flatten",   "Reshape", "Silence", "ArgMax"};
@@ -591,6 +620,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, argmax_values);
   tcase_add_test(tc, input_shapes);
   tcase_add_test(tc, dummy_data_fill);
+  tcase_add_test(tc, large_blobs);
   tcase_add_test(tc, registry_knows_struct_types);
   suite_add_tcase(s, tc);
   return s;
