@@ -785,14 +785,27 @@ int crema_net_forward(crema_net *net, float *loss, crema_error *err) {
   return 0;
 }
 
-void crema_net_backward_from_to(crema_net *net, int start, int end) {
-  if (start >= net->n_layers) start = net->n_layers - 1;
-  if (end < 0) end = 0;
+void crema_net_seed_loss_diffs(crema_net *net) {
   /* Seed each loss top's gradient with its weight: d(weighted loss)/d(top) = w. */
   for (int k = 0; k < net->n_loss; k++) {
     crema_blob *b = net->blobs[net->loss_ids[k]];
     crema_set(b->count, net->blob_loss_weight[net->loss_ids[k]], b->diff);
   }
+}
+
+int crema_net_forward_layer(crema_net *net, int i, crema_error *err) {
+  return crema_net_forward_from_to(net, i, i, err);
+}
+
+void crema_net_backward_layer(crema_net *net, int i) {
+  net_layer *L = &net->layers[i];
+  if (L->need_backward) crema_layer_backward(L->layer, L->tops, L->bottom_need_backward, L->bottoms);
+}
+
+void crema_net_backward_from_to(crema_net *net, int start, int end) {
+  if (start >= net->n_layers) start = net->n_layers - 1;
+  if (end < 0) end = 0;
+  crema_net_seed_loss_diffs(net);
   for (int li = start; li >= end; li--) {
     net_layer *L = &net->layers[li];
     if (L->need_backward) crema_layer_backward(L->layer, L->tops, L->bottom_need_backward, L->bottoms);

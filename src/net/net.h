@@ -46,6 +46,11 @@ void crema_net_backward(crema_net *net);
 /* Backward over layers start down to end (inclusive, start >= end), as Caffe's
  * BackwardFromTo; loss tops are seeded first. */
 void crema_net_backward_from_to(crema_net *net, int start, int end);
+/* One layer: forward of layer i / backward of layer i when it needs backward (no seeding of
+ * loss diffs: call crema_net_seed_loss_diffs first). For per-layer timing. */
+int crema_net_forward_layer(crema_net *net, int i, crema_error *err);
+void crema_net_backward_layer(crema_net *net, int i);
+void crema_net_seed_loss_diffs(crema_net *net);
 /* Zeroes the diff of every learnable parameter (once per iteration, before backward). */
 void crema_net_clear_param_diffs(crema_net *net);
 /* The weighted loss of the last forward pass: sum over loss tops of weight * sum(top). */

@@ -14,6 +14,8 @@ static const command COMMANDS[] = {
     /* rows: {"name", crema_cmd_name, "one-line summary"}, in the order `crema --help` lists them */
     {"train", crema_cmd_train, "train or finetune a net with a solver (Caffe's caffe train)"},
     {"test", crema_cmd_test, "score a trained net: averaged outputs, confusion matrix"},
+    {"forward", crema_cmd_forward, "one forward pass: .npy inputs in, .npy blobs out"},
+    {"time", crema_cmd_time, "per-layer forward/backward timings (Caffe's caffe time)"},
     {"info", crema_cmd_info, "what a Caffe file is and what it holds (net, solver, caffemodel, ...)"},
     {"upgrade", crema_cmd_upgrade, "legacy nets/solvers to the current format; prototxt <-> binary"},
     {NULL, NULL, NULL},

@@ -1,0 +1,196 @@
+/* test_oracle.c -- crema's forward pass against an independent implementation: OpenCV's Caffe
+ * importer (cv2.dnn.readNetFromCaffe), run by tests/oracle/cv_forward.py on the same prototxt,
+ * caffemodel and input. Outputs must agree within 1e-4 of their largest magnitude.
+ *
+ * Nets: the real LeNet trained by Caffe; CaffeNet and GoogLeNet deploy nets with seeded random
+ * weights (`crema forward --random-weights --save-weights`, batch 1); and a small net of our
+ * own with BatchNorm, Scale, PReLU, grouped and depthwise convolution, Eltwise and Concat.
+ * Without python3 + numpy + cv2 the test FAILS with what to install (CI installs them). */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/rng.h"
+#include "common/npy.h"
+
+static char tmpdir[128];
+static const char *python;
+
+/* $CREMA_PYTHON, else Debian's /usr/bin/python3 (a python3 earlier on PATH, e.g. pyenv's,
+ * often lacks the Debian packages), else python3: the first that imports numpy and cv2. */
+static const char *find_python(void) {
+  static const char *candidates[3] = {NULL, "/usr/bin/python3", "python3"};
+  candidates[0] = getenv("CREMA_PYTHON");
+  for (int i = 0; i < 3; i++) {
+    char cmd[512];
+    if (!candidates[i]) continue;
+    snprintf(cmd, sizeof cmd, "%s -c 'import numpy, cv2' >/dev/null 2>&1", candidates[i]);
+    if (system(cmd) == 0) return candidates[i];
+  }
+  return NULL;
+}
+
+static void setup(void) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/crema_test_oracle_XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  python = find_python();
+  ck_assert_msg(python != NULL, "the OpenCV cross-check needs python3 with numpy and cv2: apt-get install "
+                                "python3-opencv python3-numpy (or set CREMA_PYTHON to such an interpreter)");
+}
+
+static void teardown(void) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+}
+
+/* Runs cmd with stderr to a log; on failure, fails the test showing the log's tail. */
+static void run_ok(const char *what, const char *cmd) {
+  char full[8192], log[256];
+  snprintf(log, sizeof log, "%s/%s.log", tmpdir, what);
+  snprintf(full, sizeof full, "%s 2>'%s'", cmd, log);
+  int rc = system(full);
+  if (rc == 0) return;
+  char tail[2048] = "";
+  FILE *f = fopen(log, "rb");
+  if (f) {
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, n > (long)sizeof tail - 1 ? n - (long)sizeof tail + 1 : 0, SEEK_SET);
+    size_t got = fread(tail, 1, sizeof tail - 1, f);
+    tail[got] = '\0';
+    fclose(f);
+  }
+  ck_abort_msg("%s failed (status %d): %s\n%s", what, rc, cmd, tail);
+}
+
+/* Writes a seeded input: uniform [lo, hi). */
+static void make_input(const char *path, int n, int c, int h, int w, float lo, float hi, uint64_t seed) {
+  crema_blob *b = crema_blob_new();
+  crema_error err;
+  ck_assert_int_eq(crema_blob_reshape4(b, n, c, h, w, &err), 0);
+  crema_rng r;
+  crema_rng_seed(&r, seed, 7);
+  for (size_t i = 0; i < b->count; i++) b->data[i] = crema_rng_uniform(&r, lo, hi);
+  ck_assert_msg(crema_npy_write(path, b, &err) == 0, "%s", err.msg);
+  crema_blob_free(b);
+}
+
+static void compare(const char *blob, const char *mine, const char *theirs) {
+  crema_blob *a = crema_blob_new(), *b = crema_blob_new();
+  crema_error err;
+  ck_assert_msg(crema_npy_read(mine, a, &err) == 0, "%s", err.msg);
+  ck_assert_msg(crema_npy_read(theirs, b, &err) == 0, "%s", err.msg);
+  ck_assert_msg(a->count == b->count, "blob %s: crema has %zu values, OpenCV %zu", blob, a->count, b->count);
+  double big = 0.0, worst = 0.0;
+  size_t at = 0;
+  for (size_t i = 0; i < b->count; i++) {
+    ck_assert_msg(isfinite(a->data[i]), "blob %s[%zu] is not finite in crema", blob, i);
+    big = fmax(big, fabs(b->data[i]));
+    double d = fabs((double)a->data[i] - (double)b->data[i]);
+    if (d > worst) {
+      worst = d;
+      at = i;
+    }
+  }
+  ck_assert_msg(big > 0.0, "blob %s is all zeros in OpenCV's output: the check would prove nothing", blob);
+  ck_assert_msg(worst <= 1e-4 * big, "blob %s differs from OpenCV: |%g - %g| at [%zu] > 1e-4 * %g", blob,
+                (double)a->data[at], (double)b->data[at], at, big);
+  fprintf(stderr, "oracle: %-18s %zu values, max |crema - OpenCV| = %.3g (largest magnitude %.3g)\n", blob,
+          a->count, worst, big);
+  crema_blob_free(a);
+  crema_blob_free(b);
+}
+
+/* Runs crema and OpenCV on model + input and compares the listed blobs. weights NULL: crema
+ * draws random weights and saves them for OpenCV. */
+static void cross_check(const char *model, const char *weights, const char *input_name, const char *input,
+                        const char *const *blobs, int n_blobs) {
+  char cmd[4096], w[256];
+  size_t used;
+  if (weights) {
+    snprintf(w, sizeof w, "%s", weights);
+    used = (size_t)snprintf(cmd, sizeof cmd, "'%s/crema' forward --model '%s' --weights '%s'", CREMA_BIN_DIR,
+                            model, weights);
+  } else {
+    snprintf(w, sizeof w, "%s/random.caffemodel", tmpdir);
+    used = (size_t)snprintf(cmd, sizeof cmd,
+                            "'%s/crema' forward --model '%s' --random-weights --seed 3 --save-weights '%s'",
+                            CREMA_BIN_DIR, model, w);
+  }
+  used += (size_t)snprintf(cmd + used, sizeof cmd - used, " --input '%s=%s'", input_name, input);
+  for (int i = 0; i < n_blobs; i++)
+    used += (size_t)snprintf(cmd + used, sizeof cmd - used, " --output '%s=%s/crema_%d.npy'", blobs[i],
+                             tmpdir, i);
+  run_ok("crema forward", cmd);
+
+  used = (size_t)snprintf(cmd, sizeof cmd, "%s '%s/tests/oracle/cv_forward.py' '%s' '%s' --in '%s=%s'",
+                          python, CREMA_SOURCE_DIR, model, w, input_name, input);
+  for (int i = 0; i < n_blobs; i++)
+    used += (size_t)snprintf(cmd + used, sizeof cmd - used, " --out '%s=%s/cv_%d.npy'", blobs[i], tmpdir, i);
+  run_ok("OpenCV forward", cmd);
+
+  for (int i = 0; i < n_blobs; i++) {
+    char mine[256], theirs[256];
+    snprintf(mine, sizeof mine, "%s/crema_%d.npy", tmpdir, i);
+    snprintf(theirs, sizeof theirs, "%s/cv_%d.npy", tmpdir, i);
+    compare(blobs[i], mine, theirs);
+  }
+}
+
+START_TEST(lenet_trained_by_caffe) {
+  char in[256];
+  snprintf(in, sizeof in, "%s/in.npy", tmpdir);
+  make_input(in, 2, 1, 28, 28, 0.0f, 1.0f, 1);
+  const char *blobs[] = {"ip2", "prob", "pool2"};
+  cross_check(CREMA_TEST_DATA "/lenet/lenet_mnist_deploy.prototxt",
+              CREMA_TEST_DATA "/lenet/lenet_mnist_iter_10000.caffemodel", "data", in, blobs, 3);
+}
+END_TEST
+
+START_TEST(caffenet_random_weights) {
+  char in[256];
+  snprintf(in, sizeof in, "%s/in.npy", tmpdir);
+  make_input(in, 1, 3, 227, 227, -10.0f, 10.0f, 2);
+  const char *blobs[] = {"fc8", "prob", "pool5"};
+  cross_check(CREMA_TEST_DATA "/zoo/bvlc_reference_caffenet/deploy.prototxt", NULL, "data", in, blobs, 3);
+}
+END_TEST
+
+START_TEST(googlenet_random_weights) {
+  char in[256];
+  snprintf(in, sizeof in, "%s/in.npy", tmpdir);
+  make_input(in, 1, 3, 224, 224, -2.0f, 2.0f, 3);
+  const char *blobs[] = {"loss3/classifier", "prob", "inception_4e/output"};
+  cross_check(CREMA_TEST_DATA "/zoo/bvlc_googlenet/deploy.prototxt", NULL, "data", in, blobs, 3);
+}
+END_TEST
+
+START_TEST(small_net_bn_scale_prelu_group_depthwise) {
+  char in[256];
+  snprintf(in, sizeof in, "%s/in.npy", tmpdir);
+  make_input(in, 2, 3, 16, 16, -2.0f, 2.0f, 4);
+  const char *blobs[] = {"ip", "prob", "pool", "sum"};
+  cross_check(CREMA_TEST_DATA "/oracle_small.prototxt", NULL, "data", in, blobs, 4);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("oracle");
+  TCase *tc = tcase_create("opencv");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, lenet_trained_by_caffe);
+  tcase_add_test(tc, caffenet_random_weights);
+  tcase_add_test(tc, googlenet_random_weights);
+  tcase_add_test(tc, small_net_bn_scale_prelu_group_depthwise);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
