@@ -68,16 +68,37 @@ void crema_axis_add(const crema_axis_dims *d, const float *b, float *y) {
   }
 }
 
+double crema_sum_floats(const float *a, size_t n) {
+  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) p[j] += a[i + (size_t)j];
+  double s = 0.0;
+  for (; i < n; i++) s += a[i];
+  for (int j = 0; j < 8; j++) s += p[j];
+  return s;
+}
+
+double crema_dot_floats(const float *a, const float *b, size_t n) {
+  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) p[j] += a[i + (size_t)j] * b[i + (size_t)j];
+  double s = 0.0;
+  for (; i < n; i++) s += (double)a[i] * b[i];
+  for (int j = 0; j < 8; j++) s += p[j];
+  return s;
+}
+
+/* Sum over a range of inner elements of one (o, d) row. */
+static double row_sum(const float *a, const float *m, size_t off, size_t n) {
+  return m ? crema_dot_floats(a + off, m + off, n) : crema_sum_floats(a + off, n);
+}
+
 /* Sum over o, i for one d. */
 static double reduce_one(const crema_axis_dims *d, size_t k, const float *a, const float *m) {
   double acc = 0.0;
-  for (size_t o = 0; o < d->outer; o++) {
-    const size_t off = (o * d->dim + k) * d->inner;
-    if (m)
-      for (size_t i = 0; i < d->inner; i++) acc += (double)a[off + i] * m[off + i];
-    else
-      for (size_t i = 0; i < d->inner; i++) acc += a[off + i];
-  }
+  for (size_t o = 0; o < d->outer; o++) acc += row_sum(a, m, (o * d->dim + k) * d->inner, d->inner);
   return acc;
 }
 
@@ -94,21 +115,22 @@ void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m,
     return;
   }
   /* Few long sums (a scalar, or a handful of channels): split each sum over threads, along
-   * whichever of outer and inner is longer. */
+   * outer when it is long enough, else in chunks of inner. */
   const size_t outer = d->outer, inner = d->inner;
+  const size_t chunk = 4096, n_chunks = (inner + chunk - 1) / chunk;
   for (size_t k = 0; k < dim; k++) {
     double acc = 0.0;
-    if (outer >= inner) {
+    if (outer >= 64) {
 #pragma omp parallel for schedule(static) reduction(+ : acc)
-      for (size_t o = 0; o < outer; o++) {
-        const size_t off = (o * dim + k) * inner;
-        for (size_t i = 0; i < inner; i++) acc += (double)a[off + i] * (m ? m[off + i] : 1.0f);
-      }
+      for (size_t o = 0; o < outer; o++) acc += row_sum(a, m, (o * dim + k) * inner, inner);
     } else {
       for (size_t o = 0; o < outer; o++) {
         const size_t off = (o * dim + k) * inner;
 #pragma omp parallel for schedule(static) reduction(+ : acc)
-        for (size_t i = 0; i < inner; i++) acc += (double)a[off + i] * (m ? m[off + i] : 1.0f);
+        for (size_t c = 0; c < n_chunks; c++) {
+          size_t len = c + 1 < n_chunks ? chunk : inner - c * chunk;
+          acc += row_sum(a, m, off + c * chunk, len);
+        }
       }
     }
     out[k] = accumulate ? out[k] + (float)acc : (float)acc;

@@ -38,4 +38,10 @@ void crema_axis_add(const crema_axis_dims *d, const float *b, float *y);
  * `accumulate`, else overwrites. Sums in double, so long reductions stay accurate. */
 void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m, float *out, bool accumulate);
 
+/* sum a[i] and sum a[i] * b[i] over n elements: eight independent float partial sums (so the
+ * loop is not bound by the latency of one long chain of dependent adds), combined in double.
+ * Used by the reductions of Scale, Bias, BatchNorm and PReLU. */
+double crema_sum_floats(const float *a, size_t n);
+double crema_dot_floats(const float *a, const float *b, size_t n);
+
 #endif

@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "layers/axis_common.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
@@ -81,6 +82,21 @@ static int batch_norm_reshape(crema_layer *l, crema_blob *const *bottom, crema_b
   return 0;
 }
 
+/* sum (x[i] - mu)^2 over n elements, in eight independent partial sums (see axis_common.h). */
+static double sum_sq_dev(const float *x, size_t n, float mu) {
+  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) {
+      float d = x[i + (size_t)j] - mu;
+      p[j] += d * d;
+    }
+  double s = 0.0;
+  for (; i < n; i++) s += ((double)x[i] - mu) * ((double)x[i] - mu);
+  for (int j = 0; j < 8; j++) s += p[j];
+  return s;
+}
+
 static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                               crema_error *err) {
   (void)err;
@@ -113,15 +129,10 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
   for (size_t c = 0; c < channels; c++) {
     /* Two passes (mean, then mean squared deviation), as Caffe computes E[(X - EX)^2]. */
     double sum = 0.0;
-    for (size_t n = 0; n < num; n++)
-      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) sum += x[i];
+    for (size_t n = 0; n < num; n++) sum += crema_sum_floats(x + (n * channels + c) * spatial, spatial);
     const float mu = (float)(sum / (double)m);
     double sq = 0.0;
-    for (size_t n = 0; n < num; n++)
-      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) {
-        double d = (double)x[i] - mu;
-        sq += d * d;
-      }
+    for (size_t n = 0; n < num; n++) sq += sum_sq_dev(x + (n * channels + c) * spatial, spatial, mu);
     mean[c] = mu;
     var[c] = (float)(sq / (double)m);
     sd[c] = sqrtf(var[c] + eps);
@@ -166,11 +177,11 @@ static void batch_norm_backward(crema_layer *l, crema_blob *const *top, const bo
 #pragma omp parallel for if (count > PAR_MIN) schedule(static)
   for (size_t c = 0; c < channels; c++) {
     double sum_dy = 0.0, sum_dyy = 0.0;
-    for (size_t n = 0; n < num; n++)
-      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) {
-        sum_dy += dy[i];
-        sum_dyy += (double)dy[i] * xn[i];
-      }
+    for (size_t n = 0; n < num; n++) {
+      const size_t off = (n * channels + c) * spatial;
+      sum_dy += crema_sum_floats(dy + off, spatial);
+      sum_dyy += crema_dot_floats(dy + off, xn + off, spatial);
+    }
     const float mdy = (float)(sum_dy / (double)m), mdyy = (float)(sum_dyy / (double)m);
     const float inv = 1.0f / sd[c];
     for (size_t n = 0; n < num; n++)

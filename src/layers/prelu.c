@@ -82,6 +82,22 @@ static int prelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   return 0;
 }
 
+/* sum of dy[i] * x[i] where x[i] <= 0, in eight independent partial sums (a single running
+ * sum would wait on every add). */
+static double neg_dot(const float *dy, const float *x, size_t n) {
+  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) {
+      const float v = x[i + (size_t)j];
+      p[j] += v <= 0.0f ? dy[i + (size_t)j] * v : 0.0f;
+    }
+  double s = 0.0;
+  for (; i < n; i++) s += x[i] <= 0.0f ? (double)dy[i] * x[i] : 0.0;
+  for (int j = 0; j < 8; j++) s += p[j];
+  return s;
+}
+
 static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                            crema_blob *const *bottom) {
   prelu_state *s = l->state;
@@ -102,18 +118,14 @@ static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *p
     if (shared) {
       double acc = 0.0;
 #pragma omp parallel for if (n > PAR_MIN) schedule(static) reduction(+ : acc)
-      for (size_t i = 0; i < n; i++)
-        if (x[i] <= 0.0f) acc += (double)dy[i] * x[i];
+      for (size_t r = 0; r < rows; r++) acc += neg_dot(dy + r * dim, x + r * dim, dim);
       dslope[0] += (float)acc;
     } else {
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
       for (size_t c = 0; c < channels; c++) {
         double acc = 0.0;
-        for (size_t k = 0; k < num; k++) {
-          const size_t off = (k * channels + c) * dim;
-          for (size_t i = 0; i < dim; i++)
-            if (x[off + i] <= 0.0f) acc += (double)dy[off + i] * x[off + i];
-        }
+        for (size_t k = 0; k < num; k++)
+          acc += neg_dot(dy + (k * channels + c) * dim, x + (k * channels + c) * dim, dim);
         dslope[c] += (float)acc;
       }
     }
