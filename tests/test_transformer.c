@@ -50,7 +50,8 @@ static crema_transformer *make(const char *text, Crema__Phase phase, uint64_t se
 
 /* The expected output for a crop at (ho, wo) of size ch x cw, mirrored or not, with the
  * mean at the full-size position shifted by (mh0, mw0) inside a mean of width mw. */
-static void expect(float *out, int ch, int cw, int ho, int wo, int mirror, float scale, int mean_h, int mean_w) {
+static void expect(float *out, int ch, int cw, int ho, int wo, int mirror, float scale, int mean_h,
+                   int mean_w) {
   const int mh0 = (mean_h - H) / 2, mw0 = (mean_w - W) / 2;
   for (int k = 0; k < C; k++)
     for (int y = 0; y < ch; y++)
@@ -178,7 +179,7 @@ START_TEST(test_errors) {
   ck_assert_ptr_nonnull(strstr(err.msg, "/nonexistent/mean.binaryproto"));
   crema_message_free(p);
   p = (Crema__TransformationParameter *)test_message(&crema__transformation_parameter__descriptor,
-                                                      "augment { max_area: 0.5 min_area: 0.9 }");
+                                                     "augment { max_area: 0.5 min_area: 0.9 }");
   ck_assert_int_eq(crema_transformer_create(p, CREMA__PHASE__TRAIN, 1, &t, &err), -1);
   ck_assert_ptr_nonnull(strstr(err.msg, "min_area"));
   crema_message_free(p);
@@ -189,9 +190,10 @@ START_TEST(test_augmentation) {
   crema_transform_work wk = {0};
   crema_error err;
   float a[C * 9], b[C * 9];
-  crema_transformer *t = make("crop_size: 3 mirror: true augment { max_rotation: 30 max_area: 0.8 min_area: 0.3 "
-                              "brightness: 0.4 contrast: 0.4 saturation: 0.4 }",
-                              CREMA__PHASE__TRAIN, 9);
+  crema_transformer *t =
+      make("crop_size: 3 mirror: true augment { max_rotation: 30 max_area: 0.8 min_area: 0.3 "
+           "brightness: 0.4 contrast: 0.4 saturation: 0.4 }",
+           CREMA__PHASE__TRAIN, 9);
   int differ = 0;
   for (uint64_t r = 0; r < 20; r++) {
     ck_assert_int_eq(crema_transformer_apply(t, img, NULL, C, H, W, r, &wk, a, &err), 0);
@@ -228,7 +230,8 @@ START_TEST(test_augmentation) {
   int zero_filled = 0;
   for (uint64_t r = 0; r < 10; r++) {
     ck_assert_int_eq(crema_transformer_apply(t, img, NULL, C, H, W, r, &wk, full, &err), 0);
-    for (int k = 0; k < C; k++) ck_assert_float_eq(full[(k * H + 2) * W + 3], (float)img[(k * H + 2) * W + 3]);
+    for (int k = 0; k < C; k++)
+      ck_assert_float_eq(full[(k * H + 2) * W + 3], (float)img[(k * H + 2) * W + 3]);
     zero_filled += full[0] == 0.0f && img[0] != 0;
   }
   ck_assert_int_gt(zero_filled, 0);
