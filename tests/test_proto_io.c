@@ -146,6 +146,21 @@ START_TEST(test_text_and_detection) {
     ck_assert_str_eq(back->layer[8]->type, "Softmax");
     crema_message_free(m);
   }
+  /* This text is also valid wire format (unknown fields only): read as text all the same. */
+  char ambiguous[512];
+  tmp_path(ambiguous, sizeof ambiguous, "ambiguous");
+  const char *amb_text = "input: \"jan_rudf\"\n";
+  write_bytes(ambiguous, amb_text, strlen(amb_text));
+  ProtobufCMessage *wire = protobuf_c_message_unpack(&crema__net_parameter__descriptor, NULL,
+                                                     strlen(amb_text), (const uint8_t *)amb_text);
+  ck_assert_ptr_nonnull(wire); /* the premise of this check */
+  crema_message_free(wire);
+  ProtobufCMessage *amb = NULL;
+  ck_assert_int_eq(crema_read_message(ambiguous, &crema__net_parameter__descriptor, &amb, &err), 0);
+  ck_assert_uint_eq(((const Crema__NetParameter *)amb)->n_input, 1);
+  ck_assert_str_eq(((const Crema__NetParameter *)amb)->input[0], "jan_rudf");
+  crema_message_free(amb);
+
   /* The wrong reader for the content: a clear word about what the file is. */
   ProtobufCMessage *m = NULL;
   ck_assert_int_eq(crema_read_binary_message(txt, &crema__net_parameter__descriptor, &m, &err), -1);

@@ -70,6 +70,8 @@ static int map_file(const char *path, mapped *m, crema_error *err) {
   int e = errno;
   close(fd);
   if (p == MAP_FAILED) return crema_fail(err, "%s: cannot map the file: %s", path, strerror(e));
+  /* One front-to-back pass: let the kernel read ahead and drop pages behind. */
+  posix_madvise(p, (size_t)st.st_size, POSIX_MADV_SEQUENTIAL);
   m->data = p;
   m->len = (size_t)st.st_size;
   return 0;
@@ -155,6 +157,16 @@ int crema_read_message(const char *path, const ProtobufCMessageDescriptor *desc,
     rc = parse_mapped_text(path, desc, &m, out, err);
   } else {
     *out = protobuf_c_message_unpack(desc, NULL, m.len, m.data);
+    if (*out && looks_like_text(m.data, m.len)) {
+      /* Some text happens to be valid wire format (as unknown fields); if it parses as
+       * text, it was text. */
+      ProtobufCMessage *as_text = NULL;
+      crema_error ignored;
+      if (!crema_text_parse(desc, (const char *)m.data, m.len, path, &as_text, &ignored)) {
+        crema_message_free(*out);
+        *out = as_text;
+      }
+    }
     if (*out) {
       rc = 0;
     } else if (looks_like_text(m.data, m.len)) {
