@@ -3,6 +3,7 @@
  * computations, and in-place == out-of-place for forward and backward. */
 #include <check.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -484,6 +485,36 @@ START_TEST(dropout_same_seed_same_mask) {
 }
 END_TEST
 
+/* Same seed, 1 thread or 2: the same random draws (the layers key per-chunk streams from
+ * their generator, they do not share one generator between threads). */
+static void same_draws_any_thread_count(const char *text) {
+  crema_blob *x = blob4(4, 30000, -1, -1), *y1 = crema_blob_new(), *y2 = crema_blob_new();
+  gradcheck_fill_gaussian(x, 1.0f, 2);
+  Crema__LayerParameter *m1, *m2;
+  crema_layer *l1 = make_layer(text, TRAIN, 1, &x, &y1, &m1);
+  crema_layer *l2 = make_layer(text, TRAIN, 1, &x, &y2, &m2);
+  int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  forward_ok(l1, &x, &y1);
+  omp_set_num_threads(2);
+  forward_ok(l2, &x, &y2);
+  omp_set_num_threads(saved);
+  ck_assert_int_eq(memcmp(y1->data, y2->data, x->count * sizeof(float)), 0);
+  crema_layer_free(l1);
+  crema_layer_free(l2);
+  crema_message_free(m1);
+  crema_message_free(m2);
+  crema_blob_free(x);
+  crema_blob_free(y1);
+  crema_blob_free(y2);
+}
+
+START_TEST(random_draws_independent_of_threads) {
+  same_draws_any_thread_count("name: 'd' type: 'Dropout'");
+  same_draws_any_thread_count("name: 'r' type: 'RReLU'");
+}
+END_TEST
+
 START_TEST(dropout_gradient) {
   grad1("name: 'd' type: 'Dropout'", TRAIN, -1, 0, 0);
   grad1("name: 'd' type: 'Dropout' dropout_param { dropout_ratio: 0.2 }", TRAIN, -1, 0, 0);
@@ -547,6 +578,7 @@ int main(void) {
   tcase_add_test(tc, dropout_keep_rate_and_scale);
   tcase_add_test(tc, dropout_test_is_identity);
   tcase_add_test(tc, dropout_same_seed_same_mask);
+  tcase_add_test(tc, random_draws_independent_of_threads);
   tcase_add_test(tc, dropout_gradient);
   tcase_add_test(tc, dropout_inplace);
   tcase_add_test(tc, dropout_bad_ratio);

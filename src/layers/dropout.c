@@ -3,8 +3,9 @@
  *          1 / (1 - dropout_ratio), so the expected output equals the input;
  *          d bottom = d top * (the same mask and scale).
  *   TEST:  identity.
- * The mask comes from l->rng: an element is dropped when a uniform uint32 falls below
- * dropout_ratio * 2^32 (Caffe's GPU path compares against UINT_MAX * ratio the same way).
+ * The mask comes from l->rng (through per-chunk streams keyed from it, so the same seed gives
+ * the same mask whatever the thread count): an element is dropped when a uniform uint32 falls
+ * below dropout_ratio * 2^32 (Caffe's GPU path compares against UINT_MAX * ratio the same way).
  * Caffe requires 0 < dropout_ratio < 1; crema also accepts 0 (identity).
  * In-place allowed: the mask is kept in the layer. */
 #include <math.h>
@@ -16,6 +17,8 @@
 
 /* Below this many elements, starting threads costs more than the loop. */
 #define PAR_MIN 32768
+/* Elements per random stream (see dropout_forward). */
+#define RNG_CHUNK 4096
 
 typedef struct dropout_state {
   float ratio, scale;
@@ -63,10 +66,22 @@ static int dropout_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
     return 0;
   }
   float *mask = s->mask->data;
-  /* Drawn serially: one generator, and the draws must not depend on the thread count. */
-  for (size_t i = 0; i < n; i++) mask[i] = (uint64_t)crema_rng_u32(&l->rng) < s->threshold ? 0.0f : s->scale;
+  const uint64_t threshold = s->threshold;
+  const float scale = s->scale;
+  /* Parallel draws that do not depend on the thread count: one 64-bit key per pass from
+   * l->rng, then chunk j of RNG_CHUNK elements draws from its own generator seeded (key, j). */
+  const uint64_t hi = crema_rng_u32(&l->rng), key = hi << 32 | crema_rng_u32(&l->rng);
+  const size_t n_chunks = (n + RNG_CHUNK - 1) / RNG_CHUNK;
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i++) y[i] = x[i] * mask[i];
+  for (size_t c = 0; c < n_chunks; c++) {
+    crema_rng r;
+    crema_rng_seed(&r, key, c);
+    const size_t end = c + 1 < n_chunks ? (c + 1) * RNG_CHUNK : n;
+    for (size_t i = c * RNG_CHUNK; i < end; i++) {
+      mask[i] = (uint64_t)crema_rng_u32(&r) < threshold ? 0.0f : scale;
+      y[i] = x[i] * mask[i];
+    }
+  }
   return 0;
 }
 

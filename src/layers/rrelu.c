@@ -2,16 +2,20 @@
  *   TRAIN: top = x > 0 ? x : a x, with a fresh a ~ U(lower, upper) per element and pass;
  *   TEST:  the same with the fixed slope a = (lower + upper) / 2.
  *   d bottom = d top * (x > 0 ? 1 : a), with the slopes drawn in forward.
- * A slope is drawn for every element, not only the negative ones, so the generator's
- * position after a pass does not depend on the data (reproducible whatever the input).
+ * A slope is drawn for every element, not only the negative ones, so the draws do not depend
+ * on the data; they come from per-chunk streams keyed from l->rng, so they do not depend on
+ * the thread count either.
  * 0 <= lower <= upper is required: slopes are then non-negative, the output keeps the sign
  * of x, and in-place use works with backward testing the sign of bottom data (= the output). */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "layers/layer.h"
 
 /* Below this many elements, starting threads costs more than the loop. */
 #define PAR_MIN 32768
+/* Elements per random stream (see rrelu_forward). */
+#define RNG_CHUNK 4096
 
 typedef struct rrelu_state {
   float lower, upper;
@@ -59,10 +63,21 @@ static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
     return 0;
   }
   float *slope = s->slope->data;
-  /* Drawn serially: one generator, and the draws must not depend on the thread count. */
-  for (size_t i = 0; i < n; i++) slope[i] = crema_rng_uniform(&l->rng, s->lower, s->upper);
+  const float lower = s->lower, upper = s->upper;
+  /* Parallel draws that do not depend on the thread count: one 64-bit key per pass from
+   * l->rng, then chunk j of RNG_CHUNK elements draws from its own generator seeded (key, j). */
+  const uint64_t hi = crema_rng_u32(&l->rng), key = hi << 32 | crema_rng_u32(&l->rng);
+  const size_t n_chunks = (n + RNG_CHUNK - 1) / RNG_CHUNK;
 #pragma omp parallel for if (n > PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : slope[i] * x[i];
+  for (size_t c = 0; c < n_chunks; c++) {
+    crema_rng r;
+    crema_rng_seed(&r, key, c);
+    const size_t end = c + 1 < n_chunks ? (c + 1) * RNG_CHUNK : n;
+    for (size_t i = c * RNG_CHUNK; i < end; i++) {
+      slope[i] = crema_rng_uniform(&r, lower, upper);
+      y[i] = x[i] > 0.0f ? x[i] : slope[i] * x[i];
+    }
+  }
   return 0;
 }
 
