@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "layers/layer.h"
+#include "net/net.h"
 #include "support/gradcheck.h"
 #include "support/textproto.h"
 
@@ -588,6 +589,84 @@ START_TEST(large_batch_norm) {
 }
 END_TEST
 
+/* ---- a ResNet-style chain in a net: Convolution -> BatchNorm -> Scale -> ReLU -> Dropout,
+ * every one in place on the same blob, against the same net with a blob per top. The layers
+ * keep what their backward needs (BatchNorm its normalised output, Scale its input), so the
+ * loss and every parameter gradient must agree. */
+
+static const char *CHAIN =
+    "name: 'chain' "
+    "layer { name: 'data' type: 'Input' top: 'data' top: 'target' "
+    "  input_param { shape { dim: 4 dim: 3 dim: 6 dim: 6 } shape { dim: 4 dim: 5 } } } "
+    "layer { name: 'conv' type: 'Convolution' bottom: 'data' top: 'conv' convolution_param { num_output: 4 "
+    "  kernel_size: 3 weight_filler { type: 'gaussian' std: 0.3 } bias_filler { type: 'constant' value: 0.1 "
+    "} } } "
+    "layer { name: 'bn' type: 'BatchNorm' bottom: 'conv' top: '%s' } "
+    "layer { name: 'sc' type: 'Scale' bottom: '%s' top: '%s' scale_param { bias_term: true "
+    "  filler { type: 'uniform' min: 0.5 max: 1.5 } bias_filler { type: 'gaussian' std: 0.2 } } } "
+    "layer { name: 'relu' type: 'ReLU' bottom: '%s' top: '%s' } "
+    "layer { name: 'drop' type: 'Dropout' bottom: '%s' top: '%s' dropout_param { dropout_ratio: 0.25 } } "
+    "layer { name: 'ip' type: 'InnerProduct' bottom: '%s' top: 'ip' inner_product_param { num_output: 5 "
+    "  weight_filler { type: 'gaussian' std: 0.1 } } } "
+    "layer { name: 'loss' type: 'EuclideanLoss' bottom: 'ip' bottom: 'target' top: 'loss' } ";
+
+/* Builds the chain, runs two iterations of forward + backward and returns the last loss and
+ * a copy of every parameter gradient (concatenated into grads, which holds cap floats). */
+static float run_chain(bool inplace, float *grads, size_t cap, size_t *n_grads) {
+  char text[2048];
+  if (inplace)
+    snprintf(text, sizeof text, CHAIN, "conv", "conv", "conv", "conv", "conv", "conv", "conv", "conv");
+  else
+    snprintf(text, sizeof text, CHAIN, "bn", "bn", "sc", "sc", "relu", "relu", "drop", "drop");
+  Crema__NetParameter *np = test_net_param(text);
+  crema_net_options opt = {.phase = TRAIN, .seed = 17};
+  crema_net *net = NULL;
+  crema_error err;
+  ck_assert_msg(crema_net_build(np, &opt, &net, &err) == 0, "%s", err.msg);
+  crema_blob *data = crema_net_blob_by_name(net, "data"), *target = crema_net_blob_by_name(net, "target");
+  ck_assert_ptr_nonnull(data);
+  ck_assert_ptr_nonnull(target);
+  float loss = 0;
+  for (int it = 0; it < 2; it++) {
+    gradcheck_fill_gaussian(data, 1.0f, 100 + (uint64_t)it);
+    gradcheck_fill_gaussian(target, 1.0f, 200 + (uint64_t)it);
+    for (int i = 0; i < crema_net_num_params(net); i++)
+      crema_blob_zero_diff(crema_net_param_at(net, i)->blob);
+    ck_assert_msg(crema_net_forward(net, &loss, &err) == 0, "%s", err.msg);
+    crema_net_backward(net);
+  }
+  *n_grads = 0;
+  for (int i = 0; i < crema_net_num_params(net); i++) {
+    const crema_blob *b = crema_net_param_at(net, i)->blob;
+    ck_assert_uint_le(*n_grads + b->count, cap);
+    memcpy(grads + *n_grads, b->diff, b->count * sizeof(float));
+    *n_grads += b->count;
+  }
+  crema_net_free(net);
+  crema_message_free(np);
+  return loss;
+}
+
+START_TEST(inplace_chain_in_a_net) {
+  static float g1[4096], g2[4096];
+  size_t n1, n2;
+  float l1 = run_chain(false, g1, 4096, &n1), l2 = run_chain(true, g2, 4096, &n2);
+  ck_assert_msg(l1 > 0.0f, "loss %g", (double)l1);
+  ck_assert_float_eq_tol(l1, l2, 1e-5f * fmaxf(1.0f, l1));
+  ck_assert_uint_eq(n1, n2);
+  /* conv 4*3*3*3 + 4, BatchNorm's statistics 4 + 4 + 1 (listed, with lr_mult 0), scale 4 + 4,
+   * ip 5*64 + 5. */
+  ck_assert_uint_eq(n1, 108 + 4 + 9 + 4 + 4 + 320 + 5);
+  double norm = 0;
+  for (size_t i = 0; i < n1; i++) {
+    ck_assert_msg(fabsf(g1[i] - g2[i]) <= 1e-4f * fmaxf(1.0f, fabsf(g1[i])), "gradient %zu: %g vs %g", i,
+                  (double)g1[i], (double)g2[i]);
+    norm += fabs(g1[i]);
+  }
+  ck_assert_msg(norm > 1e-3, "gradients are all zero");
+}
+END_TEST
+
 START_TEST(registry_knows_types) {
   ck_assert_ptr_nonnull(crema_layer_lookup("BatchNorm"));
   ck_assert_ptr_nonnull(crema_layer_lookup("Scale"));
@@ -616,6 +695,7 @@ int main(void) {
   tcase_add_test(tc, bias_shape_errors);
   tcase_add_test(tc, large_scale_reductions);
   tcase_add_test(tc, large_batch_norm);
+  tcase_add_test(tc, inplace_chain_in_a_net);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
