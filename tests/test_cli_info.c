@@ -147,6 +147,18 @@ START_TEST(test_info_blob_and_state) {
   assert_has(out, "error: ");
   assert_has(out, "junk.caffemodel: not a valid NetParameter");
   free(out);
+  /* A net prototxt with a typo: the parser's file:line:col message, not a solver error. */
+  snprintf(path, sizeof path, "%s/typo.prototxt", tmpdir);
+  f = fopen(path, "w");
+  fputs("name: 'n'\nlayer {\n  name: 'c' type: 'Convolution'\n  convolution_param { num_ouput: 3 }\n}\n", f);
+  fclose(f);
+  snprintf(args, sizeof args, "info '%s'", path);
+  out = run(args, &st);
+  ck_assert_int_eq(st, 1);
+  assert_has(
+      out,
+      "typo.prototxt:4:23: unknown field \"num_ouput\" in convolution_param (did you mean \"num_output\"?)");
+  free(out);
   out = run("info /nonexistent/x.prototxt", &st);
   ck_assert_int_eq(st, 1);
   assert_has(out, "error: /nonexistent/x.prototxt: no such file");

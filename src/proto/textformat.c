@@ -376,7 +376,10 @@ static int read_scalar_token(parser *ps, const char *field, token *t) {
   if (!(isdigit(c) || c == '.')) {
     char found[64];
     describe_next(ps, found, sizeof found);
-    return fail_at(ps, here(ps), "expected a value for field \"%s\", found %s", field, found);
+    bool quoted = c == '"' || c == '\'';
+    return fail_at(ps, here(ps), "expected a value for field \"%s\", found %s%s", field, found,
+                   quoted ? " (only string fields take quotes; numbers, booleans and enum names do not)"
+                          : "");
   }
   t->ident = false;
   bool hex = false;
@@ -471,7 +474,9 @@ static int parse_scalar(parser *ps, const ProtobufCFieldDescriptor *f, const cha
     if (peek(ps) != '"' && peek(ps) != '\'') {
       char found[64];
       describe_next(ps, found, sizeof found);
-      return fail_at(ps, here(ps), "expected a quoted string for field \"%s\", found %s", fname, found);
+      bool word = !at_end(ps) && (ident_start(peek(ps)) || isdigit(peek(ps)));
+      return fail_at(ps, here(ps), "expected a quoted string for field \"%s\", found %s%s", fname, found,
+                     word ? " (strings need quotes)" : "");
     }
     strbuf sb = {0};
     if (read_strings(ps, &sb)) {
