@@ -44,10 +44,10 @@ int crema_image_list_read(const char *path, crema_image_list *out, crema_error *
         label = strtol(sp + 1, &num_end, 10);
       }
       if (!sp || sp == p || !sp[1] || *num_end || errno || label < INT_MIN || label > INT_MAX) {
+        crema_fail(err, "%s:%zu: expected \"<image path> <integer label>\", got \"%s\"", path, line_no, p);
         free(e);
         free(text);
-        return crema_fail(err, "%s:%zu: expected \"<image path> <integer label>\", got \"%s\"", path, line_no,
-                          p);
+        return -1;
       }
       *sp = '\0';
       e[n].path = p;
