@@ -207,6 +207,31 @@ START_TEST(softmax_gradient_axes) {
 }
 END_TEST
 
+START_TEST(softmax_long_inner_axis) {
+  /* inner = 600 > one block of positions: forward against the reference, gradient sampled. */
+  crema_blob *b[] = {blob_of(3, (int[]){2, 3, 600})};
+  gradcheck_fill_gaussian(b[0], 2.0f, 12);
+  run r;
+  run_setup(&r, "name: 's' type: 'Softmax'", 1, b, 1);
+  run_forward(&r);
+  for (int n = 0; n < 2; n++)
+    for (int j = 0; j < 600; j++) {
+      double ref = 0;
+      for (int c = 0; c < 3; c++) ref += exp(b[0]->data[(n * 3 + c) * 600 + j]);
+      for (int c = 0; c < 3; c++)
+        ck_assert_double_eq_tol(r.top[0]->data[(n * 3 + c) * 600 + j],
+                                exp(b[0]->data[(n * 3 + c) * 600 + j]) / ref, 1e-6);
+    }
+  run_free(&r);
+  Crema__LayerParameter *p = test_layer_param("name: 's' type: 'Softmax'");
+  gradcheck_opts o = gradcheck_defaults();
+  o.max_per_blob = 300;
+  gradcheck_layer(p, 1, b, 1, NULL, &o);
+  crema_message_free(p);
+  free_blobs(1, b);
+}
+END_TEST
+
 START_TEST(softmax_in_place) {
   crema_blob *b = blob_of(2, (int[]){3, 5});
   gradcheck_fill_gaussian(b, 1.0f, 4);
@@ -712,6 +737,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, softmax_forward_values);
   tcase_add_test(tc, softmax_forward_axis);
   tcase_add_test(tc, softmax_gradient_axes);
+  tcase_add_test(tc, softmax_long_inner_axis);
   tcase_add_test(tc, softmax_in_place);
   tcase_add_test(tc, softmax_loss_forward_modes);
   tcase_add_test(tc, softmax_loss_label_smoothing_value);

@@ -61,45 +61,58 @@ static int eltwise_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob
   return crema_blob_reshape_like(top[0], bottom[0], err);
 }
 
+/* The loops below make one pass per bottom rather than one loop over bottoms per element:
+ * each pass streams contiguous arrays and vectorises. */
 static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                            crema_error *err) {
   (void)err;
   eltwise_state *s = l->state;
   const size_t n = top[0]->count;
   const int nb = l->n_bottom;
+  const bool par = n > CREMA_LAYER_PAR_MIN;
   float *y = top[0]->data;
+  const float *a = bottom[0]->data, *b = bottom[1]->data;
   switch (s->op) {
   case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD:
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
-    for (size_t k = 0; k < n; k++) {
-      float p = bottom[0]->data[k];
-      for (int i = 1; i < nb; i++) p *= bottom[i]->data[k];
-      y[k] = p;
+#pragma omp parallel for if (par) schedule(static)
+    for (size_t k = 0; k < n; k++) y[k] = a[k] * b[k];
+    for (int i = 2; i < nb; i++) {
+      const float *x = bottom[i]->data;
+#pragma omp parallel for if (par) schedule(static)
+      for (size_t k = 0; k < n; k++) y[k] *= x[k];
     }
     break;
-  case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM:
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
-    for (size_t k = 0; k < n; k++) {
-      float sum = 0.0f;
-      for (int i = 0; i < nb; i++) sum += s->coeff[i] * bottom[i]->data[k];
-      y[k] = sum;
+  case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM: {
+    const float c0 = s->coeff[0], c1 = s->coeff[1];
+#pragma omp parallel for if (par) schedule(static)
+    for (size_t k = 0; k < n; k++) y[k] = c0 * a[k] + c1 * b[k];
+    for (int i = 2; i < nb; i++) {
+      const float *x = bottom[i]->data, c = s->coeff[i];
+#pragma omp parallel for if (par) schedule(static)
+      for (size_t k = 0; k < n; k++) y[k] += c * x[k];
     }
     break;
-  default: /* MAX */
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+  }
+  default: { /* MAX, with Caffe's tie rule: bottom 1 wins ties with bottom 0, later bottoms
+              * win only when strictly larger. */
+    int *mask = s->mask;
+#pragma omp parallel for if (par) schedule(static)
     for (size_t k = 0; k < n; k++) {
-      /* Caffe's order: bottom 0 wins over 1 only when strictly larger, later ones likewise. */
-      float m = bottom[0]->data[k] > bottom[1]->data[k] ? bottom[0]->data[k] : bottom[1]->data[k];
-      int arg = bottom[0]->data[k] > bottom[1]->data[k] ? 0 : 1;
-      for (int i = 2; i < nb; i++)
-        if (bottom[i]->data[k] > m) {
-          m = bottom[i]->data[k];
-          arg = i;
+      const bool first = a[k] > b[k];
+      y[k] = first ? a[k] : b[k];
+      mask[k] = first ? 0 : 1;
+    }
+    for (int i = 2; i < nb; i++) {
+      const float *x = bottom[i]->data;
+#pragma omp parallel for if (par) schedule(static)
+      for (size_t k = 0; k < n; k++)
+        if (x[k] > y[k]) {
+          y[k] = x[k];
+          mask[k] = i;
         }
-      y[k] = m;
-      s->mask[k] = arg;
     }
     break;
+  }
   }
   return 0;
 }
@@ -109,6 +122,7 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
   eltwise_state *s = l->state;
   const size_t n = top[0]->count;
   const int nb = l->n_bottom;
+  const bool par = n > CREMA_LAYER_PAR_MIN;
   const float *dy = top[0]->diff, *y = top[0]->data;
   for (int i = 0; i < nb; i++) {
     if (!propagate_down[i]) continue;
@@ -116,29 +130,33 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
     const float *x = bottom[i]->data;
     switch (s->op) {
     case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD:
-      if (s->stable_prod_grad) {
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
-        for (size_t k = 0; k < n; k++) {
-          float p = 1.0f;
-          for (int j = 0; j < nb; j++)
-            if (j != i) p *= bottom[j]->data[k];
-          dx[k] = p * dy[k];
+      if (s->stable_prod_grad) { /* dy times the product of the other bottoms */
+        const int first = i == 0 ? 1 : 0;
+        const float *o = bottom[first]->data;
+#pragma omp parallel for if (par) schedule(static)
+        for (size_t k = 0; k < n; k++) dx[k] = dy[k] * o[k];
+        for (int j = first + 1; j < nb; j++) {
+          if (j == i) continue;
+          const float *oj = bottom[j]->data;
+#pragma omp parallel for if (par) schedule(static)
+          for (size_t k = 0; k < n; k++) dx[k] *= oj[k];
         }
-      } else {
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+      } else { /* Caffe's fast form; inf/nan where bottom i is 0 */
+#pragma omp parallel for if (par) schedule(static)
         for (size_t k = 0; k < n; k++) dx[k] = y[k] / x[k] * dy[k];
       }
       break;
     case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM: {
       const float c = s->coeff[i];
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for if (par) schedule(static)
       for (size_t k = 0; k < n; k++) dx[k] = c * dy[k];
       break;
     }
-    default: /* MAX */
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
-      for (size_t k = 0; k < n; k++) dx[k] = s->mask[k] == i ? dy[k] : 0.0f;
+    default: { /* MAX */ const int *mask = s->mask;
+#pragma omp parallel for if (par) schedule(static)
+      for (size_t k = 0; k < n; k++) dx[k] = mask[k] == i ? dy[k] : 0.0f;
       break;
+    }
     }
   }
 }

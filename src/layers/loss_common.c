@@ -3,26 +3,54 @@
 #include <math.h>
 #include <string.h>
 
+/* One row of `channels` contiguous values (inner == 1, the classifier case). */
+static void softmax_row(const float *x, float *y, int channels) {
+  float m = x[0];
+  for (int c = 1; c < channels; c++) m = fmaxf(m, x[c]);
+  float sum = 0.0f;
+  for (int c = 0; c < channels; c++) {
+    y[c] = expf(x[c] - m);
+    sum += y[c];
+  }
+  /* sum >= 1 because the maximum contributes exp(0). */
+  const float inv = 1.0f / sum;
+  for (int c = 0; c < channels; c++) y[c] *= inv;
+}
+
+/* Positions j0 .. j0 + n of one outer index: x and y point at channel 0, position j0. */
+static void softmax_block(const float *x, float *y, int channels, size_t inner, int n) {
+  float m[CREMA_SOFTMAX_BLOCK], sum[CREMA_SOFTMAX_BLOCK];
+  for (int j = 0; j < n; j++) m[j] = x[j];
+  for (int c = 1; c < channels; c++)
+    for (int j = 0; j < n; j++) m[j] = fmaxf(m[j], x[(size_t)c * inner + j]);
+  for (int j = 0; j < n; j++) sum[j] = 0.0f;
+  for (int c = 0; c < channels; c++)
+    for (int j = 0; j < n; j++) {
+      float e = expf(x[(size_t)c * inner + j] - m[j]);
+      y[(size_t)c * inner + j] = e;
+      sum[j] += e;
+    }
+  for (int j = 0; j < n; j++) sum[j] = 1.0f / sum[j];
+  for (int c = 0; c < channels; c++)
+    for (int j = 0; j < n; j++) y[(size_t)c * inner + j] *= sum[j];
+}
+
 void crema_softmax_cpu(const float *in, float *out, int outer, int channels, int inner) {
   const size_t dim = (size_t)channels * (size_t)inner;
-  const size_t total = (size_t)outer * (size_t)inner;
-  /* One iteration = one (outer, inner) position; positions are independent. */
-#pragma omp parallel for if (total * (size_t)channels > CREMA_LAYER_PAR_MIN) schedule(static)
-  for (size_t pos = 0; pos < total; pos++) {
-    const size_t i = pos / (size_t)inner, j = pos % (size_t)inner;
-    const float *x = in + i * dim + j;
-    float *y = out + i * dim + j;
-    float m = x[0];
-    for (int c = 1; c < channels; c++) m = fmaxf(m, x[(size_t)c * inner]);
-    float sum = 0.0f;
-    for (int c = 0; c < channels; c++) {
-      float e = expf(x[(size_t)c * inner] - m);
-      y[(size_t)c * inner] = e;
-      sum += e;
-    }
-    /* sum >= 1 because the maximum contributes exp(0). */
-    const float inv = 1.0f / sum;
-    for (int c = 0; c < channels; c++) y[(size_t)c * inner] *= inv;
+  const bool par = (size_t)outer * dim > CREMA_LAYER_PAR_MIN;
+  if (inner == 1) {
+#pragma omp parallel for if (par) schedule(static)
+    for (int i = 0; i < outer; i++) softmax_row(in + (size_t)i * dim, out + (size_t)i * dim, channels);
+    return;
+  }
+  /* Work items = (outer index, block of inner positions); all independent. */
+  const size_t blocks = ((size_t)inner + CREMA_SOFTMAX_BLOCK - 1) / CREMA_SOFTMAX_BLOCK;
+  const size_t items = (size_t)outer * blocks;
+#pragma omp parallel for if (par) schedule(static)
+  for (size_t w = 0; w < items; w++) {
+    const size_t i = w / blocks, j0 = (w % blocks) * CREMA_SOFTMAX_BLOCK;
+    const int n = (size_t)inner - j0 < CREMA_SOFTMAX_BLOCK ? (int)((size_t)inner - j0) : CREMA_SOFTMAX_BLOCK;
+    softmax_block(in + i * dim + j0, out + i * dim + j0, channels, (size_t)inner, n);
   }
 }
 

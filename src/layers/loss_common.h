@@ -16,6 +16,10 @@
  * waking the thread team is larger than the loop). */
 #define CREMA_LAYER_PAR_MIN 32768
 
+/* Positions of the inner axis processed together when inner > 1, so that loops over channels
+ * run over contiguous memory (vectorised) instead of striding by `inner`. */
+#define CREMA_SOFTMAX_BLOCK 256
+
 /* Softmax over the middle axis of an (outer, channels, inner) array, for every (outer, inner)
  * position: out = exp(x - max) / sum exp(x - max). Subtracting the maximum keeps exp() from
  * overflowing for large logits. out may equal in. channels >= 1. */

@@ -42,25 +42,45 @@ static int softmax_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
   return 0;
 }
 
-/* dx_c = y_c * (dy_c - sum_k dy_k y_k): the Jacobian of softmax applied to the top diff. */
+/* dx_c = y_c * (dy_c - sum_k dy_k y_k): the Jacobian of softmax applied to the top diff.
+ * dx may alias dy (in place): every element is read before it is written. */
 static void softmax_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                              crema_blob *const *bottom) {
   if (!propagate_down[0]) return;
   softmax_state *s = l->state;
-  const int inner = s->inner, channels = s->channels;
-  const size_t dim = (size_t)channels * inner, total = (size_t)s->outer * inner;
+  const int channels = s->channels;
+  const size_t inner = (size_t)s->inner, dim = (size_t)channels * inner;
   const float *y = top[0]->data, *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
-#pragma omp parallel for if (top[0]->count > CREMA_LAYER_PAR_MIN) schedule(static)
-  for (size_t pos = 0; pos < total; pos++) {
-    const size_t base = (pos / inner) * dim + pos % inner;
-    float dot = 0.0f;
-    for (int c = 0; c < channels; c++) dot += dy[base + (size_t)c * inner] * y[base + (size_t)c * inner];
-    /* dx may alias dy (in place); each element is read before it is written. */
-    for (int c = 0; c < channels; c++) {
-      size_t k = base + (size_t)c * inner;
-      dx[k] = y[k] * (dy[k] - dot);
+  const bool par = top[0]->count > CREMA_LAYER_PAR_MIN;
+  if (inner == 1) { /* rows of contiguous channels: the classifier case */
+#pragma omp parallel for if (par) schedule(static)
+    for (int i = 0; i < s->outer; i++) {
+      const float *yi = y + (size_t)i * dim, *dyi = dy + (size_t)i * dim;
+      float *dxi = dx + (size_t)i * dim;
+      float dot = 0.0f;
+      for (int c = 0; c < channels; c++) dot += dyi[c] * yi[c];
+      for (int c = 0; c < channels; c++) dxi[c] = yi[c] * (dyi[c] - dot);
     }
+    return;
+  }
+  /* Work items = (outer index, block of inner positions). */
+  const size_t blocks = (inner + CREMA_SOFTMAX_BLOCK - 1) / CREMA_SOFTMAX_BLOCK;
+  const size_t items = (size_t)s->outer * blocks;
+#pragma omp parallel for if (par) schedule(static)
+  for (size_t w = 0; w < items; w++) {
+    const size_t j0 = (w % blocks) * CREMA_SOFTMAX_BLOCK, base = (w / blocks) * dim + j0;
+    const int n = inner - j0 < CREMA_SOFTMAX_BLOCK ? (int)(inner - j0) : CREMA_SOFTMAX_BLOCK;
+    float dot[CREMA_SOFTMAX_BLOCK];
+    for (int j = 0; j < n; j++) dot[j] = 0.0f;
+    for (int c = 0; c < channels; c++)
+      for (int j = 0; j < n; j++)
+        dot[j] += dy[base + (size_t)c * inner + j] * y[base + (size_t)c * inner + j];
+    for (int c = 0; c < channels; c++)
+      for (int j = 0; j < n; j++) {
+        const size_t k = base + (size_t)c * inner + j;
+        dx[k] = y[k] * (dy[k] - dot[j]);
+      }
   }
 }
 

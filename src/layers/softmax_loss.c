@@ -131,30 +131,29 @@ static int softmax_loss_forward(crema_layer *l, crema_blob *const *bottom, crema
   return 0;
 }
 
-/* d loss / d x_c = (p_c - t_c) * top_diff / normaliser; 0 at ignored positions. */
+/* d loss / d x_c = (p_c - t_c) * top_diff / normaliser; 0 at ignored positions. Done as one
+ * contiguous pass (p - eps/K) * scale over everything, then one fix-up per position. */
 static void softmax_loss_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                                   crema_blob *const *bottom) {
   if (!propagate_down[0]) return; /* labels are never differentiated */
   softmax_loss_state *s = l->state;
-  const int channels = s->channels, inner = s->inner;
-  const size_t n = (size_t)s->outer * inner, dim = (size_t)channels * inner;
-  const float *label = bottom[1]->data;
+  const int channels = s->channels;
+  const size_t inner = (size_t)s->inner, n = (size_t)s->outer * inner, dim = (size_t)channels * inner;
+  const size_t count = s->prob->count;
+  const float *label = bottom[1]->data, *p = s->prob->data;
   float *dx = bottom[0]->diff;
   const float scale = top[0]->diff[0] / s->normalizer;
-  const float on = 1.0f - s->eps, off = s->eps / (float)channels;
-  memcpy(dx, s->prob->data, s->prob->count * sizeof(float));
-#pragma omp parallel for if (n * (size_t)channels > CREMA_LAYER_PAR_MIN) schedule(static)
+  const float on = (1.0f - s->eps) * scale, off = s->eps / (float)channels;
+#pragma omp parallel for if (count > CREMA_LAYER_PAR_MIN) schedule(static)
+  for (size_t k = 0; k < count; k++) dx[k] = (p[k] - off) * scale;
+#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
   for (size_t k = 0; k < n; k++) {
     float *dk = dx + (k / inner) * dim + k % inner;
-    int v = (int)label[k]; /* validated by forward */
-    if (s->has_ignore && v == s->ignore_label) {
+    const int v = (int)label[k]; /* validated by forward */
+    if (s->has_ignore && v == s->ignore_label)
       for (int c = 0; c < channels; c++) dk[(size_t)c * inner] = 0.0f;
-      continue;
-    }
-    if (off != 0.0f)
-      for (int c = 0; c < channels; c++) dk[(size_t)c * inner] -= off;
-    dk[(size_t)v * inner] -= on;
-    for (int c = 0; c < channels; c++) dk[(size_t)c * inner] *= scale;
+    else
+      dk[(size_t)v * inner] -= on;
   }
 }
 
