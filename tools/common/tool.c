@@ -21,12 +21,16 @@ static const char *best_coretype(void) {
 
 void crema_tool_init(int argc, char **argv) {
   (void)argc;
-  if (getenv("OPENBLAS_CORETYPE") || getenv("CREMA_NO_REEXEC")) return;
-  const char *core = best_coretype();
-  if (!core) return;
+  if (getenv("CREMA_NO_REEXEC")) return;
+  /* libgomp spin-waits between parallel regions by default; OpenBLAS's own threads then
+   * compete with the spinning OpenMP workers and im2col/GEMM/element-wise loops run 5-100x
+   * slower on small or shared machines (bench_conv). Sleep-waiting costs microseconds.
+   * libgomp reads this when it loads, so it needs the re-exec too. */
+  int again = !getenv("OMP_WAIT_POLICY") && !setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : best_coretype();
   const char *loaded = crema_blas_corename();
-  if (loaded && !strcasecmp(loaded, core)) return; /* OpenBLAS already chose it */
-  setenv("OPENBLAS_CORETYPE", core, 1);
+  if (core && !(loaded && !strcasecmp(loaded, core))) again |= !setenv("OPENBLAS_CORETYPE", core, 1);
+  if (!again) return;
   setenv("CREMA_NO_REEXEC", "1", 1); /* re-exec at most once */
   execv("/proc/self/exe", argv);
   /* exec failed: carry on with the kernel we have. */

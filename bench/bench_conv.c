@@ -1,0 +1,187 @@
+/* bench_conv -- forward/backward time of real nets' convolutions through crema's
+ * Convolution layer, beside raw OpenBLAS sgemm on the same GEMM shapes and beside the same
+ * layer run one image at a time (what Caffe's CPU path does).
+ *
+ *   bench_conv            all cases, ~0.25 s of timing per measurement
+ *   bench_conv -quick     one repetition each (a smoke run)
+ *
+ * GFLOP/s counts 2*M*N*K multiply-adds of the convolution proper: forward 1x, backward 2x
+ * (weights + bottom) or 1x for a first layer (its bottom is data, no gradient needed). */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "common/tool.h"
+#include "layers/layer.h"
+#include "proto/io.h"
+#include "proto/textformat.h"
+#include "tensor/math.h"
+
+typedef struct conv_case {
+  const char *net, *name;
+  int n, c, h, w, m, k, stride, pad, group;
+  bool first; /* bottom is data: no bottom gradient */
+} conv_case;
+
+static const conv_case CASES[] = {
+    {"LeNet", "conv1", 64, 1, 28, 28, 20, 5, 1, 0, 1, true},
+    {"LeNet", "conv2", 64, 20, 12, 12, 50, 5, 1, 0, 1, false},
+    {"CaffeNet", "conv1", 10, 3, 227, 227, 96, 11, 4, 0, 1, true},
+    {"CaffeNet", "conv2 g2", 10, 96, 27, 27, 256, 5, 1, 2, 2, false},
+    {"CaffeNet", "conv3", 10, 256, 13, 13, 384, 3, 1, 1, 1, false},
+    {"CaffeNet", "conv4 g2", 10, 384, 13, 13, 384, 3, 1, 1, 2, false},
+    {"CaffeNet", "conv5 g2", 10, 384, 13, 13, 256, 3, 1, 1, 2, false},
+    {"GoogLeNet", "conv1/7x7_s2", 10, 3, 224, 224, 64, 7, 2, 3, 1, true},
+    {"GoogLeNet", "conv2/3x3_reduce 1x1", 10, 64, 56, 56, 64, 1, 1, 0, 1, false},
+    {"GoogLeNet", "conv2/3x3", 10, 64, 56, 56, 192, 3, 1, 1, 1, false},
+    {"GoogLeNet", "3a/1x1", 10, 192, 28, 28, 64, 1, 1, 0, 1, false},
+    {"GoogLeNet", "3a/5x5", 10, 16, 28, 28, 32, 5, 1, 2, 1, false},
+    {"GoogLeNet", "4a/1x1", 10, 480, 14, 14, 192, 1, 1, 0, 1, false},
+    {"GoogLeNet", "5b/1x1", 10, 832, 7, 7, 384, 1, 1, 0, 1, false},
+    {"MobileNet", "dw 3x3 g32", 10, 32, 112, 112, 32, 3, 1, 1, 32, false},
+};
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void die(const char *what, const crema_error *err) {
+  fprintf(stderr, "error: %s: %s\n", what, err->msg);
+  exit(1);
+}
+
+static void fill(float *x, size_t n, unsigned seed) {
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1103515245u + 12345u;
+    x[i] = (float)((seed >> 9) & 0xffff) / 65536.0f - 0.5f;
+  }
+}
+
+/* Runs fn until `budget` seconds have passed (at least once); returns ms per call. */
+typedef struct timed {
+  crema_layer *l;
+  crema_blob **bottom, **top;
+  bool prop;
+  float *a, *b, *c;
+  int M, N, K, G;
+} timed;
+
+static void do_forward(timed *t) {
+  crema_error err;
+  if (crema_layer_forward(t->l, t->bottom, t->top, &err)) die("forward", &err);
+}
+static void do_backward(timed *t) {
+  const bool prop[1] = {t->prop};
+  crema_layer_backward(t->l, t->top, prop, t->bottom);
+}
+static void do_gemm(timed *t) {
+  for (int g = 0; g < t->G; g++) crema_gemm(false, false, t->M, t->N, t->K, 1.0f, t->a, t->b, 0.0f, t->c);
+}
+
+static double time_ms(void (*fn)(timed *), timed *t, double budget) {
+  fn(t); /* warm-up: first-touch of buffers, thread start */
+  int reps = 0;
+  double t0 = now(), el;
+  do {
+    fn(t);
+    reps++;
+    el = now() - t0;
+  } while (el < budget);
+  return 1e3 * el / reps;
+}
+
+static crema_layer *make_layer(const conv_case *cc, int n, crema_blob **bottom, crema_blob **top,
+                               Crema__LayerParameter **param) {
+  char text[512];
+  snprintf(text, sizeof text,
+           "name: '%s' type: 'Convolution' convolution_param { num_output: %d kernel_size: %d stride: %d "
+           "pad: %d group: %d weight_filler { type: 'gaussian' std: 0.01 } }",
+           cc->name, cc->m, cc->k, cc->stride, cc->pad, cc->group);
+  crema_error err;
+  ProtobufCMessage *msg;
+  if (crema_text_parse(&crema__layer_parameter__descriptor, text, strlen(text), "bench", &msg, &err))
+    die("parse", &err);
+  *param = (Crema__LayerParameter *)msg;
+  crema_layer *l;
+  if (crema_layer_create(*param, CREMA__PHASE__TRAIN, 1, &l, &err)) die("create", &err);
+  *bottom = crema_blob_new();
+  *top = crema_blob_new();
+  if (crema_blob_reshape4(*bottom, n, cc->c, cc->h, cc->w, &err)) die("reshape", &err);
+  fill((*bottom)->data, (*bottom)->count, 7);
+  if (crema_layer_setup(l, 1, bottom, 1, top, &err)) die("setup", &err);
+  return l;
+}
+
+int main(int argc, char **argv) {
+  crema_tool_init(argc, argv);
+  const double start = now();
+  const bool quick = argc > 1 && strstr(argv[1], "quick");
+  const double budget = quick ? 0.0 : 0.25;
+  const char *wait = getenv("OMP_WAIT_POLICY");
+  printf("OpenBLAS kernel: %s, %d BLAS threads, %d OpenMP threads, OMP_WAIT_POLICY=%s\n",
+         crema_blas_corename(), crema_blas_threads(), omp_get_max_threads(), wait ? wait : "(unset)");
+  printf("GEMM shape per group: M = num_output/group, N = batch*Ho*Wo, K = C/group*k*k\n\n");
+  printf("| net | layer | input | fwd ms | fwd GFLOP/s | bwd ms | bwd GFLOP/s | per-image fwd ms | sgemm "
+         "GFLOP/s "
+         "(M,N,K) |\n");
+  printf("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n");
+  for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
+    const conv_case *cc = &CASES[i];
+    crema_blob *bottom, *top;
+    Crema__LayerParameter *p;
+    crema_layer *l = make_layer(cc, cc->n, &bottom, &top, &p);
+    const int ho = top->shape[2], wo = top->shape[3];
+    const int M = cc->m / cc->group, N = cc->n * ho * wo, K = cc->c / cc->group * cc->k * cc->k;
+    const double flops = 2.0 * M * (double)N * K * cc->group;
+    fill(top->diff, top->count, 3);
+    timed t = {.l = l, .bottom = &bottom, .top = &top, .prop = !cc->first};
+    const double fwd = time_ms(do_forward, &t, budget);
+    const double bwd = time_ms(do_backward, &t, budget);
+
+    /* The same layer on one image at a time, as Caffe's CPU loop does. */
+    crema_blob *b1, *t1;
+    Crema__LayerParameter *p1;
+    crema_layer *l1 = make_layer(cc, 1, &b1, &t1, &p1);
+    timed t1s = {.l = l1, .bottom = &b1, .top = &t1};
+    const double per_image = time_ms(do_forward, &t1s, budget / 2) * cc->n;
+
+    timed g = {.M = M, .N = N, .K = K, .G = cc->group};
+    g.a = malloc((size_t)M * K * sizeof(float));
+    g.b = malloc((size_t)K * N * sizeof(float));
+    g.c = malloc((size_t)M * N * sizeof(float));
+    fill(g.a, (size_t)M * K, 1);
+    fill(g.b, (size_t)K * N, 2);
+    const double gemm = time_ms(do_gemm, &g, budget);
+
+    char input[64];
+    snprintf(input, sizeof input, "%dx%dx%dx%d", cc->n, cc->c, cc->h, cc->w);
+    printf("| %s | %s | %s | %.2f | %.1f | %.2f | %.1f | %.2f | %.1f (%d,%d,%d) |\n", cc->net, cc->name,
+           input, fwd, flops / fwd * 1e-6, bwd, flops * (cc->first ? 1 : 2) / bwd * 1e-6, per_image,
+           flops / gemm * 1e-6, M, N, K);
+    fflush(stdout);
+    free(g.a);
+    free(g.b);
+    free(g.c);
+    crema_layer_free(l);
+    crema_layer_free(l1);
+    crema_blob_free(bottom);
+    crema_blob_free(top);
+    crema_blob_free(b1);
+    crema_blob_free(t1);
+    crema_message_free(p);
+    crema_message_free(p1);
+  }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  const double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+                     1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+  /* On a shared machine the table means little when we did not get the cores. */
+  printf("\nCPU time / wall time: %.2f (%d cores would give up to %d)\n", cpu / (now() - start),
+         omp_get_num_procs(), omp_get_num_procs());
+  return 0;
+}
