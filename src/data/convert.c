@@ -1,7 +1,6 @@
 #include "data/convert.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>
@@ -111,22 +110,6 @@ done:
   free(bytes);
 }
 
-/* Removes an LMDB directory we created (data.mdb, lock.mdb, the folder). */
-static void remove_db_dir(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d) {
-    const struct dirent *e;
-    while ((e = readdir(d))) {
-      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-      char p[8192];
-      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-      unlink(p);
-    }
-    closedir(d);
-  }
-  rmdir(dir);
-}
-
 int crema_convert_imageset(const crema_convert_options *o, crema_convert_result *res, crema_error *err) {
   memset(res, 0, sizeof *res);
   if (o->backend && *o->backend && strcasecmp(o->backend, "lmdb")) {
@@ -230,7 +213,7 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
     rc = crema_fail(err, "cannot move the finished data set to \"%s\": %s", dest, strerror(errno));
 out:
   if (w) crema_lmdb_writer_abort(w);
-  if (rc) remove_db_dir(tmp);
+  if (rc) crema_lmdb_remove(tmp);
   if (results)
     for (size_t i = 0; i < chunk; i++) crema_bytes_free(&results[i].record);
   free(results);

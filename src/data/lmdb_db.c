@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 struct crema_lmdb {
   char *path;
@@ -274,4 +276,19 @@ void crema_lmdb_writer_abort(crema_lmdb_writer *w) {
   free(w->offsets);
   free(w->path);
   free(w);
+}
+
+void crema_lmdb_remove(const char *path) {
+  DIR *d = opendir(path);
+  if (d) {
+    const struct dirent *e;
+    while ((e = readdir(d))) {
+      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+      char p[8192];
+      snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+      unlink(p);
+    }
+    closedir(d);
+  }
+  rmdir(path);
 }

@@ -72,5 +72,7 @@ int crema_lmdb_map_growths(const crema_lmdb_writer *w);
 int crema_lmdb_writer_close(crema_lmdb_writer *w, crema_error *err);
 /* Drops what is pending, closes and frees (the directory stays, with what was committed). */
 void crema_lmdb_writer_abort(crema_lmdb_writer *w);
+/* Deletes an LMDB directory (its files, then the folder) -- for outputs a failed run made. */
+void crema_lmdb_remove(const char *path);
 
 #endif
