@@ -293,6 +293,71 @@ START_TEST(test_conv_gradients) {
 }
 END_TEST
 
+/* Backward of the chunked general path (the column buffer holds one image at a time here)
+ * against direct loops: dW = sum dy * x over windows, db = sum dy, dx = scatter of W * dy. */
+START_TEST(test_conv_chunked_backward_matches_reference) {
+  const conv_case *cc = &CONV_CASES[sizeof CONV_CASES / sizeof CONV_CASES[0] - 1];
+  const conv_cfg c = cc->cfg;
+  crema_blob *x = blob4(cc->n, cc->c, cc->h, cc->w, 77);
+  run r = run_forward(conv_text("Convolution", cc->param), 1, &x, 1);
+  crema_blob *top = r.top[0], *w = r.l->blobs[0], *b = r.l->blobs[1];
+  gradcheck_fill_gaussian(top, 1.0f, 78);
+  memcpy(top->diff, top->data, top->count * sizeof(float));
+  crema_blob_zero_diff(w);
+  crema_blob_zero_diff(b);
+  const bool prop[1] = {true};
+  crema_layer_backward(r.l, r.top, prop, &x);
+  const int N = cc->n, C = cc->c, H = cc->h, W = cc->w, M = w->shape[0], Ho = top->shape[2],
+            Wo = top->shape[3];
+  double *dw = calloc(w->count, sizeof(double)), *dx = calloc(x->count, sizeof(double)),
+         *db = calloc(M, sizeof(double));
+  for (int n = 0; n < N; n++)
+    for (int m = 0; m < M; m++)
+      for (int oh = 0; oh < Ho; oh++)
+        for (int ow = 0; ow < Wo; ow++) {
+          const double d = top->diff[(((size_t)n * M + m) * Ho + oh) * Wo + ow];
+          db[m] += d;
+          for (int ci = 0; ci < C; ci++)
+            for (int i = 0; i < c.kh; i++)
+              for (int j = 0; j < c.kw; j++) {
+                const int ih = oh * c.sh - c.ph + i * c.dh, iw = ow * c.sw - c.pw + j * c.dw;
+                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                const size_t xi = (((size_t)n * C + ci) * H + ih) * W + iw;
+                const size_t wi = (((size_t)m * C + ci) * c.kh + i) * c.kw + j;
+                dw[wi] += d * x->data[xi];
+                dx[xi] += d * w->data[wi];
+              }
+        }
+  for (size_t i = 0; i < w->count; i++)
+    ck_assert_msg(fabs(w->diff[i] - dw[i]) <= 1e-3 * fmax(1.0, fabs(dw[i])), "dW[%zu] %g vs %g", i,
+                  w->diff[i], dw[i]);
+  for (int m = 0; m < M; m++)
+    ck_assert_msg(fabs(b->diff[m] - db[m]) <= 1e-3 * fmax(1.0, fabs(db[m])), "db[%d] %g vs %g", m, b->diff[m],
+                  db[m]);
+  expect_close(x->diff, dx, x->count, "chunked bottom diff");
+  free(dw);
+  free(dx);
+  free(db);
+  run_free(&r);
+  crema_blob_free(x);
+}
+END_TEST
+
+/* A deconvolution whose column buffer is also chunked (16*5*5 rows x 100*100 per image). */
+START_TEST(test_deconv_chunked_forward) {
+  const conv_cfg cfg = {5, 5, 1, 1, 2, 2, 1, 1, 1};
+  crema_blob *x = blob4(3, 2, 100, 100, 79);
+  run r = run_forward(conv_text("Deconvolution", "num_output: 16 kernel_size: 5 pad: 2"), 1, &x, 1);
+  int ho, wo;
+  double *want = ref_deconv(x, r.l->blobs[0], r.l->blobs[1]->data, cfg, 16, &ho, &wo);
+  ck_assert_int_eq(ho, 100);
+  expect_close(r.top[0]->data, want, r.top[0]->count, "chunked deconvolution");
+  free(want);
+  run_free(&r);
+  crema_blob_free(x);
+}
+END_TEST
+
 /* Frozen weights (lr_mult 0) get no gradient; without propagate_down the bottom is untouched. */
 START_TEST(test_conv_skips_frozen_and_unpropagated) {
   crema_blob *x = blob4(2, 2, 5, 5, 3);
@@ -786,6 +851,7 @@ int main(void) {
   tcase_add_test(conv, test_conv_shapes);
   tcase_add_test(conv, test_conv_axis_and_two_bottoms);
   tcase_add_test(conv, test_conv_gradients);
+  tcase_add_test(conv, test_conv_chunked_backward_matches_reference);
   tcase_add_test(conv, test_conv_skips_frozen_and_unpropagated);
   tcase_add_test(conv, test_conv_reshape);
   tcase_add_test(conv, test_conv_errors);
@@ -795,6 +861,7 @@ int main(void) {
   tcase_add_test(deconv, test_deconv_forward_matches_reference);
   tcase_add_test(deconv, test_deconv_gradients);
   tcase_add_test(deconv, test_deconv_bilinear_upsampling);
+  tcase_add_test(deconv, test_deconv_chunked_forward);
   suite_add_tcase(s, deconv);
   TCase *pool = tcase_create("pooling");
   tcase_set_timeout(pool, 600);

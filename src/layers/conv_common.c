@@ -127,6 +127,17 @@ void crema_conv_engine_free(crema_conv_engine *e) {
 
 /* ---- depthwise: one input channel per group, `mult` output channels per input channel */
 
+/* Output positions o in [0, out) whose input coordinate o*stride + off lies in [0, in), so
+ * the inner loops run without bounds tests (and vectorise for stride 1). */
+static void valid_range(int off, int stride, int in, int out, int *lo, int *hi) {
+  int a = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  int b = in - off <= 0 ? 0 : (in - off - 1) / stride + 1;
+  if (b > out) b = out;
+  if (a > b) a = b;
+  *lo = a;
+  *hi = b;
+}
+
 static void depthwise_forward(const crema_conv_engine *e, const float *x, const float *w, const float *bias,
                               float *y) {
   const crema_im2col_geom *g = &e->g;
@@ -142,18 +153,20 @@ static void depthwise_forward(const crema_conv_engine *e, const float *x, const 
       for (size_t k = 0; k < pout; k++) dst[k] = b0;
       for (int i = 0; i < kh; i++) {
         const int off_h = i * g->dilation_h - g->pad_h;
-        for (int oh = 0; oh < Ho; oh++) {
-          const int ih = oh * sh + off_h;
-          if (ih < 0 || ih >= H) continue;
-          const float *srow = src + (size_t)ih * W;
-          float *drow = dst + (size_t)oh * Wo;
-          for (int j = 0; j < kw; j++) {
-            const float wv = w[((size_t)o * kh + i) * kw + j];
-            const int off_w = j * g->dilation_w - g->pad_w;
-            for (int ow = 0; ow < Wo; ow++) {
-              const int iw = ow * sw + off_w;
-              if (iw >= 0 && iw < W) drow[ow] += wv * srow[iw];
-            }
+        int oh_lo, oh_hi;
+        valid_range(off_h, sh, H, Ho, &oh_lo, &oh_hi);
+        for (int j = 0; j < kw; j++) {
+          const float wv = w[((size_t)o * kh + i) * kw + j];
+          const int off_w = j * g->dilation_w - g->pad_w;
+          int ow_lo, ow_hi;
+          valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
+          for (int oh = oh_lo; oh < oh_hi; oh++) {
+            const float *srow = src + (size_t)(oh * sh + off_h) * W; /* row start */
+            float *drow = dst + (size_t)oh * Wo;
+            if (sw == 1)
+              for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow] += wv * srow[ow + off_w];
+            else
+              for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow] += wv * srow[ow * sw + off_w];
           }
         }
       }
@@ -170,26 +183,32 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
     /* One task per output channel: it owns its kh*kw weights, so no races. */
 #pragma omp parallel for schedule(static)
     for (int o = 0; o < cy; o++)
-      for (int i = 0; i < kh; i++)
+      for (int i = 0; i < kh; i++) {
+        const int off_h = i * g->dilation_h - g->pad_h;
+        int oh_lo, oh_hi;
+        valid_range(off_h, sh, H, Ho, &oh_lo, &oh_hi);
         for (int j = 0; j < kw; j++) {
-          const int off_h = i * g->dilation_h - g->pad_h, off_w = j * g->dilation_w - g->pad_w;
+          const int off_w = j * g->dilation_w - g->pad_w;
+          int ow_lo, ow_hi;
+          valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
           double s = 0;
           for (int b = 0; b < n; b++) {
             const float *src = x + ((size_t)b * cx + o / mult) * pin;
             const float *d = dy + ((size_t)b * cy + o) * pout;
-            for (int oh = 0; oh < Ho; oh++) {
-              const int ih = oh * sh + off_h;
-              if (ih < 0 || ih >= H) continue;
+            for (int oh = oh_lo; oh < oh_hi; oh++) {
+              const float *srow = src + (size_t)(oh * sh + off_h) * W; /* row start */
+              const float *drow = d + (size_t)oh * Wo;
               float acc = 0.0f;
-              for (int ow = 0; ow < Wo; ow++) {
-                const int iw = ow * sw + off_w;
-                if (iw >= 0 && iw < W) acc += d[(size_t)oh * Wo + ow] * src[(size_t)ih * W + iw];
-              }
+              if (sw == 1)
+                for (int ow = ow_lo; ow < ow_hi; ow++) acc += drow[ow] * srow[ow + off_w];
+              else
+                for (int ow = ow_lo; ow < ow_hi; ow++) acc += drow[ow] * srow[ow * sw + off_w];
               s += acc;
             }
           }
           dw[((size_t)o * kh + i) * kw + j] += (float)s;
         }
+      }
   }
   if (dx) {
     /* One task per input plane: every output channel of that input writes only into it. */
@@ -202,18 +221,20 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
           const float *d = dy + ((size_t)b * cy + o) * pout;
           for (int i = 0; i < kh; i++) {
             const int off_h = i * g->dilation_h - g->pad_h;
-            for (int oh = 0; oh < Ho; oh++) {
-              const int ih = oh * sh + off_h;
-              if (ih < 0 || ih >= H) continue;
-              float *drow = dst + (size_t)ih * W;
-              const float *srow = d + (size_t)oh * Wo;
-              for (int j = 0; j < kw; j++) {
-                const float wv = w[((size_t)o * kh + i) * kw + j];
-                const int off_w = j * g->dilation_w - g->pad_w;
-                for (int ow = 0; ow < Wo; ow++) {
-                  const int iw = ow * sw + off_w;
-                  if (iw >= 0 && iw < W) drow[iw] += wv * srow[ow];
-                }
+            int oh_lo, oh_hi;
+            valid_range(off_h, sh, H, Ho, &oh_lo, &oh_hi);
+            for (int j = 0; j < kw; j++) {
+              const float wv = w[((size_t)o * kh + i) * kw + j];
+              const int off_w = j * g->dilation_w - g->pad_w;
+              int ow_lo, ow_hi;
+              valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
+              for (int oh = oh_lo; oh < oh_hi; oh++) {
+                float *drow = dst + (size_t)(oh * sh + off_h) * W; /* row start */
+                const float *srow = d + (size_t)oh * Wo;
+                if (sw == 1)
+                  for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow + off_w] += wv * srow[ow];
+                else
+                  for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow * sw + off_w] += wv * srow[ow];
               }
             }
           }

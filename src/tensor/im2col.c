@@ -54,12 +54,12 @@ void crema_im2col(const crema_im2col_geom *g, int n, const float *im, float *col
       if (oh_lo > 0) memset(dst, 0, (size_t)oh_lo * Wo * sizeof(float));
       for (int oh = oh_lo; oh < oh_hi; oh++) {
         float *d = dst + (size_t)oh * Wo;
-        const float *s = src + (size_t)(oh * sh + off_h) * W + off_w;
+        const float *s = src + (size_t)(oh * sh + off_h) * W; /* row start */
         for (int ow = 0; ow < ow_lo; ow++) d[ow] = 0.0f;
         if (sw == 1) {
-          memcpy(d + ow_lo, s + ow_lo, (size_t)(ow_hi - ow_lo) * sizeof(float));
+          memcpy(d + ow_lo, s + ow_lo + off_w, (size_t)(ow_hi - ow_lo) * sizeof(float));
         } else {
-          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] = s[(size_t)ow * sw];
+          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] = s[ow * sw + off_w];
         }
         for (int ow = ow_hi; ow < Wo; ow++) d[ow] = 0.0f;
       }
@@ -88,11 +88,11 @@ void crema_col2im(const crema_im2col_geom *g, int n, const float *col, float *im
           valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
           for (int oh = oh_lo; oh < oh_hi; oh++) {
             const float *s = src + (size_t)oh * Wo;
-            float *d = dst + (size_t)(oh * sh + off_h) * W + off_w;
+            float *d = dst + (size_t)(oh * sh + off_h) * W; /* row start */
             if (sw == 1) {
-              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] += s[ow];
+              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow + off_w] += s[ow];
             } else {
-              for (int ow = ow_lo; ow < ow_hi; ow++) d[(size_t)ow * sw] += s[ow];
+              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow * sw + off_w] += s[ow];
             }
           }
         }
