@@ -27,8 +27,11 @@
 #include "tensor/blob.h"
 #include "tensor/im2col.h"
 
-/* Column-buffer budget per chunk (floats): 4M floats = 16 MB; at least one image per chunk. */
-#define CREMA_CONV_COL_BUDGET ((size_t)4 << 20)
+/* Column-buffer budget per chunk (floats): 1M floats = 4 MB, but at least one image per
+ * chunk. Every Convolution layer owns its buffers, so this bounds a deep net's memory to
+ * about what Caffe's per-image buffers take, while small planes (where folding the batch
+ * matters) still fold many images into one GEMM of >= ~1000 columns. */
+#define CREMA_CONV_COL_BUDGET ((size_t)1 << 20)
 
 /* Convolution parameters after Caffe's defaulting and checks. */
 typedef struct crema_conv_params {
