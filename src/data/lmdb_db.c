@@ -166,10 +166,12 @@ int crema_lmdb_create(const char *path, size_t initial_map_bytes, crema_lmdb_wri
     free(w);
     return crema_fail(err, "out of memory creating \"%s\"", path);
   }
-  w->map_size = initial_map_bytes ? initial_map_bytes : (size_t)64 << 20;
+  w->map_size = initial_map_bytes ? initial_map_bytes : (size_t)1 << 30; /* address space only */
   int rc = mdb_env_create(&w->env);
   if (rc == 0) rc = mdb_env_set_mapsize(w->env, w->map_size);
-  if (rc == 0) rc = mdb_env_open(w->env, path, 0, 0664);
+  /* No fsync per batch: a data set is only used once closed (crema_lmdb_writer_close syncs
+   * once), and convert_imageset builds it under a temporary name. */
+  if (rc == 0) rc = mdb_env_open(w->env, path, MDB_NOSYNC, 0664);
   MDB_txn *txn = NULL;
   if (rc == 0) rc = mdb_txn_begin(w->env, NULL, 0, &txn);
   if (rc == 0) rc = mdb_dbi_open(txn, NULL, 0, &w->dbi);
@@ -265,6 +267,10 @@ int crema_lmdb_map_growths(const crema_lmdb_writer *w) { return w->growths; }
 int crema_lmdb_writer_close(crema_lmdb_writer *w, crema_error *err) {
   if (!w) return 0;
   int rc = crema_lmdb_commit(w, err);
+  if (rc == 0) {
+    int src = mdb_env_sync(w->env, 1);
+    if (src) rc = crema_fail(err, "flushing LMDB data set \"%s\" to disk: %s", w->path, mdb_strerror(src));
+  }
   crema_lmdb_writer_abort(w);
   return rc;
 }

@@ -56,7 +56,8 @@ typedef struct crema_lmdb_writer crema_lmdb_writer;
 #define CREMA_LMDB_BATCH 1000
 
 /* Creates the directory `path` (it must not exist) and a new environment in it.
- * initial_map_bytes: the first map size (0 = 64 MiB); it doubles whenever it fills up.
+ * initial_map_bytes: the first map size (0 = 1 GiB of address space; the file grows with
+ * the data); it doubles whenever it fills up.
  * The caller finishes with crema_lmdb_writer_close (commits) or crema_lmdb_writer_abort. */
 int crema_lmdb_create(const char *path, size_t initial_map_bytes, crema_lmdb_writer **out, crema_error *err);
 /* Copies key and value into the pending batch; commits when CREMA_LMDB_BATCH records are
