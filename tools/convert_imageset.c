@@ -24,8 +24,12 @@ static void on_progress(void *ctx, size_t done, size_t total) {
 }
 
 static void on_skip(void *ctx, const char *path, const char *reason) {
-  (void)ctx;
+  crema_progress *p = ctx;
   (void)path;
+  if (p->tty && p->drawn) { /* finish the bar's line so the warning does not land inside it */
+    fputc('\n', stderr);
+    p->drawn = false;
+  }
   CREMA_WARN("skipped: %s", reason);
 }
 

@@ -146,6 +146,10 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
     return crema_fail(err, "backend LEVELDB is not supported; convert the data to LMDB (convert_imageset "
                            "--backend=lmdb) and set backend: LMDB");
   if (dp->batch_size == 0) return crema_fail(err, "data_param.batch_size must be positive");
+  if ((dp->mean_file && *dp->mean_file) || dp->has_crop_size || dp->has_mirror || dp->has_scale)
+    CREMA_WARN("layer \"%s\": data_param.scale/mean_file/crop_size/mirror are legacy fields that are ignored "
+               "here (as in Caffe); move them into transform_param",
+               l->param->name ? l->param->name : "");
   data_state *s = calloc(1, sizeof *s);
   if (!s) return crema_fail(err, "out of memory");
   l->state = s;
