@@ -1,15 +1,14 @@
 #include "data/mean.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "data/datum.h"
 #include "data/image.h"
 #include "data/lmdb_db.h"
 #include "proto/crema.pb-c.h"
+#include "proto/io.h"
 
 #define MEAN_CHUNK 256
 
@@ -119,24 +118,6 @@ out:
   return rc;
 }
 
-/* temp file beside the target, fsync, rename: never a half-written file under `path`. */
-static int write_atomically(const char *path, const void *data, size_t len, crema_error *err) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) return crema_fail(err, "cannot write \"%s\": %s", tmp, strerror(errno));
-  int bad = fwrite(data, 1, len, f) != len;
-  bad |= fflush(f) != 0;
-  bad |= fsync(fileno(f)) != 0;
-  bad |= fclose(f) != 0;
-  if (bad || rename(tmp, path) != 0) {
-    int e = errno;
-    unlink(tmp);
-    return crema_fail(err, "cannot write \"%s\": %s", path, strerror(e));
-  }
-  return 0;
-}
-
 int crema_mean_write(const char *path, const crema_mean *m, crema_error *err) {
   Crema__BlobProto b = CREMA__BLOB_PROTO__INIT;
   b.has_num = b.has_channels = b.has_height = b.has_width = 1;
@@ -146,13 +127,8 @@ int crema_mean_write(const char *path, const crema_mean *m, crema_error *err) {
   b.width = m->width;
   b.n_data = (size_t)m->channels * m->height * m->width;
   b.data = m->data;
-  size_t len = crema__blob_proto__get_packed_size(&b);
-  uint8_t *buf = malloc(len ? len : 1);
-  if (!buf) return crema_fail(err, "out of memory writing \"%s\"", path);
-  crema__blob_proto__pack(&b, buf);
-  int rc = write_atomically(path, buf, len, err);
-  free(buf);
-  return rc;
+  /* Atomic: a temporary file beside the target, renamed into place. */
+  return crema_write_binary_message(path, &b.base, err);
 }
 
 int crema_mean_read(const char *path, crema_mean *out, crema_error *err) {
