@@ -178,6 +178,9 @@ static const conv_case CONV_CASES[] = {
      5,
      {3, 3, 1, 1, 2, 2, 2, 2, 4},
      true},
+    {"num_output: 3 kernel_size: 3 stride: 2", 2, 1, 7, 7, {3, 3, 2, 2, 0, 0, 1, 1, 1}, true}, /* 1 -> 3:
+                                                                                                  direct */
+    {"num_output: 6 kernel_size: 3 pad: 1", 2, 1, 6, 6, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true}, /* 1 -> 6: GEMM */
     {"num_output: 5 kernel_size: 1", 2, 3, 4, 5, {1, 1, 1, 1, 0, 0, 1, 1, 1}, true},
     {"num_output: 5 kernel_size: 1 group: 1", 2, 3, 32, 33, {1, 1, 1, 1, 0, 0, 1, 1, 1}, true}, /* 1x1 GEMM
                                                                                                    path */

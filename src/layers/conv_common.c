@@ -10,6 +10,9 @@
  * dozen columns runs far below peak). */
 #define ONE_BY_ONE_MIN_PLANE 1024
 
+/* Depthwise path up to this many output channels per input channel. */
+#define DEPTHWISE_MAX_MULT 4
+
 /* One repeated field in Caffe's three spellings: n values (1 or 2), the _h/_w pair, or
  * absent (default). */
 static int read_pair(const char *name, size_t n, const uint32_t *v, bool has_h, uint32_t h, bool has_w,
@@ -101,7 +104,10 @@ int crema_conv_engine_reshape(crema_conv_engine *e, const crema_im2col_geom *g, 
   const size_t plane = (size_t)g->out_h * g->out_w;
   const bool one = g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
                    g->pad_h == 0 && g->pad_w == 0;
-  if (g->channels / group == 1)
+  /* The direct loops win when each group maps one input channel to a few outputs (a GEMM
+   * per channel is tiny); with many outputs per channel (LeNet's conv1: 1 -> 20) the
+   * GEMM over the column matrix is faster again. */
+  if (g->channels / group == 1 && cy / group <= DEPTHWISE_MAX_MULT)
     e->path = CREMA_CONV_DEPTHWISE;
   else if (one && plane >= ONE_BY_ONE_MIN_PLANE)
     e->path = CREMA_CONV_1X1;

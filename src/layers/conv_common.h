@@ -13,7 +13,7 @@
  *    chunks keep the column buffer near CREMA_CONV_COL_BUDGET floats;
  *  - 1x1, stride 1, no pad, large planes: the input already is the column matrix of each
  *    image, so one GEMM per image and group, no copies at all;
- *  - depthwise (one input channel per group): direct loops, no GEMM.
+ *  - depthwise (one input channel per group, at most 4 outputs per group): direct loops.
  * Buffers are allocated in reshape only and only grow. */
 #ifndef CREMA_LAYERS_CONV_COMMON_H
 #define CREMA_LAYERS_CONV_COMMON_H
