@@ -25,6 +25,23 @@ static double now(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* CPU seconds of the whole process (all threads): a rate per CPU-second does not depend on
+ * how busy the machine is with other work, the wall-clock rate does. */
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct rate {
+  double wall, cpu; /* images per second, images per CPU-second */
+} rate;
+
+static rate rate_since(double n, double t0, double c0) {
+  rate r = {n / (now() - t0), n / (cpu_now() - c0)};
+  return r;
+}
+
 /* Smooth gradients plus noise: compresses like a photograph, not like white noise. */
 static void make_image(uint8_t *px, int w, int h, int c, crema_rng *r) {
   const float fx = crema_rng_uniform(r, 0.02f, 0.2f), fy = crema_rng_uniform(r, 0.02f, 0.2f);
@@ -64,41 +81,35 @@ static void generate(const char *dir, const char *list_path, int n, int w, int h
   }
 }
 
-static double convert(const char *root, const char *list, const char *db, bool gray, bool encoded) {
+static rate convert(const char *root, const char *list, const char *db, bool gray, bool encoded) {
   crema_convert_options o = {
       .root = root, .list_file = list, .db_path = db, .gray = gray, .encoded = encoded};
   crema_convert_result res;
   crema_error err;
-  double t = now();
+  double t = now(), c = cpu_now();
   if (crema_convert_imageset(&o, &res, &err)) {
     fprintf(stderr, "error: %s\n", err.msg);
     exit(1);
   }
-  return (double)res.written / (now() - t);
+  return rate_since((double)res.written, t, c);
 }
 
-static double mean_rate(const char *db, const char *out) {
+static rate mean_rate(const char *db, const char *out) {
   crema_mean m;
   crema_error err;
-  double t = now();
+  double t = now(), c = cpu_now();
   if (crema_compute_image_mean(db, NULL, NULL, &m, &err) || crema_mean_write(out, &m, &err)) {
     fprintf(stderr, "error: %s\n", err.msg);
     exit(1);
   }
-  double rate = (double)m.count / (now() - t);
+  rate r = rate_since((double)m.count, t, c);
   crema_mean_free(&m);
-  return rate;
+  return r;
 }
 
 /* Images per second the Data layer hands to the net (the net doing nothing else). */
-static double layer_rate(const char *db, int batch, const char *transform, int images) {
-  char text[2048];
-  snprintf(
-      text, sizeof text,
-      "name: 'data' type: 'Data' top: 'data' top: 'label' data_param { source: '%s' batch_size: %d backend: "
-      "LMDB } %s",
-      db, batch, transform);
-  /* Build the LayerParameter by hand: the bench does not depend on the text parser. */
+static rate layer_rate(const char *db, int batch, const char *transform, int images) {
+  /* The LayerParameter by hand: the bench does not depend on the text parser. */
   Crema__LayerParameter lp = CREMA__LAYER_PARAMETER__INIT;
   Crema__DataParameter dp = CREMA__DATA_PARAMETER__INIT;
   Crema__TransformationParameter tp = CREMA__TRANSFORMATION_PARAMETER__INIT;
@@ -119,7 +130,6 @@ static double layer_rate(const char *db, int batch, const char *transform, int i
     tp.has_scale = 1;
     tp.scale = 0.00390625f;
   }
-  (void)text;
   crema_layer *l;
   crema_blob *top[2] = {crema_blob_new(), crema_blob_new()};
   crema_error err;
@@ -129,18 +139,20 @@ static double layer_rate(const char *db, int batch, const char *transform, int i
     exit(1);
   }
   const int iters = images / batch;
-  double t = now();
+  double t = now(), c = cpu_now();
   for (int i = 0; i < iters; i++)
     if (crema_layer_forward(l, NULL, top, &err)) {
       fprintf(stderr, "error: %s\n", err.msg);
       exit(1);
     }
-  double rate = (double)iters * batch / (now() - t);
+  rate r = rate_since((double)iters * batch, t, c);
   crema_layer_free(l);
   crema_blob_free(top[0]);
   crema_blob_free(top[1]);
-  return rate;
+  return r;
 }
+
+static void row(const char *label, rate r) { printf("%s| %.0f | %.0f |\n", label, r.wall, r.cpu); }
 
 int main(void) {
   crema_log_set_min_level(CREMA_LOG_WARNING);
@@ -160,31 +172,27 @@ int main(void) {
   generate(dir, big_list, 1000, 256, 256, 3, 1);
   printf("bench_data: %d threads (OMP), BLAS kernel %s, files in %s; generated the images in %.1f s\n\n",
          omp_get_max_threads(), crema_blas_corename(), dir, now() - t);
-  printf("| step | images | record | images/s |\n| --- | --- | --- | ---: |\n");
+  printf("| step | images | record | images/s | images per CPU-s |\n| --- | --- | --- | ---: | ---: |\n");
   snprintf(db, sizeof db, "%s/small_raw", dir);
-  printf("| convert_imageset --gray | 10000 28x28 PNG | raw | %.0f |\n",
-         convert(root, small_list, db, true, false));
+  row("| convert_imageset --gray | 10000 28x28 PNG | raw ", convert(root, small_list, db, true, false));
   snprintf(mean_out, sizeof mean_out, "%s/small_mean.binaryproto", dir);
-  printf("| compute_image_mean | 10000 28x28 | raw | %.0f |\n", mean_rate(db, mean_out));
-  printf("| Data layer, batch 64, scale | 10000 28x28 | raw | %.0f |\n", layer_rate(db, 64, "scale", 20000));
+  row("| compute_image_mean | 10000 28x28 | raw ", mean_rate(db, mean_out));
+  row("| Data layer, batch 64, scale | 10000 28x28 | raw ", layer_rate(db, 64, "scale", 20000));
   snprintf(db, sizeof db, "%s/small_enc", dir);
-  printf("| convert_imageset --gray --encoded | 10000 28x28 PNG | encoded | %.0f |\n",
-         convert(root, small_list, db, true, true));
-  printf("| Data layer, batch 64, scale | 10000 28x28 | encoded PNG | %.0f |\n",
-         layer_rate(db, 64, "scale", 20000));
+  row("| convert_imageset --gray --encoded | 10000 28x28 PNG | encoded ",
+      convert(root, small_list, db, true, true));
+  row("| Data layer, batch 64, scale | 10000 28x28 | encoded PNG ", layer_rate(db, 64, "scale", 20000));
   snprintf(db, sizeof db, "%s/big_raw", dir);
-  printf("| convert_imageset | 1000 256x256 JPEG | raw | %.0f |\n",
-         convert(root, big_list, db, false, false));
+  row("| convert_imageset | 1000 256x256 JPEG | raw ", convert(root, big_list, db, false, false));
   snprintf(mean_out, sizeof mean_out, "%s/big_mean.binaryproto", dir);
-  printf("| compute_image_mean | 1000 256x256 | raw | %.0f |\n", mean_rate(db, mean_out));
-  printf("| Data layer, batch 32, crop 227 + mirror | 1000 256x256 | raw | %.0f |\n",
-         layer_rate(db, 32, "crop", 2000));
+  row("| compute_image_mean | 1000 256x256 | raw ", mean_rate(db, mean_out));
+  row("| Data layer, batch 32, crop 227 + mirror | 1000 256x256 | raw ", layer_rate(db, 32, "crop", 2000));
   snprintf(db, sizeof db, "%s/big_enc", dir);
-  printf("| convert_imageset --encoded | 1000 256x256 JPEG | encoded | %.0f |\n",
-         convert(root, big_list, db, false, true));
-  printf("| compute_image_mean | 1000 256x256 | encoded JPEG | %.0f |\n", mean_rate(db, mean_out));
-  printf("| Data layer, batch 32, crop 227 + mirror | 1000 256x256 | encoded JPEG | %.0f |\n",
-         layer_rate(db, 32, "crop", 2000));
+  row("| convert_imageset --encoded | 1000 256x256 JPEG | encoded ",
+      convert(root, big_list, db, false, true));
+  row("| compute_image_mean | 1000 256x256 | encoded JPEG ", mean_rate(db, mean_out));
+  row("| Data layer, batch 32, crop 227 + mirror | 1000 256x256 | encoded JPEG ",
+      layer_rate(db, 32, "crop", 2000));
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   return system(cmd) == 0 ? 0 : 1;

@@ -6,7 +6,7 @@
  * extension matches the encoding and the file's grey/colour matches --gray; otherwise the
  * decoded image re-encoded as png or jpg). Unreadable images are reported through the
  * `skipped` callback and left out. Decoding runs on all cores over chunks of lines; records
- * are written in list order, committed every CREMA_LMDB_BATCH records.
+ * are written in list order, committed in batches (crema_lmdb_put).
  *
  * The data set is built under "<db_path>.partial-<pid>" and renamed into place at the end,
  * so an interrupted run never leaves a half-written data set under the real name. */

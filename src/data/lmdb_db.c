@@ -219,7 +219,10 @@ int crema_lmdb_put(crema_lmdb_writer *w, const void *key, size_t key_len, const 
   if (value_len) memcpy(w->arena + w->arena_used, value, value_len);
   w->arena_used += value_len;
   w->n_pending++;
-  if (w->n_pending >= CREMA_LMDB_BATCH) return crema_lmdb_commit(w, err);
+  /* Big records also commit by size: a transaction with hundreds of MB of dirty pages makes
+   * LMDB spill pages mid-transaction, which costs more than the extra commits. */
+  if (w->n_pending >= CREMA_LMDB_BATCH || w->arena_used >= CREMA_LMDB_BATCH_BYTES)
+    return crema_lmdb_commit(w, err);
   return 0;
 }
 
