@@ -62,8 +62,8 @@ typedef struct crema_lmdb_writer crema_lmdb_writer;
  * The caller finishes with crema_lmdb_writer_close (commits) or crema_lmdb_writer_abort. */
 int crema_lmdb_create(const char *path, size_t initial_map_bytes, crema_lmdb_writer **out, crema_error *err);
 /* Copies key and value into the pending batch; commits when CREMA_LMDB_BATCH records or
- * CREMA_LMDB_BATCH_BYTES bytes are pending. A key already in the data set is replaced (as Caffe's put does).
- */
+ * CREMA_LMDB_BATCH_BYTES bytes are pending. A key already in the data set is replaced (as
+ * Caffe's put does). */
 int crema_lmdb_put(crema_lmdb_writer *w, const void *key, size_t key_len, const void *value, size_t value_len,
                    crema_error *err);
 /* Commits the pending batch now (no-op when empty). */
