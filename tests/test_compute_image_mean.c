@@ -193,6 +193,19 @@ START_TEST(test_errors_and_shape_form) {
   ck_assert_int_eq(m.width, 4);
   ck_assert_float_eq(m.data[23], 23.0f);
   crema_mean_free(&m);
+  /* Byte for byte Caffe's compute_image_mean output for a 1 x 1 x 2 mean: num, channels,
+   * height, width, then the packed data. */
+  float two[2] = {1.5f, -2.0f};
+  crema_mean tiny = {1, 1, 2, two, 1};
+  snprintf(p, sizeof p, "%s/tiny.binaryproto", dir);
+  ck_assert_int_eq(crema_mean_write(p, &tiny, &err), 0);
+  size_t tlen;
+  char *tb = slurp(p, &tlen);
+  const uint8_t caffe_bytes[] = {0x08, 1, 0x10, 1, 0x18, 1, 0x20, 2, 0x2a, 8};
+  ck_assert_int_eq(tlen, sizeof caffe_bytes + 8);
+  ck_assert_int_eq(memcmp(tb, caffe_bytes, sizeof caffe_bytes), 0);
+  ck_assert_int_eq(memcmp(tb + sizeof caffe_bytes, two, 8), 0);
+  free(tb);
   /* Not a BlobProto. */
   snprintf(p, sizeof p, "%s/junk.binaryproto", dir);
   write_text(p, "\xff\xff\xff junk");

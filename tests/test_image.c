@@ -154,6 +154,14 @@ START_TEST(test_datum_roundtrip) {
   crema_bytes buf = {0};
   crema_error err;
   ck_assert_int_eq(crema_datum_serialize_raw(chw, 2, 3, 4, -7, &buf, &err), 0);
+  /* Byte for byte what Caffe's CVMatToDatum + set_label serialize (C++ protobuf writes
+   * fields in number order: channels, height, width, data, label, encoded = false). */
+  const uint8_t caffe_head[] = {0x08, 2, 0x10, 3, 0x18, 4, 0x22, 24};
+  ck_assert_int_eq(buf.len, sizeof caffe_head + 24 + 11 + 2);
+  ck_assert_int_eq(memcmp(buf.data, caffe_head, sizeof caffe_head), 0);
+  ck_assert_int_eq(memcmp(buf.data + sizeof caffe_head, chw, 24), 0);
+  const uint8_t caffe_tail[] = {0x28, 0xf9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x38, 0x00};
+  ck_assert_int_eq(memcmp(buf.data + sizeof caffe_head + 24, caffe_tail, sizeof caffe_tail), 0);
   /* protobuf-c's own parser agrees with our zero-copy view. */
   Crema__Datum *d = crema__datum__unpack(NULL, buf.len, buf.data);
   ck_assert_ptr_nonnull(d);
@@ -183,6 +191,12 @@ START_TEST(test_datum_roundtrip) {
   float got[6];
   crema_datum_copy_floats(&v, got);
   ck_assert_int_eq(memcmp(got, vals, sizeof vals), 0);
+  /* Encoded records as Caffe's ReadFileToDatum writes them: data, label, encoded = true. */
+  const uint8_t file[3] = {0xff, 0xd8, 0xff};
+  ck_assert_int_eq(crema_datum_serialize_encoded(file, 3, 5, &buf, &err), 0);
+  const uint8_t caffe_enc[] = {0x22, 3, 0xff, 0xd8, 0xff, 0x28, 5, 0x38, 1};
+  ck_assert_int_eq(buf.len, sizeof caffe_enc);
+  ck_assert_int_eq(memcmp(buf.data, caffe_enc, sizeof caffe_enc), 0);
   /* Garbage is reported with the record's name. */
   const uint8_t bad[] = {0x22, 0x50, 0x01};
   ck_assert_int_eq(crema_datum_parse(bad, sizeof bad, "\"00000003_x.jpg\"", &v, &err), -1);
