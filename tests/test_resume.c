@@ -188,13 +188,17 @@ START_TEST(test_caffe_state_relocated_and_wrong_type) {
   ck_assert_uint_gt(st->n_rng_state, 0);
   free(st->solver_type);
   st->solver_type = NULL;
+  const size_t n_rng = st->n_rng_state, n_pos = st->n_reader_position, n_win = st->n_loss_window;
   st->n_rng_state = 0;
   st->n_reader_position = 0;
   st->n_loss_window = 0;
   char caffe_path[1024];
   snprintf(caffe_path, sizeof caffe_path, "%s/caffe_style.solverstate", moved);
   ck_assert_int_eq(crema_write_binary_message(caffe_path, &st->base, &err), 0);
-  st->n_rng_state = 0;
+  /* Counts back, so the free releases everything the reader allocated. */
+  st->n_rng_state = n_rng;
+  st->n_reader_position = n_pos;
+  st->n_loss_window = n_win;
   crema_message_free(st);
   s = make_solver(extra, 9);
   ck_assert_msg(crema_solver_restore(s, caffe_path, &err) == 0, "%s", err.msg);
@@ -282,6 +286,55 @@ START_TEST(test_freeze) {
   free(w2);
   crema_solver_free(s);
   crema_message_free(p);
+  remove_tmpdir();
+}
+END_TEST
+
+START_TEST(test_early_stopping) {
+  make_tmpdir();
+  crema_error err;
+  char extra[1024];
+  /* min_delta 2 on an accuracy: no round can improve on the first, so with patience 2 and a
+   * test every 3 iterations the run stops at iteration 6 of 100. */
+  snprintf(extra, sizeof extra,
+           "base_lr: 0.01 lr_policy: 'fixed' test_iter: 1 test_interval: 3 random_seed: 1 display: 1 "
+           "early_stopping { metric: 'accuracy' mode: MAXIMIZE patience: 2 min_delta: 2 } "
+           "snapshot_prefix: '%s/es'",
+           tmpdir);
+  crema_solver *s = make_solver(extra, 100);
+  ck_assert_msg(crema_solver_solve(s, &err) == 0, "%s", err.msg);
+  ck_assert_int_eq(crema_solver_iter(s), 6);
+  ck_assert(crema_solver_stopped_early(s));
+  float acc = -1;
+  ck_assert_int_eq(crema_solver_test_value(s, 0, "accuracy", &acc), 0);
+  ck_assert(acc >= 0.0f && acc <= 1.0f);
+  crema_solver_free(s);
+  char path[512];
+  snprintf(path, sizeof path, "%s/es_best.caffemodel", tmpdir);
+  ck_assert_int_eq(access(path, R_OK), 0);
+  snprintf(path, sizeof path, "%s/es_iter_6.solverstate", tmpdir);
+  Crema__SolverState *st = NULL;
+  ck_assert_msg(
+      crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, &err) == 0,
+      "%s", err.msg);
+  ck_assert(st->has_best_iter && st->best_iter == 0);
+  ck_assert_int_eq(st->rounds_without_improvement, 2);
+  crema_message_free(st);
+  /* The metrics CSV: header, and one row per displayed iteration 0..5 with test values at 0 and 3. */
+  snprintf(path, sizeof path, "%s/es_metrics.csv", tmpdir);
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  char line[1024];
+  ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+  ck_assert_str_eq(line, "iteration,seconds,lr,loss,accuracy,test_loss\n");
+  int rows = 0, tested = 0;
+  while (fgets(line, sizeof line, f)) {
+    rows++;
+    tested += line[strlen(line) - 2] != ',';
+  }
+  fclose(f);
+  ck_assert_int_eq(rows, 6);
+  ck_assert_int_eq(tested, 2);
   remove_tmpdir();
 }
 END_TEST
@@ -484,6 +537,7 @@ int main(void) {
   tcase_add_test(tc, test_caffe_state_relocated_and_wrong_type);
   tcase_add_test(tc, test_unwritable_and_bad_settings);
   tcase_add_test(tc, test_freeze);
+  tcase_add_test(tc, test_early_stopping);
   tcase_add_test(tc, test_nan_detection);
   tcase_add_test(tc, test_cli_flag_errors);
   tcase_add_test(tc, test_cli_sigkill_mid_snapshot);

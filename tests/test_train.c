@@ -138,8 +138,8 @@ static double final_accuracy(const char *name) {
 }
 
 START_TEST(test_sgd_scratch) {
-  /* SGD, Caffe's LeNet settings: >= 0.78 after 200 iterations (measured 0.83); sanitized:
-   * >= 0.60 after 60 iterations. */
+  /* SGD, Caffe's LeNet settings: >= 0.78 after 200 iterations (measured 0.82-0.83);
+   * sanitized: >= 0.70 after 60 iterations (measured 0.77). */
   const int iters = sanitized ? 60 : 200;
   write_solver("sgd", iters, iters,
                "base_lr: 0.01 momentum: 0.9 weight_decay: 0.0005 lr_policy: 'inv' "
@@ -147,26 +147,27 @@ START_TEST(test_sgd_scratch) {
   train("sgd", "");
   const double acc = final_accuracy("sgd");
   fprintf(stderr, "SGD from scratch, %d iterations: test accuracy %.3f\n", iters, acc);
-  ck_assert_msg(acc >= (sanitized ? 0.60 : 0.78), "SGD accuracy %.3f after %d iterations", acc, iters);
+  ck_assert_msg(acc >= (sanitized ? 0.70 : 0.78), "SGD accuracy %.3f after %d iterations", acc, iters);
 }
 END_TEST
 
 START_TEST(test_adam_scratch) {
-  /* Adam, lr 0.001: >= 0.78 after 200 iterations; sanitized: >= 0.60 after 60. */
+  /* Adam, lr 0.001: >= 0.78 after 200 iterations (measured 0.84); sanitized: >= 0.70 after 60
+   * (measured 0.79). */
   const int iters = sanitized ? 60 : 200;
   write_solver("adam", iters, iters,
                "type: 'Adam' base_lr: 0.001 momentum: 0.9 momentum2: 0.999 lr_policy: 'fixed'");
   train("adam", "");
   const double acc = final_accuracy("adam");
   fprintf(stderr, "Adam from scratch, %d iterations: test accuracy %.3f\n", iters, acc);
-  ck_assert_msg(acc >= (sanitized ? 0.60 : 0.78), "Adam accuracy %.3f after %d iterations", acc, iters);
+  ck_assert_msg(acc >= (sanitized ? 0.70 : 0.78), "Adam accuracy %.3f after %d iterations", acc, iters);
 }
 END_TEST
 
 START_TEST(test_finetune_beats_scratch) {
   /* Same net (ip2 renamed ip2_fashion, lr_mult 10/20), same data, same 50 iterations (30
    * sanitized): starting from Caffe's MNIST LeNet gives a clear head start (measured
-   * 0.79-0.80 vs 0.74-0.76 over four seeds). */
+   * 0.79-0.80 vs 0.74-0.76 over four seeds at 50; 0.76 vs 0.72 at 30). */
   const int iters = sanitized ? 30 : 50;
   const char *sgd =
       "base_lr: 0.01 momentum: 0.9 weight_decay: 0.0005 lr_policy: 'inv' gamma: 0.0001 power: 0.75";
@@ -179,7 +180,7 @@ START_TEST(test_finetune_beats_scratch) {
   train("sc", "");
   const double ft = final_accuracy("ft"), sc = final_accuracy("sc");
   fprintf(stderr, "%d iterations: finetuned %.3f, from scratch %.3f\n", iters, ft, sc);
-  ck_assert_msg(ft > sc + (sanitized ? 0.005 : 0.02), "finetuned %.3f does not beat scratch %.3f", ft, sc);
+  ck_assert_msg(ft > sc + (sanitized ? 0.01 : 0.02), "finetuned %.3f does not beat scratch %.3f", ft, sc);
 
   /* crema test on the finetuned weights: the same 10 test batches give the same accuracy,
    * plus a confusion matrix over the 1000 images. */
