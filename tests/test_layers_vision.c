@@ -273,6 +273,15 @@ START_TEST(test_conv_axis_and_two_bottoms) {
     free(w2);
   }
   run_free(&r2);
+  /* Gradients: two bottoms sharing weights (parameter gradients add up), and axis 2. */
+  Crema__LayerParameter *p2 =
+      test_layer_param(conv_text("Convolution", "num_output: 2 kernel_size: 2 stride: 2"));
+  gradcheck_layer(p2, 2, xs, 2, NULL, NULL);
+  crema_message_free(p2);
+  Crema__LayerParameter *pa =
+      test_layer_param(conv_text("Convolution", "num_output: 2 kernel_size: 3 axis: 2"));
+  gradcheck_layer(pa, 1, &x, 1, NULL, NULL);
+  crema_message_free(pa);
   crema_blob_free(xs[0]);
   crema_blob_free(xs[1]);
   crema_blob_free(x4);
