@@ -28,7 +28,8 @@ static void write_header(crema_metrics *m, FILE *f) {
   fprintf(f, "\n");
 }
 
-int crema_metrics_open(crema_metrics *m, bool append, crema_error *err) {
+int crema_metrics_open(crema_metrics *m, bool append, double *last_seconds, crema_error *err) {
+  if (last_seconds) *last_seconds = 0.0;
   if (m->f) return 0;
   bool have_header = false;
   if (append) {
@@ -42,6 +43,11 @@ int crema_metrics_open(crema_metrics *m, bool append, crema_error *err) {
         fclose(mem);
         want[sizeof want - 1] = '\0';
         have_header = fgets(line, sizeof line, old) && !strcmp(line, want);
+        /* The last row's seconds: "iteration,seconds,...". */
+        while (have_header && fgets(line, sizeof line, old)) {
+          const char *comma = strchr(line, ',');
+          if (comma && last_seconds) *last_seconds = strtod(comma + 1, NULL);
+        }
       }
       fclose(old);
     }

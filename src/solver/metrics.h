@@ -21,8 +21,9 @@ typedef struct crema_metrics {
 int crema_metrics_init(crema_metrics *m, const char *path, int n_columns, const char *const *columns,
                        crema_error *err);
 /* Opens the file: appends when `append` and it exists with the same header, else writes a
- * new one with the header. */
-int crema_metrics_open(crema_metrics *m, bool append, crema_error *err);
+ * new one with the header. *last_seconds (may be NULL) gets the seconds column of the last
+ * row kept (0 when none), so a resumed run's clock continues. */
+int crema_metrics_open(crema_metrics *m, bool append, double *last_seconds, crema_error *err);
 /* One row; values[i] is used when has[i] (i < n_columns). loss/lr when has_loss/has_lr. */
 int crema_metrics_row(crema_metrics *m, int iter, double seconds, bool has_lr, float lr, bool has_loss,
                       float loss, const float *values, const bool *has, crema_error *err);

@@ -701,7 +701,11 @@ static void update_smoothed_loss(crema_solver *s, float loss, int start_iter) {
 
 static int write_metrics_row(crema_solver *s, bool has_lr, bool has_loss, crema_error *err) {
   if (!s->param->metrics_csv) return 0;
-  if (!s->metrics.f && crema_metrics_open(&s->metrics, s->resumed, err)) return -1;
+  if (!s->metrics.f) {
+    double before = 0.0;
+    if (crema_metrics_open(&s->metrics, s->resumed, &before, err)) return -1;
+    s->seconds_before = before; /* a resumed run's clock continues from its CSV */
+  }
   /* Test values only when a test round ran at this iteration. Scratch on the stack: the CSV
    * has one column per test output element. */
   const int n = s->metrics.n_columns;
