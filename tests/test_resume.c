@@ -339,6 +339,71 @@ START_TEST(test_early_stopping) {
 }
 END_TEST
 
+START_TEST(test_freeze_batchnorm_prefix) {
+  /* --freeze=conv*,bn1: lr_mult 0 on both convolution params (weights and bias, though the
+   * prototxt gives at most one param spec), use_global_stats on the BatchNorm -- by editing
+   * the NetParameter, as the built net shows. */
+  make_tmpdir();
+  char text[4096];
+  snprintf(text, sizeof text,
+           "net_param { name: 'bn'"
+           "  layer { name: 'data' type: 'DummyData' top: 'data' top: 'label'"
+           "    dummy_data_param { shape { dim: 4 dim: 2 dim: 6 dim: 6 } shape { dim: 4 }"
+           "      data_filler { type: 'gaussian' std: 1 } data_filler { type: 'constant' value: 1 } } }"
+           "  layer { name: 'conv1' type: 'Convolution' bottom: 'data' top: 'c1'"
+           "    convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: 'xavier' } } }"
+           "  layer { name: 'conv2' type: 'Convolution' bottom: 'c1' top: 'c2' param { lr_mult: 1 }"
+           "    convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: 'xavier' } } }"
+           "  layer { name: 'bn1' type: 'BatchNorm' bottom: 'c2' top: 'c2' }"
+           "  layer { name: 'ip' type: 'InnerProduct' bottom: 'c2' top: 'ip'"
+           "    inner_product_param { num_output: 2 weight_filler { type: 'xavier' } } }"
+           "  layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip' bottom: 'label' top: 'loss' } }"
+           "base_lr: 0.1 lr_policy: 'fixed' random_seed: 1 snapshot_after_train: false metrics_csv: false "
+           "snapshot_prefix: '%s/bn'",
+           tmpdir);
+  Crema__SolverParameter *p = test_solver_param(text);
+  const char *freeze[] = {"conv*", "bn1"};
+  crema_solver_options opt;
+  memset(&opt, 0, sizeof opt);
+  opt.freeze = freeze;
+  opt.n_freeze = 2;
+  opt.max_iter = 3;
+  crema_solver *s = NULL;
+  crema_error err;
+  ck_assert_msg(crema_solver_create(p, &opt, &s, &err) == 0, "%s", err.msg);
+  crema_net *net = crema_solver_net(s);
+  const Crema__NetParameter *np = crema_net_param_message(net);
+  int seen = 0;
+  for (size_t i = 0; i < np->n_layer; i++) {
+    const Crema__LayerParameter *l = np->layer[i];
+    if (!strncmp(l->name, "conv", 4)) {
+      ck_assert_uint_eq(l->n_param, 2);
+      ck_assert_float_eq(l->param[0]->lr_mult, 0.0f);
+      ck_assert_float_eq(l->param[1]->lr_mult, 0.0f);
+      seen++;
+    } else if (!strcmp(l->name, "bn1")) {
+      ck_assert_ptr_nonnull(l->batch_norm_param);
+      ck_assert(l->batch_norm_param->use_global_stats);
+      seen++;
+    } else if (!strcmp(l->name, "ip")) {
+      ck_assert(l->n_param == 0 || l->param[0]->lr_mult != 0.0f);
+    }
+  }
+  ck_assert_int_eq(seen, 3);
+  const crema_layer *c1 = crema_net_layer(net, crema_net_layer_index(net, "conv1"));
+  ck_assert(!c1->param_propagate_down[0] && !c1->param_propagate_down[1]);
+  const size_t n = c1->blobs[0]->count;
+  float *w = malloc(n * sizeof *w);
+  memcpy(w, c1->blobs[0]->data, n * sizeof *w);
+  ck_assert_msg(crema_solver_solve(s, &err) == 0, "%s", err.msg);
+  ck_assert(!memcmp(w, c1->blobs[0]->data, n * sizeof *w));
+  free(w);
+  crema_solver_free(s);
+  crema_message_free(p);
+  remove_tmpdir();
+}
+END_TEST
+
 START_TEST(test_nan_detection) {
   make_tmpdir();
   crema_error err;
@@ -517,12 +582,19 @@ START_TEST(test_cli_sigint_stops_with_snapshot) {
            "snapshot_prefix: '%s/int'",
            tmpdir);
   const char *solver = write_solver_file("int.prototxt", extra);
-  /* The shell sends SIGINT after a moment; the run must stop, snapshot and exit 0. */
-  snprintf(cmd, sizeof cmd, "%s/crema train --solver=%s 2>&1 & pid=$!; sleep %s; kill -INT $pid; wait $pid",
+  /* The shell sends SIGHUP (default: snapshot and carry on), then SIGINT (default: stop);
+   * the run must snapshot on each, stop, and exit 0. */
+  snprintf(cmd, sizeof cmd,
+           "%s/crema train --solver=%s 2>&1 & pid=$!; sleep %s; kill -HUP $pid; sleep 0.5; kill -INT $pid; "
+           "wait $pid",
            CREMA_BIN_DIR, solver, getenv("CREMA_SANITIZED") ? "3" : "1");
   ck_assert_int_eq(run(cmd, out, sizeof out), 0);
-  ck_assert_msg(strstr(out, "Optimization stopped early.") && strstr(out, "Snapshotting solver state"), "%s",
-                out);
+  const char *hup = strstr(out, "SIGHUP received");
+  ck_assert_msg(hup && strstr(hup, "Snapshotting solver state"), "%s", out);
+  const char *intr = strstr(hup, "SIGINT received");
+  ck_assert_msg(intr && strstr(intr, "Snapshotting solver state") &&
+                    strstr(intr, "Optimization stopped early."),
+                "%s", out);
   remove_tmpdir();
 }
 END_TEST
@@ -538,6 +610,7 @@ int main(void) {
   tcase_add_test(tc, test_unwritable_and_bad_settings);
   tcase_add_test(tc, test_freeze);
   tcase_add_test(tc, test_early_stopping);
+  tcase_add_test(tc, test_freeze_batchnorm_prefix);
   tcase_add_test(tc, test_nan_detection);
   tcase_add_test(tc, test_cli_flag_errors);
   tcase_add_test(tc, test_cli_sigkill_mid_snapshot);
