@@ -132,9 +132,9 @@ static int read_net_file(const char *path, Crema__NetParameter **out, crema_erro
 
 /* Builds one net from `np` (which is edited: upgraded, frozen) in `phase`, with the state
  * rules Caffe's solver merges: the net's own state, then the solver's train/test state. */
-static int build_net(crema_solver *s, Crema__NetParameter *np, Crema__Phase phase,
-                     const Crema__NetState *extra, const crema_solver_options *opt, bool *matched,
-                     uint64_t seed, const char *source, crema_net **out, crema_error *err) {
+static int build_net(Crema__NetParameter *np, Crema__Phase phase, const Crema__NetState *extra,
+                     const crema_solver_options *opt, bool *matched, uint64_t seed, const char *source,
+                     crema_net **out, crema_error *err) {
   bool changed = false;
   if (crema_upgrade_net(np, source, &changed, err)) return -1;
   if (opt->n_freeze && apply_freeze(np, opt, matched, phase == CREMA__PHASE__TRAIN, err)) return -1;
@@ -150,7 +150,6 @@ static int build_net(crema_solver *s, Crema__NetParameter *np, Crema__Phase phas
   }
   no.seed = seed;
   no.source = source;
-  (void)s;
   return crema_net_build(np, &no, out, err);
 }
 
@@ -180,7 +179,7 @@ static int init_train_net(crema_solver *s, const crema_solver_options *opt, bool
     source = file;
   }
   if (!np) return crema_fail(err, "out of memory");
-  int rc = build_net(s, np, CREMA__PHASE__TRAIN, p->train_state, opt, matched, s->seed, source, &s->net, err);
+  int rc = build_net(np, CREMA__PHASE__TRAIN, p->train_state, opt, matched, s->seed, source, &s->net, err);
   crema_message_free(np);
   return rc;
 }
@@ -227,7 +226,7 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
     }
     if (!np) return crema_fail(err, "out of memory");
     const Crema__NetState *st = p->n_test_state ? p->test_state[i] : NULL;
-    int rc = build_net(s, np, CREMA__PHASE__TEST, st, opt, matched, s->seed + 1000003u * (uint64_t)(i + 1),
+    int rc = build_net(np, CREMA__PHASE__TEST, st, opt, matched, s->seed + 1000003u * (uint64_t)(i + 1),
                        source, &s->tests[i].net, err);
     crema_message_free(np);
     if (rc) return crema_error_prefix(err, "test net #%d", i);
@@ -374,8 +373,6 @@ static int init_early_stop(crema_solver *s, crema_error *err) {
     return crema_fail(err, "solver: early_stopping needs a metric (a test net output)");
   if (s->n_test == 0)
     return crema_fail(err, "solver: early_stopping needs a test net (test_iter, test_interval)");
-  float dummy;
-  (void)dummy;
   bool found = false;
   for (int o = 0; o < crema_net_num_outputs(s->tests[0].net); o++)
     if (!strcmp(crema_net_output_name(s->tests[0].net, o), e->metric)) found = true;
@@ -687,8 +684,9 @@ int crema_solver_test_all(crema_solver *s, crema_error *err) {
 
 /* ---------------------------------------------------------------- the loop */
 
-static void update_smoothed_loss(crema_solver *s, float loss, int start_iter) {
-  (void)start_iter;
+/* Caffe's UpdateSmoothedLoss: the mean of the last average_loss losses, kept in a ring that
+ * is overwritten at (iter - window_start) % average_loss once full. */
+static void update_smoothed_loss(crema_solver *s, float loss) {
   if (s->n_losses < s->average_loss) {
     s->losses[s->n_losses++] = loss;
     s->smoothed_loss = (s->smoothed_loss * (float)(s->n_losses - 1) + loss) / (float)s->n_losses;
@@ -810,7 +808,7 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
       loss += l;
     }
     loss /= (float)p->iter_size;
-    update_smoothed_loss(s, loss, start_iter);
+    update_smoothed_loss(s, loss);
     if (display) {
       struct timespec now;
       clock_gettime(CLOCK_MONOTONIC, &now);
@@ -867,7 +865,7 @@ int crema_solver_solve(crema_solver *s, crema_error *err) {
   if (p->display > 0 && s->iter % p->display == 0) {
     float loss = 0.0f;
     if (crema_net_forward(s->net, &loss, err)) return crema_error_prefix(err, "iteration %d", s->iter);
-    update_smoothed_loss(s, loss, start_iter);
+    update_smoothed_loss(s, loss);
     CREMA_INFO("Iteration %d, loss = %g", s->iter, (double)s->smoothed_loss);
     displayed = true;
   }
