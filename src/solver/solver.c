@@ -476,6 +476,8 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
       !rc && (p->snapshot > 0 || p->snapshot_after_train || p->metrics_csv || p->early_stopping);
   if (writes) rc = check_writable(s->prefix, err);
   if (!rc) rc = init_train_net(s, opt, matched, err);
+  /* Caffe 1.0's SolverParameter.weights: caffemodels copied into the train net at start. */
+  for (size_t w = 0; !rc && w < p->n_weights; w++) rc = crema_solver_copy_weights(s, p->weights[w], err);
   if (!rc) rc = init_test_nets(s, opt, matched, err);
   for (int k = 0; !rc && k < opt->n_freeze; k++)
     if (!matched[k]) rc = crema_fail(err, "--freeze: no layer matches \"%s\"", opt->freeze[k]);

@@ -55,8 +55,9 @@ typedef struct crema_solver_options {
 
 /* Builds the train net and the test nets, checks every setting (unknown type, lr policy,
  * HDF5 snapshots, early-stopping metric among the test outputs, ...) and that the snapshot
- * folder is writable -- all before any training. The caller frees with crema_solver_free.
- * `param` is copied. */
+ * folder is writable -- all before any training. Caffemodels listed in the solver's
+ * `weights` field are copied into the train net (Caffe 1.0). The caller frees with
+ * crema_solver_free. `param` is copied. */
 int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_options *opt,
                         crema_solver **out, crema_error *err);
 void crema_solver_free(crema_solver *s);
