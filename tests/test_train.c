@@ -58,7 +58,8 @@ static int prepare(void) {
            "$B/convert_imageset --gray test_png/ test_png/list.txt test_lmdb >/dev/null 2>&1;"
            "sed -e 's#demo-output/fashion_train_lmdb#%s/train_lmdb#' -e "
            "'s#demo-output/fashion_test_lmdb#%s/test_lmdb#' "
-           "  %s/models/fashion/lenet_fashion_train_test.prototxt > net.prototxt",
+           "  %s/models/fashion/lenet_fashion_train_test.prototxt > net.prototxt;"
+           "sed -e 's#scale: 0.00390625#scale: 0.00390625 mirror: true#' net.prototxt > net_mirror.prototxt",
            dir, CREMA_BIN_DIR, fm, fm, fm, fm, dir, dir, CREMA_SOURCE_DIR);
   if (sh(cmd)) {
     fprintf(stderr, "test_train: preparing the data set in %s failed\n", dir);
@@ -74,18 +75,24 @@ static void cleanup(void) {
   if (sh(cmd)) fprintf(stderr, "cannot remove %s\n", dir);
 }
 
-/* Writes <dir>/<name>.prototxt: the LeNet net, `iters` iterations, tested (all 1000 images)
- * every `test_interval`, with the given solver settings. */
-static void write_solver(const char *name, int iters, int test_interval, const char *settings) {
+static void write_solver_net(const char *name, const char *net, int iters, int test_interval,
+                             const char *settings) {
   char path[512];
   snprintf(path, sizeof path, "%s/%s.prototxt", dir, name);
   FILE *f = fopen(path, "w");
   ck_assert_ptr_nonnull(f);
   fprintf(f,
-          "net: '%s/net.prototxt'\ntest_iter: 10\ntest_interval: %d\nmax_iter: %d\ndisplay: 25\n"
-          "snapshot_prefix: '%s/%s'\nrandom_seed: 1\n%s\n",
-          dir, test_interval, iters, dir, name, settings);
+          "net: '%s/%s'\ntest_iter: 10\ntest_interval: %d\nmax_iter: %d\ndisplay: 25\n"
+          "snapshot_prefix: '%s/%s'\n%s\n%s\n",
+          dir, net, test_interval, iters, dir, name, strstr(settings, "random_seed") ? "" : "random_seed: 1",
+          settings);
   fclose(f);
+}
+
+/* Writes <dir>/<name>.prototxt: the LeNet net, `iters` iterations, tested (all 1000 images)
+ * every `test_interval`, with the given solver settings (random_seed 1 unless they set one). */
+static void write_solver(const char *name, int iters, int test_interval, const char *settings) {
+  write_solver_net(name, "net.prototxt", iters, test_interval, settings);
 }
 
 /* Runs crema train on <dir>/<name>.prototxt with extra flags (log in <dir>/<name>.log);
@@ -199,18 +206,29 @@ START_TEST(test_finetune_beats_scratch) {
 END_TEST
 
 START_TEST(test_resume_with_data_layers) {
-  /* 2N iterations straight vs N, stop, resume N: identical caffemodels (the LMDB reader's
-   * position is restored with the weights and history). */
+  /* 2N iterations straight vs N, stop, resume N: identical caffemodels. The LMDB reader's
+   * position is restored with the weights and history. The net mirrors images at random and
+   * the solver says random_seed -1: the first runs get --seed (standing in for the time-based
+   * seed), the resume gets none and must take the seed recorded in the solverstate, or the
+   * data layer's mirror draws would differ. */
   const int n = sanitized ? 6 : 15;
-  const char *adam = "type: 'Adam' base_lr: 0.001 lr_policy: 'fixed' snapshot: 0";
-  write_solver("straight", 2 * n, 1000, adam);
-  write_solver("halves", 2 * n, 1000, adam);
-  train("straight", "");
+  const char *adam = "type: 'Adam' base_lr: 0.001 lr_policy: 'fixed' snapshot: 0 random_seed: -1";
+  write_solver_net("straight", "net_mirror.prototxt", 2 * n, 1000, adam);
+  write_solver_net("halves", "net_mirror.prototxt", 2 * n, 1000, adam);
+  train("straight", "--seed=4242");
   char flags[512];
-  snprintf(flags, sizeof flags, "--iterations=%d", n);
+  snprintf(flags, sizeof flags, "--iterations=%d --seed=4242", n);
   train("halves", flags);
   snprintf(flags, sizeof flags, "--snapshot=%s/halves_iter_%d.solverstate", dir, n);
   train("halves", flags);
+  char log[512], line[1024];
+  snprintf(log, sizeof log, "%s/halves.log", dir);
+  FILE *f = fopen(log, "r");
+  ck_assert_ptr_nonnull(f);
+  bool used = false;
+  while (fgets(line, sizeof line, f)) used |= strstr(line, "Using random seed 4242 recorded in") != NULL;
+  fclose(f);
+  ck_assert_msg(used, "the resumed run did not take the seed from the solverstate");
   char cmd[1024];
   snprintf(cmd, sizeof cmd, "cmp -s %s/straight_iter_%d.caffemodel %s/halves_iter_%d.caffemodel", dir, 2 * n,
            dir, 2 * n);

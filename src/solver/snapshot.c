@@ -3,7 +3,8 @@
  * The solverstate is Caffe's SolverState (iter, learned_net, history, current_step), so
  * Caffe resumes from crema's files and crema from Caffe's. crema adds (fields >= 1000, which
  * Caffe skips) what an exact resume needs: the solver type, every layer's RNG state (train
- * net, then each test net, in layer order, 16 bytes each), every data layer's position
+ * net, then each test net, in layer order, 16 bytes each; then 8 bytes: the run's seed,
+ * which data layers derive their per-record draws from), every data layer's position
  * (same order, only layers that report one), the smoothed-loss window (oldest first) and
  * the early-stopping bookkeeping. Both files are written to a temporary name and renamed,
  * so a crash or kill mid-snapshot leaves either the old complete files or the new ones. */
@@ -61,7 +62,7 @@ static int write_state(crema_solver *s, const char *model, const char *path, cre
     for (int li = 0; li < crema_net_num_layers(net); li++)
       n_pos += crema_net_layer(net, li)->ops->get_position != NULL;
   }
-  uint8_t *rng_bytes = calloc((size_t)n_layers * CREMA_RNG_STATE_BYTES + 1, 1);
+  uint8_t *rng_bytes = calloc((size_t)n_layers * CREMA_RNG_STATE_BYTES + 8, 1);
   ProtobufCBinaryData *rng = calloc((size_t)n_layers + 1, sizeof *rng);
   uint64_t *pos = calloc((size_t)n_pos + 1, sizeof *pos);
   float *window = calloc((size_t)s->average_loss + 1, sizeof *window);
@@ -94,6 +95,13 @@ static int write_state(crema_solver *s, const char *model, const char *path, cre
       rng[r].data = rng_bytes + (size_t)r * CREMA_RNG_STATE_BYTES;
       if (l->ops->get_position) pos[q++] = l->ops->get_position(l);
     }
+  }
+  if (!rc) {
+    uint8_t *seed = rng_bytes + (size_t)r * CREMA_RNG_STATE_BYTES;
+    for (int b = 0; b < 8; b++) seed[b] = (uint8_t)(s->seed >> (8 * b));
+    rng[r].len = 8;
+    rng[r].data = seed;
+    r++;
   }
   st.n_rng_state = (size_t)r;
   st.rng_state = rng;
@@ -219,7 +227,15 @@ int crema_solver_restore(crema_solver *s, const char *path, crema_error *err) {
       for (int li = 0; li < crema_net_num_layers(net); li++)
         n_pos += crema_net_layer(net, li)->ops->get_position != NULL;
     }
-    if (st->n_rng_state == (size_t)n_layers) {
+    if (st->n_rng_state == (size_t)n_layers + 1 && st->rng_state[n_layers].len == 8) {
+      uint64_t seed = 0;
+      for (int b = 0; b < 8; b++) seed |= (uint64_t)st->rng_state[n_layers].data[b] << (8 * b);
+      if (seed != s->seed)
+        CREMA_WARN("%s was written by a run with random seed %llu but this run uses %llu: data-layer draws "
+                   "(crops, mirrors) will differ; pass --seed=%llu for an exact resume",
+                   path, (unsigned long long)seed, (unsigned long long)s->seed, (unsigned long long)seed);
+    }
+    if (st->n_rng_state == (size_t)n_layers || st->n_rng_state == (size_t)n_layers + 1) {
       int r = 0;
       for (int k = 0; k < net_count(s); k++)
         for (int li = 0; li < crema_net_num_layers(net_at(s, k)); li++, r++)
@@ -270,4 +286,20 @@ int crema_solver_restore(crema_solver *s, const char *path, crema_error *err) {
   }
   crema_message_free(st);
   return rc;
+}
+
+int crema_solverstate_seed(const char *path, int64_t *seed, crema_error *err) {
+  Crema__SolverState *st = NULL;
+  if (crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
+    return -1;
+  int found = 0;
+  /* The seed is the one 8-byte entry, last among the RNG states. */
+  if (st->n_rng_state > 0 && st->rng_state[st->n_rng_state - 1].len == 8) {
+    uint64_t v = 0;
+    for (int b = 0; b < 8; b++) v |= (uint64_t)st->rng_state[st->n_rng_state - 1].data[b] << (8 * b);
+    *seed = (int64_t)v;
+    found = 1;
+  }
+  crema_message_free(st);
+  return found;
 }

@@ -74,6 +74,11 @@ int crema_solver_copy_weights(crema_solver *s, const char *caffemodel, crema_err
  * from another solver type is an error. */
 int crema_solver_restore(crema_solver *s, const char *solverstate, crema_error *err);
 
+/* The random seed recorded in a crema solverstate: 1 and *seed set when present, 0 when the
+ * file has none (Caffe's), -1 on a read error. `crema train --snapshot` passes it to
+ * crema_solver_create so a run whose random_seed was -1 (time-based) resumes exactly. */
+int crema_solverstate_seed(const char *path, int64_t *seed, crema_error *err);
+
 /* Caffe's Solve: Step(max_iter - iter), snapshot after training, a final test. Returns -1
  * on errors (non-finite loss or gradient: the message names the iteration and first layer). */
 int crema_solver_solve(crema_solver *s, crema_error *err);

@@ -139,6 +139,24 @@ int crema_cmd_train(int argc, char **argv) {
   opt.max_iter = (int)iterations;
   opt.has_seed = flags[7].seen > 0;
   opt.seed = seed;
+  if (snapshot && !opt.has_seed) {
+    /* Same seed as the run being resumed (it may have been time-based): data layers derive
+     * their per-record draws from it. */
+    int64_t prev = 0;
+    int found = crema_solverstate_seed(snapshot, &prev, &err);
+    if (found < 0) {
+      fprintf(stderr, "error: %s\n", err.msg);
+      crema_message_free(param);
+      free(freeze_copy);
+      free(weights_copy);
+      return 1;
+    }
+    if (found) {
+      opt.has_seed = true;
+      opt.seed = prev;
+      CREMA_INFO("Using random seed %lld recorded in %s", (long long)prev, snapshot);
+    }
+  }
   opt.freeze = (const char *const *)freeze_items;
   opt.n_freeze = n_freeze;
   opt.action = requested_action;
