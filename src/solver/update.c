@@ -57,16 +57,40 @@ void crema_update_apply(size_t n, float *data, const float *diff) {
   for (size_t i = 0; i < n; i++) data[i] -= diff[i];
 }
 
+/* Sum of squares of one array, deterministic whatever the thread count: fixed blocks, each
+ * summed in 16 float lanes (vectorizable) then in double, blocks added in order. */
+#define SUMSQ_LANES 16
+#define SUMSQ_MAX_BLOCKS 256
+
+static double block_sumsq(const float *x, size_t n) {
+  float lane[SUMSQ_LANES] = {0};
+  size_t i = 0;
+  for (; i + SUMSQ_LANES <= n; i += SUMSQ_LANES)
+    for (int j = 0; j < SUMSQ_LANES; j++) lane[j] += x[i + j] * x[i + j];
+  double s = 0.0;
+  for (int j = 0; j < SUMSQ_LANES; j++) s += lane[j];
+  for (; i < n; i++) s += (double)x[i] * x[i];
+  return s;
+}
+
+static double array_sumsq(const float *x, size_t n) {
+  size_t block = 4096;
+  while (block * SUMSQ_MAX_BLOCKS < n) block *= 2;
+  const int nb = (int)((n + block - 1) / block);
+  double part[SUMSQ_MAX_BLOCKS];
+#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+  for (int b = 0; b < nb; b++) {
+    const size_t lo = (size_t)b * block, hi = lo + block < n ? lo + block : n;
+    part[b] = block_sumsq(x + lo, hi - lo);
+  }
+  double total = 0.0;
+  for (int b = 0; b < nb; b++) total += part[b];
+  return total;
+}
+
 double crema_update_grad_sumsq(const crema_update_param *p, int n_params) {
   double total = 0.0;
-  for (int k = 0; k < n_params; k++) {
-    const float *d = p[k].diff;
-    const size_t n = p[k].n;
-    double s = 0.0;
-    /* A fixed reduction order per element count keeps the sum identical from run to run. */
-    for (size_t i = 0; i < n; i++) s += (double)d[i] * d[i];
-    total += s;
-  }
+  for (int k = 0; k < n_params; k++) total += array_sumsq(p[k].diff, p[k].n);
   return total;
 }
 
