@@ -207,6 +207,15 @@ START_TEST(test_frozen_and_clip_scale) {
   ck_assert_float_eq(crema_update_clip_scale(25.0, 2.5f), 0.5f);
   ck_assert_float_eq(crema_update_clip_scale(25.0, 10.0f), 1.0f);
   ck_assert_float_eq(crema_update_clip_scale(25.0, -1.0f), 1.0f);
+  /* Huge but finite gradients stay finite in the sum (double accumulation), and the sum is
+   * exact on a long array (blocked, many lanes). */
+  pb.d0[1] = 1e20f;
+  ck_assert(isfinite(crema_update_grad_sumsq(pb.p, 2)));
+  enum { LONG = 100003 };
+  static float ones[LONG];
+  for (int i = 0; i < LONG; i++) ones[i] = (i % 2) ? 2.0f : 1.0f;
+  crema_update_param big = {ones, ones, LONG, 1, 1, {NULL, NULL}};
+  ck_assert(crema_update_grad_sumsq(&big, 1) == 50002.0 + 4.0 * 50001.0);
   /* A non-finite gradient shows in the sum of squares. */
   pb.d0[1] = NAN;
   ck_assert(!isfinite(crema_update_grad_sumsq(pb.p, 2)));

@@ -58,15 +58,16 @@ void crema_update_apply(size_t n, float *data, const float *diff) {
 }
 
 /* Sum of squares of one array, deterministic whatever the thread count: fixed blocks, each
- * summed in 16 float lanes (vectorizable) then in double, blocks added in order. */
+ * summed in 16 double lanes (vectorizable), blocks added in order. */
 #define SUMSQ_LANES 16
 #define SUMSQ_MAX_BLOCKS 256
 
 static double block_sumsq(const float *x, size_t n) {
-  float lane[SUMSQ_LANES] = {0};
+  /* Double lanes: a float square overflows for |g| > 1.8e19, which is large but finite. */
+  double lane[SUMSQ_LANES] = {0};
   size_t i = 0;
   for (; i + SUMSQ_LANES <= n; i += SUMSQ_LANES)
-    for (int j = 0; j < SUMSQ_LANES; j++) lane[j] += x[i + j] * x[i + j];
+    for (int j = 0; j < SUMSQ_LANES; j++) lane[j] += (double)x[i + j] * x[i + j];
   double s = 0.0;
   for (int j = 0; j < SUMSQ_LANES; j++) s += lane[j];
   for (; i < n; i++) s += (double)x[i] * x[i];
