@@ -272,8 +272,26 @@ static int atomic_commit(atomic_file *af, crema_error *err) {
   af->f = NULL;
   if (!rc && rename(af->tmp, af->path) != 0)
     rc = crema_fail(err, "%s: cannot rename the finished file into place: %s", af->path, strerror(errno));
-  if (rc) unlink(af->tmp);
-  return rc;
+  if (rc) {
+    unlink(af->tmp);
+    return rc;
+  }
+  /* Make the rename itself durable: fsync the folder (best effort; some filesystems refuse). */
+  char dir[sizeof af->tmp];
+  snprintf(dir, sizeof dir, "%s", af->path);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir)
+    dir[1] = '\0';
+  else if (slash)
+    *slash = '\0';
+  else
+    snprintf(dir, sizeof dir, ".");
+  int dfd = open(dir, O_RDONLY);
+  if (dfd >= 0) {
+    fsync(dfd);
+    close(dfd);
+  }
+  return 0;
 }
 
 int crema_write_file_atomic(const char *path, const void *data, size_t len, crema_error *err) {
