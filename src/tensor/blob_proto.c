@@ -14,7 +14,8 @@ int crema_blob_shape_from_proto(const Crema__BlobProto *p, int *num_axes, int sh
     for (size_t i = 0; i < p->shape->n_dim; i++) {
       int64_t d = p->shape->dim[i];
       if (d < 0 || d > INT_MAX)
-        return crema_fail(err, "blob dim %zu is %lld; dims must be between 0 and %d", i, (long long)d, INT_MAX);
+        return crema_fail(err, "blob dim %zu is %lld; dims must be between 0 and %d", i, (long long)d,
+                          INT_MAX);
       shape[i] = (int)d;
     }
     *num_axes = (int)p->shape->n_dim;
