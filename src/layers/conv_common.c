@@ -107,6 +107,7 @@ int crema_conv_engine_reshape(crema_conv_engine *e, const crema_im2col_geom *g, 
   /* The direct loops win when each group maps one input channel to a few outputs (a GEMM
    * per channel is tiny); with many outputs per channel (LeNet's conv1: 1 -> 20) the
    * GEMM over the column matrix is faster again. */
+  e->pointwise = one;
   if (g->channels / group == 1 && cy / group <= DEPTHWISE_MAX_MULT)
     e->path = CREMA_CONV_DEPTHWISE;
   else if (one && plane >= ONE_BY_ONE_MIN_PLANE)
@@ -251,6 +252,16 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
 
 /* ---- forward / backward */
 
+/* Column matrix of nb images into e->col. A pointwise (1x1, stride 1, no pad) convolution
+ * needs no im2col: its columns are the images' planes side by side, a plain transpose of
+ * the first two axes. */
+static void lower(crema_conv_engine *e, int nb, const float *x) {
+  if (e->pointwise)
+    crema_batch_to_rows(nb, e->g.channels, (size_t)e->g.height * e->g.width, x, e->col);
+  else
+    crema_im2col(&e->g, nb, x, e->col);
+}
+
 void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float *w, const float *bias,
                                float *y) {
   const crema_im2col_geom *g = &e->g;
@@ -274,7 +285,7 @@ void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float
   for (int b0 = 0; b0 < e->n; b0 += e->chunk) {
     const int nb = e->n - b0 < e->chunk ? e->n - b0 : e->chunk;
     const size_t ld = (size_t)nb * plane;
-    crema_im2col(g, nb, x + (size_t)b0 * cx * pin, e->col);
+    lower(e, nb, x + (size_t)b0 * cx * pin);
     for (int gr = 0; gr < G; gr++)
       crema_gemm_ld(false, false, mg, (int)ld, kg, 1.0f, w + (size_t)gr * mg * kg, kg,
                     e->col + (size_t)gr * kg * ld, (int)ld, 0.0f, e->tmp + (size_t)gr * mg * ld, (int)ld);
@@ -316,7 +327,7 @@ void crema_conv_engine_backward(crema_conv_engine *e, const float *x, const floa
     const size_t ld = (size_t)nb * plane;
     crema_batch_to_rows(nb, cy, plane, dy + (size_t)b0 * cy * plane, e->tmp);
     if (dw) {
-      crema_im2col(g, nb, x + (size_t)b0 * cx * pin, e->col);
+      lower(e, nb, x + (size_t)b0 * cx * pin);
       for (int gr = 0; gr < G; gr++)
         crema_gemm_ld(false, true, mg, kg, (int)ld, 1.0f, e->tmp + (size_t)gr * mg * ld, (int)ld,
                       e->col + (size_t)gr * kg * ld, (int)ld, 1.0f, dw + (size_t)gr * mg * kg, kg);
@@ -325,7 +336,10 @@ void crema_conv_engine_backward(crema_conv_engine *e, const float *x, const floa
       for (int gr = 0; gr < G; gr++)
         crema_gemm_ld(true, false, kg, (int)ld, mg, 1.0f, w + (size_t)gr * mg * kg, kg,
                       e->tmp + (size_t)gr * mg * ld, (int)ld, 0.0f, e->col + (size_t)gr * kg * ld, (int)ld);
-      crema_col2im(g, nb, e->col, dx + (size_t)b0 * cx * pin);
+      if (e->pointwise) /* each pixel has exactly one column entry: a plain scatter */
+        crema_rows_to_batch(nb, cx, pin, e->col, NULL, dx + (size_t)b0 * cx * pin);
+      else
+        crema_col2im(g, nb, e->col, dx + (size_t)b0 * cx * pin);
     }
   }
 }

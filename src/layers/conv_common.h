@@ -12,7 +12,8 @@
  *    GEMM per group for the whole chunk, then a scatter to NCHW (bias added on the way);
  *    chunks keep the column buffer near CREMA_CONV_COL_BUDGET floats;
  *  - 1x1, stride 1, no pad, large planes: the input already is the column matrix of each
- *    image, so one GEMM per image and group, no copies at all;
+ *    image, so one GEMM per image and group, no copies at all (smaller planes take the
+ *    general path with the batch folded by a transpose instead of im2col);
  *  - depthwise (one input channel per group, at most 4 outputs per group): direct loops.
  * Buffers are allocated in reshape only and only grow. */
 #ifndef CREMA_LAYERS_CONV_COMMON_H
@@ -55,7 +56,8 @@ typedef struct crema_conv_engine {
   int cy, group, n;    /* y channels, groups, images */
   int chunk;           /* images per GEMM in the general path */
   crema_conv_path path;
-  float *col; /* (Cx*kh*kw, chunk*Ho*Wo) */
+  bool pointwise; /* 1x1, stride 1, no pad: the column matrix is a transpose, not an im2col */
+  float *col;     /* (Cx*kh*kw, chunk*Ho*Wo) */
   size_t col_cap;
   float *tmp; /* (Cy, chunk*Ho*Wo): GEMM result before the scatter to NCHW */
   size_t tmp_cap;
