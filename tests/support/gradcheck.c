@@ -88,7 +88,12 @@ void gradcheck_layer(const Crema__LayerParameter *p, int n_bottom, crema_blob **
   objective(&c); /* shapes the tops */
   for (int t = 0; t < n_top; t++) {
     c.weights[t] = malloc((c.top[t]->count + 1) * sizeof(float));
-    for (size_t k = 0; k < c.top[t]->count; k++) c.weights[t][k] = crema_rng_uniform(&wr, -1.0f, 1.0f);
+    /* Magnitudes in [0.5, 1.5] with random signs: a weight near 0 would hide an error in a
+     * 1-element (loss) top. */
+    for (size_t k = 0; k < c.top[t]->count; k++) {
+      float m = crema_rng_uniform(&wr, 0.5f, 1.5f);
+      c.weights[t][k] = crema_rng_bernoulli(&wr, 0.5f) ? m : -m;
+    }
   }
 
   /* Analytic gradients. */
