@@ -361,6 +361,40 @@ START_TEST(smooth_forward_values) {
 }
 END_TEST
 
+/* TanH and Sigmoid are evaluated through expf, not libm's tanhf: both stay within 3e-7 relative
+ * of the exact value over the float range (tiny, mid, saturated inputs), and NaN stays NaN. */
+START_TEST(tanh_sigmoid_accuracy) {
+  const int n = 60001;
+  crema_blob *x = blob4(1, n, -1, -1), *yt = crema_blob_new(), *ys = crema_blob_new();
+  for (int i = 0; i < n - 1; i++) {
+    double t = (double)(i - 30000) / 30000.0; /* [-1, 1) */
+    x->data[i] = (float)(t * t * t * 20.0);   /* dense near 0, reaching +-20 */
+  }
+  x->data[n - 1] = NAN;
+  Crema__LayerParameter *mt, *ms;
+  crema_layer *lt = make_layer("name: 't' type: 'TanH'", TRAIN, 1, &x, &yt, &mt);
+  crema_layer *ls = make_layer("name: 's' type: 'Sigmoid'", TRAIN, 1, &x, &ys, &ms);
+  forward_ok(lt, &x, &yt);
+  forward_ok(ls, &x, &ys);
+  for (int i = 0; i < n - 1; i++) {
+    double v = x->data[i], t = tanh(v), sg = 1.0 / (1.0 + exp(-v));
+    ck_assert_msg(fabs(yt->data[i] - t) <= 3e-7 * fabs(t) + 1e-30, "tanh(%.9g) = %.9g, exact %.9g", v,
+                  (double)yt->data[i], t);
+    ck_assert_msg(fabs(ys->data[i] - sg) <= 3e-7 * sg + 1e-30, "sigmoid(%.9g) = %.9g, exact %.9g", v,
+                  (double)ys->data[i], sg);
+  }
+  ck_assert(isnan(yt->data[n - 1]));
+  ck_assert(isnan(ys->data[n - 1]));
+  crema_layer_free(lt);
+  crema_layer_free(ls);
+  crema_message_free(mt);
+  crema_message_free(ms);
+  crema_blob_free(x);
+  crema_blob_free(yt);
+  crema_blob_free(ys);
+}
+END_TEST
+
 START_TEST(smooth_gradient) {
   grad1("name: 'e' type: 'ELU'", TRAIN, 0.02f, 0, 0);
   grad1("name: 'e' type: 'ELU' elu_param { alpha: 0.5 }", TRAIN, 0.02f, 0, 0);
@@ -570,6 +604,7 @@ int main(void) {
   tcase_add_test(tc, rrelu_inplace);
   tcase_add_test(tc, rrelu_bad_range);
   tcase_add_test(tc, smooth_forward_values);
+  tcase_add_test(tc, tanh_sigmoid_accuracy);
   tcase_add_test(tc, smooth_gradient);
   tcase_add_test(tc, smooth_inplace);
   tcase_add_test(tc, power_forward_values);
