@@ -16,6 +16,7 @@
 #include "common/tool.h"
 #include "crema/commands.h"
 #include "net/net.h"
+#include "proto/io.h"
 
 static double now_ms(void) {
   struct timespec ts;
@@ -77,12 +78,32 @@ int crema_cmd_time(int argc, char **argv) {
   crema_net *net = NULL;
   double *fwd = NULL, *bwd = NULL;
   int status = 1;
-  if (crema_net_load(model, &opt, &net, &err)) {
+  Crema__NetParameter *msg = NULL;
+  if (crema_read_net_param(model, &msg, &err)) goto fail;
+  if (crema_net_build(msg, &opt, &net, &err)) {
+    crema_message_free(msg);
     crema_error_prefix(&err,
                        "cannot build the net to time (data layers need their sources: a missing DB can be "
                        "swapped for an Input layer of the same shape)");
     goto fail;
   }
+  bool has_loss = false;
+  for (int i = 0; i < crema_net_num_blobs(net); i++)
+    has_loss = has_loss || crema_net_blob_loss_weight(net, i) != 0.0f;
+  if (!has_loss) {
+    /* A deploy net has no loss, so nothing would need backward: time it as if it were
+     * trained (every layer's backward), which is what a finetuning user wants to know. */
+    CREMA_INFO("The net has no loss: timing backward with force_backward");
+    crema_net_free(net);
+    net = NULL;
+    msg->has_force_backward = 1;
+    msg->force_backward = 1;
+    if (crema_net_build(msg, &opt, &net, &err)) {
+      crema_message_free(msg);
+      goto fail;
+    }
+  }
+  crema_message_free(msg);
   if (weights && crema_net_copy_trained_layers_from_file(net, weights, &err)) goto fail;
   for (int i = 0; i < crema_net_num_inputs(net); i++) {
     crema_blob *b = crema_net_input(net, i);
