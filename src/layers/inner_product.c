@@ -49,8 +49,8 @@ static int ip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   char buf[128];
   if (b->num_axes <= s->axis || crema_blob_count_range(b, s->axis, b->num_axes) != (size_t)s->k)
     return crema_fail(err,
-                      "input size incompatible with inner product parameters: the bottom %s has not %d "
-                      "inputs per sample from axis %d (the weights were made for that)",
+                      "input size incompatible with inner product parameters: the bottom %s does not have "
+                      "the %d inputs per sample (from axis %d) that the weights were made for",
                       crema_blob_shape_string(b, buf, sizeof buf), s->k, s->axis);
   const size_t m = crema_blob_count_range(b, 0, s->axis);
   if (m > (size_t)0x7fffffff) return crema_fail(err, "too many samples (%zu)", m);
