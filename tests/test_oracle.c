@@ -178,6 +178,57 @@ START_TEST(small_net_bn_scale_prelu_group_depthwise) {
 }
 END_TEST
 
+/* ---- the tools themselves, no OpenCV needed */
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  ck_assert_ptr_nonnull(f);
+  static char buf[1 << 16];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return buf;
+}
+
+START_TEST(time_prints_caffe_summary) {
+  char dir[] = "/tmp/crema_test_time_XXXXXX", cmd[1024], log[128];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(log, sizeof log, "%s/log", dir);
+  snprintf(cmd, sizeof cmd,
+           "'%s/crema' time --model '%s/lenet/lenet_mnist_deploy.prototxt' --iterations 2 2>'%s'",
+           CREMA_BIN_DIR, CREMA_TEST_DATA, log);
+  ck_assert_int_eq(system(cmd), 0);
+  const char *out = slurp(log);
+  const char *want[] = {"Average Forward pass: ", "Average Backward pass: ", "Average Forward-Backward: ",
+                        "Total Time: ",           "conv1\tforward: ",        "conv1\tbackward: ",
+                        "BLAS: OpenBLAS kernel",  "*** Benchmark ends ***"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    ck_assert_msg(strstr(out, want[i]) != NULL, "missing \"%s\" in:\n%s", want[i], out);
+  /* forward without --output prints each output's shape */
+  snprintf(cmd, sizeof cmd,
+           "'%s/crema' forward --model '%s/lenet/lenet_mnist_deploy.prototxt' 2>/dev/null >'%s'",
+           CREMA_BIN_DIR, CREMA_TEST_DATA, log);
+  ck_assert_int_eq(system(cmd), 0);
+  out = slurp(log);
+  ck_assert_msg(strstr(out, "prob: shape 64 10 (640):") != NULL, "%s", out);
+  /* errors: exit status and message */
+  snprintf(cmd, sizeof cmd,
+           "'%s/crema' forward --model '%s/lenet/lenet_mnist_deploy.prototxt' --input nope=x.npy 2>'%s'",
+           CREMA_BIN_DIR, CREMA_TEST_DATA, log);
+  ck_assert_int_ne(system(cmd), 0);
+  out = slurp(log);
+  ck_assert_msg(strstr(out, "error: --input nope: the net has no input named \"nope\"") != NULL, "%s", out);
+  snprintf(cmd, sizeof cmd, "'%s/crema' time --model '%s/zoo/mnist/lenet_train_test.prototxt' 2>'%s'",
+           CREMA_BIN_DIR, CREMA_TEST_DATA, log);
+  ck_assert_int_ne(system(cmd), 0);
+  out = slurp(log);
+  ck_assert_msg(strstr(out, "error: cannot build the net to time") && strstr(out, "mnist_train_lmdb"), "%s",
+                out);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("oracle");
   TCase *tc = tcase_create("opencv");
@@ -188,6 +239,10 @@ int main(void) {
   tcase_add_test(tc, googlenet_random_weights);
   tcase_add_test(tc, small_net_bn_scale_prelu_group_depthwise);
   suite_add_tcase(s, tc);
+  TCase *cli = tcase_create("cli");
+  tcase_set_timeout(cli, 600);
+  tcase_add_test(cli, time_prints_caffe_summary);
+  suite_add_tcase(s, cli);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
