@@ -4,12 +4,15 @@
  * W (K, num_output) when transpose is set. One GEMM for the whole batch. */
 #include <stdlib.h>
 
+#include "base/mem.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
 typedef struct ip_state {
   int num_output, axis, m, k;
   bool bias_term, transpose;
+  float *ones; /* M ones: the bias gradient is one GEMV, dy^T * ones */
+  size_t ones_cap;
 } ip_state;
 
 static int ip_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -55,6 +58,13 @@ static int ip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   const size_t m = crema_blob_count_range(b, 0, s->axis);
   if (m > (size_t)0x7fffffff) return crema_fail(err, "too many samples (%zu)", m);
   s->m = (int)m;
+  if (s->bias_term && m > s->ones_cap) {
+    crema_aligned_free(s->ones);
+    s->ones_cap = 0;
+    if (!(s->ones = crema_aligned_alloc(m * sizeof(float)))) return crema_fail(err, "out of memory");
+    for (size_t i = 0; i < m; i++) s->ones[i] = 1.0f;
+    s->ones_cap = m;
+  }
   int shape[CREMA_MAX_AXES];
   for (int i = 0; i < s->axis; i++) shape[i] = b->shape[i];
   shape[s->axis] = s->num_output;
@@ -87,21 +97,17 @@ static void ip_backward(crema_layer *l, crema_blob *const *top, const bool *prop
     else /* dW (N, K) += dy^T x */
       crema_gemm(true, false, N, K, M, 1.0f, dy, x, 1.0f, l->blobs[0]->diff);
   }
-  if (s->bias_term && l->param_propagate_down[1]) {
-    float *db = l->blobs[1]->diff;
-#pragma omp parallel for schedule(static) if ((size_t)M * N > 32768)
-    for (int j = 0; j < N; j++) {
-      double acc = 0;
-      for (int i = 0; i < M; i++) acc += dy[(size_t)i * N + j];
-      db[j] += (float)acc;
-    }
-  }
+  if (s->bias_term && l->param_propagate_down[1] && M > 0) /* db += dy^T 1 */
+    crema_gemv(true, M, N, 1.0f, dy, s->ones, 1.0f, l->blobs[1]->diff);
   if (propagate_down[0]) /* dx (M, K) = dy W, or dy W^T when transposed */
     crema_gemm(false, s->transpose, M, K, N, 1.0f, dy, l->blobs[0]->data, 0.0f, bottom[0]->diff);
 }
 
 static void ip_free(crema_layer *l) {
-  free(l->state);
+  ip_state *s = l->state;
+  if (!s) return;
+  crema_aligned_free(s->ones);
+  free(s);
   l->state = NULL;
 }
 
