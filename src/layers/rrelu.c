@@ -73,10 +73,9 @@ static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
     crema_rng r;
     crema_rng_seed(&r, key, c);
     const size_t end = c + 1 < n_chunks ? (c + 1) * RNG_CHUNK : n;
-    for (size_t i = c * RNG_CHUNK; i < end; i++) {
-      slope[i] = crema_rng_uniform(&r, lower, upper);
-      y[i] = x[i] > 0.0f ? x[i] : slope[i] * x[i];
-    }
+    /* Draws first, then a loop the compiler can vectorise. */
+    for (size_t i = c * RNG_CHUNK; i < end; i++) slope[i] = crema_rng_uniform(&r, lower, upper);
+    for (size_t i = c * RNG_CHUNK; i < end; i++) y[i] = x[i] > 0.0f ? x[i] : slope[i] * x[i];
   }
   return 0;
 }
