@@ -187,35 +187,39 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
   const int cx = g->channels, cy = e->cy, mult = cy / cx, sh = g->stride_h, sw = g->stride_w, n = e->n;
   const size_t pin = (size_t)H * W, pout = (size_t)Ho * Wo;
   if (dw) {
-    /* One task per output channel: it owns its kh*kw weights, so no races. */
+    /* One task per output channel: it owns its kh*kw weights, so no races. Row by row, so a
+     * row of dy and of x is reused from cache by every tap of a kernel row. */
 #pragma omp parallel for schedule(static)
-    for (int o = 0; o < cy; o++)
-      for (int i = 0; i < kh; i++) {
-        const int off_h = i * g->dilation_h - g->pad_h;
-        int oh_lo, oh_hi;
-        valid_range(off_h, sh, H, Ho, &oh_lo, &oh_hi);
-        for (int j = 0; j < kw; j++) {
-          const int off_w = j * g->dilation_w - g->pad_w;
-          int ow_lo, ow_hi;
-          valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
-          double s = 0;
-          for (int b = 0; b < n; b++) {
-            const float *src = x + ((size_t)b * cx + o / mult) * pin;
-            const float *d = dy + ((size_t)b * cy + o) * pout;
-            for (int oh = oh_lo; oh < oh_hi; oh++) {
-              const float *srow = src + (size_t)(oh * sh + off_h) * W; /* row start */
-              const float *drow = d + (size_t)oh * Wo;
+    for (int o = 0; o < cy; o++) {
+      float *wo = dw + (size_t)o * kh * kw;
+      for (int b = 0; b < n; b++) {
+        const float *src = x + ((size_t)b * cx + o / mult) * pin;
+        const float *d = dy + ((size_t)b * cy + o) * pout;
+        for (int i = 0; i < kh; i++) {
+          const int off_h = i * g->dilation_h - g->pad_h;
+          int oh_lo, oh_hi;
+          valid_range(off_h, sh, H, Ho, &oh_lo, &oh_hi);
+          for (int oh = oh_lo; oh < oh_hi; oh++) {
+            const float *srow = src + (size_t)(oh * sh + off_h) * W; /* row start */
+            const float *drow = d + (size_t)oh * Wo;
+            for (int j = 0; j < kw; j++) {
+              const int off_w = j * g->dilation_w - g->pad_w;
+              int ow_lo, ow_hi;
+              valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
               float acc = 0.0f;
-              if (sw == 1)
+              if (sw == 1) {
+#pragma omp simd reduction(+ : acc)
                 for (int ow = ow_lo; ow < ow_hi; ow++) acc += drow[ow] * srow[ow + off_w];
-              else
+              } else {
+#pragma omp simd reduction(+ : acc)
                 for (int ow = ow_lo; ow < ow_hi; ow++) acc += drow[ow] * srow[ow * sw + off_w];
-              s += acc;
+              }
+              wo[i * kw + j] += acc;
             }
           }
-          dw[((size_t)o * kh + i) * kw + j] += (float)s;
         }
       }
+    }
   }
   if (dx) {
     /* One task per input plane: every output channel of that input writes only into it. */
@@ -351,6 +355,7 @@ void crema_conv_bias_backward(int n, int c, size_t s, const float *dy, float *db
     for (int b = 0; b < n; b++) {
       const float *d = dy + ((size_t)b * c + ch) * s;
       float part = 0.0f;
+#pragma omp simd reduction(+ : part)
       for (size_t k = 0; k < s; k++) part += d[k];
       acc += part;
     }
