@@ -12,7 +12,9 @@
  *            blobs[2] = maf * blobs[2] + 1
  *            blobs[0] = maf * blobs[0] + mean
  *            blobs[1] = maf * blobs[1] + m / (m - 1) * var     (m = N * H * W; factor 1 if m == 1)
- *          (maf = moving_average_fraction). Backward is the full batch-norm gradient:
+ *          (maf = moving_average_fraction). Caffe also updates them in a TEST-phase layer
+ *          told use_global_stats: false; crema does not, so evaluating never changes a model.
+ *          Backward is the full batch-norm gradient:
  *            d x = (d y - mean(d y) - y * mean(d y * y)) / sqrt(var + eps)
  *   true:  normalise with the stored statistics ("frozen" BatchNorm, as for finetuning);
  *          backward is d x = d y / sqrt(var + eps).
