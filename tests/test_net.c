@@ -723,6 +723,37 @@ START_TEST(v1_net_is_upgraded) {
 }
 END_TEST
 
+/* A V1 caffemodel (`layers`, enum types, legacy 4-d blobs) is upgraded before copying. */
+START_TEST(v1_caffemodel_weights) {
+  char text[8192];
+  size_t used =
+      (size_t)snprintf(text, sizeof text,
+                       "name: 'old' layers { name: 'ip1' type: INNER_PRODUCT blobs { num: 1 channels: 1 "
+                       "height: 5 width: 6");
+  for (int i = 0; i < 30; i++) used += (size_t)snprintf(text + used, sizeof text - used, " data: %d", i);
+  used +=
+      (size_t)snprintf(text + used, sizeof text - used, " } blobs { num: 1 channels: 1 height: 1 width: 5");
+  for (int i = 0; i < 5; i++) used += (size_t)snprintf(text + used, sizeof text - used, " data: %d", -i);
+  snprintf(text + used, sizeof text - used, " } } layers { name: 'gone' type: RELU }");
+  Crema__NetParameter *w = test_net_param(text);
+  ck_assert_uint_eq(w->n_layers, 2);
+  crema_net *net = wnet("ip2", 10, "", 4);
+  crema_error err;
+  capture_begin();
+  int rc = crema_net_copy_trained_layers(net, w, &err);
+  char *log = capture_end();
+  ck_assert_msg(rc == 0, "%s", err.msg);
+  ck_assert_msg(strstr(log, "Copying source layer ip1") && strstr(log, "Ignoring source layer gone"), "%s",
+                log);
+  const crema_layer *ip1 = layer_named(net, "ip1");
+  ck_assert_float_eq(ip1->blobs[0]->data[29], 29.0f);
+  ck_assert_float_eq(ip1->blobs[1]->data[4], -4.0f);
+  ck_assert_uint_eq(w->n_layers, 2); /* the caller's message is left as it was */
+  crema_message_free(w);
+  crema_net_free(net);
+}
+END_TEST
+
 START_TEST(reshape_follows_inputs) {
   crema_net *net = wnet("ip2", 10, "", 1);
   crema_blob *x = crema_net_input(net, 0);
@@ -753,6 +784,7 @@ int main(void) {
   tcase_add_test(tc, copy_trained_layers_by_name);
   tcase_add_test(tc, save_load_round_trip);
   tcase_add_test(tc, v1_net_is_upgraded);
+  tcase_add_test(tc, v1_caffemodel_weights);
   tcase_add_test(tc, reshape_follows_inputs);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
