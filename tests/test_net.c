@@ -503,7 +503,8 @@ START_TEST(whole_net_gradient_check) {
       "layer { name: 'tanh' type: 'TanH' bottom: 'conv' top: 'conv' }\n"
       "layer { name: 'pool' type: 'Pooling' bottom: 'conv' top: 'pool' pooling_param { pool: AVE "
       "kernel_size: 2 stride: 2 } }\n"
-      "layer { name: 'ip' type: 'InnerProduct' bottom: 'pool' top: 'ip' inner_product_param { num_output: 4\n"
+      "layer { name: 'ip' type: 'InnerProduct' bottom: 'pool' top: 'ip' loss_weight: 0.2 inner_product_param "
+      "{ num_output: 4\n"
       "  weight_filler { type: 'gaussian' std: 0.3 } bias_filler { type: 'gaussian' std: 0.1 } } }\n"
       "layer { name: 'sig' type: 'Sigmoid' bottom: 'ip' top: 'sig' }\n"
       "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'sig' bottom: 'label' top: 'loss' loss_weight: 3 "
@@ -512,6 +513,14 @@ START_TEST(whole_net_gradient_check) {
   crema_net_options o = opts(CREMA__PHASE__TRAIN);
   crema_net *net = build_text(text, &o);
   ck_assert(has_layer(net, "ip_ip_0_split"));
+  /* ip's own loss weight moved to the split's first output (Caffe's insert_splits) */
+  const int *tops;
+  int ns = crema_net_layer_tops(net, crema_net_layer_index(net, "ip_ip_0_split"), &tops);
+  ck_assert_int_eq(ns, 3);
+  ck_assert_float_eq(crema_net_blob_loss_weight(net, tops[0]), 0.2f);
+  ck_assert_float_eq(crema_net_blob_loss_weight(net, tops[1]), 0.0f);
+  crema_net_layer_tops(net, crema_net_layer_index(net, "ip"), &tops);
+  ck_assert_float_eq(crema_net_blob_loss_weight(net, tops[0]), 0.0f);
   crema_blob *data = crema_net_blob_by_name(net, "data"), *label = crema_net_blob_by_name(net, "label");
   for (size_t i = 0; i < data->count; i++) data->data[i] = sinf((float)i * 0.37f);
   label->data[0] = 1;
