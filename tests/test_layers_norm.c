@@ -636,12 +636,20 @@ static float run_chain(bool inplace, float *grads, size_t cap, size_t *n_grads) 
     crema_net_backward(net);
   }
   *n_grads = 0;
+  int bn = crema_net_layer_index(net, "bn"), n_bn = 0;
   for (int i = 0; i < crema_net_num_params(net); i++) {
-    const crema_blob *b = crema_net_param_at(net, i)->blob;
+    const crema_net_param *np_i = crema_net_param_at(net, i);
+    if (np_i->layer == bn) { /* the solver must never touch BatchNorm's statistics */
+      ck_assert_float_eq(np_i->lr_mult, 0.0f);
+      ck_assert_float_eq(np_i->decay_mult, 0.0f);
+      n_bn++;
+    }
+    const crema_blob *b = np_i->blob;
     ck_assert_uint_le(*n_grads + b->count, cap);
     memcpy(grads + *n_grads, b->diff, b->count * sizeof(float));
     *n_grads += b->count;
   }
+  ck_assert_int_eq(n_bn, 3);
   crema_net_free(net);
   crema_message_free(np);
   return loss;
