@@ -38,6 +38,7 @@ typedef struct data_state {
   int batch, oc, oh, ow;
   size_t item_count;
   uint64_t skip, position;
+  bool parallel; /* transform batch items on several threads */
   data_item *items;
 } data_state;
 
@@ -96,7 +97,9 @@ static int data_fill(void *ctx, uint64_t first, float *data, float *label, crema
     label[i] = (float)it->view.label;
     if (crema_lmdb_next(s->db, err)) return -1;
   }
-#pragma omp parallel for schedule(dynamic, 1)
+  /* Small raw batches (MNIST-sized) transform faster than a thread team wakes up, and idle
+   * team threads would only compete with the net's own threads. */
+#pragma omp parallel for schedule(dynamic, 1) if (s->parallel)
   for (int i = 0; i < s->batch; i++)
     s->items[i].failed =
         transform_item(s, &s->items[i], first + (uint64_t)i, data + (size_t)i * s->item_count);
@@ -179,6 +182,7 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
       crema_transformer_shape(s->tf, c, h, w, &s->oc, &s->oh, &s->ow, err))
     return crema_error_prefix(err, "%s", dp->source);
   s->item_count = (size_t)s->oc * s->oh * s->ow;
+  s->parallel = it->view.encoded || s->item_count * (size_t)s->batch >= ((size_t)1 << 20);
   CREMA_INFO("output data size: %d,%d,%d,%d (%llu records in %s)", s->batch, s->oc, s->oh, s->ow,
              (unsigned long long)crema_lmdb_count(s->db), dp->source);
   if (data_reshape(l, bottom, top, err)) return -1;
