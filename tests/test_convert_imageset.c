@@ -250,6 +250,16 @@ START_TEST(test_shuffle_check_size_refusals) {
   snprintf(p, sizeof p, "%s/ldb", dir);
   ck_assert_int_ne(stat(p, &st), 0);
 
+  /* A root folder without its trailing '/': a warning, then "none could be read", no output. */
+  char args[1024];
+  snprintf(args, sizeof args, "convert_imageset '%s' '%s/list.txt' '%s/noslash'", dir, dir, dir);
+  ck_assert_int_ne(run_tool(dir, args, &out), 0);
+  ck_assert_msg(strstr(out, "no trailing '/'") && strstr(out, "none of the 6 images could be read"), "%s",
+                out);
+  free(out);
+  snprintf(p, sizeof p, "%s/noslash", dir);
+  ck_assert_int_ne(stat(p, &st), 0);
+
   /* Usage errors. */
   ck_assert_int_ne(run_tool(dir, "convert_imageset onlyone", &out), 0);
   ck_assert_ptr_nonnull(strstr(out, "Usage"));

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/log.h"
 #include "common/flags.h"
@@ -73,6 +74,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (*encode_type && !encoded) CREMA_INFO("encode_type specified, assuming encoded=true.");
+  const size_t root_len = strlen(pos[0]);
+  struct stat st;
+  if (root_len && pos[0][root_len - 1] != '/' && stat(pos[0], &st) == 0 && S_ISDIR(st.st_mode))
+    CREMA_WARN(
+        "ROOTFOLDER \"%s\" has no trailing '/': paths are joined to it as written (as Caffe does), e.g. "
+        "\"%sexample.jpg\"",
+        pos[0], pos[0]);
 
   crema_progress prog;
   crema_progress_start(&prog, "convert_imageset", "images", 0);
@@ -107,10 +115,5 @@ int main(int argc, char **argv) {
   CREMA_INFO("A total of %zu images: %zu written, %zu skipped (%.1f s, %.1f images/s) -> %s", res.lines,
              res.written, res.skipped, secs, secs > 0 ? res.lines / secs : 0.0, o.db_path);
   printf("%zu written, %zu skipped\n", res.written, res.skipped);
-  if (res.written == 0) {
-    fprintf(stderr, "error: none of the %zu images could be read; check ROOTFOLDER/ and the paths in %s\n",
-            res.lines, o.list_file);
-    return 1;
-  }
   return 0;
 }

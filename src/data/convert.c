@@ -203,6 +203,12 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
     }
     if (rc == 0 && o->progress) o->progress(o->ctx, start + n, list.count);
   }
+  if (rc == 0 && res->written == 0)
+    rc = crema_fail(
+        err,
+        "none of the %zu images could be read; check the root folder (\"%s\", joined to each path as "
+        "written) and the paths in %s",
+        list.count, o->root ? o->root : "", o->list_file);
   if (rc == 0) rc = crema_lmdb_commit(w, err);
   if (rc == 0) {
     res->map_growths = crema_lmdb_map_growths(w);

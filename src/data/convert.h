@@ -44,8 +44,8 @@ typedef struct crema_convert_result {
 } crema_convert_result;
 
 /* Runs the conversion. Fails (and removes the partial output) on a bad list file, an
- * existing output, an unsupported backend, a size mismatch with check_size, or an LMDB
- * error; unreadable images are not failures. */
+ * existing output, an unsupported backend, a size mismatch with check_size, an LMDB error,
+ * or when no image at all could be read; single unreadable images are not failures. */
 int crema_convert_imageset(const crema_convert_options *opt, crema_convert_result *res, crema_error *err);
 
 #endif
