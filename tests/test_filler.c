@@ -212,6 +212,7 @@ START_TEST(test_errors) {
       {"type: 'bilinear'", 2, {3, 3}, "4-d"},
       {"type: 'xavier' sparse: 3", 2, {3, 3}, "sparse"},
       {"type: 'gausian'", 1, {3}, "unknown filler type"},
+      {"type: 'gaussian' sparse: -2", 2, {3, 3}, "sparse must be"},
   };
   for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
     crema_blob *b = blob(cases[t].num_axes, cases[t].shape);

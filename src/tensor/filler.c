@@ -35,6 +35,8 @@ int crema_fill(crema_blob *b, const Crema__FillerParameter *f, crema_rng *rng, c
     if (f->max < f->min) return crema_fail(err, "uniform filler: max %g < min %g", f->max, f->min);
     for (size_t i = 0; i < n; i++) x[i] = crema_rng_uniform(rng, f->min, f->max);
   } else if (!strcmp(type, "gaussian")) {
+    if (f->sparse < -1)
+      return crema_fail(err, "gaussian filler: sparse must be >= 0 (or -1 for dense), got %d", f->sparse);
     for (size_t i = 0; i < n; i++) x[i] = crema_rng_gaussian(rng, f->mean, f->std);
     if (f->sparse >= 0) {
       if (b->num_axes < 1 || b->shape[0] == 0)
