@@ -3,6 +3,7 @@
  * check. */
 #include <check.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -732,6 +733,27 @@ START_TEST(v1_net_is_upgraded) {
 }
 END_TEST
 
+/* After the first pass, forward/backward must not grow the heap (buffers are sized at
+ * setup/reshape). mallinfo2 sees heap growth, not a malloc freed again within the pass;
+ * under AddressSanitizer it reports nothing and the check is vacuous. */
+START_TEST(no_heap_growth_after_first_pass) {
+  crema_net_options o = opts(CREMA__PHASE__TEST);
+  crema_net *net = build_text(CLASSIFIER, &o);
+  forward_ok(net, NULL);
+  crema_net_clear_param_diffs(net);
+  crema_net_backward(net);
+  struct mallinfo2 before = mallinfo2();
+  for (int it = 0; it < 5; it++) {
+    forward_ok(net, NULL);
+    crema_net_clear_param_diffs(net);
+    crema_net_backward(net);
+  }
+  struct mallinfo2 after = mallinfo2();
+  ck_assert_uint_eq(after.uordblks, before.uordblks);
+  crema_net_free(net);
+}
+END_TEST
+
 /* A V1 caffemodel (`layers`, enum types, legacy 4-d blobs) is upgraded before copying. */
 START_TEST(v1_caffemodel_weights) {
   char text[8192];
@@ -794,6 +816,7 @@ int main(void) {
   tcase_add_test(tc, save_load_round_trip);
   tcase_add_test(tc, v1_net_is_upgraded);
   tcase_add_test(tc, v1_caffemodel_weights);
+  tcase_add_test(tc, no_heap_growth_after_first_pass);
   tcase_add_test(tc, reshape_follows_inputs);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
