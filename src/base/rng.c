@@ -23,21 +23,6 @@ void crema_rng_seed(crema_rng *r, uint64_t seed, uint64_t stream) {
   if ((r->s[0] | r->s[1] | r->s[2] | r->s[3]) == 0) r->s[0] = 1; /* all-zero state is fixed */
 }
 
-static inline uint32_t rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
-
-uint32_t crema_rng_u32(crema_rng *r) {
-  uint32_t *s = r->s;
-  uint32_t result = rotl(s[1] * 5, 7) * 9;
-  uint32_t t = s[1] << 9;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 11);
-  return result;
-}
-
 float crema_rng_uniform01(crema_rng *r) { return (float)(crema_rng_u32(r) >> 8) * (1.0f / 16777216.0f); }
 
 float crema_rng_uniform(crema_rng *r, float a, float b) { return a + (b - a) * crema_rng_uniform01(r); }

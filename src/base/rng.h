@@ -18,7 +18,20 @@ typedef struct crema_rng {
 
 /* Seeds from a 64-bit seed and a stream id (different streams give independent sequences). */
 void crema_rng_seed(crema_rng *r, uint64_t seed, uint64_t stream);
-uint32_t crema_rng_u32(crema_rng *r);
+/* Inline: Dropout and RReLU draw one number per element. */
+static inline uint32_t crema_rng_rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+static inline uint32_t crema_rng_u32(crema_rng *r) {
+  uint32_t *s = r->s;
+  uint32_t result = crema_rng_rotl(s[1] * 5, 7) * 9;
+  uint32_t t = s[1] << 9;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = crema_rng_rotl(s[3], 11);
+  return result;
+}
 /* Uniform in [0, 1). */
 float crema_rng_uniform01(crema_rng *r);
 /* Uniform in [a, b). */
