@@ -323,6 +323,40 @@ START_TEST(test_real_jpegs) {
 }
 END_TEST
 
+/* Several chunks (the pipeline writes one while decoding the next): order, keys, labels and
+ * skips must come out exactly as with one chunk. */
+START_TEST(test_many_lines_in_order) {
+  const char *names[6] = {"a.png", "b.png", "c.jpg", "d with space.png", "bad.jpg", "e.jpg"};
+  char *list = malloc(200 * 40), p[512];
+  size_t used = 0;
+  for (int i = 0; i < 200; i++)
+    used += (size_t)snprintf(list + used, 200 * 40 - used, "%s %d\n", names[i % 6], i);
+  snprintf(p, sizeof p, "%s/list.txt", dir);
+  write_text(p, list);
+  free(list);
+  char *out;
+  ck_assert_int_eq(convert("--gray", "many", &out), 0);
+  ck_assert_msg(strstr(out, "167 written, 33 skipped") != NULL, "%.400s", out);
+  free(out);
+  snprintf(p, sizeof p, "%s/many", dir);
+  db_records r = read_db(p);
+  ck_assert_int_eq(r.n, 167);
+  size_t k = 0;
+  for (int i = 0; i < 200; i++) {
+    if (i % 6 == 4) continue; /* bad.jpg */
+    char key[64];
+    snprintf(key, sizeof key, "%08d_%s", i, names[i % 6]);
+    ck_assert_str_eq(r.keys[k], key);
+    Crema__Datum *d = datum_at(&r, k);
+    ck_assert_int_eq(d->label, i);
+    ck_assert_int_eq(d->channels, 1);
+    crema__datum__free_unpacked(d, NULL);
+    k++;
+  }
+  free_db(&r);
+}
+END_TEST
+
 /* The library entry point: a tiny initial map must grow and lose nothing. */
 START_TEST(test_map_growth) {
   char list[512], db[512];
@@ -359,6 +393,7 @@ int main(void) {
   tcase_add_test(tc, test_shuffle_check_size_refusals);
   tcase_add_test(tc, test_real_jpegs);
   tcase_add_test(tc, test_map_growth);
+  tcase_add_test(tc, test_many_lines_in_order);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

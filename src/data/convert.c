@@ -110,6 +110,51 @@ done:
   free(bytes);
 }
 
+/* What the writing side of the pipeline needs. */
+typedef struct write_state {
+  const crema_convert_options *o;
+  const crema_image_list *list;
+  const uint32_t *order;
+  bool encoded;
+  crema_lmdb_writer *w;
+  crema_convert_result *res;
+  crema_error *err;
+  crema_bytes key;
+  size_t expect_size; /* --check_size: values of the first record */
+} write_state;
+
+/* Writes lines [start, start + n) from their results, in order: skips reported, sizes
+ * checked, records put under Caffe's keys. Runs on the calling thread. */
+static int write_chunk(write_state *ws, const line_result *results, size_t start, size_t n) {
+  const crema_convert_options *o = ws->o;
+  for (size_t i = 0; i < n; i++) {
+    const size_t line_id = start + i;
+    const crema_list_entry *e = &ws->list->entries[ws->order[line_id]];
+    const line_result *r = &results[i];
+    if (!r->ok) {
+      ws->res->skipped++;
+      if (o->skipped) o->skipped(o->ctx, e->path, r->why.msg);
+      continue;
+    }
+    if (o->check_size && !ws->encoded) {
+      const size_t sz = (size_t)r->channels * r->height * r->width;
+      if (!ws->expect_size)
+        ws->expect_size = sz;
+      else if (sz != ws->expect_size)
+        return crema_fail(ws->err,
+                          "%s: %d x %d x %d does not match the first image's size (%zu values); resize with "
+                          "--resize_width/--resize_height or drop --check_size",
+                          e->path, r->channels, r->height, r->width, ws->expect_size);
+    }
+    const size_t klen = strlen(e->path) + 10;
+    if (crema_bytes_reserve(&ws->key, klen, ws->err)) return -1;
+    const int kn = snprintf((char *)ws->key.data, klen, "%08zu_%s", line_id, e->path);
+    if (crema_lmdb_put(ws->w, ws->key.data, (size_t)kn, r->record.data, r->record.len, ws->err)) return -1;
+    ws->res->written++;
+  }
+  return 0;
+}
+
 int crema_convert_imageset(const crema_convert_options *o, crema_convert_result *res, crema_error *err) {
   memset(res, 0, sizeof *res);
   if (o->backend && *o->backend && strcasecmp(o->backend, "lmdb")) {
@@ -152,8 +197,9 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
   crema_lmdb_writer *w = NULL;
   const int threads = omp_get_max_threads();
   const size_t chunk = (size_t)(threads > 0 ? threads : 1) * 32;
-  line_result *results = calloc(chunk, sizeof *results);
-  crema_bytes key = {0};
+  /* Two chunks of results: the calling thread writes one while the others decode the next. */
+  line_result *results = calloc(2 * chunk, sizeof *results);
+  write_state ws = {.o = o, .list = &list, .order = order, .encoded = encoded, .res = res, .err = err};
   int rc = 0;
   if (!results) {
     rc = crema_fail(err, "out of memory");
@@ -163,43 +209,29 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
     rc = -1;
     goto out;
   }
-  size_t expect_size = 0;
-  for (size_t start = 0; start < list.count && rc == 0; start += chunk) {
-    const size_t n = list.count - start < chunk ? list.count - start : chunk;
+  ws.w = w;
+  const size_t n_chunks = (list.count + chunk - 1) / chunk;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (size_t i = 0; i < n; i++) {
-      const crema_list_entry *e = &list.entries[order[start + i]];
-      convert_line(o, e->path, e->label, encoded, &results[i]);
-    }
-    for (size_t i = 0; i < n && rc == 0; i++) {
-      const size_t line_id = start + i;
-      const crema_list_entry *e = &list.entries[order[line_id]];
-      line_result *r = &results[i];
-      if (!r->ok) {
-        res->skipped++;
-        if (o->skipped) o->skipped(o->ctx, e->path, r->why.msg);
-        continue;
+  for (size_t i = 0; i < (list.count < chunk ? list.count : chunk); i++) {
+    const crema_list_entry *e = &list.entries[order[i]];
+    convert_line(o, e->path, e->label, encoded, &results[i]);
+  }
+  for (size_t k = 0; k < n_chunks && rc == 0; k++) {
+    line_result *cur = results + (k % 2) * chunk, *next = results + ((k + 1) % 2) * chunk;
+    const size_t start = k * chunk, n = list.count - start < chunk ? list.count - start : chunk;
+    const size_t next_start = start + n;
+    const size_t next_n = list.count - next_start < chunk ? list.count - next_start : chunk;
+#pragma omp parallel
+    {
+      /* master: the calling thread, so callbacks run where the caller expects them. It joins
+       * the decoding of the next chunk once its writing is done (dynamic schedule). */
+#pragma omp master
+      rc = write_chunk(&ws, cur, start, n);
+#pragma omp for schedule(dynamic, 1)
+      for (size_t i = 0; i < next_n; i++) {
+        const crema_list_entry *e = &list.entries[order[next_start + i]];
+        convert_line(o, e->path, e->label, encoded, &next[i]);
       }
-      if (o->check_size && !encoded) {
-        size_t sz = (size_t)r->channels * r->height * r->width;
-        if (!expect_size)
-          expect_size = sz;
-        else if (sz != expect_size) {
-          rc = crema_fail(err,
-                          "%s: %d x %d x %d does not match the first image's size (%zu values); resize with "
-                          "--resize_width/--resize_height or drop --check_size",
-                          e->path, r->channels, r->height, r->width, expect_size);
-          break;
-        }
-      }
-      size_t klen = strlen(e->path) + 10;
-      if (crema_bytes_reserve(&key, klen, err)) {
-        rc = -1;
-        break;
-      }
-      int kn = snprintf((char *)key.data, klen, "%08zu_%s", line_id, e->path);
-      rc = crema_lmdb_put(w, key.data, (size_t)kn, r->record.data, r->record.len, err);
-      if (rc == 0) res->written++;
     }
     if (rc == 0 && o->progress) o->progress(o->ctx, start + n, list.count);
   }
@@ -221,9 +253,9 @@ out:
   if (w) crema_lmdb_writer_abort(w);
   if (rc) crema_lmdb_remove(tmp);
   if (results)
-    for (size_t i = 0; i < chunk; i++) crema_bytes_free(&results[i].record);
+    for (size_t i = 0; i < 2 * chunk; i++) crema_bytes_free(&results[i].record);
   free(results);
-  crema_bytes_free(&key);
+  crema_bytes_free(&ws.key);
   free(order);
   crema_image_list_free(&list);
   return rc;
