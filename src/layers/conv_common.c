@@ -157,23 +157,27 @@ static void depthwise_forward(const crema_conv_engine *e, const float *x, const 
       const float *src = x + ((size_t)b * cx + o / mult) * pin;
       float *dst = y + ((size_t)b * cy + o) * pout;
       const float b0 = bias ? bias[o] : 0.0f;
-      for (size_t k = 0; k < pout; k++) dst[k] = b0;
-      for (int i = 0; i < kh; i++) {
-        const int off_h = i * g->dilation_h - g->pad_h;
-        int oh_lo, oh_hi;
-        valid_range(off_h, sh, H, Ho, &oh_lo, &oh_hi);
-        for (int j = 0; j < kw; j++) {
-          const float wv = w[((size_t)o * kh + i) * kw + j];
-          const int off_w = j * g->dilation_w - g->pad_w;
-          int ow_lo, ow_hi;
-          valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
-          for (int oh = oh_lo; oh < oh_hi; oh++) {
-            const float *srow = src + (size_t)(oh * sh + off_h) * W; /* row start */
-            float *drow = dst + (size_t)oh * Wo;
-            if (sw == 1)
+      const float *wk = w + (size_t)o * kh * kw;
+      /* Row by row: the output row stays in L1 while all kh*kw taps add into it. */
+      for (int oh = 0; oh < Ho; oh++) {
+        float *drow = dst + (size_t)oh * Wo;
+        for (int ow = 0; ow < Wo; ow++) drow[ow] = b0;
+        for (int i = 0; i < kh; i++) {
+          const int ih = oh * sh + i * g->dilation_h - g->pad_h;
+          if (ih < 0 || ih >= H) continue;
+          const float *srow = src + (size_t)ih * W; /* row start */
+          for (int j = 0; j < kw; j++) {
+            const float wv = wk[i * kw + j];
+            const int off_w = j * g->dilation_w - g->pad_w;
+            int ow_lo, ow_hi;
+            valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
+            if (sw == 1) {
+#pragma omp simd
               for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow] += wv * srow[ow + off_w];
-            else
+            } else {
+#pragma omp simd
               for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow] += wv * srow[ow * sw + off_w];
+            }
           }
         }
       }
@@ -242,10 +246,13 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
               for (int oh = oh_lo; oh < oh_hi; oh++) {
                 float *drow = dst + (size_t)(oh * sh + off_h) * W; /* row start */
                 const float *srow = d + (size_t)oh * Wo;
-                if (sw == 1)
+                if (sw == 1) {
+#pragma omp simd
                   for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow + off_w] += wv * srow[ow];
-                else
+                } else {
+#pragma omp simd
                   for (int ow = ow_lo; ow < ow_hi; ow++) drow[ow * sw + off_w] += wv * srow[ow];
+                }
               }
             }
           }
