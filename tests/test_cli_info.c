@@ -76,6 +76,15 @@ START_TEST(test_info_prototxts) {
   assert_has(out, "text (prototxt) net");
   assert_has(out, "shape 64x1x28x28");
   assert_has(out, "out 20 k 5 s 1");
+  /* Parameter shapes come from building the net. */
+  assert_has(out, "out 500; 500x800 (400000), 500 (500)");
+  assert_has(out, "total: 8 parameter blobs, 431080 parameters");
+  free(out);
+  /* A net whose data set is absent still gets its table, and the reason for no shapes. */
+  out = run("info " CREMA_TEST_DATA "/zoo/mnist/lenet_train_test.prototxt", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  assert_has(out, "parameter shapes not shown");
+  assert_has(out, "mnist_test_lmdb");
   free(out);
   out = run("info " CREMA_TEST_DATA "/zoo/mnist/lenet_solver_adam.prototxt", &st);
   ck_assert_msg(st == 0, "%s", out);

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "common/flags.h"
 #include "crema/commands.h"
+#include "net/net.h"
 #include "proto/io.h"
 #include "proto/textformat.h"
 #include "proto/upgrade.h"
@@ -94,6 +96,49 @@ static void layer_settings(const Crema__LayerParameter *l, char *buf, size_t siz
       strcat(buf, l->include[i]->phase == CREMA__PHASE__TRAIN ? " [TRAIN]" : " [TEST]");
 }
 
+/* A prototxt holds no blobs: to show parameter shapes we build the net (TEST, then TRAIN for
+ * the layers only TRAIN has) and read the shapes the layers' setup chose. Building needs the
+ * data sets of Data layers; when it fails, the table shows settings only and says why. */
+typedef struct built_nets {
+  crema_net *net[2];
+  crema_error why;
+} built_nets;
+
+static void build_for_shapes(const Crema__NetParameter *param, const char *path, built_nets *b) {
+  crema_log_level saved = crema_log_min_level();
+  crema_log_set_min_level(CREMA_LOG_ERROR); /* building logs a lot; info shows a table */
+  const Crema__Phase phases[2] = {CREMA__PHASE__TEST, CREMA__PHASE__TRAIN};
+  for (int k = 0; k < 2; k++) {
+    crema_net_options opt = {.phase = phases[k], .seed = 1, .source = path};
+    if (crema_net_build(param, &opt, &b->net[k], k == 0 ? &b->why : NULL)) b->net[k] = NULL;
+  }
+  crema_log_set_min_level(saved);
+}
+
+/* "20x1x5x5 (500), 20 (20)" for the built layer of that name; adds to the totals. */
+static bool built_params(const built_nets *b, const char *name, char *buf, size_t size, size_t *total,
+                         size_t *blobs) {
+  for (int k = 0; k < 2; k++) {
+    if (!b->net[k] || !name) continue;
+    int i = crema_net_layer_index(b->net[k], name);
+    if (i < 0) continue;
+    const crema_layer *l = crema_net_layer(b->net[k], i);
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int j = 0; j < l->n_blobs && used < size; j++) {
+      const crema_blob *w = l->blobs[j];
+      used += (size_t)snprintf(buf + used, size - used, "%s", j ? ", " : "");
+      for (int a = 0; a < w->num_axes && used < size; a++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%d", a ? "x" : "", w->shape[a]);
+      if (used < size) used += (size_t)snprintf(buf + used, size - used, " (%zu)", w->count);
+      *total += w->count;
+      ++*blobs;
+    }
+    return l->n_blobs > 0;
+  }
+  return false;
+}
+
 static void print_net(const char *path, const Crema__NetParameter *net, bool binary, bool upgraded) {
   printf("%s: %s net%s, name \"%s\", %zu layers%s\n", path,
          binary ? "binary (caffemodel)" : "text (prototxt)", "", net->name ? net->name : "", net->n_layer,
@@ -113,8 +158,10 @@ static void print_net(const char *path, const Crema__NetParameter *net, bool bin
   }
   if (wb > 40) wb = 40;
   if (wo > 40) wo = 40;
+  built_nets built = {{NULL, NULL}, {{0}}};
+  if (!binary) build_for_shapes(net, path, &built);
   printf("  %3s  %-*s  %-*s  %-*s  %-*s  %s\n", "#", wn, "name", wt, "type", wb, "bottoms", wo, "tops",
-         binary ? "parameters" : "settings");
+         binary ? "parameters" : "settings; parameters");
   size_t total = 0, blobs = 0;
   for (size_t i = 0; i < net->n_layer; i++) {
     const Crema__LayerParameter *l = net->layer[i];
@@ -136,11 +183,20 @@ static void print_net(const char *path, const Crema__NetParameter *net, bool bin
       else
         layer_settings(l, params, sizeof params);
       if (!params[0]) snprintf(params, sizeof params, "-");
+      char shapes[1024];
+      size_t used = strlen(params);
+      if (!binary && built_params(&built, l->name, shapes, sizeof shapes, &total, &blobs) &&
+          used < sizeof params)
+        snprintf(params + used, sizeof params - used, "; %s", shapes);
     }
     printf("  %3zu  %-*s  %-*s  %-*s  %-*s  %s\n", i, wn, l->name ? l->name : "", wt, l->type ? l->type : "",
            wb, bottoms, wo, tops, params);
   }
   if (binary || blobs) printf("total: %zu parameter blobs, %zu parameters\n", blobs, total);
+  if (!binary && !built.net[0] && !built.net[1])
+    printf("(parameter shapes not shown: the net could not be built here: %s)\n", built.why.msg);
+  crema_net_free(built.net[0]);
+  crema_net_free(built.net[1]);
 }
 
 static void print_solver(const char *path, const Crema__SolverParameter *s, bool upgraded) {
