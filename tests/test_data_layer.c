@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "data/convert.h"
+#include "data/datum.h"
+#include "data/lmdb_db.h"
 #include "data/mean.h"
 #include "data_test_util.h"
 #include "layers/layer.h"
@@ -310,6 +312,49 @@ START_TEST(test_image_data_layer) {
 }
 END_TEST
 
+/* Records holding float_data (as extract_features writes them) come through as floats. */
+START_TEST(test_float_records) {
+  char path[300], text[3000];
+  snprintf(path, sizeof path, "%s/floats", dir);
+  crema_lmdb_writer *w;
+  crema_error err;
+  ck_assert_int_eq(crema_lmdb_create(path, 0, &w, &err), 0);
+  crema_bytes rec = {0};
+  for (int i = 0; i < 6; i++) {
+    float f[5];
+    for (int j = 0; j < 5; j++) f[j] = (float)i - 0.25f * (float)j;
+    Crema__Datum d = CREMA__DATUM__INIT;
+    d.has_channels = d.has_height = d.has_width = d.has_label = 1;
+    d.channels = 5;
+    d.height = d.width = 1;
+    d.label = 100 + i;
+    d.n_float_data = 5;
+    d.float_data = f;
+    ck_assert_int_eq(crema_datum_serialize(&d, &rec, &err), 0);
+    char key[16];
+    int kl = snprintf(key, sizeof key, "%010d", i);
+    ck_assert_int_eq(crema_lmdb_put(w, key, (size_t)kl, rec.data, rec.len, &err), 0);
+  }
+  crema_bytes_free(&rec);
+  ck_assert_int_eq(crema_lmdb_writer_close(w, &err), 0);
+  data_fixture f;
+  ck_assert_msg(open_layer(&f, data_text(text, path, "transform_param { scale: 2 mean_value: 1 }"),
+                           CREMA__PHASE__TRAIN, 1, &err) == 0,
+                "%s", err.msg);
+  ck_assert_int_eq(f.top[0]->shape[1], 5);
+  ck_assert_int_eq(f.top[0]->shape[2], 1);
+  forward(&f);
+  forward(&f); /* records 4, 5, 0, 1 */
+  const int rec_of[4] = {4, 5, 0, 1};
+  for (int i = 0; i < 4; i++) {
+    ck_assert_float_eq(f.top[1]->data[i], (float)(100 + rec_of[i]));
+    for (int j = 0; j < 5; j++)
+      ck_assert_float_eq(f.top[0]->data[i * 5 + j], ((float)rec_of[i] - 0.25f * (float)j - 1.0f) * 2.0f);
+  }
+  close_layer(&f);
+}
+END_TEST
+
 START_TEST(test_two_readers_and_errors) {
   char text[3000];
   data_fixture a, b;
@@ -380,6 +425,7 @@ int main(void) {
   tcase_add_test(tc, test_resume_image_data_shuffle);
   tcase_add_test(tc, test_image_data_layer);
   tcase_add_test(tc, test_two_readers_and_errors);
+  tcase_add_test(tc, test_float_records);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
