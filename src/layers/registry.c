@@ -26,7 +26,8 @@ static const crema_layer_ops *const REGISTRY[] = {
     &crema_input_ops, &crema_dummy_data_ops,
     &crema_data_ops, &crema_image_data_ops,
     /* ---- vision (rows) */
-    &crema_convolution_ops, &crema_deconvolution_ops, &crema_pooling_ops, &crema_inner_product_ops, &crema_lrn_ops,
+    &crema_convolution_ops, &crema_deconvolution_ops, &crema_pooling_ops, &crema_inner_product_ops,
+    &crema_lrn_ops,
     /* ---- activations (rows) */
     &crema_relu_ops, &crema_prelu_ops, &crema_rrelu_ops, &crema_elu_ops, &crema_sigmoid_ops, &crema_tanh_ops,
     &crema_absval_ops, &crema_power_ops, &crema_dropout_ops, &crema_batch_norm_ops, &crema_scale_ops,
