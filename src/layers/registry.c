@@ -13,53 +13,71 @@ extern const crema_layer_ops crema_data_ops, crema_image_data_ops;
 extern const crema_layer_ops crema_convolution_ops, crema_deconvolution_ops, crema_pooling_ops,
     crema_inner_product_ops, crema_lrn_ops;
 /* ---- activations, per-element and normalisation layers (declarations) */
-extern const crema_layer_ops crema_relu_ops, crema_prelu_ops, crema_rrelu_ops, crema_elu_ops, crema_sigmoid_ops,
-    crema_tanh_ops, crema_absval_ops, crema_power_ops, crema_dropout_ops, crema_batch_norm_ops, crema_scale_ops,
-    crema_bias_ops;
+extern const crema_layer_ops crema_relu_ops, crema_prelu_ops, crema_rrelu_ops, crema_elu_ops,
+    crema_sigmoid_ops, crema_tanh_ops, crema_absval_ops, crema_power_ops, crema_dropout_ops,
+    crema_batch_norm_ops, crema_scale_ops, crema_bias_ops;
 /* ---- losses, softmax, accuracy, structural layers (declarations) */
 extern const crema_layer_ops crema_softmax_ops, crema_softmax_loss_ops, crema_euclidean_loss_ops,
-    crema_sigmoid_cross_entropy_loss_ops, crema_accuracy_ops, crema_concat_ops, crema_slice_ops, crema_split_ops,
-    crema_eltwise_ops, crema_flatten_ops, crema_reshape_ops, crema_silence_ops, crema_argmax_ops;
+    crema_sigmoid_cross_entropy_loss_ops, crema_accuracy_ops, crema_concat_ops, crema_slice_ops,
+    crema_split_ops, crema_eltwise_ops, crema_flatten_ops, crema_reshape_ops, crema_silence_ops,
+    crema_argmax_ops;
 
 static const crema_layer_ops *const REGISTRY[] = {
     /* ---- data and inputs (rows) */
-    &crema_input_ops, &crema_dummy_data_ops,
-    &crema_data_ops, &crema_image_data_ops,
+    &crema_input_ops,
+    &crema_dummy_data_ops,
+    &crema_data_ops,
+    &crema_image_data_ops,
     /* ---- vision (rows) */
-    &crema_convolution_ops, &crema_deconvolution_ops, &crema_pooling_ops, &crema_inner_product_ops,
+    &crema_convolution_ops,
+    &crema_deconvolution_ops,
+    &crema_pooling_ops,
+    &crema_inner_product_ops,
     &crema_lrn_ops,
     /* ---- activations (rows) */
-    &crema_relu_ops, &crema_prelu_ops, &crema_rrelu_ops, &crema_elu_ops, &crema_sigmoid_ops, &crema_tanh_ops,
-    &crema_absval_ops, &crema_power_ops, &crema_dropout_ops, &crema_batch_norm_ops, &crema_scale_ops,
+    &crema_relu_ops,
+    &crema_prelu_ops,
+    &crema_rrelu_ops,
+    &crema_elu_ops,
+    &crema_sigmoid_ops,
+    &crema_tanh_ops,
+    &crema_absval_ops,
+    &crema_power_ops,
+    &crema_dropout_ops,
+    &crema_batch_norm_ops,
+    &crema_scale_ops,
     &crema_bias_ops,
     /* ---- losses and structure (rows) */
-    &crema_softmax_ops, &crema_softmax_loss_ops, &crema_euclidean_loss_ops, &crema_sigmoid_cross_entropy_loss_ops,
-    &crema_accuracy_ops, &crema_concat_ops, &crema_slice_ops, &crema_split_ops, &crema_eltwise_ops,
-    &crema_flatten_ops, &crema_reshape_ops, &crema_silence_ops, &crema_argmax_ops,
-    NULL, /* keeps the array non-empty while layers are being added */
+    &crema_softmax_ops,
+    &crema_softmax_loss_ops,
+    &crema_euclidean_loss_ops,
+    &crema_sigmoid_cross_entropy_loss_ops,
+    &crema_accuracy_ops,
+    &crema_concat_ops,
+    &crema_slice_ops,
+    &crema_split_ops,
+    &crema_eltwise_ops,
+    &crema_flatten_ops,
+    &crema_reshape_ops,
+    &crema_silence_ops,
+    &crema_argmax_ops,
 };
 
 const crema_layer_ops *crema_layer_lookup(const char *type) {
   for (size_t i = 0; i < CREMA_ARRAY_LEN(REGISTRY); i++)
-    if (REGISTRY[i] && !strcmp(REGISTRY[i]->type, type)) return REGISTRY[i];
+    if (!strcmp(REGISTRY[i]->type, type)) return REGISTRY[i];
   return NULL;
 }
 
-int crema_layer_type_count(void) {
-  int n = 0;
-  for (size_t i = 0; i < CREMA_ARRAY_LEN(REGISTRY); i++) n += REGISTRY[i] != NULL;
-  return n;
-}
+int crema_layer_type_count(void) { return (int)CREMA_ARRAY_LEN(REGISTRY); }
 
 const crema_layer_ops *crema_layer_type_at(int k) {
-  for (size_t i = 0; i < CREMA_ARRAY_LEN(REGISTRY); i++)
-    if (REGISTRY[i] && k-- == 0) return REGISTRY[i];
-  return NULL;
+  return k >= 0 && (size_t)k < CREMA_ARRAY_LEN(REGISTRY) ? REGISTRY[k] : NULL;
 }
 
 void crema_layer_type_list(char *buf, size_t size) {
   size_t n = 0;
   buf[0] = '\0';
   for (size_t i = 0; i < CREMA_ARRAY_LEN(REGISTRY) && n < size; i++)
-    if (REGISTRY[i]) n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? ", " : "", REGISTRY[i]->type);
+    n += (size_t)snprintf(buf + n, size - n, "%s%s", n ? ", " : "", REGISTRY[i]->type);
 }

@@ -22,8 +22,9 @@ static const command COMMANDS[] = {
 };
 
 static void usage(FILE *out) {
-  fprintf(out, "crema %s -- Caffe-compatible finetuning on the CPU\n\n"
-               "usage: crema COMMAND [FLAGS]   (crema COMMAND --help for its flags)\n\ncommands:\n",
+  fprintf(out,
+          "crema %s -- Caffe-compatible finetuning on the CPU\n\n"
+          "usage: crema COMMAND [FLAGS]   (crema COMMAND --help for its flags)\n\ncommands:\n",
           CREMA_VERSION);
   for (size_t i = 0; COMMANDS[i].name; i++)
     fprintf(out, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
@@ -46,8 +47,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; COMMANDS[i].name; i++)
     if (!strcmp(cmd, COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
   fprintf(stderr, "error: unknown command \"%s\"; valid commands:", cmd);
-  for (size_t i = 0; COMMANDS[i].name; i++)
-    fprintf(stderr, "%s %s", i ? "," : "", COMMANDS[i].name);
+  for (size_t i = 0; COMMANDS[i].name; i++) fprintf(stderr, "%s %s", i ? "," : "", COMMANDS[i].name);
   fprintf(stderr, "\n");
   return 2;
 }
