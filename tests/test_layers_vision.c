@@ -305,14 +305,25 @@ START_TEST(test_conv_gradients) {
 }
 END_TEST
 
-/* Backward of the chunked general path (the column buffer holds one image at a time here)
- * against direct loops: dW = sum dy * x over windows, db = sum dy, dx = scatter of W * dy. */
+/* Forward and backward of the chunked general path against direct loops (dW = sum dy * x over
+ * windows, db = sum dy, dx = scatter of W * dy): chunks of one image (no staging matrix) and
+ * chunks of two then one. */
+static const conv_case CHUNKED_CASES[] = {
+    {"num_output: 2 kernel_size: 5 pad: 2", 3, 16, 100, 100, {5, 5, 1, 1, 2, 2, 1, 1, 1}, true}, /* 1 + 1 + 1
+                                                                                                  */
+    {"num_output: 3 kernel_size: 5 pad: 2", 3, 16, 25, 40, {5, 5, 1, 1, 2, 2, 1, 1, 1}, true},   /* 2 + 1 */
+};
+
 START_TEST(test_conv_chunked_backward_matches_reference) {
-  const conv_case *cc = &CONV_CASES[sizeof CONV_CASES / sizeof CONV_CASES[0] - 1];
+  const conv_case *cc = &CHUNKED_CASES[_i];
   const conv_cfg c = cc->cfg;
   crema_blob *x = blob4(cc->n, cc->c, cc->h, cc->w, 77);
   run r = run_forward(conv_text("Convolution", cc->param), 1, &x, 1);
   crema_blob *top = r.top[0], *w = r.l->blobs[0], *b = r.l->blobs[1];
+  int ho0, wo0;
+  double *fwd = ref_conv(x, w, b->data, c, &ho0, &wo0);
+  expect_close(top->data, fwd, top->count, "chunked forward");
+  free(fwd);
   gradcheck_fill_gaussian(top, 1.0f, 78);
   memcpy(top->diff, top->data, top->count * sizeof(float));
   crema_blob_zero_diff(w);
@@ -863,7 +874,7 @@ int main(void) {
   tcase_add_test(conv, test_conv_shapes);
   tcase_add_test(conv, test_conv_axis_and_two_bottoms);
   tcase_add_test(conv, test_conv_gradients);
-  tcase_add_test(conv, test_conv_chunked_backward_matches_reference);
+  tcase_add_loop_test(conv, test_conv_chunked_backward_matches_reference, 0, 2);
   tcase_add_test(conv, test_conv_skips_frozen_and_unpropagated);
   tcase_add_test(conv, test_conv_reshape);
   tcase_add_test(conv, test_conv_errors);

@@ -123,7 +123,8 @@ int crema_conv_engine_reshape(crema_conv_engine *e, const crema_im2col_geom *g, 
   if (chunk > (size_t)n) chunk = (size_t)n;
   e->chunk = (int)chunk;
   if (grow(&e->col, &e->col_cap, per_image * chunk, err)) return -1;
-  return grow(&e->tmp, &e->tmp_cap, (size_t)cy * plane * chunk, err);
+  /* A chunk of one image needs no staging matrix (see forward/backward). */
+  return chunk > 1 ? grow(&e->tmp, &e->tmp_cap, (size_t)cy * plane * chunk, err) : 0;
 }
 
 void crema_conv_engine_free(crema_conv_engine *e) {
@@ -297,11 +298,17 @@ void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float
   for (int b0 = 0; b0 < e->n; b0 += e->chunk) {
     const int nb = e->n - b0 < e->chunk ? e->n - b0 : e->chunk;
     const size_t ld = (size_t)nb * plane;
+    float *yb = y + (size_t)b0 * cy * plane;
+    /* One image: the GEMM result (Cy, Ho*Wo) already is its NCHW output, no scatter. */
+    float *out = nb == 1 ? yb : e->tmp;
     lower(e, nb, x + (size_t)b0 * cx * pin);
     for (int gr = 0; gr < G; gr++)
       crema_gemm_ld(false, false, mg, (int)ld, kg, 1.0f, w + (size_t)gr * mg * kg, kg,
-                    e->col + (size_t)gr * kg * ld, (int)ld, 0.0f, e->tmp + (size_t)gr * mg * ld, (int)ld);
-    crema_rows_to_batch(nb, cy, plane, e->tmp, bias, y + (size_t)b0 * cy * plane);
+                    e->col + (size_t)gr * kg * ld, (int)ld, 0.0f, out + (size_t)gr * mg * ld, (int)ld);
+    if (nb > 1)
+      crema_rows_to_batch(nb, cy, plane, e->tmp, bias, yb);
+    else if (bias)
+      crema_conv_bias_add(1, cy, plane, bias, yb);
   }
 }
 
@@ -337,17 +344,22 @@ void crema_conv_engine_backward(crema_conv_engine *e, const float *x, const floa
   for (int b0 = 0; b0 < e->n; b0 += e->chunk) {
     const int nb = e->n - b0 < e->chunk ? e->n - b0 : e->chunk;
     const size_t ld = (size_t)nb * plane;
-    crema_batch_to_rows(nb, cy, plane, dy + (size_t)b0 * cy * plane, e->tmp);
+    /* One image: its dy (Cy, Ho*Wo) already is the gathered matrix. */
+    const float *dyb = dy + (size_t)b0 * cy * plane, *d = dyb;
+    if (nb > 1) {
+      crema_batch_to_rows(nb, cy, plane, dyb, e->tmp);
+      d = e->tmp;
+    }
     if (dw) {
       lower(e, nb, x + (size_t)b0 * cx * pin);
       for (int gr = 0; gr < G; gr++)
-        crema_gemm_ld(false, true, mg, kg, (int)ld, 1.0f, e->tmp + (size_t)gr * mg * ld, (int)ld,
+        crema_gemm_ld(false, true, mg, kg, (int)ld, 1.0f, d + (size_t)gr * mg * ld, (int)ld,
                       e->col + (size_t)gr * kg * ld, (int)ld, 1.0f, dw + (size_t)gr * mg * kg, kg);
     }
     if (dx) {
       for (int gr = 0; gr < G; gr++)
         crema_gemm_ld(true, false, kg, (int)ld, mg, 1.0f, w + (size_t)gr * mg * kg, kg,
-                      e->tmp + (size_t)gr * mg * ld, (int)ld, 0.0f, e->col + (size_t)gr * kg * ld, (int)ld);
+                      d + (size_t)gr * mg * ld, (int)ld, 0.0f, e->col + (size_t)gr * kg * ld, (int)ld);
       if (e->pointwise) /* each pixel has exactly one column entry: a plain scatter */
         crema_rows_to_batch(nb, cx, pin, e->col, NULL, dx + (size_t)b0 * cx * pin);
       else

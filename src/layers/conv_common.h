@@ -59,7 +59,8 @@ typedef struct crema_conv_engine {
   bool pointwise; /* 1x1, stride 1, no pad: the column matrix is a transpose, not an im2col */
   float *col;     /* (Cx*kh*kw, chunk*Ho*Wo) */
   size_t col_cap;
-  float *tmp; /* (Cy, chunk*Ho*Wo): GEMM result before the scatter to NCHW */
+  float *tmp; /* (Cy, chunk*Ho*Wo): GEMM result before the scatter to NCHW; unused (and not
+               * allocated) when a chunk is one image, whose NCHW planes already are that matrix */
   size_t tmp_cap;
 } crema_conv_engine;
 
