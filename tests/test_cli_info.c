@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/run.h"
 #include "proto/io.h"
 #include "support/textproto.h"
 #include "tensor/blob_proto.h"
@@ -283,9 +284,5 @@ int main(void) {
   tcase_add_test(tc, test_info_blob_and_state);
   tcase_add_test(tc, test_upgrade_round_trips);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "support/run.h"
 #include "data/datum.h"
 #include "data/lmdb_db.h"
 #include "data/mean.h"
@@ -222,9 +223,5 @@ int main(void) {
   tcase_add_test(tc, test_encoded_and_float);
   tcase_add_test(tc, test_errors_and_shape_form);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -11,6 +11,7 @@
 
 #include <stb_image.h>
 
+#include "support/run.h"
 #include "data/convert.h"
 #include "data_test_util.h"
 #include "proto/crema.pb-c.h"
@@ -397,9 +398,5 @@ int main(void) {
   tcase_add_test(tc, test_map_growth);
   tcase_add_test(tc, test_many_lines_in_order);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "data/convert.h"
 #include "data/datum.h"
 #include "data/lmdb_db.h"
@@ -427,9 +428,5 @@ int main(void) {
   tcase_add_test(tc, test_two_readers_and_errors);
   tcase_add_test(tc, test_float_records);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

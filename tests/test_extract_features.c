@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "common/npy.h"
 #include "data/datum.h"
 #include "data/lmdb_db.h"
@@ -171,9 +172,5 @@ int main(void) {
   tcase_add_test(tc, test_extract_lmdb_and_npy);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "proto/io.h"
 #include "support/textproto.h"
 #include "tensor/filler.h"
@@ -254,9 +255,5 @@ int main(void) {
   tcase_add_test(tc, test_errors);
   tcase_add_test(tc, test_reproducible);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

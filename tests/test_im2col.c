@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "support/run.h"
 #include "base/rng.h"
 #include "tensor/im2col.h"
 
@@ -165,9 +166,5 @@ int main(void) {
   tcase_add_test(tc, test_col2im_matches_naive);
   tcase_add_test(tc, test_batch_fold_round_trip);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "data/datum.h"
 #include "data/image.h"
 #include "data_test_util.h"
@@ -214,9 +215,5 @@ int main(void) {
   tcase_add_test(tc, test_resize_like_opencv);
   tcase_add_test(tc, test_datum_roundtrip);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

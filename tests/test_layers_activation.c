@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "layers/layer.h"
 #include "support/gradcheck.h"
 #include "support/textproto.h"
@@ -618,9 +619,5 @@ int main(void) {
   tcase_add_test(tc, dropout_inplace);
   tcase_add_test(tc, dropout_bad_ratio);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "layers/layer.h"
 #include "net/net.h"
 #include "support/gradcheck.h"
@@ -705,9 +706,5 @@ int main(void) {
   tcase_add_test(tc, large_batch_norm);
   tcase_add_test(tc, inplace_chain_in_a_net);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "layers/layer.h"
 #include "proto/io.h"
 #include "support/gradcheck.h"
@@ -906,9 +907,5 @@ int main(void) {
   tcase_add_test(lrn, test_lrn_large_plane);
   tcase_add_test(lrn, test_lrn_errors);
   suite_add_tcase(s, lrn);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "proto/crema.pb-c.h"
 #include "solver/lr_policy.h"
 
@@ -144,9 +145,5 @@ int main(void) {
   tcase_add_test(tc, test_cosine_and_warmup);
   tcase_add_test(tc, test_errors);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return test_run_suite(s);
 }

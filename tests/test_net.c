@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/run.h"
 #include "net/net.h"
 #include "proto/io.h"
 #include "support/textproto.h"
@@ -819,9 +820,5 @@ int main(void) {
   tcase_add_test(tc, no_heap_growth_after_first_pass);
   tcase_add_test(tc, reshape_follows_inputs);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

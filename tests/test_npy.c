@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/run.h"
 #include "common/npy.h"
 #include "proto/io.h"
 
@@ -200,9 +201,5 @@ int main(void) {
   tcase_add_test(tc, interoperates_with_numpy);
   tcase_add_test(tc, clear_errors);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/run.h"
 #include "base/rng.h"
 #include "common/npy.h"
 
@@ -243,9 +244,5 @@ int main(void) {
   tcase_set_timeout(cli, 600);
   tcase_add_test(cli, time_prints_caffe_summary);
   suite_add_tcase(s, cli);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

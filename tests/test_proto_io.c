@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "support/run.h"
 #include "proto/io.h"
 #include "proto/textformat.h"
 #include "support/textproto.h"
@@ -340,9 +341,5 @@ int main(void) {
   tcase_add_test(tc, test_atomic_write);
   tcase_add_test(tc, test_blob_proto_round_trip);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "layers/layer.h"
 #include "support/textproto.h"
 
@@ -124,9 +125,5 @@ int main(void) {
   tcase_add_test(tc, test_unknown_type_error);
   tcase_add_test(tc, test_arity_and_inplace_checks);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/run.h"
 #include "proto/io.h"
 #include "solver/solver.h"
 #include "support/textproto.h"
@@ -616,9 +617,5 @@ int main(void) {
   tcase_add_test(tc, test_cli_sigkill_mid_snapshot);
   tcase_add_test(tc, test_cli_sigint_stops_with_snapshot);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return test_run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "solver/update.h"
 
 #define N0 3
@@ -242,9 +243,5 @@ int main(void) {
   tcase_add_test(tc, test_frozen_and_clip_scale);
   tcase_add_test(tc, test_lookup);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return test_run_suite(s);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "support/run.h"
 #include "proto/io.h"
 #include "proto/textformat.h"
 #include "support/textproto.h"
@@ -417,9 +418,5 @@ int main(void) {
   tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof BAD / sizeof BAD[0]));
   tcase_add_test(tc, test_large_input);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/run.h"
+
 static char dir[256];
 static bool sanitized;
 
@@ -250,10 +252,7 @@ int main(void) {
   tcase_add_test(tc, test_finetune_beats_scratch);
   tcase_add_test(tc, test_resume_with_data_layers);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
+  int status = test_run_suite(s);
   cleanup();
-  return failed ? 1 : 0;
+  return status;
 }

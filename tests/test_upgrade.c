@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/run.h"
 #include "proto/io.h"
 #include "proto/textformat.h"
 #include "proto/upgrade.h"
@@ -283,9 +284,5 @@ int main(void) {
   tcase_add_test(tc, test_solver_type);
   tcase_add_test(tc, test_v1_type_names);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/run.h"
 #include "net/net.h"
 #include "proto/io.h"
 #include "support/textproto.h"
@@ -179,9 +180,5 @@ int main(void) {
   tcase_add_loop_test(tc, zoo_net_train, 0, N_ZOO);
   tcase_add_loop_test(tc, zoo_net_test, 0, N_ZOO);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return test_run_suite(s);
 }
