@@ -11,62 +11,10 @@
 #include "base/mem.h"
 #include "layers/layer.h"
 #include "support/gradcheck.h"
+#include "support/layer_run.h"
 #include "support/textproto.h"
 
 /* ---------------------------------------------------------------- helpers */
-
-static crema_blob *blob_of(int num_axes, const int *shape) {
-  crema_blob *b = crema_blob_new();
-  crema_error err;
-  ck_assert_msg(crema_blob_reshape(b, num_axes, shape, &err) == 0, "%s", err.msg);
-  return b;
-}
-
-static crema_blob *blob_vals(int num_axes, const int *shape, const float *v) {
-  crema_blob *b = blob_of(num_axes, shape);
-  memcpy(b->data, v, b->count * sizeof(float));
-  return b;
-}
-
-/* A layer set up on given bottoms with n_top fresh tops. */
-typedef struct run {
-  Crema__LayerParameter *p;
-  crema_layer *l;
-  int n_bottom, n_top;
-  crema_blob **bottom;
-  crema_blob *top[4];
-} run;
-
-static int run_try(run *r, const char *text, int n_bottom, crema_blob **bottom, int n_top, crema_error *err) {
-  memset(r, 0, sizeof *r);
-  r->p = test_layer_param(text);
-  r->n_bottom = n_bottom;
-  r->n_top = n_top;
-  r->bottom = bottom;
-  for (int t = 0; t < n_top; t++) r->top[t] = crema_blob_new();
-  if (crema_layer_create(r->p, CREMA__PHASE__TRAIN, 42, &r->l, err)) return -1;
-  return crema_layer_setup(r->l, n_bottom, bottom, n_top, r->top, err);
-}
-
-static void run_setup(run *r, const char *text, int n_bottom, crema_blob **bottom, int n_top) {
-  crema_error err;
-  ck_assert_msg(run_try(r, text, n_bottom, bottom, n_top, &err) == 0, "%s", err.msg);
-}
-
-static void run_forward(run *r) {
-  crema_error err;
-  ck_assert_msg(crema_layer_forward(r->l, r->bottom, r->top, &err) == 0, "%s", err.msg);
-}
-
-static void run_free(run *r) {
-  crema_layer_free(r->l);
-  for (int t = 0; t < r->n_top; t++) crema_blob_free(r->top[t]);
-  crema_message_free(r->p);
-}
-
-static void free_blobs(int n, crema_blob **b) {
-  for (int i = 0; i < n; i++) crema_blob_free(b[i]);
-}
 
 /* Random integer labels in [0, classes) (deterministic). */
 static void fill_labels(crema_blob *b, int classes, uint64_t seed) {
