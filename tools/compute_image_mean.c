@@ -28,17 +28,9 @@ int main(int argc, char **argv) {
   };
   char *pos[2];
   int n_pos = 0;
+  int rc = crema_flags_command(argc, argv, USAGE, flags, 1, pos, 1, 2, &n_pos);
+  if (rc >= 0) return rc;
   crema_error err = {{0}};
-  int rc = crema_flags_parse(argc, argv, 1, flags, 1, pos, 2, &n_pos, &err);
-  if (rc == 1 || (rc == 0 && n_pos < 1)) {
-    fputs(USAGE, rc == 1 ? stdout : stderr);
-    crema_flags_print(rc == 1 ? stdout : stderr, flags, 1);
-    return rc == 1 ? 0 : 1;
-  }
-  if (rc) {
-    fprintf(stderr, "error: %s\n", err.msg);
-    return 1;
-  }
   if (strcasecmp(backend, "lmdb")) {
     fprintf(stderr, "error: backend %s is not supported, use lmdb\n", backend);
     return 1;

@@ -58,17 +58,9 @@ int main(int argc, char **argv) {
   const int n_flags = (int)(sizeof flags / sizeof flags[0]);
   char *pos[3];
   int n_pos = 0;
+  int rc = crema_flags_command(argc, argv, USAGE, flags, n_flags, pos, 3, 3, &n_pos);
+  if (rc >= 0) return rc;
   crema_error err = {{0}};
-  int rc = crema_flags_parse(argc, argv, 1, flags, n_flags, pos, 3, &n_pos, &err);
-  if (rc == 1 || (rc == 0 && n_pos != 3)) {
-    fputs(USAGE, rc == 1 ? stdout : stderr);
-    crema_flags_print(rc == 1 ? stdout : stderr, flags, n_flags);
-    return rc == 1 ? 0 : 1;
-  }
-  if (rc) {
-    fprintf(stderr, "error: %s\n", err.msg);
-    return 1;
-  }
   if (resize_width < 0 || resize_height < 0 || resize_width > 65535 || resize_height > 65535) {
     fprintf(stderr, "error: --resize_width and --resize_height must be between 0 and 65535\n");
     return 1;

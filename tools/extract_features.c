@@ -50,17 +50,9 @@ int main(int argc, char **argv) {
   const int n_flags = 2;
   char *pos[8];
   int n_pos = 0;
+  int rc = crema_flags_command(argc, argv, USAGE, flags, n_flags, pos, 5, 8, &n_pos);
+  if (rc >= 0) return rc;
   crema_error err = {{0}};
-  int rc = crema_flags_parse(argc, argv, 1, flags, n_flags, pos, 8, &n_pos, &err);
-  if (rc == 1 || (rc == 0 && n_pos < 5)) {
-    fputs(USAGE, rc == 1 ? stdout : stderr);
-    crema_flags_print(rc == 1 ? stdout : stderr, flags, n_flags);
-    return rc == 1 ? 0 : 1;
-  }
-  if (rc) {
-    fprintf(stderr, "error: %s\n", err.msg);
-    return 1;
-  }
   if (npy_only) npy = true;
   const char *weights = pos[0], *model = pos[1];
   char *blob_names[MAX_BLOBS], *db_names[MAX_BLOBS];

@@ -105,6 +105,36 @@ void crema_flags_print(FILE *out, const crema_flag *flags, int n_flags) {
     case CREMA_FLAG_FLOAT: snprintf(def, sizeof def, "%g", *(const double *)f->value); break;
     case CREMA_FLAG_BOOL: snprintf(def, sizeof def, "%s", *(const bool *)f->value ? "true" : "false"); break;
     }
-    fprintf(out, "  --%-22s %s (default: %s)\n", f->name, f->help, def);
+    if (strstr(f->help, "(default")) /* the help already explains the default */
+      fprintf(out, "  --%-22s %s\n", f->name, f->help);
+    else
+      fprintf(out, "  --%-22s %s (default: %s)\n", f->name, f->help, def);
   }
+}
+
+int crema_flags_command(int argc, char **argv, const char *usage, crema_flag *flags, int n_flags, char **pos,
+                        int min_pos, int max_pos, int *n_pos) {
+  crema_error err = {{0}};
+  int rc = crema_flags_parse(argc, argv, 1, flags, n_flags, pos, max_pos, n_pos, &err);
+  if (rc == 1) {
+    fputs(usage, stdout);
+    crema_flags_print(stdout, flags, n_flags);
+    return 0;
+  }
+  if (rc == 0 && *n_pos < min_pos)
+    rc = crema_fail(&err, "expected %d argument%s, got %d", min_pos, min_pos == 1 ? "" : "s", *n_pos);
+  if (rc < 0) {
+    fprintf(stderr, "error: %s\n", err.msg);
+    fputs(usage, stderr);
+    crema_flags_print(stderr, flags, n_flags);
+    return 2;
+  }
+  return -1;
+}
+
+int crema_flags_missing(const char *what, const char *usage, const crema_flag *flags, int n_flags) {
+  fprintf(stderr, "error: %s must be given\n", what);
+  fputs(usage, stderr);
+  crema_flags_print(stderr, flags, n_flags);
+  return 2;
 }

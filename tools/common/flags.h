@@ -28,6 +28,19 @@ typedef struct crema_flag {
  * *n_pos. Returns 0, 1 when --help/-help/-h was given (caller prints usage), or -1 with err. */
 int crema_flags_parse(int argc, char **argv, int first, crema_flag *flags, int n_flags, char **pos,
                       int max_pos, int *n_pos, crema_error *err);
+/* The front door of every tool: parses argv[1..], and
+ *  - on --help prints `usage` and the flags on stdout and returns 0;
+ *  - on a bad flag, or a positional count outside [min_pos, max_pos], prints "error: ..."
+ *    and the usage on stderr and returns 2;
+ *  - otherwise returns -1: the tool goes on with pos[0..*n_pos).
+ * `usage` is the text above the flag list (it should end with a blank line). */
+int crema_flags_command(int argc, char **argv, const char *usage, crema_flag *flags, int n_flags, char **pos,
+                        int min_pos, int max_pos, int *n_pos);
+
+/* For a required flag the user left out: prints "error: <what> must be given" and the usage on
+ * stderr; returns 2 (the usage-error exit status). */
+int crema_flags_missing(const char *what, const char *usage, const crema_flag *flags, int n_flags);
+
 /* Prints "flags:" and one line per flag with its default. */
 void crema_flags_print(FILE *out, const crema_flag *flags, int n_flags);
 

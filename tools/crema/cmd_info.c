@@ -376,14 +376,12 @@ static int load_any(const char *path, file_kind want, file_kind *kind, bool *bin
   return crema_fail(err, "%s: not a Caffe net, solver, caffemodel, binaryproto or solverstate file", path);
 }
 
-static void usage(FILE *out, const crema_flag *flags, int n) {
-  fprintf(out, "usage: crema info FILE [--type=KIND]\n\n"
-               "Says what FILE is -- net prototxt, solver prototxt, caffemodel, binaryproto (mean file)\n"
-               "or solverstate -- and summarises it: a net's layers with bottoms, tops and parameter\n"
-               "shapes; a solver's settings; a blob's shape and per-channel means; a solverstate's\n"
-               "iteration and history.\n\n");
-  crema_flags_print(out, flags, n);
-}
+static const char USAGE[] =
+    "usage: crema info FILE [--type=KIND]\n\n"
+    "Says what FILE is -- net prototxt, solver prototxt, caffemodel, binaryproto (mean file)\n"
+    "or solverstate -- and summarises it: a net's layers with bottoms, tops and parameter\n"
+    "shapes; a solver's settings; a blob's shape and per-channel means; a solverstate's\n"
+    "iteration and history.\n\n";
 
 int crema_cmd_info(int argc, char **argv) {
   const char *type = "";
@@ -391,24 +389,12 @@ int crema_cmd_info(int argc, char **argv) {
       {"type", CREMA_FLAG_STRING, &type,
        "read FILE as net, solver, binaryproto or solverstate (default: detect)", 0},
   };
-  const int n_flags = (int)(sizeof flags / sizeof flags[0]);
-  char *pos[4];
+  char *pos[1];
   int n_pos = 0;
+  int rc =
+      crema_flags_command(argc, argv, USAGE, flags, (int)(sizeof flags / sizeof flags[0]), pos, 1, 1, &n_pos);
+  if (rc >= 0) return rc;
   crema_error err = {{0}};
-  int rc = crema_flags_parse(argc, argv, 1, flags, n_flags, pos, 4, &n_pos, &err);
-  if (rc == 1) {
-    usage(stdout, flags, n_flags);
-    return 0;
-  }
-  if (rc < 0) {
-    fprintf(stderr, "error: %s\n", err.msg);
-    return 2;
-  }
-  if (n_pos != 1) {
-    fprintf(stderr, "error: crema info takes one FILE (got %d arguments)\n", n_pos);
-    usage(stderr, flags, n_flags);
-    return 2;
-  }
   file_kind want = KIND_UNKNOWN;
   if (*type) {
     for (int k = KIND_NET; k <= KIND_STATE; k++)

@@ -61,27 +61,20 @@ int crema_cmd_test(int argc, char **argv) {
       {"gpu", CREMA_FLAG_STRING, &gpu, "accepted for Caffe scripts; crema runs on the CPU", 0},
   };
   const int n_flags = (int)(sizeof flags / sizeof flags[0]);
-  char *pos[4];
+  static const char usage[] =
+      "usage: crema test --model=NET.prototxt --weights=W.caffemodel [--iterations=50]\n\n";
+  char *pos[1];
   int n_pos = 0;
-  crema_error err;
-  int rc = crema_flags_parse(argc, argv, 1, flags, n_flags, pos, 4, &n_pos, &err);
-  if (rc == 1 || (rc == 0 && (!model || !weights))) {
-    FILE *out = rc == 1 ? stdout : stderr;
-    if (rc == 0) fprintf(stderr, "error: --model and --weights are required\n");
-    fprintf(out, "usage: crema test --model=NET.prototxt --weights=W.caffemodel [--iterations=50]\n");
-    crema_flags_print(out, flags, n_flags);
-    return rc == 1 ? 0 : 2;
-  }
-  if (rc) {
-    fprintf(stderr, "error: %s\n", err.msg);
-    return 2;
-  }
+  int rc = crema_flags_command(argc, argv, usage, flags, n_flags, pos, 0, 0, &n_pos);
+  if (rc >= 0) return rc;
+  if (!model || !weights) return crema_flags_missing("--model and --weights", usage, flags, n_flags);
   if (iterations < 1) {
     fprintf(stderr, "error: --iterations must be >= 1\n");
     return 2;
   }
   if (gpu) CREMA_WARN("--gpu=%s: crema runs on the CPU only", gpu);
   crema_tool_log_blas();
+  crema_error err = {{0}};
   crema_net_options opt;
   memset(&opt, 0, sizeof opt);
   opt.phase = CREMA__PHASE__TEST;

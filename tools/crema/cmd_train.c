@@ -93,25 +93,13 @@ int crema_cmd_train(int argc, char **argv) {
       {"gpu", CREMA_FLAG_STRING, &gpu, "accepted for Caffe scripts; crema runs on the CPU", 0},
   };
   const int n_flags = (int)(sizeof flags / sizeof flags[0]);
-  char *pos[4];
+  static const char usage[] = "usage: crema train --solver=SOLVER.prototxt [flags]\n\n";
+  char *pos[1];
   int n_pos = 0;
-  crema_error err;
-  int rc = crema_flags_parse(argc, argv, 1, flags, n_flags, pos, 4, &n_pos, &err);
-  if (rc == 1 || (rc == 0 && !solver)) {
-    FILE *out = rc == 1 ? stdout : stderr;
-    if (rc == 0) fprintf(stderr, "error: --solver is required\n");
-    fprintf(out, "usage: crema train --solver=SOLVER.prototxt [flags]\n");
-    crema_flags_print(out, flags, n_flags);
-    return rc == 1 ? 0 : 2;
-  }
-  if (rc) {
-    fprintf(stderr, "error: %s\n", err.msg);
-    return 2;
-  }
-  if (n_pos) {
-    fprintf(stderr, "error: unexpected argument \"%s\"\n", pos[0]);
-    return 2;
-  }
+  int rc = crema_flags_command(argc, argv, usage, flags, n_flags, pos, 0, 0, &n_pos);
+  if (rc >= 0) return rc;
+  if (!solver) return crema_flags_missing("--solver", usage, flags, n_flags);
+  crema_error err = {{0}};
   if (snapshot && weights) {
     fprintf(stderr, "error: give --snapshot to resume training or --weights to finetune, not both\n");
     return 2;

@@ -9,15 +9,12 @@
 #include "proto/io.h"
 #include "proto/upgrade.h"
 
-static void usage(FILE *out, const crema_flag *flags, int n) {
-  fprintf(out,
-          "usage: crema upgrade IN OUT [--type=net|solver] [--format=text|binary]\n\n"
-          "Reads a net (prototxt or caffemodel) or a solver (prototxt), upgrades legacy forms\n"
-          "(V1 'layers', enum layer types, blobs_lr/weight_decay, data-layer transform fields,\n"
-          "input/input_dim, solver_type) as Caffe does, and writes OUT: as text when OUT ends in\n"
-          ".prototxt, .pbtxt or .txt, otherwise binary. Net or solver is detected from the content.\n\n");
-  crema_flags_print(out, flags, n);
-}
+static const char USAGE[] =
+    "usage: crema upgrade IN OUT [--type=net|solver] [--format=text|binary]\n\n"
+    "Reads a net (prototxt or caffemodel) or a solver (prototxt), upgrades legacy forms\n"
+    "(V1 'layers', enum layer types, blobs_lr/weight_decay, data-layer transform fields,\n"
+    "input/input_dim, solver_type) as Caffe does, and writes OUT: as text when OUT ends in\n"
+    ".prototxt, .pbtxt or .txt, otherwise binary. Net or solver is detected from the content.\n\n";
 
 /* Reads IN as a net or a solver: the forced kind, or the one that parses (net first). */
 static int read_in(const char *path, const char *type, ProtobufCMessage **out, bool *is_net,
@@ -55,24 +52,11 @@ int crema_cmd_upgrade(int argc, char **argv) {
       {"type", CREMA_FLAG_STRING, &type, "treat IN as a net or a solver (default: detect)", 0},
       {"format", CREMA_FLAG_STRING, &format, "write OUT as text or binary (default: by OUT's extension)", 0},
   };
-  const int n_flags = (int)(sizeof flags / sizeof flags[0]);
-  char *pos[4];
+  char *pos[2];
   int n_pos = 0;
-  crema_error err = {{0}};
-  int rc = crema_flags_parse(argc, argv, 1, flags, n_flags, pos, 4, &n_pos, &err);
-  if (rc == 1) {
-    usage(stdout, flags, n_flags);
-    return 0;
-  }
-  if (rc < 0) {
-    fprintf(stderr, "error: %s\n", err.msg);
-    return 2;
-  }
-  if (n_pos != 2) {
-    fprintf(stderr, "error: crema upgrade takes IN and OUT (got %d arguments)\n", n_pos);
-    usage(stderr, flags, n_flags);
-    return 2;
-  }
+  int rc =
+      crema_flags_command(argc, argv, USAGE, flags, (int)(sizeof flags / sizeof flags[0]), pos, 2, 2, &n_pos);
+  if (rc >= 0) return rc;
   if (*type && strcmp(type, "net") && strcmp(type, "solver")) {
     fprintf(stderr, "error: --type=%s: use net or solver\n", type);
     return 2;
@@ -82,6 +66,7 @@ int crema_cmd_upgrade(int argc, char **argv) {
     return 2;
   }
   const char *in = pos[0], *out = pos[1];
+  crema_error err = {{0}};
   ProtobufCMessage *m = NULL;
   bool is_net = true, changed = false;
   if (read_in(in, type, &m, &is_net, &err)) {
