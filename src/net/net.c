@@ -38,16 +38,6 @@ static uint64_t splitmix64(uint64_t x) {
 
 uint64_t crema_net_layer_seed(uint64_t seed, uint64_t index) { return splitmix64(seed ^ splitmix64(index)); }
 
-void *crema_net_message_copy(const ProtobufCMessage *m) {
-  size_t n = protobuf_c_message_get_packed_size(m);
-  uint8_t *buf = malloc(n ? n : 1);
-  if (!buf) return NULL;
-  protobuf_c_message_pack(m, buf);
-  ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
-  free(buf);
-  return c;
-}
-
 static const char *net_source(const crema_net *net) { return net->source ? net->source : "net"; }
 
 /* ---------------------------------------------------------------- NetState rules */
@@ -278,7 +268,7 @@ static int insert_splits(crema_net *net, crema_error *err) {
       size_t t = top_off[src.layer] + (size_t)src.top;
       if (count[t] <= 1) continue;
       if (!L->param_owned) {
-        if (!(L->param = crema_net_message_copy(&lp->base))) {
+        if (!(L->param = crema_message_copy(&lp->base))) {
           crema_fail(err, "out of memory");
           goto done;
         }
@@ -307,7 +297,7 @@ static int insert_splits(crema_net *net, crema_error *err) {
       if (loss[t] != 0.0f) {
         /* The split carries the loss now; the producer's own loss weights go. */
         if (!L->param_owned) {
-          if (!(L->param = crema_net_message_copy(&lp->base))) {
+          if (!(L->param = crema_message_copy(&lp->base))) {
             crema_fail(err, "out of memory");
             goto done;
           }
@@ -653,7 +643,7 @@ int crema_net_build(const Crema__NetParameter *param, const crema_net_options *o
   if (!net) return crema_fail(err, "out of memory building a net");
   if (opt->source && !(net->source = dup_string(opt->source))) goto oom;
   net->phase = opt->phase;
-  net->param = crema_net_message_copy(&param->base);
+  net->param = crema_message_copy(&param->base);
   if (!net->param) goto oom;
   Crema__NetParameter *msg = net->param;
   if (msg->n_layers || msg->n_input) {

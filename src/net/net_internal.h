@@ -49,8 +49,6 @@ struct crema_net {
   named_param *named;
 };
 
-/* Deep copy of any message (pack + unpack): freeable with protobuf_c_message_free_unpacked. */
-void *crema_net_message_copy(const ProtobufCMessage *m);
 /* Checks and copies the blobs of `src` (a LayerParameter holding blobs) into layer li. */
 int crema_net_copy_layer_blobs(crema_net *net, int li, const Crema__LayerParameter *src, crema_error *err);
 

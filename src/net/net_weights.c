@@ -111,7 +111,7 @@ int crema_net_copy_trained_layers(crema_net *net, const Crema__NetParameter *wei
   Crema__NetParameter *upgraded = NULL;
   if (weights->n_layers) { /* V1 caffemodel: upgrade a copy */
     bool changed = false;
-    upgraded = crema_net_message_copy(&weights->base);
+    upgraded = crema_message_copy(&weights->base);
     if (!upgraded) return crema_fail(err, "out of memory copying weights");
     if (crema_upgrade_net(upgraded, NULL, &changed, err)) {
       crema_message_free(upgraded);
@@ -170,7 +170,7 @@ int crema_net_to_proto(const crema_net *net, bool with_diff, Crema__NetParameter
   for (int li = 0; li < net->n_layers; li++) {
     const net_layer *L = &net->layers[li];
     if (L->orig < 0) continue; /* inserted Split layers are not part of the net as written */
-    Crema__LayerParameter *lp = crema_net_message_copy(&src->layer[L->orig]->base);
+    Crema__LayerParameter *lp = crema_message_copy(&src->layer[L->orig]->base);
     if (!lp) goto oom;
     m->layer[m->n_layer++] = lp;
     const crema_layer *l = L->layer;

@@ -17,6 +17,16 @@ void crema_message_free(void *msg) {
   if (msg) protobuf_c_message_free_unpacked(msg, NULL);
 }
 
+void *crema_message_copy(const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (!buf) return NULL;
+  protobuf_c_message_pack(m, buf);
+  ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+  free(buf);
+  return c;
+}
+
 static bool ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), m = strlen(suffix);
   if (n < m) return false;

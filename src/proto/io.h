@@ -18,6 +18,9 @@
 
 /* protobuf_c_message_free_unpacked(msg, NULL); NULL is fine. */
 void crema_message_free(void *msg);
+/* A deep copy of m (by packing and unpacking, so it frees like any unpacked message).
+ * NULL when out of memory. */
+void *crema_message_copy(const ProtobufCMessage *m);
 
 /* Reads a message of type desc from path: as text when the name ends in .prototxt, .pbtxt or
  * .txt, or when the content is not a valid binary message but looks like text; otherwise as

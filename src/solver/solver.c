@@ -27,16 +27,6 @@ static char *dup_str(const char *s) {
   return d;
 }
 
-static void *message_copy(const ProtobufCMessage *m) {
-  size_t n = protobuf_c_message_get_packed_size(m);
-  uint8_t *buf = malloc(n ? n : 1);
-  if (!buf) return NULL;
-  protobuf_c_message_pack(m, buf);
-  ProtobufCMessage *c = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
-  free(buf);
-  return c;
-}
-
 double crema_solver_seconds(const crema_solver *s) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
@@ -166,11 +156,11 @@ static int init_train_net(crema_solver *s, const crema_solver_options *opt, bool
   const char *source;
   if (p->train_net_param) {
     CREMA_INFO("Creating training net specified in train_net_param.");
-    np = message_copy(&p->train_net_param->base);
+    np = crema_message_copy(&p->train_net_param->base);
     source = "train_net_param";
   } else if (p->net_param) {
     CREMA_INFO("Creating training net specified in net_param.");
-    np = message_copy(&p->net_param->base);
+    np = crema_message_copy(&p->net_param->base);
     source = "net_param";
   } else {
     const char *file = p->train_net ? p->train_net : p->net;
@@ -209,7 +199,7 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
     const char *source;
     if (i < (int)p->n_test_net_param) {
       CREMA_INFO("Creating test net (#%d) specified by test_net_param", i);
-      np = message_copy(&p->test_net_param[i]->base);
+      np = crema_message_copy(&p->test_net_param[i]->base);
       source = "test_net_param";
     } else if (i < n_specific) {
       source = p->test_net[i - p->n_test_net_param];
@@ -217,7 +207,7 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
       if (read_net_file(source, &np, err)) return crema_error_prefix(err, "solver");
     } else if (p->net_param) {
       CREMA_INFO("Creating test net (#%d) specified by net_param", i);
-      np = message_copy(&p->net_param->base);
+      np = crema_message_copy(&p->net_param->base);
       source = "net_param";
     } else {
       source = p->net;
@@ -436,7 +426,7 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
   crema_solver *s = calloc(1, sizeof *s);
   if (!s) return crema_fail(err, "out of memory");
   bool *matched = calloc((size_t)opt->n_freeze + 1, sizeof *matched);
-  s->param = message_copy(&param->base);
+  s->param = crema_message_copy(&param->base);
   if (!s->param || !matched) {
     free(matched);
     crema_solver_free(s);
