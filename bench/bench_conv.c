@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "common/tool.h"
 #include "layers/layer.h"
 #include "proto/io.h"
@@ -44,17 +45,6 @@ static const conv_case CASES[] = {
     {"MobileNet", "dw 3x3 g32", 10, 32, 112, 112, 32, 3, 1, 1, 32, false},
 };
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void die(const char *what, const crema_error *err) {
-  fprintf(stderr, "error: %s: %s\n", what, err->msg);
-  exit(1);
-}
-
 static void fill(float *x, size_t n, unsigned seed) {
   for (size_t i = 0; i < n; i++) {
     seed = seed * 1103515245u + 12345u;
@@ -72,13 +62,13 @@ typedef struct timed {
 
 static void do_forward(timed *t) {
   crema_error err;
-  if (crema_layer_forward(t->l, t->bottom, t->top, &err)) die("forward", &err);
+  if (crema_layer_forward(t->l, t->bottom, t->top, &err)) bench_die("forward", &err);
 }
 /* n single-image forwards back to back: Caffe's CPU strategy for a batch of n. */
 static void do_forward_each(timed *t) {
   crema_error err;
   for (int i = 0; i < t->G; i++)
-    if (crema_layer_forward(t->l, t->bottom, t->top, &err)) die("forward", &err);
+    if (crema_layer_forward(t->l, t->bottom, t->top, &err)) bench_die("forward", &err);
 }
 static void do_backward(timed *t) {
   const bool prop[1] = {t->prop};
@@ -92,11 +82,11 @@ static void do_gemm(timed *t) {
  * machine the minimum is what the code costs, the mean mostly what the neighbours cost. */
 static double time_ms(void (*fn)(timed *), timed *t, double budget) {
   fn(t); /* warm-up: first-touch of buffers, thread start */
-  double best = 1e30, t0 = now();
-  for (int reps = 0; reps < 3 || now() - t0 < budget; reps++) {
-    const double a = now();
+  double best = 1e30, t0 = bench_now();
+  for (int reps = 0; reps < 3 || bench_now() - t0 < budget; reps++) {
+    const double a = bench_now();
     fn(t);
-    const double el = now() - a;
+    const double el = bench_now() - a;
     if (el < best) best = el;
   }
   return 1e3 * best;
@@ -112,21 +102,21 @@ static crema_layer *make_layer(const conv_case *cc, int n, crema_blob **bottom, 
   crema_error err;
   ProtobufCMessage *msg;
   if (crema_text_parse(&crema__layer_parameter__descriptor, text, strlen(text), "bench", &msg, &err))
-    die("parse", &err);
+    bench_die("parse", &err);
   *param = (Crema__LayerParameter *)msg;
   crema_layer *l;
-  if (crema_layer_create(*param, CREMA__PHASE__TRAIN, 1, &l, &err)) die("create", &err);
+  if (crema_layer_create(*param, CREMA__PHASE__TRAIN, 1, &l, &err)) bench_die("create", &err);
   *bottom = crema_blob_new();
   *top = crema_blob_new();
-  if (crema_blob_reshape4(*bottom, n, cc->c, cc->h, cc->w, &err)) die("reshape", &err);
+  if (crema_blob_reshape4(*bottom, n, cc->c, cc->h, cc->w, &err)) bench_die("reshape", &err);
   fill((*bottom)->data, (*bottom)->count, 7);
-  if (crema_layer_setup(l, 1, bottom, 1, top, &err)) die("setup", &err);
+  if (crema_layer_setup(l, 1, bottom, 1, top, &err)) bench_die("setup", &err);
   return l;
 }
 
 int main(int argc, char **argv) {
   crema_tool_init(argc, argv);
-  const double start = now();
+  const double start = bench_now();
   const bool quick = argc > 1 && strstr(argv[1], "quick");
   const double budget = quick ? 0.0 : 0.25;
   const char *wait = getenv("OMP_WAIT_POLICY");
@@ -188,7 +178,7 @@ int main(int argc, char **argv) {
   const double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
                      1e-6 * (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
   /* On a shared machine the table means little when we did not get the cores. */
-  printf("\nCPU time / wall time: %.2f (%d cores would give up to %d)\n", cpu / (now() - start),
+  printf("\nCPU time / wall time: %.2f (%d cores would give up to %d)\n", cpu / (bench_now() - start),
          omp_get_num_procs(), omp_get_num_procs());
   return 0;
 }

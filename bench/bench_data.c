@@ -12,18 +12,13 @@
 
 #include <stb_image_write.h>
 
+#include "bench_common.h"
 #include "base/log.h"
 #include "base/rng.h"
 #include "data/convert.h"
 #include "data/mean.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* CPU seconds of the whole process (all threads): a rate per CPU-second does not depend on
  * how busy the machine is with other work, the wall-clock rate does. */
@@ -38,7 +33,7 @@ typedef struct rate {
 } rate;
 
 static rate rate_since(double n, double t0, double c0) {
-  rate r = {n / (now() - t0), n / (cpu_now() - c0)};
+  rate r = {n / (bench_now() - t0), n / (cpu_now() - c0)};
   return r;
 }
 
@@ -86,7 +81,7 @@ static rate convert(const char *root, const char *list, const char *db, bool gra
       .root = root, .list_file = list, .db_path = db, .gray = gray, .encoded = encoded};
   crema_convert_result res;
   crema_error err;
-  double t = now(), c = cpu_now();
+  double t = bench_now(), c = cpu_now();
   if (crema_convert_imageset(&o, &res, &err)) {
     fprintf(stderr, "error: %s\n", err.msg);
     exit(1);
@@ -97,7 +92,7 @@ static rate convert(const char *root, const char *list, const char *db, bool gra
 static rate mean_rate(const char *db, const char *out) {
   crema_mean m;
   crema_error err;
-  double t = now(), c = cpu_now();
+  double t = bench_now(), c = cpu_now();
   if (crema_compute_image_mean(db, NULL, NULL, &m, &err) || crema_mean_write(out, &m, &err)) {
     fprintf(stderr, "error: %s\n", err.msg);
     exit(1);
@@ -139,7 +134,7 @@ static rate layer_rate(const char *db, int batch, const char *transform, int ima
     exit(1);
   }
   const int iters = images / batch;
-  double t = now(), c = cpu_now();
+  double t = bench_now(), c = cpu_now();
   for (int i = 0; i < iters; i++)
     if (crema_layer_forward(l, NULL, top, &err)) {
       fprintf(stderr, "error: %s\n", err.msg);
@@ -167,11 +162,11 @@ int main(void) {
   snprintf(root, sizeof root, "%s/", dir);
   snprintf(small_list, sizeof small_list, "%s/small.txt", dir);
   snprintf(big_list, sizeof big_list, "%s/big.txt", dir);
-  double t = now();
+  double t = bench_now();
   generate(dir, small_list, 10000, 28, 28, 1, 0);
   generate(dir, big_list, 1000, 256, 256, 3, 1);
   printf("bench_data: %d threads (OMP), BLAS kernel %s, files in %s; generated the images in %.1f s\n\n",
-         omp_get_max_threads(), crema_blas_corename(), dir, now() - t);
+         omp_get_max_threads(), crema_blas_corename(), dir, bench_now() - t);
   printf("| step | images | record | images/s | images per CPU-s |\n| --- | --- | --- | ---: | ---: |\n");
   snprintf(db, sizeof db, "%s/small_raw", dir);
   row("| convert_imageset --gray | 10000 28x28 PNG | raw ", convert(root, small_list, db, true, false));

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "common/tool.h"
 #include "layers/layer.h"
 #include "proto/io.h"
@@ -44,17 +45,6 @@ static const bench_case CASES[] = {
     {"Bias per channel", "type: 'Bias'", 2, 2},
 };
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void die(const char *what, const crema_error *err) {
-  fprintf(stderr, "error: %s: %s\n", what, err->msg);
-  exit(1);
-}
-
 static double cpu_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -68,12 +58,12 @@ static double time_pass(crema_layer *l, crema_blob *x, crema_blob *y, bool backw
   bool prop = true;
   double best = 1e30, c0 = cpu_now();
   for (int r = 0; r < reps; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     if (backward)
       crema_layer_backward(l, &y, &prop, &x);
     else if (crema_layer_forward(l, &x, &y, &err))
-      die("forward", &err);
-    double t = now() - t0;
+      bench_die("forward", &err);
+    double t = bench_now() - t0;
     if (t < best) best = t;
   }
   if (cpu) *cpu = (cpu_now() - c0) / reps;
@@ -89,7 +79,7 @@ int main(int argc, char **argv) {
   crema_blob *x = crema_blob_new(), *y = crema_blob_new(), *x0 = crema_blob_new();
   if (!x || !y || !x0 || crema_blob_reshape4(x, N, C, H, W, &err) ||
       crema_blob_reshape4(x0, N, C, H, W, &err))
-    die("allocating blobs", &err);
+    bench_die("allocating blobs", &err);
   for (size_t i = 0; i < x0->count; i++) x0->data[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
   const double elems = (double)x0->count;
 
@@ -103,7 +93,7 @@ int main(int argc, char **argv) {
     char text[256];
     snprintf(text, sizeof text, "name: 'l' bottom: 'x' top: 'y' %s", CASES[k].text);
     if (crema_text_parse(&crema__layer_parameter__descriptor, text, strlen(text), "<bench>", &msg, &err))
-      die(CASES[k].label, &err);
+      bench_die(CASES[k].label, &err);
     for (int inplace = 0; inplace < 2; inplace++) {
       int thread_counts[2] = {1, max_threads};
       for (int t = 0; t < (max_threads > 1 ? 2 : 1); t++) {
@@ -113,7 +103,7 @@ int main(int argc, char **argv) {
         crema_copy(x0->count, x0->data, x->data);
         if (crema_layer_create((Crema__LayerParameter *)msg, CREMA__PHASE__TRAIN, 1, &l, &err) ||
             crema_layer_setup(l, 1, &x, 1, &top, &err))
-          die(CASES[k].label, &err);
+          bench_die(CASES[k].label, &err);
         crema_set(x->count, 0.5f, top->diff);
         int reps = 1;
         if (!quick) { /* aim for ~0.3 s per measurement */

@@ -13,16 +13,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "base/mem.h"
 #include "common/tool.h"
 #include "solver/update.h"
 #include "tensor/math.h"
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Seconds per step, timing whole steps for at least min_seconds. */
 static double time_rule(const crema_update_rule *rule, size_t n, float *data, float *diff, float *h0,
@@ -30,14 +25,14 @@ static double time_rule(const crema_update_rule *rule, size_t n, float *data, fl
   crema_update_config c = {rule, {0.9f, 0.999f, 1e-8f, 0.99f}, 5e-4f, CREMA_REG_L2, -1.0f, 1};
   crema_update_param p = {data, diff, n, 1.0f, 1.0f, {h0, h1}};
   int steps = 0;
-  double t0 = now(), t = t0;
+  double t0 = bench_now(), t = t0;
   do {
     /* Refresh the gradient cheaply so the values stay finite and the loop cannot be skipped. */
     diff[steps % n] = 1e-3f;
     const double ss = crema_update_grad_sumsq(&p, 1);
     crema_update_step(&c, &p, 1, ss, 1e-3f, steps, NULL);
     steps++;
-    t = now();
+    t = bench_now();
   } while (t - t0 < min_seconds);
   return (t - t0) / steps;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_common.h"
 #include "common/tool.h"
 #include "layers/layer.h"
 #include "proto/io.h"
@@ -55,29 +56,18 @@ static const bench_case CASES[] = {
     {"Flatten", "type: 'Flatten'", 1, 1, 4, {32, 256, 14, 14}, false},
 };
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void die(const char *what, const crema_error *err) {
-  fprintf(stderr, "error: %s: %s\n", what, err->msg);
-  exit(1);
-}
-
 /* Best time of reps (seconds) of forward or backward. */
 static double time_pass(crema_layer *l, crema_blob **bottom, crema_blob **top, const bool *prop,
                         bool backward, int reps) {
   crema_error err;
   double best = 1e30;
   for (int r = 0; r < reps; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     if (backward)
       crema_layer_backward(l, top, prop, bottom);
     else if (crema_layer_forward(l, bottom, top, &err))
-      die("forward", &err);
-    double t = now() - t0;
+      bench_die("forward", &err);
+    double t = bench_now() - t0;
     if (t < best) best = t;
   }
   return best;
@@ -97,11 +87,12 @@ int main(int argc, char **argv) {
     char text[256];
     snprintf(text, sizeof text, "name: 'l' %s", c->text);
     if (crema_text_parse(&crema__layer_parameter__descriptor, text, strlen(text), "<bench>", &msg, &err))
-      die(c->label, &err);
+      bench_die(c->label, &err);
     crema_blob *bottom[2] = {NULL, NULL}, *top[2] = {crema_blob_new(), crema_blob_new()};
     for (int i = 0; i < c->n_bottom; i++) {
       bottom[i] = crema_blob_new();
-      if (!bottom[i] || crema_blob_reshape(bottom[i], c->num_axes, c->shape, &err)) die("allocating", &err);
+      if (!bottom[i] || crema_blob_reshape(bottom[i], c->num_axes, c->shape, &err))
+        bench_die("allocating", &err);
       for (size_t j = 0; j < bottom[i]->count; j++)
         bottom[i]->data[j] = (float)(((j + 7 * i) * 2654435761u) % 2001) / 1000.0f - 1.0f;
     }
@@ -109,7 +100,7 @@ int main(int argc, char **argv) {
       int ls[4], n = 0;
       for (int a = 0; a < c->num_axes; a++)
         if (a != 1) ls[n++] = c->shape[a];
-      if (crema_blob_reshape(bottom[1], n, ls, &err)) die("allocating", &err);
+      if (crema_blob_reshape(bottom[1], n, ls, &err)) bench_die("allocating", &err);
       for (size_t j = 0; j < bottom[1]->count; j++) bottom[1]->data[j] = (float)((j * 40503u) % c->shape[1]);
     }
     const double elems = (double)bottom[0]->count;
@@ -123,7 +114,7 @@ int main(int argc, char **argv) {
       crema_layer *l;
       if (crema_layer_create((Crema__LayerParameter *)msg, CREMA__PHASE__TRAIN, 1, &l, &err) ||
           crema_layer_setup(l, c->n_bottom, bottom, c->n_top, top, &err))
-        die(c->label, &err);
+        bench_die(c->label, &err);
       for (int i = 0; i < c->n_top; i++) crema_set(top[i]->count, 0.5f, top[i]->diff);
       int reps = 1;
       if (!quick) { /* aim for ~0.3 s per measurement */
