@@ -457,6 +457,24 @@ START_TEST(power_inplace) {
 }
 END_TEST
 
+/* A constant Power (power 0 or scale 0) on an empty blob: the blob has no buffer, and the
+ * constant fill once passed that NULL to memset (undefined behaviour, caught by UBSan). */
+START_TEST(power_constant_on_empty_blob) {
+  crema_blob *b = blob4(0, 3, 8, 8), *t = crema_blob_new();
+  Crema__LayerParameter *msg;
+  crema_layer *l =
+      make_layer("name: 'p' type: 'Power' power_param { power: 0 scale: 2 }", TRAIN, 1, &b, &t, &msg);
+  ck_assert_uint_eq(t->count, 0);
+  forward_ok(l, &b, &t);
+  const bool down = true;
+  crema_layer_backward(l, &t, &down, &b);
+  crema_layer_free(l);
+  crema_message_free(msg);
+  crema_blob_free(b);
+  crema_blob_free(t);
+}
+END_TEST
+
 /* ---- Dropout */
 
 START_TEST(dropout_keep_rate_and_scale) {
@@ -611,6 +629,7 @@ int main(void) {
   tcase_add_test(tc, power_forward_values);
   tcase_add_test(tc, power_gradient);
   tcase_add_test(tc, power_inplace);
+  tcase_add_test(tc, power_constant_on_empty_blob);
   tcase_add_test(tc, dropout_keep_rate_and_scale);
   tcase_add_test(tc, dropout_test_is_identity);
   tcase_add_test(tc, dropout_same_seed_same_mask);

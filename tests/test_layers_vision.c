@@ -553,6 +553,22 @@ START_TEST(test_deconv_bilinear_upsampling) {
 }
 END_TEST
 
+START_TEST(test_deconv_errors) {
+  crema_blob *x = blob4(1, 3, 5, 5, 1);
+  /* stride * (in - 1) and the dilated kernel overflowed int before they were checked. */
+  expect_setup_error(
+      "name: 'd' type: 'Deconvolution' convolution_param { num_output: 2 kernel_size: 3 stride: 2147483647 }",
+      x, 1, "layer \"d\" (Deconvolution): the 5x5 input with stride 2147483647");
+  expect_setup_error("name: 'd' type: 'Deconvolution' convolution_param { num_output: 2 kernel_size: 3 "
+                     "dilation: 2147483647 }",
+                     x, 1, "output side above 2^31-1");
+  expect_setup_error(
+      "name: 'd' type: 'Deconvolution' convolution_param { num_output: 2 kernel_size: 3 pad: 9 }", x, 1,
+      "empty");
+  crema_blob_free(x);
+}
+END_TEST
+
 /* ---- Pooling */
 
 static crema_blob *ramp(int n, int c, int h, int w) {
@@ -694,6 +710,36 @@ START_TEST(test_pool_gradients) {
 }
 END_TEST
 
+/* A stride near INT_MAX: in ceil mode without padding Caffe keeps a last window that starts
+ * far past the input. o * stride and the window end once overflowed int (UBSan); such a
+ * window is empty: AVE gives 0, MAX gives -FLT_MAX with no argmax, as in Caffe. */
+START_TEST(test_pool_huge_stride) {
+  crema_blob *x = blob4(1, 1, 8, 8, 3);
+  run r = run_forward(
+      "name: 'p' type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2147483647 }", 1, &x, 1);
+  ck_assert_int_eq(r.top[0]->shape[2], 2);
+  ck_assert_int_eq(r.top[0]->shape[3], 2);
+  double mean = 0;
+  for (int h = 0; h < 3; h++)
+    for (int w = 0; w < 3; w++) mean += x->data[h * 8 + w] / 9.0;
+  const double want[4] = {mean, 0, 0, 0};
+  expect_close(r.top[0]->data, want, 4, "AVE, huge stride");
+  for (int i = 0; i < 4; i++) r.top[0]->diff[i] = 1.0f;
+  const bool down = true;
+  crema_layer_backward(r.l, r.top, &down, &x);
+  ck_assert_float_eq_tol(x->diff[0], 1.0f / 9.0f, 1e-6f);
+  ck_assert_float_eq(x->diff[8 * 8 - 1], 0.0f);
+  run_free(&r);
+  r = run_forward("name: 'p' type: 'Pooling' pooling_param { pool: MAX kernel_size: 3 stride: 2147483647 }",
+                  1, &x, 1);
+  ck_assert_float_eq(r.top[0]->data[3], -FLT_MAX);
+  for (int i = 0; i < 4; i++) r.top[0]->diff[i] = 1.0f;
+  crema_layer_backward(r.l, r.top, &down, &x);
+  run_free(&r);
+  crema_blob_free(x);
+}
+END_TEST
+
 START_TEST(test_pool_errors) {
   crema_blob *x = blob4(1, 1, 4, 4, 1);
   expect_setup_error("name: 'p' type: 'Pooling' pooling_param { pool: STOCHASTIC kernel_size: 2 }", x, 1,
@@ -706,6 +752,13 @@ START_TEST(test_pool_errors) {
   expect_setup_error("name: 'p' type: 'Pooling' pooling_param { global_pooling: true kernel_size: 2 }", x, 1,
                      "global_pooling");
   expect_setup_error("name: 'p' type: 'Pooling' pooling_param { pool: AVE kernel_size: 2 }", x, 2, "mask");
+  /* Hostile sizes: past INT_MAX, or a pad whose padded input overflowed int. */
+  expect_setup_error("name: 'p' type: 'Pooling' pooling_param { kernel_size: 4000000000 }", x, 1,
+                     "pooling_param.kernel_size 4000000000 is too large");
+  expect_setup_error("name: 'p' type: 'Pooling' pooling_param { kernel_size: 2 stride: 4000000000 }", x, 1,
+                     "pooling_param.stride 4000000000 is too large");
+  expect_setup_error("name: 'p' type: 'Pooling' pooling_param { kernel_size: 2147483647 pad: 2147483646 }", x,
+                     1, "layer \"p\" (Pooling): the 4x4 input with pad 2147483646,2147483646 exceeds 2^31-1");
   crema_blob_free(x);
 }
 END_TEST
@@ -856,9 +909,49 @@ START_TEST(test_lrn_large_plane) {
 }
 END_TEST
 
+/* A window far wider than the input covers all of it: with local_size 2^31-1 the half-window
+ * arithmetic once overflowed int (WITHIN_CHANNEL) and read outside the input. */
+START_TEST(test_lrn_huge_window) {
+  crema_blob *x = blob4(2, 3, 2, 2, 5);
+  /* alpha = size, so the scale is k + (sum of x^2 over every channel). */
+  run r = run_forward(
+      "name: 'n' type: 'LRN' lrn_param { local_size: 2147483647 alpha: 2147483647 beta: 0.75 }", 1, &x, 1);
+  double *want = calloc(x->count, sizeof(double));
+  const size_t hw = 4;
+  for (int n = 0; n < 2; n++)
+    for (size_t q = 0; q < hw; q++) {
+      double sum = 0;
+      for (int c = 0; c < 3; c++)
+        sum += (double)x->data[((size_t)n * 3 + c) * hw + q] * x->data[((size_t)n * 3 + c) * hw + q];
+      for (int c = 0; c < 3; c++) {
+        const size_t i = ((size_t)n * 3 + c) * hw + q;
+        want[i] = x->data[i] * pow(1.0 + sum, -0.75);
+      }
+    }
+  expect_close(r.top[0]->data, want, r.top[0]->count, "across, huge window");
+  free(want);
+  run_free(&r);
+  r = run_forward("name: 'n' type: 'LRN' lrn_param { local_size: 2147483647 norm_region: WITHIN_CHANNEL }", 1,
+                  &x, 1);
+  for (size_t i = 0; i < r.top[0]->count; i++) {
+    ck_assert_msg(isfinite(r.top[0]->data[i]), "within, huge window: element %zu is %g", i,
+                  r.top[0]->data[i]);
+    r.top[0]->diff[i] = 1.0f;
+  }
+  const bool down = true;
+  crema_layer_backward(r.l, r.top, &down, &x);
+  for (size_t i = 0; i < x->count; i++)
+    ck_assert_msg(isfinite(x->diff[i]), "within, huge window: gradient %zu is %g", i, x->diff[i]);
+  run_free(&r);
+  crema_blob_free(x);
+}
+END_TEST
+
 START_TEST(test_lrn_errors) {
   crema_blob *x = blob4(1, 3, 4, 4, 1);
   expect_setup_error("name: 'n' type: 'LRN' lrn_param { local_size: 4 }", x, 1, "odd");
+  expect_setup_error("name: 'n' type: 'LRN' lrn_param { local_size: 4000000001 }", x, 1,
+                     "lrn_param.local_size 4000000001 is too large");
   const int shape[2] = {2, 3};
   crema_blob *x2 = blobn(2, shape, 1);
   expect_setup_error("name: 'n' type: 'LRN'", x2, 1, "4 axes");
@@ -886,6 +979,7 @@ int main(void) {
   tcase_add_test(deconv, test_deconv_gradients);
   tcase_add_test(deconv, test_deconv_bilinear_upsampling);
   tcase_add_test(deconv, test_deconv_chunked_forward);
+  tcase_add_test(deconv, test_deconv_errors);
   suite_add_tcase(s, deconv);
   TCase *pool = tcase_create("pooling");
   tcase_set_timeout(pool, 600);
@@ -894,6 +988,7 @@ int main(void) {
   tcase_add_test(pool, test_pool_ave_divisor);
   tcase_add_test(pool, test_pool_global_and_rect);
   tcase_add_test(pool, test_pool_gradients);
+  tcase_add_test(pool, test_pool_huge_stride);
   tcase_add_test(pool, test_pool_errors);
   suite_add_tcase(s, pool);
   TCase *ip = tcase_create("inner_product");
@@ -905,6 +1000,7 @@ int main(void) {
   tcase_set_timeout(lrn, 600);
   tcase_add_test(lrn, test_lrn_forward_and_gradients);
   tcase_add_test(lrn, test_lrn_large_plane);
+  tcase_add_test(lrn, test_lrn_huge_window);
   tcase_add_test(lrn, test_lrn_errors);
   suite_add_tcase(s, lrn);
   return test_run_suite(s);

@@ -1,5 +1,8 @@
 #include "layers/conv_common.h"
 
+#include <inttypes.h>
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "base/mem.h"
@@ -14,6 +17,15 @@
 /* Depthwise path up to this many output channels per input channel. */
 #define DEPTHWISE_MAX_MULT 4
 
+/* The proto fields are uint32; a value above INT_MAX would turn negative as an int, so it is
+ * refused here with the field's name rather than surfacing later as a confusing shape. */
+static int checked_int(const char *name, uint32_t v, int *out, crema_error *err) {
+  if (v > (uint32_t)INT_MAX)
+    return crema_fail(err, "convolution_param.%s %" PRIu32 " is too large (at most %d)", name, v, INT_MAX);
+  *out = (int)v;
+  return 0;
+}
+
 /* One repeated field in Caffe's three spellings: n values (1 or 2), the _h/_w pair, or
  * absent (default). */
 static int read_pair(const char *name, size_t n, const uint32_t *v, bool has_h, uint32_t h, bool has_w,
@@ -21,17 +33,15 @@ static int read_pair(const char *name, size_t n, const uint32_t *v, bool has_h, 
   if (has_h || has_w) {
     if (n) return crema_fail(err, "either %s or %s_h/%s_w should be specified, not both", name, name, name);
     if (!(has_h && has_w)) return crema_fail(err, "%s_h and %s_w must be given together", name, name);
-    *out_h = (int)h;
-    *out_w = (int)w;
-    return 0;
+    return checked_int(name, h, out_h, err) || checked_int(name, w, out_w, err) ? -1 : 0;
   }
   if (n == 0) {
     *out_h = *out_w = dflt;
   } else if (n == 1) {
-    *out_h = *out_w = (int)v[0];
+    if (checked_int(name, v[0], out_h, err)) return -1;
+    *out_w = *out_h;
   } else if (n == 2) {
-    *out_h = (int)v[0];
-    *out_w = (int)v[1];
+    return checked_int(name, v[0], out_h, err) || checked_int(name, v[1], out_w, err) ? -1 : 0;
   } else {
     return crema_fail(err,
                       "%s must be specified once, or once per spatial dimension (%s specified %zu times; 2 "
@@ -58,8 +68,9 @@ int crema_conv_params_read(const crema_layer *l, const crema_blob *bottom, crema
   out->axis = axis;
   if (!p->has_num_output || p->num_output == 0)
     return crema_fail(err, "convolution_param.num_output must be given and > 0");
-  out->num_output = (int)p->num_output;
-  out->group = (int)p->group;
+  if (checked_int("num_output", p->num_output, &out->num_output, err) ||
+      checked_int("group", p->group, &out->group, err))
+    return -1;
   out->bias_term = p->bias_term;
   if (read_pair("kernel_size", p->n_kernel_size, p->kernel_size, p->has_kernel_h, p->kernel_h,
                 p->has_kernel_w, p->kernel_w, 0, &out->kernel_h, &out->kernel_w, err))
@@ -88,6 +99,9 @@ int crema_conv_params_read(const crema_layer *l, const crema_blob *bottom, crema
 
 static int grow(float **buf, size_t *cap, size_t need, crema_error *err) {
   if (need <= *cap) return 0;
+  /* rows * plane of a huge kernel over a huge input can exceed what a byte count holds. */
+  if (need > SIZE_MAX / sizeof(float))
+    return crema_fail(err, "a convolution buffer of %zu floats exceeds the address space", need);
   crema_aligned_free(*buf);
   *cap = 0;
   if (!(*buf = crema_aligned_alloc(need * sizeof(float))))

@@ -12,6 +12,38 @@ typedef struct conv_state {
   crema_conv_engine engine;
 } conv_state;
 
+/* The im2col geometry of bottom b0 (with `channels` channels at p->axis), checked: the
+ * padded input must hold the dilated kernel, and every side must fit an int. */
+static int conv_geom(const crema_conv_params *p, const crema_blob *b0, int channels, crema_im2col_geom *out,
+                     crema_error *err) {
+  const int axis = p->axis;
+  crema_im2col_geom g = {.channels = channels,
+                         .height = b0->shape[axis + 1],
+                         .width = b0->shape[axis + 2],
+                         .kernel_h = p->kernel_h,
+                         .kernel_w = p->kernel_w,
+                         .pad_h = p->pad_h,
+                         .pad_w = p->pad_w,
+                         .stride_h = p->stride_h,
+                         .stride_w = p->stride_w,
+                         .dilation_h = p->dilation_h,
+                         .dilation_w = p->dilation_w};
+  if (crema_im2col_geom_too_large(&g))
+    return crema_fail(err,
+                      "the %dx%d input with pad %d,%d, kernel %dx%d and dilation %d,%d exceeds 2^31-1 "
+                      "pixels per side; use a smaller pad, kernel or dilation",
+                      g.height, g.width, g.pad_h, g.pad_w, g.kernel_h, g.kernel_w, g.dilation_h,
+                      g.dilation_w);
+  if (crema_im2col_geom_finish(&g))
+    return crema_fail(err,
+                      "the %dx%d input (pad %d,%d) is smaller than the %dx%d kernel (dilation %d,%d); "
+                      "use a smaller kernel or more padding",
+                      g.height, g.width, g.pad_h, g.pad_w, g.kernel_h, g.kernel_w, g.dilation_h,
+                      g.dilation_w);
+  *out = g;
+  return 0;
+}
+
 static int conv_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)top;
   if (l->n_bottom != l->n_top)
@@ -22,6 +54,10 @@ static int conv_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   if (crema_conv_params_read(l, bottom[0], &s->p, err)) return -1;
   const Crema__ConvolutionParameter *cp = l->param->convolution_param;
   const int channels = bottom[0]->shape[s->p.axis];
+  /* Check the geometry before the weights exist: a kernel that cannot fit the input must not
+   * first allocate and fill (num_output * C * kh * kw) weights, possibly gigabytes. */
+  crema_im2col_geom g;
+  if (conv_geom(&s->p, bottom[0], channels, &g, err)) return -1;
   const int wshape[4] = {s->p.num_output, channels / s->p.group, s->p.kernel_h, s->p.kernel_w};
   if (crema_layer_add_blob(l, 0, 4, wshape, cp ? cp->weight_filler : NULL, err))
     return crema_error_prefix(err, "weight_filler");
@@ -50,23 +86,8 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
                       "expect %d channels at axis %d",
                       crema_blob_shape_string(b0, got, sizeof got),
                       crema_blob_shape_string(l->blobs[0], want, sizeof want), channels, axis);
-  crema_im2col_geom g = {.channels = channels,
-                         .height = b0->shape[axis + 1],
-                         .width = b0->shape[axis + 2],
-                         .kernel_h = s->p.kernel_h,
-                         .kernel_w = s->p.kernel_w,
-                         .pad_h = s->p.pad_h,
-                         .pad_w = s->p.pad_w,
-                         .stride_h = s->p.stride_h,
-                         .stride_w = s->p.stride_w,
-                         .dilation_h = s->p.dilation_h,
-                         .dilation_w = s->p.dilation_w};
-  if (crema_im2col_geom_finish(&g))
-    return crema_fail(err,
-                      "the %dx%d input (pad %d,%d) is smaller than the %dx%d kernel (dilation %d,%d); "
-                      "use a smaller kernel or more padding",
-                      g.height, g.width, g.pad_h, g.pad_w, g.kernel_h, g.kernel_w, g.dilation_h,
-                      g.dilation_w);
+  crema_im2col_geom g;
+  if (conv_geom(&s->p, b0, channels, &g, err)) return -1;
   int shape[CREMA_MAX_AXES];
   for (int k = 0; k < axis; k++) shape[k] = b0->shape[k];
   shape[axis] = s->p.num_output;

@@ -2,6 +2,9 @@
  * Convolution's bottom-gradient, its bottom-gradient Convolution's forward). Weights
  * (C_in, num_output/group, kh, kw), bias (num_output); output size
  * stride*(in-1) + dilation*(k-1)+1 - 2*pad. Reads convolution_param, as Caffe does. */
+#include <inttypes.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "layers/conv_common.h"
@@ -52,13 +55,25 @@ static int deconv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob 
                       crema_blob_shape_string(b0, got, sizeof got),
                       crema_blob_shape_string(l->blobs[0], want, sizeof want), channels, axis);
   const int in_h = b0->shape[axis + 1], in_w = b0->shape[axis + 2];
-  const int ext_h = s->p.dilation_h * (s->p.kernel_h - 1) + 1,
-            ext_w = s->p.dilation_w * (s->p.kernel_w - 1) + 1;
-  const int out_h = s->p.stride_h * (in_h - 1) + ext_h - 2 * s->p.pad_h;
-  const int out_w = s->p.stride_w * (in_w - 1) + ext_w - 2 * s->p.pad_w;
-  if (in_h <= 0 || in_w <= 0 || out_h <= 0 || out_w <= 0)
-    return crema_fail(err, "the %dx%d input gives an empty %dx%d output (pad %d,%d too large for the kernel)",
-                      in_h, in_w, out_h, out_w, s->p.pad_h, s->p.pad_w);
+  /* In 64 bits: stride * (in - 1) and the dilated kernel overflow an int for hostile
+   * prototxts; the output side must fit an int (and so must the convolution geometry). */
+  const int64_t ext_h = (int64_t)s->p.dilation_h * (s->p.kernel_h - 1) + 1,
+                ext_w = (int64_t)s->p.dilation_w * (s->p.kernel_w - 1) + 1;
+  const int64_t out_h64 = (int64_t)s->p.stride_h * (in_h - 1) + ext_h - 2 * (int64_t)s->p.pad_h;
+  const int64_t out_w64 = (int64_t)s->p.stride_w * (in_w - 1) + ext_w - 2 * (int64_t)s->p.pad_w;
+  if (in_h <= 0 || in_w <= 0 || out_h64 <= 0 || out_w64 <= 0)
+    return crema_fail(err,
+                      "the %dx%d input gives an empty %" PRId64 "x%" PRId64
+                      " output (pad %d,%d too large for the kernel)",
+                      in_h, in_w, out_h64, out_w64, s->p.pad_h, s->p.pad_w);
+  if (out_h64 > INT_MAX || out_w64 > INT_MAX || ext_h > INT_MAX || ext_w > INT_MAX ||
+      out_h64 + 2 * (int64_t)s->p.pad_h > INT_MAX || out_w64 + 2 * (int64_t)s->p.pad_w > INT_MAX)
+    return crema_fail(err,
+                      "the %dx%d input with stride %d,%d, kernel %dx%d and dilation %d,%d gives an output "
+                      "side above 2^31-1; use a smaller stride, kernel or dilation",
+                      in_h, in_w, s->p.stride_h, s->p.stride_w, s->p.kernel_h, s->p.kernel_w, s->p.dilation_h,
+                      s->p.dilation_w);
+  const int out_h = (int)out_h64, out_w = (int)out_w64;
   /* The convolution that maps our top (num_output channels, out_h x out_w) back to our
    * bottom (C_in channels, in_h x in_w). */
   crema_im2col_geom g = {.channels = s->p.num_output,

@@ -6,7 +6,9 @@
  * zero padding (n-1)/2). Caffe builds this one from Split/Power/Pooling(AVE)/Power/Eltwise
  * layers with shift 1, so `k` is ignored in this mode -- we compute the same function
  * directly. local_size must be odd (as in Caffe). The scale is kept for backward. */
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "base/mem.h"
@@ -46,6 +48,10 @@ static int lrn_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *cons
   if (p->local_size % 2 != 1)
     return crema_fail(err, "lrn_param.local_size must be odd (got %u); LRN only supports odd window sizes",
                       p->local_size);
+  /* Above INT_MAX the size would turn negative as an int (and an odd one passed the check
+   * above), which sent the window loops far outside the input. */
+  if (p->local_size > (uint32_t)INT_MAX)
+    return crema_fail(err, "lrn_param.local_size %u is too large (at most %d)", p->local_size, INT_MAX);
   s->size = (int)p->local_size;
   s->alpha = p->alpha;
   s->beta = p->beta;
@@ -81,8 +87,16 @@ static int lrn_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *co
 
 /* ---- ACROSS_CHANNELS: per (image, block of positions), a running window over channels. */
 
+/* The channels a window reaches before (after = false) or after a channel, clamped to the
+ * channel count: a wider window covers every channel either way, and the clamp keeps a
+ * hostile local_size from overflowing the channel arithmetic. */
+static int half_window(int size, int extent, bool after) {
+  const int pre = (size - 1) / 2, half = after ? size - 1 - pre : pre;
+  return half < extent ? half : extent;
+}
+
 static void across_forward(const lrn_state *s, const float *x, float *y) {
-  const int C = s->c, pre = (s->size - 1) / 2, post = s->size - 1 - pre;
+  const int C = s->c, pre = half_window(s->size, C, false), post = half_window(s->size, C, true);
   const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK - 1) / LRN_BLOCK;
   const float a = s->alpha / (float)s->size;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -96,7 +110,8 @@ static void across_forward(const lrn_state *s, const float *x, float *y) {
       for (int c = 0; c < post && c < C; c++)
         for (size_t q = 0; q < len; q++) acc[q] += xb[(size_t)c * hw + q] * xb[(size_t)c * hw + q];
       for (int c = 0; c < C; c++) {
-        const int head = c + post, tail = c - pre;
+        const int64_t head = (int64_t)c + post;
+        const int tail = c - pre;
         if (head < C)
           for (size_t q = 0; q < len; q++) acc[q] += xb[(size_t)head * hw + q] * xb[(size_t)head * hw + q];
         for (size_t q = 0; q < len; q++) {
@@ -113,7 +128,7 @@ static void across_forward(const lrn_state *s, const float *x, float *y) {
 /* dx_c = dy_c * scale_c^-beta - (2 alpha beta / n) x_c * sum over the channels c' whose
  * window holds c (c-post .. c+pre) of dy_c' y_c' / scale_c'. */
 static void across_backward(const lrn_state *s, const float *x, const float *y, const float *dy, float *dx) {
-  const int C = s->c, pre = (s->size - 1) / 2, post = s->size - 1 - pre;
+  const int C = s->c, pre = half_window(s->size, C, false), post = half_window(s->size, C, true);
   const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK - 1) / LRN_BLOCK;
   const float ratio = 2.0f * s->alpha * s->beta / (float)s->size;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -129,7 +144,8 @@ static void across_backward(const lrn_state *s, const float *x, const float *y, 
       for (int c = 0; c < pre && c < C; c++)
         for (size_t q = 0; q < len; q++) acc[q] += LRN_R(c, q);
       for (int c = 0; c < C; c++) {
-        const int head = c + pre, tail = c - post;
+        const int64_t head = (int64_t)c + pre;
+        const int tail = c - post;
         if (head < C)
           for (size_t q = 0; q < len; q++) acc[q] += LRN_R(head, q);
         for (size_t q = 0; q < len; q++) {
@@ -145,9 +161,18 @@ static void across_backward(const lrn_state *s, const float *x, const float *y, 
 
 /* ---- WITHIN_CHANNEL: n x n box sums on each plane (odd n, symmetric zero padding). */
 
+/* [lo, hi) of the window of half-width pad around i, clipped to [0, n); in 64 bits so that
+ * i + pad cannot overflow. */
+static void box_range(int i, int pad, int n, int *lo, int *hi) {
+  const int64_t a = (int64_t)i - pad, b = (int64_t)i + pad + 1;
+  *lo = a < 0 ? 0 : (int)a;
+  *hi = b > n ? n : (int)b;
+}
+
 static float box_sum(const float *plane, int H, int W, int h, int w, int pad, bool square) {
-  const int h0 = h - pad < 0 ? 0 : h - pad, h1 = h + pad + 1 > H ? H : h + pad + 1;
-  const int w0 = w - pad < 0 ? 0 : w - pad, w1 = w + pad + 1 > W ? W : w + pad + 1;
+  int h0, h1, w0, w1;
+  box_range(h, pad, H, &h0, &h1);
+  box_range(w, pad, W, &w0, &w1);
   float sum = 0.0f;
   for (int i = h0; i < h1; i++)
     for (int j = w0; j < w1; j++) {
@@ -160,7 +185,7 @@ static float box_sum(const float *plane, int H, int W, int h, int w, int pad, bo
 static void within_forward(const lrn_state *s, const float *x, float *y) {
   const int H = s->h, W = s->w, pad = (s->size - 1) / 2, planes = s->n * s->c;
   const size_t hw = (size_t)H * W;
-  const float a = s->alpha / (float)(s->size * s->size);
+  const float a = s->alpha / ((float)s->size * (float)s->size); /* size^2 can overflow int */
 #pragma omp parallel for schedule(static)
   for (int pl = 0; pl < planes; pl++) {
     const float *xp = x + (size_t)pl * hw;
@@ -180,7 +205,7 @@ static void within_forward(const lrn_state *s, const float *x, float *y) {
 static void within_backward(const lrn_state *s, const float *x, const float *y, const float *dy, float *dx) {
   const int H = s->h, W = s->w, pad = (s->size - 1) / 2, planes = s->n * s->c;
   const size_t hw = (size_t)H * W;
-  const float ratio = 2.0f * s->alpha * s->beta / (float)(s->size * s->size);
+  const float ratio = 2.0f * s->alpha * s->beta / ((float)s->size * (float)s->size);
 #pragma omp parallel for schedule(static)
   for (int pl = 0; pl < planes; pl++) {
     const float *xp = x + (size_t)pl * hw, *yp = y + (size_t)pl * hw, *dp = dy + (size_t)pl * hw;
@@ -188,8 +213,9 @@ static void within_backward(const lrn_state *s, const float *x, const float *y, 
     float *gp = dx + (size_t)pl * hw;
     for (int h = 0; h < H; h++)
       for (int w = 0; w < W; w++) {
-        const int h0 = h - pad < 0 ? 0 : h - pad, h1 = h + pad + 1 > H ? H : h + pad + 1;
-        const int w0 = w - pad < 0 ? 0 : w - pad, w1 = w + pad + 1 > W ? W : w + pad + 1;
+        int h0, h1, w0, w1;
+        box_range(h, pad, H, &h0, &h1);
+        box_range(w, pad, W, &w0, &w1);
         float acc = 0.0f;
         for (int i = h0; i < h1; i++)
           for (int j = w0; j < w1; j++) {

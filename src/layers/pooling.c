@@ -8,6 +8,9 @@
  * does (the flat index h * W + w within the plane, as a float). global_pooling pools each
  * whole plane. STOCHASTIC is not supported. */
 #include <float.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,14 @@ typedef struct pool_state {
   int *mask; /* MAX: argmax per output element */
   size_t mask_cap;
 } pool_state;
+
+/* The proto fields are uint32; a value above INT_MAX would turn negative as an int. */
+static int checked_int(const char *name, uint32_t v, int *out, crema_error *err) {
+  if (v > (uint32_t)INT_MAX)
+    return crema_fail(err, "pooling_param.%s %" PRIu32 " is too large (at most %d)", name, v, INT_MAX);
+  *out = (int)v;
+  return 0;
+}
 
 static int pool_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)bottom;
@@ -51,21 +62,28 @@ static int pool_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
       return crema_fail(err, "give either kernel_size or kernel_h and kernel_w (exactly one of the two)");
     if (!p->has_kernel_size && !(p->has_kernel_h && p->has_kernel_w))
       return crema_fail(err, "kernel_h and kernel_w must be given together");
-    s->kernel_h = (int)(p->has_kernel_size ? p->kernel_size : p->kernel_h);
-    s->kernel_w = (int)(p->has_kernel_size ? p->kernel_size : p->kernel_w);
+    if (checked_int(p->has_kernel_size ? "kernel_size" : "kernel_h",
+                    p->has_kernel_size ? p->kernel_size : p->kernel_h, &s->kernel_h, err) ||
+        checked_int(p->has_kernel_size ? "kernel_size" : "kernel_w",
+                    p->has_kernel_size ? p->kernel_size : p->kernel_w, &s->kernel_w, err))
+      return -1;
     if (s->kernel_h <= 0 || s->kernel_w <= 0) return crema_fail(err, "filter dimensions must be > 0");
   }
   if (p->has_pad && (p->has_pad_h || p->has_pad_w))
     return crema_fail(err, "give either pad or pad_h and pad_w, not both");
   if (p->has_pad_h != p->has_pad_w) return crema_fail(err, "pad_h and pad_w must be given together");
-  s->pad_h = (int)(p->has_pad_h ? p->pad_h : p->pad);
-  s->pad_w = (int)(p->has_pad_w ? p->pad_w : p->pad);
+  if (checked_int(p->has_pad_h ? "pad_h" : "pad", p->has_pad_h ? p->pad_h : p->pad, &s->pad_h, err) ||
+      checked_int(p->has_pad_w ? "pad_w" : "pad", p->has_pad_w ? p->pad_w : p->pad, &s->pad_w, err))
+    return -1;
   if ((p->has_stride_h || p->has_stride_w) && p->has_stride)
     return crema_fail(err, "give either stride or stride_h and stride_w, not both");
   if (p->has_stride_h != p->has_stride_w)
     return crema_fail(err, "stride_h and stride_w must be given together");
-  s->stride_h = (int)(p->has_stride_h ? p->stride_h : p->stride);
-  s->stride_w = (int)(p->has_stride_w ? p->stride_w : p->stride);
+  if (checked_int(p->has_stride_h ? "stride_h" : "stride", p->has_stride_h ? p->stride_h : p->stride,
+                  &s->stride_h, err) ||
+      checked_int(p->has_stride_w ? "stride_w" : "stride", p->has_stride_w ? p->stride_w : p->stride,
+                  &s->stride_w, err))
+    return -1;
   if (s->stride_h <= 0 || s->stride_w <= 0) return crema_fail(err, "stride must be > 0");
   if (s->global && (s->pad_h || s->pad_w || s->stride_h != 1 || s->stride_w != 1))
     return crema_fail(err, "with global_pooling, pad must be 0 and stride 1");
@@ -75,12 +93,13 @@ static int pool_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   return 0;
 }
 
+/* Called with in + 2*pad <= INT_MAX and k <= in + 2*pad (checked by pool_reshape). Integer
+ * floor/ceil: equal to Caffe's float division for every size below 2^24, and exact above. */
 static int pooled_size(int in, int k, int pad, int stride, bool floor_mode) {
   const int span = in + 2 * pad - k;
-  int out =
-      (floor_mode ? (int)floorf((float)span / (float)stride) : (int)ceilf((float)span / (float)stride)) + 1;
+  int out = (floor_mode ? span / stride : span / stride + (span % stride != 0)) + 1;
   /* Caffe: the last window must start inside the image or its left/top padding. */
-  if (pad > 0 && (out - 1) * stride >= in + pad) out--;
+  if (pad > 0 && (int64_t)(out - 1) * stride >= (int64_t)in + pad) out--;
   return out;
 }
 
@@ -99,7 +118,13 @@ static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     s->kernel_h = s->h;
     s->kernel_w = s->w;
   }
-  if (s->h + 2 * s->pad_h < s->kernel_h || s->w + 2 * s->pad_w < s->kernel_w)
+  /* The window loops index with int: the padded input must fit one. */
+  const int64_t padded_h = (int64_t)s->h + 2 * (int64_t)s->pad_h,
+                padded_w = (int64_t)s->w + 2 * (int64_t)s->pad_w;
+  if (padded_h > INT_MAX || padded_w > INT_MAX)
+    return crema_fail(err, "the %dx%d input with pad %d,%d exceeds 2^31-1 pixels per side; use a smaller pad",
+                      s->h, s->w, s->pad_h, s->pad_w);
+  if (padded_h < s->kernel_h || padded_w < s->kernel_w)
     return crema_fail(err, "the %dx%d input (pad %d,%d) is smaller than the %dx%d pooling kernel", s->h, s->w,
                       s->pad_h, s->pad_w, s->kernel_h, s->kernel_w);
   s->ph = pooled_size(s->h, s->kernel_h, s->pad_h, s->stride_h, s->floor_mode);
@@ -119,6 +144,18 @@ static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   return 0;
 }
 
+/* The window of output position o along one side. [*lo, *hi) is the part inside the input;
+ * *len is the AVE divisor's extent (clipped at in + pad, so padding cells count), at least 1.
+ * In 64 bits: with a stride near INT_MAX, o * stride overflows an int, and in ceil mode
+ * without padding the last window can start past the input (Caffe keeps it; it is empty). */
+static void pool_window(int o, int stride, int pad, int k, int in, int *lo, int *hi, int *len) {
+  const int64_t start = (int64_t)o * stride - pad, end = start + k;
+  const int64_t end_pad = end < (int64_t)in + pad ? end : (int64_t)in + pad;
+  *len = end_pad - start > 1 ? (int)(end_pad - start) : 1;
+  *lo = start < 0 ? 0 : start > in ? in : (int)start;
+  *hi = end > in ? in : end < *lo ? *lo : (int)end;
+}
+
 static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)err;
   const pool_state *s = l->state;
@@ -135,13 +172,11 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     float *dst = y + (size_t)pl * pout;
     for (int oh = 0; oh < PH; oh++)
       for (int ow = 0; ow < PW; ow++) {
-        int hs = oh * s->stride_h - s->pad_h, ws = ow * s->stride_w - s->pad_w;
+        int hs, he, ws, we, len_h, len_w;
+        pool_window(oh, s->stride_h, s->pad_h, s->kernel_h, H, &hs, &he, &len_h);
+        pool_window(ow, s->stride_w, s->pad_w, s->kernel_w, W, &ws, &we, &len_w);
         const size_t o = (size_t)oh * PW + ow;
         if (is_max) {
-          const int he = hs + s->kernel_h < H ? hs + s->kernel_h : H;
-          const int we = ws + s->kernel_w < W ? ws + s->kernel_w : W;
-          if (hs < 0) hs = 0;
-          if (ws < 0) ws = 0;
           float best = -FLT_MAX;
           int arg = -1;
           for (int ih = hs; ih < he; ih++)
@@ -154,17 +189,10 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
           s->mask[(size_t)pl * pout + o] = arg;
           if (ymask) ymask[(size_t)pl * pout + o] = (float)arg;
         } else {
-          int he = hs + s->kernel_h < H + s->pad_h ? hs + s->kernel_h : H + s->pad_h;
-          int we = ws + s->kernel_w < W + s->pad_w ? ws + s->kernel_w : W + s->pad_w;
-          const int size = (he - hs) * (we - ws);
-          if (hs < 0) hs = 0;
-          if (ws < 0) ws = 0;
-          if (he > H) he = H;
-          if (we > W) we = W;
           float sum = 0.0f;
           for (int ih = hs; ih < he; ih++)
             for (int iw = ws; iw < we; iw++) sum += src[(size_t)ih * W + iw];
-          dst[o] = sum / (float)size;
+          dst[o] = sum / ((float)len_h * (float)len_w);
         }
       }
   }
@@ -195,14 +223,10 @@ static void pool_backward(crema_layer *l, crema_blob *const *top, const bool *pr
     }
     for (int oh = 0; oh < PH; oh++)
       for (int ow = 0; ow < PW; ow++) {
-        int hs = oh * s->stride_h - s->pad_h, ws = ow * s->stride_w - s->pad_w;
-        int he = hs + s->kernel_h < H + s->pad_h ? hs + s->kernel_h : H + s->pad_h;
-        int we = ws + s->kernel_w < W + s->pad_w ? ws + s->kernel_w : W + s->pad_w;
-        const float v = d[(size_t)oh * PW + ow] / (float)((he - hs) * (we - ws));
-        if (hs < 0) hs = 0;
-        if (ws < 0) ws = 0;
-        if (he > H) he = H;
-        if (we > W) we = W;
+        int hs, he, ws, we, len_h, len_w;
+        pool_window(oh, s->stride_h, s->pad_h, s->kernel_h, H, &hs, &he, &len_h);
+        pool_window(ow, s->stride_w, s->pad_w, s->kernel_w, W, &ws, &we, &len_w);
+        const float v = d[(size_t)oh * PW + ow] / ((float)len_h * (float)len_w);
         for (int ih = hs; ih < he; ih++)
           for (int iw = ws; iw < we; iw++) g[(size_t)ih * W + iw] += v;
       }

@@ -1,6 +1,16 @@
 #include "tensor/im2col.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
+
+bool crema_im2col_geom_too_large(const crema_im2col_geom *g) {
+  const int64_t ext_h = (int64_t)g->dilation_h * ((int64_t)g->kernel_h - 1) + 1,
+                ext_w = (int64_t)g->dilation_w * ((int64_t)g->kernel_w - 1) + 1;
+  const int64_t padded_h = (int64_t)g->height + 2 * (int64_t)g->pad_h,
+                padded_w = (int64_t)g->width + 2 * (int64_t)g->pad_w;
+  return ext_h > INT_MAX || ext_w > INT_MAX || padded_h > INT_MAX || padded_w > INT_MAX;
+}
 
 int crema_im2col_geom_finish(crema_im2col_geom *g) {
   g->out_h = g->out_w = 0;
@@ -8,8 +18,11 @@ int crema_im2col_geom_finish(crema_im2col_geom *g) {
       g->stride_h <= 0 || g->stride_w <= 0 || g->dilation_h <= 0 || g->dilation_w <= 0 || g->pad_h < 0 ||
       g->pad_w < 0)
     return -1;
-  int ext_h = g->dilation_h * (g->kernel_h - 1) + 1, ext_w = g->dilation_w * (g->kernel_w - 1) + 1;
-  int span_h = g->height + 2 * g->pad_h - ext_h, span_w = g->width + 2 * g->pad_w - ext_w;
+  /* A prototxt can ask for pads and dilations whose sums overflow an int, and the kernels
+   * index with int: refuse those geometries before computing in int. */
+  if (crema_im2col_geom_too_large(g)) return -1;
+  const int ext_h = g->dilation_h * (g->kernel_h - 1) + 1, ext_w = g->dilation_w * (g->kernel_w - 1) + 1;
+  const int span_h = g->height + 2 * g->pad_h - ext_h, span_w = g->width + 2 * g->pad_w - ext_w;
   if (span_h < 0 || span_w < 0) return -1;
   g->out_h = span_h / g->stride_h + 1;
   g->out_w = span_w / g->stride_w + 1;

@@ -10,6 +10,7 @@
 #ifndef CREMA_TENSOR_IM2COL_H
 #define CREMA_TENSOR_IM2COL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct crema_im2col_geom {
@@ -23,8 +24,12 @@ typedef struct crema_im2col_geom {
 
 /* Computes out_h/out_w: (in + 2*pad - (dilation*(k-1)+1)) / stride + 1 (floor).
  * Returns -1 (and leaves out_* <= 0) when the dilated kernel does not fit in the padded
- * input or a size/stride/dilation is not positive; the caller reports the error. */
+ * input, a size/stride/dilation is not positive, or the padded input or the dilated kernel
+ * exceeds INT_MAX; the caller reports the error (crema_im2col_geom_too_large tells which). */
 int crema_im2col_geom_finish(crema_im2col_geom *g);
+/* True when the padded input (size + 2*pad) or the dilated kernel (dilation*(k-1)+1) of g
+ * exceeds INT_MAX. */
+bool crema_im2col_geom_too_large(const crema_im2col_geom *g);
 
 /* Rows and columns of the column matrix for n images. */
 size_t crema_im2col_rows(const crema_im2col_geom *g);

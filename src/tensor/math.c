@@ -53,7 +53,8 @@ void crema_scal(size_t n, float alpha, float *x) {
 
 void crema_set(size_t n, float value, float *x) {
   if (value == 0.0f && !signbit(value)) {
-    memset(x, 0, n * sizeof(float));
+    /* An empty blob has no buffer (x is NULL), and memset(NULL, 0, 0) is undefined. */
+    if (n) memset(x, 0, n * sizeof(float));
     return;
   }
   for (size_t i = 0; i < n; i++) x[i] = value;
