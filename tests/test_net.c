@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "support/run.h"
@@ -202,6 +203,38 @@ START_TEST(split_insertion_names) {
   ck_assert(!has_layer(net, "ip2_ip2_0_split") && !has_layer(net, "label_data_1_split"));
   ck_assert_int_eq(crema_net_num_layers(net), 5);
   crema_net_free(net);
+}
+END_TEST
+
+/* Blob names are looked up through a hash index: with a linear search per lookup (and an
+ * insertion sort of the outputs), a prototxt with 10^5 tops took minutes to build. */
+START_TEST(many_tops_build_quickly) {
+  enum { N = 100000 };
+  size_t cap = (size_t)N * 24 + 256, used = 0;
+  char *text = malloc(cap);
+  ck_assert_ptr_nonnull(text);
+  used += (size_t)snprintf(text + used, cap - used,
+                           "layer { name: 'in' type: 'Input' top: 'd' input_param { shape { dim: 1 } } }\n"
+                           "layer { name: 's' type: 'Split' bottom: 'd'");
+  for (int i = N - 1; i >= 0; i--) used += (size_t)snprintf(text + used, cap - used, " top: 't%06d'", i);
+  snprintf(text + used, cap - used, " }\n");
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  crema_net_options o = opts(CREMA__PHASE__TEST);
+  crema_net *net = build_text(text, &o);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  const double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  ck_assert_msg(seconds < 20.0, "building a net with %d tops took %.1f s", N, seconds);
+  ck_assert_int_eq(crema_net_num_outputs(net), N);
+  /* outputs are listed by name, as Caffe does */
+  ck_assert_str_eq(crema_net_output_name(net, 0), "t000000");
+  for (int i = 1; i < N; i++)
+    ck_assert_msg(strcmp(crema_net_output_name(net, i - 1), crema_net_output_name(net, i)) < 0,
+                  "outputs %d and %d out of order", i - 1, i);
+  ck_assert_ptr_nonnull(crema_net_blob_by_name(net, "t054321"));
+  ck_assert_ptr_null(crema_net_blob_by_name(net, "t1000000"));
+  crema_net_free(net);
+  free(text);
 }
 END_TEST
 
@@ -804,6 +837,7 @@ int main(void) {
   TCase *tc = tcase_create("net");
   tcase_add_test(tc, state_rules_phase_level_stage);
   tcase_add_test(tc, split_insertion_names);
+  tcase_add_test(tc, many_tops_build_quickly);
   tcase_add_test(tc, in_place_blobs);
   tcase_add_test(tc, unknown_bottom_lists_available);
   tcase_add_test(tc, loss_weights);

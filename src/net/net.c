@@ -11,6 +11,7 @@
  * Weight copy-by-name and proto export live in net_weights.c. */
 #include "net/net.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,6 +138,63 @@ static char *split_blob_name(const char *layer, const char *blob, int top_idx, i
   return s;
 }
 
+/* ---------------------------------------------------------------- name index */
+
+static size_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return (size_t)h;
+}
+
+/* Slot of key, or of the empty slot where it belongs. cap must be a power of two. */
+static size_t name_slot(const crema_name_index *ix, const char *key) {
+  size_t i = name_hash(key) & (ix->cap - 1);
+  while (ix->keys[i] && strcmp(ix->keys[i], key)) i = (i + 1) & (ix->cap - 1);
+  return i;
+}
+
+/* The value stored under key, or -1. */
+static int name_index_get(const crema_name_index *ix, const char *key) {
+  if (!ix->cap) return -1;
+  size_t i = name_slot(ix, key);
+  return ix->keys[i] ? ix->vals[i] : -1;
+}
+
+/* Stores (or replaces) key -> val; grows at half load. -1 when out of memory. */
+static int name_index_put(crema_name_index *ix, const char *key, int val) {
+  if (2 * (ix->n + 1) > ix->cap) {
+    crema_name_index big = {.cap = ix->cap ? 2 * ix->cap : 64};
+    big.keys = calloc(big.cap, sizeof *big.keys);
+    big.vals = calloc(big.cap, sizeof *big.vals);
+    if (!big.keys || !big.vals) {
+      free(big.keys);
+      free(big.vals);
+      return -1;
+    }
+    for (size_t i = 0; i < ix->cap; i++)
+      if (ix->keys[i]) {
+        size_t j = name_slot(&big, ix->keys[i]);
+        big.keys[j] = ix->keys[i];
+        big.vals[j] = ix->vals[i];
+      }
+    big.n = ix->n;
+    free(ix->keys);
+    free(ix->vals);
+    *ix = big;
+  }
+  size_t i = name_slot(ix, key);
+  if (!ix->keys[i]) ix->n++;
+  ix->keys[i] = key;
+  ix->vals[i] = val;
+  return 0;
+}
+
+static void name_index_free(crema_name_index *ix) {
+  free(ix->keys);
+  free(ix->vals);
+  *ix = (crema_name_index){0};
+}
+
 typedef struct top_ref {
   int layer, top;
 } top_ref;
@@ -211,20 +269,19 @@ static int insert_splits(crema_net *net, crema_error *err) {
   top_ref *source = calloc(n_bots + 1, sizeof *source);
   int *count = calloc(n_tops + 1, sizeof *count), *next_split = calloc(n_tops + 1, sizeof *next_split);
   float *loss = calloc(n_tops + 1, sizeof *loss);
-  /* Last producer of each name so far: a linear list of (name, top_ref). */
-  const char **last_name = calloc(n_tops + 1, sizeof *last_name);
+  /* Last producer of each name so far: name -> k, the producer in last_ref[k]. */
+  crema_name_index last_index = {0};
   top_ref *last_ref = calloc(n_tops + 1, sizeof *last_ref);
   size_t n_last = 0;
-  if (!top_off || !bot_off || !source || !count || !next_split || !loss || !last_name || !last_ref) {
+  if (!top_off || !bot_off || !source || !count || !next_split || !loss || !last_ref) {
     crema_fail(err, "out of memory");
     goto done;
   }
   for (size_t i = 0; i < nl; i++) {
     const Crema__LayerParameter *lp = msg->layer[i];
     for (size_t j = 0; j < lp->n_bottom; j++) {
-      size_t k = 0;
-      while (k < n_last && strcmp(last_name[k], lp->bottom[j])) k++;
-      if (k == n_last) {
+      const int found = name_index_get(&last_index, lp->bottom[j]);
+      if (found < 0) {
         char avail[768];
         list_tops(msg, i, avail, sizeof avail);
         crema_fail(
@@ -232,20 +289,24 @@ static int insert_splits(crema_net *net, crema_error *err) {
             net_source(net), lp->name ? lp->name : "(unnamed)", lp->bottom[j], j, avail);
         goto done;
       }
-      source[bot_off[i] + j] = last_ref[k];
-      count[top_off[last_ref[k].layer] + (size_t)last_ref[k].top]++;
+      source[bot_off[i] + j] = last_ref[found];
+      count[top_off[last_ref[found].layer] + (size_t)last_ref[found].top]++;
     }
     for (size_t j = 0; j < lp->n_top; j++) {
-      size_t k = 0;
-      while (k < n_last && strcmp(last_name[k], lp->top[j])) k++;
-      if (k == n_last) last_name[n_last++] = lp->top[j];
+      int k = name_index_get(&last_index, lp->top[j]);
+      if (k < 0) {
+        k = (int)n_last++;
+        if (name_index_put(&last_index, lp->top[j], k)) {
+          crema_fail(err, "out of memory");
+          goto done;
+        }
+      }
       last_ref[k] = (top_ref){(int)i, (int)j};
     }
     /* A top used as a loss counts as one more consumer (Caffe does the same). */
     size_t n_loss = lp->n_loss_weight < lp->n_top ? lp->n_loss_weight : lp->n_top;
     for (size_t j = 0; j < n_loss; j++) {
-      size_t k = 0;
-      while (strcmp(last_name[k], lp->top[j])) k++;
+      const int k = name_index_get(&last_index, lp->top[j]); /* just added above */
       size_t t = top_off[last_ref[k].layer] + (size_t)last_ref[k].top;
       loss[t] = lp->loss_weight[j];
       if (loss[t] != 0.0f) count[t]++;
@@ -319,7 +380,7 @@ done:
   free(count);
   free(next_split);
   free(loss);
-  free(last_name);
+  name_index_free(&last_index);
   free(last_ref);
   return rc;
 }
@@ -327,9 +388,7 @@ done:
 /* ---------------------------------------------------------------- blobs */
 
 static int find_blob(const crema_net *net, const char *name) {
-  for (int i = 0; i < net->n_blobs; i++)
-    if (!strcmp(net->blob_names[i], name)) return i;
-  return -1;
+  return name_index_get(&net->blob_index, name);
 }
 
 static int add_blob(crema_net *net, const char *name, crema_error *err) {
@@ -351,7 +410,7 @@ static int add_blob(crema_net *net, const char *name, crema_error *err) {
   int id = net->n_blobs;
   net->blobs[id] = crema_blob_new();
   net->blob_names[id] = dup_string(name);
-  if (!net->blobs[id] || !net->blob_names[id]) {
+  if (!net->blobs[id] || !net->blob_names[id] || name_index_put(&net->blob_index, net->blob_names[id], id)) {
     crema_blob_free(net->blobs[id]);
     free(net->blob_names[id]);
     return crema_fail(err, "out of memory");
@@ -607,6 +666,15 @@ static void force_backward(crema_net *net) {
   }
 }
 
+typedef struct named_id {
+  const char *name;
+  int id;
+} named_id;
+
+static int cmp_named_id(const void *a, const void *b) {
+  return strcmp(((const named_id *)a)->name, ((const named_id *)b)->name);
+}
+
 static int collect_outputs(crema_net *net, crema_error *err) {
   net->output_ids = calloc((size_t)net->n_blobs + 1, sizeof(int));
   net->input_ids = calloc((size_t)net->n_blobs + 1, sizeof(int));
@@ -614,14 +682,14 @@ static int collect_outputs(crema_net *net, crema_error *err) {
   for (int b = 0; b < net->n_blobs; b++)
     if (net->blob_available[b]) net->output_ids[net->n_outputs++] = b;
   /* Caffe lists outputs by name (a std::set): keep that order so logs read the same. */
-  for (int i = 1; i < net->n_outputs; i++)
-    for (int k = i;
-         k > 0 && strcmp(net->blob_names[net->output_ids[k - 1]], net->blob_names[net->output_ids[k]]) > 0;
-         k--) {
-      int t = net->output_ids[k];
-      net->output_ids[k] = net->output_ids[k - 1];
-      net->output_ids[k - 1] = t;
-    }
+  /* qsort, not an insertion sort: a net may have 10^5 outputs. Blob names are unique. */
+  named_id *by_name = calloc((size_t)net->n_outputs + 1, sizeof *by_name);
+  if (!by_name) return crema_fail(err, "out of memory");
+  for (int i = 0; i < net->n_outputs; i++)
+    by_name[i] = (named_id){net->blob_names[net->output_ids[i]], net->output_ids[i]};
+  qsort(by_name, (size_t)net->n_outputs, sizeof *by_name, cmp_named_id);
+  for (int i = 0; i < net->n_outputs; i++) net->output_ids[i] = by_name[i].id;
+  free(by_name);
   for (int li = 0; li < net->n_layers; li++) {
     const net_layer *L = &net->layers[li];
     if (strcmp(L->layer->ops->type, "Input")) continue;
@@ -726,6 +794,7 @@ void crema_net_free(crema_net *net) {
     free(net->blob_names[b]);
   }
   free(net->blobs);
+  name_index_free(&net->blob_index);
   free(net->blob_names);
   free(net->blob_need_backward);
   free(net->blob_available);

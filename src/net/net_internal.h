@@ -28,6 +28,15 @@ typedef struct named_param {
   bool has_lr, has_decay;
 } named_param;
 
+/* Name -> int, open addressing. Keys are borrowed and must outlive the index. Nets may name
+ * any number of blobs; a linear search per lookup made a prototxt with 10^5 tops take
+ * minutes to build. */
+typedef struct crema_name_index {
+  const char **keys;
+  int *vals;
+  size_t cap, n; /* cap is 0 or a power of two */
+} crema_name_index;
+
 struct crema_net {
   Crema__NetParameter *param;         /* upgraded, filtered copy (owned); layers hold no blobs */
   int *orig_index;                    /* filtered layer -> index in the prototxt as given */
@@ -39,6 +48,7 @@ struct crema_net {
   int n_blobs, cap_blobs;
   crema_blob **blobs;
   char **blob_names;
+  crema_name_index blob_index; /* blob_names -> blob id */
   bool *blob_need_backward;
   bool *blob_available; /* build-time: produced and not yet consumed */
   float *blob_loss_weight;
