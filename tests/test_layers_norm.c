@@ -435,6 +435,9 @@ START_TEST(scale_shape_errors) {
   expect_setup_error("name: 'sc' type: 'Scale' scale_param { axis: 3 num_axes: 2 }", 1, b, "sc", "axes");
   expect_setup_error("name: 'sc' type: 'Scale' scale_param { axis: 4 }", 1, b, "sc", "axis");
   expect_setup_error("name: 'sc' type: 'Scale' scale_param { num_axes: -2 }", 1, b, "sc", "num_axes");
+  /* axis + num_axes once overflowed int (UBSan) before the comparison. */
+  expect_setup_error("name: 'sc' type: 'Scale' scale_param { num_axes: 2147483647 }", 1, b, "sc",
+                     "num_axes 2147483647 needs a bottom with at least 2147483648 axes");
   crema_blob_free(x);
   crema_blob_free(s);
 }
@@ -498,6 +501,8 @@ START_TEST(bias_shape_errors) {
   crema_blob *b[2] = {x, s};
   expect_setup_error("name: 'bi' type: 'Bias' bias_param { axis: 0 }", 2, b, "bi", "does not match");
   expect_setup_error("name: 'bi' type: 'Bias' bias_param { axis: 2 num_axes: 3 }", 1, b, "bi", "axes");
+  expect_setup_error("name: 'bi' type: 'Bias' bias_param { axis: -1 num_axes: 2147483647 }", 1, b, "bi",
+                     "num_axes 2147483647 needs a bottom");
   crema_blob_free(x);
   crema_blob_free(s);
 }

@@ -370,6 +370,10 @@ START_TEST(reshape_shapes) {
                      "no axis", NULL);
   expect_setup_error("name: 'rs' type: 'Reshape' reshape_param { shape { dim: 1 } axis: 5 }", 1, b, 1,
                      "axis 5", NULL);
+  /* axis + num_axes once overflowed int (UBSan) before the range check. */
+  expect_setup_error(
+      "name: 'rs' type: 'Reshape' reshape_param { shape { dim: 1 } axis: 1 num_axes: 2147483647 }", 1, b, 1,
+      "axis + num_axes = 2147483648 is out of range", NULL);
   free_blobs(1, b);
 }
 END_TEST

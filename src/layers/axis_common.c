@@ -16,10 +16,11 @@ int crema_axis_param_shape(const crema_blob *bottom, int axis, int num_axes, con
     return 0;
   }
   if (crema_blob_canonical_axis(bottom, axis, &a, err)) return crema_error_prefix(err, "%s.axis", what);
+  /* Compared as num_axes > axes left, not a + num_axes > axes: num_axes may be INT_MAX. */
+  if (num_axes > bottom->num_axes - a)
+    return crema_fail(err, "%s: axis %d + num_axes %d needs a bottom with at least %lld axes, got %d", what,
+                      axis, num_axes, (long long)a + num_axes, bottom->num_axes);
   int end = num_axes < 0 ? bottom->num_axes : a + num_axes;
-  if (end > bottom->num_axes)
-    return crema_fail(err, "%s: axis %d + num_axes %d needs a bottom with at least %d axes, got %d", what,
-                      axis, num_axes, end, bottom->num_axes);
   *n_axes = end - a;
   for (int i = a; i < end; i++) shape[i - a] = bottom->shape[i];
   return 0;

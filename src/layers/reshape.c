@@ -59,10 +59,11 @@ static int reshape_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob
   if (start < 0 || start > b->num_axes)
     return crema_fail(err, "reshape_param axis %d is out of range for bottom shape %s", s->axis,
                       crema_blob_shape_string(b, a, sizeof a));
+  /* num_axes > axes left rather than start + num_axes > axes: num_axes may be INT_MAX. */
+  if (s->num_axes > b->num_axes - start)
+    return crema_fail(err, "reshape_param axis + num_axes = %lld is out of range for bottom shape %s",
+                      (long long)start + s->num_axes, crema_blob_shape_string(b, a, sizeof a));
   const int end = s->num_axes == -1 ? b->num_axes : start + s->num_axes;
-  if (end > b->num_axes)
-    return crema_fail(err, "reshape_param axis + num_axes = %d is out of range for bottom shape %s", end,
-                      crema_blob_shape_string(b, a, sizeof a));
   const int top_axes = b->num_axes - (end - start) + s->n_dims;
   if (top_axes > CREMA_MAX_AXES)
     return crema_fail(err, "reshape would give %d axes; crema supports at most %d", top_axes, CREMA_MAX_AXES);
