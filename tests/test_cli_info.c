@@ -1,5 +1,6 @@
 /* `crema info` and `crema upgrade` end to end: the built binary run on the LeNet files from
- * real Caffe, on a binaryproto, a solverstate, a V1 net and bad input. */
+ * real Caffe, on a binaryproto, a solverstate, a V1 net and bad input. Also the build error
+ * of `crema time`. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +177,30 @@ START_TEST(test_info_blob_and_state) {
 }
 END_TEST
 
+/* A net without data layers that fails to build: the error names the layer and the field,
+ * without the hint about data sources (which pointed away from the real error). */
+START_TEST(test_time_build_error) {
+  char path[512], args[1024];
+  snprintf(path, sizeof path, "%s/bad.prototxt", tmpdir);
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("layer { name: 'data' type: 'Input' top: 'data' input_param { shape { dim: 1 dim: 1 dim: 4 dim: 4 } "
+        "} }\n"
+        "layer { name: 'pool' type: 'Pooling' bottom: 'data' top: 'pool' pooling_param { kernel_size: "
+        "4000000000 } }\n",
+        f);
+  fclose(f);
+  snprintf(args, sizeof args, "time --model '%s' --iterations 1", path);
+  int status;
+  char *out = run(args, &status);
+  ck_assert_int_eq(status, 1);
+  assert_has(out, "error: cannot build the net to time: ");
+  assert_has(out, "layer \"pool\" (Pooling): pooling_param.kernel_size 4000000000 is too large");
+  ck_assert_msg(!strstr(out, "data layers need their sources"), "misleading hint:\n%s", out);
+  free(out);
+}
+END_TEST
+
 START_TEST(test_upgrade_round_trips) {
   int st;
   char args[2048], txt[512], bin[512];
@@ -283,6 +308,7 @@ int main(void) {
   tcase_add_test(tc, test_info_prototxts);
   tcase_add_test(tc, test_info_blob_and_state);
   tcase_add_test(tc, test_upgrade_round_trips);
+  tcase_add_test(tc, test_time_build_error);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

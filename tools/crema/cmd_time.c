@@ -81,10 +81,19 @@ int crema_cmd_time(int argc, char **argv) {
   Crema__NetParameter *msg = NULL;
   if (crema_read_net_param(model, &msg, &err)) goto fail;
   if (crema_net_build(msg, &opt, &net, &err)) {
+    /* The hint about data sources only helps when the net reads any; otherwise it would
+     * point away from the real error (a bad parameter, an unknown bottom...). */
+    bool reads_data = false;
+    for (size_t i = 0; i < msg->n_layer; i++)
+      reads_data = reads_data || (msg->layer[i]->type && (!strcmp(msg->layer[i]->type, "Data") ||
+                                                          !strcmp(msg->layer[i]->type, "ImageData")));
     crema_message_free(msg);
-    crema_error_prefix(&err,
-                       "cannot build the net to time (data layers need their sources: a missing DB can be "
-                       "swapped for an Input layer of the same shape)");
+    if (reads_data)
+      crema_error_prefix(&err,
+                         "cannot build the net to time (data layers need their sources: a missing DB can be "
+                         "swapped for an Input layer of the same shape)");
+    else
+      crema_error_prefix(&err, "cannot build the net to time");
     goto fail;
   }
   bool has_loss = false;
