@@ -177,6 +177,32 @@ START_TEST(test_info_blob_and_state) {
 }
 END_TEST
 
+/* A damaged caffemodel whose blob dims multiply past 2^64: the count once wrapped around and
+ * info printed a wrong element count (and total). */
+START_TEST(test_info_blob_count_overflow) {
+  char text[512], model[512], args[1200];
+  snprintf(text, sizeof text, "%s/big.prototxt", tmpdir);
+  snprintf(model, sizeof model, "%s/big.caffemodel", tmpdir);
+  FILE *f = fopen(text, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs("name: 'big' layer { name: 'ip' type: 'InnerProduct' blobs { shape { dim: 2147483647 dim: 2147483647 "
+        "dim: 2147483647 dim: 2147483647 dim: 2147483647 } } }\n",
+        f);
+  fclose(f);
+  int st;
+  snprintf(args, sizeof args, "upgrade '%s' '%s' --type=net", text, model);
+  char *out = run(args, &st);
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  snprintf(args, sizeof args, "info '%s'", model);
+  out = run(args, &st);
+  ck_assert_msg(st == 0, "%s", out);
+  assert_has(out, "(bad shape: too many elements)");
+  assert_has(out, "total: 1 parameter blobs, 0 parameters");
+  free(out);
+}
+END_TEST
+
 /* A net without data layers that fails to build: the error names the layer and the field,
  * without the hint about data sources (which pointed away from the real error). */
 START_TEST(test_time_build_error) {
@@ -309,6 +335,7 @@ int main(void) {
   tcase_add_test(tc, test_info_blob_and_state);
   tcase_add_test(tc, test_upgrade_round_trips);
   tcase_add_test(tc, test_time_build_error);
+  tcase_add_test(tc, test_info_blob_count_overflow);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

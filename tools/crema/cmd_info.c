@@ -5,6 +5,7 @@
  * prints a readable summary of each. */
 #include <inttypes.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +37,17 @@ static size_t blob_shape_text(const Crema__BlobProto *b, char *buf, size_t size)
     return 0;
   }
   size_t n = 0, count = 1;
-  buf[0] = '\0';
-  for (int i = 0; i < num_axes && n < size; i++) {
-    n += (size_t)snprintf(buf + n, size - n, "%s%d", i ? "x" : "", shape[i]);
+  for (int i = 0; i < num_axes; i++) {
+    /* A damaged file can hold dims whose product wraps around; say so instead of a count. */
+    if (shape[i] && count > SIZE_MAX / (size_t)shape[i]) {
+      snprintf(buf, size, "(bad shape: too many elements)");
+      return 0;
+    }
     count *= (size_t)shape[i];
   }
+  buf[0] = '\0';
+  for (int i = 0; i < num_axes && n < size; i++)
+    n += (size_t)snprintf(buf + n, size - n, "%s%d", i ? "x" : "", shape[i]);
   if (num_axes == 0) snprintf(buf, size, "scalar");
   return count;
 }
