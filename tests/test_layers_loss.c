@@ -632,6 +632,11 @@ START_TEST(accuracy_errors) {
                    -1);
   ck_assert_msg(strstr(err.msg, "top_k"), "message: %s", err.msg);
   run_free(&r);
+  /* A uint32 beyond int's range is reported as given, not wrapped to a negative number. */
+  ck_assert_int_eq(
+      run_try(&r, "name: 'acc' type: 'Accuracy' accuracy_param { top_k: 4000000000 }", 2, b, 1, &err), -1);
+  ck_assert_msg(strstr(err.msg, "top_k 4000000000 is too large"), "message: %s", err.msg);
+  run_free(&r);
   free_blobs(2, b);
 }
 END_TEST

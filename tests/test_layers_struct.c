@@ -444,6 +444,8 @@ START_TEST(argmax_values) {
   for (int i = 0; i < 8; i++) ck_assert_float_eq(r.top[0]->data[i], idx[i]);
   run_free(&r);
   expect_setup_error("name: 'am' type: 'ArgMax' argmax_param { axis: 1 top_k: 4 }", 1, c, 1, "top_k", NULL);
+  expect_setup_error("name: 'am' type: 'ArgMax' argmax_param { top_k: 4000000000 }", 1, c, 1,
+                     "top_k 4000000000 is too large", NULL);
   free_blobs(1, c);
 }
 END_TEST

@@ -822,6 +822,8 @@ END_TEST
 START_TEST(test_ip_errors) {
   crema_blob *x = blob4(2, 3, 1, 1, 1);
   expect_setup_error("name: 'ip' type: 'InnerProduct' inner_product_param { }", x, 1, "num_output");
+  expect_setup_error("name: 'ip' type: 'InnerProduct' inner_product_param { num_output: 4000000000 }", x, 1,
+                     "num_output 4000000000 is too large");
   expect_setup_error("name: 'ip' type: 'InnerProduct' inner_product_param { num_output: 2 axis: 4 }", x, 1,
                      "axis");
   run r = run_forward("name: 'ip' type: 'InnerProduct' inner_product_param { num_output: 2 }", 1, &x, 1);

@@ -7,6 +7,7 @@
  * (itself included, hence the start at -1) score >= its score, so a class tied with the true
  * class counts against it. No backward. A label outside [0, C) that is not ignore_label makes
  * forward fail, naming the value and the valid range. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ static int accuracy_setup(crema_layer *l, crema_blob *const *bottom, crema_blob 
   if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   const Crema__AccuracyParameter *ap = l->param->accuracy_param;
+  if (ap && ap->top_k > INT_MAX) return crema_fail(err, "accuracy_param top_k %u is too large", ap->top_k);
   s->top_k = ap ? (int)ap->top_k : 1;
   s->axis_param = ap ? ap->axis : 1;
   s->has_ignore = ap && ap->has_ignore_label;

@@ -5,6 +5,7 @@
  *    the indices, or with out_max_val only the values.
  * Order: by value, larger first; equal values put the larger index first (Caffe sorts
  * (value, index) pairs with std::greater). No backward. */
+#include <limits.h>
 #include <stdlib.h>
 
 #include "layers/layer.h"
@@ -30,6 +31,7 @@ static int argmax_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   l->state = s;
   const Crema__ArgMaxParameter *ap = l->param->argmax_param;
   s->out_max_val = ap && ap->out_max_val;
+  if (ap && ap->top_k > INT_MAX) return crema_fail(err, "argmax_param top_k %u is too large", ap->top_k);
   s->top_k = ap ? (int)ap->top_k : 1;
   s->has_axis = ap && ap->has_axis;
   s->axis_param = s->has_axis ? ap->axis : 0;

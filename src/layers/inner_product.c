@@ -2,6 +2,7 @@
  * (M, K) with M = product of the axes before `axis` and K = product of the rest;
  * top (M, num_output) = bottom * W^T + b with W (num_output, K), or bottom * W with
  * W (K, num_output) when transpose is set. One GEMM for the whole batch. */
+#include <limits.h>
 #include <stdlib.h>
 
 #include "base/mem.h"
@@ -25,6 +26,8 @@ static int ip_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const
   l->state = s;
   if (!p->has_num_output || p->num_output == 0)
     return crema_fail(err, "inner_product_param.num_output must be given and > 0");
+  if (p->num_output > INT_MAX)
+    return crema_fail(err, "inner_product_param.num_output %u is too large", p->num_output);
   s->num_output = (int)p->num_output;
   s->bias_term = p->bias_term;
   s->transpose = p->transpose;
