@@ -32,6 +32,11 @@ static inline uint32_t crema_rng_u32(crema_rng *r) {
   s[3] = crema_rng_rotl(s[3], 11);
   return result;
 }
+/* Two draws as one 64-bit value (high word first), e.g. a key for per-chunk streams. */
+static inline uint64_t crema_rng_u64(crema_rng *r) {
+  uint64_t hi = crema_rng_u32(r);
+  return hi << 32 | crema_rng_u32(r);
+}
 /* Uniform in [0, 1). */
 float crema_rng_uniform01(crema_rng *r);
 /* Uniform in [a, b). */

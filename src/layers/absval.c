@@ -7,9 +7,6 @@
 #include "layers/layer.h"
 #include "tensor/math.h"
 
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 32768
-
 typedef struct absval_state {
   crema_blob *saved; /* copy of the input, only for in-place use */
 } absval_state;
@@ -42,7 +39,7 @@ static int absval_forward(crema_layer *l, crema_blob *const *bottom, crema_blob 
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
   if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
   return 0;
 }
@@ -55,7 +52,7 @@ static void absval_backward(crema_layer *l, crema_blob *const *top, const bool *
   const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
   const float *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : (x[i] < 0.0f ? -dy[i] : 0.0f);
 }
 

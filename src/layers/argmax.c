@@ -10,6 +10,7 @@
 
 #include "layers/layer.h"
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 typedef struct argmax_pair {
   float value;
@@ -100,7 +101,7 @@ static int argmax_forward(crema_layer *l, crema_blob *const *bottom, crema_blob 
   const size_t num = b->count / dim;
   const float *x = b->data;
   float *y = top[0]->data;
-#pragma omp parallel for if (b->count > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for if (b->count > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < num; i++) {
     const size_t outer = i / stride, in = i % stride;
     const float *xs = x + outer * dim * stride + in;

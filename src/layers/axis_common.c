@@ -1,9 +1,7 @@
 #include "layers/axis_common.h"
+#include "tensor/math.h"
 
 #include <stdio.h>
-
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 32768
 
 int crema_axis_param_shape(const crema_blob *bottom, int axis, int num_axes, const char *what, int *n_axes,
                            int shape[CREMA_MAX_AXES], crema_error *err) {
@@ -50,7 +48,7 @@ int crema_axis_dims_compute(const crema_blob *bottom, const crema_blob *p, int a
 
 void crema_axis_mul(const crema_axis_dims *d, const float *x, const float *s, float *y) {
   const size_t rows = d->outer * d->dim, inner = d->inner, dim = d->dim;
-#pragma omp parallel for if (rows * inner > PAR_MIN) schedule(static)
+#pragma omp parallel for if (rows * inner > CREMA_PAR_MIN) schedule(static)
   for (size_t r = 0; r < rows; r++) {
     const float v = s[r % dim];
     const float *xr = x + r * inner;
@@ -61,7 +59,7 @@ void crema_axis_mul(const crema_axis_dims *d, const float *x, const float *s, fl
 
 void crema_axis_add(const crema_axis_dims *d, const float *b, float *y) {
   const size_t rows = d->outer * d->dim, inner = d->inner, dim = d->dim;
-#pragma omp parallel for if (rows * inner > PAR_MIN) schedule(static)
+#pragma omp parallel for if (rows * inner > CREMA_PAR_MIN) schedule(static)
   for (size_t r = 0; r < rows; r++) {
     const float v = b[r % dim];
     float *yr = y + r * inner;
@@ -106,9 +104,9 @@ static double reduce_one(const crema_axis_dims *d, size_t k, const float *a, con
 void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m, float *out,
                        bool accumulate) {
   const size_t dim = d->dim, total = d->outer * d->dim * d->inner;
-  if (dim >= 16 || total <= PAR_MIN) {
+  if (dim >= 16 || total <= CREMA_PAR_MIN) {
     /* Enough independent sums to share among threads. */
-#pragma omp parallel for if (total > PAR_MIN) schedule(static)
+#pragma omp parallel for if (total > CREMA_PAR_MIN) schedule(static)
     for (size_t k = 0; k < dim; k++) {
       float v = (float)reduce_one(d, k, a, m);
       out[k] = accumulate ? out[k] + v : v;

@@ -27,9 +27,6 @@
 #include "layers/layer.h"
 #include "tensor/math.h"
 
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 32768
-
 typedef struct batch_norm_state {
   bool use_global_stats;
   float maf, eps;
@@ -117,7 +114,7 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
       mean[c] = f * l->blobs[0]->data[c];
       sd[c] = sqrtf(f * l->blobs[1]->data[c] + eps);
     }
-#pragma omp parallel for if (count > PAR_MIN) schedule(static)
+#pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
     for (size_t r = 0; r < num * channels; r++) {
       const size_t c = r % channels;
       const float mu = mean[c], inv = 1.0f / sd[c];
@@ -127,7 +124,7 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
   }
 
   float *xn = s->x_norm->data, *var = s->stddev->diff; /* stddev's diff holds the batch variance */
-#pragma omp parallel for if (count > PAR_MIN) schedule(static)
+#pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
   for (size_t c = 0; c < channels; c++) {
     /* Two passes (mean, then mean squared deviation), as Caffe computes E[(X - EX)^2]. */
     double sum = 0.0;
@@ -168,7 +165,7 @@ static void batch_norm_backward(crema_layer *l, crema_blob *const *top, const bo
   float *dx = bottom[0]->diff; /* may be dy (in place): every loop reads index i before writing it */
 
   if (s->use_global_stats) {
-#pragma omp parallel for if (count > PAR_MIN) schedule(static)
+#pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
     for (size_t r = 0; r < num * channels; r++) {
       const float inv = 1.0f / sd[r % channels];
       for (size_t i = r * spatial; i < (r + 1) * spatial; i++) dx[i] = dy[i] * inv;
@@ -176,7 +173,7 @@ static void batch_norm_backward(crema_layer *l, crema_blob *const *top, const bo
     return;
   }
   const float *xn = s->x_norm->data;
-#pragma omp parallel for if (count > PAR_MIN) schedule(static)
+#pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
   for (size_t c = 0; c < channels; c++) {
     double sum_dy = 0.0, sum_dyy = 0.0;
     for (size_t n = 0; n < num; n++) {

@@ -6,6 +6,7 @@
 
 #include "layers/layer.h"
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 typedef struct concat_state {
   int axis_param;
@@ -72,7 +73,7 @@ static void concat_copy(const concat_state *s, crema_blob *bk, crema_blob *t, in
   const size_t top_len = (size_t)t->shape[s->axis] * s->inner;
   const size_t off = (size_t)offset * s->inner;
   if (len == 0) return;
-#pragma omp parallel for if (s->outer > 1 && s->outer * len > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for if (s->outer > 1 && s->outer * len > CREMA_PAR_MIN) schedule(static)
   for (size_t n = 0; n < s->outer; n++) {
     if (to_top)
       memcpy(t->data + n * top_len + off, bk->data + n * len, len * sizeof(float));

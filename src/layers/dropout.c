@@ -15,8 +15,6 @@
 #include "layers/layer.h"
 #include "tensor/math.h"
 
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 32768
 /* Elements per random stream (see dropout_forward). */
 #define RNG_CHUNK 4096
 
@@ -70,9 +68,9 @@ static int dropout_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
   const float scale = s->scale;
   /* Parallel draws that do not depend on the thread count: one 64-bit key per pass from
    * l->rng, then chunk j of RNG_CHUNK elements draws from its own generator seeded (key, j). */
-  const uint64_t hi = crema_rng_u32(&l->rng), key = hi << 32 | crema_rng_u32(&l->rng);
+  const uint64_t key = crema_rng_u64(&l->rng);
   const size_t n_chunks = (n + RNG_CHUNK - 1) / RNG_CHUNK;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t c = 0; c < n_chunks; c++) {
     crema_rng r;
     crema_rng_seed(&r, key, c);
@@ -100,7 +98,7 @@ static void dropout_backward(crema_layer *l, crema_blob *const *top, const bool 
     return;
   }
   const float *mask = s->mask->data;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) dx[i] = dy[i] * mask[i];
 }
 

@@ -8,6 +8,7 @@
 
 #include "layers/layer.h"
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 typedef struct eltwise_state {
   Crema__EltwiseParameter__EltwiseOp op;
@@ -69,7 +70,7 @@ static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
   eltwise_state *s = l->state;
   const size_t n = top[0]->count;
   const int nb = l->n_bottom;
-  const bool par = n > CREMA_LAYER_PAR_MIN;
+  const bool par = n > CREMA_PAR_MIN;
   float *y = top[0]->data;
   const float *a = bottom[0]->data, *b = bottom[1]->data;
   switch (s->op) {
@@ -122,7 +123,7 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
   eltwise_state *s = l->state;
   const size_t n = top[0]->count;
   const int nb = l->n_bottom;
-  const bool par = n > CREMA_LAYER_PAR_MIN;
+  const bool par = n > CREMA_PAR_MIN;
   const float *dy = top[0]->diff, *y = top[0]->data;
   for (int i = 0; i < nb; i++) {
     if (!propagate_down[i]) continue;

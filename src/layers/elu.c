@@ -10,9 +10,6 @@
 #include "layers/layer.h"
 #include "tensor/math.h"
 
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 16384
-
 typedef struct elu_state {
   float alpha;
   crema_blob *saved; /* copy of the input, only for in-place use with alpha < 0 */
@@ -52,7 +49,7 @@ static int elu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   float *y = top[0]->data;
   const float alpha = s->alpha;
   if (elu_keeps_input(s, bottom, top)) crema_copy(n, x, s->saved->data);
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * expm1f(x[i]);
   return 0;
 }
@@ -66,7 +63,7 @@ static void elu_backward(crema_layer *l, crema_blob *const *top, const bool *pro
   const float *y = top[0]->data, *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
   const float alpha = s->alpha;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
   for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : dy[i] * (alpha + y[i]);
 }
 

@@ -5,6 +5,7 @@
 
 #include "layers/layer.h"
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 typedef struct euclidean_state {
   crema_blob *diff; /* a - b from the last forward */
@@ -46,7 +47,7 @@ static int euclidean_forward(crema_layer *l, crema_blob *const *bottom, crema_bl
   const float *a = bottom[0]->data, *b = bottom[1]->data;
   float *d = s->diff->data;
   double sum = 0.0;
-#pragma omp parallel for reduction(+ : sum) if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for reduction(+ : sum) if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) {
     d[i] = a[i] - b[i];
     sum += (double)d[i] * d[i];
@@ -65,7 +66,7 @@ static void euclidean_backward(crema_layer *l, crema_blob *const *top, const boo
     const float *d = s->diff->data;
     float *g = bottom[i]->diff;
     const size_t n = bottom[i]->count;
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
     for (size_t k = 0; k < n; k++) g[k] = alpha * d[k];
   }
 }

@@ -1,4 +1,5 @@
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 #include <math.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static void softmax_block(const float *x, float *y, int channels, size_t inner, 
 
 void crema_softmax_cpu(const float *in, float *out, int outer, int channels, int inner) {
   const size_t dim = (size_t)channels * (size_t)inner;
-  const bool par = (size_t)outer * dim > CREMA_LAYER_PAR_MIN;
+  const bool par = (size_t)outer * dim > CREMA_PAR_MIN;
   if (inner == 1) {
 #pragma omp parallel for if (par) schedule(static)
     for (int i = 0; i < outer; i++) softmax_row(in + (size_t)i * dim, out + (size_t)i * dim, channels);

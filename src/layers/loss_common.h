@@ -11,10 +11,7 @@
 #include "layers/layer.h"
 #include "proto/crema.pb-c.h"
 #include "tensor/blob.h"
-
-/* Element counts above which element-wise loops run on OpenMP threads (below it, the cost of
- * waking the thread team is larger than the loop). */
-#define CREMA_LAYER_PAR_MIN 32768
+#include "tensor/math.h"
 
 /* Positions of the inner axis processed together when inner > 1, so that loops over channels
  * run over contiguous memory (vectorised) instead of striding by `inner`. */

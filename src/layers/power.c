@@ -13,9 +13,6 @@
 #include "layers/layer.h"
 #include "tensor/math.h"
 
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 16384
-
 typedef struct power_state {
   float power, scale, shift;
   float diff_scale;  /* power * scale */
@@ -62,16 +59,16 @@ static int power_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
   const float power = s->power, scale = s->scale, shift = s->shift;
   if (power == 1.0f) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = scale * x[i] + shift;
   } else if (power == 2.0f) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
     for (size_t i = 0; i < n; i++) {
       float v = scale * x[i] + shift;
       y[i] = v * v;
     }
   } else {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = powf(scale * x[i] + shift, power);
   }
   return 0;
@@ -89,16 +86,16 @@ static void power_backward(crema_layer *l, crema_blob *const *top, const bool *p
   if (ds == 0.0f) {
     crema_set(n, 0.0f, dx);
   } else if (power == 1.0f) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
     for (size_t i = 0; i < n; i++) dx[i] = dy[i] * scale;
   } else if (power == 2.0f) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
     for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (ds * shift + ds * scale * x[i]);
   } else if (shift == 0.0f) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
     for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (power * y[i] / x[i]);
   } else {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
     for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (ds * y[i] / (scale * x[i] + shift));
   }
 }

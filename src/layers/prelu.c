@@ -10,9 +10,6 @@
 #include "layers/layer.h"
 #include "tensor/math.h"
 
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 32768
-
 typedef struct prelu_state {
   bool channel_shared;
   int channels;
@@ -72,7 +69,7 @@ static int prelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   const float *slope = l->blobs[0]->data;
   const bool shared = s->channel_shared;
   if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t r = 0; r < rows; r++) {
     const float a = slope[shared ? 0 : r % (size_t)channels];
     const float *xr = x + r * dim;
@@ -117,11 +114,11 @@ static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *p
     float *dslope = l->blobs[0]->diff;
     if (shared) {
       double acc = 0.0;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static) reduction(+ : acc)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static) reduction(+ : acc)
       for (size_t r = 0; r < rows; r++) acc += neg_dot(dy + r * dim, x + r * dim, dim);
       dslope[0] += (float)acc;
     } else {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
       for (size_t c = 0; c < channels; c++) {
         double acc = 0.0;
         for (size_t k = 0; k < num; k++)
@@ -132,7 +129,7 @@ static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *p
   }
   if (propagate_down[0]) {
     float *dx = bottom[0]->diff;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
     for (size_t r = 0; r < rows; r++) {
       const float a = slope[shared ? 0 : r % channels];
       const size_t off = r * dim;

@@ -9,9 +9,6 @@
 #include "layers/layer.h"
 #include "tensor/math.h"
 
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 32768
-
 typedef struct relu_state {
   float negative_slope;
   crema_blob *saved; /* copy of the input, only for in-place use with a negative slope */
@@ -51,7 +48,7 @@ static int relu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   float *y = top[0]->data;
   const float ns = s->negative_slope;
   if (relu_keeps_input(s, bottom, top)) crema_copy(n, x, s->saved->data);
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : ns * x[i];
   return 0;
 }
@@ -66,7 +63,7 @@ static void relu_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   const float *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
   const float ns = s->negative_slope;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : ns * dy[i];
 }
 

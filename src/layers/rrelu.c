@@ -11,9 +11,8 @@
 #include <stdlib.h>
 
 #include "layers/layer.h"
+#include "tensor/math.h"
 
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 32768
 /* Elements per random stream (see rrelu_forward). */
 #define RNG_CHUNK 4096
 
@@ -58,7 +57,7 @@ static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   float *y = top[0]->data;
   if (l->phase != CREMA__PHASE__TRAIN) {
     const float a = 0.5f * (s->lower + s->upper);
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : a * x[i];
     return 0;
   }
@@ -66,9 +65,9 @@ static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   const float lower = s->lower, upper = s->upper;
   /* Parallel draws that do not depend on the thread count: one 64-bit key per pass from
    * l->rng, then chunk j of RNG_CHUNK elements draws from its own generator seeded (key, j). */
-  const uint64_t hi = crema_rng_u32(&l->rng), key = hi << 32 | crema_rng_u32(&l->rng);
+  const uint64_t key = crema_rng_u64(&l->rng);
   const size_t n_chunks = (n + RNG_CHUNK - 1) / RNG_CHUNK;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t c = 0; c < n_chunks; c++) {
     crema_rng r;
     crema_rng_seed(&r, key, c);
@@ -90,12 +89,12 @@ static void rrelu_backward(crema_layer *l, crema_blob *const *top, const bool *p
   float *dx = bottom[0]->diff;
   if (l->phase != CREMA__PHASE__TRAIN) {
     const float a = 0.5f * (s->lower + s->upper);
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
     return;
   }
   const float *slope = s->slope->data;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : slope[i] * dy[i];
 }
 

@@ -6,9 +6,7 @@
 #include <math.h>
 
 #include "layers/layer.h"
-
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 16384
+#include "tensor/math.h"
 
 static int sigmoid_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                            crema_error *err) {
@@ -17,7 +15,7 @@ static int sigmoid_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
   return 0;
 }
@@ -29,7 +27,7 @@ static void sigmoid_backward(crema_layer *l, crema_blob *const *top, const bool 
   const size_t n = bottom[0]->count;
   const float *y = top[0]->data, *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
   for (size_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
 }
 

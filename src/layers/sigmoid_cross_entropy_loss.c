@@ -14,6 +14,7 @@
 
 #include "layers/layer.h"
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 typedef struct sigmoid_ce_state {
   Crema__LossParameter__NormalizationMode mode;
@@ -65,7 +66,7 @@ static int sigmoid_ce_forward(crema_layer *l, crema_blob *const *bottom, crema_b
   const float *x = bottom[0]->data, *t = bottom[1]->data;
   double loss = 0.0;
   long valid = 0;
-#pragma omp parallel for reduction(+ : loss, valid) if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for reduction(+ : loss, valid) if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) {
     if (ignored(s, t[i])) continue;
     /* x - 2 x [x >= 0] = -|x|, so exp never overflows. Terms in float, the sum in double:
@@ -87,7 +88,7 @@ static void sigmoid_ce_backward(crema_layer *l, crema_blob *const *top, const bo
   const float *x = bottom[0]->data, *t = bottom[1]->data;
   float *dx = bottom[0]->diff;
   const float scale = top[0]->diff[0] / s->normalizer;
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) {
     if (ignored(s, t[i])) {
       dx[i] = 0.0f;

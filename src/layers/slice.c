@@ -7,6 +7,7 @@
 
 #include "layers/layer.h"
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 typedef struct slice_state {
   int axis_param;
@@ -88,7 +89,7 @@ static void slice_copy(const slice_state *s, crema_blob *b, crema_blob *t, int o
   const size_t b_len = (size_t)b->shape[s->axis] * s->inner;
   const size_t off = (size_t)offset * s->inner;
   if (len == 0) return;
-#pragma omp parallel for if (s->outer > 1 && s->outer * len > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for if (s->outer > 1 && s->outer * len > CREMA_PAR_MIN) schedule(static)
   for (size_t n = 0; n < s->outer; n++) {
     if (forward)
       memcpy(t->data + n * len, b->data + n * b_len + off, len * sizeof(float));

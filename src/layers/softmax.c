@@ -5,6 +5,7 @@
 
 #include "layers/layer.h"
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 typedef struct softmax_state {
   int axis; /* as written in the prototxt; resolved against the bottom in reshape */
@@ -52,7 +53,7 @@ static void softmax_backward(crema_layer *l, crema_blob *const *top, const bool 
   const size_t inner = (size_t)s->inner, dim = (size_t)channels * inner;
   const float *y = top[0]->data, *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
-  const bool par = top[0]->count > CREMA_LAYER_PAR_MIN;
+  const bool par = top[0]->count > CREMA_PAR_MIN;
   if (inner == 1) { /* rows of contiguous channels: the classifier case */
 #pragma omp parallel for if (par) schedule(static)
     for (int i = 0; i < s->outer; i++) {

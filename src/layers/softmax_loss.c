@@ -20,6 +20,7 @@
 
 #include "layers/layer.h"
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 typedef struct softmax_loss_state {
   int axis_param;
@@ -112,7 +113,7 @@ static int softmax_loss_forward(crema_layer *l, crema_blob *const *bottom, crema
   const size_t n = (size_t)s->outer * inner, dim = (size_t)channels * inner;
   const double on = 1.0 - s->eps, off = (double)s->eps / channels;
   double loss = 0.0;
-#pragma omp parallel for reduction(+ : loss) if (n * (size_t)channels > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for reduction(+ : loss) if (n * (size_t)channels > CREMA_PAR_MIN) schedule(static)
   for (size_t k = 0; k < n; k++) {
     int v = (int)label[k];
     if (s->has_ignore && v == s->ignore_label) continue;
@@ -144,9 +145,9 @@ static void softmax_loss_backward(crema_layer *l, crema_blob *const *top, const 
   float *dx = bottom[0]->diff;
   const float scale = top[0]->diff[0] / s->normalizer;
   const float on = (1.0f - s->eps) * scale, off = s->eps / (float)channels;
-#pragma omp parallel for if (count > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
   for (size_t k = 0; k < count; k++) dx[k] = (p[k] - off) * scale;
-#pragma omp parallel for if (n > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t k = 0; k < n; k++) {
     float *dk = dx + (k / inner) * dim + k % inner;
     const int v = (int)label[k]; /* validated by forward */

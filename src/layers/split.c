@@ -4,6 +4,7 @@
 
 #include "layers/layer.h"
 #include "layers/loss_common.h"
+#include "tensor/math.h"
 
 static int split_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                          crema_error *err) {
@@ -27,7 +28,7 @@ static void split_backward(crema_layer *l, crema_blob *const *top, const bool *p
   const size_t n = bottom[0]->count;
   const int n_top = l->n_top;
   float *g = bottom[0]->diff;
-#pragma omp parallel for if (n * (size_t)n_top > CREMA_LAYER_PAR_MIN) schedule(static)
+#pragma omp parallel for if (n * (size_t)n_top > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) {
     float sum = top[0]->diff[i];
     for (int t = 1; t < n_top; t++) sum += top[t]->diff[i];

@@ -5,9 +5,7 @@
 #include <math.h>
 
 #include "layers/layer.h"
-
-/* Below this many elements, starting threads costs more than the loop. */
-#define PAR_MIN 16384
+#include "tensor/math.h"
 
 /* tanh(x) = (e - 1) / (e + 1) with e = exp(2|x|), sign restored. Near 0 that difference
  * cancels, so |x| < 0.25 uses the series up to x^9 (next term < 1e-8 relative there). Past
@@ -29,7 +27,7 @@ static int tanh_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = fast_tanhf(x[i]);
   return 0;
 }
@@ -41,7 +39,7 @@ static void tanh_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   const size_t n = bottom[0]->count;
   const float *y = top[0]->data, *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
   for (size_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 

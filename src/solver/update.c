@@ -7,9 +7,7 @@
 #include <string.h>
 
 #include "base/mem.h"
-
-/* Element-wise loops below this size stay on one thread (threading costs more than it saves). */
-#define PAR_MIN 32768
+#include "tensor/math.h"
 
 static const crema_update_rule *const RULES[] = {
     &crema_update_sgd,     &crema_update_nesterov, &crema_update_adagrad,
@@ -28,7 +26,7 @@ const char *crema_update_rule_names(void) { return "SGD, Nesterov, AdaGrad, RMSP
 void crema_update_normalize(size_t n, float *diff, int iter_size) {
   if (iter_size <= 1) return;
   const float s = 1.0f / (float)iter_size;
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for if (n > CREMA_PAR_MIN)
   for (size_t i = 0; i < n; i++) diff[i] *= s;
 }
 
@@ -36,11 +34,11 @@ void crema_update_regularize(size_t n, const float *data, float *diff, float dec
                              crema_regularization type) {
   if (decay == 0.0f) return;
   if (type == CREMA_REG_L2) {
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for if (n > CREMA_PAR_MIN)
     for (size_t i = 0; i < n; i++) diff[i] += decay * data[i];
   } else {
     /* Caffe's sign: +1, -1, or 0 for exactly 0. */
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for if (n > CREMA_PAR_MIN)
     for (size_t i = 0; i < n; i++) diff[i] += decay * (float)((data[i] > 0.0f) - (data[i] < 0.0f));
   }
 }
@@ -53,7 +51,7 @@ float crema_update_clip_scale(double sumsq, float clip) {
 }
 
 void crema_update_apply(size_t n, float *data, const float *diff) {
-#pragma omp parallel for if (n > PAR_MIN)
+#pragma omp parallel for if (n > CREMA_PAR_MIN)
   for (size_t i = 0; i < n; i++) data[i] -= diff[i];
 }
 
@@ -79,7 +77,7 @@ static double array_sumsq(const float *x, size_t n) {
   while (block * SUMSQ_MAX_BLOCKS < n) block *= 2;
   const int nb = (int)((n + block - 1) / block);
   double part[SUMSQ_MAX_BLOCKS];
-#pragma omp parallel for schedule(static) if (n > PAR_MIN)
+#pragma omp parallel for schedule(static) if (n > CREMA_PAR_MIN)
   for (int b = 0; b < nb; b++) {
     const size_t lo = (size_t)b * block, hi = lo + block < n ? lo + block : n;
     part[b] = block_sumsq(x + lo, hi - lo);
@@ -104,7 +102,7 @@ void crema_update_step(const crema_update_config *c, crema_update_param *p, int 
     if (q->lr_mult == 0.0f) continue; /* frozen */
     if (scale != 1.0f) {
       float *d = q->diff;
-#pragma omp parallel for if (q->n > PAR_MIN)
+#pragma omp parallel for if (q->n > CREMA_PAR_MIN)
       for (size_t i = 0; i < q->n; i++) d[i] *= scale;
     }
     crema_update_normalize(q->n, q->diff, c->iter_size);

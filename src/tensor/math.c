@@ -9,9 +9,6 @@ extern char *openblas_get_corename(void);
 extern int openblas_get_num_threads(void);
 extern void openblas_set_num_threads(int);
 
-/* Below this many elements, thread start-up costs more than the loop. */
-#define PAR_MIN 32768
-
 void crema_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, const float *B,
                 float beta, float *C) {
   int lda = trans_a ? M : K, ldb = trans_b ? K : N;
@@ -37,17 +34,17 @@ void crema_gemv(bool trans_a, int M, int N, float alpha, const float *A, const f
 }
 
 void crema_axpy(size_t n, float alpha, const float *x, float *y) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] += alpha * x[i];
 }
 
 void crema_axpby(size_t n, float alpha, const float *x, float beta, float *y) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = alpha * x[i] + beta * y[i];
 }
 
 void crema_scal(size_t n, float alpha, float *x) {
-#pragma omp parallel for if (n > PAR_MIN) schedule(static)
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) x[i] *= alpha;
 }
 

@@ -8,6 +8,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* OpenMP thresholds: loops over fewer elements stay on one thread, because starting the
+ * team costs more than the loop saves. Loops doing an exp/log/pow per element pay off
+ * sooner. */
+#define CREMA_PAR_MIN 32768
+#define CREMA_PAR_MIN_HEAVY 16384
+
 /* C (M x N) = alpha * op(A) (M x K) * op(B) (K x N) + beta * C; all row-major, packed. */
 void crema_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, const float *B,
                 float beta, float *C);
