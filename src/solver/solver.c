@@ -437,6 +437,7 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
   int rc = crema_upgrade_solver(p, &changed, err);
   s->action = opt->action;
   s->action_ctx = opt->action_ctx;
+  s->hooks = opt->hooks;
   s->max_iter = opt->max_iter > 0 ? opt->max_iter : p->max_iter;
   if (!rc && p->snapshot_format == CREMA__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5)
     rc = crema_fail(err,
@@ -525,6 +526,8 @@ int crema_solver_num_test_nets(const crema_solver *s) { return s->n_test; }
 crema_net *crema_solver_test_net(const crema_solver *s, int i) { return s->tests[i].net; }
 const char *crema_solver_snapshot_prefix(const crema_solver *s) { return s->prefix; }
 float crema_solver_smoothed_loss(const crema_solver *s) { return s->smoothed_loss; }
+float crema_solver_rate(const crema_solver *s) { return s->rate; }
+const Crema__SolverParameter *crema_solver_param(const crema_solver *s) { return s->param; }
 
 int crema_solver_test_value(const crema_solver *s, int t, const char *name, float *value) {
   if (t < 0 || t >= s->n_test || !s->tests[t].has_result) return -1;
@@ -671,6 +674,7 @@ int crema_solver_test_all(crema_solver *s, crema_error *err) {
     if (test_one(s, t, err)) return -1;
   if (s->requested_early_exit) return 0;
   s->tested_this_iter = s->n_test > 0;
+  if (s->hooks.on_test && s->n_test > 0) s->hooks.on_test(s->hooks.ctx, s, s->iter);
   return early_stop_check(s, err);
 }
 
@@ -800,6 +804,8 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
       loss += l;
     }
     loss /= (float)p->iter_size;
+    if (s->hooks.after_backward && s->hooks.after_backward(s->hooks.ctx, s, err))
+      return crema_error_prefix(err, "iteration %d", s->iter);
     update_smoothed_loss(s, loss);
     if (display) {
       struct timespec now;
@@ -818,6 +824,7 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
     if (apply_update(s, display, err)) return -1;
     const bool row = display || s->tested_this_iter;
     const int row_iter = s->iter;
+    if (s->hooks.on_iteration) s->hooks.on_iteration(s->hooks.ctx, s, row_iter, s->smoothed_loss, s->rate);
     crema_solver_action request = poll_action(s);
     s->iter++;
     if (row) {

@@ -37,6 +37,22 @@ typedef enum {
  * last call (e.g. read from a volatile sig_atomic_t set by a signal handler). */
 typedef crema_solver_action (*crema_solver_action_fn)(void *ctx);
 
+/* Optional observers of the loop, all called on the solving thread; any may be NULL. They
+ * are how tools and other modules follow or extend training without editing the loop:
+ * progress displays, diagnostics, the embedding API's callbacks, distributed gradient sums. */
+typedef struct crema_solver_hooks {
+  void *ctx;
+  /* After the backward passes of an iteration (all iter_size of them) and before the update:
+   * the train net's parameter diffs hold this process's gradient and may be rewritten (e.g.
+   * summed across processes). Returning non-zero (with err filled) stops the solve. */
+  int (*after_backward)(void *ctx, crema_solver *s, crema_error *err);
+  /* After each iteration's update. `iter` is the iteration just trained, `loss` its smoothed
+   * loss and `lr` the rate it used. */
+  void (*on_iteration)(void *ctx, const crema_solver *s, int iter, float loss, float lr);
+  /* After each completed test round (crema_solver_test_value reads its results). */
+  void (*on_test)(void *ctx, const crema_solver *s, int iter);
+} crema_solver_hooks;
+
 typedef struct crema_solver_options {
   /* The solver file's path: messages, and the default snapshot_prefix (Caffe: the file name
    * without ".prototxt") when the solver has none. May be NULL. */
@@ -51,6 +67,7 @@ typedef struct crema_solver_options {
   int n_freeze;
   crema_solver_action_fn action; /* may be NULL */
   void *action_ctx;
+  crema_solver_hooks hooks; /* zeroed = none */
 } crema_solver_options;
 
 /* Builds the train net and the test nets, checks every setting (unknown type, lr policy,
@@ -101,5 +118,9 @@ int crema_solver_test_value(const crema_solver *s, int net, const char *name, fl
 const char *crema_solver_snapshot_prefix(const crema_solver *s);
 /* Smoothed training loss of the last iteration. */
 float crema_solver_smoothed_loss(const crema_solver *s);
+/* The learning rate of the last update. */
+float crema_solver_rate(const crema_solver *s);
+/* The solver's (owned) parameter message, after command-line overrides. */
+const Crema__SolverParameter *crema_solver_param(const crema_solver *s);
 
 #endif

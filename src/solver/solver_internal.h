@@ -26,6 +26,7 @@ struct crema_solver {
   Crema__SolverParameter *param; /* owned copy */
   crema_solver_action_fn action;
   void *action_ctx;
+  crema_solver_hooks hooks;
   int max_iter;
   uint64_t seed;
 
