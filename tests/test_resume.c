@@ -340,6 +340,82 @@ START_TEST(test_early_stopping) {
 }
 END_TEST
 
+/* Hooks: after_backward sees every iteration's gradient before the update (zeroing it there
+ * must freeze the weights), on_iteration counts iterations with their lr, on_test each round. */
+typedef struct hook_counts {
+  int backward, iterations, tests, last_iter;
+  float last_lr;
+} hook_counts;
+
+static int count_backward(void *ctx, crema_solver *s, crema_error *err) {
+  (void)err;
+  ((hook_counts *)ctx)->backward++;
+  const crema_net *net = crema_solver_net(s);
+  for (int i = 0; i < crema_net_num_params(net); i++) crema_blob_zero_diff(crema_net_param_at(net, i)->blob);
+  return 0;
+}
+
+static void count_iteration(void *ctx, const crema_solver *s, int iter, float loss, float lr) {
+  (void)s;
+  (void)loss;
+  hook_counts *c = ctx;
+  c->iterations++;
+  c->last_iter = iter;
+  c->last_lr = lr;
+}
+
+static void count_test(void *ctx, const crema_solver *s, int iter) {
+  (void)iter;
+  float acc = -1;
+  ck_assert_int_eq(crema_solver_test_value(s, 0, "accuracy", &acc), 0);
+  ((hook_counts *)ctx)->tests++;
+}
+
+static int fail_backward(void *ctx, crema_solver *s, crema_error *err) {
+  (void)ctx;
+  return crema_fail(err, "peer gone at iteration %d", crema_solver_iter(s));
+}
+
+START_TEST(test_hooks) {
+  make_tmpdir();
+  crema_error err;
+  char extra[1024];
+  snprintf(extra, sizeof extra,
+           "base_lr: 0.05 lr_policy: 'fixed' momentum: 0.9 test_iter: 1 test_interval: 4 random_seed: 3 "
+           "display: 0 metrics_csv: false snapshot: 0 snapshot_after_train: false snapshot_prefix: '%s/h'",
+           tmpdir);
+  crema_solver *s = make_solver(extra, 10);
+  size_t n0 = 0, n1 = 0;
+  float *before = weights_of(s, &n0);
+  hook_counts c = {0};
+  crema_solver_hooks h = {
+      .ctx = &c, .after_backward = count_backward, .on_iteration = count_iteration, .on_test = count_test};
+  ck_assert_int_eq(crema_solver_add_hooks(s, &h, &err), 0);
+  ck_assert_msg(crema_solver_solve(s, &err) == 0, "%s", err.msg);
+  float *after = weights_of(s, &n1);
+  ck_assert_uint_eq(n0, n1);
+  ck_assert_mem_eq(before, after, n0 * sizeof(float)); /* zeroed gradients: nothing moved */
+  ck_assert_int_eq(c.backward, 10);
+  ck_assert_int_eq(c.iterations, 10);
+  ck_assert_int_eq(c.last_iter, 9);
+  ck_assert_float_eq(c.last_lr, 0.05f);
+  ck_assert_int_eq(c.tests, 3); /* iterations 4, 8 and the final test at 10 */
+  free(before);
+  free(after);
+  crema_solver_free(s);
+
+  s = make_solver(extra, 10);
+  crema_solver_hooks f = {.after_backward = fail_backward};
+  for (int i = 0; i < CREMA_SOLVER_MAX_HOOKS; i++) ck_assert_int_eq(crema_solver_add_hooks(s, &f, &err), 0);
+  ck_assert_int_eq(crema_solver_add_hooks(s, &f, &err), -1);
+  ck_assert_ptr_nonnull(strstr(err.msg, "too many solver hooks"));
+  ck_assert_int_eq(crema_solver_solve(s, &err), -1);
+  ck_assert_ptr_nonnull(strstr(err.msg, "peer gone at iteration 0"));
+  crema_solver_free(s);
+  remove_tmpdir();
+}
+END_TEST
+
 START_TEST(test_freeze_batchnorm_prefix) {
   /* --freeze=conv*,bn1: lr_mult 0 on both convolution params (weights and bias, though the
    * prototxt gives at most one param spec), use_global_stats on the BatchNorm -- by editing
@@ -611,6 +687,7 @@ int main(void) {
   tcase_add_test(tc, test_unwritable_and_bad_settings);
   tcase_add_test(tc, test_freeze);
   tcase_add_test(tc, test_early_stopping);
+  tcase_add_test(tc, test_hooks);
   tcase_add_test(tc, test_freeze_batchnorm_prefix);
   tcase_add_test(tc, test_nan_detection);
   tcase_add_test(tc, test_cli_flag_errors);

@@ -437,7 +437,8 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
   int rc = crema_upgrade_solver(p, &changed, err);
   s->action = opt->action;
   s->action_ctx = opt->action_ctx;
-  s->hooks = opt->hooks;
+  if (opt->hooks.after_backward || opt->hooks.on_iteration || opt->hooks.on_test)
+    s->hooks[s->n_hooks++] = opt->hooks;
   s->max_iter = opt->max_iter > 0 ? opt->max_iter : p->max_iter;
   if (!rc && p->snapshot_format == CREMA__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5)
     rc = crema_fail(err,
@@ -510,6 +511,13 @@ void crema_solver_free(crema_solver *s) {
   free(s->prefix);
   crema_message_free(s->param);
   free(s);
+}
+
+int crema_solver_add_hooks(crema_solver *s, const crema_solver_hooks *hooks, crema_error *err) {
+  if (s->n_hooks >= CREMA_SOLVER_MAX_HOOKS)
+    return crema_fail(err, "too many solver hooks (at most %d)", CREMA_SOLVER_MAX_HOOKS);
+  s->hooks[s->n_hooks++] = *hooks;
+  return 0;
 }
 
 int crema_solver_copy_weights(crema_solver *s, const char *caffemodel, crema_error *err) {
@@ -674,7 +682,8 @@ int crema_solver_test_all(crema_solver *s, crema_error *err) {
     if (test_one(s, t, err)) return -1;
   if (s->requested_early_exit) return 0;
   s->tested_this_iter = s->n_test > 0;
-  if (s->hooks.on_test && s->n_test > 0) s->hooks.on_test(s->hooks.ctx, s, s->iter);
+  for (int h = 0; h < s->n_hooks && s->n_test > 0; h++)
+    if (s->hooks[h].on_test) s->hooks[h].on_test(s->hooks[h].ctx, s, s->iter);
   return early_stop_check(s, err);
 }
 
@@ -804,8 +813,9 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
       loss += l;
     }
     loss /= (float)p->iter_size;
-    if (s->hooks.after_backward && s->hooks.after_backward(s->hooks.ctx, s, err))
-      return crema_error_prefix(err, "iteration %d", s->iter);
+    for (int h = 0; h < s->n_hooks; h++)
+      if (s->hooks[h].after_backward && s->hooks[h].after_backward(s->hooks[h].ctx, s, err))
+        return crema_error_prefix(err, "iteration %d", s->iter);
     update_smoothed_loss(s, loss);
     if (display) {
       struct timespec now;
@@ -824,7 +834,9 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
     if (apply_update(s, display, err)) return -1;
     const bool row = display || s->tested_this_iter;
     const int row_iter = s->iter;
-    if (s->hooks.on_iteration) s->hooks.on_iteration(s->hooks.ctx, s, row_iter, s->smoothed_loss, s->rate);
+    for (int h = 0; h < s->n_hooks; h++)
+      if (s->hooks[h].on_iteration)
+        s->hooks[h].on_iteration(s->hooks[h].ctx, s, row_iter, s->smoothed_loss, s->rate);
     crema_solver_action request = poll_action(s);
     s->iter++;
     if (row) {

@@ -67,8 +67,10 @@ typedef struct crema_solver_options {
   int n_freeze;
   crema_solver_action_fn action; /* may be NULL */
   void *action_ctx;
-  crema_solver_hooks hooks; /* zeroed = none */
+  crema_solver_hooks hooks; /* zeroed = none; more can be added with crema_solver_add_hooks */
 } crema_solver_options;
+
+#define CREMA_SOLVER_MAX_HOOKS 8
 
 /* Builds the train net and the test nets, checks every setting (unknown type, lr policy,
  * HDF5 snapshots, early-stopping metric among the test outputs, ...) and that the snapshot
@@ -78,6 +80,10 @@ typedef struct crema_solver_options {
 int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_options *opt,
                         crema_solver **out, crema_error *err);
 void crema_solver_free(crema_solver *s);
+
+/* Adds one more set of hooks (copied); they run after those added before, in order.
+ * Fails when CREMA_SOLVER_MAX_HOOKS sets are already attached. */
+int crema_solver_add_hooks(crema_solver *s, const crema_solver_hooks *hooks, crema_error *err);
 
 /* Finetuning: copies layers by name from a caffemodel into the train net (the net logs what
  * it copied, ignored and kept). Call before solve; several calls apply in order. */

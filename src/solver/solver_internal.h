@@ -26,7 +26,8 @@ struct crema_solver {
   Crema__SolverParameter *param; /* owned copy */
   crema_solver_action_fn action;
   void *action_ctx;
-  crema_solver_hooks hooks;
+  crema_solver_hooks hooks[CREMA_SOLVER_MAX_HOOKS];
+  int n_hooks;
   int max_iter;
   uint64_t seed;
 
