@@ -235,17 +235,17 @@ int crema_recipe_replace_heads(const Crema__NetParameter *net, char *const *head
   return 0;
 }
 
-static int freeze_where(const Crema__NetParameter *net, int through, char *const *keep, int n_keep,
+/* Whether layer i (named name) is frozen. */
+typedef bool (*freeze_pred)(const void *ctx, int i, const char *name);
+
+static int freeze_where(const Crema__NetParameter *net, freeze_pred pred, const void *ctx,
                         Crema__NetParameter **out, crema_error *err) {
   Crema__NetParameter *m = recipe_copy_net(net);
   if (!m) return crema_fail(err, "out of memory");
   int frozen = 0;
   for (size_t i = 0; i < m->n_layer; i++) {
     Crema__LayerParameter *l = m->layer[i];
-    if (!recipe_layer_num_blobs(l)) continue;
-    bool fz = through >= 0 ? (int)i <= through : true;
-    for (int k = 0; k < n_keep && fz; k++) fz = strcmp(l->name, keep[k]) != 0;
-    if (!fz) continue;
+    if (!recipe_layer_num_blobs(l) || !pred(ctx, (int)i, l->name ? l->name : "")) continue;
     if (recipe_freeze_layer(l, err)) {
       crema_message_free(m);
       return -1;
@@ -258,12 +258,42 @@ static int freeze_where(const Crema__NetParameter *net, int through, char *const
   return 0;
 }
 
+static bool up_to(const void *ctx, int i, const char *name) {
+  (void)name;
+  return i <= *(const int *)ctx;
+}
+
 int crema_recipe_freeze_through(const Crema__NetParameter *net, const char *layer, Crema__NetParameter **out,
                                 crema_error *err) {
   *out = NULL;
   const int k = recipe_layer_index(net, layer);
   if (k < 0) return crema_fail(err, "--freeze-through %s: no layer of that name in the net", layer);
-  return freeze_where(net, k, NULL, 0, out, err);
+  return freeze_where(net, up_to, &k, out, err);
+}
+
+typedef struct name_list {
+  char *const *names;
+  int n;
+  bool prefixes; /* "PREFIX*" entries match by prefix */
+} name_list;
+
+static bool matches(const name_list *nl, const char *name) {
+  for (int k = 0; k < nl->n; k++) {
+    const char *p = nl->names[k];
+    const size_t len = strlen(p);
+    if (nl->prefixes && len && p[len - 1] == '*' ? !strncmp(name, p, len - 1) : !strcmp(name, p)) return true;
+  }
+  return false;
+}
+
+static bool not_kept(const void *ctx, int i, const char *name) {
+  (void)i;
+  return !matches(ctx, name);
+}
+
+static bool listed(const void *ctx, int i, const char *name) {
+  (void)i;
+  return matches(ctx, name);
 }
 
 int crema_recipe_train_only(const Crema__NetParameter *net, char *const *keep, int n_keep,
@@ -272,5 +302,20 @@ int crema_recipe_train_only(const Crema__NetParameter *net, char *const *keep, i
   for (int k = 0; k < n_keep; k++)
     if (recipe_layer_index(net, keep[k]) < 0)
       return crema_fail(err, "layer \"%s\" to train: no layer of that name in the net", keep[k]);
-  return freeze_where(net, -1, keep, n_keep, out, err);
+  const name_list nl = {keep, n_keep, false};
+  return freeze_where(net, not_kept, &nl, out, err);
+}
+
+int crema_recipe_freeze_matching(const Crema__NetParameter *net, char *const *patterns, int n,
+                                 Crema__NetParameter **out, crema_error *err) {
+  *out = NULL;
+  for (int k = 0; k < n; k++) {
+    const name_list one = {patterns + k, 1, true};
+    bool any = false;
+    for (size_t i = 0; i < net->n_layer && !any; i++)
+      any = net->layer[i]->name && matches(&one, net->layer[i]->name);
+    if (!any) return crema_fail(err, "--freeze %s: no layer of the net matches", patterns[k]);
+  }
+  const name_list nl = {patterns, n, true};
+  return freeze_where(net, listed, &nl, out, err);
 }

@@ -87,6 +87,11 @@ int crema_recipe_freeze_through(const Crema__NetParameter *net, const char *laye
 int crema_recipe_train_only(const Crema__NetParameter *net, char *const *keep, int n_keep,
                             Crema__NetParameter **out, crema_error *err);
 
+/* The same for the layers named NAME or matching PREFIX* (`--freeze`, as `crema train`'s).
+ * A pattern that matches no layer is an error. */
+int crema_recipe_freeze_matching(const Crema__NetParameter *net, char *const *patterns, int n,
+                                 Crema__NetParameter **out, crema_error *err);
+
 /* train_val -> deploy: data layers become one Input "data" of shape (1, c, h, w); losses,
  * accuracies and layers reading the label go; Softmax "prob" is added on the input of the
  * last SoftmaxWithLoss; layers that do not lead to "prob" (auxiliary heads) are pruned. */

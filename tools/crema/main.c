@@ -18,6 +18,8 @@ static const command COMMANDS[] = {
     {"time", crema_cmd_time, "per-layer forward/backward timings (Caffe's caffe time)"},
     {"info", crema_cmd_info, "what a Caffe file is and what it holds (net, solver, caffemodel, ...)"},
     {"upgrade", crema_cmd_upgrade, "legacy nets/solvers to the current format; prototxt <-> binary"},
+    {"finetune", crema_cmd_finetune, "finetune a model on an image folder, into a run folder"},
+    {"classify", crema_cmd_classify, "top-K classes of images with a finetuned or any Caffe classifier"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,700 @@
+/* cmd_finetune.c -- `crema finetune`: from a base model and an image folder to a run folder
+ * with a trained, deployable model.
+ *
+ *   crema finetune --model BASE.prototxt [--weights BASE.caffemodel] --data DIR --out RUN_DIR
+ *   crema finetune --resume RUN_DIR
+ *
+ * Everything is first built in RUN_DIR.partial-<pid> (lists, LMDBs, mean, nets, solver,
+ * preprocessing) and renamed to RUN_DIR only when complete; on an error the partial folder
+ * is removed. Training then runs inside RUN_DIR (paths in its files are relative to it, as
+ * `cd RUN_DIR && caffe train --solver solver.prototxt` expects). */
+#define _XOPEN_SOURCE 700
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "common/flags.h"
+#include "common/tool.h"
+#include "crema/commands.h"
+#include "crema/ft_data.h"
+#include "crema/ft_log.h"
+#include "crema/ft_train.h"
+#include "data/convert.h"
+#include "data/list_file.h"
+#include "data/lmdb_db.h"
+#include "data/mean.h"
+#include "data/preprocess.h"
+#include "proto/io.h"
+#include "recipe/recipe.h"
+
+typedef struct ft_flags {
+  const char *model, *weights, *data, *out, *train_list, *val_list, *root, *train_db, *val_db, *labels;
+  const char *head, *head_suffix, *freeze_through, *train, *freeze, *solver, *schedule, *resume;
+  const char *mean, *mean_file, *mean_value, *resize;
+  double val_split, lr, lr_boost, scale;
+  long seed, batch, epochs, patience, crop, classes;
+  bool caffe, dry_run, gray, mirror;
+  int scale_seen, crop_seen, mirror_seen;
+} ft_flags;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  remove(path);
+  return 0;
+}
+
+static void remove_tree(const char *path) { nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* An absolute path for an existing file (NULL name -> NULL). */
+static char *abs_path(const char *p, crema_error *err, int *bad) {
+  if (!p) return NULL;
+  char *r = realpath(p, NULL);
+  if (!r) {
+    crema_fail(err, "\"%s\": %s", p, strerror(errno));
+    *bad = 1;
+  }
+  return r;
+}
+
+/* Splits a comma-separated list in place. */
+static int split_list(char *s, char **items, int max) {
+  int n = 0;
+  for (char *tok = strtok(s, ","); tok && n < max; tok = strtok(NULL, ","))
+    if (*tok) items[n++] = tok;
+  return n;
+}
+
+static void convert_skipped(void *ctx, const char *path, const char *reason) {
+  (void)ctx;
+  CREMA_WARN("Skipping unreadable image %s: %s", path, reason);
+}
+
+/* Builds an LMDB from a list file; *written gets the record count. */
+static int build_db(const char *root, const char *list, const char *db, bool gray, bool shuffle,
+                    uint64_t seed, int rh, int rw, size_t *written, crema_error *err) {
+  crema_convert_options co;
+  memset(&co, 0, sizeof co);
+  co.root = root;
+  co.list_file = list;
+  co.db_path = db;
+  co.gray = gray;
+  co.shuffle = shuffle;
+  co.seed = seed;
+  co.check_size = true;
+  co.resize_height = rh;
+  co.resize_width = rw;
+  co.skipped = convert_skipped;
+  crema_convert_result res;
+  if (crema_convert_imageset(&co, &res, err)) return -1;
+  CREMA_INFO("%s: %zu images (%zu skipped)", db, res.written, res.skipped);
+  *written = res.written;
+  return 0;
+}
+
+static int db_count(const char *path, size_t *n, crema_error *err) {
+  crema_lmdb *db;
+  if (crema_lmdb_open(path, &db, err)) return -1;
+  *n = (size_t)crema_lmdb_count(db);
+  crema_lmdb_close(db);
+  if (*n == 0) return crema_fail(err, "LMDB \"%s\" has no records", path);
+  return 0;
+}
+
+/* Number of classes in a list file: max label + 1. */
+static int list_classes(const char *path, size_t *lines, int *classes, crema_error *err) {
+  crema_image_list l;
+  if (crema_image_list_read(path, &l, err)) return -1;
+  int mx = -1;
+  for (size_t i = 0; i < l.count; i++) {
+    if (l.entries[i].label < 0) {
+      crema_image_list_free(&l);
+      return crema_fail(err, "%s: negative label %d on line %zu", path, l.entries[i].label, i + 1);
+    }
+    if (l.entries[i].label > mx) mx = l.entries[i].label;
+  }
+  *lines = l.count;
+  *classes = mx + 1;
+  crema_image_list_free(&l);
+  return 0;
+}
+
+static int write_text_msg(const char *dir, const char *name, const ProtobufCMessage *m, crema_error *err) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  return crema_write_text_message(path, m, err);
+}
+
+/* The transform of the base train_val's TRAIN data layer (a copy), or an empty one. */
+static Crema__TransformationParameter *base_transform(const Crema__NetParameter *base) {
+  for (size_t i = 0; i < base->n_layer; i++) {
+    const Crema__LayerParameter *l = base->layer[i];
+    if (l->type && (!strcmp(l->type, "Data") || !strcmp(l->type, "ImageData")) && l->transform_param)
+      return crema_message_copy(&l->transform_param->base);
+  }
+  Crema__TransformationParameter t = CREMA__TRANSFORMATION_PARAMETER__INIT;
+  return crema_message_copy(&t.base);
+}
+
+static void clear_mean(Crema__TransformationParameter *t) {
+  free(t->mean_file);
+  t->mean_file = NULL;
+  free(t->mean_value);
+  t->mean_value = NULL;
+  t->n_mean_value = 0;
+}
+
+/* The whole set-up, in tmp. On success fills *classes, *n_train etc. for the summary. */
+typedef struct setup_out {
+  int n_classes;
+  size_t n_train, n_val;
+  int max_iter, per_epoch;
+} setup_out;
+
+static int setup_run(const ft_flags *f, const char *tmp, const char *model, const char *solver_path,
+                     const char *data, const char *train_list, const char *val_list, const char *root,
+                     const char *train_db, const char *val_db, const char *labels, const char *mean_file,
+                     setup_out *so, crema_error *err) {
+  int rc = -1;
+  Crema__NetParameter *base = NULL, *tv = NULL, *ft = NULL, *fz = NULL, *dep = NULL;
+  Crema__SolverParameter *base_solver = NULL, *solver = NULL;
+  Crema__TransformationParameter *tr = NULL;
+  ft_dataset ds;
+  memset(&ds, 0, sizeof ds);
+  char **heads = NULL, **label_names = NULL;
+  int n_heads = 0, n_labels = 0;
+  char path[PATH_MAX], path2[PATH_MAX];
+
+  if (crema_read_net_param(model, &base, err)) goto done;
+  if (solver_path && crema_read_solver_param(solver_path, &base_solver, err)) goto done;
+  const bool deploy = crema_recipe_is_deploy(base);
+  /* input size, crop and resize */
+  int c = f->gray ? 1 : 3, h = 0, w = 0, crop = 0, rh = 0, rw = 0;
+  tr = base_transform(base);
+  if (!tr) {
+    crema_fail(err, "out of memory");
+    goto done;
+  }
+  if (deploy) {
+    if (crema_recipe_input_shape(base, &c, &h, &w, err)) goto done;
+    if (c != 1 && c != 3) {
+      crema_fail(err,
+                 "%s: the net's input has %d channels; crema finetune reads grey (1) or colour (3) images",
+                 model, c);
+      goto done;
+    }
+    crop = h == w && h >= 100 ? h : 0;
+  } else {
+    crop = (int)tr->crop_size;
+  }
+  if (f->crop_seen) crop = (int)f->crop;
+  if (f->resize) {
+    if (sscanf(f->resize, "%dx%d", &rh, &rw) != 2) rw = rh = atoi(f->resize);
+    if (rh <= 0 || rw <= 0 || rh > 65536 || rw > 65536) {
+      crema_fail(err, "--resize %s: give a size (256) or HEIGHTxWIDTH (256x320)", f->resize);
+      goto done;
+    }
+  } else if (crop) {
+    rh = rw = crop >= 200 ? 256 : crop * 8 / 7;
+  } else if (deploy) {
+    rh = h;
+    rw = w;
+  } else {
+    crema_fail(err, "%s has no crop_size, so the image size is unknown; give --resize (e.g. --resize 28)",
+               model);
+    goto done;
+  }
+  if (crop > rh || crop > rw) {
+    crema_fail(err, "crop %d is larger than the resized %dx%d images; raise --resize or lower --crop", crop,
+               rh, rw);
+    goto done;
+  }
+  if (deploy && ((crop ? crop : rh) != h || (crop ? crop : rw) != w))
+    CREMA_WARN("The net's input is %dx%d but the images will be %dx%d", h, w, crop ? crop : rh,
+               crop ? crop : rw);
+  if (!deploy) {
+    h = crop ? crop : rh;
+    w = crop ? crop : rw;
+  }
+  const bool gray = c == 1;
+
+  /* data */
+  snprintf(path, sizeof path, "%s/labels.txt", tmp);
+  if (data) {
+    if (ft_scan_folder(data, f->val_split, (uint64_t)f->seed, &ds, err)) goto done;
+    CREMA_INFO("Data %s: %d classes, %zu training and %zu validation images", data, ds.n_classes, ds.n_train,
+               ds.n_val);
+    if (ft_write_labels(path, ds.classes, ds.n_classes, err)) goto done;
+    so->n_classes = ds.n_classes;
+    snprintf(path, sizeof path, "%s/train.txt", tmp);
+    snprintf(path2, sizeof path2, "%s/val.txt", tmp);
+    if (ft_write_list(path, ds.train, ds.n_train, err) || ft_write_list(path2, ds.val, ds.n_val, err))
+      goto done;
+    train_list = NULL; /* the lists just written */
+  } else {
+    int k = 0;
+    if (labels) {
+      if (ft_read_labels(labels, &label_names, &n_labels, err)) goto done;
+      k = n_labels;
+    }
+    if (train_list) {
+      size_t lines;
+      int kt = 0, kv = 0;
+      if (list_classes(train_list, &lines, &kt, err) || list_classes(val_list, &lines, &kv, err)) goto done;
+      if (!labels) k = kt > kv ? kt : kv;
+    } else if (!labels) {
+      k = (int)f->classes;
+    }
+    if (k <= 0) {
+      crema_fail(
+          err,
+          "the number of classes is unknown; give --labels FILE (one class name per line) or --classes N");
+      goto done;
+    }
+    if (!labels) {
+      n_labels = k;
+      label_names = calloc((size_t)k, sizeof *label_names);
+      for (int i = 0; label_names && i < k; i++) {
+        label_names[i] = malloc(16);
+        if (label_names[i]) snprintf(label_names[i], 16, "%d", i);
+      }
+    }
+    if (!label_names || ft_write_labels(path, label_names, k, err)) goto done;
+    so->n_classes = k;
+  }
+  char src_train[PATH_MAX], src_val[PATH_MAX];
+  if (train_db) {
+    snprintf(src_train, sizeof src_train, "%s", train_db);
+    snprintf(src_val, sizeof src_val, "%s", val_db);
+    if (db_count(train_db, &so->n_train, err) || db_count(val_db, &so->n_val, err)) goto done;
+  } else {
+    const char *r = data ? data : (root ? root : "");
+    char lt[PATH_MAX], lv[PATH_MAX], rootslash[PATH_MAX];
+    snprintf(lt, sizeof lt, "%s/train.txt", tmp);
+    snprintf(lv, sizeof lv, "%s/val.txt", tmp);
+    snprintf(rootslash, sizeof rootslash, "%s%s", r, *r ? "/" : "");
+    snprintf(path, sizeof path, "%s/train_lmdb", tmp);
+    snprintf(path2, sizeof path2, "%s/val_lmdb", tmp);
+    CREMA_INFO("Converting the images to LMDB (%s, %dx%d)", gray ? "grey" : "colour", rw, rh);
+    if (build_db(rootslash, train_list ? train_list : lt, path, gray, true, (uint64_t)f->seed, rh, rw,
+                 &so->n_train, err) ||
+        build_db(rootslash, val_list ? val_list : lv, path2, gray, false, 0, rh, rw, &so->n_val, err))
+      goto done;
+    snprintf(src_train, sizeof src_train, "train_lmdb");
+    snprintf(src_val, sizeof src_val, "val_lmdb");
+  }
+
+  /* preprocessing: scale, mean */
+  if (f->scale_seen) {
+    tr->has_scale = 1;
+    tr->scale = (float)f->scale;
+  }
+  tr->has_crop_size = crop > 0;
+  tr->crop_size = (uint32_t)crop;
+  const char *mean_mode = f->mean;
+  if (mean_file || f->mean_value) {
+    clear_mean(tr);
+    mean_mode = "given";
+  } else if (!mean_mode) {
+    /* keep a train_val's own mean values; a deploy net (or a mean file we do not have) gets auto */
+    mean_mode = tr->n_mean_value && !tr->mean_file ? "keep" : "auto";
+  }
+  if (!strcmp(mean_mode, "none")) clear_mean(tr);
+  snprintf(path, sizeof path, "%s/mean.binaryproto", tmp);
+  if (mean_file || !strcmp(mean_mode, "auto")) {
+    crema_mean m;
+    char db[PATH_MAX];
+    snprintf(db, sizeof db, "%s/train_lmdb", tmp);
+    if (mean_file ? crema_mean_read(mean_file, &m, err)
+                  : crema_compute_image_mean(train_db ? train_db : db, NULL, NULL, &m, err))
+      goto done;
+    int wrc = crema_mean_write(path, &m, err);
+    CREMA_INFO("Mean %s: %d x %d x %d, first channel %.2f", mean_file ? mean_file : "of the training images",
+               m.channels, m.height, m.width, m.data[0]);
+    crema_mean_free(&m);
+    if (wrc) goto done;
+    clear_mean(tr);
+    if (!(tr->mean_file = strdup("mean.binaryproto"))) goto oom;
+  } else if (f->mean_value) {
+    char *copy = strdup(f->mean_value), *items[16];
+    if (!copy) goto oom;
+    const int n = split_list(copy, items, 16);
+    tr->mean_value = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!tr->mean_value) {
+      free(copy);
+      goto oom;
+    }
+    for (int i = 0; i < n; i++) tr->mean_value[i] = strtof(items[i], NULL);
+    tr->n_mean_value = (size_t)n;
+    free(copy);
+  } else if (strcmp(mean_mode, "keep") && strcmp(mean_mode, "none")) {
+    crema_fail(err, "--mean %s: use auto, none, or give --mean-file / --mean-value", mean_mode);
+    goto done;
+  }
+
+  /* the nets */
+  const long batch = f->batch;
+  so->per_epoch = (int)((so->n_train + (size_t)batch - 1) / (size_t)batch);
+  int val_batch = (int)(so->n_val < (size_t)batch ? so->n_val : (size_t)batch);
+  for (int d = (int)(batch * 2 < (long)so->n_val ? batch * 2 : (long)so->n_val);
+       d >= (batch + 1) / 2 && d > 0; d--)
+    if (so->n_val % (size_t)d == 0) {
+      val_batch = d;
+      break;
+    }
+  const int test_iter = (int)((so->n_val + (size_t)val_batch - 1) / (size_t)val_batch);
+  const bool mirror = f->mirror_seen ? f->mirror : !gray;
+  crema_recipe_data rd = {src_train, src_val, (int)batch, val_batch, tr, mirror};
+  if (crema_recipe_train_val(base, &rd, so->n_classes, &tv, err)) goto done;
+  if (f->head) {
+    char *copy = strdup(f->head), *items[64];
+    if (!copy) goto oom;
+    n_heads = split_list(copy, items, 64);
+    heads = calloc((size_t)n_heads + 1, sizeof *heads);
+    for (int i = 0; heads && i < n_heads; i++) heads[i] = strdup(items[i]);
+    free(copy);
+    if (!heads) goto oom;
+  } else if (crema_recipe_find_heads(tv, &heads, &n_heads, err)) {
+    crema_error_prefix(err, "%s", model);
+    goto done;
+  }
+  crema_recipe_head_options ho = {so->n_classes, f->head_suffix, (float)f->lr_boost};
+  if (crema_recipe_replace_heads(tv, heads, n_heads, &ho, &ft, err)) goto done;
+  /* what learns */
+  if (f->freeze_through) {
+    if (crema_recipe_freeze_through(ft, f->freeze_through, &fz, err)) goto done;
+    crema_message_free(ft);
+    ft = fz;
+    fz = NULL;
+  }
+  if (f->train && strcmp(f->train, "all")) {
+    if (strcmp(f->train, "head")) {
+      crema_fail(err, "--train %s: use all or head", f->train);
+      goto done;
+    }
+    char **renamed = calloc((size_t)n_heads, sizeof *renamed);
+    if (!renamed) goto oom;
+    int ok = 1;
+    for (int i = 0; i < n_heads; i++) {
+      renamed[i] = malloc(strlen(heads[i]) + strlen(f->head_suffix) + 1);
+      if (!renamed[i])
+        ok = 0;
+      else
+        sprintf(renamed[i], "%s%s", heads[i], f->head_suffix);
+    }
+    int frc = ok ? crema_recipe_train_only(ft, renamed, n_heads, &fz, err) : crema_fail(err, "out of memory");
+    crema_recipe_free_names(renamed, n_heads);
+    if (frc) goto done;
+    crema_message_free(ft);
+    ft = fz;
+    fz = NULL;
+  }
+  if (f->freeze) {
+    char *copy = strdup(f->freeze), *items[64];
+    if (!copy) goto oom;
+    const int n = split_list(copy, items, 64);
+    const int frc = crema_recipe_freeze_matching(ft, items, n, &fz, err);
+    free(copy);
+    if (frc) goto done;
+    crema_message_free(ft);
+    ft = fz;
+    fz = NULL;
+  }
+  if (crema_recipe_deploy(ft, c, h, w, &dep, err)) goto done;
+
+  /* the solver */
+  so->max_iter = (int)(so->per_epoch * f->epochs);
+  crema_recipe_solver_options sopt = {.base = base_solver,
+                                      .net = "train_val.prototxt",
+                                      .lr = (float)f->lr,
+                                      .max_iter = so->max_iter,
+                                      .test_iter = test_iter,
+                                      .test_interval = so->per_epoch,
+                                      .display = so->per_epoch,
+                                      .snapshot =
+                                          so->per_epoch * (int)(f->epochs / 5 > 1 ? f->epochs / 5 : 1),
+                                      .snapshot_prefix = "snapshots/ft",
+                                      .schedule = f->schedule,
+                                      .patience = (int)f->patience,
+                                      .has_seed = true,
+                                      .seed = f->seed,
+                                      .caffe = f->caffe};
+  if (crema_recipe_solver(&sopt, &solver, err)) goto done;
+  if (f->caffe) {
+    crema_recipe_strip_crema_fields(&ft->base);
+    crema_recipe_strip_crema_fields(&dep->base);
+  }
+  if (write_text_msg(tmp, "train_val.prototxt", &ft->base, err) ||
+      write_text_msg(tmp, "deploy.prototxt", &dep->base, err) ||
+      write_text_msg(tmp, "solver.prototxt", &solver->base, err))
+    goto done;
+  /* preprocess.prototxt: what the deployed model needs */
+  tr->has_mirror = 0;
+  tr->mirror = 0;
+  crema_message_free(tr->augment);
+  tr->augment = NULL;
+  tr->has_resize_height = tr->has_resize_width = 1;
+  tr->resize_height = (uint32_t)rh;
+  tr->resize_width = (uint32_t)rw;
+  tr->has_force_gray = gray;
+  tr->force_gray = gray;
+  tr->has_force_color = !gray;
+  tr->force_color = !gray;
+  snprintf(path, sizeof path, "%s/preprocess.prototxt", tmp);
+  if (crema_preprocess_write(path, tr, err)) goto done;
+  snprintf(path, sizeof path, "%s/snapshots", tmp);
+  if (mkdir(path, 0755)) {
+    crema_fail(err, "cannot create \"%s\": %s", path, strerror(errno));
+    goto done;
+  }
+  rc = 0;
+  goto done;
+oom:
+  crema_fail(err, "out of memory");
+done:
+  crema_recipe_free_names(heads, n_heads);
+  ft_free_labels(label_names, n_labels);
+  ft_dataset_free(&ds);
+  crema_message_free(base);
+  crema_message_free(tv);
+  crema_message_free(ft);
+  crema_message_free(fz);
+  crema_message_free(dep);
+  crema_message_free(base_solver);
+  crema_message_free(solver);
+  crema_message_free(tr);
+  return rc;
+}
+
+/* The command line, for RUN_DIR/command.txt. */
+static int write_command(const char *tmp, int argc, char **argv, crema_error *err) {
+  size_t n = 32;
+  for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 3;
+  char *s = malloc(n), path[PATH_MAX];
+  if (!s) return crema_fail(err, "out of memory");
+  size_t k = (size_t)snprintf(s, n, "crema");
+  for (int i = 0; i < argc; i++) k += (size_t)snprintf(s + k, n - k, " %s", argv[i]);
+  k += (size_t)snprintf(s + k, n - k, "\n");
+  snprintf(path, sizeof path, "%s/command.txt", tmp);
+  int rc = crema_write_file_atomic(path, s, k, err);
+  free(s);
+  return rc;
+}
+
+static int start_training(const char *run_dir, const char *weights, bool resume, ft_log *log) {
+  crema_error err;
+  if (chdir(run_dir)) {
+    ft_log_stop(log);
+    fprintf(stderr, "error: cannot enter \"%s\": %s\n", run_dir, strerror(errno));
+    return 1;
+  }
+  char *snap = NULL;
+  if (resume) {
+    snap = ft_newest_snapshot();
+    if (!snap) {
+      ft_log_stop(log);
+      fprintf(
+          stderr,
+          "error: no snapshot in \"%s/snapshots\" to resume from; start the run again with crema finetune\n",
+          run_dir);
+      return 1;
+    }
+  }
+  if (!log->active) {
+    const bool tty = isatty(STDERR_FILENO) == 1;
+    if (ft_log_start(log, "train.log", !tty, &err)) {
+      free(snap);
+      fprintf(stderr, "error: %s\n", err.msg);
+      return 1;
+    }
+  }
+  crema_tool_log_blas();
+  ft_train_options to = {run_dir, weights, snap, log->user ? log->user : stdout, !log->echo_all};
+  int rc = ft_train(&to);
+  free(snap);
+  ft_log_stop(log);
+  return rc;
+}
+
+int crema_cmd_finetune(int argc, char **argv) {
+  crema_tool_init(argc + 1, argv - 1);
+  ft_flags f;
+  memset(&f, 0, sizeof f);
+  f.head_suffix = "_ft";
+  f.val_split = 0.2;
+  f.lr_boost = 10;
+  f.scale = 1;
+  f.seed = 1;
+  f.batch = 32;
+  f.epochs = 10;
+  crema_flag flags[] = {
+      {"model", CREMA_FLAG_STRING, &f.model, "base net: deploy.prototxt or train_val.prototxt (required)", 0},
+      {"weights", CREMA_FLAG_STRING, &f.weights, "base caffemodel, copied by layer name (none: from scratch)",
+       0},
+      {"data", CREMA_FLAG_STRING, &f.data, "image folder DIR/<class>/*.jpg (or DIR/train + DIR/val)", 0},
+      {"out", CREMA_FLAG_STRING, &f.out, "run folder to create (must not exist)", 0},
+      {"val-split", CREMA_FLAG_FLOAT, &f.val_split, "share of each class held out for validation", 0},
+      {"train-list", CREMA_FLAG_STRING, &f.train_list, "Caffe list file \"path label\" (instead of --data)",
+       0},
+      {"val-list", CREMA_FLAG_STRING, &f.val_list, "Caffe list file for validation", 0},
+      {"root", CREMA_FLAG_STRING, &f.root, "folder the list files' paths are relative to", 0},
+      {"train-db", CREMA_FLAG_STRING, &f.train_db, "existing training LMDB (instead of --data)", 0},
+      {"val-db", CREMA_FLAG_STRING, &f.val_db, "existing validation LMDB", 0},
+      {"labels", CREMA_FLAG_STRING, &f.labels, "class names, one per line (with lists or LMDBs)", 0},
+      {"classes", CREMA_FLAG_INT, &f.classes, "number of classes (with LMDBs and no --labels)", 0},
+      {"head", CREMA_FLAG_STRING, &f.head, "classifier layer(s) to replace, comma-separated (default: found)",
+       0},
+      {"head-suffix", CREMA_FLAG_STRING, &f.head_suffix, "appended to each replaced head's name", 0},
+      {"lr-boost", CREMA_FLAG_FLOAT, &f.lr_boost, "heads' lr_mult factor (bias: twice this)", 0},
+      {"freeze-through", CREMA_FLAG_STRING, &f.freeze_through, "freeze every layer up to and including LAYER",
+       0},
+      {"train", CREMA_FLAG_STRING, &f.train, "all, or head (train only the new heads)", 0},
+      {"freeze", CREMA_FLAG_STRING, &f.freeze, "layers to freeze: NAME or PREFIX*, comma-separated", 0},
+      {"solver", CREMA_FLAG_STRING, &f.solver, "base solver to adapt (default: crema's recipe)", 0},
+      {"lr", CREMA_FLAG_FLOAT, &f.lr, "base learning rate (default 0.001, or the base solver's x 0.1)", 0},
+      {"batch", CREMA_FLAG_INT, &f.batch, "training batch size", 0},
+      {"epochs", CREMA_FLAG_INT, &f.epochs, "passes over the training images", 0},
+      {"patience", CREMA_FLAG_INT, &f.patience, "stop after N epochs without a better val accuracy (0 = off)",
+       0},
+      {"schedule", CREMA_FLAG_STRING, &f.schedule, "learning-rate schedule: step or cosine", 0},
+      {"seed", CREMA_FLAG_INT, &f.seed, "seed of the split, the shuffle and training", 0},
+      {"mean", CREMA_FLAG_STRING, &f.mean, "auto (computed on the new images) or none", 0},
+      {"mean-file", CREMA_FLAG_STRING, &f.mean_file, "mean .binaryproto to subtract", 0},
+      {"mean-value", CREMA_FLAG_STRING, &f.mean_value, "mean per channel (B,G,R) to subtract", 0},
+      {"scale", CREMA_FLAG_FLOAT, &f.scale, "multiply pixels (after the mean) by this", 0},
+      {"resize", CREMA_FLAG_STRING, &f.resize, "resize images to S or HxW before cropping", 0},
+      {"crop", CREMA_FLAG_INT, &f.crop, "crop size (default: the net's input size)", 0},
+      {"mirror", CREMA_FLAG_BOOL, &f.mirror, "random left-right flips in training (default: colour nets)", 0},
+      {"gray", CREMA_FLAG_BOOL, &f.gray, "grey images (train_val bases; deploy nets say it themselves)", 0},
+      {"caffe", CREMA_FLAG_BOOL, &f.caffe, "write only what BVLC Caffe reads", 0},
+      {"dry-run", CREMA_FLAG_BOOL, &f.dry_run, "prepare RUN_DIR and print the training command, do not train",
+       0},
+      {"resume", CREMA_FLAG_STRING, &f.resume, "continue RUN_DIR from its newest snapshot", 0},
+  };
+  const int n_flags = (int)(sizeof flags / sizeof flags[0]);
+  static const char usage[] = "usage: crema finetune --model BASE.prototxt [--weights BASE.caffemodel] "
+                              "--data DIR --out RUN_DIR [flags]\n"
+                              "       crema finetune --resume RUN_DIR\n\n";
+  char *pos[1];
+  int n_pos = 0;
+  int rc = crema_flags_command(argc, argv, usage, flags, n_flags, pos, 0, 0, &n_pos);
+  if (rc >= 0) return rc;
+  f.scale_seen = flags[28].seen;
+  f.crop_seen = flags[30].seen;
+  f.mirror_seen = flags[31].seen;
+  ft_log log;
+  memset(&log, 0, sizeof log);
+  if (f.resume) return start_training(f.resume, NULL, true, &log);
+
+  if (!f.model) return crema_flags_missing("--model", usage, flags, n_flags);
+  if (!f.out) return crema_flags_missing("--out", usage, flags, n_flags);
+  const int sources = (f.data != NULL) + (f.train_list || f.val_list) + (f.train_db || f.val_db);
+  if (sources != 1) {
+    fprintf(stderr, "error: give the images as one of --data DIR, --train-list + --val-list, or --train-db + "
+                    "--val-db\n");
+    return 2;
+  }
+  if ((f.train_list && !f.val_list) || (!f.train_list && f.val_list) || (f.train_db && !f.val_db) ||
+      (!f.train_db && f.val_db)) {
+    fprintf(stderr, "error: give both the training and the validation list (or LMDB)\n");
+    return 2;
+  }
+  if (f.batch <= 0 || f.epochs <= 0 || f.patience < 0 || f.batch > 100000 || f.epochs > 100000) {
+    fprintf(stderr, "error: --batch and --epochs must be positive, --patience >= 0\n");
+    return 2;
+  }
+  if (f.caffe && f.patience) {
+    fprintf(stderr,
+            "error: --patience (early stopping) is crema's own; BVLC Caffe does not have it (drop --caffe "
+            "or --patience)\n");
+    return 2;
+  }
+  if (!f.weights) CREMA_WARN("No --weights: training %s from its fillers (from scratch)", f.model);
+  crema_error err = {{0}};
+  int bad = 0;
+  char *model = abs_path(f.model, &err, &bad);
+  char *weights = bad ? NULL : abs_path(f.weights, &err, &bad);
+  char *data = bad ? NULL : abs_path(f.data, &err, &bad);
+  char *tl = bad ? NULL : abs_path(f.train_list, &err, &bad);
+  char *vl = bad ? NULL : abs_path(f.val_list, &err, &bad);
+  char *root = bad ? NULL : abs_path(f.root, &err, &bad);
+  char *tdb = bad ? NULL : abs_path(f.train_db, &err, &bad);
+  char *vdb = bad ? NULL : abs_path(f.val_db, &err, &bad);
+  char *labels = bad ? NULL : abs_path(f.labels, &err, &bad);
+  char *mean_file = bad ? NULL : abs_path(f.mean_file, &err, &bad);
+  char *solver = bad ? NULL : abs_path(f.solver, &err, &bad);
+  char tmp[PATH_MAX - 512];
+  snprintf(tmp, sizeof tmp, "%s.partial-%ld", f.out, (long)getpid());
+  struct stat st;
+  int status = 0;
+  setup_out so;
+  memset(&so, 0, sizeof so);
+  if (strlen(f.out) > 2048) {
+    fprintf(stderr, "error: --out path too long\n");
+    status = 1;
+  } else if (bad) {
+    fprintf(stderr, "error: %s\n", err.msg);
+    status = 1;
+  } else if (stat(f.out, &st) == 0) {
+    fprintf(stderr, "error: \"%s\" already exists; choose another --out, or continue it with --resume %s\n",
+            f.out, f.out);
+    status = 1;
+  } else if (mkdir(tmp, 0755)) {
+    fprintf(stderr, "error: cannot create \"%s\": %s\n", tmp, strerror(errno));
+    status = 1;
+  } else {
+    char lp[PATH_MAX];
+    snprintf(lp, sizeof lp, "%s/train.log", tmp);
+    const bool tty = isatty(STDERR_FILENO) == 1;
+    if (ft_log_start(&log, lp, !tty, &err)) {
+      fprintf(stderr, "error: %s\n", err.msg);
+      status = 1;
+    } else if (setup_run(&f, tmp, model, solver, data, tl, vl, root, tdb, vdb, labels, mean_file, &so,
+                         &err) ||
+               write_command(tmp, argc, argv, &err)) {
+      CREMA_ERROR_LOG("%s", err.msg);
+      ft_log_stop(&log);
+      fprintf(stderr, "error: %s\n", err.msg);
+      status = 1;
+    } else if (rename(tmp, f.out)) {
+      ft_log_stop(&log);
+      fprintf(stderr, "error: cannot rename \"%s\" to \"%s\": %s\n", tmp, f.out, strerror(errno));
+      status = 1;
+    }
+    if (status) remove_tree(tmp);
+  }
+  if (!status) {
+    FILE *u = log.user ? log.user : stderr;
+    fprintf(u, "%s: %d classes, %zu training / %zu validation images; %d iterations (%d per epoch)\n", f.out,
+            so.n_classes, so.n_train, so.n_val, so.max_iter, so.per_epoch);
+    if (f.dry_run) {
+      fprintf(u, "Dry run: wrote labels.txt, train_val.prototxt, solver.prototxt, deploy.prototxt, "
+                 "preprocess.prototxt and the LMDBs. To train:\n");
+      fprintf(u, "  cd %s && crema train --solver solver.prototxt%s%s\n", f.out, weights ? " --weights " : "",
+              weights ? weights : "");
+      ft_log_stop(&log);
+    } else {
+      status = start_training(f.out, weights, false, &log);
+    }
+  }
+  ft_log_stop(&log);
+  free(model);
+  free(weights);
+  free(data);
+  free(tl);
+  free(vl);
+  free(root);
+  free(tdb);
+  free(vdb);
+  free(labels);
+  free(mean_file);
+  free(solver);
+  return status;
+}
