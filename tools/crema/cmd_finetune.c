@@ -342,9 +342,11 @@ static int setup_run(const ft_flags *f, const char *tmp, const char *model, cons
   /* the nets */
   const long batch = f->batch;
   so->per_epoch = (int)((so->n_train + (size_t)batch - 1) / (size_t)batch);
+  /* the largest test batch up to twice the training one (up to 100 for small inputs) that
+   * divides the val set, so each test covers every val image exactly once when possible */
+  const long cap = (long)h * w <= 64 * 64 && batch * 2 < 100 ? 100 : batch * 2;
   int val_batch = (int)(so->n_val < (size_t)batch ? so->n_val : (size_t)batch);
-  for (int d = (int)(batch * 2 < (long)so->n_val ? batch * 2 : (long)so->n_val);
-       d >= (batch + 1) / 2 && d > 0; d--)
+  for (int d = (int)(cap < (long)so->n_val ? cap : (long)so->n_val); d >= (batch + 1) / 2 && d > 0; d--)
     if (so->n_val % (size_t)d == 0) {
       val_batch = d;
       break;
