@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/npy.h"
@@ -221,12 +222,27 @@ END_TEST
 /* --dry-run --caffe: the files parse back, build, and hold no crema-only field. */
 START_TEST(test_dry_run_caffe_files) {
   char *out;
-  int st = crema(&out, "finetune --model " LENET " --weights " LENET_W " --data data --out run " COMMON
-                       " --dry-run --caffe --freeze-through conv2 --val-split 0.25");
+  /* no --mean: a deploy base gets the mean of the new images */
+  int st =
+      crema(&out, "finetune --model " LENET " --weights " LENET_W " --data data --out run --batch 8 --seed 3"
+                  " --dry-run --caffe --freeze-through conv2 --val-split 0.25");
   ck_assert_msg(st == 0, "%s", out);
   ck_assert_msg(strstr(out, "crema train --solver solver.prototxt --weights"), "%s", out);
   free(out);
   ck_assert(!exists("%s/run/best.caffemodel", ""));
+  ck_assert(exists("%s/run/mean.binaryproto", ""));
+  /* preprocess.prototxt names the mean relative to itself, and loads from anywhere */
+  char pre[600];
+  snprintf(pre, sizeof pre, "%s/run/preprocess.prototxt", dir);
+  char *pre_text = slurp(pre, NULL);
+  ck_assert_msg(strstr(pre_text, "mean_file: \"mean.binaryproto\"") &&
+                    strstr(pre_text, "resize_height: 28") && strstr(pre_text, "force_gray: true"),
+                "%s", pre_text);
+  free(pre_text);
+  crema_preprocess *pp;
+  crema_error perr;
+  ck_assert_msg(crema_preprocess_load(pre, &pp, &perr) == 0, "%s", perr.msg);
+  crema_preprocess_free(pp);
   char p[600];
   crema_error err;
   snprintf(p, sizeof p, "%s/run/solver.prototxt", dir);
@@ -334,6 +350,9 @@ START_TEST(test_train_val_base_and_lists) {
   ck_assert_int_eq(crema_read_net_param(p, &tv, &err), 0);
   /* the base's own scale is kept, its MNIST sources replaced */
   ck_assert_float_eq(tv->layer[0]->transform_param->scale, 0.00390625f);
+  /* the base had no mean: none is added */
+  ck_assert_ptr_null(tv->layer[0]->transform_param->mean_file);
+  ck_assert(!exists("%s/run/mean.binaryproto%s", ""));
   ck_assert_str_eq(tv->layer[0]->data_param->source, "train_lmdb");
   bool head = false;
   for (size_t i = 0; i < tv->n_layer; i++) head |= !strcmp(tv->layer[i]->name, "ip2_ft");
@@ -343,6 +362,46 @@ START_TEST(test_train_val_base_and_lists) {
   char *labels = slurp(p, NULL);
   ck_assert_str_eq(labels, "0\n1\n2\n");
   free(labels);
+}
+END_TEST
+
+/* Ctrl-C: a snapshot, a message saying how to resume, exit status 0. */
+START_TEST(test_sigint_snapshots) {
+  char cmd[1500], p[600];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && (CREMA_NO_REEXEC=1 %s/crema finetune --model " LENET " --weights " LENET_W
+           " --data data --out run " COMMON " --epochs 1000 > out.txt 2>&1 & echo $! > pid.txt)",
+           dir, CREMA_BIN_DIR);
+  ck_assert_int_eq(system(cmd), 0);
+  /* wait until training runs */
+  snprintf(p, sizeof p, "%s/run/train.log", dir);
+  bool training = false;
+  for (int i = 0; i < 600 && !training; i++) {
+    char *log = slurp(p, NULL);
+    training = log && strstr(log, "Iteration 6,");
+    free(log);
+    if (!training) {
+      const struct timespec ts = {0, 100000000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  ck_assert_msg(training, "training did not start");
+  snprintf(
+      cmd, sizeof cmd,
+      "cd '%s' && kill -INT $(cat pid.txt) && while kill -0 $(cat pid.txt) 2>/dev/null; do sleep 0.1; done",
+      dir);
+  ck_assert_int_eq(system(cmd), 0);
+  snprintf(p, sizeof p, "%s/out.txt", dir);
+  char *out = slurp(p, NULL);
+  ck_assert_msg(strstr(out, "Interrupted at iteration") && strstr(out, "crema finetune --resume run"), "%s",
+                out);
+  int iter = -1;
+  sscanf(strstr(out, "Interrupted at iteration") + strlen("Interrupted at iteration"), "%d", &iter);
+  free(out);
+  ck_assert_int_gt(iter, 0);
+  char snap[64];
+  snprintf(snap, sizeof snap, "%%s/run/snapshots/ft_iter_%d.solverstate%%s", iter);
+  ck_assert(exists(snap, ""));
 }
 END_TEST
 
@@ -387,6 +446,7 @@ int main(void) {
   tcase_add_test(tc, test_dry_run_caffe_files);
   tcase_add_test(tc, test_resume_exact);
   tcase_add_test(tc, test_train_val_base_and_lists);
+  tcase_add_test(tc, test_sigint_snapshots);
   tcase_add_test(tc, test_bad_folders);
   suite_add_tcase(s, tc);
   return test_run_suite(s);

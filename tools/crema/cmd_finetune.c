@@ -168,7 +168,7 @@ static int setup_run(const ft_flags *f, const char *tmp, const char *model, cons
   Crema__TransformationParameter *tr = NULL;
   ft_dataset ds;
   memset(&ds, 0, sizeof ds);
-  char **heads = NULL, **label_names = NULL;
+  char **heads = NULL, **label_names = NULL, *base_mean = NULL;
   int n_heads = 0, n_labels = 0;
   char path[PATH_MAX], path2[PATH_MAX];
 
@@ -302,9 +302,22 @@ static int setup_run(const ft_flags *f, const char *tmp, const char *model, cons
   if (mean_file || f->mean_value) {
     clear_mean(tr);
     mean_mode = "given";
+  } else if (!mean_mode && deploy) {
+    mean_mode = "auto"; /* a deploy net says nothing about its mean: compute it on the new images */
+  } else if (!mean_mode && tr->mean_file && *tr->mean_file) {
+    /* a train_val's mean file: copied into the run folder when it exists, else recomputed */
+    if (access(tr->mean_file, R_OK) == 0) {
+      base_mean = strdup(tr->mean_file);
+      if (!base_mean) goto oom;
+      mean_file = base_mean;
+      mean_mode = "given";
+    } else {
+      CREMA_WARN("The base net's mean file %s does not exist: computing the mean of the new images instead",
+                 tr->mean_file);
+      mean_mode = "auto";
+    }
   } else if (!mean_mode) {
-    /* keep a train_val's own mean values; a deploy net (or a mean file we do not have) gets auto */
-    mean_mode = tr->n_mean_value && !tr->mean_file ? "keep" : "auto";
+    mean_mode = "keep"; /* a train_val's own mean values, or no mean, as the base was trained */
   }
   if (!strcmp(mean_mode, "none")) clear_mean(tr);
   snprintf(path, sizeof path, "%s/mean.binaryproto", tmp);
@@ -461,6 +474,7 @@ static int setup_run(const ft_flags *f, const char *tmp, const char *model, cons
 oom:
   crema_fail(err, "out of memory");
 done:
+  free(base_mean);
   crema_recipe_free_names(heads, n_heads);
   ft_free_labels(label_names, n_labels);
   ft_dataset_free(&ds);
