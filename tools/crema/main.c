@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"time", crema_cmd_time, "per-layer forward/backward timings (Caffe's caffe time)"},
     {"info", crema_cmd_info, "what a Caffe file is and what it holds (net, solver, caffemodel, ...)"},
     {"upgrade", crema_cmd_upgrade, "legacy nets/solvers to the current format; prototxt <-> binary"},
+    {"export", crema_cmd_export, "a snapshot as files to deploy: deploy net, folded BatchNorm, ONNX"},
     {NULL, NULL, NULL},
 };
 
