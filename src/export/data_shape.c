@@ -81,7 +81,11 @@ int crema_data_layer_shape(const Crema__LayerParameter *lp, int batch, int shape
   const Crema__TransformationParameter *t = lp->transform_param;
   int c = 0, h = 0, w = 0, n = batch > 0 ? batch : 1;
   if (!strcmp(type, "Data")) {
-    if (lmdb_first_shape(lp, &c, &h, &w, err)) return -1;
+    /* the prototxt often says enough: crop size, and channels from force_* or mean_value */
+    if (t && t->n_mean_value > 1) c = (int)t->n_mean_value;
+    if (t && (t->force_gray || t->force_color)) c = t->force_gray ? 1 : 3;
+    bool known = c > 0 && t && t->crop_size > 0;
+    if (!known && lmdb_first_shape(lp, &c, &h, &w, err)) return -1;
   } else if (!strcmp(type, "ImageData")) {
     const Crema__ImageDataParameter *p = lp->image_data_param;
     c = (p && p->has_is_color && !p->is_color) ? 1 : 3;

@@ -6,9 +6,8 @@
  * the net's outputs (`prob`). Split layers are aliases, not nodes. Caffe semantics that ONNX
  * spells differently are made explicit:
  *  - pooling's ceil rounding: extra end padding that gives exactly Caffe's output size;
- *    average pooling divides by the window clipped to the padded image (count_include_pad 1
- *    when no window reaches past the padding, else an explicit zero Pad and
- *    count_include_pad 0);
+ *    average pooling divides by the window clipped to the padded image (an explicit zero Pad,
+ *    then count_include_pad 0 for the ceil overhang);
  *  - BatchNorm's stored factor: mean and variance are divided by it;
  *  - Scale / Bias / PReLU parameters get trailing 1-dims so they broadcast over axis 1. */
 #include <math.h>
@@ -222,19 +221,17 @@ static int pooling(conv_ctx *c, int li) {
   int ew = end_pad(x->shape[3], y->shape[3], g.kw, g.sw, g.pw);
   if (eh < 0 || ew < 0) return fail_layer(c, li, "its output size cannot be reached with end padding");
   int64_t pads[4] = {g.ph, g.pw, eh, ew};
-  bool include_pad = false;
   if (g.ave && (g.ph > 0 || g.pw > 0)) {
-    if (eh <= g.ph && ew <= g.pw) {
-      include_pad = true; /* no window reaches past the padding: Caffe divides by k*k */
-    } else {              /* zero-pad explicitly, then average over what lies in the padded image */
-      int64_t zp[8] = {0, 0, g.ph, g.pw, 0, 0, eh < g.ph ? eh : g.ph, ew < g.pw ? ew : g.pw};
-      const char *padded = tmp_name(c, li, "padded");
-      if (!binary(c, "Pad", a, int64s(c, li, "pads", 8, zp), padded)) return OOM(c);
-      a = padded;
-      pads[0] = pads[1] = 0;
-      pads[2] = eh > g.ph ? eh - g.ph : 0;
-      pads[3] = ew > g.pw ? ew - g.pw : 0;
-    }
+    /* zero-pad explicitly (Caffe's divisor counts the padding), then average over what lies
+     * in the padded image (a ceil window overhanging it is clipped, as Caffe clips it).
+     * count_include_pad is not used for the padding itself: OpenCV's importer ignores it. */
+    int64_t zp[8] = {0, 0, g.ph, g.pw, 0, 0, eh < g.ph ? eh : g.ph, ew < g.pw ? ew : g.pw};
+    const char *padded = tmp_name(c, li, "padded");
+    if (!binary(c, "Pad", a, int64s(c, li, "pads", 8, zp), padded)) return OOM(c);
+    a = padded;
+    pads[0] = pads[1] = 0;
+    pads[2] = eh > g.ph ? eh - g.ph : 0;
+    pads[3] = ew > g.pw ? ew - g.pw : 0;
   }
   const char *in[1] = {a}, *out[1] = {out_name(c, li, 0)};
   if (!out[0]) return OOM(c);
@@ -242,7 +239,7 @@ static int pooling(conv_ctx *c, int li) {
   int64_t k[2] = {g.kh, g.kw}, s[2] = {g.sh, g.sw};
   if (!n || crema_onnx_attr_ints(c->b, n, "kernel_shape", 2, k) ||
       crema_onnx_attr_ints(c->b, n, "strides", 2, s) || crema_onnx_attr_ints(c->b, n, "pads", 4, pads) ||
-      (g.ave && crema_onnx_attr_int(c->b, n, "count_include_pad", include_pad ? 1 : 0)))
+      (g.ave && crema_onnx_attr_int(c->b, n, "count_include_pad", 0)))
     return OOM(c);
   return 0;
 }
