@@ -19,11 +19,12 @@ int crema_export_attach_weights(const Crema__NetParameter *deploy, const Crema__
     const char *name = crema_net_layer_name(net, i);
     int w = crema_edit_find_layer(weights, name);
     if (w < 0 || weights->layer[w]->n_blobs == 0) {
+      crema_fail(err,
+                 "layer \"%s\" (%s) has parameters but the weights file has none for it; an export "
+                 "never ships untrained values: give the caffemodel the net was trained into",
+                 name, l->ops->type);
       crema_net_free(net);
-      return crema_fail(err,
-                        "layer \"%s\" (%s) has parameters but the weights file has none for it; an "
-                        "export never ships untrained values: give the caffemodel the net was trained into",
-                        name, l->ops->type);
+      return -1;
     }
   }
   int rc = crema_net_copy_trained_layers(net, weights, err);
