@@ -531,6 +531,62 @@ START_TEST(googlenet_from_train_val) {
 }
 END_TEST
 
+/* Every layer type the ONNX writer covers (OpenCV's Caffe importer has no Bias layer, so only
+ * the ONNX side is checked here); then LeNet at opset 11. */
+START_TEST(every_onnx_layer_type) {
+  const char *model = CREMA_TEST_DATA "/export/layers_deploy.prototxt";
+  random_weights(model);
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd, "'%s/crema' export --model '%s' --weights rand.caffemodel --out layers --onnx",
+           CREMA_BIN_DIR, model);
+  run_ok("export", cmd);
+  ck_assert_msg(strstr(slurp("export", "out"), "folded: 0 BatchNorm"), "%s", slurp("export", "out"));
+  make_input("in.npy", 4, 13, 13, -2.0f, 2.0f, 5);
+  reference(model, "rand.caffemodel", "in.npy", "prob", "ref.npy");
+  snprintf(cmd, sizeof cmd, "%s '%s/tests/oracle/onnx_check.py' layers/model.onnx in.npy onnx.npy", python,
+           CREMA_SOURCE_DIR);
+  run_ok("onnx checker + OpenCV ONNX importer", cmd);
+  const char *ops = slurp("onnx checker + OpenCV ONNX importer", "out");
+  const char *want[] = {"Abs",
+                        "AveragePool",
+                        "BatchNormalization",
+                        "Concat",
+                        "Conv",
+                        "Elu",
+                        "GlobalAveragePool",
+                        "LRN",
+                        "LeakyRelu",
+                        "MatMul",
+                        "Max",
+                        "Mul",
+                        "PRelu",
+                        "Pow",
+                        "Reshape",
+                        "Sigmoid",
+                        "Slice",
+                        "Softmax",
+                        "Sum",
+                        "Tanh"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    ck_assert_msg(strstr(ops, want[i]), "op %s missing from %s", want[i], ops);
+  ck_assert(rel_diff("every layer type: readNetFromONNX", "onnx.npy", "ref.npy") <= 1e-4);
+  snprintf(cmd, sizeof cmd,
+           "'%s/crema' export --model '%s/lenet/lenet_mnist_deploy.prototxt' --weights "
+           "'%s/lenet/lenet_mnist_iter_10000.caffemodel' --out lenet11 --onnx --opset 11 --batch 1",
+           CREMA_BIN_DIR, CREMA_TEST_DATA, CREMA_TEST_DATA);
+  run_ok("export opset 11", cmd);
+  make_input("in28.npy", 1, 28, 28, 0.0f, 1.0f, 6);
+  reference(CREMA_TEST_DATA "/lenet/lenet_mnist_deploy.prototxt",
+            CREMA_TEST_DATA "/lenet/lenet_mnist_iter_10000.caffemodel", "in28.npy", "prob", "ref28.npy");
+  snprintf(cmd, sizeof cmd, "%s '%s/tests/oracle/onnx_check.py' lenet11/model.onnx in28.npy onnx11.npy",
+           python, CREMA_SOURCE_DIR);
+  run_ok("onnx check opset 11", cmd);
+  ck_assert_msg(strstr(slurp("onnx check opset 11", "out"), "opset 11,"), "%s",
+                slurp("onnx check opset 11", "out"));
+  ck_assert(rel_diff("LeNet opset 11: readNetFromONNX", "onnx11.npy", "ref28.npy") <= 1e-4);
+}
+END_TEST
+
 START_TEST(failed_export_leaves_nothing) {
   char cmd[4096];
   /* LeNet's weights do not cover CaffeNet: the export fails after reading everything */
@@ -572,5 +628,10 @@ int main(void) {
   tcase_add_test(oracle, caffenet_random_weights);
   tcase_add_test(oracle, googlenet_from_train_val);
   suite_add_tcase(s, oracle);
+  TCase *layers = tcase_create("onnx_layers");
+  tcase_add_checked_fixture(layers, setup_oracle, teardown);
+  tcase_set_timeout(layers, 600);
+  tcase_add_test(layers, every_onnx_layer_type);
+  suite_add_tcase(s, layers);
   return test_run_suite(s);
 }
