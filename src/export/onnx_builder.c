@@ -187,7 +187,7 @@ static Onnx__TensorProto *new_tensor(crema_onnx_builder *b, const char *name, in
   if (!t || !d) return NULL;
   onnx__tensor_proto__init(t);
   if (!(t->name = crema_onnx_str(b, "%s", name))) return NULL;
-  memcpy(d, dims, (size_t)n_dims * sizeof *d);
+  if (n_dims > 0) memcpy(d, dims, (size_t)n_dims * sizeof *d);
   t->dims = d;
   t->n_dims = (size_t)n_dims;
   t->has_data_type = 1;
