@@ -444,6 +444,10 @@ START_TEST(bn_scale_prelu_trained_here) {
            "'%s/export/bn_solver.prototxt' .",
            CREMA_TEST_DATA, CREMA_TEST_DATA, CREMA_TEST_DATA);
   run_ok("setup", cmd);
+  /* a run folder as `crema finetune` leaves it: labels.txt and preprocess.prototxt beside the net */
+  snprintf(cmd, sizeof cmd, "cp '%s/export/labels.txt' . && (echo 'mean_value: 33' >preprocess.prototxt)",
+           CREMA_TEST_DATA);
+  run_ok("run folder", cmd);
   snprintf(cmd, sizeof cmd, "'%s/crema' train --solver bn_solver.prototxt", CREMA_BIN_DIR);
   run_ok("train", cmd);
   snprintf(
@@ -465,6 +469,11 @@ START_TEST(bn_scale_prelu_trained_here) {
       CREMA_BIN_DIR);
   run_ok("export --keep-bn", cmd);
   ck_assert_msg(strstr(slurp("export --keep-bn", "out"), "folded: 0 BatchNorm"), "--keep-bn folded");
+  ck_assert_str_eq(slurp("folded/preprocess", "prototxt"), "mean_value: 33\n");
+  ck_assert_msg(!strncmp(slurp("folded/labels", "txt"), "T-shirt/top\n", 12),
+                "labels.txt not found beside the net");
+  ck_assert_msg(strstr(slurp("export", "log"), "Folded vs unfolded outputs on a random input: max relative"),
+                "%s", slurp("export", "log"));
   make_input("in.npy", 1, 28, 28, 0.0f, 1.0f, 2);
   char model[256];
   snprintf(model, sizeof model, "%s/export/bn_deploy.prototxt", CREMA_TEST_DATA);

@@ -40,11 +40,13 @@ int crema_export_compare(const Crema__NetParameter *a, const Crema__NetParameter
     for (size_t k = 0; k < x->count; k++) x->data[k] = y->data[k] = crema_rng_gaussian(&r, 0.0f, 1.0f);
   }
   if (crema_net_forward(na, NULL, err) || crema_net_forward(nb, NULL, err)) goto done;
+  /* every blob both nets name alike: folding renames a layer's top to the name the folded
+   * chain ended in, so equal names hold equal values */
   int compared = 0;
-  for (int i = 0; i < crema_net_num_outputs(na); i++) {
-    const crema_blob *x = crema_net_output(na, i);
-    const crema_blob *y = crema_net_blob_by_name(nb, crema_net_output_name(na, i));
-    if (!y || y->count != x->count) continue;
+  for (int i = 0; i < crema_net_num_blobs(na); i++) {
+    const crema_blob *x = crema_net_blob(na, i);
+    const crema_blob *y = crema_net_blob_by_name(nb, crema_net_blob_name(na, i));
+    if (!y || y->count != x->count || !x->count) continue;
     double big = 0.0, worst = 0.0;
     for (size_t k = 0; k < x->count; k++) {
       big = fmax(big, fabs(x->data[k]));
@@ -56,7 +58,7 @@ int crema_export_compare(const Crema__NetParameter *a, const Crema__NetParameter
     compared++;
   }
   if (!compared) {
-    crema_fail(err, "the two nets have no output in common to compare");
+    crema_fail(err, "the two nets have no blob in common to compare");
     goto done;
   }
   rc = 0;

@@ -93,8 +93,9 @@ int crema_export_fold_batchnorm(const Crema__NetParameter *model, Crema__NetPara
                                 crema_fold_report *report, crema_error *err);
 
 /* Feeds both models (nets with blobs) the same seeded N(0, 1) input and returns in *max_rel the
- * largest |a - b| over each common output, relative to that output's largest |a|. Errors when
- * a model does not build or the inputs differ in size. */
+ * largest |a - b| over every blob both nets name alike (outputs and intermediate ones),
+ * relative to that blob's largest |a|. Errors when a model does not build, the inputs differ
+ * in size, or no blob is common. */
 int crema_export_compare(const Crema__NetParameter *a, const Crema__NetParameter *b, uint64_t seed,
                          double *max_rel, crema_error *err);
 
