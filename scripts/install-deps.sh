@@ -10,6 +10,7 @@ PACKAGES=(
   liblmdb-dev                             # data sets on disk
   check                                   # unit tests
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
+  python3-onnx                            # export tests: onnx.checker on the ONNX files crema writes
   dataset-fashion-mnist                   # demo and training tests
   clang-format cppcheck                   # style and static checks in CI
 )

@@ -12,5 +12,6 @@ int crema_cmd_train(int argc, char **argv);
 int crema_cmd_test(int argc, char **argv);
 int crema_cmd_finetune(int argc, char **argv);
 int crema_cmd_classify(int argc, char **argv);
+int crema_cmd_export(int argc, char **argv);
 
 #endif

@@ -20,6 +20,7 @@ static const command COMMANDS[] = {
     {"upgrade", crema_cmd_upgrade, "legacy nets/solvers to the current format; prototxt <-> binary"},
     {"finetune", crema_cmd_finetune, "finetune a model on an image folder, into a run folder"},
     {"classify", crema_cmd_classify, "top-K classes of images with a finetuned or any Caffe classifier"},
+    {"export", crema_cmd_export, "a snapshot as files to deploy: deploy net, folded BatchNorm, ONNX"},
     {NULL, NULL, NULL},
 };
 
