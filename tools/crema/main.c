@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"time", crema_cmd_time, "per-layer forward/backward timings (Caffe's caffe time)"},
     {"info", crema_cmd_info, "what a Caffe file is and what it holds (net, solver, caffemodel, ...)"},
     {"upgrade", crema_cmd_upgrade, "legacy nets/solvers to the current format; prototxt <-> binary"},
+    {"plot", crema_cmd_plot, "training curves from metrics CSVs and logs (crema's or Caffe's), SVG or PNG"},
     {NULL, NULL, NULL},
 };
 
