@@ -12,6 +12,7 @@ PACKAGES=(
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
   dataset-fashion-mnist                   # demo and training tests
   clang-format cppcheck                   # style and static checks in CI
+  chromium                                # test_report opens the HTML report headless
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

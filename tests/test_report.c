@@ -57,7 +57,7 @@ static char *crema(const char *args, int *status) {
 }
 
 static void assert_has(const char *out, const char *word) {
-  ck_assert_msg(strstr(out, word) != NULL, "output lacks \"%s\":\n%s", word, out);
+  ck_assert_msg(strstr(out, word) != NULL, "output lacks \"%s\":\n%.3000s", word, out);
 }
 
 static char *slurp(const char *path) {
@@ -394,6 +394,85 @@ START_TEST(test_lr_find) {
 }
 END_TEST
 
+/* A run folder laid out as `crema finetune` leaves it; the page opened in headless Chromium. */
+START_TEST(test_report_html) {
+  write_net_and_solver("0.1", 60, "run");
+  int st;
+  char *out = crema("train --solver=solver.prototxt --diagnostics=20", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  /* Weights after 4 iterations still make mistakes to show. */
+  write_net_and_solver("0.1", 4, "early");
+  out = crema("train --solver=solver.prototxt", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && mkdir run && cp net.prototxt run/train_val.prototxt && cp solver.prototxt run/ && "
+           "mv run_metrics.csv run_diagnostics.csv run/ && mv early_iter_4.caffemodel run/best.caffemodel && "
+           "printf 'top\\nupper\\nlower\\nbottom <b>\\n' > run/labels.txt",
+           dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  /* The data sources in train_val are relative paths; the report, run from the folder above,
+   * finds them inside the run folder. */
+  snprintf(cmd, sizeof cmd, "cd '%s' && mv train_lmdb val_lmdb run/", dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  out = crema("report run --out report.html", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  assert_has(out, "report.html: 7 sections, 100 validation samples scored");
+  free(out);
+  char path[512];
+  snprintf(path, sizeof path, "%s/report.html", dir);
+  char *html = slurp(path);
+  assert_has(html, "<section id=\"curves\">");
+  assert_has(html, "<section id=\"confusion\">");
+  assert_has(html, "<section id=\"per-class\">");
+  assert_has(html, "<section id=\"wrong\">");
+  assert_has(html, "<section id=\"diagnostics\">");
+  assert_has(html, "<section id=\"net\">");
+  assert_has(html, "<section id=\"settings\">");
+  assert_has(html, ">bottom &lt;b&gt;</td>"); /* class names escaped */
+  assert_has(html, "100 validation samples");
+  assert_has(html, "<img alt=\"record ");
+  /* Self-contained: no external reference of any kind. */
+  ck_assert_ptr_null(strstr(html, "http://www.w3.org/1999"));
+  ck_assert_ptr_null(strstr(html, "src=\"http"));
+  ck_assert_ptr_null(strstr(html, "href="));
+  ck_assert_ptr_null(strstr(html, "@import"));
+  free(html);
+  /* Nothing to report: a clear error. */
+  out = crema("report train_lmdb_missing", &st);
+  ck_assert_int_eq(st, 1);
+  assert_has(out, "nothing to report");
+  free(out);
+
+  if (sh("command -v chromium >/dev/null 2>&1")) {
+    fprintf(stderr, "test_report_html: SKIPPED the Chromium rendering check: chromium is not installed "
+                    "(scripts/install-deps.sh installs it; CI runs it)\n");
+    return;
+  }
+  snprintf(
+      cmd, sizeof cmd,
+      "cd '%s' && timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking "
+      "--no-first-run --disable-component-update --disable-sync --user-data-dir='%s/chrome' "
+      "--enable-logging=stderr --v=0 --dump-dom file://%s/report.html > dom.html 2> chrome.log",
+      dir, dir, dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  snprintf(path, sizeof path, "%s/dom.html", dir);
+  char *dom = slurp(path);
+  /* The inline script ran (it counts the sections) and the elements are in the DOM. */
+  assert_has(dom, "<footer class=\"src\" id=\"footer\">7 sections</footer>");
+  assert_has(dom, "<svg");
+  assert_has(dom, "data:image/png;base64,");
+  free(dom);
+  snprintf(path, sizeof path, "%s/chrome.log", dir);
+  char *log = slurp(path);
+  ck_assert_msg(!strstr(log, "Uncaught") && !strstr(log, "CONSOLE(") && !strstr(log, "Failed to load"),
+                "Chromium reported errors:\n%.3000s", log);
+  free(log);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("report");
   TCase *tc = tcase_create("report");
@@ -404,6 +483,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_info_costs);
   tcase_add_test(tc, test_plot_and_diagnostics);
   tcase_add_test(tc, test_lr_find);
+  tcase_add_test(tc, test_report_html);
   suite_add_tcase(s, tc);
   return s;
 }

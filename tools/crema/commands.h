@@ -12,5 +12,6 @@ int crema_cmd_train(int argc, char **argv);
 int crema_cmd_test(int argc, char **argv);
 int crema_cmd_plot(int argc, char **argv);
 int crema_cmd_lr_find(int argc, char **argv);
+int crema_cmd_report(int argc, char **argv);
 
 #endif
