@@ -24,18 +24,17 @@ static double nice_step(double range, int want) {
   return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
 }
 
+/* A tick label with just the digits that tell neighbouring ticks apart: 250, 0.5, 0.00995. */
 static void format_tick(double v, double step, char *buf, size_t size) {
   if (fabs(v) < step * 1e-6) v = 0;
-  double a = fabs(v);
-  if (a != 0 && (a >= 1e5 || a < 1e-3))
-    snprintf(buf, size, "%.0e", v);
-  else {
-    int dec = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
-    if (dec > 4) /* fine steps on small values: 9.995e-03 reads better than 0.009995 */
-      snprintf(buf, size, "%.*e", (int)fmin(6, fmax(1, ceil(log10(a / step)))), v);
-    else
-      snprintf(buf, size, "%.*f", dec, v);
+  const double a = fabs(v);
+  if (step >= 1 && a < 1e6) {
+    snprintf(buf, size, "%.0f", v);
+    return;
   }
+  int digits = a > 0 ? (int)ceil(log10(a / step) + 1e-9) + 1 : 1;
+  digits = digits < 1 ? 1 : digits > 6 ? 6 : digits;
+  snprintf(buf, size, "%.*g", digits, v);
 }
 
 typedef struct axis {

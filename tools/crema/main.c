@@ -19,7 +19,8 @@ static const command COMMANDS[] = {
     {"info", crema_cmd_info, "what a Caffe file is and what it holds (net, solver, caffemodel, ...)"},
     {"upgrade", crema_cmd_upgrade, "legacy nets/solvers to the current format; prototxt <-> binary"},
     {"plot", crema_cmd_plot, "training curves from metrics CSVs and logs (crema's or Caffe's), SVG or PNG"},
-    {"lr-find", crema_cmd_lr_find, "learning-rate range test: loss against an exponential lr ramp, a suggested rate"},
+    {"lr-find", crema_cmd_lr_find,
+     "learning-rate range test: loss against an exponential lr ramp, a suggested rate"},
     {"report", crema_cmd_report, "one self-contained HTML page about a run: curves, confusion matrix, costs"},
     {NULL, NULL, NULL},
 };
