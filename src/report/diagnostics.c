@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/log.h"
 
@@ -37,7 +38,15 @@ struct crema_diagnostics {
   char *csv_path;
   FILE *csv;
   int rows;
+  double seconds; /* spent inside the hooks */
+  int iterations;
 };
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 static bool relu_family(const char *type) {
   return type &&
@@ -73,10 +82,15 @@ static double l2(const float *x, size_t n) {
 static int after_backward(void *ctx, crema_solver *s, crema_error *err) {
   (void)err;
   crema_diagnostics *d = ctx;
+  const double t0 = now();
   const int iter = crema_solver_iter(s);
   for (int i = 0; i < d->n_act; i++) scan_top(&d->act[i]);
+  d->iterations++;
   d->report_now = iter % d->every == 0;
-  if (!d->report_now) return 0;
+  if (!d->report_now) {
+    d->seconds += now() - t0;
+    return 0;
+  }
   for (int i = 0; i < d->n_param; i++) {
     param_stat *ps = &d->param[i];
     const crema_blob *b = ps->p->blob;
@@ -84,6 +98,7 @@ static int after_backward(void *ctx, crema_solver *s, crema_error *err) {
     ps->weight_l2 = l2(b->data, b->count);
     memcpy(d->saved + ps->offset, b->data, b->count * sizeof(float));
   }
+  d->seconds += now() - t0;
   return 0;
 }
 
@@ -98,6 +113,7 @@ static void on_iteration(void *ctx, const crema_solver *s, int iter, float loss,
   (void)s, (void)loss, (void)lr;
   crema_diagnostics *d = ctx;
   if (!d->report_now) return;
+  const double t0 = now();
   d->report_now = false;
   if (!d->quiet) {
     CREMA_INFO("Diagnostics at iteration %d (activations over the last %d iterations):", iter,
@@ -145,6 +161,7 @@ static void on_iteration(void *ctx, const crema_solver *s, int iter, float loss,
     }
   }
   if (d->csv) fflush(d->csv);
+  d->seconds += now() - t0;
 }
 
 int crema_diagnostics_attach(crema_solver *s, const crema_diagnostics_options *opt, crema_diagnostics **out,
@@ -227,3 +244,7 @@ void crema_diagnostics_free(crema_diagnostics *d) {
 
 const char *crema_diagnostics_csv_path(const crema_diagnostics *d) { return d->csv_path; }
 int crema_diagnostics_rows(const crema_diagnostics *d) { return d->rows; }
+double crema_diagnostics_seconds(const crema_diagnostics *d, int *iterations) {
+  if (iterations) *iterations = d->iterations;
+  return d->seconds;
+}

@@ -46,5 +46,8 @@ void crema_diagnostics_free(crema_diagnostics *d);
 const char *crema_diagnostics_csv_path(const crema_diagnostics *d);
 /* Rows written so far (for tests and summaries). */
 int crema_diagnostics_rows(const crema_diagnostics *d);
+/* Seconds spent inside the collector's hooks so far (its whole cost), and the iterations
+ * it has seen. */
+double crema_diagnostics_seconds(const crema_diagnostics *d, int *iterations);
 
 #endif

@@ -79,7 +79,10 @@ void crema_chart_draw(crema_canvas *c, double x, double y, double w, double h, c
                       false);
     return;
   }
-  if (!ch->log_y) { /* a little headroom above and below */
+  if (ch->fixed_y && ch->y_hi > ch->y_lo) {
+    ay.lo = ch->log_y ? log10(fmax(ch->y_lo, 1e-30)) : ch->y_lo;
+    ay.hi = ch->log_y ? log10(fmax(ch->y_hi, 1e-30)) : ch->y_hi;
+  } else if (!ch->log_y) { /* a little headroom above and below */
     double pad = (ay.hi - ay.lo) * 0.05;
     ay.lo -= pad, ay.hi += pad;
   }
@@ -239,7 +242,8 @@ int crema_plot_runs(const crema_run *const *runs, int n, const crema_plot_option
              !strcmp(names[m], "loss") ? "train loss (smoothed)"
              : !strcmp(names[m], "lr") ? "learning rate"
                                        : names[m]);
-    crema_chart ch = {title, secs ? "seconds" : "iteration", names[m], false, false, false, NAN, NULL};
+    crema_chart ch = {
+        title, secs ? "seconds" : "iteration", names[m], false, false, false, NAN, NULL, false, 0, 0};
     crema_chart_draw(out, 10 + (m % cols) * pw, head + (m / cols) * ph, pw, ph, &ch, series, ns);
   }
   for (int r = 0; r < n; r++) {

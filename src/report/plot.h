@@ -29,6 +29,8 @@ typedef struct crema_chart {
   bool legend;       /* draw a legend box in the chart's top right corner */
   double mark_x;     /* a vertical marker line at this x (NAN = none), e.g. a suggested rate */
   const char *mark_label;
+  bool fixed_y; /* y range [y_lo, y_hi] instead of the data's (points beyond are clipped) */
+  double y_lo, y_hi;
 } crema_chart;
 
 /* Draws a chart into the box (x, y, w, h) of the canvas. */

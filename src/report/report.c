@@ -346,7 +346,10 @@ static void section_diagnostics(crema_strbuf *b, const char *path, crema_report_
                       chart == 0,
                       true,
                       NAN,
-                      NULL};
+                      NULL,
+                      false,
+                      0,
+                      0};
     crema_canvas c;
     if (crema_canvas_init(&c, CREMA_CANVAS_SVG, 640, 340, &err)) continue;
     crema_chart_draw(&c, 0, 0, 640, 340, &ch, s, n);

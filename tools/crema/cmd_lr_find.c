@@ -35,8 +35,25 @@ static int plot(const crema_lr_find_result *r, const char *path, crema_error *er
   snprintf(label, sizeof label, "suggested %.3g", r->suggested);
   crema_series s[2] = {{r->lr, r->loss, r->n, 0xaaaaaa, false, "loss"},
                        {r->lr, r->smooth, r->n, crema_palette(0), false, "smoothed loss"}};
-  crema_chart ch = {
-      "learning-rate range test", "learning rate", "loss", true, false, true, r->suggested, label};
+  crema_chart ch = {"learning-rate range test",
+                    "learning rate",
+                    "loss",
+                    true,
+                    false,
+                    true,
+                    r->suggested,
+                    label,
+                    false,
+                    0,
+                    0};
+  /* Keep the blow-up from flattening the interesting part: y up to 1.5x the first loss. */
+  double lo = INFINITY, first = r->n ? r->smooth[0] : 1;
+  for (int i = 0; i < r->n; i++) lo = fmin(lo, fmin(r->loss[i], r->smooth[i]));
+  if (isfinite(lo) && isfinite(first) && first > lo) {
+    ch.fixed_y = true;
+    ch.y_lo = lo - 0.05 * (first - lo);
+    ch.y_hi = first + 0.5 * (first - lo);
+  }
   crema_chart_draw(&c, 0, 0, 720, 440, &ch, s, 2);
   int rc = crema_canvas_save(&c, path, err);
   crema_canvas_free(&c);
@@ -105,7 +122,9 @@ int crema_cmd_lr_find(int argc, char **argv) {
     for (int i = 0; i < r.n; i += step) printf("%12.4g %12.4g %12.4g\n", r.lr[i], r.loss[i], r.smooth[i]);
     printf("%d iterations%s; lowest smoothed loss at lr %.3g\n", r.n,
            r.diverged ? " (stopped: the loss diverged)" : "", r.min_loss_lr);
-    printf("suggested base_lr: %.3g (steepest descent of the smoothed loss)\n", r.suggested);
+    printf("suggested base_lr: %.3g (steepest descent of the smoothed loss); a tenth of the lowest point's "
+           "rate: %.3g\n",
+           r.suggested, r.min_loss_lr / 10);
     printf("plot: %s\n", out);
   }
   if (!status) crema_lr_find_result_free(&r);

@@ -208,6 +208,13 @@ static int train_main(int argc, char **argv) {
                param->metrics_csv ? "; metrics: " : "", param->metrics_csv ? prefix : "",
                param->metrics_csv ? "_metrics.csv" : "");
   }
+  if (diag) {
+    int n = 0;
+    const double secs = crema_diagnostics_seconds(diag, &n);
+    CREMA_INFO(
+        "Diagnostics: %.3f s spent collecting over %d iterations (%.3f ms per iteration); table rows in %s",
+        secs, n, n ? 1e3 * secs / n : 0.0, crema_diagnostics_csv_path(diag));
+  }
   crema_solver_free(s);
   crema_diagnostics_free(diag);
   crema_message_free(param);
