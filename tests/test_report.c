@@ -23,7 +23,9 @@
 #include "proto/upgrade.h"
 #include "report/runs.h"
 #include "report/summary.h"
+#include "net/net.h"
 #include "support/run.h"
+#include "support/textproto.h"
 
 static char dir[256];
 
@@ -270,6 +272,108 @@ START_TEST(test_summary_against_caffe) {
 }
 END_TEST
 
+/* Every inferred top shape and parameter shape equals what building the net gives. */
+static void check_against_build(const char *text_or_path, bool is_path) {
+  Crema__NetParameter *np = NULL;
+  crema_error err;
+  if (is_path)
+    ck_assert_msg(!crema_read_net_param(text_or_path, &np, &err), "%s", err.msg);
+  else
+    np = test_net_param(text_or_path);
+  crema_net_summary s;
+  ck_assert_msg(!crema_net_summarize(np, CREMA__PHASE__TEST, &s, &err), "%s", err.msg);
+  ck_assert_msg(s.complete, "%s", s.why);
+  crema_net *net = NULL;
+  crema_net_options opt = {.phase = CREMA__PHASE__TEST, .seed = 1};
+  ck_assert_msg(!crema_net_build(np, &opt, &net, &err), "%s", err.msg);
+  int checked = 0;
+  for (int i = 0; i < s.n_layers; i++) {
+    const crema_layer_summary *ls = &s.layers[i];
+    const int li = crema_net_layer_index(net, ls->param->name);
+    ck_assert_int_ge(li, 0);
+    const int *tops;
+    const int nt = crema_net_layer_tops(net, li, &tops);
+    ck_assert_int_eq(nt, ls->n_tops);
+    for (int t = 0; t < nt; t++) {
+      const crema_blob *b = crema_net_blob(net, tops[t]);
+      char want[128], got[128];
+      want[0] = got[0] = '\0';
+      for (int a = 0; a < b->num_axes; a++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", a ? "x" : "", b->shape[a]);
+      if (!b->num_axes) snprintf(want, sizeof want, "scalar");
+      crema_blob_shape_text(&ls->tops[t], got, sizeof got);
+      ck_assert_msg(!strcmp(want, got), "layer %s top %d: built %s, inferred %s", ls->param->name, t, want,
+                    got);
+      checked++;
+    }
+    const crema_layer *l = crema_net_layer(net, li);
+    ck_assert_msg(l->n_blobs == ls->n_param_blobs, "layer %s: %d blobs built, %d inferred", ls->param->name,
+                  l->n_blobs, ls->n_param_blobs);
+    for (int k = 0; k < l->n_blobs; k++)
+      ck_assert_msg((double)l->blobs[k]->count == crema_blob_shape_count(&ls->param_shapes[k]),
+                    "layer %s blob %d: %zu built, %.0f inferred", ls->param->name, k, l->blobs[k]->count,
+                    crema_blob_shape_count(&ls->param_shapes[k]));
+  }
+  ck_assert_int_gt(checked, 3);
+  crema_net_free(net);
+  crema_net_summary_free(&s);
+  crema_message_free(np);
+}
+
+START_TEST(test_summary_against_build) {
+  check_against_build(CREMA_TEST_DATA "/oracle_small.prototxt", true);
+  check_against_build(CREMA_TEST_DATA "/lenet/lenet_mnist_deploy.prototxt", true);
+  /* The other shape rules: Caffe's pooling rounding with pad, dilation, Deconvolution, Slice,
+   * Flatten, Reshape with 0 and -1, InnerProduct on axis 2, Scale and Bias with two bottoms,
+   * ArgMax, per-class Accuracy, SoftmaxWithLoss's second top, DummyData, 1x1 and strided
+   * kernels. */
+  check_against_build(
+      "name: 'rules'\n"
+      "layer { name: 'x' type: 'DummyData' top: 'x' top: 'lab' dummy_data_param { shape { dim: 2 dim: 4 dim: "
+      "11 dim: 13 }"
+      "  shape { dim: 2 } } }\n"
+      "layer { name: 'p' type: 'Pooling' bottom: 'x' top: 'p' pooling_param { pool: MAX kernel_size: 3 "
+      "stride: 2 pad: 1 } "
+      "}\n"
+      "layer { name: 'pa' type: 'Pooling' bottom: 'x' top: 'pa' pooling_param { pool: AVE kernel_h: 2 "
+      "kernel_w: 4 "
+      "stride_h: 3 stride_w: 2 } }\n"
+      "layer { name: 'c' type: 'Convolution' bottom: 'x' top: 'c' convolution_param { num_output: 6 "
+      "kernel_size: 3 "
+      "dilation: 2 pad: 1 stride: 2 } }\n"
+      "layer { name: 'd' type: 'Deconvolution' bottom: 'c' top: 'd' convolution_param { num_output: 4 "
+      "kernel_size: 4 "
+      "stride: 2 pad: 1 group: 2 } }\n"
+      "layer { name: 's' type: 'Slice' bottom: 'd' top: 's1' top: 's2' slice_param { axis: 1 slice_point: 1 "
+      "} }\n"
+      "layer { name: 'f' type: 'Flatten' bottom: 's2' top: 'f' flatten_param { axis: 2 } }\n"
+      "layer { name: 'r' type: 'Reshape' bottom: 'f' top: 'r' reshape_param { shape { dim: 0 dim: -1 dim: 3 "
+      "} } }\n"
+      "layer { name: 'ip' type: 'InnerProduct' bottom: 'r' top: 'ip' inner_product_param { num_output: 5 "
+      "axis: 2 } }\n"
+      "layer { name: 'g' type: 'Pooling' bottom: 'c' top: 'g' pooling_param { pool: AVE global_pooling: true "
+      "} }\n"
+      "layer { name: 'fl' type: 'Flatten' bottom: 'g' top: 'gf' }\n"
+      "layer { name: 'sc' type: 'Scale' bottom: 'c' bottom: 'gf' top: 'sc' scale_param { axis: 0 bias_term: "
+      "true } }\n"
+      "layer { name: 'bi' type: 'Bias' bottom: 'sc' top: 'bi' bias_param { axis: 1 num_axes: 2 } }\n"
+      "layer { name: 'one' type: 'Convolution' bottom: 'bi' top: 'one' convolution_param { num_output: 3 "
+      "kernel_size: 1 "
+      "bias_term: false } }\n"
+      "layer { name: 'cls' type: 'InnerProduct' bottom: 'one' top: 'cls' inner_product_param { num_output: 7 "
+      "} }\n"
+      "layer { name: 'am' type: 'ArgMax' bottom: 'cls' top: 'am' argmax_param { top_k: 2 out_max_val: true } "
+      "}\n"
+      "layer { name: 'acc' type: 'Accuracy' bottom: 'cls' bottom: 'lab' top: 'acc' top: 'per_class' }\n"
+      "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'cls' bottom: 'lab' top: 'loss' top: 'prob' }\n"
+      "layer { name: 'cat' type: 'Concat' bottom: 'p' bottom: 'p' top: 'cat' concat_param { axis: 2 } }\n"
+      "layer { name: 'e' type: 'ELU' bottom: 'cat' top: 'cat' }\n"
+      "layer { name: 'si' type: 'Silence' bottom: 'cat' bottom: 'pa' bottom: 'ip' bottom: 'am' bottom: 's1' "
+      "}\n",
+      false);
+}
+END_TEST
+
 START_TEST(test_info_costs) {
   int st;
   char *out = crema("info " CREMA_TEST_DATA "/zoo/bvlc_googlenet/deploy.prototxt", &st);
@@ -480,6 +584,7 @@ static Suite *suite(void) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, test_caffe_log);
   tcase_add_test(tc, test_summary_against_caffe);
+  tcase_add_test(tc, test_summary_against_build);
   tcase_add_test(tc, test_info_costs);
   tcase_add_test(tc, test_plot_and_diagnostics);
   tcase_add_test(tc, test_lr_find);
