@@ -429,6 +429,17 @@ START_TEST(test_plot_and_diagnostics) {
   ck_assert_int_eq(sscanf(row + strlen("\n30,conv1,0,param,,,,"), "%lf,%lf,%lf", &g, &w, &ratio), 3);
   ck_assert_msg(g > 0 && w > 0 && ratio > 1e-5 && ratio < 0.5, "%g %g %g", g, w, ratio);
   free(csv);
+  /* A resumed run appends to the same CSV (one header, rows of both parts). */
+  out = crema(
+      "train --solver=solver.prototxt --snapshot=live_iter_40.solverstate --iterations=60 --diagnostics=10",
+      &st);
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  csv = slurp(path);
+  ck_assert_ptr_nonnull(strstr(csv, "\n30,conv1,0,param,"));
+  ck_assert_ptr_nonnull(strstr(csv, "\n50,conv1,0,param,"));
+  ck_assert_ptr_null(strstr(csv + 1, "iteration,layer"));
+  free(csv);
 
   /* Two runs overlaid: the crema metrics CSV and Caffe's own log. */
   out = crema("plot run_metrics.csv " CREMA_TEST_DATA "/report/caffe_train.log --out curves.svg", &st);

@@ -206,7 +206,18 @@ int crema_diagnostics_attach(crema_solver *s, const crema_diagnostics_options *o
     if ((d->csv_path = malloc(len))) snprintf(d->csv_path, len, "%s_diagnostics.csv", prefix);
   }
   if (!d->csv_path) goto oom;
-  d->csv = fopen(d->csv_path, "w");
+  static const char HEADER[] =
+      "iteration,layer,blob,kind,zero_fraction,dead_units,units,grad_l2,weight_l2,update_ratio\n";
+  bool append = false;
+  if (opt && opt->append) {
+    FILE *old = fopen(d->csv_path, "r");
+    char first[sizeof HEADER + 8] = "";
+    if (old) {
+      append = fgets(first, sizeof first, old) && !strcmp(first, HEADER);
+      fclose(old);
+    }
+  }
+  d->csv = fopen(d->csv_path, append ? "a" : "w");
   if (!d->csv) {
     int e = errno;
     crema_fail(err, "cannot write the diagnostics file %s: %s; check that its folder exists and is writable",
@@ -214,8 +225,7 @@ int crema_diagnostics_attach(crema_solver *s, const crema_diagnostics_options *o
     crema_diagnostics_free(d);
     return -1;
   }
-  fprintf(d->csv,
-          "iteration,layer,blob,kind,zero_fraction,dead_units,units,grad_l2,weight_l2,update_ratio\n");
+  if (!append) fputs(HEADER, d->csv);
   fflush(d->csv);
   crema_solver_hooks h = {.ctx = d, .after_backward = after_backward, .on_iteration = on_iteration};
   if (crema_solver_add_hooks(s, &h, err)) {

@@ -33,6 +33,7 @@ typedef struct crema_diagnostics_options {
   int every;            /* report every N iterations; <= 0: the solver's display (or 100) */
   const char *csv_path; /* NULL: <snapshot prefix>_diagnostics.csv */
   bool quiet;           /* no table in the log (the CSV is still written) */
+  bool append;          /* a resumed run: keep the rows of an existing CSV with the same header */
 } crema_diagnostics_options;
 
 /* Attaches the collector to the solver's train net (one crema_solver_add_hooks call) and

@@ -190,7 +190,8 @@ static int train_main(int argc, char **argv) {
   int status = 0;
   if (crema_solver_create(param, &opt, &s, &err)) status = 1;
   if (!status && diagnostics) {
-    crema_diagnostics_options dopt = {.every = diagnostics > 0 ? (int)diagnostics : 0};
+    crema_diagnostics_options dopt = {.every = diagnostics > 0 ? (int)diagnostics : 0,
+                                      .append = snapshot != NULL};
     if (crema_diagnostics_attach(s, &dopt, &diag, &err)) status = 1;
   }
   for (int i = 0; !status && i < n_weights; i++)
