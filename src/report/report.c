@@ -236,24 +236,22 @@ static void section_wrong(crema_strbuf *b, const crema_evaluation *e, const labe
     const crema_wrong_example *w = &e->wrong[i];
     crema_strbuf_printf(b, "<figure class=\"thumb\">");
     if (w->image.width > 0) {
-      /* Scale up small images so they can be seen: at least 96 px on the long side. */
-      crema_image big = {0};
+      /* Small images (28x28 digits) are shown enlarged by the browser, pixels kept sharp. */
       const crema_image *img = &w->image;
       crema_error err;
       const int lng = img->width > img->height ? img->width : img->height;
-      if (lng < 96 && !crema_image_resize(img, img->width * 96 / lng, img->height * 96 / lng, &big, &err))
-        img = &big;
+      const int scale = lng < 96 ? (96 + lng - 1) / lng : 1;
       unsigned char *png = NULL;
       size_t n = 0;
       if (!crema_image_encode(img, "png", &png, &n, &err)) {
-        crema_strbuf_printf(b, "<img alt=\"record %llu\" src=\"data:image/png;base64,",
-                            (unsigned long long)w->record);
+        crema_strbuf_printf(
+            b, "<img alt=\"record %llu\" width=\"%d\" height=\"%d\" src=\"data:image/png;base64,",
+            (unsigned long long)w->record, img->width * scale, img->height * scale);
         crema_strbuf_base64(b, png, n);
         crema_strbuf_printf(b, "\">");
         sum->thumbnails++;
         free(png);
       }
-      crema_image_free(&big);
     }
     crema_strbuf_printf(b, "<figcaption>#%llu: true <b>", (unsigned long long)w->record);
     crema_strbuf_escape(b, label_name(lb, w->label, n1, sizeof n1));

@@ -201,7 +201,7 @@ int crema_run_parse_csv(const char *text, const char *name, crema_run **out, cre
  * "I20261201 16:08:03.107939"; -1 when the line has none. Month lengths are taken as 31 days:
  * only differences matter and runs spanning a month end are rare. */
 static double glog_time(const char *line) {
-  if (!strchr("IWEF", line[0])) return -1;
+  if (!line[0] || !strchr("IWEF", line[0])) return -1;
   const char *p = line + 1;
   int nd = 0;
   while (isdigit((unsigned char)p[nd])) nd++;
