@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "data/datum.h"
+#include "data/image.h"
+#include "data/list_file.h"
 #include "data/lmdb_db.h"
 
 /* Blob names and their current shapes; in-place tops overwrite the entry. Nets have a few
@@ -221,10 +223,38 @@ static int rule_data(ctx *c) {
 
 static int rule_image_data(ctx *c) {
   const Crema__ImageDataParameter *p = c->l->image_data_param;
-  if (!p || !p->new_height || !p->new_width)
-    return no_rule(c, "%s", "image size not fixed by new_height/new_width (it comes from the first image)");
+  if (!p || !p->source) return no_rule(c, "%s", "no image_data_param source");
   const Crema__TransformationParameter *tp = c->l->transform_param;
-  data_tops(c, p->batch_size, p->is_color ? 3 : 1, p->new_height, p->new_width, tp ? tp->crop_size : 0);
+  const int64_t ch = p->is_color ? 3 : 1;
+  if (p->new_height && p->new_width) {
+    data_tops(c, p->batch_size, ch, p->new_height, p->new_width, tp ? tp->crop_size : 0);
+    return 0;
+  }
+  /* The size comes from the first image (as in Caffe's ImageDataLayer setup). */
+  crema_image_list list;
+  crema_error e;
+  if (crema_image_list_read(p->source, &list, &e))
+    return no_rule(c, "cannot read its image list here: %s", e.msg);
+  size_t n = strlen(p->root_folder ? p->root_folder : "") + strlen(list.entries[0].path) + 1;
+  char *path = malloc(n);
+  crema_image img = {0};
+  int rc = path ? 0 : -1;
+  if (path) {
+    snprintf(path, n, "%s%s", p->root_folder ? p->root_folder : "", list.entries[0].path);
+    rc = crema_image_decode_file(path, p->is_color ? CREMA_IMAGE_COLOR : CREMA_IMAGE_GRAY, &img, &e);
+  }
+  crema_image_list_free(&list);
+  if (rc) {
+    int r =
+        no_rule(c, "cannot read its first image %s: %s", path ? path : "", path ? e.msg : "out of memory");
+    free(path);
+    return r;
+  }
+  free(path);
+  const int64_t h = p->new_height ? (int64_t)p->new_height : img.height;
+  const int64_t w = p->new_width ? (int64_t)p->new_width : img.width;
+  crema_image_free(&img);
+  data_tops(c, p->batch_size, ch, h, w, tp ? tp->crop_size : 0);
   return 0;
 }
 

@@ -6,7 +6,7 @@
  * A pure function over the message, with one shape rule per layer type crema supports.
  * Data layers are the exception that touches the disk: a Data layer's shape comes from the
  * first record of its LMDB (and its transform's crop_size); an ImageData layer's from its
- * new_height/new_width. When a layer has no shape rule (an unknown type, or a data set that
+ * new_height/new_width, else from its list's first image. When a layer has no shape rule (an unknown type, or a data set that
  * cannot be read here), the summary stops at that layer: `complete` is false and `why` names
  * the layer and the reason, so callers can fall back to building the net.
  *
