@@ -594,7 +594,7 @@ START_TEST(test_report_html) {
   free(dom);
   snprintf(path, sizeof path, "%s/chrome.log", dir);
   char *log = slurp(path);
-  ck_assert_msg(!strstr(log, "Uncaught") && !strstr(log, "CONSOLE(") && !strstr(log, "Failed to load"),
+  ck_assert_msg(!strstr(log, "Uncaught") && !strstr(log, "CONSOLE") && !strstr(log, "Failed to load"),
                 "Chromium reported errors:\n%.3000s", log);
   free(log);
 }
