@@ -75,26 +75,14 @@ static int split_list(char *s, char **items, int max) {
 
 #define MAX_LIST 64
 
-static int train_main(int argc, char **argv);
-
 int crema_cmd_train(int argc, char **argv) {
   /* argv is main's argv + 1: the re-exec needs the whole command line. */
   crema_tool_init(argc + 1, argv - 1);
-  /* --diagnostics without a value means "every display iterations": the flag parser wants a
-   * value, so give it -1 (= the default period). */
-  char **args = malloc(sizeof *args * (size_t)(argc + 1));
-  if (!args) return 1;
-  for (int i = 0; i < argc; i++)
-    args[i] =
-        !strcmp(argv[i], "--diagnostics") || !strcmp(argv[i], "-diagnostics") ? "--diagnostics=-1" : argv[i];
-  args[argc] = NULL;
-  argv = args;
-  const int status = train_main(argc, argv);
-  free(args);
-  return status;
-}
-
-static int train_main(int argc, char **argv) {
+  /* --diagnostics without a value means "every display iterations"; the flag parser wants a
+   * value, so the bare flag becomes --diagnostics=-1 (argv's pointers are ours to change). */
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--diagnostics") || !strcmp(argv[i], "-diagnostics"))
+      argv[i] = (char *)"--diagnostics=-1";
   const char *solver = NULL, *weights = NULL, *snapshot = NULL, *freeze = NULL, *gpu = NULL;
   const char *sigint_effect = "stop", *sighup_effect = "snapshot";
   long iterations = 0, seed = -1, diagnostics = 0;
