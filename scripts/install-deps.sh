@@ -13,6 +13,7 @@ PACKAGES=(
   python3-onnx                            # export tests: onnx.checker on the ONNX files crema writes
   dataset-fashion-mnist                   # demo and training tests
   clang-format cppcheck                   # style and static checks in CI
+  chromium                                # test_report opens the HTML report headless
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -2,7 +2,7 @@
  *
  *   crema train --solver=S [--weights=A.caffemodel[,B...]] [--snapshot=X.solverstate]
  *               [--iterations=N] [--freeze=NAME[,PREFIX*...]] [--sigint_effect=stop|snapshot|none]
- *               [--sighup_effect=stop|snapshot|none] [--seed=N]
+ *               [--sighup_effect=stop|snapshot|none] [--seed=N] [--diagnostics[=N]]
  *
  * The signal handlers live here (the library has no globals): they set a flag that the
  * solver polls once per iteration through the action callback. */
@@ -16,6 +16,7 @@
 #include "common/tool.h"
 #include "crema/commands.h"
 #include "proto/io.h"
+#include "report/diagnostics.h"
 #include "solver/solver.h"
 
 static volatile sig_atomic_t got_sigint, got_sighup;
@@ -77,9 +78,14 @@ static int split_list(char *s, char **items, int max) {
 int crema_cmd_train(int argc, char **argv) {
   /* argv is main's argv + 1: the re-exec needs the whole command line. */
   crema_tool_init(argc + 1, argv - 1);
+  /* --diagnostics without a value means "every display iterations"; the flag parser wants a
+   * value, so the bare flag becomes --diagnostics=-1 (argv's pointers are ours to change). */
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--diagnostics") || !strcmp(argv[i], "-diagnostics"))
+      argv[i] = (char *)"--diagnostics=-1";
   const char *solver = NULL, *weights = NULL, *snapshot = NULL, *freeze = NULL, *gpu = NULL;
   const char *sigint_effect = "stop", *sighup_effect = "snapshot";
-  long iterations = 0, seed = -1;
+  long iterations = 0, seed = -1, diagnostics = 0;
   crema_flag flags[] = {
       {"solver", CREMA_FLAG_STRING, &solver, "the solver prototxt (required)", 0},
       {"weights", CREMA_FLAG_STRING, &weights,
@@ -91,6 +97,10 @@ int crema_cmd_train(int argc, char **argv) {
       {"sighup_effect", CREMA_FLAG_STRING, &sighup_effect, "on SIGHUP: stop, snapshot or none", 0},
       {"seed", CREMA_FLAG_INT, &seed, "override the solver's random_seed", 0},
       {"gpu", CREMA_FLAG_STRING, &gpu, "accepted for Caffe scripts; crema runs on the CPU", 0},
+      {"diagnostics", CREMA_FLAG_INT, &diagnostics,
+       "every N iterations log dead ReLUs, gradient norms and update/weight ratios to "
+       "<prefix>_diagnostics.csv (--diagnostics alone: every display iterations; 0 = off)",
+       0},
   };
   const int n_flags = (int)(sizeof flags / sizeof flags[0]);
   static const char usage[] = "usage: crema train --solver=SOLVER.prototxt [flags]\n\n";
@@ -99,6 +109,11 @@ int crema_cmd_train(int argc, char **argv) {
   int rc = crema_flags_command(argc, argv, usage, flags, n_flags, pos, 0, 0, &n_pos);
   if (rc >= 0) return rc;
   if (!solver) return crema_flags_missing("--solver", usage, flags, n_flags);
+  if (diagnostics < -1 || diagnostics > 1000000000) {
+    fprintf(stderr, "error: --diagnostics=%ld: give a period in iterations (1 or more), or no value\n",
+            diagnostics);
+    return 2;
+  }
   crema_error err = {{0}};
   if (snapshot && weights) {
     fprintf(stderr, "error: give --snapshot to resume training or --weights to finetune, not both\n");
@@ -159,8 +174,14 @@ int crema_cmd_train(int argc, char **argv) {
   sigaction(SIGHUP, &sa, NULL);
 
   crema_solver *s = NULL;
+  crema_diagnostics *diag = NULL;
   int status = 0;
   if (crema_solver_create(param, &opt, &s, &err)) status = 1;
+  if (!status && diagnostics) {
+    crema_diagnostics_options dopt = {.every = diagnostics > 0 ? (int)diagnostics : 0,
+                                      .append = snapshot != NULL};
+    if (crema_diagnostics_attach(s, &dopt, &diag, &err)) status = 1;
+  }
   for (int i = 0; !status && i < n_weights; i++)
     if (crema_solver_copy_weights(s, weight_items[i], &err)) status = 1;
   if (!status && snapshot) {
@@ -176,7 +197,15 @@ int crema_cmd_train(int argc, char **argv) {
                param->metrics_csv ? "; metrics: " : "", param->metrics_csv ? prefix : "",
                param->metrics_csv ? "_metrics.csv" : "");
   }
+  if (diag) {
+    int n = 0;
+    const double secs = crema_diagnostics_seconds(diag, &n);
+    CREMA_INFO(
+        "Diagnostics: %.3f s spent collecting over %d iterations (%.3f ms per iteration); table rows in %s",
+        secs, n, n ? 1e3 * secs / n : 0.0, crema_diagnostics_csv_path(diag));
+  }
   crema_solver_free(s);
+  crema_diagnostics_free(diag);
   crema_message_free(param);
   free(freeze_copy);
   free(weights_copy);
