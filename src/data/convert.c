@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "data/datum.h"
 #include "data/image.h"
 #include "data/list_file.h"
@@ -194,6 +195,7 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
   snprintf(dest, sizeof dest, "%s", o->db_path);
   for (size_t dl = strlen(dest); dl > 1 && dest[dl - 1] == '/'; dl--) dest[dl - 1] = '\0';
   snprintf(tmp, sizeof tmp, "%s.partial-%ld", dest, (long)getpid());
+  crema_remove_stale_temps(dest); /* partial DBs of killed runs */
   crema_lmdb_writer *w = NULL;
   const int threads = omp_get_max_threads();
   const size_t chunk = (size_t)(threads > 0 ? threads : 1) * 32;
