@@ -81,12 +81,41 @@ static int probe_png(const uint8_t *b, size_t len, const char *what, crema_image
 
 /* ---------------------------------------------------------------- JPEG */
 
+/* A DHT segment's tables (payload of seg - 2 bytes at p): class 0-1, slot 0-3, and at most 256
+ * codes each. stb_image 2.27 writes past its tables when the 16 counts add up to more. */
+static int check_dht(const uint8_t *p, size_t n, const char *what, crema_error *err) {
+  size_t i = 0;
+  while (i < n) {
+    if (n - i < 17) return crema_fail(err, "%s: corrupt JPEG (short Huffman table)", what);
+    if ((p[i] >> 4) > 1 || (p[i] & 15) > 3)
+      return crema_fail(err, "%s: corrupt JPEG (Huffman table class %d, slot %d)", what, p[i] >> 4,
+                        p[i] & 15);
+    size_t codes = 0;
+    for (int k = 1; k <= 16; k++) codes += p[i + k];
+    if (codes > 256)
+      return crema_fail(err, "%s: corrupt JPEG (a Huffman table of %zu codes; at most 256 exist)", what,
+                        codes);
+    if (n - i - 17 < codes) return crema_fail(err, "%s: corrupt JPEG (short Huffman table)", what);
+    i += 17 + codes;
+  }
+  return 0;
+}
+
+/* Walks every marker segment, headers and the ones between the scans of a progressive file
+ * (entropy-coded data never holds 0xFF followed by anything but 0x00, a restart marker or fill
+ * 0xFF), up to the end-of-image marker. Without that marker the file was cut short. */
 static int probe_jpeg(const uint8_t *b, size_t len, const char *what, crema_image_info *in,
                       crema_error *err) {
   size_t pos = 2;
-  bool have_sof = false;
+  bool have_sof = false, in_scan = false;
   for (;;) {
-    /* A marker: 0xFF, optional fill 0xFF bytes, then its code. */
+    if (in_scan) { /* skip entropy-coded bytes up to the next real marker */
+      while (pos + 1 < len && !(b[pos] == 0xFF && b[pos + 1] != 0x00 && b[pos + 1] != 0xFF &&
+                                !(b[pos + 1] >= 0xD0 && b[pos + 1] <= 0xD7)))
+        pos++;
+      if (pos + 1 >= len)
+        return crema_fail(err, "%s: truncated JPEG (no end-of-image marker; the file was cut short)", what);
+    }
     if (pos >= len || b[pos] != 0xFF) {
       if (pos >= len) return crema_fail(err, "%s: truncated JPEG (the file ends inside its headers)", what);
       return crema_fail(err, "%s: corrupt JPEG (expected a marker at byte %zu)", what, pos);
@@ -94,10 +123,14 @@ static int probe_jpeg(const uint8_t *b, size_t len, const char *what, crema_imag
     while (pos < len && b[pos] == 0xFF) pos++;
     if (pos >= len) return crema_fail(err, "%s: truncated JPEG (the file ends inside its headers)", what);
     const uint8_t m = b[pos++];
+    if (m == 0xD9) {
+      if (!in_scan)
+        return crema_fail(err, "%s: corrupt JPEG (end-of-image marker before any image data)", what);
+      return 0;
+    }
     if (m == 0xD8 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue; /* no length */
-    if (m == 0xD9)
-      return crema_fail(err, "%s: corrupt JPEG (end-of-image marker before any image data)", what);
-    if (len - pos < 2) return crema_fail(err, "%s: truncated JPEG (the file ends inside its headers)", what);
+    if (len - pos < 2)
+      return crema_fail(err, "%s: truncated JPEG (the file ends inside a marker segment)", what);
     const uint32_t seg = be16(b + pos);
     if (seg < 2 || len - pos < seg)
       return crema_fail(err,
@@ -105,6 +138,7 @@ static int probe_jpeg(const uint8_t *b, size_t len, const char *what, crema_imag
                         what, seg, pos, len);
     const bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
     if (sof) {
+      if (have_sof) return crema_fail(err, "%s: corrupt JPEG (a second frame header)", what);
       if (m > 0xC2)
         return crema_fail(err,
                           "%s: unsupported JPEG variant (SOF%d: lossless, hierarchical or arithmetic-coded); "
@@ -126,18 +160,13 @@ static int probe_jpeg(const uint8_t *b, size_t len, const char *what, crema_imag
       in->bits = 8;
       have_sof = true;
     }
-    if (m == 0xDA) { /* start of scan: entropy-coded data follows */
+    if (m == 0xC4 && check_dht(b + pos + 2, seg - 2, what, err)) return -1;
+    if (m == 0xDA) { /* start of scan: entropy-coded data follows its header */
       if (!have_sof) return crema_fail(err, "%s: corrupt JPEG (image data before the frame header)", what);
-      pos += seg;
-      break;
+      in_scan = true;
     }
     pos += seg;
   }
-  /* Entropy-coded data never holds 0xFF followed by 0xD9 (0xFF is stuffed with 0x00), so the
-   * first such pair is the end-of-image marker. Without it the file was cut short. */
-  for (; pos + 1 < len; pos++)
-    if (b[pos] == 0xFF && b[pos + 1] == 0xD9) return 0;
-  return crema_fail(err, "%s: truncated JPEG (no end-of-image marker; the file was cut short)", what);
 }
 
 /* ---------------------------------------------------------------- BMP */
