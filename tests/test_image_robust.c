@@ -109,7 +109,8 @@ START_TEST(test_pixels_match_opencv) {
       }
     const double mean_diff = sum_diff / ((double)w * h * 3);
     if (lossy) {
-      ck_assert_msg(max_diff <= 8 && mean_diff < 1.0, "%s: max difference %d, mean %.3f from OpenCV", name,
+      fprintf(stderr, "%s: differs from OpenCV by at most %d, mean %.3f\n", name, max_diff, mean_diff);
+      ck_assert_msg(max_diff <= 4 && mean_diff < 0.5, "%s: max difference %d, mean %.3f from OpenCV", name,
                     max_diff, mean_diff);
     } else {
       ck_assert_msg(max_diff == 0, "%s: pixels differ from OpenCV's by up to %d", name, max_diff);
@@ -222,6 +223,27 @@ START_TEST(test_convert_imageset_refuses_broken_images) {
   ck_assert_msg(strstr(out, "none of the 3 images could be read") != NULL, "%s", out);
   free(out);
   ck_assert_int_eq(entries_in_dir("db2"), 0);
+
+  /* Encoded records: the content, not the extension, decides whether the file's bytes are kept. */
+  write_text(list, "png_named.jpg 1\njpeg_named.png 2\n");
+  snprintf(args, sizeof args, "convert_imageset --encode_type=png '%s/' '%s' '%s/enc'", dir, list, dir);
+  ck_assert_int_eq(run_tool(dir, args, &out), 0);
+  free(out);
+  snprintf(p, sizeof p, "%s/enc", dir);
+  r = read_db(p);
+  ck_assert_int_eq(r.n, 2);
+  size_t flen;
+  char *file = slurp(path_of("png_named.jpg"), &flen);
+  d = crema__datum__unpack(NULL, r.value_len[0], r.values[0]);
+  ck_assert(d->encoded);
+  ck_assert_uint_eq(d->data.len, flen); /* a PNG already: stored as it is */
+  ck_assert_int_eq(memcmp(d->data.data, file, flen), 0);
+  crema__datum__free_unpacked(d, NULL);
+  free(file);
+  d = crema__datum__unpack(NULL, r.value_len[1], r.values[1]);
+  ck_assert_int_eq(memcmp(d->data.data, "\x89PNG", 4), 0); /* a JPEG: re-encoded as PNG */
+  crema__datum__free_unpacked(d, NULL);
+  free_db(&r);
 
   /* --max_pixels lowers the limit; a bad value is refused. */
   write_text(list, "rgba.png 1\ngrey16.png 2\n");
