@@ -28,7 +28,6 @@ for t in "${targets[@]}"; do
   seeds=(tests/fuzz/seeds/"$kind")
   case $kind in
     prototxt) seeds+=(tests/data/zoo/mnist tests/data/zoo/cifar10 tests/data/lenet/lenet_mnist_deploy.prototxt) ;;
-    image) seeds+=(tests/data/images) ;;
   esac
   log=build-fuzz/$t.log
   # Seeds go in first (read-only dirs after the corpus); -max_len keeps inputs small enough

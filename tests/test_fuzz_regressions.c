@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/npy.h"
 #include "data/datum.h"
 #include "data/image.h"
 #include "data_test_util.h"
@@ -31,10 +32,31 @@ START_TEST(test_jpeg_huffman_table_overflow) {
 }
 END_TEST
 
+/* fuzz_npy: a .npy header that ends right after "'descr':" and its spaces; the parser read the
+ * byte after the buffer as the value's first character. */
+START_TEST(test_npy_key_at_header_end) {
+  size_t len;
+  char *buf = slurp(CREMA_TEST_DATA "/fuzz/npy-key-at-header-end.npy", &len);
+  ck_assert_ptr_nonnull(buf);
+  uint8_t *exact = malloc(len); /* exactly the file's size, so ASan sees any read past it */
+  ck_assert_ptr_nonnull(exact);
+  memcpy(exact, buf, len);
+  int n, shape[CREMA_MAX_AXES];
+  float *values = NULL;
+  crema_error err;
+  ck_assert_int_eq(crema_npy_parse(exact, len, "x.npy", &n, shape, &values, &err), -1);
+  ck_assert_msg(strstr(err.msg, "x.npy: .npy header has no 'descr' string") != NULL, "%s", err.msg);
+  ck_assert_ptr_null(values);
+  free(exact);
+  free(buf);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("fuzz_regressions");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_jpeg_huffman_table_overflow);
+  tcase_add_test(tc, test_npy_key_at_header_end);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

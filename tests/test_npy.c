@@ -216,6 +216,9 @@ START_TEST(header_cut_short) {
   expect_header_cut("{'descr': '<f4', 'fortran_order': Tr", "fortran_order");
   expect_header_cut("{'shape': (12, 'descr': '<f4', 'fortran_order': False, 'shape': (12", "shape");
   expect_header_cut("{'descr': '<f4', 'fortran_order': False, 'shape': (3", "unterminated");
+  expect_header_cut("{'descr':   ", "descr"); /* found by fuzz_npy: nothing after the key */
+  expect_header_cut("{'descr': '<f4', 'fortran_order':", "fortran_order");
+  expect_header_cut("{'descr': '<f4', 'fortran_order': False, 'shape':", "shape");
 }
 END_TEST
 

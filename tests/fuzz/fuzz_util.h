@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 /* Once per process: no logging, a 256 MB limit on tensors so that a net declaring huge blobs is
- * refused (as it is for users) rather than reported as out-of-memory, and a 4 Mpixel image
+ * refused (as it is for users) rather than reported as out-of-memory, and a 256 kpixel image
  * limit (--max_pixels) so that large declared sizes do not slow the search down. */
 void fuzz_init(void);
 

@@ -21,7 +21,7 @@ static const char *dict_value(const char *h, const char *end, const char *key) {
     if (q >= end || *q != ':') continue;
     q++;
     while (q < end && isspace((unsigned char)*q)) q++;
-    return q;
+    return q < end ? q : NULL; /* a key at the very end of the header has no value */
   }
   return NULL;
 }
