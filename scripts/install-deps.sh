@@ -15,6 +15,10 @@ PACKAGES=(
   clang-format cppcheck                   # style and static checks in CI
   chromium                                # test_report opens the HTML report headless
 )
+# scripts/fuzz.sh: libFuzzer targets need clang, its sanitizer runtimes and its OpenMP.
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang libclang-rt-14-dev libomp-14-dev libfuzzer-14-dev)
+fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive

@@ -1,6 +1,8 @@
 /* extract_features -- runs a trained net (TEST phase) over its data layer and stores the
  * values of chosen blobs, one Datum per image per blob, as Caffe's tool does; --npy also
  * (or, with --npy_only, instead) writes one float32 .npy array per blob. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,9 +66,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   char *end;
+  errno = 0;
   const long num_batches = strtol(pos[4], &end, 10);
-  if (*end || num_batches <= 0) {
-    fprintf(stderr, "error: num_mini_batches must be a positive integer, got \"%s\"\n", pos[4]);
+  if (!*pos[4] || *end || errno || num_batches <= 0 || num_batches > INT_MAX) {
+    fprintf(stderr, "error: num_mini_batches must be an integer between 1 and %d, got \"%s\"\n", INT_MAX,
+            pos[4]);
     return 1;
   }
   if (n_pos > 5 && strcasecmp(pos[5], "lmdb")) {

@@ -1,6 +1,5 @@
 #include "data/convert.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>
@@ -10,8 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "data/datum.h"
 #include "data/image.h"
+#include "data/image_probe.h"
 #include "data/list_file.h"
 #include "data/lmdb_db.h"
 
@@ -22,17 +23,6 @@ typedef struct line_result {
   int channels, height, width; /* of raw datums, for check_size */
   crema_error why;             /* when !ok */
 } line_result;
-
-/* Lower-case extension of a file name ("" when none). */
-static void extension(const char *path, char *out, size_t size) {
-  const char *slash = strrchr(path, '/');
-  const char *dot = strrchr(path, '.');
-  out[0] = '\0';
-  if (!dot || (slash && dot < slash)) return;
-  size_t i = 0;
-  for (const char *p = dot + 1; *p && i + 1 < size; p++) out[i++] = (char)tolower((unsigned char)*p);
-  out[i] = '\0';
-}
 
 static bool same_encoding(const char *ext, const char *enc) {
   if (!strcasecmp(ext, enc)) return true;
@@ -64,21 +54,18 @@ static void convert_line(const crema_convert_options *o, const char *file, int l
     img = resized;
   }
   if (encoded) {
-    char ext[16], enc[16];
-    extension(file, ext, sizeof ext);
-    if (o->encode_type && *o->encode_type)
-      snprintf(enc, sizeof enc, "%s", o->encode_type);
-    else if (*ext)
-      snprintf(enc, sizeof enc, "%s", ext);
-    else {
-      crema_fail(&r->why, "%s: cannot guess the encoding from the file name; pass --encode_type=png or jpg",
-                 path);
-      goto done;
-    }
-    const int native = crema_image_native_channels(bytes, len);
-    if (!resize && same_encoding(ext, enc) && native == img.channels) {
+    /* The file's own format, by content (a PNG named .jpg is a PNG), decides whether its bytes
+     * can be stored as they are; without --encode_type, that format is the encoding. */
+    crema_image_info info;
+    if (crema_image_probe(bytes, len, path, &info, &r->why)) goto done;
+    const char *actual = crema_image_format_name(info.format);
+    char enc[16];
+    snprintf(enc, sizeof enc, "%s", o->encode_type && *o->encode_type ? o->encode_type : actual);
+    if (!resize && same_encoding(actual, enc) && info.channels == img.channels) {
       if (crema_datum_serialize_encoded(bytes, len, label, &r->record, &r->why)) goto done;
     } else {
+      /* Re-encoding writes PNG or JPEG only: other formats (BMP, GIF, PNM) become PNG. */
+      if (!same_encoding("jpg", enc) && strcasecmp(enc, "png")) snprintf(enc, sizeof enc, "png");
       size_t elen;
       if (crema_image_encode(&img, enc, &encoded_bytes, &elen, &r->why) ||
           crema_datum_serialize_encoded(encoded_bytes, elen, label, &r->record, &r->why)) {
@@ -194,6 +181,7 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
   snprintf(dest, sizeof dest, "%s", o->db_path);
   for (size_t dl = strlen(dest); dl > 1 && dest[dl - 1] == '/'; dl--) dest[dl - 1] = '\0';
   snprintf(tmp, sizeof tmp, "%s.partial-%ld", dest, (long)getpid());
+  crema_remove_stale_temps(dest); /* partial DBs of killed runs */
   crema_lmdb_writer *w = NULL;
   const int threads = omp_get_max_threads();
   const size_t chunk = (size_t)(threads > 0 ? threads : 1) * 32;

@@ -1,6 +1,8 @@
 #include "common/flags.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,14 +26,19 @@ static int set_value(crema_flag *f, const char *v, crema_error *err) {
   switch (f->kind) {
   case CREMA_FLAG_STRING: *(const char **)f->value = v; break;
   case CREMA_FLAG_INT: {
+    const long lo = 0, hi = INT_MAX;
     long x = strtol(v, &end, 10);
-    if (!*v || *end || errno) return crema_fail(err, "flag --%s expects an integer, got \"%s\"", f->name, v);
+    if (!*v || *end || (errno && errno != ERANGE))
+      return crema_fail(err, "flag --%s expects an integer, got \"%s\"", f->name, v);
+    if (errno == ERANGE || x < lo || x > hi)
+      return crema_fail(err, "flag --%s must be between %ld and %ld, got %s", f->name, lo, hi, v);
     *(long *)f->value = x;
     break;
   }
   case CREMA_FLAG_FLOAT: {
     double x = strtod(v, &end);
-    if (!*v || *end || errno) return crema_fail(err, "flag --%s expects a number, got \"%s\"", f->name, v);
+    if (!*v || *end || errno || !isfinite(x))
+      return crema_fail(err, "flag --%s expects a finite number, got \"%s\"", f->name, v);
     *(double *)f->value = x;
     break;
   }
@@ -137,4 +144,18 @@ int crema_flags_missing(const char *what, const char *usage, const crema_flag *f
   fputs(usage, stderr);
   crema_flags_print(stderr, flags, n_flags);
   return 2;
+}
+
+int crema_flag_check_range(const char *name, long lo, long hi, const char *usage, const crema_flag *flags,
+                           int n_flags) {
+  for (int i = 0; i < n_flags; i++) {
+    if (strcmp(flags[i].name, name) || flags[i].kind != CREMA_FLAG_INT) continue;
+    const long v = *(const long *)flags[i].value;
+    if (v >= lo && v <= hi) return 0;
+    fprintf(stderr, "error: flag --%s must be between %ld and %ld, got %ld\n", name, lo, hi, v);
+    fputs(usage, stderr);
+    crema_flags_print(stderr, flags, n_flags);
+    return 2;
+  }
+  return 0;
 }

@@ -19,12 +19,11 @@
 #include "report/diagnostics.h"
 #include "solver/solver.h"
 
+/* got_sigint holds the signal number: SIGTERM (what kill, systemd and batch schedulers send)
+ * has SIGINT's effect. */
 static volatile sig_atomic_t got_sigint, got_sighup;
 
-static void on_sigint(int sig) {
-  (void)sig;
-  got_sigint = 1;
-}
+static void on_sigint(int sig) { got_sigint = sig; }
 
 static void on_sighup(int sig) {
   (void)sig;
@@ -39,8 +38,8 @@ typedef struct signal_effects {
 static crema_solver_action requested_action(void *ctx) {
   const signal_effects *e = ctx;
   if (got_sigint) {
+    CREMA_INFO("%s received", got_sigint == SIGTERM ? "SIGTERM" : "SIGINT");
     got_sigint = 0;
-    CREMA_INFO("SIGINT received");
     return e->on_int;
   }
   if (got_sighup) {
@@ -170,6 +169,7 @@ int crema_cmd_train(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sa.sa_handler = on_sigint;
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   sa.sa_handler = on_sighup;
   sigaction(SIGHUP, &sa, NULL);
 
