@@ -179,6 +179,15 @@ START_TEST(small_net_bn_scale_prelu_group_depthwise) {
 }
 END_TEST
 
+START_TEST(catalogue_exp_log_bnll_swish_mvn_crop) {
+  char in[256];
+  snprintf(in, sizeof in, "%s/in.npy", tmpdir);
+  make_input(in, 2, 3, 10, 10, -2.0f, 2.0f, 5);
+  const char *blobs[] = {"e", "lg", "sw", "mvn1", "mvn2", "mvn3", "crop", "crop1"};
+  cross_check(CREMA_TEST_DATA "/oracle_catalogue.prototxt", NULL, "data", in, blobs, 8);
+}
+END_TEST
+
 /* ---- the tools themselves, no OpenCV needed */
 
 static char *slurp(const char *path) {
@@ -239,6 +248,7 @@ int main(void) {
   tcase_add_test(tc, caffenet_random_weights);
   tcase_add_test(tc, googlenet_random_weights);
   tcase_add_test(tc, small_net_bn_scale_prelu_group_depthwise);
+  tcase_add_test(tc, catalogue_exp_log_bnll_swish_mvn_crop);
   suite_add_tcase(s, tc);
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 600);

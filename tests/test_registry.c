@@ -44,6 +44,22 @@ static const char *const EXPECTED[] = {
     "Reshape",
     "Silence",
     "ArgMax",
+    "Exp",
+    "Log",
+    "BNLL",
+    "Threshold",
+    "Clip",
+    "Swish",
+    "Tile",
+    "Reduction",
+    "Parameter",
+    "Filter",
+    "BatchReindex",
+    "Embed",
+    "Crop",
+    "MVN",
+    "Im2col",
+    "SPP",
 };
 
 START_TEST(test_every_type_registered) {

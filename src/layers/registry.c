@@ -21,6 +21,11 @@ extern const crema_layer_ops crema_softmax_ops, crema_softmax_loss_ops, crema_eu
     crema_sigmoid_cross_entropy_loss_ops, crema_accuracy_ops, crema_concat_ops, crema_slice_ops,
     crema_split_ops, crema_eltwise_ops, crema_flatten_ops, crema_reshape_ops, crema_silence_ops,
     crema_argmax_ops;
+/* ---- the rest of BVLC Caffe's catalogue (declarations) */
+extern const crema_layer_ops crema_exp_ops, crema_log_ops, crema_bnll_ops, crema_threshold_ops,
+    crema_clip_ops, crema_swish_ops, crema_tile_ops, crema_reduction_ops, crema_parameter_ops,
+    crema_filter_ops, crema_batch_reindex_ops, crema_embed_ops, crema_crop_ops, crema_mvn_ops,
+    crema_im2col_ops, crema_spp_ops;
 
 static const crema_layer_ops *const REGISTRY[] = {
     /* ---- data and inputs (rows) */
@@ -61,6 +66,23 @@ static const crema_layer_ops *const REGISTRY[] = {
     &crema_reshape_ops,
     &crema_silence_ops,
     &crema_argmax_ops,
+    /* ---- the rest of BVLC Caffe's catalogue (rows) */
+    &crema_exp_ops,
+    &crema_log_ops,
+    &crema_bnll_ops,
+    &crema_threshold_ops,
+    &crema_clip_ops,
+    &crema_swish_ops,
+    &crema_tile_ops,
+    &crema_reduction_ops,
+    &crema_parameter_ops,
+    &crema_filter_ops,
+    &crema_batch_reindex_ops,
+    &crema_embed_ops,
+    &crema_crop_ops,
+    &crema_mvn_ops,
+    &crema_im2col_ops,
+    &crema_spp_ops,
 };
 
 const crema_layer_ops *crema_layer_lookup(const char *type) {
