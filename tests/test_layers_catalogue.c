@@ -7,9 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "support/run.h"
 #include "layers/layer.h"
+#include "proto/io.h"
+#include "tensor/blob_proto.h"
 #include "support/gradcheck.h"
 #include "support/layer_run.h"
 #include "support/textproto.h"
@@ -466,6 +469,173 @@ START_TEST(spp_values_and_gradient) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- losses */
+
+/* Central differences of w * loss against backward with top diff = w, on every element of
+ * the bottoms marked in check (a 1-element top: a tight, relative tolerance). */
+static void loss_grad(const char *text, int n_bottom, crema_blob **bottom, const bool *check) {
+  const float w = 1.7f, h = 1e-2f;
+  Crema__LayerParameter *p = test_layer_param(text);
+  crema_layer *l;
+  crema_error err;
+  crema_blob *top = crema_blob_new();
+  ck_assert_msg(crema_layer_create(p, CREMA__PHASE__TRAIN, 7, &l, &err) == 0, "%s", err.msg);
+  ck_assert_msg(crema_layer_setup(l, n_bottom, bottom, 1, &top, &err) == 0, "%s", err.msg);
+  ck_assert_msg(crema_layer_forward(l, bottom, &top, &err) == 0, "%s", err.msg);
+  top->diff[0] = w;
+  crema_layer_backward(l, &top, check, bottom);
+  for (int b = 0; b < n_bottom; b++) {
+    if (!check[b]) continue;
+    float *analytic = malloc(bottom[b]->count * sizeof(float));
+    memcpy(analytic, bottom[b]->diff, bottom[b]->count * sizeof(float));
+    for (size_t k = 0; k < bottom[b]->count; k++) {
+      const float x = bottom[b]->data[k];
+      bottom[b]->data[k] = x + h;
+      ck_assert_int_eq(crema_layer_forward(l, bottom, &top, &err), 0);
+      const double lp = top->data[0];
+      bottom[b]->data[k] = x - h;
+      ck_assert_int_eq(crema_layer_forward(l, bottom, &top, &err), 0);
+      const double lm = top->data[0];
+      bottom[b]->data[k] = x;
+      const double numeric = w * (lp - lm) / (2.0 * h);
+      ck_assert_msg(fabs(numeric - analytic[k]) <= 2e-3 * fmax(1.0, fabs(numeric)),
+                    "%s: bottom %d element %zu: analytic %g numeric %g", text, b, k, (double)analytic[k],
+                    numeric);
+    }
+    free(analytic);
+  }
+  crema_layer_free(l);
+  crema_message_free(p);
+  crema_blob_free(top);
+}
+
+static float forward_loss(const char *text, int n_bottom, crema_blob **b) {
+  run r;
+  run_setup(&r, text, n_bottom, b, 1);
+  run_forward(&r);
+  const float v = r.top[0]->data[0];
+  run_free(&r);
+  return v;
+}
+
+static void labels(crema_blob *b, int classes, uint64_t seed) {
+  crema_rng r;
+  crema_rng_seed(&r, seed, 5);
+  for (size_t i = 0; i < b->count; i++) b->data[i] = (float)crema_rng_below(&r, (uint32_t)classes);
+}
+
+START_TEST(hinge_loss) {
+  crema_blob *b[] = {gauss(2, (int[]){6, 5}, 11), blob_of(1, (int[]){6})};
+  labels(b[1], 5, 1);
+  for (size_t i = 0; i < b[0]->count; i++) /* keep 1 + s x away from the hinge's kink */
+    if (fabsf(fabsf(b[0]->data[i]) - 1.0f) < 0.03f) b[0]->data[i] *= 1.1f;
+  for (int l2 = 0; l2 < 2; l2++) {
+    const char *text =
+        l2 ? "name: 'h' type: 'HingeLoss' hinge_loss_param { norm: L2 }" : "name: 'h' type: 'HingeLoss'";
+    double want = 0;
+    for (int i = 0; i < 6; i++)
+      for (int j = 0; j < 5; j++) {
+        const double x = b[0]->data[i * 5 + j], t = fmax(0.0, 1.0 + (j == (int)b[1]->data[i] ? -x : x));
+        want += l2 ? t * t : t;
+      }
+    ck_assert_double_eq_tol(forward_loss(text, 2, b), want / 6, 1e-5);
+    loss_grad(text, 2, b, (const bool[]){true, false});
+  }
+  b[1]->data[3] = 5;
+  run r;
+  run_setup(&r, "name: 'h' type: 'HingeLoss'", 2, b, 1);
+  crema_error err;
+  ck_assert_int_eq(crema_layer_forward(r.l, b, r.top, &err), -1);
+  ck_assert_msg(strstr(err.msg, "label 5 of item 3"), "%s", err.msg);
+  run_free(&r);
+  free_blobs(2, b);
+}
+END_TEST
+
+START_TEST(multinomial_logistic_loss) {
+  crema_blob *b[] = {blob_of(2, (int[]){4, 3}), blob_of(1, (int[]){4})};
+  gradcheck_fill_uniform(b[0], 0.4f, 1.0f, 12);
+  labels(b[1], 3, 2);
+  double want = 0;
+  for (int i = 0; i < 4; i++) want -= log(b[0]->data[i * 3 + (int)b[1]->data[i]]);
+  ck_assert_double_eq_tol(forward_loss("name: 'm' type: 'MultinomialLogisticLoss'", 2, b), want / 4, 1e-5);
+  loss_grad("name: 'm' type: 'MultinomialLogisticLoss'", 2, b, (const bool[]){true, false});
+  b[0]->data[(int)b[1]->data[0]] = 0.0f; /* p = 0: clamped at 1e-20, finite */
+  ck_assert(isfinite(forward_loss("name: 'm' type: 'MultinomialLogisticLoss'", 2, b)));
+  free_blobs(2, b);
+}
+END_TEST
+
+START_TEST(contrastive_loss) {
+  crema_blob *b[] = {gauss(4, (int[]){6, 4, 1, 1}, 13), gauss(4, (int[]){6, 4, 1, 1}, 14),
+                     blob_vals(1, (int[]){6}, (const float[]){1, 0, 0, 1, 0, 0})};
+  for (size_t i = 0; i < b[0]->count; i++) b[0]->data[i] *= 0.6f;
+  for (size_t i = 0; i < b[1]->count; i++) b[1]->data[i] *= 0.6f;
+  for (int legacy = 0; legacy < 2; legacy++) {
+    char text[200];
+    snprintf(text, sizeof text, "name: 'c' type: 'ContrastiveLoss' contrastive_loss_param { margin: 2.5 %s }",
+             legacy ? "legacy_version: true" : "");
+    double want = 0;
+    for (int i = 0; i < 6; i++) {
+      double d = 0;
+      for (int c = 0; c < 4; c++) d += pow(b[0]->data[i * 4 + c] - b[1]->data[i * 4 + c], 2);
+      if (b[2]->data[i] != 0)
+        want += d;
+      else
+        want += legacy ? fmax(2.5 - d, 0) : pow(fmax(2.5 - sqrt(d), 0), 2);
+    }
+    ck_assert_double_eq_tol(forward_loss(text, 3, b), want / 12, 1e-5);
+    loss_grad(text, 3, b, (const bool[]){true, true, false});
+  }
+  free_blobs(3, b);
+}
+END_TEST
+
+START_TEST(infogain_loss) {
+  char dir[] = "/tmp/crema_test_infogain_XXXXXX", path[128];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/H.binaryproto", dir);
+  crema_blob *b[] = {gauss(4, (int[]){3, 4, 2, 2}, 15), blob_of(3, (int[]){3, 2, 2}),
+                     blob_of(2, (int[]){4, 4})};
+  labels(b[1], 4, 3);
+  /* H = identity: exactly SoftmaxWithLoss. */
+  for (int i = 0; i < 4; i++) b[2]->data[i * 5] = 1.0f;
+  const float sm = forward_loss("name: 's' type: 'SoftmaxWithLoss'", 2, b);
+  ck_assert_float_eq_tol(forward_loss("name: 'i' type: 'InfogainLoss'", 3, b), sm, 1e-6f);
+  /* A general H, as a bottom and from a binaryproto file. */
+  gradcheck_fill_uniform(b[2], 0.0f, 1.0f, 16);
+  double want = 0;
+  for (int n = 0; n < 3; n++)
+    for (int s = 0; s < 4; s++) {
+      double m = -INFINITY, z = 0;
+      for (int c = 0; c < 4; c++) m = fmax(m, b[0]->data[(n * 4 + c) * 4 + s]);
+      for (int c = 0; c < 4; c++) z += exp(b[0]->data[(n * 4 + c) * 4 + s] - m);
+      const int y = (int)b[1]->data[n * 4 + s];
+      for (int c = 0; c < 4; c++)
+        want -= b[2]->data[y * 4 + c] * (b[0]->data[(n * 4 + c) * 4 + s] - m - log(z));
+    }
+  ck_assert_double_eq_tol(forward_loss("name: 'i' type: 'InfogainLoss'", 3, b), want / 12, 1e-5);
+  Crema__BlobProto *bp;
+  crema_error err;
+  ck_assert_int_eq(crema_blob_to_proto(b[2], false, &bp, &err), 0);
+  ck_assert_msg(crema_write_binary_message(path, &bp->base, &err) == 0, "%s", err.msg);
+  crema_message_free(bp);
+  char text[300];
+  snprintf(text, sizeof text, "name: 'i' type: 'InfogainLoss' infogain_loss_param { source: '%s' }", path);
+  ck_assert_double_eq_tol(forward_loss(text, 2, b), want / 12, 1e-5);
+  loss_grad(text, 2, b, (const bool[]){true, false});
+  loss_grad("name: 'i' type: 'InfogainLoss' loss_param { ignore_label: 2 normalization: FULL }", 3, b,
+            (const bool[]){true, false, false});
+  expect_error("name: 'i' type: 'InfogainLoss'", 2, b, 1, "third bottom");
+  crema_blob *small[] = {b[0], b[1], blob_of(2, (int[]){3, 3})};
+  expect_error("name: 'i' type: 'InfogainLoss'", 3, small, 1, "4 x 4");
+  crema_blob_free(small[2]);
+  free_blobs(3, b);
+  remove(path);
+  rmdir(dir);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("layers_catalogue");
   TCase *tc = tcase_create("core");
@@ -482,6 +652,10 @@ int main(void) {
   tcase_add_test(tc, mvn_values_and_gradient);
   tcase_add_test(tc, im2col_values_and_gradient);
   tcase_add_test(tc, spp_values_and_gradient);
+  tcase_add_test(tc, hinge_loss);
+  tcase_add_test(tc, multinomial_logistic_loss);
+  tcase_add_test(tc, contrastive_loss);
+  tcase_add_test(tc, infogain_loss);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

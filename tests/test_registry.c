@@ -60,6 +60,10 @@ static const char *const EXPECTED[] = {
     "MVN",
     "Im2col",
     "SPP",
+    "HingeLoss",
+    "InfogainLoss",
+    "ContrastiveLoss",
+    "MultinomialLogisticLoss",
 };
 
 START_TEST(test_every_type_registered) {

@@ -25,7 +25,8 @@ extern const crema_layer_ops crema_softmax_ops, crema_softmax_loss_ops, crema_eu
 extern const crema_layer_ops crema_exp_ops, crema_log_ops, crema_bnll_ops, crema_threshold_ops,
     crema_clip_ops, crema_swish_ops, crema_tile_ops, crema_reduction_ops, crema_parameter_ops,
     crema_filter_ops, crema_batch_reindex_ops, crema_embed_ops, crema_crop_ops, crema_mvn_ops,
-    crema_im2col_ops, crema_spp_ops;
+    crema_im2col_ops, crema_spp_ops, crema_hinge_loss_ops, crema_infogain_loss_ops,
+    crema_contrastive_loss_ops, crema_multinomial_logistic_loss_ops;
 
 static const crema_layer_ops *const REGISTRY[] = {
     /* ---- data and inputs (rows) */
@@ -83,6 +84,10 @@ static const crema_layer_ops *const REGISTRY[] = {
     &crema_mvn_ops,
     &crema_im2col_ops,
     &crema_spp_ops,
+    &crema_hinge_loss_ops,
+    &crema_infogain_loss_ops,
+    &crema_contrastive_loss_ops,
+    &crema_multinomial_logistic_loss_ops,
 };
 
 const crema_layer_ops *crema_layer_lookup(const char *type) {
