@@ -64,6 +64,8 @@ static const char *const EXPECTED[] = {
     "InfogainLoss",
     "ContrastiveLoss",
     "MultinomialLogisticLoss",
+    "HDF5Data",
+    "HDF5Output",
 };
 
 START_TEST(test_every_type_registered) {

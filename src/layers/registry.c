@@ -26,7 +26,8 @@ extern const crema_layer_ops crema_exp_ops, crema_log_ops, crema_bnll_ops, crema
     crema_clip_ops, crema_swish_ops, crema_tile_ops, crema_reduction_ops, crema_parameter_ops,
     crema_filter_ops, crema_batch_reindex_ops, crema_embed_ops, crema_crop_ops, crema_mvn_ops,
     crema_im2col_ops, crema_spp_ops, crema_hinge_loss_ops, crema_infogain_loss_ops,
-    crema_contrastive_loss_ops, crema_multinomial_logistic_loss_ops;
+    crema_contrastive_loss_ops, crema_multinomial_logistic_loss_ops, crema_hdf5_data_ops,
+    crema_hdf5_output_ops;
 
 static const crema_layer_ops *const REGISTRY[] = {
     /* ---- data and inputs (rows) */
@@ -88,6 +89,8 @@ static const crema_layer_ops *const REGISTRY[] = {
     &crema_infogain_loss_ops,
     &crema_contrastive_loss_ops,
     &crema_multinomial_logistic_loss_ops,
+    &crema_hdf5_data_ops,
+    &crema_hdf5_output_ops,
 };
 
 const crema_layer_ops *crema_layer_lookup(const char *type) {

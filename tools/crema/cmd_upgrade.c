@@ -6,6 +6,7 @@
 
 #include "common/flags.h"
 #include "crema/commands.h"
+#include "proto/hdf5_io.h"
 #include "proto/io.h"
 #include "proto/upgrade.h"
 
@@ -14,12 +15,18 @@ static const char USAGE[] =
     "Reads a net (prototxt or caffemodel) or a solver (prototxt), upgrades legacy forms\n"
     "(V1 'layers', enum layer types, blobs_lr/weight_decay, data-layer transform fields,\n"
     "input/input_dim, solver_type) as Caffe does, and writes OUT: as text when OUT ends in\n"
-    ".prototxt, .pbtxt or .txt, otherwise binary. Net or solver is detected from the content.\n\n";
+    ".prototxt, .pbtxt or .txt, otherwise binary. Net or solver is detected from the content.\n"
+    "A caffemodel named *.h5 is read or written in Caffe's HDF5 layout (data/<layer>/<i>), so\n"
+    "this also converts between .caffemodel and .caffemodel.h5.\n\n";
 
 /* Reads IN as a net or a solver: the forced kind, or the one that parses (net first). */
 static int read_in(const char *path, const char *type, ProtobufCMessage **out, bool *is_net,
                    crema_error *err) {
   crema_error net_err = {{0}}, solver_err = {{0}};
+  if (crema_hdf5_is_h5_name(path) && strcmp(type, "solver")) { /* a .caffemodel.h5 */
+    *is_net = true;
+    return crema_hdf5_read_net(path, (Crema__NetParameter **)out, err);
+  }
   if (strcmp(type, "solver") && !crema_read_message(path, &crema__net_parameter__descriptor, out, &net_err)) {
     const Crema__NetParameter *n = (const Crema__NetParameter *)*out;
     /* A solver file read as a net parses only if it has no solver fields; an empty-looking
@@ -83,7 +90,11 @@ int crema_cmd_upgrade(int argc, char **argv) {
     return 1;
   }
   bool text = *format ? !strcmp(format, "text") : crema_path_is_text(out);
-  rc = text ? crema_write_text_message(out, m, &err) : crema_write_binary_message(out, m, &err);
+  const bool h5 = is_net && !*format && crema_hdf5_is_h5_name(out);
+  if (h5)
+    rc = crema_hdf5_write_net(out, (const Crema__NetParameter *)m, &err);
+  else
+    rc = text ? crema_write_text_message(out, m, &err) : crema_write_binary_message(out, m, &err);
   crema_message_free(m);
   if (rc) {
     fprintf(stderr, "error: %s\n", err.msg);
@@ -91,6 +102,8 @@ int crema_cmd_upgrade(int argc, char **argv) {
   }
   printf("%s: %s %s; wrote %s (%s)\n", in, is_net ? "net" : "solver",
          changed ? "upgraded to the current format" : "already in the current format", out,
-         text ? "text" : "binary");
+         h5     ? "HDF5"
+         : text ? "text"
+                : "binary");
   return 0;
 }
