@@ -47,8 +47,8 @@ int crema_hdf5_read_floats(const char *path, const char *name, int *num_axes, in
  * dataset of that name. */
 typedef struct crema_hdf5_writer crema_hdf5_writer;
 int crema_hdf5_writer_open(const char *path, crema_hdf5_writer **out, crema_error *err);
-int crema_hdf5_writer_put(crema_hdf5_writer *w, const char *name, int num_axes, const int *shape, const float *data,
-                          crema_error *err);
+int crema_hdf5_writer_put(crema_hdf5_writer *w, const char *name, int num_axes, const int *shape,
+                          const float *data, crema_error *err);
 void crema_hdf5_writer_close(crema_hdf5_writer *w);
 
 #endif
