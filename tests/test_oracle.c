@@ -188,6 +188,31 @@ START_TEST(catalogue_exp_log_bnll_swish_mvn_crop) {
 }
 END_TEST
 
+START_TEST(fork_fields_ceil_mode_scale_train) {
+  char in[256];
+  snprintf(in, sizeof in, "%s/in.npy", tmpdir);
+  make_input(in, 2, 3, 9, 9, -2.0f, 2.0f, 6);
+  const char *blobs[] = {"floor", "ceil", "drop"};
+  cross_check(CREMA_TEST_DATA "/oracle_forks.prototxt", NULL, "data", in, blobs, 3);
+}
+END_TEST
+
+/* NVIDIA Caffe's half-precision blobs: `crema upgrade --fp16` writes raw_data FLOAT16, and
+ * crema and OpenCV read the same half-precision weights. */
+START_TEST(lenet_fp16_caffemodel) {
+  char in[256], fp16[256], cmd[1024];
+  snprintf(in, sizeof in, "%s/in.npy", tmpdir);
+  snprintf(fp16, sizeof fp16, "%s/lenet_fp16.caffemodel", tmpdir);
+  snprintf(cmd, sizeof cmd,
+           "'%s/crema' upgrade '%s/lenet/lenet_mnist_iter_10000.caffemodel' '%s' --fp16 >/dev/null",
+           CREMA_BIN_DIR, CREMA_TEST_DATA, fp16);
+  run_ok("crema upgrade --fp16", cmd);
+  make_input(in, 2, 1, 28, 28, 0.0f, 1.0f, 7);
+  const char *blobs[] = {"ip2", "prob"};
+  cross_check(CREMA_TEST_DATA "/lenet/lenet_mnist_deploy.prototxt", fp16, "data", in, blobs, 2);
+}
+END_TEST
+
 /* ---- the tools themselves, no OpenCV needed */
 
 static char *slurp(const char *path) {
@@ -249,6 +274,8 @@ int main(void) {
   tcase_add_test(tc, googlenet_random_weights);
   tcase_add_test(tc, small_net_bn_scale_prelu_group_depthwise);
   tcase_add_test(tc, catalogue_exp_log_bnll_swish_mvn_crop);
+  tcase_add_test(tc, fork_fields_ceil_mode_scale_train);
+  tcase_add_test(tc, lenet_fp16_caffemodel);
   suite_add_tcase(s, tc);
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 600);

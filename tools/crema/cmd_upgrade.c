@@ -8,16 +8,19 @@
 #include "crema/commands.h"
 #include "proto/hdf5_io.h"
 #include "proto/io.h"
+#include "proto/raw_blobs.h"
 #include "proto/upgrade.h"
 
 static const char USAGE[] =
-    "usage: crema upgrade IN OUT [--type=net|solver] [--format=text|binary]\n\n"
+    "usage: crema upgrade IN OUT [--type=net|solver] [--format=text|binary] [--fp16]\n\n"
     "Reads a net (prototxt or caffemodel) or a solver (prototxt), upgrades legacy forms\n"
     "(V1 'layers', enum layer types, blobs_lr/weight_decay, data-layer transform fields,\n"
     "input/input_dim, solver_type) as Caffe does, and writes OUT: as text when OUT ends in\n"
     ".prototxt, .pbtxt or .txt, otherwise binary. Net or solver is detected from the content.\n"
     "A caffemodel named *.h5 is read or written in Caffe's HDF5 layout (data/<layer>/<i>), so\n"
-    "this also converts between .caffemodel and .caffemodel.h5.\n\n";
+    "this also converts between .caffemodel and .caffemodel.h5. Half-precision blobs (NVIDIA\n"
+    "Caffe's raw_data FLOAT16) are read as floats; --fp16 writes every blob that way instead,\n"
+    "halving the file (OpenCV's dnn and NVIDIA Caffe read it; BVLC Caffe does not).\n\n";
 
 /* Reads IN as a net or a solver: the forced kind, or the one that parses (net first). */
 static int read_in(const char *path, const char *type, ProtobufCMessage **out, bool *is_net,
@@ -55,7 +58,9 @@ static int read_in(const char *path, const char *type, ProtobufCMessage **out, b
 
 int crema_cmd_upgrade(int argc, char **argv) {
   const char *type = "", *format = "";
+  bool fp16 = false;
   crema_flag flags[] = {
+      {"fp16", CREMA_FLAG_BOOL, &fp16, "store the blobs as half precision (raw_data FLOAT16)", 0},
       {"type", CREMA_FLAG_STRING, &type, "treat IN as a net or a solver (default: detect)", 0},
       {"format", CREMA_FLAG_STRING, &format, "write OUT as text or binary (default: by OUT's extension)", 0},
   };
@@ -80,12 +85,22 @@ int crema_cmd_upgrade(int argc, char **argv) {
     fprintf(stderr, "error: %s\n", err.msg);
     return 1;
   }
-  if (is_net)
+  if (is_net && !(rc = crema_net_decode_raw_blobs((Crema__NetParameter *)m, &err)))
     rc = crema_upgrade_net((Crema__NetParameter *)m, in, &changed, &err);
   else
     rc = crema_upgrade_solver((Crema__SolverParameter *)m, &changed, &err);
   if (rc) {
     fprintf(stderr, "error: %s%s%s\n", is_net ? "" : in, is_net ? "" : ": ", err.msg);
+    crema_message_free(m);
+    return 1;
+  }
+  if (fp16 && !is_net) {
+    fprintf(stderr, "error: --fp16 applies to nets with weights (caffemodels), and %s is a solver\n", in);
+    crema_message_free(m);
+    return 2;
+  }
+  if (fp16 && crema_net_encode_fp16((Crema__NetParameter *)m, &err)) {
+    fprintf(stderr, "error: %s\n", err.msg);
     crema_message_free(m);
     return 1;
   }
