@@ -197,6 +197,16 @@ START_TEST(fork_fields_ceil_mode_scale_train) {
 }
 END_TEST
 
+/* An FCN-style net: VGG-like trunk, Deconvolution upsampling, Crop, an Eltwise skip. */
+START_TEST(fcn_style_net) {
+  char in[256];
+  snprintf(in, sizeof in, "%s/in.npy", tmpdir);
+  make_input(in, 2, 3, 32, 32, -1.0f, 1.0f, 8);
+  const char *blobs[] = {"score", "fuse_pool1", "upscore2"};
+  cross_check(CREMA_TEST_DATA "/fcn_tiny.prototxt", NULL, "data", in, blobs, 3);
+}
+END_TEST
+
 /* NVIDIA Caffe's half-precision blobs: `crema upgrade --fp16` writes raw_data FLOAT16, and
  * crema and OpenCV read the same half-precision weights. */
 START_TEST(lenet_fp16_caffemodel) {
@@ -276,6 +286,7 @@ int main(void) {
   tcase_add_test(tc, catalogue_exp_log_bnll_swish_mvn_crop);
   tcase_add_test(tc, fork_fields_ceil_mode_scale_train);
   tcase_add_test(tc, lenet_fp16_caffemodel);
+  tcase_add_test(tc, fcn_style_net);
   suite_add_tcase(s, tc);
   TCase *cli = tcase_create("cli");
   tcase_set_timeout(cli, 600);
