@@ -30,3 +30,12 @@ if(NOT OpenMP_C_FOUND)
 endif()
 set(THREADS_PREFER_PTHREAD_FLAG ON)
 find_package(Threads REQUIRED)
+
+# Optional: HDF5 (Debian libhdf5-dev) for HDF5Data/HDF5Output and .h5 snapshots. Without it
+# crema builds and those features fail with a message naming the package.
+pkg_check_modules(HDF5 QUIET IMPORTED_TARGET hdf5)
+if(HDF5_FOUND)
+  set(CREMA_HAVE_HDF5 ON)
+else()
+  message(STATUS "HDF5 not found (apt-get install -y libhdf5-dev): HDF5 data and snapshots disabled")
+endif()

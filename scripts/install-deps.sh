@@ -8,6 +8,7 @@ PACKAGES=(
   libstb-dev                              # image decode / resize / encode
   libopenblas-dev                         # GEMM
   liblmdb-dev                             # data sets on disk
+  libhdf5-dev                             # HDF5Data/HDF5Output and .h5 snapshots (optional)
   check                                   # unit tests
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
   python3-onnx                            # export tests: onnx.checker on the ONNX files crema writes

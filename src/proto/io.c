@@ -1,5 +1,7 @@
 /* io.c -- message files: mmap + unpack for binary, text parse/print, atomic writers. */
 #include "proto/io.h"
+#include "proto/hdf5_io.h"
+#include "proto/raw_blobs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -363,9 +365,16 @@ int crema_write_text_message(const char *path, const ProtobufCMessage *msg, crem
 int crema_read_net_param(const char *path, Crema__NetParameter **out, crema_error *err) {
   *out = NULL;
   ProtobufCMessage *m = NULL;
+  /* Caffe's rule: a name ending in .h5 is an HDF5 caffemodel. */
+  if (crema_hdf5_is_h5_name(path)) return crema_hdf5_read_net(path, out, err);
   if (crema_read_message(path, &crema__net_parameter__descriptor, &m, err)) return -1;
   Crema__NetParameter *net = (Crema__NetParameter *)m;
   bool changed = false;
+  if (crema_net_decode_raw_blobs(net, err)) { /* NVIDIA Caffe's FLOAT16 raw_data */
+    crema_error_prefix(err, "%s", path);
+    crema_message_free(net);
+    return -1;
+  }
   if (crema_upgrade_net(net, path, &changed, err)) {
     crema_message_free(net);
     return -1;

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "base/log.h"
+#include "proto/hdf5_io.h"
 #include "proto/io.h"
 #include "solver/solver_internal.h"
 
@@ -28,17 +29,22 @@ static char *snapshot_name(const crema_solver *s, const char *ext) {
 static int net_count(const crema_solver *s) { return 1 + s->n_test; }
 static crema_net *net_at(const crema_solver *s, int k) { return k == 0 ? s->net : s->tests[k - 1].net; }
 
+static bool snapshot_hdf5(const crema_solver *s) {
+  return s->param->snapshot_format == CREMA__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5;
+}
+
 static int write_model(crema_solver *s, const char *path, crema_error *err) {
-  CREMA_INFO("Snapshotting to binary proto file %s", path);
+  const bool h5 = snapshot_hdf5(s);
+  CREMA_INFO("Snapshotting to %s file %s", h5 ? "HDF5" : "binary proto", path);
   Crema__NetParameter *np = NULL;
   if (crema_net_to_proto(s->net, s->param->snapshot_diff, &np, err)) return -1;
-  int rc = crema_write_binary_message(path, &np->base, err);
+  int rc = h5 ? crema_hdf5_write_net(path, np, err) : crema_write_binary_message(path, &np->base, err);
   crema_message_free(np);
   return rc;
 }
 
 static int write_state(crema_solver *s, const char *model, const char *path, crema_error *err) {
-  CREMA_INFO("Snapshotting solver state to binary proto file %s", path);
+  CREMA_INFO("Snapshotting solver state to %s file %s", snapshot_hdf5(s) ? "HDF5" : "binary proto", path);
   Crema__SolverState st;
   crema__solver_state__init(&st);
   st.has_iter = 1;
@@ -123,7 +129,9 @@ static int write_state(crema_solver *s, const char *model, const char *path, cre
     st.best_iter = s->es.best_iter;
     st.rounds_without_improvement = s->es.rounds_without_improvement;
   }
-  if (!rc) rc = crema_write_binary_message(path, &st.base, err);
+  if (!rc)
+    rc = snapshot_hdf5(s) ? crema_hdf5_write_solverstate(path, &st, err)
+                          : crema_write_binary_message(path, &st.base, err);
   free(blobs);
   free(bp);
   free(shapes);
@@ -136,7 +144,9 @@ static int write_state(crema_solver *s, const char *model, const char *path, cre
 }
 
 int crema_solver_snapshot(crema_solver *s, crema_error *err) {
-  char *model = snapshot_name(s, ".caffemodel"), *state = snapshot_name(s, ".solverstate");
+  const bool h5 = snapshot_hdf5(s);
+  char *model = snapshot_name(s, h5 ? ".caffemodel.h5" : ".caffemodel"),
+       *state = snapshot_name(s, h5 ? ".solverstate.h5" : ".solverstate");
   int rc = (!model || !state) ? crema_fail(err, "out of memory") : 0;
   /* The model first: a solverstate always names a caffemodel that is already complete. */
   if (!rc) rc = write_model(s, model, err);
@@ -173,7 +183,9 @@ static char *locate_model(const char *learned, const char *state_path) {
 int crema_solver_restore(crema_solver *s, const char *path, crema_error *err) {
   CREMA_INFO("Restoring previous solver status from %s", path);
   Crema__SolverState *st = NULL;
-  if (crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
+  if (crema_hdf5_is_h5_name(path)
+          ? crema_hdf5_read_solverstate(path, &st, err)
+          : crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
     return -1;
   int rc = 0;
   const int nh = s->n_params * s->rule->n_history;
@@ -290,7 +302,9 @@ int crema_solver_restore(crema_solver *s, const char *path, crema_error *err) {
 
 int crema_solverstate_seed(const char *path, int64_t *seed, crema_error *err) {
   Crema__SolverState *st = NULL;
-  if (crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
+  if (crema_hdf5_is_h5_name(path)
+          ? crema_hdf5_read_solverstate(path, &st, err)
+          : crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
     return -1;
   int found = 0;
   /* The seed is the one 8-byte entry, last among the RNG states. */

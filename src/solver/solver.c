@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "base/mem.h"
+#include "proto/hdf5_io.h"
 #include "proto/io.h"
 #include "proto/upgrade.h"
 #include "solver/solver_internal.h"
@@ -440,9 +441,10 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
   if (opt->hooks.after_backward || opt->hooks.on_iteration || opt->hooks.on_test)
     s->hooks[s->n_hooks++] = opt->hooks;
   s->max_iter = opt->max_iter > 0 ? opt->max_iter : p->max_iter;
-  if (!rc && p->snapshot_format == CREMA__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5)
-    rc = crema_fail(err,
-                    "solver: snapshot_format HDF5 is not supported by crema; use BINARYPROTO (the default)");
+  if (!rc && p->snapshot_format == CREMA__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5 && !crema_hdf5_available())
+    rc = crema_fail(
+        err, "solver: snapshot_format HDF5 needs crema built with HDF5 (install libhdf5-dev and rebuild), "
+             "or use BINARYPROTO (the default)");
   if (!rc && p->has_solver_mode && p->solver_mode == CREMA__SOLVER_PARAMETER__SOLVER_MODE__GPU)
     CREMA_WARN("solver_mode GPU: crema runs on the CPU only; continuing in CPU mode");
   if (!rc) {

@@ -14,6 +14,7 @@
 #include "common/flags.h"
 #include "crema/commands.h"
 #include "net/net.h"
+#include "proto/hdf5_io.h"
 #include "proto/io.h"
 #include "proto/textformat.h"
 #include "proto/upgrade.h"
@@ -390,6 +391,12 @@ static int load_any(const char *path, file_kind want, file_kind *kind, bool *bin
                     crema_error *err) {
   *out = NULL;
   *binary = !crema_path_is_text(path) && !crema_file_looks_like_text(path);
+  if (crema_hdf5_is_h5_name(path)) { /* Caffe's HDF5 snapshots: .caffemodel.h5, .solverstate.h5 */
+    const bool state = want == KIND_STATE || (want == KIND_UNKNOWN && strstr(path, ".solverstate"));
+    *kind = state ? KIND_STATE : KIND_NET;
+    return state ? crema_hdf5_read_solverstate(path, (Crema__SolverState **)out, err)
+                 : crema_hdf5_read_net(path, (Crema__NetParameter **)out, err);
+  }
   if (!*binary) {
     crema_error net_err, solver_err;
     if ((want == KIND_UNKNOWN || want == KIND_NET) &&
