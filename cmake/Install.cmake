@@ -139,16 +139,14 @@ set(CPACK_PACKAGE_NAME crema)
 set(CPACK_PACKAGE_VENDOR "crema")
 set(CPACK_PACKAGE_CONTACT "crema maintainers <crema@example.org>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "Caffe-compatible finetuning toolkit and C library")
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "Caffe-compatible finetuning toolkit and C library
- crema reads and writes Caffe's formats (prototxt, caffemodel, binaryproto, solverstate,
- LMDB), trains and finetunes nets on the CPU, and embeds in C programs through libcrema
- (crema/crema.h, pkg-config crema, find_package(crema)).")
+set(CPACK_DEBIAN_PACKAGE_DESCRIPTION "crema reads and writes Caffe's formats (prototxt, caffemodel, binaryproto,
+solverstate, LMDB), trains and finetunes nets on the CPU, and embeds in C programs
+through libcrema (crema/crema.h, pkg-config crema, find_package(crema)).")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_RESOURCE_FILE_LICENSE ${CMAKE_SOURCE_DIR}/LICENSE)
-set(CPACK_OUTPUT_FILE_PREFIX ${CMAKE_BINARY_DIR}/package)
 include(CPack)
 
 # ---- the install test: install, build examples/ both ways, run them, build the .deb
