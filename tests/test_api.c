@@ -273,7 +273,7 @@ START_TEST(test_image_input) {
       uint8_t *p = rgb + (y * 4 + x) * 3;
       p[0] = (uint8_t)(10 + x), p[1] = (uint8_t)(20 + y), p[2] = (uint8_t)(30 + x + y);
     }
-  ck_assert_int_eq(crema_model_set_input_image(m, 0, rgb, 3, 2, 12, CREMA_PIXELS_RGB), CREMA_OK);
+  ck_assert_int_eq(crema_model_set_input_image(m, 0, rgb, 3, 2, 12, CREMA_PIXEL_FORMAT_RGB), CREMA_OK);
   const float *d;
   size_t n;
   ck_assert_int_eq(crema_model_blob_data(m, "data", &d, &n), CREMA_OK);
@@ -285,7 +285,7 @@ START_TEST(test_image_input) {
       ck_assert_float_eq(d[2 * 6 + y * 3 + x], (float)(10 + x));     /* R */
     }
   /* The same pixels given as BGR swap the planes. */
-  ck_assert_int_eq(crema_model_set_input_image(m, 0, rgb, 3, 2, 12, CREMA_PIXELS_BGR), CREMA_OK);
+  ck_assert_int_eq(crema_model_set_input_image(m, 0, rgb, 3, 2, 12, CREMA_PIXEL_FORMAT_BGR), CREMA_OK);
   ck_assert_float_eq(d[0], 10.0f);
   ck_assert_float_eq(d[12], 30.0f);
 
@@ -295,7 +295,7 @@ START_TEST(test_image_input) {
   snprintf(path, sizeof path, "%s/preprocess.prototxt", tmpdir);
   write_text(path, "scale: 0.5\nmean_value: 4\nmean_value: 8\nmean_value: 12\n");
   ck_assert_int_eq(crema_model_load_preprocess(m, path), CREMA_OK);
-  ck_assert_int_eq(crema_model_set_input_image(m, 0, rgb, 3, 2, 12, CREMA_PIXELS_RGB), CREMA_OK);
+  ck_assert_int_eq(crema_model_set_input_image(m, 0, rgb, 3, 2, 12, CREMA_PIXEL_FORMAT_RGB), CREMA_OK);
   ck_assert_float_eq(d[0], (30 - 4) * 0.5f);
   ck_assert_float_eq(d[6], (20 - 8) * 0.5f);
   ck_assert_float_eq(d[12 + 5], (10 + 2 - 12) * 0.5f);
@@ -304,27 +304,44 @@ START_TEST(test_image_input) {
   ck_assert_int_eq(crema_model_blob_data(m, "out", &out, &n), CREMA_OK);
   ck_assert_float_eq(out[0], 13.0f);
 
+  /* channel_order RGB keeps red first; RGBA pixels drop their alpha. */
+  write_text(path, "channel_order: RGB\n");
+  ck_assert_int_eq(crema_model_load_preprocess(m, path), CREMA_OK);
+  uint8_t rgba[2 * 3 * 4];
+  for (int i = 0; i < 6; i++) rgba[4 * i] = 1, rgba[4 * i + 1] = 2, rgba[4 * i + 2] = 3, rgba[4 * i + 3] = 99;
+  ck_assert_int_eq(crema_model_set_input_image(m, 0, rgba, 3, 2, 0, CREMA_PIXEL_FORMAT_RGBA), CREMA_OK);
+  ck_assert_int_eq(crema_model_blob_data(m, "data", &d, &n), CREMA_OK);
+  ck_assert_float_eq(d[0], 1.0f);
+  ck_assert_float_eq(d[6], 2.0f);
+  ck_assert_float_eq(d[17], 3.0f);
+  ck_assert_int_eq(crema_model_set_input_image(m, 0, rgba, 3, 2, 0, (crema_pixel_format)9),
+                   CREMA_ERR_ARGUMENT);
+
   /* A grey net takes colour pixels through stb's luma rule; a 6x4 image is resized to 3x2. */
   crema_model *g = image_net(1);
   uint8_t grey[4 * 6];
   for (int i = 0; i < 24; i++) grey[i] = 100;
-  ck_assert_int_eq(crema_model_set_input_image(g, 0, grey, 6, 4, 0, CREMA_PIXELS_GRAY), CREMA_OK);
+  ck_assert_int_eq(crema_model_set_input_image(g, 0, grey, 6, 4, 0, CREMA_PIXEL_FORMAT_GRAY), CREMA_OK);
   ck_assert_int_eq(crema_model_blob_data(g, "data", &d, &n), CREMA_OK);
   ck_assert_uint_eq(n, 6);
   for (int i = 0; i < 6; i++) ck_assert_float_eq(d[i], 100.0f);
   uint8_t px[3] = {200, 100, 50};
-  ck_assert_int_eq(crema_model_set_input_image(g, 0, px, 1, 1, 0, CREMA_PIXELS_RGB), CREMA_OK);
+  ck_assert_int_eq(crema_model_set_input_image(g, 0, px, 1, 1, 0, CREMA_PIXEL_FORMAT_RGB), CREMA_OK);
   ck_assert_float_eq(d[0], (float)((200 * 77 + 100 * 150 + 50 * 29) >> 8));
-  ck_assert_int_eq(crema_model_set_input_image(g, 1, px, 1, 1, 0, CREMA_PIXELS_RGB), CREMA_ERR_ARGUMENT);
-  ck_assert_int_eq(crema_model_set_input_image(g, 0, px, 0, 1, 0, CREMA_PIXELS_RGB), CREMA_ERR_ARGUMENT);
-  ck_assert_int_eq(crema_model_set_input_image(g, 0, px, 1, 1, 1, CREMA_PIXELS_RGB), CREMA_ERR_ARGUMENT);
+  ck_assert_int_eq(crema_model_set_input_image(g, 1, px, 1, 1, 0, CREMA_PIXEL_FORMAT_RGB),
+                   CREMA_ERR_ARGUMENT);
+  ck_assert_int_eq(crema_model_set_input_image(g, 0, px, 0, 1, 0, CREMA_PIXEL_FORMAT_RGB),
+                   CREMA_ERR_ARGUMENT);
+  ck_assert_int_eq(crema_model_set_input_image(g, 0, px, 1, 1, 1, CREMA_PIXEL_FORMAT_RGB),
+                   CREMA_ERR_ARGUMENT);
   ck_assert_int_eq(crema_model_set_input_image_file(g, 0, CREMA_TEST_DATA "/images/cat.jpg"), CREMA_OK);
   ck_assert_int_eq(crema_model_set_input_image_file(g, 0, "/nonexistent.jpg"), CREMA_ERR_IO);
   ck_assert_int_eq(crema_model_set_input_image_file(g, 0, path), CREMA_ERR_FORMAT);
   /* A crop that does not fit the input is refused with both sizes. */
   write_text(path, "crop_size: 5\n");
   ck_assert_int_eq(crema_model_load_preprocess(g, path), CREMA_OK);
-  ck_assert_int_eq(crema_model_set_input_image(g, 0, grey, 6, 4, 0, CREMA_PIXELS_GRAY), CREMA_ERR_SHAPE);
+  ck_assert_int_eq(crema_model_set_input_image(g, 0, grey, 6, 4, 0, CREMA_PIXEL_FORMAT_GRAY),
+                   CREMA_ERR_SHAPE);
   write_text(path, "scal: 1\n");
   ck_assert_int_eq(crema_model_load_preprocess(g, path), CREMA_ERR_FORMAT);
   ck_assert_ptr_nonnull(strstr(crema_last_error(), "scal"));

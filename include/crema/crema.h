@@ -166,19 +166,23 @@ CREMA_API crema_status crema_model_forward_to(crema_model *m, const char *name);
 /* ------------------------------------------------------------------ classification helpers */
 
 typedef enum crema_pixel_format {
-  CREMA_PIXELS_GRAY = 1, /* one byte per pixel */
-  CREMA_PIXELS_RGB = 2,  /* three bytes per pixel, red first (most image libraries) */
-  CREMA_PIXELS_BGR = 3   /* three bytes per pixel, blue first (OpenCV) */
+  CREMA_PIXEL_FORMAT_GRAY = 1, /* one byte per pixel */
+  CREMA_PIXEL_FORMAT_RGB = 2,  /* three bytes per pixel, red first (most image libraries) */
+  CREMA_PIXEL_FORMAT_BGR = 3,  /* three bytes per pixel, blue first (OpenCV) */
+  CREMA_PIXEL_FORMAT_RGBA = 4, /* four bytes per pixel, alpha ignored */
+  CREMA_PIXEL_FORMAT_BGRA = 5
 } crema_pixel_format;
 
 /* Sets how images become the first input: a text-format Caffe TransformationParameter
- * (`preprocess.prototxt`: scale, mean_file (relative to the file's folder) or mean_value,
- * crop_size, force_gray / force_color) plus crema's resize fields. An image is converted to
- * the input's channel count (grey or colour; colour in Caffe's BGR order), resized (bilinear,
- * as OpenCV's INTER_LINEAR) to the stored size -- or, when none is stored, to the mean file's
- * size, else to the input's size --, centre-cropped to crop_size, then the mean is subtracted
- * and the result scaled. Without a preprocess file: resize to the input's size, no mean,
- * scale 1. */
+ * (`preprocess.prototxt`, as `crema finetune` and `crema export` write it: scale, mean_file
+ * (relative to the file's folder) or mean_value, crop_size, plus crema's resize_height,
+ * resize_width and channel_order). An image is converted to the input's channel count (grey
+ * or colour), resized (bilinear, OpenCV's INTER_LINEAR rule) to resize_height x resize_width
+ * -- or, when the file stores no size, to the mean file's size when cropping, else to the
+ * input's size --, laid out channels-first in channel_order (BGR, Caffe's, by default), the
+ * mean subtracted, scaled, and centre-cropped to crop_size: the input the TEST-phase data
+ * layer gave the net in training. Without a preprocess file: resized to the input's size,
+ * BGR, no mean, scale 1. */
 CREMA_API crema_status crema_model_load_preprocess(crema_model *m, const char *preprocess_path);
 /* Class names, one per line (line i = class i), for crema_class.label. */
 CREMA_API crema_status crema_model_load_labels(crema_model *m, const char *labels_path);

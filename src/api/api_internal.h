@@ -10,7 +10,7 @@
 
 #include "base/error.h"
 #include "crema/crema.h"
-#include "data/transformer.h"
+#include "data/preprocess.h"
 #include "net/net.h"
 #include "proto/crema.pb-c.h"
 
@@ -23,11 +23,12 @@ struct crema_model {
   crema_net *net;
   api_param_ref *params;
   int n_params;
-  /* Preprocessing (NULL = none loaded: resize to the input's size only). */
-  Crema__TransformationParameter *pre;
-  crema_transformer *tf;
-  int resize_h, resize_w; /* > 0 when the preprocessing stores a size */
-  crema_transform_work work;
+  /* Preprocessing: as loaded from preprocess.prototxt (NULL = none), and the one derived
+   * from it for the first input's current shape (channels forced to the input's, a resize
+   * added when the file stores none), rebuilt when that shape changes. */
+  crema_preprocess *stored;
+  crema_preprocess *pp;
+  int pp_c, pp_h, pp_w;
   char **labels;
   int n_labels;
 };

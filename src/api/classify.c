@@ -1,11 +1,8 @@
-/* classify.c -- the classification helpers: a stored preprocessing (preprocess.prototxt),
- * labels, 8-bit images (buffers or files) into the first input, top-k of an output.
- *
- * An image becomes input item `item` as:
- *   pixels (grey/RGB/BGR, any size) -> the input's channel count (grey = stb's luma rule,
- *   as files decoded in grey) -> bilinear resize to the stored size (else the mean file's
- *   size when cropping, else the input's size) -> channels-first BGR bytes -> Caffe's
- *   DataTransformer in TEST phase (centre crop, mean, scale). */
+/* classify.c -- the classification helpers: a stored preprocessing (preprocess.prototxt,
+ * applied by data/preprocess.h), labels, 8-bit images (buffers or files) into the first
+ * input, top-k of an output. An image of any size becomes input item `item` through the
+ * stored preprocessing, with the channel count forced to the input's and, when the file
+ * stores no resize, a resize to the mean file's size (when cropping) or to the input's. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,40 +10,11 @@
 #include <unistd.h>
 
 #include "api/api_internal.h"
-#include "data/image.h"
 #include "data/mean.h"
 #include "proto/io.h"
 
-/* Joins dir and a relative path into a malloc'd string; absolute paths are copied. */
-static char *join_path(const char *dir, const char *rel) {
-  size_t nd = strlen(dir), nr = strlen(rel);
-  char *s = malloc(nd + nr + 2);
-  if (!s) return NULL;
-  if (rel[0] == '/' || !nd) {
-    memcpy(s, rel, nr + 1);
-  } else {
-    memcpy(s, dir, nd);
-    s[nd] = '/';
-    memcpy(s + nd + 1, rel, nr + 1);
-  }
-  return s;
-}
-
-/* The folder part of path ("." when there is none), malloc'd. */
-static char *dir_of(const char *path) {
-  const char *slash = strrchr(path, '/');
-  if (!slash) return strdup(".");
-  size_t n = slash == path ? 1 : (size_t)(slash - path);
-  char *d = malloc(n + 1);
-  if (d) {
-    memcpy(d, path, n);
-    d[n] = '\0';
-  }
-  return d;
-}
-
-/* Reads a preprocess.prototxt (a TransformationParameter in text format). A relative
- * mean_file is taken relative to the file's folder. Replaces any earlier preprocessing. */
+/* Reads a preprocess.prototxt (data/preprocess.h checks it and resolves a relative
+ * mean_file against the file's folder). Replaces any earlier preprocessing. */
 crema_status crema_model_load_preprocess(crema_model *m, const char *preprocess_path) {
   if (!m || !preprocess_path)
     return api_failf(CREMA_ERR_ARGUMENT, "crema_model_load_preprocess: NULL argument");
@@ -55,46 +23,12 @@ crema_status crema_model_load_preprocess(crema_model *m, const char *preprocess_
                      strerror(errno));
   crema_error err;
   crema_error_clear(&err);
-  ProtobufCMessage *msg = NULL;
-  if (crema_read_text_message(preprocess_path, &crema__transformation_parameter__descriptor, &msg, &err))
-    return api_fail(CREMA_ERR_FORMAT, &err);
-  Crema__TransformationParameter *p = (Crema__TransformationParameter *)msg;
-  if (p->mean_file && *p->mean_file && p->mean_file[0] != '/') {
-    char *dir = dir_of(preprocess_path);
-    char *full = dir ? join_path(dir, p->mean_file) : NULL;
-    free(dir);
-    if (!full) {
-      crema_message_free(p);
-      return api_failf(CREMA_ERR_MEMORY, "out of memory reading %s", preprocess_path);
-    }
-    free(p->mean_file);
-    p->mean_file = full;
-  }
-  crema_transformer *tf = NULL;
-  if (crema_transformer_create(p, CREMA__PHASE__TEST, 0, &tf, &err)) {
-    crema_error_prefix(&err, "%s", preprocess_path);
-    crema_message_free(p);
-    return api_fail(CREMA_ERR_FORMAT, &err);
-  }
-  int rh = 0, rw = 0;
-  if (p->crop_size > 0 && p->mean_file && *p->mean_file) {
-    /* Caffe's classifier resizes to the mean image's size, then centre-crops. */
-    crema_mean mean = {0};
-    if (crema_mean_read(p->mean_file, &mean, &err)) {
-      crema_transformer_free(tf);
-      crema_message_free(p);
-      return api_fail(CREMA_ERR_FORMAT, &err);
-    }
-    rh = mean.height;
-    rw = mean.width;
-    crema_mean_free(&mean);
-  }
-  if (m->pre) crema_message_free(m->pre);
-  crema_transformer_free(m->tf);
-  m->pre = p;
-  m->tf = tf;
-  m->resize_h = rh;
-  m->resize_w = rw;
+  crema_preprocess *pp = NULL;
+  if (crema_preprocess_load(preprocess_path, &pp, &err)) return api_fail(CREMA_ERR_FORMAT, &err);
+  crema_preprocess_free(m->stored);
+  crema_preprocess_free(m->pp);
+  m->stored = pp;
+  m->pp = NULL;
   return CREMA_OK;
 }
 
@@ -141,43 +75,6 @@ const char *crema_model_label(const crema_model *m, int i) {
   return m && i >= 0 && i < m->n_labels ? m->labels[i] : NULL;
 }
 
-/* Converts a caller's buffer into an interleaved image of `channels` channels in stb's RGB
- * order (img->data malloc'd). */
-static crema_status to_image(const uint8_t *px, int w, int h, size_t stride, crema_pixel_format f,
-                             int channels, crema_image *img) {
-  const int in_c = f == CREMA_PIXELS_GRAY ? 1 : 3;
-  if (!stride) stride = (size_t)w * (size_t)in_c;
-  if (stride < (size_t)w * (size_t)in_c)
-    return api_failf(CREMA_ERR_ARGUMENT, "image stride %zu is less than width %d x %d bytes per pixel",
-                     stride, w, in_c);
-  img->width = w;
-  img->height = h;
-  img->channels = channels;
-  img->data = malloc((size_t)w * (size_t)h * (size_t)channels);
-  if (!img->data) return api_failf(CREMA_ERR_MEMORY, "out of memory for a %dx%d image", w, h);
-  for (int y = 0; y < h; y++) {
-    const uint8_t *row = px + (size_t)y * stride;
-    uint8_t *o = img->data + (size_t)y * (size_t)w * (size_t)channels;
-    for (int x = 0; x < w; x++) {
-      int r, g, b;
-      if (in_c == 1) {
-        r = g = b = row[x];
-      } else if (f == CREMA_PIXELS_RGB) {
-        r = row[3 * x], g = row[3 * x + 1], b = row[3 * x + 2];
-      } else {
-        b = row[3 * x], g = row[3 * x + 1], r = row[3 * x + 2];
-      }
-      if (channels == 1) {
-        /* stb_image's luma rule, so a buffer and a file decoded as grey agree. */
-        o[x] = in_c == 1 ? (uint8_t)r : (uint8_t)((r * 77 + g * 150 + b * 29) >> 8);
-      } else {
-        o[3 * x] = (uint8_t)r, o[3 * x + 1] = (uint8_t)g, o[3 * x + 2] = (uint8_t)b;
-      }
-    }
-  }
-  return CREMA_OK;
-}
-
 /* Checks the first input is (N, C, H, W) with C 1 or 3 and item < N. */
 static crema_status image_input(const crema_model *m, int item, crema_blob **out) {
   if (crema_net_num_inputs(m->net) < 1)
@@ -195,43 +92,67 @@ static crema_status image_input(const crema_model *m, int item, crema_blob **out
   return CREMA_OK;
 }
 
-/* Resizes (when needed), lays out as CHW BGR and transforms into the input's item. */
-static crema_status place_image(crema_model *m, crema_blob *in, int item, const crema_image *img) {
+/* The preprocessing for the first input's current shape (C, H, W): the stored one with the
+ * channel count forced to C and, when it stores no resize, a resize to the mean file's size
+ * (when cropping) or to (H, W). Rebuilt only when the shape changed. */
+static crema_status derived_preprocess(crema_model *m, int C, int H, int W) {
+  if (m->pp && m->pp_c == C && m->pp_h == H && m->pp_w == W) return CREMA_OK;
+  crema_preprocess_free(m->pp);
+  m->pp = NULL;
   crema_error err;
   crema_error_clear(&err);
-  if (!m->tf && crema_transformer_create(NULL, CREMA__PHASE__TEST, 0, &m->tf, &err))
-    return api_fail(CREMA_ERR_MEMORY, &err);
-  const int C = in->shape[1], H = in->shape[2], W = in->shape[3];
-  int rh = m->resize_h > 0 ? m->resize_h : H, rw = m->resize_w > 0 ? m->resize_w : W;
-  crema_image sized = {0};
-  const crema_image *src = img;
-  if (img->width != rw || img->height != rh) {
-    if (crema_image_resize(img, rw, rh, &sized, &err)) return api_fail(CREMA_ERR_MEMORY, &err);
-    src = &sized;
+  Crema__TransformationParameter *p = NULL;
+  if (m->stored) {
+    p = crema_message_copy(&crema_preprocess_param(m->stored)->base);
+  } else if ((p = malloc(sizeof *p))) {
+    crema__transformation_parameter__init(p);
   }
-  int oc, oh, ow;
-  crema_status s = CREMA_OK;
-  if (crema_transformer_shape(m->tf, C, rh, rw, &oc, &oh, &ow, &err)) {
-    s = api_fail(CREMA_ERR_SHAPE, &err);
-  } else if (oc != C || oh != H || ow != W) {
-    s = api_failf(CREMA_ERR_SHAPE,
-                  "the preprocessing makes %dx%dx%d images but input %s takes %dx%dx%d; fix crop_size or "
-                  "reshape the input",
-                  oc, oh, ow, crema_net_input_name(m->net, 0), C, H, W);
-  } else {
-    uint8_t *chw = malloc((size_t)C * (size_t)rh * (size_t)rw);
-    if (!chw) {
-      s = api_failf(CREMA_ERR_MEMORY, "out of memory for a %dx%d image", rw, rh);
-    } else {
-      crema_image_to_chw_bgr(src, chw);
-      float *out = in->data + (size_t)item * (size_t)C * (size_t)H * (size_t)W;
-      if (crema_transformer_apply(m->tf, chw, NULL, C, rh, rw, 0, &m->work, out, &err))
-        s = api_fail(CREMA_ERR_RUNTIME, &err);
-      free(chw);
+  if (!p) return api_failf(CREMA_ERR_MEMORY, "out of memory preparing the preprocessing");
+  p->has_force_gray = p->has_force_color = 1;
+  p->force_gray = C == 1;
+  p->force_color = C == 3;
+  if (!p->resize_height || !p->resize_width) {
+    int rh = H, rw = W;
+    if (p->crop_size > 0 && p->mean_file && *p->mean_file) {
+      /* Caffe's classifier: resize to the mean image's size, then centre-crop. */
+      crema_mean mean = {0};
+      if (crema_mean_read(p->mean_file, &mean, &err)) {
+        crema_message_free(p);
+        return api_fail(CREMA_ERR_FORMAT, &err);
+      }
+      rh = mean.height, rw = mean.width;
+      crema_mean_free(&mean);
     }
+    p->has_resize_height = p->has_resize_width = 1;
+    p->resize_height = (uint32_t)rh;
+    p->resize_width = (uint32_t)rw;
   }
-  crema_image_free(&sized);
-  return s;
+  crema_preprocess *pp = NULL;
+  int rc = crema_preprocess_create(p, NULL, &pp, &err);
+  int oc = 0, oh = 0, ow = 0;
+  if (!rc)
+    rc = crema_preprocess_shape(pp, C, (int)p->resize_height, (int)p->resize_width, &oc, &oh, &ow, &err);
+  crema_message_free(p);
+  if (rc) {
+    crema_preprocess_free(pp);
+    return api_fail(CREMA_ERR_SHAPE, &err);
+  }
+  if (oc != C || oh != H || ow != W) {
+    crema_preprocess_free(pp);
+    return api_failf(CREMA_ERR_SHAPE,
+                     "the preprocessing makes %dx%dx%d inputs but input %s takes %dx%dx%d; fix crop_size or "
+                     "the resize in the preprocess file, or reshape the input",
+                     oc, oh, ow, crema_net_input_name(m->net, 0), C, H, W);
+  }
+  m->pp = pp;
+  m->pp_c = C, m->pp_h = H, m->pp_w = W;
+  return CREMA_OK;
+}
+
+/* Where item `item` of input blob `in` starts, and how many floats it holds. */
+static float *item_data(const crema_blob *in, int item, size_t *floats) {
+  *floats = (size_t)in->shape[1] * (size_t)in->shape[2] * (size_t)in->shape[3];
+  return in->data + (size_t)item * *floats;
 }
 
 crema_status crema_model_set_input_image(crema_model *m, int item, const uint8_t *pixels, int width,
@@ -239,33 +160,41 @@ crema_status crema_model_set_input_image(crema_model *m, int item, const uint8_t
   if (!m || !pixels) return api_failf(CREMA_ERR_ARGUMENT, "crema_model_set_input_image: NULL argument");
   if (width <= 0 || height <= 0)
     return api_failf(CREMA_ERR_ARGUMENT, "crema_model_set_input_image: image size %dx%d", width, height);
-  if (format != CREMA_PIXELS_GRAY && format != CREMA_PIXELS_RGB && format != CREMA_PIXELS_BGR)
+  static const crema_pixel_order ORDER[] = {
+      0, CREMA_PIXELS_GRAY, CREMA_PIXELS_RGB, CREMA_PIXELS_BGR, CREMA_PIXELS_RGBA, CREMA_PIXELS_BGRA};
+  if ((int)format < CREMA_PIXEL_FORMAT_GRAY || (int)format > CREMA_PIXEL_FORMAT_BGRA)
     return api_failf(CREMA_ERR_ARGUMENT, "crema_model_set_input_image: unknown pixel format %d", (int)format);
+  const size_t bpp = format == CREMA_PIXEL_FORMAT_GRAY ? 1 : format <= CREMA_PIXEL_FORMAT_BGR ? 3 : 4;
+  if (stride && stride < (size_t)width * bpp)
+    return api_failf(CREMA_ERR_ARGUMENT, "image stride %zu is less than width %d x %zu bytes per pixel",
+                     stride, width, bpp);
   crema_blob *in = NULL;
   crema_status s = image_input(m, item, &in);
+  if (!s) s = derived_preprocess(m, in->shape[1], in->shape[2], in->shape[3]);
   if (s) return s;
-  crema_image img = {0};
-  s = to_image(pixels, width, height, stride, format, in->shape[1], &img);
-  if (!s) s = place_image(m, in, item, &img);
-  crema_image_free(&img);
-  return s;
+  crema_error err;
+  crema_error_clear(&err);
+  size_t floats;
+  float *out = item_data(in, item, &floats);
+  if (crema_preprocess_pixels(m->pp, pixels, width, height, stride, ORDER[format], false, out, floats, &err))
+    return api_fail(CREMA_ERR_SHAPE, &err);
+  return CREMA_OK;
 }
 
 crema_status crema_model_set_input_image_file(crema_model *m, int item, const char *path) {
   if (!m || !path) return api_failf(CREMA_ERR_ARGUMENT, "crema_model_set_input_image_file: NULL argument");
   crema_blob *in = NULL;
   crema_status s = image_input(m, item, &in);
+  if (!s) s = derived_preprocess(m, in->shape[1], in->shape[2], in->shape[3]);
   if (s) return s;
   if (access(path, R_OK) != 0)
     return api_failf(CREMA_ERR_IO, "cannot read image \"%s\": %s; check the path", path, strerror(errno));
   crema_error err;
   crema_error_clear(&err);
-  crema_image img = {0};
-  crema_image_mode mode = in->shape[1] == 1 ? CREMA_IMAGE_GRAY : CREMA_IMAGE_COLOR;
-  if (crema_image_decode_file(path, mode, &img, &err)) return api_fail(CREMA_ERR_FORMAT, &err);
-  s = place_image(m, in, item, &img);
-  crema_image_free(&img);
-  return s;
+  size_t floats;
+  float *out = item_data(in, item, &floats);
+  if (crema_preprocess_file(m->pp, path, false, out, floats, &err)) return api_fail(CREMA_ERR_FORMAT, &err);
+  return CREMA_OK;
 }
 
 typedef struct scored {

@@ -139,9 +139,8 @@ void crema_model_free(crema_model *m) {
   if (!m) return;
   crema_net_free(m->net);
   free(m->params);
-  if (m->pre) crema_message_free(m->pre);
-  crema_transformer_free(m->tf);
-  crema_transform_work_free(&m->work);
+  crema_preprocess_free(m->stored);
+  crema_preprocess_free(m->pp);
   for (int i = 0; i < m->n_labels; i++) free(m->labels[i]);
   free(m->labels);
   free(m);
