@@ -64,21 +64,25 @@ int crema_preprocess_create(const Crema__TransformationParameter *p, const char 
     q->mean_file = full;
   }
   if ((q->resize_height > 0) != (q->resize_width > 0)) {
+    int rc = crema_fail(err, "resize_height (%u) and resize_width (%u) must both be set or both be 0",
+                        q->resize_height, q->resize_width);
     crema_preprocess_free(pp);
-    return crema_fail(err, "resize_height (%u) and resize_width (%u) must both be set or both be 0",
-                      q->resize_height, q->resize_width);
+    return rc;
   }
   if (q->resize_height > 65536 || q->resize_width > 65536 || q->crop_size > 65536) {
+    /* the message reads q, which pp owns: fail first, free after */
+    int rc = crema_fail(err, "resize (%u x %u) or crop_size (%u) above 65536 pixels", q->resize_height,
+                        q->resize_width, q->crop_size);
     crema_preprocess_free(pp);
-    return crema_fail(err, "resize (%u x %u) or crop_size (%u) above 65536 pixels", q->resize_height,
-                      q->resize_width, q->crop_size);
+    return rc;
   }
   if (q->crop_size && q->resize_height &&
       (q->crop_size > q->resize_height || q->crop_size > q->resize_width)) {
-    crema_preprocess_free(pp);
-    return crema_fail(
+    int rc = crema_fail(
         err, "crop_size %u is larger than the resized %u x %u image; lower crop_size or raise the resize",
         q->crop_size, q->resize_height, q->resize_width);
+    crema_preprocess_free(pp);
+    return rc;
   }
   pp->crop = (int)q->crop_size;
   pp->resize_h = (int)q->resize_height;
