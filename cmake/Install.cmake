@@ -79,9 +79,18 @@ target_include_directories(crema_shared PUBLIC
 add_library(crema_static STATIC ${crema_objects})
 set_target_properties(crema_static PROPERTIES
   OUTPUT_NAME crema EXPORT_NAME crema_static ARCHIVE_OUTPUT_DIRECTORY ${CREMA_LIB_DIR})
-# A static archive carries no dependencies: its users link them (resolved to files and flags
-# here, so the exported target needs no pkg-config module of its own).
+# A static archive carries no dependencies: its users link them. They are given by name
+# (-lprotobuf-c ...), as in crema.pc's Libs.private, so no build machine's paths are baked in.
+set(crema_link_names)
 foreach(item ${crema_link_flat})
+  if(item MATCHES "/lib([^/]+)\\.(so|a)(\\.[0-9.]*)?$")
+    list(APPEND crema_link_names ${CMAKE_MATCH_1})
+  elseif(item MATCHES "^-" OR NOT item MATCHES "/")
+    list(APPEND crema_link_names ${item})
+  endif()
+endforeach()
+list(REMOVE_DUPLICATES crema_link_names)
+foreach(item ${crema_link_names})
   target_link_libraries(crema_static INTERFACE $<LINK_ONLY:${item}>)
 endforeach()
 target_include_directories(crema_static PUBLIC
@@ -89,12 +98,10 @@ target_include_directories(crema_static PUBLIC
 
 # ---- crema.pc: relocatable (paths relative to the .pc file), so any --prefix works
 set(CREMA_PC_LIBS_PRIVATE "")
-foreach(item ${crema_link_flat})
-  if(item MATCHES "/lib([^/]+)\\.(so|a)(\\.[0-9.]*)?$")
-    string(APPEND CREMA_PC_LIBS_PRIVATE " -l${CMAKE_MATCH_1}")
-  elseif(item MATCHES "^-")
+foreach(item ${crema_link_names})
+  if(item MATCHES "^-")
     string(APPEND CREMA_PC_LIBS_PRIVATE " ${item}")
-  elseif(NOT item MATCHES "/")
+  else()
     string(APPEND CREMA_PC_LIBS_PRIVATE " -l${item}")
   endif()
 endforeach()
@@ -113,8 +120,7 @@ endforeach()
 install(TARGETS ${crema_tools} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS crema_shared crema_static EXPORT cremaTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
-  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/crema DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
   FILES_MATCHING PATTERN "*.h")
 install(FILES ${CMAKE_BINARY_DIR}/crema.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

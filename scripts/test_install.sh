@@ -69,6 +69,11 @@ step "build the examples with find_package(crema)"
 cmake -S "$src/examples" -B "$tmp/ex" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" >"$tmp/ex.log" || { cat "$tmp/ex.log"; fail "configure examples"; }
 cmake --build "$tmp/ex" >>"$tmp/ex.log" 2>&1 || { cat "$tmp/ex.log"; fail "build examples"; }
+cmake -S "$src/examples" -B "$tmp/ex_static" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
+  -DCREMA_EXAMPLES_STATIC=ON >"$tmp/ex_static.log" || { cat "$tmp/ex_static.log"; fail "configure examples (static)"; }
+cmake --build "$tmp/ex_static" >>"$tmp/ex_static.log" 2>&1 || { cat "$tmp/ex_static.log"; fail "build examples (static)"; }
+ldd "$tmp/ex_static/classify" >"$tmp/ldd_ex_static"
+grep -q libcrema "$tmp/ldd_ex_static" && fail "crema::crema_static build loads libcrema.so"
 
 step "a run folder: the real Caffe LeNet, its preprocessing, labels"
 run=$tmp/run
@@ -79,13 +84,15 @@ echo "scale: 0.00390625" >"$run/preprocess.prototxt"
 printf 'zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n' >"$run/labels.txt"
 image="$src/tests/data/images/cat gray.jpg"
 
-step "classify (pkg-config build, find_package build, static build) against crema forward"
+step "classify (pkg-config, find_package, each shared and static) against crema forward"
 "$tmp/classify_pc" "$run" "$image" 10 >"$tmp/classify_pc.txt"
 "$tmp/ex/classify" "$run" "$image" 10 >"$tmp/classify_cmake.txt"
 "$tmp/classify_static" "$run" "$image" 10 >"$tmp/classify_static.txt"
 cat "$tmp/classify_pc.txt"
 cmp -s "$tmp/classify_pc.txt" "$tmp/classify_cmake.txt" || fail "pkg-config and find_package builds disagree"
 cmp -s "$tmp/classify_pc.txt" "$tmp/classify_static.txt" || fail "shared and static builds disagree"
+"$tmp/ex_static/classify" "$run" "$image" 10 >"$tmp/classify_cmake_static.txt"
+cmp -s "$tmp/classify_pc.txt" "$tmp/classify_cmake_static.txt" || fail "crema::crema_static build disagrees"
 "$tmp/dump_input" "$run" "$image" "$tmp/input.npy"
 "$prefix/bin/crema" forward --model "$run/deploy.prototxt" --weights "$run/weights.caffemodel" \
   --input data="$tmp/input.npy" --output prob="$tmp/prob.npy" 2>"$tmp/forward.log" ||
