@@ -174,6 +174,9 @@ for pkg in libc6 libgomp1 liblmdb0 libopenblas0 libprotobuf-c1 libstb0; do
   echo "$depends" | grep -Eq "(^|, )$pkg( |,|$)" || fail "Depends lacks $pkg"
 done
 [ "$(dpkg-deb -f "$deb" Package)" = crema ] || fail "package name"
+# apt resolves the dependencies (a simulation: nothing is installed).
+apt-get -s install "$deb" >"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log"; fail "apt-get -s install $deb"; }
+grep -q '^Inst crema ' "$tmp/apt.log" || { cat "$tmp/apt.log"; fail "apt would not install crema"; }
 # The packaged files work where they land: tools run and the examples build from the package's .pc.
 dpkg-deb -x "$deb" "$tmp/root"
 "$tmp/root/usr/bin/crema" info "$run/weights.caffemodel" >/dev/null 2>&1 || fail "packaged crema info"
