@@ -247,6 +247,11 @@ START_TEST(test_errors) {
   ck_assert_str_eq(crema_strerror(CREMA_ERR_IO), "file cannot be read or written");
   ck_assert_str_eq(crema_strerror((crema_status)99), "unknown status");
   ck_assert_str_eq(crema_version(), CREMA_VERSION);
+  /* The header's API version is the project's major.minor. */
+  int major = -1, minor = -1;
+  ck_assert_int_eq(sscanf(crema_version(), "%d.%d", &major, &minor), 2);
+  ck_assert_int_eq(major, CREMA_API_VERSION_MAJOR);
+  ck_assert_int_eq(minor, CREMA_API_VERSION_MINOR);
 }
 END_TEST
 
@@ -670,6 +675,53 @@ START_TEST(test_train_request_from_thread) {
 }
 END_TEST
 
+/* A frozen layer's weights do not move; the others do. */
+START_TEST(test_train_freeze) {
+  make_tmpdir();
+  write_solver(tmpdir, 5);
+  char solver[512], net[512], w0[512], w1[512];
+  snprintf(solver, sizeof solver, "%s/solver.prototxt", tmpdir);
+  snprintf(net, sizeof net, "%s/net.prototxt", tmpdir);
+  snprintf(w0, sizeof w0, "%s/w0.caffemodel", tmpdir);
+  snprintf(w1, sizeof w1, "%s/w1.caffemodel", tmpdir);
+  crema_train_options o = {0};
+  o.freeze = "ip*";
+  crema_trainer *t = NULL;
+  ck_assert_msg(crema_trainer_create(solver, &o, &t) == CREMA_OK, "%s", crema_last_error());
+  ck_assert_int_eq(crema_trainer_save_weights(t, w0), CREMA_OK);
+  ck_assert_int_eq(crema_trainer_run(t), CREMA_OK);
+  ck_assert_int_eq(crema_trainer_save_weights(t, w1), CREMA_OK);
+  crema_trainer_free(t);
+  crema_model *a = NULL, *b = NULL;
+  ck_assert_int_eq(crema_model_load(net, w0, CREMA_PHASE_TEST, &a), CREMA_OK);
+  ck_assert_int_eq(crema_model_load(net, w1, CREMA_PHASE_TEST, &b), CREMA_OK);
+  crema_param_info pa, pb;
+  ck_assert_int_eq(crema_model_param(a, 0, &pa), CREMA_OK);
+  ck_assert_int_eq(crema_model_param(b, 0, &pb), CREMA_OK);
+  ck_assert_int_eq(memcmp(pa.data, pb.data, pa.count * sizeof(float)), 0);
+  crema_model_free(a);
+  crema_model_free(b);
+  /* Unfrozen, the same run moves them. */
+  o.freeze = NULL;
+  ck_assert_int_eq(crema_trainer_create(solver, &o, &t), CREMA_OK);
+  ck_assert_int_eq(crema_trainer_run(t), CREMA_OK);
+  ck_assert_int_eq(crema_trainer_save_weights(t, w1), CREMA_OK);
+  crema_trainer_free(t);
+  ck_assert_int_eq(crema_model_load(net, w0, CREMA_PHASE_TEST, &a), CREMA_OK);
+  ck_assert_int_eq(crema_model_load(net, w1, CREMA_PHASE_TEST, &b), CREMA_OK);
+  ck_assert_int_eq(crema_model_param(a, 0, &pa), CREMA_OK);
+  ck_assert_int_eq(crema_model_param(b, 0, &pb), CREMA_OK);
+  ck_assert(memcmp(pa.data, pb.data, pa.count * sizeof(float)) != 0);
+  crema_model_free(a);
+  crema_model_free(b);
+  /* A pattern that matches nothing is an error naming it. */
+  o.freeze = "conv*";
+  ck_assert_int_eq(crema_trainer_create(solver, &o, &t), CREMA_ERR_FORMAT);
+  ck_assert_ptr_nonnull(strstr(crema_last_error(), "conv*"));
+  remove_tmpdir();
+}
+END_TEST
+
 START_TEST(test_train_errors) {
   crema_trainer *t = (crema_trainer *)1;
   ck_assert_int_eq(crema_trainer_create("/nonexistent/solver.prototxt", NULL, &t), CREMA_ERR_IO);
@@ -708,6 +760,7 @@ static Suite *api_suite(void) {
   TCase *tr = tcase_create("train");
   tcase_add_test(tr, test_train_callbacks_stop_snapshot_resume);
   tcase_add_test(tr, test_train_request_from_thread);
+  tcase_add_test(tr, test_train_freeze);
   tcase_add_test(tr, test_train_errors);
   suite_add_tcase(s, tr);
   return s;

@@ -237,6 +237,10 @@ typedef struct crema_train_options {
   int has_seed;        /* non-zero: seed overrides the solver's random_seed */
   int64_t seed;
   crema_train_callbacks callbacks;
+  /* Layers to freeze (lr_mult 0; BatchNorm keeps its statistics), comma-separated: exact
+   * names or prefixes ending in '*' (e.g. "conv1,conv2" or "conv*"); NULL = none. A pattern
+   * that matches no layer is an error. */
+  const char *freeze;
 } crema_train_options;
 
 /* Reads a solver prototxt (its net paths are relative to the working directory, as in Caffe),

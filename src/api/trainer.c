@@ -17,6 +17,7 @@
 #include "solver/solver.h"
 
 #define MAX_TEST_OUTPUTS 64
+#define MAX_FREEZE 256
 
 struct crema_trainer {
   crema_solver *solver;
@@ -118,6 +119,27 @@ crema_status crema_trainer_create(const char *solver_path, const crema_train_opt
     }
     crema_error_clear(&err);
   }
+  char *freeze_copy = NULL;
+  const char *patterns[MAX_FREEZE];
+  if (o.freeze) {
+    if (!(freeze_copy = strdup(o.freeze))) {
+      crema_message_free(param);
+      free(t);
+      return api_failf(CREMA_ERR_MEMORY, "out of memory");
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(freeze_copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+      if (!*tok) continue;
+      if (so.n_freeze == MAX_FREEZE) {
+        free(freeze_copy);
+        crema_message_free(param);
+        free(t);
+        return api_failf(CREMA_ERR_ARGUMENT, "freeze: more than %d patterns", MAX_FREEZE);
+      }
+      patterns[so.n_freeze++] = tok;
+    }
+    so.freeze = patterns;
+  }
   so.action = poll;
   so.action_ctx = t;
   so.hooks.ctx = t;
@@ -125,6 +147,7 @@ crema_status crema_trainer_create(const char *solver_path, const crema_train_opt
   so.hooks.on_test = on_test;
   int rc = crema_solver_create(param, &so, &t->solver, &err);
   crema_message_free(param);
+  free(freeze_copy);
   if (rc) {
     free(t);
     return api_fail(CREMA_ERR_FORMAT, &err);
