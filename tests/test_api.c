@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "crema/crema.h"
+#include "data/image.h"
 #include "net/net.h"
 #include "proto/io.h"
 #include "support/run.h"
@@ -394,6 +395,60 @@ START_TEST(test_top_k_and_labels) {
 }
 END_TEST
 
+/* Oversampling averages ten crops: hand-computed on a 4x4 image v(y, x) = 4y + x with 2x2
+ * crops whose four values are the four "classes". */
+START_TEST(test_oversample) {
+  crema_model *m = NULL;
+  ck_assert_int_eq(crema_model_load_string("layer { name: 'data' type: 'Input' top: 'data' "
+                                           "input_param { shape { dim: 1 dim: 1 dim: 2 dim: 2 } } }"
+                                           "layer { name: 'id' type: 'Power' bottom: 'data' top: 'score' }",
+                                           NULL, CREMA_PHASE_TEST, &m),
+                   CREMA_OK);
+  make_tmpdir();
+  char img_path[512], pre_path[512];
+  snprintf(img_path, sizeof img_path, "%s/ramp.png", tmpdir);
+  snprintf(pre_path, sizeof pre_path, "%s/preprocess.prototxt", tmpdir);
+  uint8_t px[16];
+  for (int i = 0; i < 16; i++) px[i] = (uint8_t)i;
+  crema_image img = {4, 4, 1, px};
+  uint8_t *png = NULL;
+  size_t len = 0;
+  crema_error err;
+  ck_assert_int_eq(crema_image_encode(&img, "png", &png, &len, &err), 0);
+  FILE *f = fopen(img_path, "wb");
+  ck_assert_ptr_nonnull(f);
+  ck_assert_uint_eq(fwrite(png, 1, len, f), len);
+  ck_assert_int_eq(fclose(f), 0);
+  free(png);
+  crema_class top[4];
+  int n = -1;
+  ck_assert_int_eq(crema_model_classify_file_oversample(m, img_path, 4, top, &n), CREMA_ERR_ARGUMENT);
+  write_text(pre_path, "crop_size: 2\nresize_height: 4\nresize_width: 4\n");
+  ck_assert_int_eq(crema_model_load_preprocess(m, pre_path), CREMA_OK);
+  ck_assert_msg(crema_model_classify_file_oversample(m, img_path, 4, top, &n) == CREMA_OK, "%s",
+                crema_last_error());
+  ck_assert_int_eq(n, 4);
+  /* corners (0,0) (0,2) (2,0) (2,2), centre (1,1), each also mirrored */
+  ck_assert_int_eq(top[0].index, 2);
+  ck_assert_int_eq(top[1].index, 3);
+  ck_assert_int_eq(top[2].index, 0);
+  ck_assert_int_eq(top[3].index, 1);
+  ck_assert_float_eq_tol(top[0].prob, 9.5f, 1e-6f);
+  ck_assert_float_eq_tol(top[1].prob, 9.5f, 1e-6f);
+  ck_assert_float_eq_tol(top[2].prob, 5.5f, 1e-6f);
+  ck_assert_float_eq_tol(top[3].prob, 5.5f, 1e-6f);
+  int ndim, dims[CREMA_MAX_DIMS];
+  ck_assert_int_eq(crema_model_blob_shape(m, "data", &ndim, dims), CREMA_OK);
+  ck_assert_int_eq(dims[0], 10);
+  /* Plain classification of the same file: the centre crop only, batch back to 1. */
+  ck_assert_int_eq(crema_model_classify_file(m, img_path, 4, top, &n), CREMA_OK);
+  ck_assert_float_eq(top[0].prob, 10.0f);
+  ck_assert_int_eq(top[0].index, 3);
+  remove_tmpdir();
+  crema_model_free(m);
+}
+END_TEST
+
 /* A run folder: deploy + weights + preprocess + labels; classify one image file. */
 START_TEST(test_run_folder_classify) {
   make_tmpdir();
@@ -754,6 +809,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_errors);
   tcase_add_test(tc, test_image_input);
   tcase_add_test(tc, test_top_k_and_labels);
+  tcase_add_test(tc, test_oversample);
   tcase_add_test(tc, test_run_folder_classify);
   tcase_add_test(tc, test_threads);
   suite_add_tcase(s, tc);

@@ -210,6 +210,12 @@ CREMA_API crema_status crema_model_top_k(const crema_model *m, const char *outpu
 CREMA_API crema_status crema_model_classify_file(crema_model *m, const char *image_path, int k,
                                                  crema_class *out, int *n);
 
+/* Caffe's oversampling (classifier.py): the four corner crops and the centre crop of the
+ * resized image, and the same five mirrored, run as one batch of 10 (the batch size is set to
+ * 10); the output averaged over the ten is ranked. Needs a preprocess file with crop_size. */
+CREMA_API crema_status crema_model_classify_file_oversample(crema_model *m, const char *image_path, int k,
+                                                            crema_class *out, int *n);
+
 /* ------------------------------------------------------------------ training */
 
 typedef struct crema_trainer crema_trainer;

@@ -210,24 +210,18 @@ static int by_score(const void *pa, const void *pb) {
   return (a->index > b->index) - (a->index < b->index);
 }
 
-crema_status crema_model_top_k(const crema_model *m, const char *output, int item, int k, crema_class *out,
-                               int *n) {
-  if (!m || !out || !n) return api_failf(CREMA_ERR_ARGUMENT, "crema_model_top_k: NULL argument");
-  *n = 0;
-  if (k < 0) return api_failf(CREMA_ERR_ARGUMENT, "crema_model_top_k: k = %d", k);
-  const char *name = output;
-  if (!name) name = crema_net_blob_by_name(m->net, "prob") ? "prob" : crema_net_output_name(m->net, 0);
-  const crema_blob *b = name ? crema_net_blob_by_name(m->net, name) : NULL;
-  if (!b)
-    return api_failf(CREMA_ERR_NOT_FOUND, "crema_model_top_k: the net has no output \"%s\"",
-                     name ? name : "");
-  const int N = b->num_axes > 0 ? b->shape[0] : 1;
-  if (item < 0 || item >= N)
-    return api_failf(CREMA_ERR_ARGUMENT, "crema_model_top_k: item %d out of range (%s holds %d)", item, name,
-                     N);
-  const size_t classes = N ? b->count / (size_t)N : 0;
-  const float *v = b->data + (size_t)item * classes;
-  /* The k best, ties to the lower index (as a stable sort on -value). */
+/* The output to rank: `output`, else "prob" when the net has it, else the first output. */
+static const crema_blob *class_output(const crema_model *m, const char *output, const char **name) {
+  *name = output;
+  if (!*name) *name = crema_net_blob_by_name(m->net, "prob") ? "prob" : crema_net_output_name(m->net, 0);
+  const crema_blob *b = *name ? crema_net_blob_by_name(m->net, *name) : NULL;
+  if (!b) api_failf(CREMA_ERR_NOT_FOUND, "the net has no output \"%s\"", *name ? *name : "");
+  return b;
+}
+
+/* The k best of classes values, ties to the lower index (as a stable sort on -value). */
+static crema_status best_of(const crema_model *m, const float *v, size_t classes, int k, crema_class *out,
+                            int *n) {
   scored *all = malloc((classes ? classes : 1) * sizeof *all);
   if (!all) return api_failf(CREMA_ERR_MEMORY, "out of memory sorting %zu classes", classes);
   for (size_t c = 0; c < classes; c++) all[c] = (scored){v[c], (int)c};
@@ -243,20 +237,78 @@ crema_status crema_model_top_k(const crema_model *m, const char *output, int ite
   return CREMA_OK;
 }
 
+crema_status crema_model_top_k(const crema_model *m, const char *output, int item, int k, crema_class *out,
+                               int *n) {
+  if (!m || !out || !n) return api_failf(CREMA_ERR_ARGUMENT, "crema_model_top_k: NULL argument");
+  *n = 0;
+  if (k < 0) return api_failf(CREMA_ERR_ARGUMENT, "crema_model_top_k: k = %d", k);
+  const char *name;
+  const crema_blob *b = class_output(m, output, &name);
+  if (!b) return CREMA_ERR_NOT_FOUND;
+  const int N = b->num_axes > 0 ? b->shape[0] : 1;
+  if (item < 0 || item >= N)
+    return api_failf(CREMA_ERR_ARGUMENT, "crema_model_top_k: item %d out of range (%s holds %d)", item, name,
+                     N);
+  const size_t classes = N ? b->count / (size_t)N : 0;
+  return best_of(m, b->data + (size_t)item * classes, classes, k, out, n);
+}
+
+/* Sets the first input's batch size to n (other dims kept). */
+static crema_status set_batch(crema_model *m, crema_blob *in, int n) {
+  if (in->shape[0] == n) return CREMA_OK;
+  int dims[4] = {n, in->shape[1], in->shape[2], in->shape[3]};
+  return crema_model_reshape_input(m, crema_net_input_name(m->net, 0), 4, dims);
+}
+
 crema_status crema_model_classify_file(crema_model *m, const char *image_path, int k, crema_class *out,
                                        int *n) {
   if (!m || !image_path || !out || !n)
     return api_failf(CREMA_ERR_ARGUMENT, "crema_model_classify_file: NULL argument");
+  *n = 0;
   crema_blob *in = NULL;
   crema_status s = image_input(m, 0, &in);
-  if (s) return s;
-  if (in->shape[0] != 1) {
-    int dims[4] = {1, in->shape[1], in->shape[2], in->shape[3]};
-    s = crema_model_reshape_input(m, crema_net_input_name(m->net, 0), 4, dims);
-    if (s) return s;
-  }
-  s = crema_model_set_input_image_file(m, 0, image_path);
+  if (!s) s = set_batch(m, in, 1);
+  if (!s) s = crema_model_set_input_image_file(m, 0, image_path);
   if (!s) s = crema_model_forward(m);
   if (!s) s = crema_model_top_k(m, NULL, 0, k, out, n);
+  return s;
+}
+
+/* Caffe's classifier.py oversample: ten crops (four corners, centre, and the same mirrored)
+ * as one batch of 10, the output averaged over them. */
+crema_status crema_model_classify_file_oversample(crema_model *m, const char *image_path, int k,
+                                                  crema_class *out, int *n) {
+  if (!m || !image_path || !out || !n)
+    return api_failf(CREMA_ERR_ARGUMENT, "crema_model_classify_file_oversample: NULL argument");
+  *n = 0;
+  if (!m->stored || !crema_preprocess_param(m->stored)->crop_size)
+    return api_failf(CREMA_ERR_ARGUMENT,
+                     "oversampling takes crops: load a preprocess file with a crop_size first");
+  crema_blob *in = NULL;
+  crema_status s = image_input(m, 0, &in);
+  if (!s) s = set_batch(m, in, CREMA_OVERSAMPLE_CROPS);
+  if (!s) s = derived_preprocess(m, in->shape[1], in->shape[2], in->shape[3]);
+  if (s) return s;
+  if (access(image_path, R_OK) != 0)
+    return api_failf(CREMA_ERR_IO, "cannot read image \"%s\": %s; check the path", image_path,
+                     strerror(errno));
+  crema_error err;
+  crema_error_clear(&err);
+  if (crema_preprocess_file(m->pp, image_path, true, in->data, in->count, &err))
+    return api_fail(CREMA_ERR_FORMAT, &err);
+  if ((s = crema_model_forward(m))) return s;
+  const char *name;
+  const crema_blob *b = class_output(m, NULL, &name);
+  if (!b) return CREMA_ERR_NOT_FOUND;
+  const size_t classes = b->count / CREMA_OVERSAMPLE_CROPS;
+  float *mean = malloc((classes ? classes : 1) * sizeof *mean);
+  if (!mean) return api_failf(CREMA_ERR_MEMORY, "out of memory averaging %zu classes", classes);
+  for (size_t c = 0; c < classes; c++) {
+    double sum = 0;
+    for (int i = 0; i < CREMA_OVERSAMPLE_CROPS; i++) sum += b->data[(size_t)i * classes + c];
+    mean[c] = (float)(sum / CREMA_OVERSAMPLE_CROPS);
+  }
+  s = best_of(m, mean, classes, k, out, n);
+  free(mean);
   return s;
 }
