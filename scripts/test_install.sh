@@ -22,7 +22,7 @@ fail() {
 }
 step() { echo "== $*"; }
 cc=${CC:-cc}
-cflags=(-std=c11 -Wall -Wextra -Werror -O2)
+cflags=(-std=c11 -pedantic -Wall -Wextra -Werror -O2)
 
 step "cmake --install into $tmp/prefix"
 prefix=$tmp/prefix
