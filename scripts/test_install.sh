@@ -65,6 +65,13 @@ $cc "${cflags[@]}" -o "$tmp/classify_static" "$src/examples/classify.c" $(pkg-co
 ldd "$tmp/classify_static" >"$tmp/ldd_static"
 grep -q libcrema "$tmp/ldd_static" && fail "classify_static loads libcrema.so"
 
+if command -v c++ >/dev/null 2>&1; then
+  # The header is also valid C++ (extern "C"), when a C++ compiler is at hand.
+  printf '#include <crema/crema.h>\nint main() { return crema_strerror(CREMA_OK)[0] == 0; }\n' >"$tmp/hdr.cpp"
+  c++ -std=c++11 -pedantic -Wall -Wextra -Werror -o "$tmp/hdr_cpp" "$tmp/hdr.cpp" $pcflags -Wl,-rpath,"$libdir" ||
+    fail "crema.h does not compile as C++"
+fi
+
 step "build the examples with find_package(crema)"
 cmake -S "$src/examples" -B "$tmp/ex" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_C_FLAGS="-Wall -Wextra -Werror" >"$tmp/ex.log" || { cat "$tmp/ex.log"; fail "configure examples"; }
