@@ -777,6 +777,38 @@ START_TEST(test_train_freeze) {
 }
 END_TEST
 
+typedef struct log_capture {
+  int lines, infos;
+  char first[256];
+} log_capture;
+
+static void capture_log(void *user, int level, const char *line) {
+  log_capture *c = user;
+  if (!c->lines++) snprintf(c->first, sizeof c->first, "%s", line);
+  c->infos += level == 0;
+}
+
+/* Log lines go to the callback (glog layout, no newline) and respect the level. */
+START_TEST(test_log_callback) {
+  log_capture c = {0};
+  crema_set_log_level(0);
+  crema_set_log_callback(capture_log, &c);
+  crema_model *m = load_lenet(); /* logs "Copying source layer ..." */
+  crema_set_log_callback(NULL, NULL);
+  crema_set_log_level(1);
+  crema_model_free(m);
+  ck_assert_int_gt(c.lines, 5);
+  ck_assert_int_eq(c.infos, c.lines);
+  ck_assert_msg(c.first[0] == 'I' && strstr(c.first, "] ") && !strchr(c.first, '\n'), "%s", c.first);
+  log_capture quiet = {0};
+  crema_set_log_callback(capture_log, &quiet);
+  m = load_lenet(); /* level 1: information lines are dropped */
+  crema_set_log_callback(NULL, NULL);
+  crema_model_free(m);
+  ck_assert_int_eq(quiet.infos, 0);
+}
+END_TEST
+
 START_TEST(test_train_errors) {
   crema_trainer *t = (crema_trainer *)1;
   ck_assert_int_eq(crema_trainer_create("/nonexistent/solver.prototxt", NULL, &t), CREMA_ERR_IO);
@@ -812,6 +844,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_oversample);
   tcase_add_test(tc, test_run_folder_classify);
   tcase_add_test(tc, test_threads);
+  tcase_add_test(tc, test_log_callback);
   suite_add_tcase(s, tc);
   TCase *tr = tcase_create("train");
   tcase_add_test(tr, test_train_callbacks_stop_snapshot_resume);

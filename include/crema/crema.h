@@ -32,7 +32,8 @@
  *   changes meaning. Struct types the caller fills (crema_train_options) are zero-initialised
  *   by the caller; new fields are added at their end with zero meaning "as before".
  * - Logging: the library writes Caffe/glog-style progress lines on stderr (what `crema
- *   train` prints); crema_set_log_level turns them down or off. */
+ *   train` prints); crema_set_log_level turns them down or off, crema_set_log_callback sends
+ *   them elsewhere. */
 #ifndef CREMA_CREMA_H
 #define CREMA_CREMA_H
 
@@ -82,6 +83,10 @@ CREMA_API const char *crema_version(void);
 /* Log lines on stderr: 0 = information and up (default), 1 = warnings and errors, 2 = errors,
  * 3 = nothing. Process-wide: set it before starting threads that use the library. */
 CREMA_API void crema_set_log_level(int level);
+/* Sends log lines to fn instead of stderr (NULL: back to stderr). fn gets the severity (0 info,
+ * 1 warning, 2 error) and the whole line without its newline, on whichever thread logged it
+ * (so it must be thread-safe when several objects run at once). Process-wide, like the level. */
+CREMA_API void crema_set_log_callback(void (*fn)(void *user, int level, const char *line), void *user);
 
 /* ------------------------------------------------------------------ models (nets) */
 

@@ -38,6 +38,18 @@ void crema_set_log_level(int level) {
   crema_log_set_min_level((crema_log_level)level);
 }
 
+/* The user's callback, behind the internal sink's signature. */
+static void (*user_log)(void *user, int level, const char *line);
+
+static void forward_log(void *user, crema_log_level level, const char *line) {
+  if (user_log) user_log(user, (int)level, line);
+}
+
+void crema_set_log_callback(void (*fn)(void *user, int level, const char *line), void *user) {
+  user_log = fn;
+  crema_log_set_sink(fn ? forward_log : NULL, user);
+}
+
 crema_status api_fail(crema_status s, const crema_error *err) {
   snprintf(last_error, sizeof last_error, "%s", err ? err->msg : "");
   return s;
