@@ -777,6 +777,67 @@ START_TEST(test_train_freeze) {
 }
 END_TEST
 
+typedef struct train_job {
+  char solver[512], weights[512];
+  crema_status status;
+} train_job;
+
+static void *train_main(void *arg) {
+  train_job *job = arg;
+  crema_trainer *t = NULL;
+  job->status = crema_trainer_create(job->solver, NULL, &t);
+  if (!job->status) job->status = crema_trainer_run(t);
+  if (!job->status) job->status = crema_trainer_save_weights(t, job->weights);
+  crema_trainer_free(t);
+  return NULL;
+}
+
+/* A trainer on one thread while models run on two others: each result equals its serial one. */
+START_TEST(test_train_beside_models) {
+  make_tmpdir();
+  write_solver(tmpdir, 30);
+  train_job serial = {0}, parallel = {0};
+  snprintf(serial.solver, sizeof serial.solver, "%s/solver.prototxt", tmpdir);
+  snprintf(parallel.solver, sizeof parallel.solver, "%s/solver.prototxt", tmpdir);
+  snprintf(serial.weights, sizeof serial.weights, "%s/serial.caffemodel", tmpdir);
+  snprintf(parallel.weights, sizeof parallel.weights, "%s/parallel.caffemodel", tmpdir);
+  train_main(&serial);
+  ck_assert_int_eq(serial.status, CREMA_OK);
+  static float expect[2][640];
+  thread_job jobs[2];
+  for (int t = 0; t < 2; t++) {
+    crema_status st;
+    run_lenet(200u + (unsigned)t, expect[t], &st);
+    ck_assert_int_eq(st, CREMA_OK);
+    jobs[t] = (thread_job){200u + (unsigned)t, expect[t], 0, CREMA_OK};
+  }
+  pthread_t trainer, models[2];
+  ck_assert_int_eq(pthread_create(&trainer, NULL, train_main, &parallel), 0);
+  for (int t = 0; t < 2; t++) ck_assert_int_eq(pthread_create(&models[t], NULL, thread_main, &jobs[t]), 0);
+  ck_assert_int_eq(pthread_join(trainer, NULL), 0);
+  for (int t = 0; t < 2; t++) ck_assert_int_eq(pthread_join(models[t], NULL), 0);
+  ck_assert_int_eq(parallel.status, CREMA_OK);
+  for (int t = 0; t < 2; t++) {
+    ck_assert_int_eq(jobs[t].status, CREMA_OK);
+    ck_assert_int_eq(jobs[t].mismatches, 0);
+  }
+  char net[512];
+  snprintf(net, sizeof net, "%s/net.prototxt", tmpdir);
+  crema_model *a = NULL, *b = NULL;
+  ck_assert_int_eq(crema_model_load(net, serial.weights, CREMA_PHASE_TEST, &a), CREMA_OK);
+  ck_assert_int_eq(crema_model_load(net, parallel.weights, CREMA_PHASE_TEST, &b), CREMA_OK);
+  for (int i = 0; i < crema_model_num_params(a); i++) {
+    crema_param_info pa, pb;
+    ck_assert_int_eq(crema_model_param(a, i, &pa), CREMA_OK);
+    ck_assert_int_eq(crema_model_param(b, i, &pb), CREMA_OK);
+    ck_assert_int_eq(memcmp(pa.data, pb.data, pa.count * sizeof(float)), 0);
+  }
+  crema_model_free(a);
+  crema_model_free(b);
+  remove_tmpdir();
+}
+END_TEST
+
 typedef struct log_capture {
   int lines, infos;
   char first[256];
@@ -850,6 +911,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tr, test_train_callbacks_stop_snapshot_resume);
   tcase_add_test(tr, test_train_request_from_thread);
   tcase_add_test(tr, test_train_freeze);
+  tcase_add_test(tr, test_train_beside_models);
   tcase_add_test(tr, test_train_errors);
   suite_add_tcase(s, tr);
   return s;
