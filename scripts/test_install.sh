@@ -193,4 +193,27 @@ $cc "${cflags[@]}" -o "$tmp/classify_deb" "$src/examples/classify.c" $(pkg-confi
   -Wl,-rpath,"$tmp/root/usr/lib"
 "$tmp/classify_deb" "$run" "$image" 10 >"$tmp/classify_deb.txt"
 cmp -s "$tmp/classify_deb.txt" "$tmp/classify_pc.txt" || fail "classify built from the .deb disagrees"
+# A real `apt install ./crema_*.deb`, only when asked (CI's machines are thrown away; a
+# developer's is not): the tools are then on the PATH and pkg-config finds crema by itself.
+if [ "${CREMA_TEST_DEB_INSTALL:-0}" = 1 ]; then
+  step "apt-get install $deb (CREMA_TEST_DEB_INSTALL=1)"
+  [ "$(id -u)" = 0 ] || fail "CREMA_TEST_DEB_INSTALL=1 needs root"
+  installed() { dpkg-query -W -f='${Status}' crema 2>/dev/null | grep -q "ok installed"; }
+  ! installed || fail "a crema package is already installed; remove it first"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >"$tmp/apt_install.log" 2>&1 ||
+    { cat "$tmp/apt_install.log"; fail "apt-get install"; }
+  remove_deb() { DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq crema >/dev/null 2>&1 || true; }
+  trap 'remove_deb; rm -rf "$tmp"' EXIT
+  [ "$(env -i PATH=/usr/local/bin:/usr/bin:/bin sh -c 'command -v crema')" = /usr/bin/crema ] ||
+    fail "crema is not on the PATH after apt install"
+  env -i PATH=/usr/local/bin:/usr/bin:/bin crema info "$run/weights.caffemodel" >/dev/null 2>&1 ||
+    fail "the installed crema does not run"
+  $cc "${cflags[@]}" -o "$tmp/classify_sys" "$src/examples/classify.c" \
+    $(env -u PKG_CONFIG_PATH pkg-config --cflags --libs crema) || fail "build against the installed package"
+  "$tmp/classify_sys" "$run" "$image" 10 >"$tmp/classify_sys.txt"
+  cmp -s "$tmp/classify_sys.txt" "$tmp/classify_pc.txt" || fail "classify against the installed package disagrees"
+  remove_deb
+  ! installed || fail "apt-get purge crema left it installed"
+  echo "   installed with apt, crema on the PATH, classify built with the system pkg-config, purged"
+fi
 echo "test_install: all checks passed"
