@@ -23,14 +23,17 @@
  *   *_free (NULL is accepted). Strings and arrays returned by the library are borrowed: they
  *   stay valid until the object they came from is freed (blob data: until the next reshape).
  *   The library copies what it is given; the caller keeps ownership of its arguments.
- * - Threads: the library has no hidden shared state apart from the log level. A crema_model
- *   or crema_trainer may be used by one thread at a time; different objects may be used from
- *   different threads at the same time (several models on several threads). Only
- *   crema_trainer_request may be called from another thread (or a signal handler) while the
- *   trainer runs. Callbacks run on the thread that called crema_trainer_run.
- * - Stability: functions and types are only added within a major version; none is removed or
- *   changes meaning. Struct types the caller fills (crema_train_options) are zero-initialised
- *   by the caller; new fields are added at their end with zero meaning "as before".
+ * - Threads: the library has no hidden shared state apart from the log settings (level and
+ *   callback). A crema_model or crema_trainer may be used by one thread at a time; different
+ *   objects may be used from different threads at the same time (several models and trainers
+ *   on several threads). Only crema_trainer_request may be called from another thread (or a
+ *   signal handler) while the trainer runs. Callbacks run on the thread that called
+ *   crema_trainer_run.
+ * - Stability: within a major version (the soname's number) functions and enum values are
+ *   only added, none is removed or changes meaning, and the structs (crema_class,
+ *   crema_param_info, crema_train_options, crema_train_callbacks) keep their layout: a new
+ *   option comes as a new function. Zero-initialise crema_train_options: zero means "default"
+ *   for every field.
  * - Logging: the library writes Caffe/glog-style progress lines on stderr (what `crema
  *   train` prints); crema_set_log_level turns them down or off, crema_set_log_callback sends
  *   them elsewhere. */
