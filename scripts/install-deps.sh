@@ -10,6 +10,7 @@ PACKAGES=(
   liblmdb-dev                             # data sets on disk
   libhdf5-dev                             # HDF5Data/HDF5Output and .h5 snapshots (optional)
   check                                   # unit tests
+  dpkg-dev file                           # cpack -G DEB: dpkg-shlibdeps finds the runtime dependencies
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
   python3-onnx                            # export tests: onnx.checker on the ONNX files crema writes
   dataset-fashion-mnist                   # demo and training tests
