@@ -102,6 +102,10 @@ void crema_layer_free(crema_layer *l) {
   free(l);
 }
 
+const char *crema_layer_engine_name(const crema_layer *l) {
+  return l->ops->engine_name ? l->ops->engine_name(l) : "caffe";
+}
+
 int crema_layer_add_blob(crema_layer *l, int i, int num_axes, const int *shape,
                          const Crema__FillerParameter *filler, crema_error *err) {
   if (i < 0 || i >= CREMA_LAYER_MAX_BLOBS) return crema_fail(err, "parameter blob index %d out of range", i);

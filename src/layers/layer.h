@@ -56,6 +56,9 @@ typedef struct crema_layer_ops {
   /* Data layers: records consumed so far, and repositioning for an exact resume. Optional. */
   uint64_t (*get_position)(const crema_layer *l);
   int (*set_position)(crema_layer *l, uint64_t position, crema_error *err);
+  /* Layers with more than one compute engine (src/engine): the one that runs now, e.g.
+   * "onednn jit:avx2" or "caffe". Optional: NULL means the reference path ("caffe"). */
+  const char *(*engine_name)(const crema_layer *l);
 } crema_layer_ops;
 
 struct crema_layer {
@@ -95,6 +98,8 @@ int crema_layer_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
 void crema_layer_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                           crema_blob *const *bottom);
 void crema_layer_free(crema_layer *l);
+/* The engine running this layer (ops->engine_name, or "caffe"). Static or state storage. */
+const char *crema_layer_engine_name(const crema_layer *l);
 
 /* Creates parameter blob i with the given shape and fills it with `filler` (NULL filler =
  * constant 0). For use inside setup. Also sets l->n_blobs = max(n_blobs, i + 1). */
