@@ -8,6 +8,7 @@ PACKAGES=(
   libstb-dev                              # image decode / resize / encode
   libopenblas-dev                         # GEMM
   liblmdb-dev                             # data sets on disk
+  libdnnl-dev                             # oneDNN: the faster compute engine (optional)
   check                                   # unit tests
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
   dataset-fashion-mnist                   # demo and training tests

@@ -10,6 +10,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/engine.h"
@@ -215,6 +216,58 @@ START_TEST(test_engine_default_switch) {
 }
 END_TEST
 
+/* FLOP counts behind crema time's GFLOP/s: 2 per multiply-add of the matrix product. */
+START_TEST(test_layer_flops) {
+  const int shape[4] = {2, 4, 9, 9};
+  crema_blob *x = blob_of(4, shape);
+  run r;
+  run_setup(&r, "name: 'c' type: 'Convolution' convolution_param { num_output: 6 kernel_size: 3 group: 2 }",
+            1, &x, 1);
+  /* top 2x6x7x7, each output a dot product of 4/2*3*3 = 18 */
+  ck_assert(crema_layer_forward_flops(r.l, &x, r.top) == 2.0 * (2 * 6 * 7 * 7) * 18);
+  run_free(&r);
+  run_setup(&r, "name: 'f' type: 'InnerProduct' inner_product_param { num_output: 5 }", 1, &x, 1);
+  ck_assert(crema_layer_forward_flops(r.l, &x, r.top) == 2.0 * 2 * 5 * (4 * 9 * 9));
+  run_free(&r);
+  run_setup(&r, "name: 'r' type: 'ReLU'", 1, &x, 1);
+  ck_assert(crema_layer_forward_flops(r.l, &x, r.top) == 0.0);
+  run_free(&r);
+  crema_blob_free(x);
+}
+END_TEST
+
+/* crema time names each layer's engine and gives GFLOP/s for convolutions. */
+START_TEST(test_time_reports_engines) {
+  char dir[] = "/tmp/crema_test_engine_XXXXXX", cmd[1024], log[128];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(log, sizeof log, "%s/log", dir);
+  for (int forced = 0; forced < 2; forced++) {
+    snprintf(cmd, sizeof cmd,
+             "%s'%s/crema' time --model '%s/lenet/lenet_mnist_deploy.prototxt' --iterations 1 2>'%s'",
+             forced ? "CREMA_ENGINE=caffe " : "", CREMA_BIN_DIR, CREMA_TEST_DATA, log);
+    ck_assert_int_eq(system(cmd), 0);
+    FILE *f = fopen(log, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char out[1 << 16];
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    const char *conv = strstr(out, "conv1\tConvolution  engine: ");
+    ck_assert_msg(conv != NULL, "no engine line for conv1 in:\n%s", out);
+    const char *want = crema_engine_have_onednn() && !forced ? "onednn" : "caffe";
+    ck_assert_msg(!strncmp(conv + strlen("conv1\tConvolution  engine: "), want, strlen(want)),
+                  "conv1 should run %s:\n%s", want, out);
+    const char *eol = strchr(conv, '\n');
+    const char *gf = strstr(conv, "GFLOP/s");
+    ck_assert_msg(gf && (!eol || gf < eol), "no GFLOP/s for conv1:\n%s", out);
+    ck_assert_msg(strstr(out, "pool1\tPooling      engine: caffe") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, forced ? "CREMA_ENGINE=caffe" : "Average Forward pass: ") != NULL, "%s", out);
+  }
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 static Suite *engine_suite(void) {
   Suite *s = suite_create("engine");
   TCase *tc = tcase_create("conv");
@@ -223,6 +276,10 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_conv_engine_gradient);
   tcase_add_test(tc, test_engine_default_switch);
   suite_add_tcase(s, tc);
+  TCase *tr = tcase_create("report");
+  tcase_add_test(tr, test_layer_flops);
+  tcase_add_test(tr, test_time_reports_engines);
+  suite_add_tcase(s, tr);
   return s;
 }
 

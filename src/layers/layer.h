@@ -98,6 +98,10 @@ int crema_layer_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
 void crema_layer_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                           crema_blob *const *bottom);
 void crema_layer_free(crema_layer *l);
+/* Floating-point operations of one forward pass (2 per multiply-add) for the layers whose
+ * cost is a matrix product (Convolution, Deconvolution, InnerProduct); 0 for the others.
+ * Backward does about twice this (data and weight gradients). */
+double crema_layer_forward_flops(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top);
 /* The engine running this layer (ops->engine_name, or "caffe"). Static or state storage. */
 const char *crema_layer_engine_name(const crema_layer *l);
 
