@@ -81,6 +81,12 @@ struct crema_layer {
   bool param_propagate_down[CREMA_LAYER_MAX_BLOBS];
   crema_rng rng;
   void *state; /* the layer type's own struct */
+  /* Set by the creator before setup (optional): when skip_fill(ctx, name, i) is true,
+   * crema_layer_add_blob leaves parameter blob i zero instead of running its filler, because
+   * the caller overwrites it right after the build (weights from a caffemodel, or shared with
+   * another net). NULL = fill every blob. */
+  bool (*skip_fill)(void *ctx, const char *layer_name, int blob);
+  void *skip_fill_ctx;
 };
 
 /* Looks the type up in the registry and allocates a layer (no setup yet). `seed` seeds

@@ -122,9 +122,17 @@ static int read_net_file(const char *path, Crema__NetParameter **out, crema_erro
 
 /* Builds one net from `np` (which is edited: upgraded, frozen) in `phase`, with the state
  * rules Caffe's solver merges: the net's own state, then the solver's train/test state. */
+/* Test nets: a layer named like a train-net layer with parameters gets the train net's blobs
+ * (shared after the build), so its fillers need not run. */
+static bool shared_with_train(void *ctx, const char *layer, int blob) {
+  const crema_net *train = ctx;
+  const int li = crema_net_layer_index(train, layer);
+  return li >= 0 && blob < crema_net_layer(train, li)->n_blobs;
+}
+
 static int build_net(Crema__NetParameter *np, Crema__Phase phase, const Crema__NetState *extra,
                      const crema_solver_options *opt, bool *matched, uint64_t seed, const char *source,
-                     crema_net **out, crema_error *err) {
+                     const crema_net *train, crema_net **out, crema_error *err) {
   bool changed = false;
   if (crema_upgrade_net(np, source, &changed, err)) return -1;
   if (opt->n_freeze && apply_freeze(np, opt, matched, phase == CREMA__PHASE__TRAIN, err)) return -1;
@@ -140,6 +148,10 @@ static int build_net(Crema__NetParameter *np, Crema__Phase phase, const Crema__N
   }
   no.seed = seed;
   no.source = source;
+  if (train) {
+    no.skip_fill = shared_with_train;
+    no.skip_fill_ctx = (void *)train;
+  }
   return crema_net_build(np, &no, out, err);
 }
 
@@ -169,7 +181,8 @@ static int init_train_net(crema_solver *s, const crema_solver_options *opt, bool
     source = file;
   }
   if (!np) return crema_fail(err, "out of memory");
-  int rc = build_net(np, CREMA__PHASE__TRAIN, p->train_state, opt, matched, s->seed, source, &s->net, err);
+  int rc =
+      build_net(np, CREMA__PHASE__TRAIN, p->train_state, opt, matched, s->seed, source, NULL, &s->net, err);
   crema_message_free(np);
   return rc;
 }
@@ -217,7 +230,7 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
     if (!np) return crema_fail(err, "out of memory");
     const Crema__NetState *st = p->n_test_state ? p->test_state[i] : NULL;
     int rc = build_net(np, CREMA__PHASE__TEST, st, opt, matched, s->seed + 1000003u * (uint64_t)(i + 1),
-                       source, &s->tests[i].net, err);
+                       source, s->net, &s->tests[i].net, err);
     crema_message_free(np);
     if (rc) return crema_error_prefix(err, "test net #%d", i);
     s->n_test = i + 1;
@@ -247,6 +260,12 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
           }
       }
       t->train_layer[li] = src;
+      /* Same shapes: read the train net's blobs in place (no copy per test, no second set of
+       * weights in memory). Blobs equal in count but not in shape are copied per test. */
+      for (int b = 0; src >= 0 && b < tl->n_blobs; b++)
+        if (crema_blob_same_shape(crema_net_layer(s->net, src)->blobs[b], tl->blobs[b]) &&
+            crema_net_share_param_blob(t->net, li, b, crema_net_layer(s->net, src)->blobs[b], err))
+          return crema_error_prefix(err, "test net #%d", i);
     }
     size_t total = 0;
     for (int o = 0; o < crema_net_num_outputs(t->net); o++) total += crema_net_output(t->net, o)->count;
