@@ -101,6 +101,56 @@ START_TEST(test_test_net_shares_train_weights) {
 }
 END_TEST
 
+/* crema_solver_options.weights: copied by name right after the build, into the train net
+ * and so into the test net that shares its blobs. */
+START_TEST(test_solver_weights_option) {
+  char dir[] = "/tmp/crema_test_setup_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  char path[128], text[4096];
+  snprintf(path, sizeof path, "%s/w.caffemodel", dir);
+  Crema__NetParameter *np = test_net_param(NET);
+  crema_net_options o = {.phase = CREMA__PHASE__TRAIN, .seed = 99};
+  crema_net *src;
+  crema_error err;
+  ck_assert_msg(crema_net_build(np, &o, &src, &err) == 0, "%s", err.msg);
+  ck_assert_msg(crema_net_save_weights(src, path, &err) == 0, "%s", err.msg);
+  snprintf(text, sizeof text,
+           "net_param { %s } test_iter: 1 test_interval: 100 max_iter: 1 base_lr: 0.1 lr_policy: 'fixed' "
+           "snapshot_prefix: '%s/s' random_seed: 3",
+           NET, dir);
+  Crema__SolverParameter *sp = test_solver_param(text);
+  crema_solver_options opt;
+  memset(&opt, 0, sizeof opt);
+  const char *weights[1] = {path};
+  opt.weights = weights;
+  opt.n_weights = 1;
+  crema_solver *s;
+  ck_assert_msg(crema_solver_create(sp, &opt, &s, &err) == 0, "%s", err.msg);
+  const char *names[] = {"conv", "ip"};
+  for (int k = 0; k < 2; k++) {
+    const crema_layer *want = crema_net_layer(src, crema_net_layer_index(src, names[k]));
+    crema_net *nets[2] = {crema_solver_net(s), crema_solver_test_net(s, 0)};
+    for (int n = 0; n < 2; n++) {
+      const crema_layer *got = crema_net_layer(nets[n], crema_net_layer_index(nets[n], names[k]));
+      for (int b = 0; b < want->n_blobs; b++)
+        ck_assert(memcmp(got->blobs[b]->data, want->blobs[b]->data, want->blobs[b]->count * sizeof(float)) ==
+                  0);
+    }
+  }
+  crema_solver_free(s);
+  /* a missing file fails create, naming it */
+  const char *missing[1] = {"/nonexistent/w.caffemodel"};
+  opt.weights = missing;
+  ck_assert(crema_solver_create(sp, &opt, &s, &err) != 0);
+  ck_assert_msg(strstr(err.msg, "/nonexistent/w.caffemodel") != NULL, "%s", err.msg);
+  crema_net_free(src);
+  crema_message_free(np);
+  crema_message_free(sp);
+  snprintf(text, sizeof text, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(text), 0);
+}
+END_TEST
+
 /* The parallel fillers give the same values on 1 and 2 threads and the right moments. */
 START_TEST(test_fast_fillers) {
   const char *fillers[] = {"type: 'gaussian' mean: 1 std: 2", "type: 'uniform' min: -3 max: 1",
@@ -148,6 +198,7 @@ static Suite *setup_suite(void) {
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_skip_fill);
   tcase_add_test(tc, test_test_net_shares_train_weights);
+  tcase_add_test(tc, test_solver_weights_option);
   tcase_add_test(tc, test_fast_fillers);
   suite_add_tcase(s, tc);
   return s;
