@@ -5,6 +5,7 @@
  *
  *   bench_conv            all cases, best of ~0.25 s of calls per measurement
  *   bench_conv -quick     best of 3 calls each (a smoke run)
+ *   bench_conv [-quick] NET   only the cases of NET (LeNet, CaffeNet, GoogLeNet, ResNet-50...)
  *
  * GFLOP/s counts 2*M*N*K multiply-adds of the convolution proper: forward 1x, backward 2x
  * (weights + bottom) or 1x for a first layer (its bottom is data, no gradient needed). */
@@ -139,6 +140,7 @@ int main(int argc, char **argv) {
   crema_tool_init(argc, argv);
   const double start = bench_now();
   const bool quick = argc > 1 && strstr(argv[1], "quick");
+  const char *only = argc > 1 && argv[argc - 1][0] != '-' ? argv[argc - 1] : NULL;
   const double budget = quick ? 0.0 : 0.25;
   const char *wait = getenv("OMP_WAIT_POLICY");
   printf("OpenBLAS kernel: %s, %d BLAS threads, %d OpenMP threads, OMP_WAIT_POLICY=%s\n",
@@ -151,6 +153,7 @@ int main(int argc, char **argv) {
   printf("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
   for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) {
     const conv_case *cc = &CASES[i];
+    if (only && strcmp(only, cc->net)) continue;
     crema_blob *bottom, *top;
     Crema__LayerParameter *p;
     crema_layer *l = make_layer(cc, cc->n, false, &bottom, &top, &p);

@@ -39,6 +39,8 @@ static const engine_case CONV_CASES[] = {
      "num_output: 4 kernel_h: 3 kernel_w: 1 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0 bias_term: false", 1, 2,
      3, 9, 8},
     {"Convolution", "convolution_param", "num_output: 7 kernel_size: 7 stride: 2 pad: 3", 1, 1, 3, 20, 20},
+    /* few weights per output: the weight gradient stays on the reference path */
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14},
     /* two bottom/top pairs sharing the weights */
     {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8},
 };
