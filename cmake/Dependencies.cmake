@@ -39,3 +39,23 @@ if(HDF5_FOUND)
 else()
   message(STATUS "HDF5 not found (apt-get install -y libhdf5-dev): HDF5 data and snapshots disabled")
 endif()
+
+# oneDNN (optional): a faster compute engine for convolution when libdnnl-dev is installed.
+option(CREMA_ONEDNN "Use oneDNN (libdnnl-dev) as a compute engine when it is installed" ON)
+set(CREMA_HAVE_ONEDNN OFF)
+if(CREMA_ONEDNN)
+  # Found by header and library, not by dnnl-config.cmake: Debian's build of it also asks
+  # for OpenCL's headers, which the CPU engine never uses.
+  find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h)
+  find_library(DNNL_LIBRARY dnnl)
+  if(DNNL_INCLUDE_DIR AND DNNL_LIBRARY)
+    set(CREMA_HAVE_ONEDNN ON)
+    add_library(crema_dnnl INTERFACE)
+    target_include_directories(crema_dnnl INTERFACE ${DNNL_INCLUDE_DIR})
+    target_link_libraries(crema_dnnl INTERFACE ${DNNL_LIBRARY})
+    message(STATUS "oneDNN found (${DNNL_LIBRARY}): the oneDNN engine is on")
+  endif()
+endif()
+if(NOT CREMA_HAVE_ONEDNN)
+  message(STATUS "oneDNN not used (apt-get install -y libdnnl-dev, -DCREMA_ONEDNN=ON): reference engine only")
+endif()

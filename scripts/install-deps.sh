@@ -9,6 +9,7 @@ PACKAGES=(
   libopenblas-dev                         # GEMM
   liblmdb-dev                             # data sets on disk
   libhdf5-dev                             # HDF5Data/HDF5Output and .h5 snapshots (optional)
+  libdnnl-dev                             # oneDNN: the faster compute engine (optional)
   check                                   # unit tests
   dpkg-dev file                           # cpack -G DEB: dpkg-shlibdeps finds the runtime dependencies
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)

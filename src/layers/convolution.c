@@ -1,15 +1,27 @@
 /* Convolution: Caffe's ConvolutionLayer. top = W * bottom + b over every (dilated, strided,
  * padded) window, with weights (num_output, C/group, kh, kw) and bias (num_output).
  * Several bottom/top pairs share the weights (all bottoms must have the same shape).
- * The arithmetic lives in conv_common.c (batch-folded GEMM, 1x1 and depthwise paths). */
+ * The arithmetic lives in conv_common.c (batch-folded GEMM, 1x1 and depthwise paths), or in
+ * oneDNN (src/engine) when crema has it and convolution_param.engine is not CAFFE. */
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "engine/engine.h"
 #include "layers/conv_common.h"
 #include "layers/layer.h"
+
+/* Below this many weights per output channel (C/group * kh * kw), the weight gradient runs on
+ * the reference path even when oneDNN does the rest: measured on LeNet's conv1 (1x5x5 = 25,
+ * batch 64) oneDNN's backward-weights took 1.8-5x the reference's time; from CaffeNet's conv1
+ * (3x11x11 = 363) up it was as fast or faster. */
+#define ONEDNN_MIN_WEIGHTS_PER_OUTPUT 64
 
 typedef struct conv_state {
   crema_conv_params p;
   crema_conv_engine engine;
+  crema_onednn_conv *fast; /* oneDNN's primitives, or NULL: the reference engine runs */
+  bool ref_weights;        /* with fast: the weight gradient still runs on the reference engine */
+  char engine_name[80];
 } conv_state;
 
 /* The im2col geometry of bottom b0 (with `channels` channels at p->axis), checked: the
@@ -95,16 +107,45 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   shape[axis + 2] = g.out_w;
   for (int i = 0; i < l->n_top; i++)
     if (crema_blob_reshape(top[i], axis + 3, shape, err)) return -1;
-  return crema_conv_engine_reshape(&s->engine, &g, s->p.num_output, s->p.group,
-                                   (int)crema_blob_count_range(b0, 0, axis), err);
+  const int n = (int)crema_blob_count_range(b0, 0, axis);
+  const Crema__ConvolutionParameter *cp = l->param->convolution_param;
+  if (crema_engine_wanted(cp ? (int)cp->engine : 0)) {
+    if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
+      crema_onednn_conv_free(s->fast);
+      s->fast = NULL;
+    }
+    crema_error why;
+    if (!s->fast) {
+      int rc = crema_onednn_conv_create(&g, n, s->p.num_output, s->p.group, s->p.bias_term, &s->fast, &why);
+      if (rc < 0) return crema_fail(err, "%s", why.msg);
+    }
+    if (s->fast) {
+      s->ref_weights = l->blobs[0]->count / (size_t)s->p.num_output < ONEDNN_MIN_WEIGHTS_PER_OUTPUT;
+      snprintf(s->engine_name, sizeof s->engine_name, "%s %s%s", CREMA_ENGINE_ONEDNN,
+               crema_onednn_conv_impl(s->fast), s->ref_weights ? " (weight gradient: caffe)" : "");
+      if (s->ref_weights)
+        return crema_conv_engine_reshape(&s->engine, &g, s->p.num_output, s->p.group, n, err);
+      crema_conv_engine_free(&s->engine); /* the reference buffers are not needed */
+      return 0;
+    }
+  } else if (s->fast) {
+    crema_onednn_conv_free(s->fast);
+    s->fast = NULL;
+  }
+  snprintf(s->engine_name, sizeof s->engine_name, "%s", CREMA_ENGINE_REFERENCE);
+  return crema_conv_engine_reshape(&s->engine, &g, s->p.num_output, s->p.group, n, err);
 }
 
 static int conv_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)err;
   conv_state *s = l->state;
   const float *bias = s->p.bias_term ? l->blobs[1]->data : NULL;
-  for (int i = 0; i < l->n_bottom; i++)
-    crema_conv_engine_forward(&s->engine, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+  for (int i = 0; i < l->n_bottom; i++) {
+    if (s->fast)
+      crema_onednn_conv_forward(s->fast, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+    else
+      crema_conv_engine_forward(&s->engine, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+  }
   return 0;
 }
 
@@ -117,9 +158,15 @@ static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *pr
     if (s->p.bias_term && l->param_propagate_down[1])
       crema_conv_bias_backward((int)crema_blob_count_range(t, 0, axis), t->shape[axis],
                                crema_blob_count_range(t, axis + 1, t->num_axes), t->diff, l->blobs[1]->diff);
-    crema_conv_engine_backward(&s->engine, bottom[i]->data, t->diff, l->blobs[0]->data,
-                               l->param_propagate_down[0] ? l->blobs[0]->diff : NULL,
-                               propagate_down[i] ? bottom[i]->diff : NULL);
+    float *dw = l->param_propagate_down[0] ? l->blobs[0]->diff : NULL;
+    float *dx = propagate_down[i] ? bottom[i]->diff : NULL;
+    if (s->fast && s->ref_weights) {
+      crema_onednn_conv_backward(s->fast, bottom[i]->data, t->diff, l->blobs[0]->data, NULL, dx);
+      crema_conv_engine_backward(&s->engine, bottom[i]->data, t->diff, l->blobs[0]->data, dw, NULL);
+    } else if (s->fast)
+      crema_onednn_conv_backward(s->fast, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
+    else
+      crema_conv_engine_backward(&s->engine, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
   }
 }
 
@@ -127,8 +174,14 @@ static void conv_free(crema_layer *l) {
   conv_state *s = l->state;
   if (!s) return;
   crema_conv_engine_free(&s->engine);
+  crema_onednn_conv_free(s->fast);
   free(s);
   l->state = NULL;
+}
+
+static const char *conv_engine_name(const crema_layer *l) {
+  const conv_state *s = l->state;
+  return s && s->engine_name[0] ? s->engine_name : CREMA_ENGINE_REFERENCE;
 }
 
 const crema_layer_ops crema_convolution_ops = {
@@ -142,4 +195,5 @@ const crema_layer_ops crema_convolution_ops = {
     .forward = conv_forward,
     .backward = conv_backward,
     .free_state = conv_free,
+    .engine_name = conv_engine_name,
 };

@@ -106,8 +106,13 @@ void crema_layer_free(crema_layer *l) {
   free(l);
 }
 
+const char *crema_layer_engine_name(const crema_layer *l) {
+  return l->ops->engine_name ? l->ops->engine_name(l) : "caffe";
+}
+
 int crema_layer_add_blob(crema_layer *l, int i, int num_axes, const int *shape,
                          const Crema__FillerParameter *filler, crema_error *err) {
+  if (l->skip_fill && l->skip_fill(l->skip_fill_ctx, l->param->name ? l->param->name : "", i)) filler = NULL;
   if (i < 0 || i >= CREMA_LAYER_MAX_BLOBS) return crema_fail(err, "parameter blob index %d out of range", i);
   if (!l->blobs[i] && !(l->blobs[i] = crema_blob_new())) return crema_fail(err, "out of memory");
   if (i + 1 > l->n_blobs) l->n_blobs = i + 1;

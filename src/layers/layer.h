@@ -56,6 +56,9 @@ typedef struct crema_layer_ops {
   /* Data layers: records consumed so far, and repositioning for an exact resume. Optional. */
   uint64_t (*get_position)(const crema_layer *l);
   int (*set_position)(crema_layer *l, uint64_t position, crema_error *err);
+  /* Layers with more than one compute engine (src/engine): the one that runs now, e.g.
+   * "onednn jit:avx2" or "caffe". Optional: NULL means the reference path ("caffe"). */
+  const char *(*engine_name)(const crema_layer *l);
 } crema_layer_ops;
 
 struct crema_layer {
@@ -78,6 +81,12 @@ struct crema_layer {
   bool param_propagate_down[CREMA_LAYER_MAX_BLOBS];
   crema_rng rng;
   void *state; /* the layer type's own struct */
+  /* Set by the creator before setup (optional): when skip_fill(ctx, name, i) is true,
+   * crema_layer_add_blob leaves parameter blob i zero instead of running its filler, because
+   * the caller overwrites it right after the build (weights from a caffemodel, or shared with
+   * another net). NULL = fill every blob. */
+  bool (*skip_fill)(void *ctx, const char *layer_name, int blob);
+  void *skip_fill_ctx;
 };
 
 /* Looks the type up in the registry and allocates a layer (no setup yet). `seed` seeds
@@ -95,6 +104,12 @@ int crema_layer_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
 void crema_layer_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                           crema_blob *const *bottom);
 void crema_layer_free(crema_layer *l);
+/* Floating-point operations of one forward pass (2 per multiply-add) for the layers whose
+ * cost is a matrix product (Convolution, Deconvolution, InnerProduct); 0 for the others.
+ * Backward does about twice this (data and weight gradients). */
+double crema_layer_forward_flops(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top);
+/* The engine running this layer (ops->engine_name, or "caffe"). Static or state storage. */
+const char *crema_layer_engine_name(const crema_layer *l);
 
 /* Creates parameter blob i with the given shape and fills it with `filler` (NULL filler =
  * constant 0). For use inside setup. Also sets l->n_blobs = max(n_blobs, i + 1). */

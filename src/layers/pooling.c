@@ -26,6 +26,10 @@ typedef struct pool_state {
   int n, c, h, w, ph, pw;
   int *mask; /* MAX: argmax per output element */
   size_t mask_cap;
+  /* The windows, the same for every plane, worked out once per reshape: rows [lo, hi) and
+   * AVE extent of each output row (3 * ph ints), then of each output column (3 * pw). */
+  int *win;
+  size_t win_cap;
 } pool_state;
 
 /* The proto fields are uint32; a value above INT_MAX would turn negative as an int. */
@@ -105,6 +109,8 @@ static int pooled_size(int in, int k, int pad, int stride, bool floor_mode) {
   return out;
 }
 
+static void pool_window(int o, int stride, int pad, int k, int in, int *lo, int *hi, int *len);
+
 static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   pool_state *s = l->state;
   const crema_blob *b = bottom[0];
@@ -133,6 +139,20 @@ static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   s->pw = pooled_size(s->w, s->kernel_w, s->pad_w, s->stride_w, s->floor_mode);
   for (int t = 0; t < l->n_top; t++)
     if (crema_blob_reshape4(top[t], s->n, s->c, s->ph, s->pw, err)) return -1;
+  const size_t wneed = 3 * ((size_t)s->ph + (size_t)s->pw);
+  if (wneed > s->win_cap) {
+    crema_aligned_free(s->win);
+    s->win_cap = 0;
+    if (!(s->win = crema_aligned_alloc(wneed * sizeof(int)))) return crema_fail(err, "out of memory");
+    s->win_cap = wneed;
+  }
+  int *rows = s->win, *cols = s->win + 3 * (size_t)s->ph;
+  for (int o = 0; o < s->ph; o++)
+    pool_window(o, s->stride_h, s->pad_h, s->kernel_h, s->h, &rows[3 * o], &rows[3 * o + 1],
+                &rows[3 * o + 2]);
+  for (int o = 0; o < s->pw; o++)
+    pool_window(o, s->stride_w, s->pad_w, s->kernel_w, s->w, &cols[3 * o], &cols[3 * o + 1],
+                &cols[3 * o + 2]);
   if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX) {
     const size_t need = top[0]->count;
     if (need > s->mask_cap) {
@@ -168,35 +188,46 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   float *y = top[0]->data;
   float *ymask = l->n_top > 1 ? top[1]->data : NULL;
   const int planes = s->n * s->c;
+  const int *rows = s->win, *cols = s->win + 3 * (size_t)PH;
 #pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768)
   for (int pl = 0; pl < planes; pl++) {
     const float *src = x + (size_t)pl * pin;
     float *dst = y + (size_t)pl * pout;
-    for (int oh = 0; oh < PH; oh++)
-      for (int ow = 0; ow < PW; ow++) {
-        int hs, he, ws, we, len_h, len_w;
-        pool_window(oh, s->stride_h, s->pad_h, s->kernel_h, H, &hs, &he, &len_h);
-        pool_window(ow, s->stride_w, s->pad_w, s->kernel_w, W, &ws, &we, &len_w);
-        const size_t o = (size_t)oh * PW + ow;
-        if (is_max) {
+    int *mask = is_max ? s->mask + (size_t)pl * pout : NULL;
+    for (int oh = 0; oh < PH; oh++) {
+      const int hs = rows[3 * oh], he = rows[3 * oh + 1], len_h = rows[3 * oh + 2];
+      float *drow = dst + (size_t)oh * PW;
+      if (is_max) {
+        int *mrow = mask + (size_t)oh * PW;
+        for (int ow = 0; ow < PW; ow++) {
+          const int ws = cols[3 * ow], we = cols[3 * ow + 1];
           float best = -FLT_MAX;
           int arg = -1;
-          for (int ih = hs; ih < he; ih++)
+          for (int ih = hs; ih < he; ih++) {
+            const float *srow = src + (size_t)ih * W;
             for (int iw = ws; iw < we; iw++)
-              if (src[(size_t)ih * W + iw] > best) {
-                best = src[(size_t)ih * W + iw];
+              if (srow[iw] > best) {
+                best = srow[iw];
                 arg = ih * W + iw;
               }
-          dst[o] = best;
-          s->mask[(size_t)pl * pout + o] = arg;
-          if (ymask) ymask[(size_t)pl * pout + o] = (float)arg;
-        } else {
+          }
+          drow[ow] = best;
+          mrow[ow] = arg;
+        }
+        if (ymask)
+          for (int ow = 0; ow < PW; ow++) ymask[(size_t)pl * pout + (size_t)oh * PW + ow] = (float)mrow[ow];
+      } else {
+        for (int ow = 0; ow < PW; ow++) {
+          const int ws = cols[3 * ow], we = cols[3 * ow + 1], len_w = cols[3 * ow + 2];
           float sum = 0.0f;
-          for (int ih = hs; ih < he; ih++)
-            for (int iw = ws; iw < we; iw++) sum += src[(size_t)ih * W + iw];
-          dst[o] = sum / ((float)len_h * (float)len_w);
+          for (int ih = hs; ih < he; ih++) {
+            const float *srow = src + (size_t)ih * W;
+            for (int iw = ws; iw < we; iw++) sum += srow[iw];
+          }
+          drow[ow] = sum / ((float)len_h * (float)len_w);
         }
       }
+    }
   }
   return 0;
 }
@@ -223,11 +254,11 @@ static void pool_backward(crema_layer *l, crema_blob *const *top, const bool *pr
         if (m[o] >= 0) g[m[o]] += d[o];
       continue;
     }
+    const int *rows = s->win, *cols = s->win + 3 * (size_t)PH;
     for (int oh = 0; oh < PH; oh++)
       for (int ow = 0; ow < PW; ow++) {
-        int hs, he, ws, we, len_h, len_w;
-        pool_window(oh, s->stride_h, s->pad_h, s->kernel_h, H, &hs, &he, &len_h);
-        pool_window(ow, s->stride_w, s->pad_w, s->kernel_w, W, &ws, &we, &len_w);
+        const int hs = rows[3 * oh], he = rows[3 * oh + 1], len_h = rows[3 * oh + 2];
+        const int ws = cols[3 * ow], we = cols[3 * ow + 1], len_w = cols[3 * ow + 2];
         const float v = d[(size_t)oh * PW + ow] / ((float)len_h * (float)len_w);
         for (int ih = hs; ih < he; ih++)
           for (int iw = ws; iw < we; iw++) g[(size_t)ih * W + iw] += v;
@@ -239,6 +270,7 @@ static void pool_free(crema_layer *l) {
   pool_state *s = l->state;
   if (!s) return;
   crema_aligned_free(s->mask);
+  crema_aligned_free(s->win);
   free(s);
   l->state = NULL;
 }

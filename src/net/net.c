@@ -533,6 +533,8 @@ static int setup_layer(crema_net *net, int li, const crema_net_options *opt, cre
   if (crema_layer_create(lp, phase, crema_net_layer_seed(opt->seed, pos), &L->layer, err))
     return crema_error_prefix(err, "%s", net_source(net));
   crema_layer *l = L->layer;
+  l->skip_fill = opt->skip_fill;
+  l->skip_fill_ctx = opt->skip_fill_ctx;
   L->n_bottom = (int)lp->n_bottom;
   L->n_top = (int)lp->n_top;
   size_t nb = lp->n_bottom + 1, nt = lp->n_top + 1;

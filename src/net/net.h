@@ -28,6 +28,11 @@ typedef struct crema_net_options {
   const char *const *stages;
   uint64_t seed;      /* seeds every layer's RNG and filler */
   const char *source; /* file name used in error messages (may be NULL) */
+  /* Optional: parameter blobs for which skip_fill(ctx, layer name, blob index) is true are
+   * left zero instead of filled, because the caller overwrites them right after the build
+   * (a finetune's caffemodel, a test net's weights shared with the train net). */
+  bool (*skip_fill)(void *ctx, const char *layer_name, int blob);
+  void *skip_fill_ctx;
 } crema_net_options;
 
 /* Builds a net; `param` is copied (the caller keeps ownership of its message). */
@@ -114,6 +119,12 @@ int crema_net_copy_trained_layers_from_file(crema_net *net, const char *caffemod
 int crema_net_to_proto(const crema_net *net, bool with_diff, Crema__NetParameter **out, crema_error *err);
 /* Writes a caffemodel atomically (temp file + rename). */
 int crema_net_save_weights(const crema_net *net, const char *path, crema_error *err);
+
+/* Makes parameter blob b of layer li the blob `shared` (owned elsewhere and outliving this
+ * net, e.g. the train net's), as Caffe's ShareTrainedLayersWith does for test nets: the
+ * layer's own blob is freed, and every layer and parameter entry of this net that used it
+ * follows. The shapes must be equal (an error names both otherwise). */
+int crema_net_share_param_blob(crema_net *net, int li, int b, crema_blob *shared, crema_error *err);
 
 /* Fills every parameter with seeded values that keep a deep net's activations in range,
  * whatever its fillers say (deploy nets have none): He-normal weights (std sqrt(2/fan_in)),

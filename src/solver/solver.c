@@ -123,9 +123,36 @@ static int read_net_file(const char *path, Crema__NetParameter **out, crema_erro
 
 /* Builds one net from `np` (which is edited: upgraded, frozen) in `phase`, with the state
  * rules Caffe's solver merges: the net's own state, then the solver's train/test state. */
+/* Test nets: a layer named like a train-net layer with parameters gets the train net's blobs
+ * (shared after the build), so its fillers need not run. */
+static bool shared_with_train(void *ctx, const char *layer, int blob) {
+  const crema_net *train = ctx;
+  const int li = crema_net_layer_index(train, layer);
+  return li >= 0 && blob < crema_net_layer(train, li)->n_blobs;
+}
+
+/* The caffemodels of crema_solver_options.weights, read before the train net is built: a
+ * layer they hold blob i of is copied over right after the build, so it is not filled. (V1
+ * caffemodels are upgraded only when copied; their layers are filled as before.) */
+typedef struct weights_set {
+  Crema__NetParameter **msg;
+  int n;
+} weights_set;
+
+static bool in_weights(void *ctx, const char *layer, int blob) {
+  const weights_set *w = ctx;
+  for (int k = 0; k < w->n; k++)
+    for (size_t i = 0; i < w->msg[k]->n_layer; i++) {
+      const Crema__LayerParameter *lp = w->msg[k]->layer[i];
+      if (lp->name && !strcmp(lp->name, layer) && (size_t)blob < lp->n_blobs) return true;
+    }
+  return false;
+}
+
 static int build_net(Crema__NetParameter *np, Crema__Phase phase, const Crema__NetState *extra,
                      const crema_solver_options *opt, bool *matched, uint64_t seed, const char *source,
-                     crema_net **out, crema_error *err) {
+                     bool (*skip_fill)(void *, const char *, int), void *skip_ctx, crema_net **out,
+                     crema_error *err) {
   bool changed = false;
   if (crema_upgrade_net(np, source, &changed, err)) return -1;
   if (opt->n_freeze && apply_freeze(np, opt, matched, phase == CREMA__PHASE__TRAIN, err)) return -1;
@@ -141,10 +168,13 @@ static int build_net(Crema__NetParameter *np, Crema__Phase phase, const Crema__N
   }
   no.seed = seed;
   no.source = source;
+  no.skip_fill = skip_fill;
+  no.skip_fill_ctx = skip_ctx;
   return crema_net_build(np, &no, out, err);
 }
 
-static int init_train_net(crema_solver *s, const crema_solver_options *opt, bool *matched, crema_error *err) {
+static int init_train_net(crema_solver *s, const crema_solver_options *opt, bool *matched,
+                          const weights_set *weights, crema_error *err) {
   const Crema__SolverParameter *p = s->param;
   const int n =
       (p->train_net_param != NULL) + (p->train_net != NULL) + (p->net_param != NULL) + (p->net != NULL);
@@ -170,7 +200,8 @@ static int init_train_net(crema_solver *s, const crema_solver_options *opt, bool
     source = file;
   }
   if (!np) return crema_fail(err, "out of memory");
-  int rc = build_net(np, CREMA__PHASE__TRAIN, p->train_state, opt, matched, s->seed, source, &s->net, err);
+  int rc = build_net(np, CREMA__PHASE__TRAIN, p->train_state, opt, matched, s->seed, source, in_weights,
+                     (void *)weights, &s->net, err);
   crema_message_free(np);
   return rc;
 }
@@ -218,7 +249,7 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
     if (!np) return crema_fail(err, "out of memory");
     const Crema__NetState *st = p->n_test_state ? p->test_state[i] : NULL;
     int rc = build_net(np, CREMA__PHASE__TEST, st, opt, matched, s->seed + 1000003u * (uint64_t)(i + 1),
-                       source, &s->tests[i].net, err);
+                       source, shared_with_train, s->net, &s->tests[i].net, err);
     crema_message_free(np);
     if (rc) return crema_error_prefix(err, "test net #%d", i);
     s->n_test = i + 1;
@@ -248,6 +279,12 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
           }
       }
       t->train_layer[li] = src;
+      /* Same shapes: read the train net's blobs in place (no copy per test, no second set of
+       * weights in memory). Blobs equal in count but not in shape are copied per test. */
+      for (int b = 0; src >= 0 && b < tl->n_blobs; b++)
+        if (crema_blob_same_shape(crema_net_layer(s->net, src)->blobs[b], tl->blobs[b]) &&
+            crema_net_share_param_blob(t->net, li, b, crema_net_layer(s->net, src)->blobs[b], err))
+          return crema_error_prefix(err, "test net #%d", i);
     }
     size_t total = 0;
     for (int o = 0; o < crema_net_num_outputs(t->net); o++) total += crema_net_output(t->net, o)->count;
@@ -469,7 +506,24 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
   const bool writes =
       !rc && (p->snapshot > 0 || p->snapshot_after_train || p->metrics_csv || p->early_stopping);
   if (writes) rc = check_writable(s->prefix, err);
-  if (!rc) rc = init_train_net(s, opt, matched, err);
+  /* --weights: read first (their layers are not filled), copied right after the build. */
+  weights_set ws = {NULL, 0};
+  if (!rc && opt->n_weights > 0 && !(ws.msg = calloc((size_t)opt->n_weights, sizeof *ws.msg)))
+    rc = crema_fail(err, "out of memory");
+  for (int w = 0; !rc && w < opt->n_weights; w++) {
+    if (crema_read_net_param(opt->weights[w], &ws.msg[w], err))
+      rc = crema_error_prefix(err, "%s", opt->weights[w]);
+    else
+      ws.n = w + 1;
+  }
+  if (!rc) rc = init_train_net(s, opt, matched, &ws, err);
+  for (int w = 0; !rc && w < ws.n; w++) {
+    CREMA_INFO("Finetuning from %s", opt->weights[w]);
+    if (crema_net_copy_trained_layers(s->net, ws.msg[w], err))
+      rc = crema_error_prefix(err, "%s", opt->weights[w]);
+  }
+  for (int w = 0; w < ws.n; w++) crema_message_free(ws.msg[w]);
+  free(ws.msg);
   /* Caffe 1.0's SolverParameter.weights: caffemodels copied into the train net at start. */
   for (size_t w = 0; !rc && w < p->n_weights; w++) rc = crema_solver_copy_weights(s, p->weights[w], err);
   if (!rc) rc = init_test_nets(s, opt, matched, err);

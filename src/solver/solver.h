@@ -68,6 +68,11 @@ typedef struct crema_solver_options {
   crema_solver_action_fn action; /* may be NULL */
   void *action_ctx;
   crema_solver_hooks hooks; /* zeroed = none; more can be added with crema_solver_add_hooks */
+  /* Caffemodels to finetune from (--weights), copied into the train net by layer name right
+   * after it is built, in order; the blobs they cover are not filled first (set-up time).
+   * Same result as crema_solver_copy_weights on each after create. */
+  const char *const *weights;
+  int n_weights;
 } crema_solver_options;
 
 #define CREMA_SOLVER_MAX_HOOKS 8

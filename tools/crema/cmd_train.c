@@ -161,6 +161,8 @@ int crema_cmd_train(int argc, char **argv) {
   }
   opt.freeze = (const char *const *)freeze_items;
   opt.n_freeze = n_freeze;
+  opt.weights = (const char *const *)weight_items;
+  opt.n_weights = n_weights;
   opt.action = requested_action;
   opt.action_ctx = &effects;
 
@@ -182,8 +184,6 @@ int crema_cmd_train(int argc, char **argv) {
                                       .append = snapshot != NULL};
     if (crema_diagnostics_attach(s, &dopt, &diag, &err)) status = 1;
   }
-  for (int i = 0; !status && i < n_weights; i++)
-    if (crema_solver_copy_weights(s, weight_items[i], &err)) status = 1;
   if (!status && snapshot) {
     CREMA_INFO("Resuming from %s", snapshot);
     if (crema_solver_restore(s, snapshot, &err)) status = 1;

@@ -1,0 +1,107 @@
+/* bench_perf_net -- one net, one engine, one thread count: set-up time, forward and
+ * forward + full backward times and the process's peak memory, as one RESULT line that
+ * bench/perf.py collects into its tables (peak memory is per process, hence one process per
+ * configuration).
+ *
+ *   bench_perf_net --model NET.prototxt [--batch 10] [--iterations 5] [--threads 2]
+ *                  [--engine onednn|caffe] [--save-weights OUT.caffemodel]
+ *
+ * The net gets seeded random weights (crema_net_fill_random_weights) and N(0,1) inputs and is
+ * timed as a training step runs it (force_backward: every layer's backward); the fastest of
+ * the iterations is reported (on a shared machine the minimum is what the code costs).
+ * --save-weights writes those weights (so OpenCV can run the same net) and exits without timing:
+ * the message it builds would otherwise count in the peak memory. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "bench_common.h"
+#include "common/tool.h"
+#include "engine/engine.h"
+#include "net/net.h"
+#include "proto/io.h"
+#include "tensor/math.h"
+
+static const char *arg(int argc, char **argv, const char *name, const char *dflt) {
+  for (int i = 1; i + 1 < argc; i++)
+    if (!strcmp(argv[i], name)) return argv[i + 1];
+  return dflt;
+}
+
+int main(int argc, char **argv) {
+  crema_tool_init(argc, argv);
+  const char *model = arg(argc, argv, "--model", NULL), *engine = arg(argc, argv, "--engine", "onednn");
+  const char *save = arg(argc, argv, "--save-weights", NULL);
+  const int batch = atoi(arg(argc, argv, "--batch", "10")),
+            iters = atoi(arg(argc, argv, "--iterations", "5"));
+  const int threads = atoi(arg(argc, argv, "--threads", "2"));
+  if (!model || batch < 1 || iters < 1 || threads < 1) {
+    fprintf(stderr, "usage: bench_perf_net --model NET.prototxt [--batch 10] [--iterations 5] [--threads 2] "
+                    "[--engine onednn|caffe] [--save-weights OUT.caffemodel]\n");
+    return 2;
+  }
+  omp_set_num_threads(threads);
+  crema_blas_set_threads(threads);
+  crema_engine_set_default(strcmp(engine, "caffe") != 0);
+  crema_error err;
+  Crema__NetParameter *m = NULL;
+  if (crema_read_net_param(model, &m, &err)) bench_die("read", &err);
+  m->has_force_backward = 1;
+  m->force_backward = 1;
+  /* The batch goes into the Input layers' shapes before the build, so every layer is set
+   * up once at its real size. */
+  for (size_t i = 0; i < m->n_layer; i++) {
+    Crema__InputParameter *ip = m->layer[i]->input_param;
+    for (size_t s = 0; ip && s < ip->n_shape; s++)
+      if (ip->shape[s]->n_dim) ip->shape[s]->dim[0] = batch;
+  }
+  crema_net_options o = {.phase = CREMA__PHASE__TRAIN, .seed = 1, .source = model};
+  crema_net *net = NULL;
+  double t0 = bench_now();
+  if (crema_net_build(m, &o, &net, &err)) bench_die("build", &err);
+  const double setup_ms = 1e3 * (bench_now() - t0);
+  crema_message_free(m);
+  crema_net_fill_random_weights(net, 1);
+  if (save) {
+    if (crema_net_save_weights(net, save, &err)) bench_die("save", &err);
+    crema_net_free(net);
+    return 0;
+  }
+  for (int i = 0; i < crema_net_num_inputs(net); i++) {
+    crema_blob *b = crema_net_input(net, i);
+    crema_rng r;
+    crema_rng_seed(&r, 7, (uint64_t)i);
+    for (size_t j = 0; j < b->count; j++) b->data[j] = crema_rng_gaussian(&r, 0.0f, 1.0f);
+  }
+  /* warm-up: first-touch of every buffer */
+  if (crema_net_forward(net, NULL, &err)) bench_die("forward", &err);
+  crema_net_backward(net);
+  double best_f = 1e30, best_fb = 1e30;
+  for (int it = 0; it < iters; it++) {
+    double a = bench_now();
+    if (crema_net_forward(net, NULL, &err)) bench_die("forward", &err);
+    double b = bench_now();
+    crema_net_clear_param_diffs(net);
+    crema_net_backward(net);
+    double c = bench_now();
+    if (b - a < best_f) best_f = b - a;
+    if (c - a < best_fb) best_fb = c - a;
+  }
+  /* the engine of the first convolution, as a sample of what ran */
+  const char *conv_engine = "-";
+  for (int i = 0; i < crema_net_num_layers(net); i++)
+    if (!strcmp(crema_net_layer(net, i)->ops->type, "Convolution")) {
+      conv_engine = crema_layer_engine_name(crema_net_layer(net, i));
+      break;
+    }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf(
+      "RESULT setup_ms=%.1f fwd_ms=%.2f fwdbwd_ms=%.2f peak_mb=%.1f threads=%d blas=%s conv_engine=\"%s\"\n",
+      setup_ms, 1e3 * best_f, 1e3 * best_fb, (double)ru.ru_maxrss / 1024.0, threads, crema_blas_corename(),
+      conv_engine);
+  crema_net_free(net);
+  return 0;
+}

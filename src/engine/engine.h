@@ -1,0 +1,74 @@
+/* engine.h -- faster compute engines behind the layer vtable.
+ *
+ * What this module promises:
+ *  - A layer asks crema_engine_wanted() at reshape whether it should try a faster engine;
+ *    the answer depends on the layer's own `engine` field (Caffe's DEFAULT / CAFFE / CUDNN
+ *    enum: CAFFE forces the reference im2col+OpenBLAS path), on the process-wide choice
+ *    (crema_engine_set_default, or the CREMA_ENGINE environment variable: "caffe" or
+ *    "onednn"), and on whether crema was built with oneDNN at all.
+ *  - An engine object computes exactly what the reference path computes (same layouts at its
+ *    boundaries: NCHW data, Caffe's weight layout; the same accumulate/overwrite rules as
+ *    layer.h), within float rounding. Tests compare every engine with the reference.
+ *  - Creating an engine object may fail or decline (a shape the library does not support):
+ *    the layer then keeps the reference path. Nothing here ever exits or aborts.
+ *  - All buffers (layout-converted copies of the operands) are allocated at create time;
+ *    forward and backward allocate nothing.
+ *  - Ownership: the layer owns its engine object and frees it with the matching *_free.
+ *
+ * Without oneDNN (crema built where libdnnl-dev is absent) every create declines and
+ * crema_engine_describe() says so. */
+#ifndef CREMA_ENGINE_ENGINE_H
+#define CREMA_ENGINE_ENGINE_H
+
+#include <stdbool.h>
+
+#include "base/error.h"
+#include "tensor/im2col.h"
+
+/* Names of the engines a layer can report (crema time prints them). */
+#define CREMA_ENGINE_REFERENCE "caffe"
+#define CREMA_ENGINE_ONEDNN "onednn"
+
+/* True when crema was built with oneDNN. */
+bool crema_engine_have_onednn(void);
+
+/* One line for logs and benches: "oneDNN 2.6.3 (default engine)", "oneDNN 2.6.3 (disabled:
+ * CREMA_ENGINE=caffe)" or "reference only (built without oneDNN: apt-get install
+ * libdnnl-dev)". Static storage. */
+const char *crema_engine_describe(void);
+
+/* Process-wide default for layers whose engine field is DEFAULT: true = try oneDNN (the
+ * initial value, unless CREMA_ENGINE=caffe is set), false = reference path everywhere.
+ * Takes effect for layers reshaped afterwards. Not thread-safe against running nets. */
+void crema_engine_set_default(bool use_onednn);
+bool crema_engine_get_default(void);
+
+/* Whether a layer whose param says `proto_engine` (0 DEFAULT, 1 CAFFE, 2 CUDNN) should try
+ * oneDNN. CUDNN is treated like DEFAULT (a GPU net run on the CPU). */
+bool crema_engine_wanted(int proto_engine);
+
+/* ---- Convolution through oneDNN (fwd, bwd-data, bwd-weights), NCHW at the boundaries. */
+typedef struct crema_onednn_conv crema_onednn_conv;
+
+/* Creates the primitives for x (n, Cx, H, W) -> y (n, cy, Ho, Wo), weights (cy, Cx/group,
+ * kh, kw), with or without bias (g->out_* must be filled). Returns 0 and sets *out on
+ * success; returns 1 with *out NULL when oneDNN is absent or declines the shape (the caller
+ * keeps the reference path; err says why); -1 on out of memory. Free with
+ * crema_onednn_conv_free. */
+int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
+                             crema_onednn_conv **out, crema_error *err);
+/* Same geometry as at create (so a reshape to the same shape can keep the object). */
+bool crema_onednn_conv_matches(const crema_onednn_conv *c, const crema_im2col_geom *g, int n, int cy,
+                               int group, bool bias);
+/* y = conv(x, w) + bias (bias ignored unless created with bias). Overwrites y. */
+void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float *w, const float *bias,
+                               float *y);
+/* dw += dL/dw (skipped when dw is NULL; needs x), dx = dL/dx (overwritten; skipped when dx
+ * is NULL). The bias gradient is the caller's (crema_conv_bias_backward). */
+void crema_onednn_conv_backward(crema_onednn_conv *c, const float *x, const float *dy, const float *w,
+                                float *dw, float *dx);
+/* The implementation oneDNN picked for the forward pass, e.g. "jit:avx2". */
+const char *crema_onednn_conv_impl(const crema_onednn_conv *c);
+void crema_onednn_conv_free(crema_onednn_conv *c);
+
+#endif

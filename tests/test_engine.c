@@ -1,0 +1,288 @@
+/* test_engine.c -- every compute engine against the reference im2col+OpenBLAS path.
+ *
+ * Each case builds the same layer twice on the same bottoms: once with `engine: CAFFE` (the
+ * reference path, always) and once with the default engine (oneDNN when crema has it). Both
+ * get the same weights, bottoms and top diffs; forward tops, bottom diffs and parameter diffs
+ * (accumulated onto non-zero starting values, as the solver's iter_size relies on) must
+ * agree within float rounding. Where crema has oneDNN, the default layer must really run it
+ * (a silent fallback would make the comparison vacuous). Numerical gradient checks run on
+ * the default engine too. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "layers/layer.h"
+#include "support/gradcheck.h"
+#include "support/layer_run.h"
+#include "support/run.h"
+#include "support/textproto.h"
+
+typedef struct engine_case {
+  const char *type, *param_name, *param; /* layer type, its *_param field, the param's body */
+  int n_bottom;
+  int n, c, h, w;
+} engine_case;
+
+static const engine_case CONV_CASES[] = {
+    /* stride 2 whose last window ends short of the input: oneDNN's right pad is negative */
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5 stride: 2", 1, 2, 3, 24, 24},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 11 stride: 4", 1, 2, 3, 35, 35},
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 3 pad: 1 group: 2", 1, 2, 8, 9, 9},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1", 1, 3, 16, 7, 7},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1", 1, 2, 8, 17, 17},
+    {"Convolution", "convolution_param", "num_output: 5 kernel_size: 3 pad: 2 dilation: 2", 1, 2, 4, 10, 10},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1 group: 8", 1, 2, 8, 12, 12},
+    {"Convolution", "convolution_param",
+     "num_output: 4 kernel_h: 3 kernel_w: 1 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0 bias_term: false", 1, 2,
+     3, 9, 8},
+    {"Convolution", "convolution_param", "num_output: 7 kernel_size: 7 stride: 2 pad: 3", 1, 1, 3, 20, 20},
+    /* few weights per output: the weight gradient stays on the reference path */
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14},
+    /* two bottom/top pairs sharing the weights */
+    {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8},
+};
+
+static char *layer_text(const engine_case *ec, bool reference) {
+  static char buf[1024];
+  snprintf(buf, sizeof buf,
+           "name: 'l' type: '%s' %s { %s %s weight_filler { type: 'gaussian' std: 0.3 } "
+           "bias_filler { type: 'uniform' min: -1 max: 1 } }",
+           ec->type, ec->param_name, ec->param, reference ? "engine: CAFFE" : "");
+  return buf;
+}
+
+static void fill(crema_blob *b, float *v, uint64_t seed) {
+  crema_rng r;
+  crema_rng_seed(&r, seed, 7);
+  for (size_t i = 0; i < b->count; i++) v[i] = crema_rng_gaussian(&r, 0.0f, 1.0f);
+}
+
+/* max |a - b| / (1 + max |b|): relative to the array's scale, so sums of many products
+ * (rounded in another order by each engine) compare fairly. */
+static double scaled_diff(const float *a, const float *b, size_t n) {
+  double worst = 0.0, scale = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (d > worst || isnan(d)) worst = isnan(d) ? INFINITY : d;
+    if (fabs((double)b[i]) > scale) scale = fabs((double)b[i]);
+  }
+  return worst / (1.0 + scale);
+}
+
+#define TOL 2e-5
+
+static void compare_engines(const engine_case *ec, size_t idx) {
+  crema_blob *bot[2], *bot2[2];
+  const int shape[4] = {ec->n, ec->c, ec->h, ec->w};
+  for (int i = 0; i < ec->n_bottom; i++) {
+    bot[i] = blob_of(4, shape);
+    fill(bot[i], bot[i]->data, 100 + idx * 10 + (size_t)i);
+    bot2[i] = blob_of(4, shape);
+    memcpy(bot2[i]->data, bot[i]->data, bot[i]->count * sizeof(float));
+  }
+  run ref, fast;
+  char ref_text[1024];
+  snprintf(ref_text, sizeof ref_text, "%s", layer_text(ec, true));
+  run_setup(&ref, ref_text, ec->n_bottom, bot, ec->n_bottom);
+  run_setup(&fast, layer_text(ec, false), ec->n_bottom, bot2, ec->n_bottom);
+  ck_assert_str_eq(crema_layer_engine_name(ref.l), CREMA_ENGINE_REFERENCE);
+  if (crema_engine_have_onednn())
+    ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l), CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)),
+                  "case %zu (%s %s): the default engine is \"%s\", not oneDNN", idx, ec->type, ec->param,
+                  crema_layer_engine_name(fast.l));
+  ck_assert_int_eq(ref.l->n_blobs, fast.l->n_blobs);
+  for (int b = 0; b < ref.l->n_blobs; b++) {
+    memcpy(fast.l->blobs[b]->data, ref.l->blobs[b]->data, ref.l->blobs[b]->count * sizeof(float));
+    for (size_t i = 0; i < ref.l->blobs[b]->count; i++)
+      ref.l->blobs[b]->diff[i] = fast.l->blobs[b]->diff[i] = 0.25f;
+    ref.l->param_propagate_down[b] = fast.l->param_propagate_down[b] = true;
+  }
+  run_forward(&ref);
+  run_forward(&fast);
+  for (int t = 0; t < ec->n_bottom; t++) {
+    ck_assert_int_eq((int)ref.top[t]->count, (int)fast.top[t]->count);
+    double d = scaled_diff(fast.top[t]->data, ref.top[t]->data, ref.top[t]->count);
+    ck_assert_msg(d < TOL, "case %zu (%s %s): forward top %d differs by %g", idx, ec->type, ec->param, t, d);
+    fill(ref.top[t], ref.top[t]->diff, 500 + idx * 10 + (size_t)t);
+    memcpy(fast.top[t]->diff, ref.top[t]->diff, ref.top[t]->count * sizeof(float));
+  }
+  const bool prop[2] = {true, true};
+  crema_layer_backward(ref.l, ref.top, prop, bot);
+  crema_layer_backward(fast.l, fast.top, prop, bot2);
+  for (int i = 0; i < ec->n_bottom; i++) {
+    double d = scaled_diff(bot2[i]->diff, bot[i]->diff, bot[i]->count);
+    ck_assert_msg(d < TOL, "case %zu (%s %s): bottom %d diff differs by %g", idx, ec->type, ec->param, i, d);
+  }
+  for (int b = 0; b < ref.l->n_blobs; b++) {
+    double d = scaled_diff(fast.l->blobs[b]->diff, ref.l->blobs[b]->diff, ref.l->blobs[b]->count);
+    ck_assert_msg(d < TOL, "case %zu (%s %s): parameter %d diff differs by %g", idx, ec->type, ec->param, b,
+                  d);
+  }
+  /* A second backward accumulates into the parameter diffs again and overwrites bottoms. */
+  crema_layer_backward(ref.l, ref.top, prop, bot);
+  crema_layer_backward(fast.l, fast.top, prop, bot2);
+  for (int b = 0; b < ref.l->n_blobs; b++) {
+    double d = scaled_diff(fast.l->blobs[b]->diff, ref.l->blobs[b]->diff, ref.l->blobs[b]->count);
+    ck_assert_msg(d < TOL, "case %zu: parameter %d diff after two backwards differs by %g", idx, b, d);
+  }
+  double d = scaled_diff(bot2[0]->diff, bot[0]->diff, bot[0]->count);
+  ck_assert_msg(d < TOL, "case %zu: bottom diff after two backwards differs by %g", idx, d);
+  run_free(&ref);
+  run_free(&fast);
+  free_blobs(ec->n_bottom, bot);
+  free_blobs(ec->n_bottom, bot2);
+}
+
+START_TEST(test_conv_engines_agree) { compare_engines(&CONV_CASES[_i], (size_t)_i); }
+END_TEST
+
+/* A bottom reshaped to a new batch size gets new primitives and still agrees. */
+START_TEST(test_conv_engine_reshape) {
+  const engine_case ec = {
+      "Convolution", "convolution_param", "num_output: 4 kernel_size: 3 pad: 1", 1, 2, 3, 6, 6};
+  const int shape[4] = {2, 3, 6, 6}, shape3[4] = {3, 3, 6, 6};
+  crema_blob *x = blob_of(4, shape), *x2 = blob_of(4, shape);
+  fill(x, x->data, 1);
+  memcpy(x2->data, x->data, x->count * sizeof(float));
+  run ref, fast;
+  char ref_text[1024];
+  snprintf(ref_text, sizeof ref_text, "%s", layer_text(&ec, true));
+  run_setup(&ref, ref_text, 1, &x, 1);
+  run_setup(&fast, layer_text(&ec, false), 1, &x2, 1);
+  crema_error err;
+  ck_assert(crema_blob_reshape(x, 4, shape3, &err) == 0);
+  ck_assert(crema_blob_reshape(x2, 4, shape3, &err) == 0);
+  fill(x, x->data, 2);
+  memcpy(x2->data, x->data, x->count * sizeof(float));
+  memcpy(fast.l->blobs[0]->data, ref.l->blobs[0]->data, ref.l->blobs[0]->count * sizeof(float));
+  memcpy(fast.l->blobs[1]->data, ref.l->blobs[1]->data, ref.l->blobs[1]->count * sizeof(float));
+  ck_assert_msg(crema_layer_reshape(ref.l, &x, ref.top, &err) == 0, "%s", err.msg);
+  ck_assert_msg(crema_layer_reshape(fast.l, &x2, fast.top, &err) == 0, "%s", err.msg);
+  run_forward(&ref);
+  run_forward(&fast);
+  ck_assert_int_eq(fast.top[0]->shape[0], 3);
+  double d = scaled_diff(fast.top[0]->data, ref.top[0]->data, ref.top[0]->count);
+  ck_assert_msg(d < TOL, "after reshape the tops differ by %g", d);
+  run_free(&ref);
+  run_free(&fast);
+  crema_blob_free(x);
+  crema_blob_free(x2);
+}
+END_TEST
+
+/* Finite differences on the default engine: its gradients are right on their own, not only
+ * equal to the reference's. */
+START_TEST(test_conv_engine_gradient) {
+  static const char *params[] = {
+      "num_output: 3 kernel_size: 3 stride: 2 pad: 1",
+      "num_output: 4 kernel_size: 3 group: 2",
+  };
+  for (size_t k = 0; k < sizeof params / sizeof params[0]; k++) {
+    char text[512];
+    snprintf(
+        text, sizeof text,
+        "name: 'g' type: 'Convolution' convolution_param { %s weight_filler { type: 'gaussian' std: 0.5 } "
+        "bias_filler { type: 'uniform' min: -1 max: 1 } }",
+        params[k]);
+    Crema__LayerParameter *p = test_layer_param(text);
+    const int shape[4] = {2, 4, 6, 7};
+    crema_blob *x = blob_of(4, shape);
+    gradcheck_fill_gaussian(x, 1.0f, 3 + k);
+    gradcheck_opts o = gradcheck_defaults();
+    gradcheck_layer(p, 1, &x, 1, NULL, &o);
+    crema_blob_free(x);
+    crema_message_free(p);
+  }
+}
+END_TEST
+
+/* crema_engine_set_default(false) sends DEFAULT layers to the reference path. */
+START_TEST(test_engine_default_switch) {
+  const int shape[4] = {1, 2, 5, 5};
+  crema_blob *x = blob_of(4, shape);
+  bool before = crema_engine_get_default();
+  crema_engine_set_default(false);
+  run r;
+  run_setup(&r, "name: 'c' type: 'Convolution' convolution_param { num_output: 2 kernel_size: 3 }", 1, &x, 1);
+  ck_assert_str_eq(crema_layer_engine_name(r.l), CREMA_ENGINE_REFERENCE);
+  run_free(&r);
+  crema_engine_set_default(true);
+  ck_assert(crema_engine_get_default() == crema_engine_have_onednn());
+  ck_assert_ptr_nonnull(
+      strstr(crema_engine_describe(), crema_engine_have_onednn() ? "oneDNN" : "without oneDNN"));
+  crema_engine_set_default(before);
+  crema_blob_free(x);
+}
+END_TEST
+
+/* FLOP counts behind crema time's GFLOP/s: 2 per multiply-add of the matrix product. */
+START_TEST(test_layer_flops) {
+  const int shape[4] = {2, 4, 9, 9};
+  crema_blob *x = blob_of(4, shape);
+  run r;
+  run_setup(&r, "name: 'c' type: 'Convolution' convolution_param { num_output: 6 kernel_size: 3 group: 2 }",
+            1, &x, 1);
+  /* top 2x6x7x7, each output a dot product of 4/2*3*3 = 18 */
+  ck_assert(crema_layer_forward_flops(r.l, &x, r.top) == 2.0 * (2 * 6 * 7 * 7) * 18);
+  run_free(&r);
+  run_setup(&r, "name: 'f' type: 'InnerProduct' inner_product_param { num_output: 5 }", 1, &x, 1);
+  ck_assert(crema_layer_forward_flops(r.l, &x, r.top) == 2.0 * 2 * 5 * (4 * 9 * 9));
+  run_free(&r);
+  run_setup(&r, "name: 'r' type: 'ReLU'", 1, &x, 1);
+  ck_assert(crema_layer_forward_flops(r.l, &x, r.top) == 0.0);
+  run_free(&r);
+  crema_blob_free(x);
+}
+END_TEST
+
+/* crema time names each layer's engine and gives GFLOP/s for convolutions. */
+START_TEST(test_time_reports_engines) {
+  char dir[] = "/tmp/crema_test_engine_XXXXXX", cmd[1024], log[128];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(log, sizeof log, "%s/log", dir);
+  for (int forced = 0; forced < 2; forced++) {
+    snprintf(cmd, sizeof cmd,
+             "%s'%s/crema' time --model '%s/lenet/lenet_mnist_deploy.prototxt' --iterations 1 2>'%s'",
+             forced ? "CREMA_ENGINE=caffe " : "", CREMA_BIN_DIR, CREMA_TEST_DATA, log);
+    ck_assert_int_eq(system(cmd), 0);
+    FILE *f = fopen(log, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char out[1 << 16];
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    const char *conv = strstr(out, "conv1\tConvolution  engine: ");
+    ck_assert_msg(conv != NULL, "no engine line for conv1 in:\n%s", out);
+    const char *want = crema_engine_have_onednn() && !forced ? "onednn" : "caffe";
+    ck_assert_msg(!strncmp(conv + strlen("conv1\tConvolution  engine: "), want, strlen(want)),
+                  "conv1 should run %s:\n%s", want, out);
+    const char *eol = strchr(conv, '\n');
+    const char *gf = strstr(conv, "GFLOP/s");
+    ck_assert_msg(gf && (!eol || gf < eol), "no GFLOP/s for conv1:\n%s", out);
+    ck_assert_msg(strstr(out, "pool1\tPooling      engine: caffe") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, forced ? "CREMA_ENGINE=caffe" : "Average Forward pass: ") != NULL, "%s", out);
+  }
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+static Suite *engine_suite(void) {
+  Suite *s = suite_create("engine");
+  TCase *tc = tcase_create("conv");
+  tcase_add_loop_test(tc, test_conv_engines_agree, 0, (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
+  tcase_add_test(tc, test_conv_engine_reshape);
+  tcase_add_test(tc, test_conv_engine_gradient);
+  tcase_add_test(tc, test_engine_default_switch);
+  suite_add_tcase(s, tc);
+  TCase *tr = tcase_create("report");
+  tcase_add_test(tr, test_layer_flops);
+  tcase_add_test(tr, test_time_reports_engines);
+  suite_add_tcase(s, tr);
+  return s;
+}
+
+int main(void) { return test_run_suite(engine_suite()); }
