@@ -9,6 +9,7 @@ PACKAGES=(
   libopenblas-dev                         # GEMM
   liblmdb-dev                             # data sets on disk
   check                                   # unit tests
+  libopenmpi-dev openmpi-bin              # data-parallel training (mpirun -np N crema train)
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
   dataset-fashion-mnist                   # demo and training tests
   clang-format cppcheck                   # style and static checks in CI

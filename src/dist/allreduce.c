@@ -220,36 +220,20 @@ static int bcast_state(crema_dist *d, crema_solver *s, crema_error *err) {
   return rc;
 }
 
-/* Rank 0: what changes when a snapshot written by another number of ranks is resumed. */
-static int note_resume(crema_dist *d, crema_solver *s, const char *snapshot, crema_error *err) {
-  const int before = crema_solverstate_ranks(snapshot, err);
-  if (before < 0) return -1;
-  const Crema__SolverParameter *p = crema_solver_param(s);
-  if (before == d->size) {
-    CREMA_INFO("%s was written by %d process%s, as many as now: every rank resumes exactly", snapshot, before,
-               before == 1 ? "" : "es");
-    return 0;
-  }
-  CREMA_INFO("%s was written by %d process%s, resuming on %d: each iteration now averages %d x iter_size %d "
-             "batches instead of %d x %d; the data continue at the recorded record (rank r reads records "
-             "r, r + %d, ...); iteration count and learning-rate schedule are unchanged",
-             snapshot, before, before == 1 ? "" : "es", d->size, d->size, p->iter_size, before, p->iter_size,
-             d->size);
-  return 0;
-}
-
 int crema_dist_attach(crema_dist *d, crema_solver *s, const crema_dist_options *opt, crema_error *err) {
-  if (!d || d->size == 1) return 0;
   crema_dist_options none;
   memset(&none, 0, sizeof none);
   if (!opt) opt = &none;
+  if (crema_dist_rank(d) == 0 && opt->snapshot &&
+      crema_dist_note_resume(crema_dist_size(d), s, opt->snapshot, err))
+    return -1;
+  if (!d || d->size == 1) return 0;
   if (opt->timeout_s > 0) d->timeout_s = opt->timeout_s;
   d->solver = s;
   d->net = crema_solver_net(s);
   d->overlap = !opt->no_overlap;
   d->iter_size = crema_solver_param(s)->iter_size > 0 ? crema_solver_param(s)->iter_size : 1;
   d->top_layer = crema_net_num_layers(d->net) - 1;
-  if (d->rank == 0 && opt->snapshot && note_resume(d, s, opt->snapshot, err)) return -1;
   /* Every rank reaches here or the job is stopped by the failing rank's abort. */
   if (bcast_weights(d, err) || bcast_state(d, s, err)) return -1;
   if (plan_buckets(d, opt->bucket_bytes ? opt->bucket_bytes : DEFAULT_BUCKET_BYTES, err)) return -1;

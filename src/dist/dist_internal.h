@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include "dist/dist.h"
+#include "dist/resume.h"
 
 /* One allreduce bucket: params order[first .. first + n) of the send list, packed at
  * `offset` floats into the staging buffer. Complete once backward finished layer `ready`. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "dist/dist.h"
+#include "dist/resume.h"
 
 struct crema_dist {
   int unused;
@@ -60,9 +61,7 @@ int crema_dist_agree_seed(crema_dist *d, bool *has_seed, int64_t *seed, int64_t 
 
 int crema_dist_attach(crema_dist *d, crema_solver *s, const crema_dist_options *opt, crema_error *err) {
   (void)d;
-  (void)s;
-  (void)opt;
-  (void)err;
+  if (opt && opt->snapshot) return crema_dist_note_resume(1, s, opt->snapshot, err);
   return 0;
 }
 
