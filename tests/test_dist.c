@@ -27,8 +27,10 @@
 static char dir[256];
 static char out[1 << 16];
 
-/* mpirun as root (CI), more ranks than cores, one OpenMP/OpenBLAS thread per rank. */
-#define MPIRUN "mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE"
+/* mpirun as root (CI), more ranks than cores, one OpenMP/OpenBLAS thread per rank. Under
+ * sanitizers (CREMA_SANITIZED=1) `mpirun_extra` turns LeakSanitizer off in the ranks only. */
+#define MPIRUN "mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE %s"
+static const char *mpirun_extra = "";
 
 static int sh(const char *cmd) {
   int st = system(cmd);
@@ -142,8 +144,8 @@ static void write_solver(const char *name, const char *net, int iters, int k, in
 static void train(const char *name, int np, const char *flags) {
   char cmd[2048];
   if (np > 0)
-    snprintf(cmd, sizeof cmd, MPIRUN " -np %d %s/crema train --solver=%s.prototxt %s", np, CREMA_BIN_DIR,
-             name, flags);
+    snprintf(cmd, sizeof cmd, MPIRUN " -np %d %s/crema train --solver=%s.prototxt %s", mpirun_extra, np,
+             CREMA_BIN_DIR, name, flags);
   else
     snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s/crema train --solver=%s.prototxt %s", CREMA_BIN_DIR, name,
              flags);
@@ -295,7 +297,7 @@ START_TEST(test_error_on_one_rank_stops_all) {
            "sed 's#net_lmdb.prototxt#missing.prototxt#' good.prototxt > bad.prototxt && "
            "timeout 120 " MPIRUN " -np 1 %s/crema train --solver=good.prototxt : -np 1 %s/crema train "
            "--solver=bad.prototxt",
-           CREMA_BIN_DIR, CREMA_BIN_DIR);
+           mpirun_extra, CREMA_BIN_DIR, CREMA_BIN_DIR);
   const time_t t0 = time(NULL);
   const int rc = run(cmd);
   ck_assert_msg(rc != 0 && rc != 124, "exit status %d:\n%s", rc, tail());
@@ -314,7 +316,7 @@ START_TEST(test_killed_rank_stops_all) {
            "timeout 120 " MPIRUN
            " -np 2 sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 3; kill -9 $$) & "
            "fi; exec %s/crema train --solver=long.prototxt'",
-           CREMA_BIN_DIR);
+           mpirun_extra, CREMA_BIN_DIR);
   const time_t t0 = time(NULL);
   const int rc = run(cmd);
   ck_assert_msg(rc != 0 && rc != 124, "exit status %d (124: hung until the timeout):\n%s", rc, tail());
@@ -324,6 +326,15 @@ START_TEST(test_killed_rank_stops_all) {
 END_TEST
 
 int main(void) {
+  if (getenv("CREMA_SANITIZED")) {
+    /* Open MPI leaves allocations of its dlopen-ed components (unloaded by MPI_Finalize, so
+     * their stacks show as <unknown module> and cannot be suppressed by name). Ranks keep
+     * ASan and UBSan; leaks of crema's own code are checked by the one-process runs here
+     * and by every other suite. */
+    fprintf(stderr, "test_dist: sanitized build: LeakSanitizer off inside mpirun ranks (Open MPI's own "
+                    "allocations); ASan and UBSan stay on\n");
+    mpirun_extra = "-x ASAN_OPTIONS=detect_leaks=0:abort_on_error=1";
+  }
   if (prepare()) return EXIT_FAILURE;
   Suite *s = suite_create("dist");
   TCase *tc = tcase_create("mpirun");
