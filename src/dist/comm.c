@@ -2,6 +2,7 @@
  * seed every rank agrees on. (MPI builds; serial.c is the world of one otherwise.) */
 #ifdef CREMA_HAVE_MPI
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,8 +88,7 @@ int crema_dist_rank(const crema_dist *d) { return d ? d->rank : 0; }
 int crema_dist_size(const crema_dist *d) { return d ? d->size : 1; }
 
 int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, const char *what, crema_error *err) {
-  const double start = crema_dist_now();
-  double last_progress = start;
+  double last_progress = crema_dist_now();
   int remaining = -1;
   for (;;) {
     int done = 0;
@@ -112,10 +112,14 @@ int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, const char *what, c
                         "rank %d of %d: %s made no progress for %.0f s: another rank is stuck or has died "
                         "(raise --dist_timeout when a test round takes longer)",
                         d->rank, d->size, what, d->timeout_s);
-    /* Spin briefly (low latency), then yield the core to ranks sharing it. */
-    if (now - start > 2e-3) {
-      struct timespec pause = {0, 50000};
+    /* Open MPI moves a large message a fragment per MPI call: keep testing (yielding the
+     * core to anything else runnable) while a transfer may be under way; after a second
+     * without completion (a peer still computing or testing), poll every 100 us. */
+    if (now - last_progress > 1.0) {
+      struct timespec pause = {0, 100000};
       nanosleep(&pause, NULL);
+    } else {
+      sched_yield();
     }
   }
 }
