@@ -81,8 +81,9 @@ static int prepare(void) {
   return 0;
 }
 
-/* LeNet on 28x28 grey images from a Data or ImageData layer, batch 16, plus a test net. */
-static void write_net(const char *name, bool image_data) {
+/* LeNet on 28x28 grey images from a Data or ImageData layer, batch 16, plus a test net;
+ * with Dropout after ip1 when `dropout`. */
+static void write_net_dropout(const char *name, bool image_data, bool dropout) {
   char path[512];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   FILE *f = fopen(path, "w");
@@ -116,14 +117,20 @@ static void write_net(const char *name, bool image_data) {
       "layer { name: 'ip1' type: 'InnerProduct' bottom: 'pool2' top: 'ip1'\n"
       "  inner_product_param { num_output: 64 weight_filler { type: 'xavier' } } }\n"
       "layer { name: 'relu1' type: 'ReLU' bottom: 'ip1' top: 'ip1' }\n"
+      "%s"
       "layer { name: 'ip2' type: 'InnerProduct' bottom: 'ip1' top: 'ip2'\n"
       "  inner_product_param { num_output: 10 weight_filler { type: 'xavier' } } }\n"
       "layer { name: 'acc' type: 'Accuracy' bottom: 'ip2' bottom: 'label' top: 'accuracy' include { phase: "
       "TEST } }\n"
       "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip2' bottom: 'label' top: 'loss' }\n",
-      dir);
+      dir,
+      dropout ? "layer { name: 'drop1' type: 'Dropout' bottom: 'ip1' top: 'ip1' dropout_param { "
+                "dropout_ratio: 0.5 } }\n"
+              : "");
   fclose(f);
 }
+
+static void write_net(const char *name, bool image_data) { write_net_dropout(name, image_data, false); }
 
 /* <dir>/<name>.prototxt: `iters` iterations of SGD with momentum on `net`, iter_size k,
  * snapshots every `snap` iterations (0 = only after training) under prefix <name>. */
@@ -287,6 +294,24 @@ START_TEST(test_snapshot_and_resume) {
 }
 END_TEST
 
+/* Dropout draws differ per rank but derive from one common state per iteration, so a
+ * resume is still exact. */
+START_TEST(test_dropout_resume_exact) {
+  if (!have_mpi()) return;
+  write_net_dropout("net_drop.prototxt", false, true);
+  write_solver("dfull", "net_drop.prototxt", 6, 1, 3);
+  train("dfull", 2, "");
+  write_solver("dagain", "net_drop.prototxt", 6, 1, 3);
+  train("dagain", 2, "--snapshot=dfull_iter_3.solverstate");
+  ck_assert_double_eq(rel_diff("dfull_iter_6", "dagain_iter_6"), 0.0);
+  /* And the masks matter: without Dropout the weights differ. */
+  write_net("net_lmdb.prototxt", false);
+  write_solver("dnone", "net_lmdb.prototxt", 6, 1, 3);
+  train("dnone", 2, "");
+  ck_assert_double_gt(rel_diff("dfull_iter_6", "dnone_iter_6"), 1e-3);
+}
+END_TEST
+
 START_TEST(test_error_on_one_rank_stops_all) {
   if (!have_mpi()) return;
   write_net("net_lmdb.prototxt", false);
@@ -343,6 +368,7 @@ int main(void) {
   tcase_add_test(tc, test_np3_equals_iter_size_3);
   tcase_add_test(tc, test_np2_image_data_shuffled);
   tcase_add_test(tc, test_snapshot_and_resume);
+  tcase_add_test(tc, test_dropout_resume_exact);
   tcase_add_test(tc, test_error_on_one_rank_stops_all);
   tcase_add_test(tc, test_killed_rank_stops_all);
   suite_add_tcase(s, tc);

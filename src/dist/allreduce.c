@@ -180,7 +180,8 @@ static int after_backward(void *ctx, crema_solver *s, crema_error *err) {
   return 0;
 }
 
-/* The solver's agree_stop hook: rank 0 decides. */
+/* The solver's agree_stop hook: rank 0 decides. Called before the forward passes (then,
+ * unless stopping, the layers switch to this rank's random streams) and after the update. */
 static int agree_stop(void *ctx, crema_solver *s, bool *stop, crema_error *err) {
   (void)s;
   crema_dist *d = ctx;
@@ -188,7 +189,22 @@ static int agree_stop(void *ctx, crema_solver *s, bool *stop, crema_error *err) 
   if (crema_dist_bcast(d, &v, sizeof v, "the stop decision", err)) return -1;
   if (v && !*stop && d->rank != 0) CREMA_WARN("rank %d: stopping with rank 0", d->rank);
   *stop = v != 0;
+  const bool before_forward = !d->after_update;
+  d->after_update = false;
+  if (before_forward && !*stop) crema_dist_rng_split(d);
   return 0;
+}
+
+/* The solver's on_iteration hook (after the update, before a snapshot): back to the
+ * common random state. */
+static void on_iteration(void *ctx, const crema_solver *s, int iter, float loss, float lr) {
+  (void)s;
+  (void)iter;
+  (void)loss;
+  (void)lr;
+  crema_dist *d = ctx;
+  crema_dist_rng_join(d);
+  d->after_update = true;
 }
 
 /* ---------------------------------------------------------------- start-up broadcast */
@@ -237,12 +253,14 @@ int crema_dist_attach(crema_dist *d, crema_solver *s, const crema_dist_options *
   /* Every rank reaches here or the job is stopped by the failing rank's abort. */
   if (bcast_weights(d, err) || bcast_state(d, s, err)) return -1;
   if (plan_buckets(d, opt->bucket_bytes ? opt->bucket_bytes : DEFAULT_BUCKET_BYTES, err)) return -1;
+  if (crema_dist_rng_init(d, err)) return -1;
   crema_solver_set_ranks(s, d->rank, d->size);
   crema_solver_hooks h;
   memset(&h, 0, sizeof h);
   h.ctx = d;
   h.after_backward = after_backward;
   h.agree_stop = agree_stop;
+  h.on_iteration = on_iteration;
   if (crema_solver_add_hooks(s, &h, err)) return -1;
   crema_net_set_backward_callback(d->net, on_layer_backward, d);
   const Crema__SolverParameter *p = crema_solver_param(s);

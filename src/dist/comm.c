@@ -75,6 +75,7 @@ void crema_dist_free(crema_dist *d) {
   free(d->order);
   free(d->buckets);
   free(d->staging);
+  free(d->rng_base);
   if (d->comm != MPI_COMM_NULL) MPI_Comm_free(&d->comm);
   if (d->mpi_started) MPI_Finalize();
   free(d);

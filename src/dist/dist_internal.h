@@ -39,6 +39,12 @@ struct crema_dist {
   crema_error pending;
   double t_first_start;
   crema_dist_stats stats;
+
+  /* Per-rank random streams (rng_split.c). */
+  int n_rng;
+  crema_rng *rng_base; /* per train layer: the common state S_t of this iteration */
+  bool rng_split;      /* the layers draw from this rank's stream */
+  bool after_update;   /* the next agree_stop is the one after the update */
 };
 
 /* The text of an MPI error code, for messages. */
@@ -48,6 +54,11 @@ void crema_dist_mpi_error(int code, char *buf, size_t size);
 int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, const char *what, crema_error *err);
 /* MPI_Ibcast from rank 0 + crema_dist_wait, in chunks small enough for an int count. */
 int crema_dist_bcast(crema_dist *d, void *buf, size_t bytes, const char *what, crema_error *err);
+/* rng_split.c: allocate the per-layer states; switch the train layers to this rank's
+ * streams for an iteration (split); back to the common next state after the update (join). */
+int crema_dist_rng_init(crema_dist *d, crema_error *err);
+void crema_dist_rng_split(crema_dist *d);
+void crema_dist_rng_join(crema_dist *d);
 /* Monotonic seconds. */
 double crema_dist_now(void);
 
