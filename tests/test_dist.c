@@ -312,6 +312,38 @@ START_TEST(test_dropout_resume_exact) {
 }
 END_TEST
 
+/* SIGINT to rank 0 (Ctrl-C on mpirun kills every rank, Open MPI's behaviour): every rank
+ * stops at the same iteration, rank 0 snapshots, the job exits 0. */
+START_TEST(test_sigint_to_rank0_stops_all) {
+  if (!have_mpi()) return;
+  write_net("net_lmdb.prototxt", false);
+  write_solver("sig", "net_lmdb.prototxt", 100000, 1, 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/sig.sh", dir);
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fprintf(f,
+          "timeout 120 " MPIRUN " -np 2 %s/crema train --solver=sig.prototxt > sig.log 2>&1 &\n"
+          "m=$!\n"
+          "for i in $(seq 1 300); do\n"
+          "  p=$(grep -m1 ' Iteration 2 ' sig.log | awk '{print $3}')\n"
+          "  [ -n \"$p\" ] && break\n"
+          "  sleep 0.2\n"
+          "done\n"
+          "kill -INT $p\n"
+          "wait $m\n",
+          mpirun_extra, CREMA_BIN_DIR);
+  fclose(f);
+  const int rc = run("sh sig.sh; s=$?; cat sig.log; exit $s");
+  ck_assert_msg(rc == 0, "exit status %d:\n%s", rc, tail());
+  ck_assert_msg(strstr(out, "SIGINT received") && strstr(out, "rank 1: stopping with rank 0") &&
+                    strstr(out, "Optimization stopped early"),
+                "%s", tail());
+  ck_assert_int_eq(run("ls sig_iter_*.solverstate | wc -l"), 0);
+  ck_assert_int_eq(atoi(out), 1);
+}
+END_TEST
+
 START_TEST(test_error_on_one_rank_stops_all) {
   if (!have_mpi()) return;
   write_net("net_lmdb.prototxt", false);
@@ -369,6 +401,7 @@ int main(void) {
   tcase_add_test(tc, test_np2_image_data_shuffled);
   tcase_add_test(tc, test_snapshot_and_resume);
   tcase_add_test(tc, test_dropout_resume_exact);
+  tcase_add_test(tc, test_sigint_to_rank0_stops_all);
   tcase_add_test(tc, test_error_on_one_rank_stops_all);
   tcase_add_test(tc, test_killed_rank_stops_all);
   suite_add_tcase(s, tc);
