@@ -12,6 +12,7 @@ PACKAGES=(
   libdnnl-dev                             # oneDNN: the faster compute engine (optional)
   check                                   # unit tests
   dpkg-dev file                           # cpack -G DEB: dpkg-shlibdeps finds the runtime dependencies
+  libopenmpi-dev openmpi-bin              # data-parallel training (mpirun -np N crema train)
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
   python3-onnx                            # export tests: onnx.checker on the ONNX files crema writes
   dataset-fashion-mnist                   # demo and training tests

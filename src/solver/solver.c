@@ -475,7 +475,8 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
   int rc = crema_upgrade_solver(p, &changed, err);
   s->action = opt->action;
   s->action_ctx = opt->action_ctx;
-  if (opt->hooks.after_backward || opt->hooks.on_iteration || opt->hooks.on_test)
+  s->n_ranks = 1;
+  if (opt->hooks.after_backward || opt->hooks.on_iteration || opt->hooks.on_test || opt->hooks.agree_stop)
     s->hooks[s->n_hooks++] = opt->hooks;
   s->max_iter = opt->max_iter > 0 ? opt->max_iter : p->max_iter;
   if (!rc && p->snapshot_format == CREMA__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5 && !crema_hdf5_available())
@@ -567,6 +568,11 @@ void crema_solver_free(crema_solver *s) {
   free(s->prefix);
   crema_message_free(s->param);
   free(s);
+}
+
+void crema_solver_set_ranks(crema_solver *s, int rank, int ranks) {
+  s->rank = rank;
+  s->n_ranks = ranks > 0 ? ranks : 1;
 }
 
 int crema_solver_add_hooks(crema_solver *s, const crema_solver_hooks *hooks, crema_error *err) {
@@ -734,6 +740,7 @@ static int early_stop_check(crema_solver *s, crema_error *err) {
 }
 
 int crema_solver_test_all(crema_solver *s, crema_error *err) {
+  if (s->rank != 0) return 0; /* data-parallel: rank 0 tests for everyone */
   for (int t = 0; t < s->n_test && !s->requested_early_exit; t++)
     if (test_one(s, t, err)) return -1;
   if (s->requested_early_exit) return 0;
@@ -759,7 +766,7 @@ static void update_smoothed_loss(crema_solver *s, float loss) {
 }
 
 static int write_metrics_row(crema_solver *s, bool has_lr, bool has_loss, crema_error *err) {
-  if (!s->param->metrics_csv) return 0;
+  if (!s->param->metrics_csv || s->rank != 0) return 0;
   if (!s->metrics.f) {
     double before = 0.0;
     if (crema_metrics_open(&s->metrics, s->resumed, &before, err)) return -1;
@@ -841,6 +848,14 @@ static void format_duration(double sec, char *buf, size_t size) {
     snprintf(buf, size, "%dh%02dm", (int)sec / 3600, ((int)sec % 3600) / 60);
 }
 
+/* Lets the agree_stop hooks turn this process's stop decision into everyone's. */
+static int agree_stop(crema_solver *s, bool *stop, crema_error *err) {
+  for (int h = 0; h < s->n_hooks; h++)
+    if (s->hooks[h].agree_stop && s->hooks[h].agree_stop(s->hooks[h].ctx, s, stop, err))
+      return crema_error_prefix(err, "iteration %d", s->iter);
+  return 0;
+}
+
 int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
   const Crema__SolverParameter *p = s->param;
   const int start_iter = s->iter, stop_iter = s->iter + iters;
@@ -857,8 +872,9 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
     zero_param_diffs(s);
     if (p->test_interval > 0 && s->iter % p->test_interval == 0 && (s->iter > 0 || p->test_initialization)) {
       if (crema_solver_test_all(s, err)) return -1;
-      if (s->requested_early_exit) break;
     }
+    if (agree_stop(s, &s->requested_early_exit, err)) return -1;
+    if (s->requested_early_exit) break;
     const bool display = p->display > 0 && s->iter % p->display == 0;
     float loss = 0.0f;
     for (int i = 0; i < p->iter_size; i++) {
@@ -894,6 +910,12 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
       if (s->hooks[h].on_iteration)
         s->hooks[h].on_iteration(s->hooks[h].ctx, s, row_iter, s->smoothed_loss, s->rate);
     crema_solver_action request = poll_action(s);
+    bool stop = request == CREMA_SOLVER_ACTION_STOP;
+    if (agree_stop(s, &stop, err)) return -1;
+    if (stop)
+      request = CREMA_SOLVER_ACTION_STOP;
+    else if (request == CREMA_SOLVER_ACTION_STOP)
+      request = CREMA_SOLVER_ACTION_NONE;
     s->iter++;
     if (row) {
       /* The row belongs to the iteration just trained (its lr and loss). */

@@ -5,7 +5,11 @@
  *               [--sighup_effect=stop|snapshot|none] [--seed=N] [--diagnostics[=N]]
  *
  * The signal handlers live here (the library has no globals): they set a flag that the
- * solver polls once per iteration through the action callback. */
+ * solver polls once per iteration through the action callback.
+ *
+ * Under `mpirun -np N` every process runs this command (src/dist): rank 0 loads --weights
+ * and --snapshot and broadcasts them, each rank reads its shard of the training data, and
+ * an error on any rank stops every rank (crema_dist_abort). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +19,7 @@
 #include "common/flags.h"
 #include "common/tool.h"
 #include "crema/commands.h"
+#include "dist/dist.h"
 #include "proto/io.h"
 #include "report/diagnostics.h"
 #include "solver/solver.h"
@@ -85,6 +90,7 @@ int crema_cmd_train(int argc, char **argv) {
   const char *solver = NULL, *weights = NULL, *snapshot = NULL, *freeze = NULL, *gpu = NULL;
   const char *sigint_effect = "stop", *sighup_effect = "snapshot";
   long iterations = 0, seed = -1, diagnostics = 0;
+  double dist_timeout = 0;
   crema_flag flags[] = {
       {"solver", CREMA_FLAG_STRING, &solver, "the solver prototxt (required)", 0},
       {"weights", CREMA_FLAG_STRING, &weights,
@@ -100,6 +106,8 @@ int crema_cmd_train(int argc, char **argv) {
        "every N iterations log dead ReLUs, gradient norms and update/weight ratios to "
        "<prefix>_diagnostics.csv (--diagnostics alone: every display iterations; 0 = off)",
        0},
+      {"dist_timeout", CREMA_FLAG_FLOAT, &dist_timeout,
+       "under mpirun: seconds a rank waits for the others before stopping with an error (0 = 1800)", 0},
   };
   const int n_flags = (int)(sizeof flags / sizeof flags[0]);
   static const char usage[] = "usage: crema train --solver=SOLVER.prototxt [flags]\n\n";
@@ -122,12 +130,20 @@ int crema_cmd_train(int argc, char **argv) {
   if (parse_effect("sigint_effect", sigint_effect, &effects.on_int) ||
       parse_effect("sighup_effect", sighup_effect, &effects.on_hup))
     return 2;
+  crema_dist *dist = NULL;
+  if (crema_dist_init(&dist, &err)) {
+    fprintf(stderr, "error: %s\n", err.msg);
+    return 1;
+  }
+  const bool root = crema_dist_rank(dist) == 0;
   if (gpu) CREMA_WARN("--gpu=%s: crema runs on the CPU only; continuing on the CPU", gpu);
   crema_tool_log_blas();
 
   Crema__SolverParameter *param = NULL;
   if (crema_read_solver_param(solver, &param, &err)) {
     fprintf(stderr, "error: %s\n", err.msg);
+    crema_dist_abort(dist, 1);
+    crema_dist_free(dist);
     return 1;
   }
   char *freeze_copy = freeze ? strdup(freeze) : NULL, *weights_copy = weights ? strdup(weights) : NULL;
@@ -141,13 +157,15 @@ int crema_cmd_train(int argc, char **argv) {
   opt.max_iter = (int)iterations;
   opt.has_seed = flags[7].seen > 0;
   opt.seed = seed;
-  if (snapshot && !opt.has_seed) {
+  if (snapshot && !opt.has_seed && root) {
     /* Same seed as the run being resumed (it may have been time-based): data layers derive
      * their per-record draws from it. */
     int64_t prev = 0;
     int found = crema_solverstate_seed(snapshot, &prev, &err);
     if (found < 0) {
       fprintf(stderr, "error: %s\n", err.msg);
+      crema_dist_abort(dist, 1);
+      crema_dist_free(dist);
       crema_message_free(param);
       free(freeze_copy);
       free(weights_copy);
@@ -161,8 +179,9 @@ int crema_cmd_train(int argc, char **argv) {
   }
   opt.freeze = (const char *const *)freeze_items;
   opt.n_freeze = n_freeze;
-  opt.weights = (const char *const *)weight_items;
-  opt.n_weights = n_weights;
+  /* Under mpirun only rank 0 reads the weights; crema_dist_attach sends them to the others. */
+  opt.weights = root ? (const char *const *)weight_items : NULL;
+  opt.n_weights = root ? n_weights : 0;
   opt.action = requested_action;
   opt.action_ctx = &effects;
 
@@ -178,20 +197,32 @@ int crema_cmd_train(int argc, char **argv) {
   crema_solver *s = NULL;
   crema_diagnostics *diag = NULL;
   int status = 0;
-  if (crema_solver_create(param, &opt, &s, &err)) status = 1;
+  if (crema_dist_agree_seed(dist, &opt.has_seed, &opt.seed, param->random_seed, &err)) status = 1;
+  if (!status && crema_solver_create(param, &opt, &s, &err)) status = 1;
   if (!status && diagnostics) {
     crema_diagnostics_options dopt = {.every = diagnostics > 0 ? (int)diagnostics : 0,
                                       .append = snapshot != NULL};
     if (crema_diagnostics_attach(s, &dopt, &diag, &err)) status = 1;
   }
-  if (!status && snapshot) {
+  /* Under mpirun rank 0 alone reads the weights (opt.weights) and the snapshot; attach sends them. */
+  if (!status && snapshot && root) {
     CREMA_INFO("Resuming from %s", snapshot);
     if (crema_solver_restore(s, snapshot, &err)) status = 1;
   }
+  crema_dist_options dopt;
+  memset(&dopt, 0, sizeof dopt);
+  dopt.timeout_s = dist_timeout;
+  dopt.snapshot = snapshot;
+  if (!status && crema_dist_attach(dist, s, &dopt, &err)) status = 1;
   if (!status && crema_solver_solve(s, &err)) status = 1;
   if (status) {
-    fprintf(stderr, "error: %s\n", err.msg);
+    if (crema_dist_size(dist) > 1)
+      fprintf(stderr, "error: rank %d of %d: %s\n", crema_dist_rank(dist), crema_dist_size(dist), err.msg);
+    else
+      fprintf(stderr, "error: %s\n", err.msg);
+    crema_dist_abort(dist, 1);
   } else {
+    crema_dist_log_stats(dist);
     const char *prefix = crema_solver_snapshot_prefix(s);
     CREMA_INFO("Snapshots: %s_iter_*.caffemodel / .solverstate%s%s%s", prefix,
                param->metrics_csv ? "; metrics: " : "", param->metrics_csv ? prefix : "",
@@ -206,6 +237,7 @@ int crema_cmd_train(int argc, char **argv) {
   }
   crema_solver_free(s);
   crema_diagnostics_free(diag);
+  crema_dist_free(dist);
   crema_message_free(param);
   free(freeze_copy);
   free(weights_copy);
