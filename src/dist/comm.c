@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/mem.h"
 #include "data/shard.h"
 #include "dist/dist_internal.h"
 
@@ -74,7 +75,7 @@ void crema_dist_free(crema_dist *d) {
   if (!d) return;
   free(d->order);
   free(d->buckets);
-  free(d->staging);
+  crema_aligned_free(d->staging);
   free(d->rng_base);
   if (d->comm != MPI_COMM_NULL) MPI_Comm_free(&d->comm);
   if (d->mpi_started) MPI_Finalize();

@@ -83,12 +83,13 @@ int crema_cmd_train(int argc, char **argv) {
   /* argv is main's argv + 1: the re-exec needs the whole command line. */
   crema_tool_init(argc + 1, argv - 1);
   /* --diagnostics without a value means "every display iterations"; the flag parser wants a
-   * value, so the bare flag becomes --diagnostics=-1 (argv's pointers are ours to change). */
+   * value, so the bare flag becomes --diagnostics=display (argv's pointers are ours to change). */
   for (int i = 1; i < argc; i++)
     if (!strcmp(argv[i], "--diagnostics") || !strcmp(argv[i], "-diagnostics"))
-      argv[i] = (char *)"--diagnostics=-1";
+      argv[i] = (char *)"--diagnostics=display";
   const char *solver = NULL, *weights = NULL, *snapshot = NULL, *freeze = NULL, *gpu = NULL;
   const char *sigint_effect = "stop", *sighup_effect = "snapshot";
+  const char *diagnostics_text = "0";
   long iterations = 0, seed = -1, diagnostics = 0;
   double dist_timeout = 0;
   crema_flag flags[] = {
@@ -102,7 +103,7 @@ int crema_cmd_train(int argc, char **argv) {
       {"sighup_effect", CREMA_FLAG_STRING, &sighup_effect, "on SIGHUP: stop, snapshot or none", 0},
       {"seed", CREMA_FLAG_INT, &seed, "override the solver's random_seed", 0},
       {"gpu", CREMA_FLAG_STRING, &gpu, "accepted for Caffe scripts; crema runs on the CPU", 0},
-      {"diagnostics", CREMA_FLAG_INT, &diagnostics,
+      {"diagnostics", CREMA_FLAG_STRING, &diagnostics_text,
        "every N iterations log dead ReLUs, gradient norms and update/weight ratios to "
        "<prefix>_diagnostics.csv (--diagnostics alone: every display iterations; 0 = off)",
        0},
@@ -116,10 +117,16 @@ int crema_cmd_train(int argc, char **argv) {
   int rc = crema_flags_command(argc, argv, usage, flags, n_flags, pos, 0, 0, &n_pos);
   if (rc >= 0) return rc;
   if (!solver) return crema_flags_missing("--solver", usage, flags, n_flags);
-  if (diagnostics < -1 || diagnostics > 1000000000) {
-    fprintf(stderr, "error: --diagnostics=%ld: give a period in iterations (1 or more), or no value\n",
-            diagnostics);
-    return 2;
+  if (!strcmp(diagnostics_text, "display")) {
+    diagnostics = -1;
+  } else {
+    char *end = NULL;
+    diagnostics = strtol(diagnostics_text, &end, 10);
+    if (end == diagnostics_text || *end || diagnostics < 0 || diagnostics > 1000000000) {
+      fprintf(stderr, "error: --diagnostics=%s: give a period in iterations (1 or more), or no value\n",
+              diagnostics_text);
+      return 2;
+    }
   }
   crema_error err = {{0}};
   if (snapshot && weights) {
