@@ -92,7 +92,14 @@ set_target_properties(crema_static PROPERTIES
 set(crema_link_names)
 foreach(item ${crema_link_flat})
   if(item MATCHES "/lib([^/]+)\\.(so|a)(\\.[0-9.]*)?$")
-    list(APPEND crema_link_names ${CMAKE_MATCH_1})
+    set(libname ${CMAKE_MATCH_1})
+    # Libraries Debian keeps outside the linker's default folders (HDF5's hdf5/serial, Open
+    # MPI's openmpi/lib) need their folder named.
+    get_filename_component(libdir ${item} DIRECTORY)
+    if(NOT libdir MATCHES "^(/usr)?/lib(/${CMAKE_LIBRARY_ARCHITECTURE})?$")
+      list(APPEND crema_link_names "-L${libdir}")
+    endif()
+    list(APPEND crema_link_names ${libname})
   elseif(item MATCHES "^-" OR NOT item MATCHES "/")
     list(APPEND crema_link_names ${item})
   endif()

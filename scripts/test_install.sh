@@ -61,7 +61,7 @@ ldd "$tmp/classify_pc" >"$tmp/ldd_pc"
 grep -q "libcrema.so.0 => $libdir/" "$tmp/ldd_pc" || fail "classify_pc does not load the installed libcrema.so.0"
 # The static library with its private dependencies (pkg-config --static).
 $cc "${cflags[@]}" -o "$tmp/classify_static" "$src/examples/classify.c" $(pkg-config --cflags crema) \
-  "$libdir/libcrema.a" $(pkg-config --static --libs-only-l crema | sed 's/-lcrema//')
+  "$libdir/libcrema.a" $(pkg-config --static --libs crema | sed -E 's/(^| )-lcrema( |$)/ /')
 ldd "$tmp/classify_static" >"$tmp/ldd_static"
 grep -q libcrema "$tmp/ldd_static" && fail "classify_static loads libcrema.so"
 
