@@ -566,6 +566,29 @@ START_TEST(test_report_html) {
   ck_assert_ptr_null(strstr(html, "src=\"http"));
   ck_assert_ptr_null(strstr(html, "href="));
   ck_assert_ptr_null(strstr(html, "@import"));
+  assert_has(html, " with run/best.caffemodel</p>");
+  free(html);
+  /* Weights: best.caffemodel before any snapshot; without it, the snapshot of the largest
+   * iteration (60, where every validation sample is right; not 4). */
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && mv run_iter_60.caffemodel run/ && cp run/best.caffemodel run/x_iter_4.caffemodel",
+           dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  out = crema("report run --out report2.html", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  snprintf(path, sizeof path, "%s/report2.html", dir);
+  html = slurp(path);
+  assert_has(html, " with run/best.caffemodel</p>");
+  free(html);
+  snprintf(cmd, sizeof cmd, "cd '%s' && rm run/best.caffemodel", dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  out = crema("report run --out report2.html", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  html = slurp(path);
+  assert_has(html, " with run/run_iter_60.caffemodel</p>");
+  assert_has(html, "No validation sample was misclassified.");
   free(html);
   /* Nothing to report: a clear error. */
   out = crema("report train_lmdb_missing", &st);

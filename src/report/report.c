@@ -61,7 +61,11 @@ static void find_files(const crema_report_inputs *in, found *f) {
   if (in->diagnostics) snprintf(f->diagnostics, PATHLEN, "%s", in->diagnostics);
   DIR *dir = d ? opendir(d) : NULL;
   if (!dir) return;
-  long best_iter = -1;
+  /* Weights: best.caffemodel (picked above), else *_best.caffemodel, else the snapshot with the
+   * largest iteration. */
+  const bool have_weights = f->weights[0] != '\0';
+  char best[PATHLEN] = "", latest[PATHLEN] = "";
+  long latest_iter = -1;
   struct dirent *e;
   while ((e = readdir(dir))) {
     const char *n = e->d_name;
@@ -70,15 +74,14 @@ static void find_files(const crema_report_inputs *in, found *f) {
     if (!f->metrics[0] && ends_with(n, "_metrics.csv")) snprintf(f->metrics, PATHLEN, "%s", p);
     if (!f->diagnostics[0] && ends_with(n, "_diagnostics.csv")) snprintf(f->diagnostics, PATHLEN, "%s", p);
     if (!f->log[0] && ends_with(n, ".log")) snprintf(f->log, PATHLEN, "%s", p);
-    if (!in->weights && ends_with(n, "_best.caffemodel"))
-      snprintf(f->weights, PATHLEN, "%s", p), best_iter = 1L << 40;
+    if (!best[0] && ends_with(n, "_best.caffemodel")) snprintf(best, PATHLEN, "%s", p);
     const char *it = strstr(n, "_iter_");
-    if (!in->weights && it && ends_with(n, ".caffemodel") && best_iter < (1L << 40) &&
-        !strstr(f->weights, "/best.caffemodel")) {
-      long k = atol(it + 6);
-      if (k > best_iter) best_iter = k, snprintf(f->weights, PATHLEN, "%s", p);
+    if (it && ends_with(n, ".caffemodel") && atol(it + 6) > latest_iter) {
+      latest_iter = atol(it + 6);
+      snprintf(latest, PATHLEN, "%s", p);
     }
   }
+  if (!have_weights) snprintf(f->weights, PATHLEN, "%s", best[0] ? best : latest);
   closedir(dir);
 }
 
