@@ -395,6 +395,19 @@ START_TEST(test_info_costs) {
   assert_has(out, "activation memory: 261 MB");
   assert_has(out, "total: 116 parameter blobs, 6998552 parameters");
   free(out);
+  /* A net far too big to allocate (15.6 TB of activations): info answers at once, so it
+   * cannot have built it. */
+  write_text("huge.prototxt",
+             "layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 1000 dim: 3 dim: 8000 "
+             "dim: 8000 } } }\n"
+             "layer { name: 'c' type: 'Convolution' bottom: 'x' top: 'c' convolution_param { num_output: 64 "
+             "kernel_size: 3 pad: 1 } }\n");
+  out = crema("info huge.prototxt", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  assert_has(out, "1000x64x8000x8000");
+  assert_has(out, "multiply-adds: 111 T per forward pass (110592000000000)");
+  assert_has(out, "activation memory: 15.6 TB");
+  free(out);
   /* Inferred shapes agree with the built net's on LeNet (the existing parameter column). */
   out = crema("info " CREMA_TEST_DATA "/lenet/lenet_mnist_deploy.prototxt", &st);
   ck_assert_msg(st == 0, "%s", out);
