@@ -614,12 +614,12 @@ START_TEST(test_report_html) {
                     "(scripts/install-deps.sh installs it; CI runs it)\n");
     return;
   }
-  snprintf(
-      cmd, sizeof cmd,
-      "cd '%s' && timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking "
-      "--no-first-run --disable-component-update --disable-sync --user-data-dir='%s/chrome' "
-      "--enable-logging=stderr --v=0 --dump-dom file://%s/report.html > dom.html 2> chrome.log",
-      dir, dir, dir);
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
+           "--disable-background-networking "
+           "--no-first-run --disable-component-update --disable-sync --user-data-dir='%s/chrome' "
+           "--enable-logging=stderr --v=0 --dump-dom file://%s/report.html > dom.html 2> chrome.log",
+           dir, dir, dir);
   ck_assert_int_eq(sh(cmd), 0);
   snprintf(path, sizeof path, "%s/dom.html", dir);
   char *dom = slurp(path);
