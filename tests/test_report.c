@@ -636,6 +636,29 @@ START_TEST(test_report_html) {
 }
 END_TEST
 
+/* A folder with only Caffe's training log: the curves, and a note on what is missing. */
+START_TEST(test_report_log_only) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "mkdir '%s/caffe_run' && cp '%s/report/caffe_train.log' '%s/caffe_run/train.log'",
+           dir, CREMA_TEST_DATA, dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  int st;
+  char *out = crema("report caffe_run --out caffe.html", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  assert_has(out, "caffe.html: 1 sections");
+  assert_has(out, "not shown: no confusion matrix: no train_val net");
+  free(out);
+  char path[512];
+  snprintf(path, sizeof path, "%s/caffe.html", dir);
+  char *html = slurp(path);
+  assert_has(html, "<section id=\"curves\">");
+  assert_has(html, "caffe_run/train.log (7 rows)");
+  ck_assert_ptr_null(strstr(html, "<section id=\"confusion\">"));
+  assert_has(html, "id=\"notes\"");
+  free(html);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("report");
   TCase *tc = tcase_create("report");
@@ -648,6 +671,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_plot_and_diagnostics);
   tcase_add_test(tc, test_lr_find);
   tcase_add_test(tc, test_report_html);
+  tcase_add_test(tc, test_report_log_only);
   suite_add_tcase(s, tc);
   return s;
 }
