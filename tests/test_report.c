@@ -395,6 +395,19 @@ START_TEST(test_info_costs) {
   assert_has(out, "activation memory: 261 MB");
   assert_has(out, "total: 116 parameter blobs, 6998552 parameters");
   free(out);
+  /* A net far too big to allocate (15.6 TB of activations): info answers at once, so it
+   * cannot have built it. */
+  write_text("huge.prototxt",
+             "layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 1000 dim: 3 dim: 8000 "
+             "dim: 8000 } } }\n"
+             "layer { name: 'c' type: 'Convolution' bottom: 'x' top: 'c' convolution_param { num_output: 64 "
+             "kernel_size: 3 pad: 1 } }\n");
+  out = crema("info huge.prototxt", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  assert_has(out, "1000x64x8000x8000");
+  assert_has(out, "multiply-adds: 111 T per forward pass (110592000000000)");
+  assert_has(out, "activation memory: 15.6 TB");
+  free(out);
   /* Inferred shapes agree with the built net's on LeNet (the existing parameter column). */
   out = crema("info " CREMA_TEST_DATA "/lenet/lenet_mnist_deploy.prototxt", &st);
   ck_assert_msg(st == 0, "%s", out);
@@ -575,6 +588,29 @@ START_TEST(test_report_html) {
   ck_assert_ptr_null(strstr(html, "src=\"http"));
   ck_assert_ptr_null(strstr(html, "href="));
   ck_assert_ptr_null(strstr(html, "@import"));
+  assert_has(html, " with run/best.caffemodel</p>");
+  free(html);
+  /* Weights: best.caffemodel before any snapshot; without it, the snapshot of the largest
+   * iteration (60, where every validation sample is right; not 4). */
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && mv run_iter_60.caffemodel run/ && cp run/best.caffemodel run/x_iter_4.caffemodel",
+           dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  out = crema("report run --out report2.html", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  snprintf(path, sizeof path, "%s/report2.html", dir);
+  html = slurp(path);
+  assert_has(html, " with run/best.caffemodel</p>");
+  free(html);
+  snprintf(cmd, sizeof cmd, "cd '%s' && rm run/best.caffemodel", dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  out = crema("report run --out report2.html", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  html = slurp(path);
+  assert_has(html, " with run/run_iter_60.caffemodel</p>");
+  assert_has(html, "No validation sample was misclassified.");
   free(html);
   /* Nothing to report: a clear error. */
   out = crema("report train_lmdb_missing", &st);
@@ -587,12 +623,12 @@ START_TEST(test_report_html) {
                     "(scripts/install-deps.sh installs it; CI runs it)\n");
     return;
   }
-  snprintf(
-      cmd, sizeof cmd,
-      "cd '%s' && timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-background-networking "
-      "--no-first-run --disable-component-update --disable-sync --user-data-dir='%s/chrome' "
-      "--enable-logging=stderr --v=0 --dump-dom file://%s/report.html > dom.html 2> chrome.log",
-      dir, dir, dir);
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage "
+           "--disable-background-networking "
+           "--no-first-run --disable-component-update --disable-sync --user-data-dir='%s/chrome' "
+           "--enable-logging=stderr --v=0 --dump-dom file://%s/report.html > dom.html 2> chrome.log",
+           dir, dir, dir);
   ck_assert_int_eq(sh(cmd), 0);
   snprintf(path, sizeof path, "%s/dom.html", dir);
   char *dom = slurp(path);
@@ -609,6 +645,29 @@ START_TEST(test_report_html) {
 }
 END_TEST
 
+/* A folder with only Caffe's training log: the curves, and a note on what is missing. */
+START_TEST(test_report_log_only) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "mkdir '%s/caffe_run' && cp '%s/report/caffe_train.log' '%s/caffe_run/train.log'",
+           dir, CREMA_TEST_DATA, dir);
+  ck_assert_int_eq(sh(cmd), 0);
+  int st;
+  char *out = crema("report caffe_run --out caffe.html", &st);
+  ck_assert_msg(st == 0, "%s", out);
+  assert_has(out, "caffe.html: 1 sections");
+  assert_has(out, "not shown: no confusion matrix: no train_val net");
+  free(out);
+  char path[512];
+  snprintf(path, sizeof path, "%s/caffe.html", dir);
+  char *html = slurp(path);
+  assert_has(html, "<section id=\"curves\">");
+  assert_has(html, "caffe_run/train.log (7 rows)");
+  ck_assert_ptr_null(strstr(html, "<section id=\"confusion\">"));
+  assert_has(html, "id=\"notes\"");
+  free(html);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("report");
   TCase *tc = tcase_create("report");
@@ -621,6 +680,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_plot_and_diagnostics);
   tcase_add_test(tc, test_lr_find);
   tcase_add_test(tc, test_report_html);
+  tcase_add_test(tc, test_report_log_only);
   suite_add_tcase(s, tc);
   return s;
 }

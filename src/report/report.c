@@ -16,7 +16,7 @@
 #include "report/plot.h"
 #include "report/runs.h"
 #include "report/strbuf.h"
-#include "report/summary.h"
+#include "report/report_sections.h"
 
 #define PATHLEN 1024
 
@@ -61,7 +61,11 @@ static void find_files(const crema_report_inputs *in, found *f) {
   if (in->diagnostics) snprintf(f->diagnostics, PATHLEN, "%s", in->diagnostics);
   DIR *dir = d ? opendir(d) : NULL;
   if (!dir) return;
-  long best_iter = -1;
+  /* Weights: best.caffemodel (picked above), else *_best.caffemodel, else the snapshot with the
+   * largest iteration. */
+  const bool have_weights = f->weights[0] != '\0';
+  char best[PATHLEN] = "", latest[PATHLEN] = "";
+  long latest_iter = -1;
   struct dirent *e;
   while ((e = readdir(dir))) {
     const char *n = e->d_name;
@@ -70,20 +74,18 @@ static void find_files(const crema_report_inputs *in, found *f) {
     if (!f->metrics[0] && ends_with(n, "_metrics.csv")) snprintf(f->metrics, PATHLEN, "%s", p);
     if (!f->diagnostics[0] && ends_with(n, "_diagnostics.csv")) snprintf(f->diagnostics, PATHLEN, "%s", p);
     if (!f->log[0] && ends_with(n, ".log")) snprintf(f->log, PATHLEN, "%s", p);
-    if (!in->weights && ends_with(n, "_best.caffemodel"))
-      snprintf(f->weights, PATHLEN, "%s", p), best_iter = 1L << 40;
+    if (!best[0] && ends_with(n, "_best.caffemodel")) snprintf(best, PATHLEN, "%s", p);
     const char *it = strstr(n, "_iter_");
-    if (!in->weights && it && ends_with(n, ".caffemodel") && best_iter < (1L << 40) &&
-        !strstr(f->weights, "/best.caffemodel")) {
-      long k = atol(it + 6);
-      if (k > best_iter) best_iter = k, snprintf(f->weights, PATHLEN, "%s", p);
+    if (it && ends_with(n, ".caffemodel") && atol(it + 6) > latest_iter) {
+      latest_iter = atol(it + 6);
+      snprintf(latest, PATHLEN, "%s", p);
     }
   }
+  if (!have_weights) snprintf(f->weights, PATHLEN, "%s", best[0] ? best : latest);
   closedir(dir);
 }
 
-static void note(crema_report_summary *s, const char *fmt, ...) CREMA_PRINTF(2, 3);
-static void note(crema_report_summary *s, const char *fmt, ...) {
+void crema_report_note(crema_report_summary *s, const char *fmt, ...) {
   size_t n = strlen(s->notes);
   if (n + 4 >= sizeof s->notes) return;
   if (n) n += (size_t)snprintf(s->notes + n, sizeof s->notes - n, "; ");
@@ -127,7 +129,7 @@ static const char *label_name(const labels *l, int k, char *buf, size_t size) {
 
 /* ---------------------------------------------------------------- sections */
 
-static void svg_inline(crema_strbuf *b, crema_canvas *c) {
+void crema_report_svg(crema_strbuf *b, crema_canvas *c) {
   const char *svg = crema_canvas_svg_text(c);
   if (svg) crema_strbuf_append(b, svg, strlen(svg));
 }
@@ -136,7 +138,7 @@ static void section_curves(crema_strbuf *b, const found *f, crema_report_summary
                            int *rc) {
   const char *path = f->metrics[0] ? f->metrics : f->log[0] ? f->log : NULL;
   if (!path) {
-    note(sum, "%s", "no curves: no *_metrics.csv or training log found");
+    crema_report_note(sum, "%s", "no curves: no *_metrics.csv or training log found");
     return;
   }
   crema_run *run = NULL;
@@ -151,12 +153,12 @@ static void section_curves(crema_strbuf *b, const found *f, crema_report_summary
     crema_strbuf_printf(b, "<section id=\"curves\"><h2>Training curves</h2><p class=\"src\">from ");
     crema_strbuf_escape(b, path);
     crema_strbuf_printf(b, " (%d rows)</p>\n", run->n_rows);
-    svg_inline(b, &c);
+    crema_report_svg(b, &c);
     crema_strbuf_printf(b, "</section>\n");
     crema_canvas_free(&c);
     sum->sections++;
   } else
-    note(sum, "no curves: %s", err->msg);
+    crema_report_note(sum, "no curves: %s", err->msg);
   crema_run_free(run);
 }
 
@@ -205,7 +207,7 @@ static void section_confusion(crema_strbuf *b, const crema_evaluation *e, const 
       "<section id=\"confusion\"><h2>Confusion matrix</h2><p>%lld validation samples, accuracy "
       "<b>%.4f</b>. Rows: true class; columns: predicted; colour: share of the row.</p>\n",
       (long long)e->samples, e->samples ? (double)e->correct / (double)e->samples : 0.0);
-  svg_inline(b, &c);
+  crema_report_svg(b, &c);
   crema_canvas_free(&c);
   crema_strbuf_printf(b, "</section>\n<section id=\"per-class\"><h2>Per-class accuracy</h2>\n"
                          "<table><tr><th>class</th><th>samples</th><th>correct</th><th>accuracy</th>"
@@ -260,154 +262,6 @@ static void section_wrong(crema_strbuf *b, const crema_evaluation *e, const labe
     crema_strbuf_printf(b, "</b> (p = %.3f)</figcaption></figure>\n", (double)w->confidence);
   }
   crema_strbuf_printf(b, "</div></section>\n");
-  sum->sections++;
-}
-
-/* The diagnostics CSV drawn as two charts: update/weight ratio per parameter (log scale) and
- * the fraction of outputs <= 0 per ReLU-family layer. */
-#define DIAG_MAX_SERIES 24
-typedef struct diag_series {
-  char name[96];
-  int n, cap;
-  double *x, *y;
-} diag_series;
-
-static diag_series *diag_get(diag_series *s, int *n, const char *name) {
-  for (int i = 0; i < *n; i++)
-    if (!strcmp(s[i].name, name)) return &s[i];
-  if (*n >= DIAG_MAX_SERIES) return NULL;
-  diag_series *d = &s[(*n)++];
-  snprintf(d->name, sizeof d->name, "%s", name);
-  return d;
-}
-
-static void diag_push(diag_series *d, double x, double y) {
-  if (!d || !isfinite(y)) return;
-  if (d->n == d->cap) {
-    int cap = d->cap ? d->cap * 2 : 64;
-    double *nx = realloc(d->x, sizeof(double) * (size_t)cap),
-           *ny = nx ? realloc(d->y, sizeof(double) * (size_t)cap) : NULL;
-    if (nx) d->x = nx;
-    if (!ny) return;
-    d->y = ny;
-    d->cap = cap;
-  }
-  d->x[d->n] = x, d->y[d->n++] = y;
-}
-
-static void section_diagnostics(crema_strbuf *b, const char *path, crema_report_summary *sum) {
-  char *text = NULL;
-  size_t len = 0;
-  crema_error err;
-  if (!path[0] || crema_read_file(path, &text, &len, &err)) return;
-  diag_series act[DIAG_MAX_SERIES], par[DIAG_MAX_SERIES];
-  memset(act, 0, sizeof act);
-  memset(par, 0, sizeof par);
-  int na = 0, np = 0;
-  char *save = NULL;
-  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-    char *f[10];
-    int nf = 0;
-    for (char *p = line; nf < 10;) {
-      f[nf++] = p;
-      char *c = strchr(p, ',');
-      if (!c) break;
-      *c = '\0';
-      p = c + 1;
-    }
-    if (nf < 10 || !strcmp(f[0], "iteration")) continue;
-    const double it = atof(f[0]);
-    char name[96];
-    if (!strcmp(f[3], "activation") && *f[4]) {
-      diag_push(diag_get(act, &na, f[1]), it, atof(f[4]));
-    } else if (!strcmp(f[3], "param") && *f[9]) {
-      snprintf(name, sizeof name, "%.80s[%.8s]", f[1], f[2]);
-      const double r = atof(f[9]);
-      if (r > 0) diag_push(diag_get(par, &np, name), it, r);
-    }
-  }
-  free(text);
-  crema_strbuf_printf(b, "<section id=\"diagnostics\"><h2>Diagnostics</h2><p class=\"src\">from ");
-  crema_strbuf_escape(b, path);
-  crema_strbuf_printf(b, "</p>\n");
-  crema_series s[DIAG_MAX_SERIES];
-  for (int chart = 0; chart < 2; chart++) {
-    diag_series *d = chart ? act : par;
-    const int n = chart ? na : np;
-    if (!n) continue;
-    for (int i = 0; i < n; i++)
-      s[i] = (crema_series){d[i].x, d[i].y, d[i].n, crema_palette(i), i >= 8, d[i].name};
-    crema_chart ch = {chart ? "fraction of outputs <= 0 (ReLU family)" : "update / weight ratio (L2)",
-                      "iteration",
-                      chart ? "fraction" : "ratio",
-                      false,
-                      chart == 0,
-                      true,
-                      NAN,
-                      NULL,
-                      false,
-                      0,
-                      0};
-    crema_canvas c;
-    if (crema_canvas_init(&c, CREMA_CANVAS_SVG, 640, 340, &err)) continue;
-    crema_chart_draw(&c, 0, 0, 640, 340, &ch, s, n);
-    svg_inline(b, &c);
-    crema_canvas_free(&c);
-  }
-  crema_strbuf_printf(b, "</section>\n");
-  for (int i = 0; i < DIAG_MAX_SERIES; i++) free(act[i].x), free(act[i].y), free(par[i].x), free(par[i].y);
-  sum->sections++;
-}
-
-static void section_net(crema_strbuf *b, const found *f, crema_report_summary *sum) {
-  const char *path = f->deploy[0] ? f->deploy : f->model[0] ? f->model : NULL;
-  if (!path) return;
-  Crema__NetParameter *np = NULL;
-  crema_error err;
-  if (crema_read_net_param(path, &np, &err)) {
-    note(sum, "no net summary: %s", err.msg);
-    return;
-  }
-  crema_net_summary s;
-  if (crema_net_summarize(np, CREMA__PHASE__TEST, &s, &err)) {
-    crema_message_free(np);
-    return;
-  }
-  char a[32], m[32], p[32];
-  crema_format_count(s.params, p, sizeof p);
-  crema_format_count(s.macs, m, sizeof m);
-  crema_format_bytes(s.activation_bytes, a, sizeof a);
-  crema_strbuf_printf(b, "<section id=\"net\"><h2>Net</h2><p class=\"src\">");
-  crema_strbuf_escape(b, path);
-  crema_strbuf_printf(
-      b,
-      " (TEST phase): <b>%d</b> layers, <b>%s</b> parameters, <b>%s</b> multiply-adds per forward "
-      "pass, <b>%s</b> of activations</p>\n",
-      s.n_layers, p, m, a);
-  if (!s.complete) {
-    crema_strbuf_printf(b, "<p>Shapes stop at: ");
-    crema_strbuf_escape(b, s.why);
-    crema_strbuf_printf(b, "</p>\n");
-  }
-  crema_strbuf_printf(b, "<table><tr><th>#</th><th>layer</th><th>type</th><th>output</th><th>parameters</th>"
-                         "<th>multiply-adds</th><th>activations</th></tr>\n");
-  for (int i = 0; i < s.n_layers; i++) {
-    const crema_layer_summary *l = &s.layers[i];
-    char shape[96] = "-";
-    if (l->n_tops) crema_blob_shape_text(&l->tops[0], shape, sizeof shape);
-    crema_format_count(l->params, p, sizeof p);
-    crema_format_count(l->macs, m, sizeof m);
-    crema_format_bytes(l->top_bytes, a, sizeof a);
-    crema_strbuf_printf(b, "<tr><td>%d</td><td>", i);
-    crema_strbuf_escape(b, l->param->name);
-    crema_strbuf_printf(b, "</td><td>");
-    crema_strbuf_escape(b, l->param->type);
-    crema_strbuf_printf(b, "</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n", shape,
-                        l->params ? p : "", l->macs ? m : "", l->top_bytes ? a : "in place");
-  }
-  crema_strbuf_printf(b, "</table></section>\n");
-  crema_net_summary_free(&s);
-  crema_message_free(np);
   sum->sections++;
 }
 
@@ -472,7 +326,7 @@ int crema_report_write(const crema_report_inputs *in, const char *out_html, crem
     crema_error e2;
     if (crema_read_net_param(f.model, &np, &e2) ||
         crema_evaluate(np, f.weights, in->iterations, in->run_dir, &e, &e2))
-      note(sum, "no confusion matrix: %s", e2.msg);
+      crema_report_note(sum, "no confusion matrix: %s", e2.msg);
     else {
       sum->samples = e.samples;
       sum->accuracy = e.samples ? (double)e.correct / (double)e.samples : 0;
@@ -487,10 +341,11 @@ int crema_report_write(const crema_report_inputs *in, const char *out_html, crem
     }
     crema_message_free(np);
   } else if (!rc)
-    note(sum, "%s",
-         f.model[0] ? "no confusion matrix: no caffemodel found" : "no confusion matrix: no train_val net");
-  if (!rc) section_diagnostics(&b, f.diagnostics, sum);
-  if (!rc) section_net(&b, &f, sum);
+    crema_report_note(sum, "%s",
+                      f.model[0] ? "no confusion matrix: no caffemodel found"
+                                 : "no confusion matrix: no train_val net");
+  if (!rc) crema_report_section_diagnostics(&b, f.diagnostics, sum);
+  if (!rc) crema_report_section_net(&b, f.deploy[0] ? f.deploy : f.model, sum);
   if (!rc && (f.solver[0] || f.preprocess[0] || f.labels[0])) {
     crema_strbuf_printf(&b, "<section id=\"settings\"><h2>Settings</h2>\n");
     file_block(&b, "solver", f.solver);

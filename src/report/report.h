@@ -38,10 +38,10 @@ typedef struct crema_report_summary {
   char notes[1024]; /* what was skipped and why, "; "-separated */
 } crema_report_summary;
 
-/* Writes the HTML page to out_html (atomically). Parts whose inputs are missing are left
- * out with a note on the page and in summary->notes; it fails only when there is nothing
- * at all to show, or on an error in a file that was found (a broken CSV, a net that does not
- * build with those weights...). */
+/* Writes the HTML page to out_html (atomically). Parts whose inputs are missing or cannot
+ * be used (no caffemodel, a net that does not build with those weights, ...) are left out
+ * with a note on the page and in summary->notes. It fails when there is nothing at all to
+ * show, when the curves file it found is broken, or when out_html cannot be written. */
 int crema_report_write(const crema_report_inputs *in, const char *out_html, crema_report_summary *summary,
                        crema_error *err);
 

@@ -6,9 +6,10 @@
  * A pure function over the message, with one shape rule per layer type crema supports.
  * Data layers are the exception that touches the disk: a Data layer's shape comes from the
  * first record of its LMDB (and its transform's crop_size); an ImageData layer's from its
- * new_height/new_width, else from its list's first image. When a layer has no shape rule (an unknown type, or a data set that
- * cannot be read here), the summary stops at that layer: `complete` is false and `why` names
- * the layer and the reason, so callers can fall back to building the net.
+ * new_height/new_width, else from its list's first image. When a layer has no shape rule
+ * (an unknown type, or a data set that cannot be read here), the summary stops at that
+ * layer: `complete` is false and `why` names the layer and the reason, so callers can fall
+ * back to building the net.
  *
  * Multiply-adds count the inner products of Convolution, Deconvolution and InnerProduct
  * (one multiply and one add each); other layers count 0. Activation memory is the float32
