@@ -494,6 +494,50 @@ START_TEST(bn_scale_prelu_trained_here) {
 }
 END_TEST
 
+/* The data layer's preprocessing becomes preprocess.prototxt, without mirror and with the
+ * ImageData resize; its mean file is copied beside it. Written by `crema export`. */
+START_TEST(preprocess_and_mean_file) {
+  char path[256], cmd[2048];
+  crema_error err;
+  /* weights for a 3 x 6 x 6 input and an InnerProduct of 2 */
+  Crema__NetParameter *m = random_model(
+      "layer { name: 'd' type: 'Input' top: 'data' input_param { shape { dim: 1 dim: 3 dim: 6 dim: 6 } } }\n"
+      "layer { name: 'ip' type: 'InnerProduct' bottom: 'data' top: 'ip' inner_product_param { num_output: 2 "
+      "} }\n",
+      1.0f);
+  snprintf(path, sizeof path, "%s/w.caffemodel", tmpdir);
+  ck_assert_msg(crema_write_binary_message(path, &m->base, &err) == 0, "%s", err.msg);
+  crema_message_free(m);
+  Crema__BlobProto *mean = (Crema__BlobProto *)test_message(&crema__blob_proto__descriptor,
+                                                            "shape { dim: 1 dim: 3 dim: 8 dim: 8 }");
+  snprintf(path, sizeof path, "%s/m.binaryproto", tmpdir);
+  ck_assert_msg(crema_write_binary_message(path, &mean->base, &err) == 0, "%s", err.msg);
+  crema_message_free(mean);
+  const char *tv =
+      "layer { name: 'd' type: 'ImageData' top: 'data' top: 'label'\n"
+      "  transform_param { mirror: true crop_size: 6 mean_file: 'm.binaryproto' scale: 0.5 }\n"
+      "  image_data_param { source: 'list.txt' new_height: 8 new_width: 8 batch_size: 4 } }\n"
+      "layer { name: 'ip' type: 'InnerProduct' bottom: 'data' top: 'ip' inner_product_param { "
+      "num_output: 2 } }\n"
+      "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip' bottom: 'label' top: 'loss' }\n";
+  snprintf(path, sizeof path, "%s/tv.prototxt", tmpdir);
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  fputs(tv, f);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "'%s/crema' export --model tv.prototxt --weights w.caffemodel --out out",
+           CREMA_BIN_DIR);
+  run_ok("export", cmd);
+  ck_assert_msg(strstr(slurp("export", "out"), "wrote out/mean.binaryproto"), "%s", slurp("export", "out"));
+  const char *pp = slurp("out/preprocess", "prototxt");
+  ck_assert_msg(!strstr(pp, "mirror") && strstr(pp, "crop_size: 6") &&
+                    strstr(pp, "mean_file: \"mean.binaryproto\"") && strstr(pp, "resize_height: 8") &&
+                    strstr(pp, "resize_width: 8") && strstr(pp, "scale: 0.5"),
+                "%s", pp);
+  ck_assert_int_eq(run_in_tmp("cmp", "cmp m.binaryproto out/mean.binaryproto"), 0);
+}
+END_TEST
+
 /* A deploy net with seeded random weights, exported at batch 1. */
 static void random_weights(const char *model) {
   char cmd[4096];
@@ -556,25 +600,11 @@ START_TEST(every_onnx_layer_type) {
            CREMA_SOURCE_DIR);
   run_ok("onnx checker + OpenCV ONNX importer", cmd);
   const char *ops = slurp("onnx checker + OpenCV ONNX importer", "out");
-  const char *want[] = {"Abs",
-                        "AveragePool",
-                        "BatchNormalization",
-                        "Concat",
-                        "Conv",
-                        "Elu",
-                        "GlobalAveragePool",
-                        "LRN",
-                        "LeakyRelu",
-                        "MatMul",
-                        "Max",
-                        "Mul",
-                        "PRelu",
-                        "Pow",
-                        "Reshape",
-                        "Sigmoid",
-                        "Slice",
-                        "Softmax",
-                        "Sum",
+  const char *want[] = {"ConvTranspose", "Abs",       "AveragePool", "BatchNormalization",
+                        "Concat",        "Conv",      "Elu",         "GlobalAveragePool",
+                        "LRN",           "LeakyRelu", "MatMul",      "Max",
+                        "Mul",           "PRelu",     "Pow",         "Reshape",
+                        "Sigmoid",       "Slice",     "Softmax",     "Sum",
                         "Tanh"};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
     ck_assert_msg(strstr(ops, want[i]), "op %s missing from %s", want[i], ops);
@@ -620,6 +650,7 @@ END_TEST
 int main(void) {
   Suite *s = suite_create("export");
   TCase *tc = tcase_create("surgery");
+  tcase_set_timeout(tc, 300);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, deploy_from_train_val);
   tcase_add_test(tc, deploy_errors_name_the_layer);
@@ -628,6 +659,7 @@ int main(void) {
   tcase_add_test(tc, fold_factor_zero_and_kept);
   tcase_add_test(tc, onnx_refuses_what_it_cannot_express);
   tcase_add_test(tc, failed_export_leaves_nothing);
+  tcase_add_test(tc, preprocess_and_mean_file);
   suite_add_tcase(s, tc);
   TCase *oracle = tcase_create("oracle");
   tcase_add_checked_fixture(oracle, setup_oracle, teardown);

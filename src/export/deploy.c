@@ -118,6 +118,39 @@ static bool is_dead(const dead_set *d, const char *name) {
   return false;
 }
 
+/* The deploy-time preprocessing of data layer lp: its transform_param without the
+ * training-only fields, with an ImageData layer's resize as resize_height/resize_width. */
+static int preprocess_of(const Crema__LayerParameter *lp, crema_deploy_report *rep) {
+  const Crema__ImageDataParameter *ip = lp->image_data_param;
+  bool resize = ip && ip->new_height > 0 && ip->new_width > 0;
+  if (!lp->transform_param && !resize) return 0;
+  Crema__TransformationParameter *t;
+  if (lp->transform_param) {
+    t = crema_message_copy(&lp->transform_param->base);
+  } else if ((t = malloc(sizeof *t))) {
+    crema__transformation_parameter__init(t);
+  }
+  if (!t) return -1;
+  t->has_mirror = 0;
+  t->mirror = 0;
+  if (t->augment) {
+    protobuf_c_message_free_unpacked(&t->augment->base, NULL);
+    t->augment = NULL;
+  }
+  if (resize) {
+    t->has_resize_height = t->has_resize_width = 1;
+    t->resize_height = ip->new_height;
+    t->resize_width = ip->new_width;
+  }
+  if (ip && ip->has_is_color && !ip->is_color) {
+    t->has_force_gray = 1;
+    t->force_gray = 1;
+  }
+  rep->had_transform = true;
+  rep->transform = t;
+  return 0;
+}
+
 static int convert_data_layers(Crema__NetParameter *m, const crema_deploy_options *opt, dead_set *dead,
                                crema_deploy_report *rep, crema_error *err) {
   int found = 0;
@@ -146,9 +179,9 @@ static int convert_data_layers(Crema__NetParameter *m, const crema_deploy_option
     if (!found) {
       memcpy(rep->input_shape, shape, sizeof shape);
       snprintf(rep->input_layer, sizeof rep->input_layer, "%s", in->name);
-      if (lp->transform_param) {
-        rep->had_transform = true;
-        rep->transform = crema_message_copy(&lp->transform_param->base);
+      if (preprocess_of(lp, rep)) {
+        protobuf_c_message_free_unpacked(&in->base, NULL);
+        return OOM(err);
       }
     }
     found++;

@@ -39,8 +39,11 @@ typedef struct crema_deploy_report {
   char input_layer[128]; /* the Input layer's name */
   int input_shape[4];    /* its shape (N, C, H, W) */
   char output[128];      /* the output blob ("prob" when a loss was turned into it) */
-  bool had_transform;    /* the data layer had a transform_param (see preprocess) */
-  Crema__TransformationParameter *transform; /* copy of it, or NULL; freed by the report */
+  bool had_transform;    /* the data layer had a transform_param or an ImageData resize */
+  /* Its deploy-time preprocessing (a preprocess.prototxt message: no mirror or augment,
+   * ImageData's new_height/new_width as resize_height/resize_width), or NULL; freed by
+   * crema_deploy_report_free. */
+  Crema__TransformationParameter *transform;
 } crema_deploy_report;
 void crema_deploy_report_free(crema_deploy_report *r);
 

@@ -99,9 +99,12 @@ static int fail_layer(conv_ctx *c, int li, const char *why) {
 
 /* ---------------------------------------------------------------- vision layers */
 
+/* Convolution -> Conv, Deconvolution -> ConvTranspose: Caffe's weight layouts are ONNX's
+ * ((out, in/group, kh, kw) and (in, out/group, kh, kw)) and so are the output sizes. */
 static int convolution(conv_ctx *c, int li) {
   crema_layer *l = crema_net_layer(c->net, li);
   crema_conv_params p;
+  bool transposed = !strcmp(l->ops->type, "Deconvolution");
   if (crema_conv_params_read(l, in_blob(c, li, 0), &p, c->err)) return -1;
   if (p.axis != 1) return fail_layer(c, li, "only axis 1 convolutions are exported");
   const crema_blob *w = l->blobs[0];
@@ -115,7 +118,7 @@ static int convolution(conv_ctx *c, int li) {
   }
   const char *out[1] = {out_name(c, li, 0)};
   if (!in[0] || !in[1] || (n_in == 3 && !in[2]) || !out[0]) return OOM(c);
-  Onnx__NodeProto *n = crema_onnx_node(c->b, "Conv", out[0], n_in, in, 1, out);
+  Onnx__NodeProto *n = crema_onnx_node(c->b, transposed ? "ConvTranspose" : "Conv", out[0], n_in, in, 1, out);
   int64_t k[2] = {p.kernel_h, p.kernel_w}, s[2] = {p.stride_h, p.stride_w};
   int64_t d[2] = {p.dilation_h, p.dilation_w}, pads[4] = {p.pad_h, p.pad_w, p.pad_h, p.pad_w};
   if (!n || crema_onnx_attr_ints(c->b, n, "kernel_shape", 2, k) ||
@@ -512,7 +515,7 @@ static int convert_layer(conv_ctx *c, int li) {
   if (n > 256) return fail_layer(c, li, "it has more than 256 inputs");
   for (int k = 0; k < n; k++) c->ins[k] = c->cur[ids[k]];
   if (!strcmp(t, "Input")) return 0;
-  if (!strcmp(t, "Convolution")) return convolution(c, li);
+  if (!strcmp(t, "Convolution") || !strcmp(t, "Deconvolution")) return convolution(c, li);
   if (!strcmp(t, "InnerProduct")) return inner_product(c, li);
   if (!strcmp(t, "Pooling")) return pooling(c, li);
   if (!strcmp(t, "LRN")) return lrn(c, li);
@@ -532,10 +535,11 @@ static int convert_layer(conv_ctx *c, int li) {
   if (!strcmp(t, "Flatten") || !strcmp(t, "Reshape")) return reshape_like_top(c, li);
   if (!strcmp(t, "Softmax")) return softmax(c, li);
   if (!strcmp(t, "Split") || !strcmp(t, "Dropout")) return alias(c, li);
-  return fail_layer(c, li,
-                    "crema's ONNX writer covers Convolution, InnerProduct, Pooling, LRN, ReLU, PReLU, ELU, "
-                    "Sigmoid, TanH, AbsVal, Power, BatchNorm, Scale, Bias, Eltwise, Concat, Slice, Flatten, "
-                    "Reshape, Softmax and Dropout");
+  return fail_layer(
+      c, li,
+      "crema's ONNX writer covers Convolution, Deconvolution, InnerProduct, Pooling, LRN, ReLU, PReLU, ELU, "
+      "Sigmoid, TanH, AbsVal, Power, BatchNorm, Scale, Bias, Eltwise, Concat, Slice, Flatten, "
+      "Reshape, Softmax and Dropout");
 }
 
 static int build_graph(conv_ctx *c) {

@@ -80,9 +80,53 @@ static void remove_staging(const char *dir) {
 }
 
 typedef struct outputs {
-  const char *names[5];
+  const char *names[8];
   int n;
 } outputs;
+
+/* preprocess.prototxt from the given file, else from the data layer (derived, may be NULL):
+ * read (so a bad file is an error now, not at deployment), and a mean_file it names (relative
+ * to the file's folder, or to the working folder for the data layer's, as Caffe reads it) is
+ * copied beside it as mean.binaryproto, so DIR works wherever it is moved. */
+static int write_preprocess(const char *given, const Crema__TransformationParameter *derived,
+                            const char *stage, outputs *files, crema_error *err) {
+  Crema__TransformationParameter *t = NULL;
+  char base[4096] = ".";
+  if (given) {
+    if (crema_read_text_message(given, &crema__transformation_parameter__descriptor, (ProtobufCMessage **)&t,
+                                err))
+      return crema_error_prefix(err, "preprocess file");
+    const char *slash = strrchr(given, '/');
+    if (slash) snprintf(base, sizeof base, "%.*s", (int)(slash - given), given);
+  } else if (derived) {
+    if (!(t = crema_message_copy(&derived->base))) return crema_fail(err, "out of memory");
+  } else {
+    return 0;
+  }
+  char path[4400];
+  int rc = 0;
+  if (t->mean_file && *t->mean_file) {
+    char src[8400];
+    if (t->mean_file[0] == '/')
+      snprintf(src, sizeof src, "%s", t->mean_file);
+    else
+      snprintf(src, sizeof src, "%s/%s", base, t->mean_file);
+    snprintf(path, sizeof path, "%s/mean.binaryproto", stage);
+    rc = copy_file(src, path, err);
+    if (rc) {
+      crema_error_prefix(err, "the mean file of the preprocessing");
+    } else {
+      files->names[files->n++] = "mean.binaryproto";
+      free(t->mean_file);
+      if (!(t->mean_file = strdup("mean.binaryproto"))) rc = crema_fail(err, "out of memory");
+    }
+  }
+  snprintf(path, sizeof path, "%s/preprocess.prototxt", stage);
+  if (!rc && !(rc = crema_write_text_message(path, &t->base, err)))
+    files->names[files->n++] = "preprocess.prototxt";
+  crema_message_free(t);
+  return rc;
+}
 
 /* Everything the export computes and writes into the staging folder. */
 static int run_export(const char *model_path, const char *weights_path, const char *stage, bool keep_bn,
@@ -154,14 +198,7 @@ static int run_export(const char *model_path, const char *weights_path, const ch
   char found_pp[4096];
   if (!preprocess && beside(model_path, "preprocess.prototxt", found_pp, sizeof found_pp))
     preprocess = found_pp;
-  snprintf(path, sizeof path, "%s/preprocess.prototxt", stage);
-  if (preprocess) {
-    if (copy_file(preprocess, path, err)) goto done;
-    files->names[files->n++] = "preprocess.prototxt";
-  } else if (dep.transform) {
-    if (crema_write_text_message(path, &dep.transform->base, err)) goto done;
-    files->names[files->n++] = "preprocess.prototxt";
-  }
+  if (write_preprocess(preprocess, dep.transform, stage, files, err)) goto done;
   rc = 0;
 done:
   crema_deploy_report_free(&dep);
