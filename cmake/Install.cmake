@@ -89,10 +89,16 @@ set_target_properties(crema_static PROPERTIES
   OUTPUT_NAME crema EXPORT_NAME crema_static ARCHIVE_OUTPUT_DIRECTORY ${CREMA_LIB_DIR})
 # A static archive carries no dependencies: its users link them. They are given by name
 # (-lprotobuf-c ...), as in crema.pc's Libs.private, so no build machine's paths are baked in.
+# A library outside the compiler's own search path (e.g. Open MPI's) also gets its -L folder.
 set(crema_link_names)
 foreach(item ${crema_link_flat})
   if(item MATCHES "/lib([^/]+)\\.(so|a)(\\.[0-9.]*)?$")
-    list(APPEND crema_link_names ${CMAKE_MATCH_1})
+    set(name ${CMAKE_MATCH_1})
+    get_filename_component(dir ${item} DIRECTORY)
+    if(NOT dir IN_LIST CMAKE_C_IMPLICIT_LINK_DIRECTORIES)
+      list(APPEND crema_link_names -L${dir})
+    endif()
+    list(APPEND crema_link_names ${name})
   elseif(item MATCHES "^-" OR NOT item MATCHES "/")
     list(APPEND crema_link_names ${item})
   endif()
