@@ -63,26 +63,17 @@ int crema_preprocess_create(const Crema__TransformationParameter *p, const char 
     free(q->mean_file);
     q->mean_file = full;
   }
-  if ((q->resize_height > 0) != (q->resize_width > 0)) {
-    int rc = crema_fail(err, "resize_height (%u) and resize_width (%u) must both be set or both be 0",
-                        q->resize_height, q->resize_width);
+  const unsigned rh = q->resize_height, rw = q->resize_width, cs = q->crop_size;
+  const char *bad = NULL;
+  if ((rh > 0) != (rw > 0))
+    bad = "resize_height and resize_width must both be set or both be 0";
+  else if (rh > 65536 || rw > 65536 || cs > 65536)
+    bad = "resize or crop_size above 65536 pixels";
+  else if (cs && rh && (cs > rh || cs > rw))
+    bad = "crop_size is larger than the resized image; lower crop_size or raise the resize";
+  if (bad) {
     crema_preprocess_free(pp);
-    return rc;
-  }
-  if (q->resize_height > 65536 || q->resize_width > 65536 || q->crop_size > 65536) {
-    /* the message reads q, which pp owns: fail first, free after */
-    int rc = crema_fail(err, "resize (%u x %u) or crop_size (%u) above 65536 pixels", q->resize_height,
-                        q->resize_width, q->crop_size);
-    crema_preprocess_free(pp);
-    return rc;
-  }
-  if (q->crop_size && q->resize_height &&
-      (q->crop_size > q->resize_height || q->crop_size > q->resize_width)) {
-    int rc = crema_fail(
-        err, "crop_size %u is larger than the resized %u x %u image; lower crop_size or raise the resize",
-        q->crop_size, q->resize_height, q->resize_width);
-    crema_preprocess_free(pp);
-    return rc;
+    return crema_fail(err, "%s (resize %u x %u, crop_size %u)", bad, rh, rw, cs);
   }
   pp->crop = (int)q->crop_size;
   pp->resize_h = (int)q->resize_height;
