@@ -51,6 +51,9 @@ function(crema_resolve_link out)
   set(${out} ${result} PARENT_SCOPE)
 endfunction()
 
+# Tools and tests reach the API through the crema target, like every other module.
+target_link_libraries(crema INTERFACE crema_api)
+
 get_property(CREMA_MODULE_NAMES GLOBAL PROPERTY CREMA_MODULES)
 set(crema_objects)
 set(crema_link_deps)
