@@ -1,8 +1,9 @@
-# Install.cmake -- libcrema.so (versioned soname) and libcrema.a built from the objects of
-# every module registered with crema_module(), the install rules (tools, libraries, the public
-# header, crema.pc, the CMake package config, README + licence), the Debian package, and the
-# test that installs into a temporary prefix and builds examples/ against it.
-# Included at the end of the top-level CMakeLists.txt, so every module is known by then.
+# Install.cmake -- the api module (src/api); libcrema.so (versioned soname) and libcrema.a
+# built from the objects of every module registered with crema_module(); the install rules
+# (tools, libraries, the public header, crema.pc, the CMake package config, README +
+# licence); the Debian package; and the test that installs into a temporary prefix and builds
+# examples/ against it. Included at the end of the top-level CMakeLists.txt, so every module
+# is known by then.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -51,7 +52,11 @@ function(crema_resolve_link out)
   set(${out} ${result} PARENT_SCOPE)
 endfunction()
 
-# Tools and tests reach the API through the crema target, like every other module.
+# The public C API: module src/api over the others, its header in include/crema. Tools and
+# tests reach it through the crema target, like every other module.
+crema_module(api)
+target_link_libraries(crema_api PUBLIC crema_solver)
+target_include_directories(crema_api PUBLIC ${CMAKE_SOURCE_DIR}/include)
 target_link_libraries(crema INTERFACE crema_api)
 
 get_property(CREMA_MODULE_NAMES GLOBAL PROPERTY CREMA_MODULES)

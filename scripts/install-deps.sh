@@ -4,12 +4,12 @@
 set -euo pipefail
 PACKAGES=(
   gcc make cmake pkg-config
+  dpkg-dev file                           # cpack -G DEB: dpkg-shlibdeps finds the runtime dependencies
   libprotobuf-c-dev protobuf-c-compiler   # messages + protoc-c
   libstb-dev                              # image decode / resize / encode
   libopenblas-dev                         # GEMM
   liblmdb-dev                             # data sets on disk
   check                                   # unit tests
-  dpkg-dev file                           # cpack -G DEB: dpkg-shlibdeps finds the runtime dependencies
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
   dataset-fashion-mnist                   # demo and training tests
   clang-format cppcheck                   # style and static checks in CI
