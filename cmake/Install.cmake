@@ -8,14 +8,14 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 # Resolves link items (imported targets, files, flags) to what a linker command line needs,
-# recursively, skipping crema's own module targets: out = list of files and flags.
+# recursively, skipping crema's own targets (crema_own_targets): out = list of files and flags.
 function(crema_resolve_link out)
   set(result)
   foreach(item ${ARGN})
     if(item MATCHES "^\\$<LINK_ONLY:(.*)>$")
       set(item "${CMAKE_MATCH_1}")
     endif()
-    if(item MATCHES "^crema(_|$)" OR item MATCHES "^\\$<")
+    if(item IN_LIST crema_own_targets OR item MATCHES "^\\$<")
       continue()
     endif()
     if(TARGET ${item})
@@ -60,6 +60,12 @@ target_include_directories(crema_api PUBLIC ${CMAKE_SOURCE_DIR}/include)
 target_link_libraries(crema INTERFACE crema_api)
 
 get_property(CREMA_MODULE_NAMES GLOBAL PROPERTY CREMA_MODULES)
+# crema's own targets: their objects are in the library already. Other targets named crema_*
+# (e.g. an INTERFACE target wrapping an optional dependency) are dependencies like any other.
+set(crema_own_targets crema)
+foreach(m ${CREMA_MODULE_NAMES})
+  list(APPEND crema_own_targets crema_${m})
+endforeach()
 set(crema_objects)
 set(crema_link_deps)
 foreach(m ${CREMA_MODULE_NAMES})
@@ -70,7 +76,7 @@ foreach(m ${CREMA_MODULE_NAMES})
       if(d MATCHES "^\\$<LINK_ONLY:(.*)>$")
         set(d "${CMAKE_MATCH_1}")
       endif()
-      if(NOT d MATCHES "^crema(_|$)")
+      if(NOT d IN_LIST crema_own_targets)
         list(APPEND crema_link_deps ${d})
       endif()
     endforeach()
