@@ -1,20 +1,21 @@
-# Install.cmake -- libcrema.so (versioned soname) and libcrema.a built from the objects of
-# every module registered with crema_module(), the install rules (tools, libraries, the public
-# header, crema.pc, the CMake package config, README + licence), the Debian package, and the
-# test that installs into a temporary prefix and builds examples/ against it.
-# Included at the end of the top-level CMakeLists.txt, so every module is known by then.
+# Install.cmake -- the api module (src/api); libcrema.so (versioned soname) and libcrema.a
+# built from the objects of every module registered with crema_module(); the install rules
+# (tools, libraries, the public header, crema.pc, the CMake package config, README +
+# licence); the Debian package; and the test that installs into a temporary prefix and builds
+# examples/ against it. Included at the end of the top-level CMakeLists.txt, so every module
+# is known by then.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 # Resolves link items (imported targets, files, flags) to what a linker command line needs,
-# recursively, skipping crema's own module targets: out = list of files and flags.
+# recursively, skipping crema's own targets (crema_own_targets): out = list of files and flags.
 function(crema_resolve_link out)
   set(result)
   foreach(item ${ARGN})
     if(item MATCHES "^\\$<LINK_ONLY:(.*)>$")
       set(item "${CMAKE_MATCH_1}")
     endif()
-    if(item MATCHES "^crema_" OR item MATCHES "^\\$<")
+    if(item IN_LIST crema_own_targets OR item MATCHES "^\\$<")
       continue()
     endif()
     if(TARGET ${item})
@@ -51,7 +52,20 @@ function(crema_resolve_link out)
   set(${out} ${result} PARENT_SCOPE)
 endfunction()
 
+# The public C API: module src/api over the others, its header in include/crema. Tools and
+# tests reach it through the crema target, like every other module.
+crema_module(api)
+target_link_libraries(crema_api PUBLIC crema_solver)
+target_include_directories(crema_api PUBLIC ${CMAKE_SOURCE_DIR}/include)
+target_link_libraries(crema INTERFACE crema_api)
+
 get_property(CREMA_MODULE_NAMES GLOBAL PROPERTY CREMA_MODULES)
+# crema's own targets: their objects are in the library already. Other targets named crema_*
+# (e.g. an INTERFACE target wrapping an optional dependency) are dependencies like any other.
+set(crema_own_targets crema)
+foreach(m ${CREMA_MODULE_NAMES})
+  list(APPEND crema_own_targets crema_${m})
+endforeach()
 set(crema_objects)
 set(crema_link_deps)
 foreach(m ${CREMA_MODULE_NAMES})
@@ -62,7 +76,7 @@ foreach(m ${CREMA_MODULE_NAMES})
       if(d MATCHES "^\\$<LINK_ONLY:(.*)>$")
         set(d "${CMAKE_MATCH_1}")
       endif()
-      if(NOT d MATCHES "^crema_")
+      if(NOT d IN_LIST crema_own_targets)
         list(APPEND crema_link_deps ${d})
       endif()
     endforeach()
@@ -89,17 +103,16 @@ set_target_properties(crema_static PROPERTIES
   OUTPUT_NAME crema EXPORT_NAME crema_static ARCHIVE_OUTPUT_DIRECTORY ${CREMA_LIB_DIR})
 # A static archive carries no dependencies: its users link them. They are given by name
 # (-lprotobuf-c ...), as in crema.pc's Libs.private, so no build machine's paths are baked in.
+# A library outside the compiler's own search path (e.g. Open MPI's) also gets its -L folder.
 set(crema_link_names)
 foreach(item ${crema_link_flat})
   if(item MATCHES "/lib([^/]+)\\.(so|a)(\\.[0-9.]*)?$")
-    set(libname ${CMAKE_MATCH_1})
-    # Libraries Debian keeps outside the linker's default folders (HDF5's hdf5/serial, Open
-    # MPI's openmpi/lib) need their folder named.
-    get_filename_component(libdir ${item} DIRECTORY)
-    if(NOT libdir MATCHES "^(/usr)?/lib(/${CMAKE_LIBRARY_ARCHITECTURE})?$")
-      list(APPEND crema_link_names "-L${libdir}")
+    set(name ${CMAKE_MATCH_1})
+    get_filename_component(dir ${item} DIRECTORY)
+    if(NOT dir IN_LIST CMAKE_C_IMPLICIT_LINK_DIRECTORIES)
+      list(APPEND crema_link_names -L${dir})
     endif()
-    list(APPEND crema_link_names ${libname})
+    list(APPEND crema_link_names ${name})
   elseif(item MATCHES "^-" OR NOT item MATCHES "/")
     list(APPEND crema_link_names ${item})
   endif()

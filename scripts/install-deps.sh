@@ -4,6 +4,7 @@
 set -euo pipefail
 PACKAGES=(
   gcc make cmake pkg-config
+  dpkg-dev file                           # cpack -G DEB: dpkg-shlibdeps finds the runtime dependencies
   libprotobuf-c-dev protobuf-c-compiler   # messages + protoc-c
   libstb-dev                              # image decode / resize / encode
   libopenblas-dev                         # GEMM
