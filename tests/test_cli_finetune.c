@@ -365,6 +365,64 @@ START_TEST(test_train_val_base_and_lists) {
 }
 END_TEST
 
+/* A colour net with a crop (CIFAR-10 quick, random base weights from crema forward):
+ * resize + crop + mirror in the files, the mean of the new images, and classify's
+ * --oversample averaging Caffe's 10 crops. */
+START_TEST(test_colour_crop_oversample) {
+  char p[600], *out;
+  snprintf(p, sizeof p, "%s/colour", dir);
+  mkdir(p, 0755);
+  for (int c = 0; c < 2; c++) {
+    snprintf(p, sizeof p, "%s/colour/class%d", dir, c);
+    mkdir(p, 0755);
+    for (int i = 0; i < 5; i++) {
+      uint8_t *px = random_pixels(40, 44, 3, (uint64_t)(c * 10 + i));
+      for (int k = 0; k < 40 * 44; k++) px[3 * k + c] = (uint8_t)(px[3 * k + c] / 2 + 128); /* red or green */
+      char f[700];
+      snprintf(f, sizeof f, "%s/img%d.png", p, i);
+      write_png(f, 40, 44, 3, px);
+      free(px);
+    }
+  }
+  ck_assert_int_eq(crema(&out, "forward --model " CREMA_TEST_DATA "/zoo/cifar10/cifar10_quick.prototxt "
+                               "--random-weights --save-weights base.caffemodel"),
+                   0);
+  free(out);
+  int st = crema(&out,
+                 "finetune --model " CREMA_TEST_DATA "/zoo/cifar10/cifar10_quick.prototxt --weights "
+                 "base.caffemodel --data colour --out run --resize 36 --crop 32 --batch 4 --epochs 2 --scale "
+                 "0.01 --val-split 0.4");
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  snprintf(p, sizeof p, "%s/run/train_val.prototxt", dir);
+  Crema__NetParameter *tv;
+  crema_error err;
+  ck_assert_int_eq(crema_read_net_param(p, &tv, &err), 0);
+  const Crema__TransformationParameter *t = tv->layer[0]->transform_param;
+  ck_assert_uint_eq(t->crop_size, 32);
+  ck_assert(t->mirror); /* colour nets mirror by default, in TRAIN only */
+  ck_assert(!tv->layer[1]->transform_param->mirror);
+  ck_assert_str_eq(t->mean_file, "mean.binaryproto");
+  crema_message_free(tv);
+  snprintf(p, sizeof p, "%s/run/deploy.prototxt", dir);
+  char *dep = slurp(p, NULL);
+  ck_assert_msg(strstr(dep, "dim: 1\n      dim: 3\n      dim: 32\n      dim: 32"), "%s", dep);
+  free(dep);
+  /* oversampled probabilities: 2 classes that sum to 1, and differ from the centre crop's */
+  ck_assert_int_eq(crema_stdout("o.txt", "classify --run run --json --oversample colour/class0/img0.png"), 0);
+  ck_assert_int_eq(crema_stdout("c.txt", "classify --run run --json colour/class0/img0.png"), 0);
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && python3 -c \"import json; o = json.loads(open('o.txt').readline()); c = json.loads("
+           "open('c.txt').readline()); so = sum(t['prob'] for t in o['top']); sc = sum(t['prob'] for t in "
+           "c['top']); "
+           "assert abs(so - 1) < 1e-4 and abs(sc - 1) < 1e-4, (so, sc); assert len(o['top']) == 2; "
+           "assert o['top'] != c['top'], o\"",
+           dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 /* Ctrl-C: a snapshot, a message saying how to resume, exit status 0. */
 START_TEST(test_sigint_snapshots) {
   char cmd[1500], p[600];
@@ -446,6 +504,7 @@ int main(void) {
   tcase_add_test(tc, test_dry_run_caffe_files);
   tcase_add_test(tc, test_resume_exact);
   tcase_add_test(tc, test_train_val_base_and_lists);
+  tcase_add_test(tc, test_colour_crop_oversample);
   tcase_add_test(tc, test_sigint_snapshots);
   tcase_add_test(tc, test_bad_folders);
   suite_add_tcase(s, tc);

@@ -219,10 +219,9 @@ static int setup_run(const ft_flags *f, const char *tmp, const char *model, cons
   if (deploy && ((crop ? crop : rh) != h || (crop ? crop : rw) != w))
     CREMA_WARN("The net's input is %dx%d but the images will be %dx%d", h, w, crop ? crop : rh,
                crop ? crop : rw);
-  if (!deploy) {
-    h = crop ? crop : rh;
-    w = crop ? crop : rw;
-  }
+  /* the size the net is trained (and deployed) at */
+  h = crop ? crop : rh;
+  w = crop ? crop : rw;
   const bool gray = c == 1;
 
   /* data */
@@ -423,6 +422,15 @@ static int setup_run(const ft_flags *f, const char *tmp, const char *model, cons
     fz = NULL;
   }
   if (crema_recipe_deploy(ft, c, h, w, &dep, err)) goto done;
+  if (!f->weights)
+    for (size_t i = 0; i < ft->n_layer; i++) {
+      const Crema__LayerParameter *l = ft->layer[i];
+      const bool conv = l->convolution_param && !l->convolution_param->weight_filler;
+      const bool ip = l->inner_product_param && !l->inner_product_param->weight_filler;
+      if (conv || ip)
+        CREMA_WARN("Layer %s has no weight_filler, so without --weights it starts at 0 and may not learn",
+                   l->name);
+    }
 
   /* the solver */
   so->max_iter = (int)(so->per_epoch * f->epochs);
