@@ -131,6 +131,10 @@ START_TEST(test_finetune_deploy_base_and_classify) {
   ck_assert_msg(strstr(out, "Best val accuracy") && strstr(out, "crema classify --run run"), "%s", out);
   ck_assert_msg(strstr(out, "Ignoring") && strstr(out, "README.txt"), "the non-image file is reported: %s",
                 out);
+  /* the log says what the recipe did */
+  ck_assert_msg(strstr(out, "Head ip2 -> ip2_ft: num_output 3") && strstr(out, "Freezing layer conv1") &&
+                    strstr(out, "Copying source layer conv1"),
+                "%s", out);
   free(out);
   const char *files[] = {"labels.txt",          "train_val.prototxt", "solver.prototxt", "deploy.prototxt",
                          "preprocess.prototxt", "best.caffemodel",    "metrics.csv",     "train.log",
@@ -362,6 +366,22 @@ START_TEST(test_train_val_base_and_lists) {
   char *labels = slurp(p, NULL);
   ck_assert_str_eq(labels, "0\n1\n2\n");
   free(labels);
+  /* a base solver adapted: Adam kept, base_lr x 0.1, the nets and iterations replaced */
+  st = crema(&out,
+             "finetune --model " LENET " --weights " LENET_W " --train-list train.txt --val-list val.txt "
+             "--root data --out run2 --solver " CREMA_TEST_DATA "/zoo/mnist/lenet_solver_adam.prototxt "
+             "--dry-run --batch 3 --epochs 2");
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  snprintf(p, sizeof p, "%s/run2/solver.prototxt", dir);
+  Crema__SolverParameter *s;
+  ck_assert_int_eq(crema_read_solver_param(p, &s, &err), 0);
+  ck_assert_str_eq(s->type, "Adam");
+  ck_assert_float_eq_tol(s->base_lr, 0.0001f, 1e-9);
+  ck_assert_str_eq(s->net, "train_val.prototxt");
+  ck_assert_int_eq(s->max_iter, 4);
+  ck_assert_int_eq(s->test_interval, 2);
+  crema_message_free(s);
 }
 END_TEST
 
