@@ -443,6 +443,30 @@ START_TEST(test_colour_crop_oversample) {
 }
 END_TEST
 
+/* On a terminal (a pty from util-linux's `script`): the one-line progress display, while the
+ * full log goes to RUN_DIR/train.log only. */
+START_TEST(test_terminal_progress) {
+  if (system("command -v script > /dev/null 2>&1") != 0) return; /* no pty helper here */
+  char cmd[1500], p[600];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && CREMA_NO_REEXEC=1 script -qec \"%s/crema finetune --model " LENET " --weights " LENET_W
+           " --data data --out run " COMMON " --epochs 3\" /dev/null > tty.txt 2>&1",
+           dir, CREMA_BIN_DIR);
+  ck_assert_int_eq(system(cmd), 0);
+  snprintf(p, sizeof p, "%s/tty.txt", dir);
+  char *tty = slurp(p, NULL);
+  ck_assert_msg(strstr(tty, "\r\033[Kiter ") && strstr(tty, "/9  epoch ") && strstr(tty, "img/s") &&
+                    strstr(tty, "ETA") && strstr(tty, "Best val accuracy"),
+                "%s", tty);
+  ck_assert_msg(!strstr(tty, "solver.c"), "INFO lines stay out of the terminal: %s", tty);
+  free(tty);
+  snprintf(p, sizeof p, "%s/run/train.log", dir);
+  char *log = slurp(p, NULL);
+  ck_assert_msg(strstr(log, "Iteration 9, Testing net") && strstr(log, "Head ip2 -> ip2_ft"), "%s", log);
+  free(log);
+}
+END_TEST
+
 /* Ctrl-C: a snapshot, a message saying how to resume, exit status 0. */
 START_TEST(test_sigint_snapshots) {
   char cmd[1500], p[600];
@@ -525,6 +549,7 @@ int main(void) {
   tcase_add_test(tc, test_resume_exact);
   tcase_add_test(tc, test_train_val_base_and_lists);
   tcase_add_test(tc, test_colour_crop_oversample);
+  tcase_add_test(tc, test_terminal_progress);
   tcase_add_test(tc, test_sigint_snapshots);
   tcase_add_test(tc, test_bad_folders);
   suite_add_tcase(s, tc);
