@@ -216,6 +216,13 @@ START_TEST(test_finetune_deploy_base_and_classify) {
   ck_assert_str_eq(j1, j2);
   free(j1);
   free(j2);
+  /* --list: one path per line, a trailing label ignored, blank lines skipped; batches of 1 */
+  snprintf(p, sizeof p, "%s/list.txt", dir);
+  write_text(p, "data/middle/img00.png 1\n\ndata/bright top/img01.png\n");
+  ck_assert_int_eq(crema(&out, "classify --run run --list list.txt --top 1 --batch 1"), 0);
+  ck_assert_msg(strstr(out, "data/middle/img00.png\n") && strstr(out, "data/bright top/img01.png\n"), "%s",
+                out);
+  free(out);
   /* an unreadable image is reported, the others still classified, status 1 */
   ck_assert_int_eq(crema(&out, "classify --run run nothing.png data/middle/img00.png"), 1);
   ck_assert_msg(strstr(out, "nothing.png") && strstr(out, "middle"), "%s", out);
