@@ -48,6 +48,13 @@ static char *abs_path(const char *p, crema_error *err, int *bad) {
   return r;
 }
 
+/* How many times the flag `name` was given. */
+static int seen(const crema_flag *flags, int n, const char *name) {
+  for (int i = 0; i < n; i++)
+    if (!strcmp(flags[i].name, name)) return flags[i].seen;
+  return 0;
+}
+
 /* The command line, for RUN_DIR/command.txt. */
 static int write_command(const char *tmp, int argc, char **argv, crema_error *err) {
   size_t n = 32;
@@ -161,9 +168,9 @@ int crema_cmd_finetune(int argc, char **argv) {
   int n_pos = 0;
   int rc = crema_flags_command(argc, argv, usage, flags, n_flags, pos, 0, 0, &n_pos);
   if (rc >= 0) return rc;
-  f.scale_seen = flags[28].seen;
-  f.crop_seen = flags[30].seen;
-  f.mirror_seen = flags[31].seen;
+  f.scale_seen = seen(flags, n_flags, "scale");
+  f.crop_seen = seen(flags, n_flags, "crop");
+  f.mirror_seen = seen(flags, n_flags, "mirror");
   ft_log log;
   memset(&log, 0, sizeof log);
   if (f.resume) return start_training(f.resume, NULL, true, &log);

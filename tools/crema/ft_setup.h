@@ -9,6 +9,8 @@
 
 #include "base/error.h"
 
+/* crema finetune's flags as parsed (cmd_finetune.c's table says what each means); the
+ * *_seen fields say whether a flag with a default was given. */
 typedef struct ft_flags {
   const char *model, *weights, *data, *out, *train_list, *val_list, *root, *train_db, *val_db, *labels;
   const char *head, *head_suffix, *freeze_through, *train, *freeze, *solver, *schedule, *resume;
