@@ -93,10 +93,11 @@ done
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n; done
 RUNS_S=$(elapsed "$t")
 
-# Validation accuracy after the last epoch and the best one, from a run's metrics CSV.
+# Validation accuracy after the first epoch, the last one, and the best, from a metrics CSV.
 acc() {
   awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "accuracy") c = i; next }
-    $c != "" { last = $c; if ($c > best) best = $c } END { printf "%s %s\n", last, best }' "$1/metrics.csv"
+    $c != "" { if (first == "") first = $c; last = $c; if ($c > best) best = $c }
+    END { printf "%s %s %s\n", first, last, best }' "$1/metrics.csv"
 }
 # mean and sample standard deviation of the arguments
 stats() { echo "$@" | awk '{ for (i = 1; i <= NF; i++) { s += $i; q += $i * $i } m = s / NF;
@@ -106,7 +107,8 @@ echo
 echo "Fashion-MNIST classes 5-9, 10 training images per class, 500 validation images; LeNet,"
 echo "30 epochs (150 SGD iterations, batch 10); seeds: $SEEDS; $(nproc) cores"
 echo
-printf "%-44s %16s %16s %9s\n" "run" "final val acc" "best val acc" "time"
+printf "%-44s %15s %15s %15s %6s\n" "run (val accuracy: mean +- sd)" "after 1 epoch" "after 30" \
+  "best epoch" "time"
 BEST_RUN="" BEST_ACC=0
 for kind in scratch mnist source; do
   case $kind in
@@ -114,13 +116,13 @@ for kind in scratch mnist source; do
   mnist) label="finetuned from Caffe's MNIST LeNet" ;;
   source) label="finetuned from LeNet trained on classes 0-4" ;;
   esac
-  finals="" bests="" times=""
+  firsts="" finals="" bests="" times=""
   for s in $SEEDS; do
-    read -r f b < <(acc "$OUT/$kind-$s")
-    finals="$finals $f" bests="$bests $b" times="$times $(cat "$OUT/$kind-$s.time")"
+    read -r e1 f b < <(acc "$OUT/$kind-$s")
+    firsts="$firsts $e1" finals="$finals $f" bests="$bests $b" times="$times $(cat "$OUT/$kind-$s.time")"
     if awk -v a="$f" -v b="$BEST_ACC" 'BEGIN { exit !(a > b) }'; then BEST_ACC=$f BEST_RUN=$OUT/$kind-$s; fi
   done
-  printf "%-44s %16s %16s %8ss\n" "$label" "$(stats $finals)" "$(stats $bests)" \
+  printf "%-44s %15s %15s %15s %5ss\n" "$label" "$(stats $firsts)" "$(stats $finals)" "$(stats $bests)" \
     "$(echo $times | awk '{ for (i = 1; i <= NF; i++) s += $i; printf "%.1f", s / NF }')"
 done
 echo

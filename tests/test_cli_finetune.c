@@ -131,6 +131,10 @@ START_TEST(test_finetune_deploy_base_and_classify) {
   ck_assert_msg(strstr(out, "Best val accuracy") && strstr(out, "crema classify --run run"), "%s", out);
   ck_assert_msg(strstr(out, "Ignoring") && strstr(out, "README.txt"), "the non-image file is reported: %s",
                 out);
+  /* the log says what the recipe did */
+  ck_assert_msg(strstr(out, "Head ip2 -> ip2_ft: num_output 3") && strstr(out, "Freezing layer conv1") &&
+                    strstr(out, "Copying source layer conv1"),
+                "%s", out);
   free(out);
   const char *files[] = {"labels.txt",          "train_val.prototxt", "solver.prototxt", "deploy.prototxt",
                          "preprocess.prototxt", "best.caffemodel",    "metrics.csv",     "train.log",
@@ -212,6 +216,13 @@ START_TEST(test_finetune_deploy_base_and_classify) {
   ck_assert_str_eq(j1, j2);
   free(j1);
   free(j2);
+  /* --list: one path per line, a trailing label ignored, blank lines skipped; batches of 1 */
+  snprintf(p, sizeof p, "%s/list.txt", dir);
+  write_text(p, "data/middle/img00.png 1\n\ndata/bright top/img01.png\n");
+  ck_assert_int_eq(crema(&out, "classify --run run --list list.txt --top 1 --batch 1"), 0);
+  ck_assert_msg(strstr(out, "data/middle/img00.png\n") && strstr(out, "data/bright top/img01.png\n"), "%s",
+                out);
+  free(out);
   /* an unreadable image is reported, the others still classified, status 1 */
   ck_assert_int_eq(crema(&out, "classify --run run nothing.png data/middle/img00.png"), 1);
   ck_assert_msg(strstr(out, "nothing.png") && strstr(out, "middle"), "%s", out);
@@ -362,6 +373,104 @@ START_TEST(test_train_val_base_and_lists) {
   char *labels = slurp(p, NULL);
   ck_assert_str_eq(labels, "0\n1\n2\n");
   free(labels);
+  /* a base solver adapted: Adam kept, base_lr x 0.1, the nets and iterations replaced */
+  st = crema(&out,
+             "finetune --model " LENET " --weights " LENET_W " --train-list train.txt --val-list val.txt "
+             "--root data --out run2 --solver " CREMA_TEST_DATA "/zoo/mnist/lenet_solver_adam.prototxt "
+             "--dry-run --batch 3 --epochs 2");
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  snprintf(p, sizeof p, "%s/run2/solver.prototxt", dir);
+  Crema__SolverParameter *s;
+  ck_assert_int_eq(crema_read_solver_param(p, &s, &err), 0);
+  ck_assert_str_eq(s->type, "Adam");
+  ck_assert_float_eq_tol(s->base_lr, 0.0001f, 1e-9);
+  ck_assert_str_eq(s->net, "train_val.prototxt");
+  ck_assert_int_eq(s->max_iter, 4);
+  ck_assert_int_eq(s->test_interval, 2);
+  crema_message_free(s);
+}
+END_TEST
+
+/* A colour net with a crop (CIFAR-10 quick, random base weights from crema forward):
+ * resize + crop + mirror in the files, the mean of the new images, and classify's
+ * --oversample averaging Caffe's 10 crops. */
+START_TEST(test_colour_crop_oversample) {
+  char p[600], *out;
+  snprintf(p, sizeof p, "%s/colour", dir);
+  mkdir(p, 0755);
+  for (int c = 0; c < 2; c++) {
+    snprintf(p, sizeof p, "%s/colour/class%d", dir, c);
+    mkdir(p, 0755);
+    for (int i = 0; i < 5; i++) {
+      uint8_t *px = random_pixels(40, 44, 3, (uint64_t)(c * 10 + i));
+      for (int k = 0; k < 40 * 44; k++) px[3 * k + c] = (uint8_t)(px[3 * k + c] / 2 + 128); /* red or green */
+      char f[700];
+      snprintf(f, sizeof f, "%s/img%d.png", p, i);
+      write_png(f, 40, 44, 3, px);
+      free(px);
+    }
+  }
+  ck_assert_int_eq(crema(&out, "forward --model " CREMA_TEST_DATA "/zoo/cifar10/cifar10_quick.prototxt "
+                               "--random-weights --save-weights base.caffemodel"),
+                   0);
+  free(out);
+  int st = crema(&out,
+                 "finetune --model " CREMA_TEST_DATA "/zoo/cifar10/cifar10_quick.prototxt --weights "
+                 "base.caffemodel --data colour --out run --resize 36 --crop 32 --batch 4 --epochs 2 --scale "
+                 "0.01 --val-split 0.4");
+  ck_assert_msg(st == 0, "%s", out);
+  free(out);
+  snprintf(p, sizeof p, "%s/run/train_val.prototxt", dir);
+  Crema__NetParameter *tv;
+  crema_error err;
+  ck_assert_int_eq(crema_read_net_param(p, &tv, &err), 0);
+  const Crema__TransformationParameter *t = tv->layer[0]->transform_param;
+  ck_assert_uint_eq(t->crop_size, 32);
+  ck_assert(t->mirror); /* colour nets mirror by default, in TRAIN only */
+  ck_assert(!tv->layer[1]->transform_param->mirror);
+  ck_assert_str_eq(t->mean_file, "mean.binaryproto");
+  crema_message_free(tv);
+  snprintf(p, sizeof p, "%s/run/deploy.prototxt", dir);
+  char *dep = slurp(p, NULL);
+  ck_assert_msg(strstr(dep, "dim: 1\n      dim: 3\n      dim: 32\n      dim: 32"), "%s", dep);
+  free(dep);
+  /* oversampled probabilities: 2 classes that sum to 1, and differ from the centre crop's */
+  ck_assert_int_eq(crema_stdout("o.txt", "classify --run run --json --oversample colour/class0/img0.png"), 0);
+  ck_assert_int_eq(crema_stdout("c.txt", "classify --run run --json colour/class0/img0.png"), 0);
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && python3 -c \"import json; o = json.loads(open('o.txt').readline()); c = json.loads("
+           "open('c.txt').readline()); so = sum(t['prob'] for t in o['top']); sc = sum(t['prob'] for t in "
+           "c['top']); "
+           "assert abs(so - 1) < 1e-4 and abs(sc - 1) < 1e-4, (so, sc); assert len(o['top']) == 2; "
+           "assert o['top'] != c['top'], o\"",
+           dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* On a terminal (a pty from util-linux's `script`): the one-line progress display, while the
+ * full log goes to RUN_DIR/train.log only. */
+START_TEST(test_terminal_progress) {
+  if (system("command -v script > /dev/null 2>&1") != 0) return; /* no pty helper here */
+  char cmd[1500], p[600];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && CREMA_NO_REEXEC=1 script -qec \"%s/crema finetune --model " LENET " --weights " LENET_W
+           " --data data --out run " COMMON " --epochs 3\" /dev/null > tty.txt 2>&1",
+           dir, CREMA_BIN_DIR);
+  ck_assert_int_eq(system(cmd), 0);
+  snprintf(p, sizeof p, "%s/tty.txt", dir);
+  char *tty = slurp(p, NULL);
+  ck_assert_msg(strstr(tty, "\r\033[Kiter ") && strstr(tty, "/9  epoch ") && strstr(tty, "img/s") &&
+                    strstr(tty, "ETA") && strstr(tty, "Best val accuracy"),
+                "%s", tty);
+  ck_assert_msg(!strstr(tty, "solver.c"), "INFO lines stay out of the terminal: %s", tty);
+  free(tty);
+  snprintf(p, sizeof p, "%s/run/train.log", dir);
+  char *log = slurp(p, NULL);
+  ck_assert_msg(strstr(log, "Iteration 9, Testing net") && strstr(log, "Head ip2 -> ip2_ft"), "%s", log);
+  free(log);
 }
 END_TEST
 
@@ -446,6 +555,8 @@ int main(void) {
   tcase_add_test(tc, test_dry_run_caffe_files);
   tcase_add_test(tc, test_resume_exact);
   tcase_add_test(tc, test_train_val_base_and_lists);
+  tcase_add_test(tc, test_colour_crop_oversample);
+  tcase_add_test(tc, test_terminal_progress);
   tcase_add_test(tc, test_sigint_snapshots);
   tcase_add_test(tc, test_bad_folders);
   suite_add_tcase(s, tc);

@@ -311,6 +311,22 @@ START_TEST(test_solvers_and_caffe_fields) {
 }
 END_TEST
 
+/* Frozen BatchNorm layers use their stored statistics; later ones keep learning them. */
+START_TEST(test_freeze_batch_norm) {
+  Crema__NetParameter *n = zoo("cifar10/cifar10_full_sigmoid_train_test_bn.prototxt"), *fz;
+  crema_error err;
+  ck_assert_int_eq(crema_recipe_freeze_through(n, "bn2", &fz, &err), 0);
+  const Crema__LayerParameter *b1 = layer(fz, "bn1"), *b3 = layer(fz, "bn3");
+  ck_assert(b1->batch_norm_param->has_use_global_stats && b1->batch_norm_param->use_global_stats);
+  ck_assert_uint_eq(b1->n_param, 3);
+  ck_assert(!b3->batch_norm_param || !b3->batch_norm_param->use_global_stats);
+  ck_assert_float_eq(layer(fz, "conv2")->param[0]->lr_mult, 0);
+  ck_assert_float_ne(layer(fz, "conv3")->param[0]->lr_mult, 0);
+  crema_message_free(fz);
+  crema_message_free(n);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("recipe");
   TCase *tc = tcase_create("core");
@@ -319,6 +335,7 @@ int main(void) {
   tcase_add_test(tc, test_deploy_to_train_val_and_back);
   tcase_add_test(tc, test_googlenet_three_heads);
   tcase_add_test(tc, test_solvers_and_caffe_fields);
+  tcase_add_test(tc, test_freeze_batch_norm);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

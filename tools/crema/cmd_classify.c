@@ -122,12 +122,6 @@ static int read_list(const char *path, char ***out, int *n, crema_error *err) {
   return 0;
 }
 
-static int cmp_desc(const void *a, const void *b, void *p) {
-  const float *v = p;
-  const int i = *(const int *)a, j = *(const int *)b;
-  return v[i] < v[j] ? 1 : v[i] > v[j] ? -1 : i - j;
-}
-
 /* Indices of the k largest of v[0..n) (ties: lower index first). */
 static void top_k(const float *v, int n, int k, int *idx) {
   for (int i = 0; i < k; i++) idx[i] = -1;
@@ -138,7 +132,6 @@ static void top_k(const float *v, int n, int k, int *idx) {
     memmove(idx + pos + 1, idx + pos, sizeof(int) * (size_t)(k - pos - 1));
     idx[pos] = i;
   }
-  (void)cmp_desc;
 }
 
 int crema_cmd_classify(int argc, char **argv) {
@@ -236,7 +229,7 @@ int crema_cmd_classify(int argc, char **argv) {
     images = listed;
     n_images = n_listed;
     if (!n_images) {
-      crema_fail(err.msg[0] ? &err : &err, "%s lists no images", f.list);
+      crema_fail(&err, "%s lists no images", f.list);
       goto fail;
     }
   }

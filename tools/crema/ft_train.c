@@ -106,10 +106,7 @@ static int best_from_metrics(const char *path, double *acc, int *iter) {
   }
   while (col >= 0 && fgets(line, sizeof line, f)) {
     int i = 0, it = -1;
-    char *save = NULL;
-    /* empty cells matter here, so split by hand */
-    (void)save;
-    char *s = line;
+    char *s = line; /* split by hand: empty cells matter */
     for (;; i++) {
       char *c = strchr(s, ',');
       if (c) *c = '\0';
