@@ -162,7 +162,7 @@ static int after_backward(void *ctx, crema_solver *s, crema_error *err) {
   for (int i = 0; i < d->n_buckets; i++) {
     char what[96];
     snprintf(what, sizeof what, "the gradient allreduce (bucket %d of %d)", i + 1, d->n_buckets);
-    if (crema_dist_wait(d, 1, &d->buckets[i].req, what, err)) return -1;
+    if (crema_dist_wait(d, 1, &d->buckets[i].req, true, what, err)) return -1;
   }
   const double t_done = crema_dist_now();
   const float scale = 1.0f / (float)d->size;

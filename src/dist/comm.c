@@ -88,7 +88,7 @@ void crema_dist_abort(crema_dist *d, int code) {
 int crema_dist_rank(const crema_dist *d) { return d ? d->rank : 0; }
 int crema_dist_size(const crema_dist *d) { return d ? d->size : 1; }
 
-int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, const char *what, crema_error *err) {
+int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, bool bulk, const char *what, crema_error *err) {
   double last_progress = crema_dist_now();
   int remaining = -1;
   for (;;) {
@@ -113,11 +113,11 @@ int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, const char *what, c
                         "rank %d of %d: %s made no progress for %.0f s: another rank is stuck or has died "
                         "(raise --dist_timeout when a test round takes longer)",
                         d->rank, d->size, what, d->timeout_s);
-    /* Open MPI moves a large message a fragment per MPI call: keep testing (yielding the
-     * core to anything else runnable) while a transfer may be under way; after a second
-     * without completion (a peer still computing or testing), poll every 100 us. */
-    if (now - last_progress > 1.0) {
-      struct timespec pause = {0, 100000};
+    /* Open MPI moves a large message a fragment per MPI call: for bulk data keep testing,
+     * yielding the core to anything else runnable. A small message waits for a peer (e.g.
+     * rank 0 testing): after a second, poll every millisecond. */
+    if (!bulk && now - last_progress > 1.0) {
+      struct timespec pause = {0, 1000000};
       nanosleep(&pause, NULL);
     } else {
       sched_yield();
@@ -136,7 +136,7 @@ int crema_dist_bcast(crema_dist *d, void *buf, size_t bytes, const char *what, c
       crema_dist_mpi_error(rc, text, sizeof text);
       return crema_fail(err, "rank %d of %d: broadcasting %s failed: %s", d->rank, d->size, what, text);
     }
-    if (crema_dist_wait(d, 1, &req, what, err)) return -1;
+    if (crema_dist_wait(d, 1, &req, n > 64, what, err)) return -1;
   }
   return 0;
 }
