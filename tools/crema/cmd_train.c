@@ -2,7 +2,7 @@
  *
  *   crema train --solver=S [--weights=A.caffemodel[,B...]] [--snapshot=X.solverstate]
  *               [--iterations=N] [--freeze=NAME[,PREFIX*...]] [--sigint_effect=stop|snapshot|none]
- *               [--sighup_effect=stop|snapshot|none] [--seed=N]
+ *               [--sighup_effect=stop|snapshot|none] [--seed=N] [--dist_timeout=SECONDS]
  *
  * The signal handlers live here (the library has no globals): they set a flag that the
  * solver polls once per iteration through the action callback.
