@@ -358,7 +358,7 @@ START_TEST(test_error_on_one_rank_stops_all) {
   const time_t t0 = time(NULL);
   const int rc = run(cmd);
   ck_assert_msg(rc != 0 && rc != 124, "exit status %d:\n%s", rc, tail());
-  ck_assert_msg(strstr(out, "error: rank 1 of 2") && strstr(out, "missing.prototxt"), "%s", tail());
+  ck_assert_msg(strstr(out, "error: rank 1 of 2 (") && strstr(out, "missing.prototxt"), "%s", tail());
   ck_assert_msg(time(NULL) - t0 < 60, "took %ld s", (long)(time(NULL) - t0));
 }
 END_TEST

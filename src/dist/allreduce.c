@@ -117,8 +117,7 @@ static int start_bucket(crema_dist *d, int bi, crema_error *err) {
   if (rc != MPI_SUCCESS) {
     char text[MPI_MAX_ERROR_STRING + 32];
     crema_dist_mpi_error(rc, text, sizeof text);
-    return crema_fail(err, "rank %d of %d: starting the allreduce of gradient bucket %d failed: %s", d->rank,
-                      d->size, bi, text);
+    return crema_fail(err, "starting the allreduce of gradient bucket %d failed: %s", bi, text);
   }
   return 0;
 }

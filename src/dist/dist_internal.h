@@ -20,6 +20,7 @@ typedef struct dist_bucket {
 
 struct crema_dist {
   int rank, size;
+  char host[256];
   bool mpi_started; /* we called MPI_Init_thread (and so MPI_Finalize) */
   MPI_Comm comm;    /* a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN */
   double timeout_s;

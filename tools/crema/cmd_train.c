@@ -195,7 +195,8 @@ int crema_cmd_train(int argc, char **argv) {
   if (!status && crema_solver_solve(s, &err)) status = 1;
   if (status) {
     if (crema_dist_size(dist) > 1)
-      fprintf(stderr, "error: rank %d of %d: %s\n", crema_dist_rank(dist), crema_dist_size(dist), err.msg);
+      fprintf(stderr, "error: rank %d of %d (%s): %s\n", crema_dist_rank(dist), crema_dist_size(dist),
+              crema_dist_host(dist), err.msg);
     else
       fprintf(stderr, "error: %s\n", err.msg);
     crema_dist_abort(dist, 1);
