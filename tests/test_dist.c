@@ -5,7 +5,10 @@
  *    ImageData (shuffled list) layers;
  *  - only rank 0 tests and snapshots; a snapshot records the rank count; resuming on the
  *    same rank count continues exactly, on one process with iter_size 2 to float rounding;
- *  - an error on one rank, or a rank killed, stops the whole job naming the rank.
+ *  - SIGINT to rank 0 stops every rank at one iteration, with one snapshot;
+ *  - Dropout draws differ per rank yet resume exactly;
+ *  - an error on one rank, a rank killed, or a rank stuck (--dist_timeout) stops the whole
+ *    job naming the rank.
  *
  * Data: 256 Fashion-MNIST images (package dataset-fashion-mnist, as test_train.c). Skipped,
  * with the reason printed, when this build has no MPI or mpirun is missing. */
@@ -382,6 +385,26 @@ START_TEST(test_killed_rank_stops_all) {
 }
 END_TEST
 
+/* A rank that stops responding (SIGSTOP) without dying: the others give up after
+ * --dist_timeout seconds with an error, and the abort ends the job. */
+START_TEST(test_stuck_rank_times_out) {
+  if (!have_mpi()) return;
+  write_net("net_lmdb.prototxt", false);
+  write_solver("stuck", "net_lmdb.prototxt", 100000, 1, 0);
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "timeout 120 " MPIRUN
+           " -np 2 sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 3; kill -STOP $$) & "
+           "fi; exec %s/crema train --solver=stuck.prototxt --dist_timeout=5'",
+           mpirun_extra, CREMA_BIN_DIR);
+  const time_t t0 = time(NULL);
+  const int rc = run(cmd);
+  ck_assert_msg(rc != 0 && rc != 124, "exit status %d (124: hung until the timeout):\n%s", rc, tail());
+  ck_assert_msg(strstr(out, "error: rank 0 of 2") && strstr(out, "made no progress for 5 s"), "%s", tail());
+  ck_assert_msg(time(NULL) - t0 < 60, "took %ld s", (long)(time(NULL) - t0));
+}
+END_TEST
+
 int main(void) {
   if (getenv("CREMA_SANITIZED")) {
     /* Open MPI leaves allocations of its dlopen-ed components (unloaded by MPI_Finalize, so
@@ -404,6 +427,7 @@ int main(void) {
   tcase_add_test(tc, test_sigint_to_rank0_stops_all);
   tcase_add_test(tc, test_error_on_one_rank_stops_all);
   tcase_add_test(tc, test_killed_rank_stops_all);
+  tcase_add_test(tc, test_stuck_rank_times_out);
   suite_add_tcase(s, tc);
   const int rc = test_run_suite(s);
   char cmd[512];
