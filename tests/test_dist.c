@@ -30,9 +30,13 @@
 static char dir[256];
 static char out[1 << 16];
 
-/* mpirun as root (CI), more ranks than cores, one OpenMP/OpenBLAS thread per rank. Under
+/* mpirun as root (CI), more ranks than cores, one OpenMP/OpenBLAS thread per rank, no
+ * single-copy shared memory (containers often forbid process_vm_readv). Under
  * sanitizers (CREMA_SANITIZED=1) `mpirun_extra` turns LeakSanitizer off in the ranks only. */
-#define MPIRUN "mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE %s"
+#define MPIRUN                                                                                               \
+  "mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none -x "                \
+  "OMP_NUM_THREADS=1 "                                                                                       \
+  "-x OMP_WAIT_POLICY=PASSIVE %s"
 static const char *mpirun_extra = "";
 
 static int sh(const char *cmd) {
