@@ -5,7 +5,7 @@
  *    ImageData (shuffled list) layers;
  *  - only rank 0 tests and snapshots; a snapshot records the rank count; resuming on the
  *    same rank count continues exactly, on one process with iter_size 2 to float rounding;
- *  - SIGINT to rank 0 stops every rank at one iteration, with one snapshot;
+ *  - SIGINT to rank 0, or rank 0's early stopping, stops every rank at one iteration;
  *  - Dropout draws differ per rank yet resume exactly;
  *  - an error on one rank, a rank killed, or a rank stuck (--dist_timeout) stops the whole
  *    job naming the rank.
@@ -351,6 +351,24 @@ START_TEST(test_sigint_to_rank0_stops_all) {
 }
 END_TEST
 
+/* Early stopping is decided by rank 0's test round; every rank stops with it. */
+START_TEST(test_early_stopping_stops_all) {
+  if (!have_mpi()) return;
+  write_net("net_lmdb.prototxt", false);
+  write_solver("es", "net_lmdb.prototxt", 100000, 1, 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/es.prototxt", dir);
+  FILE *f = fopen(path, "a");
+  ck_assert_ptr_nonnull(f);
+  /* No accuracy improves by 1: the second test round (iteration 3) stops. */
+  fprintf(f, "early_stopping { metric: 'accuracy' mode: MAXIMIZE patience: 1 min_delta: 1 }\n");
+  fclose(f);
+  train("es", 2, "");
+  ck_assert_msg(strstr(out, "Early stopping at iteration 3") && strstr(out, "rank 1: stopping with rank 0"),
+                "%s", tail());
+}
+END_TEST
+
 START_TEST(test_error_on_one_rank_stops_all) {
   if (!have_mpi()) return;
   write_net("net_lmdb.prototxt", false);
@@ -429,6 +447,7 @@ int main(void) {
   tcase_add_test(tc, test_snapshot_and_resume);
   tcase_add_test(tc, test_dropout_resume_exact);
   tcase_add_test(tc, test_sigint_to_rank0_stops_all);
+  tcase_add_test(tc, test_early_stopping_stops_all);
   tcase_add_test(tc, test_error_on_one_rank_stops_all);
   tcase_add_test(tc, test_killed_rank_stops_all);
   tcase_add_test(tc, test_stuck_rank_times_out);
