@@ -5,7 +5,10 @@
  *    ImageData (shuffled list) layers;
  *  - only rank 0 tests and snapshots; a snapshot records the rank count; resuming on the
  *    same rank count continues exactly, on one process with iter_size 2 to float rounding;
- *  - an error on one rank, or a rank killed, stops the whole job naming the rank.
+ *  - SIGINT to rank 0, or rank 0's early stopping, stops every rank at one iteration;
+ *  - Dropout draws differ per rank yet resume exactly;
+ *  - an error on one rank, a rank killed, or a rank stuck (--dist_timeout) stops the whole
+ *    job naming the rank.
  *
  * Data: 256 Fashion-MNIST images (package dataset-fashion-mnist, as test_train.c). Skipped,
  * with the reason printed, when this build has no MPI or mpirun is missing. */
@@ -27,15 +30,16 @@
 static char dir[256];
 static char out[1 << 16];
 
-/* mpirun as root (CI), more ranks than cores, one OpenMP/OpenBLAS thread per rank. Under
+/* mpirun as root (CI), more ranks than cores, one OpenMP/OpenBLAS thread per rank, no
+ * single-copy shared memory (containers often forbid process_vm_readv). Under
  * sanitizers (CREMA_SANITIZED=1) `mpirun_extra` turns LeakSanitizer off in the ranks only. */
 /* The equivalence checks run the reference engine (CREMA_ENGINE=caffe) in every process: with
  * the oneDNN engine, -np 3 and iter_size 3 were measured 1e-4 apart after 6 steps (its
  * convolution kernels do not promise the reference's summation order), which hides whether
  * the data-parallel sums themselves are right. */
 #define MPIRUN                                                                                               \
-  "mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE -x "           \
-  "CREMA_ENGINE=caffe %s"
+  "mpirun --allow-run-as-root --oversubscribe --mca btl_vader_single_copy_mechanism none -x "                \
+  "OMP_NUM_THREADS=1 -x OMP_WAIT_POLICY=PASSIVE -x CREMA_ENGINE=caffe %s"
 static const char *mpirun_extra = "";
 
 static int sh(const char *cmd) {
@@ -350,6 +354,24 @@ START_TEST(test_sigint_to_rank0_stops_all) {
 }
 END_TEST
 
+/* Early stopping is decided by rank 0's test round; every rank stops with it. */
+START_TEST(test_early_stopping_stops_all) {
+  if (!have_mpi()) return;
+  write_net("net_lmdb.prototxt", false);
+  write_solver("es", "net_lmdb.prototxt", 100000, 1, 0);
+  char path[512];
+  snprintf(path, sizeof path, "%s/es.prototxt", dir);
+  FILE *f = fopen(path, "a");
+  ck_assert_ptr_nonnull(f);
+  /* No accuracy improves by 1: the second test round (iteration 3) stops. */
+  fprintf(f, "early_stopping { metric: 'accuracy' mode: MAXIMIZE patience: 1 min_delta: 1 }\n");
+  fclose(f);
+  train("es", 2, "");
+  ck_assert_msg(strstr(out, "Early stopping at iteration 3") && strstr(out, "rank 1: stopping with rank 0"),
+                "%s", tail());
+}
+END_TEST
+
 START_TEST(test_error_on_one_rank_stops_all) {
   if (!have_mpi()) return;
   write_net("net_lmdb.prototxt", false);
@@ -364,7 +386,7 @@ START_TEST(test_error_on_one_rank_stops_all) {
   const time_t t0 = time(NULL);
   const int rc = run(cmd);
   ck_assert_msg(rc != 0 && rc != 124, "exit status %d:\n%s", rc, tail());
-  ck_assert_msg(strstr(out, "error: rank 1 of 2") && strstr(out, "missing.prototxt"), "%s", tail());
+  ck_assert_msg(strstr(out, "error: rank 1 of 2 (") && strstr(out, "missing.prototxt"), "%s", tail());
   ck_assert_msg(time(NULL) - t0 < 60, "took %ld s", (long)(time(NULL) - t0));
 }
 END_TEST
@@ -384,6 +406,26 @@ START_TEST(test_killed_rank_stops_all) {
   const int rc = run(cmd);
   ck_assert_msg(rc != 0 && rc != 124, "exit status %d (124: hung until the timeout):\n%s", rc, tail());
   ck_assert_msg(strstr(out, "rank 1"), "the rank is not named:\n%s", tail());
+  ck_assert_msg(time(NULL) - t0 < 60, "took %ld s", (long)(time(NULL) - t0));
+}
+END_TEST
+
+/* A rank that stops responding (SIGSTOP) without dying: the others give up after
+ * --dist_timeout seconds with an error, and the abort ends the job. */
+START_TEST(test_stuck_rank_times_out) {
+  if (!have_mpi()) return;
+  write_net("net_lmdb.prototxt", false);
+  write_solver("stuck", "net_lmdb.prototxt", 100000, 1, 0);
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "timeout 120 " MPIRUN
+           " -np 2 sh -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 3; kill -STOP $$) & "
+           "fi; exec %s/crema train --solver=stuck.prototxt --dist_timeout=5'",
+           mpirun_extra, CREMA_BIN_DIR);
+  const time_t t0 = time(NULL);
+  const int rc = run(cmd);
+  ck_assert_msg(rc != 0 && rc != 124, "exit status %d (124: hung until the timeout):\n%s", rc, tail());
+  ck_assert_msg(strstr(out, "error: rank 0 of 2") && strstr(out, "made no progress for 5 s"), "%s", tail());
   ck_assert_msg(time(NULL) - t0 < 60, "took %ld s", (long)(time(NULL) - t0));
 }
 END_TEST
@@ -408,8 +450,10 @@ int main(void) {
   tcase_add_test(tc, test_snapshot_and_resume);
   tcase_add_test(tc, test_dropout_resume_exact);
   tcase_add_test(tc, test_sigint_to_rank0_stops_all);
+  tcase_add_test(tc, test_early_stopping_stops_all);
   tcase_add_test(tc, test_error_on_one_rank_stops_all);
   tcase_add_test(tc, test_killed_rank_stops_all);
+  tcase_add_test(tc, test_stuck_rank_times_out);
   suite_add_tcase(s, tc);
   const int rc = test_run_suite(s);
   char cmd[512];

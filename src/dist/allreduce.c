@@ -117,8 +117,7 @@ static int start_bucket(crema_dist *d, int bi, crema_error *err) {
   if (rc != MPI_SUCCESS) {
     char text[MPI_MAX_ERROR_STRING + 32];
     crema_dist_mpi_error(rc, text, sizeof text);
-    return crema_fail(err, "rank %d of %d: starting the allreduce of gradient bucket %d failed: %s", d->rank,
-                      d->size, bi, text);
+    return crema_fail(err, "starting the allreduce of gradient bucket %d failed: %s", bi, text);
   }
   return 0;
 }
@@ -162,7 +161,7 @@ static int after_backward(void *ctx, crema_solver *s, crema_error *err) {
   for (int i = 0; i < d->n_buckets; i++) {
     char what[96];
     snprintf(what, sizeof what, "the gradient allreduce (bucket %d of %d)", i + 1, d->n_buckets);
-    if (crema_dist_wait(d, 1, &d->buckets[i].req, what, err)) return -1;
+    if (crema_dist_wait(d, 1, &d->buckets[i].req, true, what, err)) return -1;
   }
   const double t_done = crema_dist_now();
   const float scale = 1.0f / (float)d->size;

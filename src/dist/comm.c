@@ -43,6 +43,7 @@ int crema_dist_init(crema_dist **out, crema_error *err) {
   d->size = 1;
   d->comm = MPI_COMM_NULL;
   d->timeout_s = 1800.0;
+  if (gethostname(d->host, sizeof d->host - 1)) snprintf(d->host, sizeof d->host, "?");
   int inited = 0;
   MPI_Initialized(&inited);
   if (launched_by_mpi() || inited) {
@@ -63,9 +64,7 @@ int crema_dist_init(crema_dist **out, crema_error *err) {
   if (d->size > 1) {
     crema_data_shard_set((uint32_t)d->rank, (uint32_t)d->size);
     if (d->rank != 0 && crema_log_min_level() < CREMA_LOG_WARNING) crema_log_set_min_level(CREMA_LOG_WARNING);
-    char host[256] = "?";
-    gethostname(host, sizeof host - 1);
-    CREMA_INFO("Data-parallel training: %d processes (MPI), rank 0 on %s", d->size, host);
+    CREMA_INFO("Data-parallel training: %d processes (MPI), rank 0 on %s", d->size, d->host);
   }
   *out = d;
   return 0;
@@ -88,8 +87,9 @@ void crema_dist_abort(crema_dist *d, int code) {
 
 int crema_dist_rank(const crema_dist *d) { return d ? d->rank : 0; }
 int crema_dist_size(const crema_dist *d) { return d ? d->size : 1; }
+const char *crema_dist_host(const crema_dist *d) { return d ? d->host : "?"; }
 
-int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, const char *what, crema_error *err) {
+int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, bool bulk, const char *what, crema_error *err) {
   double last_progress = crema_dist_now();
   int remaining = -1;
   for (;;) {
@@ -98,8 +98,7 @@ int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, const char *what, c
     if (rc != MPI_SUCCESS) {
       char text[MPI_MAX_ERROR_STRING + 32];
       crema_dist_mpi_error(rc, text, sizeof text);
-      return crema_fail(err, "rank %d of %d: %s failed: %s; another rank has probably died", d->rank, d->size,
-                        what, text);
+      return crema_fail(err, "%s failed: %s; another rank has probably died", what, text);
     }
     if (done) return 0;
     int left = 0;
@@ -111,14 +110,14 @@ int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, const char *what, c
     }
     if (now - last_progress > d->timeout_s)
       return crema_fail(err,
-                        "rank %d of %d: %s made no progress for %.0f s: another rank is stuck or has died "
+                        "%s made no progress for %.0f s: another rank is stuck or has died "
                         "(raise --dist_timeout when a test round takes longer)",
-                        d->rank, d->size, what, d->timeout_s);
-    /* Open MPI moves a large message a fragment per MPI call: keep testing (yielding the
-     * core to anything else runnable) while a transfer may be under way; after a second
-     * without completion (a peer still computing or testing), poll every 100 us. */
-    if (now - last_progress > 1.0) {
-      struct timespec pause = {0, 100000};
+                        what, d->timeout_s);
+    /* Open MPI moves a large message a fragment per MPI call: for bulk data keep testing,
+     * yielding the core to anything else runnable. A small message waits for a peer (e.g.
+     * rank 0 testing): after a second, poll every millisecond. */
+    if (!bulk && now - last_progress > 1.0) {
+      struct timespec pause = {0, 1000000};
       nanosleep(&pause, NULL);
     } else {
       sched_yield();
@@ -135,9 +134,9 @@ int crema_dist_bcast(crema_dist *d, void *buf, size_t bytes, const char *what, c
     if (rc != MPI_SUCCESS) {
       char text[MPI_MAX_ERROR_STRING + 32];
       crema_dist_mpi_error(rc, text, sizeof text);
-      return crema_fail(err, "rank %d of %d: broadcasting %s failed: %s", d->rank, d->size, what, text);
+      return crema_fail(err, "broadcasting %s failed: %s", what, text);
     }
-    if (crema_dist_wait(d, 1, &req, what, err)) return -1;
+    if (crema_dist_wait(d, 1, &req, n > 64, what, err)) return -1;
   }
   return 0;
 }

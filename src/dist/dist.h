@@ -15,6 +15,9 @@
  *  - A collective that makes no progress for timeout seconds fails with an error instead
  *    of hanging; MPI errors are returned (MPI_ERRORS_RETURN), not fatal, and become errors.
  *
+ * Errors do not name the rank: a tool prefixes its messages with crema_dist_rank,
+ * crema_dist_size and crema_dist_host, as `crema train` does ("error: rank 1 of 4 (node2): ...").
+ *
  * Ownership: crema_dist_init creates the handle (initialising MPI when the process was
  * started by an MPI launcher); crema_dist_free finalises MPI. A solver attached with
  * crema_dist_attach must be freed before the handle. The library never exits: on an error
@@ -66,6 +69,8 @@ void crema_dist_abort(crema_dist *d, int code);
 
 int crema_dist_rank(const crema_dist *d);
 int crema_dist_size(const crema_dist *d);
+/* This process's host name (for messages naming where a rank ran). */
+const char *crema_dist_host(const crema_dist *d);
 /* Whether this build can train on several processes (MPI found at build time). */
 bool crema_dist_available(void);
 

@@ -20,6 +20,7 @@ typedef struct dist_bucket {
 
 struct crema_dist {
   int rank, size;
+  char host[256];
   bool mpi_started; /* we called MPI_Init_thread (and so MPI_Finalize) */
   MPI_Comm comm;    /* a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN */
   double timeout_s;
@@ -50,8 +51,9 @@ struct crema_dist {
 /* The text of an MPI error code, for messages. */
 void crema_dist_mpi_error(int code, char *buf, size_t size);
 /* Waits for n requests, polling (and so progressing MPI) until all complete; fails naming
- * `what` when none completes for d->timeout_s seconds or MPI reports an error. */
-int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, const char *what, crema_error *err);
+ * `what` when none completes for d->timeout_s seconds or MPI reports an error. `bulk`: a
+ * large transfer, polled without pauses (a small message may pause between polls). */
+int crema_dist_wait(crema_dist *d, int n, MPI_Request *reqs, bool bulk, const char *what, crema_error *err);
 /* MPI_Ibcast from rank 0 + crema_dist_wait, in chunks small enough for an int count. */
 int crema_dist_bcast(crema_dist *d, void *buf, size_t bytes, const char *what, crema_error *err);
 /* rng_split.c: allocate the per-layer states; switch the train layers to this rank's

@@ -2,14 +2,16 @@
  * allreduce.c, doing nothing, so tools call it unconditionally. */
 #ifndef CREMA_HAVE_MPI
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dist/dist.h"
 #include "dist/resume.h"
 
 struct crema_dist {
-  int unused;
+  char host[256];
 };
 
 bool crema_dist_available(void) { return false; }
@@ -31,6 +33,7 @@ int crema_dist_init(crema_dist **out, crema_error *err) {
                       n);
   crema_dist *d = calloc(1, sizeof *d);
   if (!d) return crema_fail(err, "out of memory");
+  if (gethostname(d->host, sizeof d->host - 1)) snprintf(d->host, sizeof d->host, "?");
   *out = d;
   return 0;
 }
@@ -48,6 +51,7 @@ int crema_dist_size(const crema_dist *d) {
   (void)d;
   return 1;
 }
+const char *crema_dist_host(const crema_dist *d) { return d ? d->host : "?"; }
 
 int crema_dist_agree_seed(crema_dist *d, bool *has_seed, int64_t *seed, int64_t solver_random_seed,
                           crema_error *err) {

@@ -870,11 +870,16 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
   int iterations_last = s->iter;
   while (s->iter < stop_iter) {
     zero_param_diffs(s);
+    bool stop_now = false;
     if (p->test_interval > 0 && s->iter % p->test_interval == 0 && (s->iter > 0 || p->test_initialization)) {
       if (crema_solver_test_all(s, err)) return -1;
+      stop_now = s->requested_early_exit;
     }
-    if (agree_stop(s, &s->requested_early_exit, err)) return -1;
-    if (s->requested_early_exit) break;
+    if (agree_stop(s, &stop_now, err)) return -1;
+    if (stop_now) {
+      s->requested_early_exit = true;
+      break;
+    }
     const bool display = p->display > 0 && s->iter % p->display == 0;
     float loss = 0.0f;
     for (int i = 0; i < p->iter_size; i++) {

@@ -3,6 +3,7 @@
  *   crema train --solver=S [--weights=A.caffemodel[,B...]] [--snapshot=X.solverstate]
  *               [--iterations=N] [--freeze=NAME[,PREFIX*...]] [--sigint_effect=stop|snapshot|none]
  *               [--sighup_effect=stop|snapshot|none] [--seed=N] [--diagnostics[=N]]
+ *               [--dist_timeout=SECONDS]
  *
  * The signal handlers live here (the library has no globals): they set a flag that the
  * solver polls once per iteration through the action callback.
@@ -224,7 +225,8 @@ int crema_cmd_train(int argc, char **argv) {
   if (!status && crema_solver_solve(s, &err)) status = 1;
   if (status) {
     if (crema_dist_size(dist) > 1)
-      fprintf(stderr, "error: rank %d of %d: %s\n", crema_dist_rank(dist), crema_dist_size(dist), err.msg);
+      fprintf(stderr, "error: rank %d of %d (%s): %s\n", crema_dist_rank(dist), crema_dist_size(dist),
+              crema_dist_host(dist), err.msg);
     else
       fprintf(stderr, "error: %s\n", err.msg);
     crema_dist_abort(dist, 1);
