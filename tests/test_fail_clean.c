@@ -167,7 +167,7 @@ START_TEST(test_full_disk) {
 END_TEST
 
 START_TEST(test_file_size_limit) {
-  write_images(12, 64);
+  write_images(24, 64); /* 24 x 12 KB raw records: past 100 KiB (dash) or 200 KiB (bash) */
   char cmd[2048], *out;
   /* ulimit -f counts 512-byte blocks in dash: 200 = 100 KiB. The signal must not kill the tool. */
   snprintf(cmd, sizeof cmd, "ulimit -f 200; %s/convert_imageset %s/ %s/list.txt %s/db; echo status=$?",

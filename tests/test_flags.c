@@ -46,6 +46,16 @@ START_TEST(test_int_range_and_overflow) {
   ck_assert_int_eq(parse("--rate=nan", &it, &rate, &err), -1);
   ck_assert_msg(strstr(err.msg, "finite number") != NULL, "%s", err.msg);
   ck_assert_int_eq(parse("--rate=1e999", &it, &rate, &err), -1);
+  /* A signed flag takes negatives, still within int. */
+  long level = 0;
+  crema_flag sflag[] = {{"level", CREMA_FLAG_SIGNED_INT, &level, "", 0}};
+  char *argv[] = {"tool", "--level=-3", "--level=-2147483649"};
+  char *pos[1];
+  int n_pos;
+  ck_assert_int_eq(crema_flags_parse(2, argv, 1, sflag, 1, pos, 1, &n_pos, &err), 0);
+  ck_assert_int_eq(level, -3);
+  ck_assert_int_eq(crema_flags_parse(3, argv, 2, sflag, 1, pos, 1, &n_pos, &err), -1);
+  ck_assert_msg(strstr(err.msg, "--level must be between -2147483648 and 2147483647") != NULL, "%s", err.msg);
 }
 END_TEST
 

@@ -52,11 +52,26 @@ START_TEST(test_npy_key_at_header_end) {
 }
 END_TEST
 
+/* fuzz_image: a progressive JPEG whose AC scan uses a Huffman table no DHT segment defined;
+ * stb_image 2.27 decoded with the empty table and read 64303 bytes before it. */
+START_TEST(test_jpeg_undefined_huffman_table) {
+  crema_image img;
+  crema_error err;
+  ck_assert_int_eq(crema_image_decode_file(CREMA_TEST_DATA "/fuzz/jpeg-undefined-huffman-table.jpg",
+                                           CREMA_IMAGE_COLOR, &img, &err),
+                   -1);
+  ck_assert_msg(strstr(err.msg, "jpeg-undefined-huffman-table.jpg: corrupt JPEG (a scan uses a Huffman table "
+                                "that was never defined)") != NULL,
+                "%s", err.msg);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("fuzz_regressions");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_jpeg_huffman_table_overflow);
   tcase_add_test(tc, test_npy_key_at_header_end);
+  tcase_add_test(tc, test_jpeg_undefined_huffman_table);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

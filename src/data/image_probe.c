@@ -83,7 +83,7 @@ static int probe_png(const uint8_t *b, size_t len, const char *what, crema_image
 
 /* A DHT segment's tables (payload of seg - 2 bytes at p): class 0-1, slot 0-3, and at most 256
  * codes each. stb_image 2.27 writes past its tables when the 16 counts add up to more. */
-static int check_dht(const uint8_t *p, size_t n, const char *what, crema_error *err) {
+static int check_dht(const uint8_t *p, size_t n, bool defined[2][4], const char *what, crema_error *err) {
   size_t i = 0;
   while (i < n) {
     if (n - i < 17) return crema_fail(err, "%s: corrupt JPEG (short Huffman table)", what);
@@ -96,6 +96,7 @@ static int check_dht(const uint8_t *p, size_t n, const char *what, crema_error *
       return crema_fail(err, "%s: corrupt JPEG (a Huffman table of %zu codes; at most 256 exist)", what,
                         codes);
     if (n - i - 17 < codes) return crema_fail(err, "%s: corrupt JPEG (short Huffman table)", what);
+    defined[p[i] >> 4][p[i] & 15] = true;
     i += 17 + codes;
   }
   return 0;
@@ -107,7 +108,8 @@ static int check_dht(const uint8_t *p, size_t n, const char *what, crema_error *
 static int probe_jpeg(const uint8_t *b, size_t len, const char *what, crema_image_info *in,
                       crema_error *err) {
   size_t pos = 2;
-  bool have_sof = false, in_scan = false;
+  bool have_sof = false, in_scan = false, progressive = false;
+  bool tables[2][4] = {{false}}; /* Huffman tables defined so far: [DC, AC][slot] */
   for (;;) {
     if (in_scan) { /* skip entropy-coded bytes up to the next real marker */
       while (pos + 1 < len && !(b[pos] == 0xFF && b[pos + 1] != 0x00 && b[pos + 1] != 0xFF &&
@@ -159,10 +161,26 @@ static int probe_jpeg(const uint8_t *b, size_t len, const char *what, crema_imag
       in->channels = nc == 1 ? 1 : 3;
       in->bits = 8;
       have_sof = true;
+      progressive = m == 0xC2;
     }
-    if (m == 0xC4 && check_dht(b + pos + 2, seg - 2, what, err)) return -1;
+    if (m == 0xC4 && check_dht(b + pos + 2, seg - 2, tables, what, err)) return -1;
     if (m == 0xDA) { /* start of scan: entropy-coded data follows its header */
       if (!have_sof) return crema_fail(err, "%s: corrupt JPEG (image data before the frame header)", what);
+      /* Every Huffman table the scan uses must have been defined: stb_image 2.27 decodes with
+       * an empty table and indexes far outside it. Progressive scans use DC tables (spectral
+       * start 0) or AC tables (start > 0); baseline scans use both. */
+      const uint8_t *sc = b + pos + 2;
+      const uint32_t ns = seg >= 3 ? sc[0] : 0;
+      if (ns < 1 || ns > 4 || seg < 6 + 2 * ns)
+        return crema_fail(err, "%s: corrupt JPEG (bad scan header)", what);
+      const int ss = sc[1 + 2 * ns];
+      for (uint32_t k = 0; k < ns; k++) {
+        const int td = sc[2 + 2 * k] >> 4, ta = sc[2 + 2 * k] & 15;
+        const bool need_dc = !progressive || ss == 0, need_ac = !progressive || ss > 0;
+        if (td > 3 || ta > 3 || (need_dc && !tables[0][td]) || (need_ac && !tables[1][ta]))
+          return crema_fail(err, "%s: corrupt JPEG (a scan uses a Huffman table that was never defined)",
+                            what);
+      }
       in_scan = true;
     }
     pos += seg;

@@ -14,14 +14,21 @@
 
 /* CREMA_FLAG_INT values must lie in 0..INT_MAX (counts, sizes, iterations, seeds): a negative
  * or overflowing value is an error naming the flag and the range, never ignored or wrapped.
- * Tools narrow the range further with crema_flag_check_range. CREMA_FLAG_FLOAT values must be
- * finite. */
-typedef enum { CREMA_FLAG_STRING, CREMA_FLAG_INT, CREMA_FLAG_FLOAT, CREMA_FLAG_BOOL } crema_flag_kind;
+ * CREMA_FLAG_SIGNED_INT is the same over INT_MIN..INT_MAX, for the rare flag that may be
+ * negative. Tools narrow a range further with crema_flag_check_range. Both store a long.
+ * CREMA_FLAG_FLOAT values must be finite. */
+typedef enum {
+  CREMA_FLAG_STRING,
+  CREMA_FLAG_INT,
+  CREMA_FLAG_FLOAT,
+  CREMA_FLAG_BOOL,
+  CREMA_FLAG_SIGNED_INT
+} crema_flag_kind;
 
 typedef struct crema_flag {
   const char *name;
   crema_flag_kind kind;
-  void *value; /* const char **, long *, double *, bool * -- holds the default on entry */
+  void *value; /* const char **, long * (both INT kinds), double *, bool * -- holds the default on entry */
   const char *help;
   /* Set by the parser: how many times the flag was given (repeatable string flags keep the
    * last value; tools that accept repeats read argv themselves or use CREMA_FLAG_LIST). */
