@@ -39,3 +39,12 @@ if(HDF5_FOUND)
 else()
   message(STATUS "HDF5 not found (apt-get install -y libhdf5-dev): HDF5 data and snapshots disabled")
 endif()
+
+# Optional: LevelDB (Debian libleveldb-dev) for Caffe's older data sets. No pkg-config file.
+find_path(LEVELDB_INCLUDE_DIR leveldb/c.h)
+find_library(LEVELDB_LIBRARY leveldb)
+if(LEVELDB_INCLUDE_DIR AND LEVELDB_LIBRARY)
+  set(CREMA_HAVE_LEVELDB ON)
+else()
+  message(STATUS "LevelDB not found (apt-get install -y libleveldb-dev): LevelDB data sets disabled")
+endif()

@@ -9,6 +9,7 @@ PACKAGES=(
   libopenblas-dev                         # GEMM
   liblmdb-dev                             # data sets on disk
   libhdf5-dev                             # HDF5Data/HDF5Output and .h5 snapshots (optional)
+  libleveldb-dev                          # LevelDB data sets (optional)
   check                                   # unit tests
   python3-opencv python3-numpy            # independent test oracle (cv2.dnn reads Caffe models)
   dataset-fashion-mnist                   # demo and training tests

@@ -7,6 +7,7 @@
 #include "common/flags.h"
 #include "common/progress.h"
 #include "common/tool.h"
+#include "data/db.h"
 #include "data/mean.h"
 
 static const char USAGE[] = "Compute the mean_image of a set of images given by a lmdb data set\n"
@@ -24,16 +25,17 @@ int main(int argc, char **argv) {
   const char *backend = "lmdb";
   crema_flag flags[] = {
       {"backend", CREMA_FLAG_STRING, &backend,
-       "The backend {lmdb} for storing the result (leveldb: not supported)", 0},
+       "The backend {lmdb, leveldb} of the data set (detected from its files)", 0},
   };
   char *pos[2];
   int n_pos = 0;
   int rc = crema_flags_command(argc, argv, USAGE, flags, 1, pos, 1, 2, &n_pos);
   if (rc >= 0) return rc;
   crema_error err = {{0}};
-  if (strcasecmp(backend, "lmdb")) {
-    fprintf(stderr, "error: backend %s is not supported, use lmdb\n", backend);
-    return 1;
+  crema_db_backend b;
+  if (crema_db_backend_parse(backend, &b, &err)) {
+    fprintf(stderr, "error: --backend: %s\n", err.msg);
+    return 2;
   }
   crema_progress prog;
   crema_progress_start(&prog, "compute_image_mean", "images", 0);
