@@ -59,3 +59,12 @@ endif()
 if(NOT CREMA_HAVE_ONEDNN)
   message(STATUS "oneDNN not used (apt-get install -y libdnnl-dev, -DCREMA_ONEDNN=ON): reference engine only")
 endif()
+
+# Optional: LevelDB (Debian libleveldb-dev) for Caffe's older data sets. No pkg-config file.
+find_path(LEVELDB_INCLUDE_DIR leveldb/c.h)
+find_library(LEVELDB_LIBRARY leveldb)
+if(LEVELDB_INCLUDE_DIR AND LEVELDB_LIBRARY)
+  set(CREMA_HAVE_LEVELDB ON)
+else()
+  message(STATUS "LevelDB not found (apt-get install -y libleveldb-dev): LevelDB data sets disabled")
+endif()

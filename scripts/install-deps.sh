@@ -11,6 +11,7 @@ PACKAGES=(
   liblmdb-dev                             # data sets on disk
   libhdf5-dev                             # HDF5Data/HDF5Output and .h5 snapshots (optional)
   libdnnl-dev                             # oneDNN: the faster compute engine (optional)
+  libleveldb-dev                          # LevelDB data sets (optional)
   check                                   # unit tests
   dpkg-dev file                           # cpack -G DEB: dpkg-shlibdeps finds the runtime dependencies
   libopenmpi-dev openmpi-bin              # data-parallel training (mpirun -np N crema train)

@@ -70,6 +70,10 @@ static const char *const EXPECTED[] = {
     "RNN",
     "LSTM",
     "LSTMUnit",
+    "Permute",
+    "Normalize",
+    "PriorBox",
+    "DetectionOutput",
 };
 
 START_TEST(test_every_type_registered) {

@@ -8,6 +8,7 @@
 #include "common/flags.h"
 #include "common/progress.h"
 #include "common/tool.h"
+#include "data/db.h"
 #include "data/image_probe.h"
 #include "data/mean.h"
 
@@ -27,7 +28,7 @@ int main(int argc, char **argv) {
   long max_pixels = (long)CREMA_IMAGE_DEFAULT_MAX_PIXELS;
   crema_flag flags[] = {
       {"backend", CREMA_FLAG_STRING, &backend,
-       "The backend {lmdb} for storing the result (leveldb: not supported)", 0},
+       "The backend {lmdb, leveldb} of the data set (detected from its files)", 0},
       {"max_pixels", CREMA_FLAG_INT, &max_pixels,
        "Encoded records of more pixels (width x height) are refused as decompression bombs", 0},
   };
@@ -38,9 +39,10 @@ int main(int argc, char **argv) {
   if ((rc = crema_flag_check_range("max_pixels", 1, INT_MAX, USAGE, flags, 2))) return rc;
   crema_image_set_max_pixels((uint64_t)max_pixels);
   crema_error err = {{0}};
-  if (strcasecmp(backend, "lmdb")) {
-    fprintf(stderr, "error: backend %s is not supported, use lmdb\n", backend);
-    return 1;
+  crema_db_backend b;
+  if (crema_db_backend_parse(backend, &b, &err)) {
+    fprintf(stderr, "error: --backend: %s\n", err.msg);
+    return 2;
   }
   crema_progress prog;
   crema_progress_start(&prog, "compute_image_mean", "images", 0);

@@ -14,7 +14,7 @@
 #include "data/image.h"
 #include "data/image_probe.h"
 #include "data/list_file.h"
-#include "data/lmdb_db.h"
+#include "data/db.h"
 
 /* What one worker produced for one line. */
 typedef struct line_result {
@@ -103,7 +103,7 @@ typedef struct write_state {
   const crema_image_list *list;
   const uint32_t *order;
   bool encoded;
-  crema_lmdb_writer *w;
+  crema_db_writer *w;
   crema_convert_result *res;
   crema_error *err;
   crema_bytes key;
@@ -136,7 +136,7 @@ static int write_chunk(write_state *ws, const line_result *results, size_t start
     const size_t klen = strlen(e->path) + 10;
     if (crema_bytes_reserve(&ws->key, klen, ws->err)) return -1;
     const int kn = snprintf((char *)ws->key.data, klen, "%08zu_%s", line_id, e->path);
-    if (crema_lmdb_put(ws->w, ws->key.data, (size_t)kn, r->record.data, r->record.len, ws->err)) return -1;
+    if (crema_db_put(ws->w, ws->key.data, (size_t)kn, r->record.data, r->record.len, ws->err)) return -1;
     ws->res->written++;
   }
   return 0;
@@ -144,11 +144,8 @@ static int write_chunk(write_state *ws, const line_result *results, size_t start
 
 int crema_convert_imageset(const crema_convert_options *o, crema_convert_result *res, crema_error *err) {
   memset(res, 0, sizeof *res);
-  if (o->backend && *o->backend && strcasecmp(o->backend, "lmdb")) {
-    if (!strcasecmp(o->backend, "leveldb"))
-      return crema_fail(err, "backend leveldb is not supported, use lmdb (--backend=lmdb, Caffe's default)");
-    return crema_fail(err, "unknown backend \"%s\"; use lmdb", o->backend);
-  }
+  crema_db_backend backend = CREMA_DB_LMDB;
+  if (o->backend && *o->backend && crema_db_backend_parse(o->backend, &backend, err)) return -1;
   struct stat st;
   if (stat(o->db_path, &st) == 0)
     return crema_fail(
@@ -182,7 +179,7 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
   for (size_t dl = strlen(dest); dl > 1 && dest[dl - 1] == '/'; dl--) dest[dl - 1] = '\0';
   snprintf(tmp, sizeof tmp, "%s.partial-%ld", dest, (long)getpid());
   crema_remove_stale_temps(dest); /* partial DBs of killed runs */
-  crema_lmdb_writer *w = NULL;
+  crema_db_writer *w = NULL;
   const int threads = omp_get_max_threads();
   const size_t chunk = (size_t)(threads > 0 ? threads : 1) * 32;
   /* Two chunks of results: the calling thread writes one while the others decode the next. */
@@ -193,7 +190,7 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
     rc = crema_fail(err, "out of memory");
     goto out;
   }
-  if (crema_lmdb_create(tmp, o->initial_map_bytes, &w, err)) {
+  if (crema_db_create(tmp, backend, o->initial_map_bytes, &w, err)) {
     rc = -1;
     goto out;
   }
@@ -229,17 +226,17 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
         "none of the %zu images could be read; check the root folder (\"%s\", joined to each path as "
         "written) and the paths in %s",
         list.count, o->root ? o->root : "", o->list_file);
-  if (rc == 0) rc = crema_lmdb_commit(w, err);
+  if (rc == 0) rc = crema_db_commit(w, err);
   if (rc == 0) {
-    res->map_growths = crema_lmdb_map_growths(w);
-    rc = crema_lmdb_writer_close(w, err);
+    res->map_growths = crema_db_map_growths(w);
+    rc = crema_db_writer_close(w, err);
     w = NULL;
   }
   if (rc == 0 && rename(tmp, dest) != 0)
     rc = crema_fail(err, "cannot move the finished data set to \"%s\": %s", dest, strerror(errno));
 out:
-  if (w) crema_lmdb_writer_abort(w);
-  if (rc) crema_lmdb_remove(tmp);
+  if (w) crema_db_writer_abort(w);
+  if (rc) crema_db_remove(tmp);
   if (results)
     for (size_t i = 0; i < 2 * chunk; i++) crema_bytes_free(&results[i].record);
   free(results);

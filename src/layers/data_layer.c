@@ -19,7 +19,7 @@
 
 #include "base/log.h"
 #include "data/datum.h"
-#include "data/lmdb_db.h"
+#include "data/db.h"
 #include "data/prefetch.h"
 #include "data/shard.h"
 #include "data/transformer.h"
@@ -37,7 +37,7 @@ typedef struct data_item {
 } data_item;
 
 typedef struct data_state {
-  crema_lmdb *db; /* used by the prefetch thread only, once setup is done */
+  crema_db *db; /* used by the prefetch thread only, once setup is done */
   crema_transformer *tf;
   crema_prefetcher *pf;
   crema_image_mode mode;
@@ -98,12 +98,12 @@ static int data_fill(void *ctx, uint64_t first, float *data, float *label, crema
     const void *k, *v;
     size_t kl, vl;
     /* Forward seeks move the cursor record by record from where it is: one step unsharded. */
-    if (crema_lmdb_seek(s->db, s->skip + crema_data_shard_record(s->shard, first + (uint64_t)i), err))
+    if (crema_db_seek(s->db, s->skip + crema_data_shard_record(s->shard, first + (uint64_t)i), err))
       return -1;
-    crema_lmdb_current(s->db, &k, &kl, &v, &vl);
+    crema_db_current(s->db, &k, &kl, &v, &vl);
     key_text(k, kl, it->key, sizeof it->key);
     if (crema_datum_parse(v, vl, it->key, &it->view, err))
-      return crema_error_prefix(err, "%s", crema_lmdb_path(s->db));
+      return crema_error_prefix(err, "%s", crema_db_path(s->db));
     label[i] = (float)it->view.label;
   }
   /* Small raw batches (MNIST-sized) transform faster than a thread team wakes up, and idle
@@ -116,7 +116,7 @@ static int data_fill(void *ctx, uint64_t first, float *data, float *label, crema
   for (int i = 0; i < s->batch; i++)
     if (s->items[i].failed) {
       *err = s->items[i].err;
-      return crema_error_prefix(err, "%s", crema_lmdb_path(s->db));
+      return crema_error_prefix(err, "%s", crema_db_path(s->db));
     }
   return 0;
 }
@@ -133,7 +133,7 @@ static void data_free_state(crema_layer *l) {
     }
   free(s->items);
   crema_transformer_free(s->tf);
-  crema_lmdb_close(s->db);
+  crema_db_close(s->db);
   free(s);
   l->state = NULL;
 }
@@ -155,9 +155,6 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   const Crema__DataParameter *dp = l->param->data_param;
   if (!dp || !dp->source || !*dp->source)
     return crema_fail(err, "data_param.source (an LMDB data set) is required");
-  if (dp->has_backend && dp->backend == CREMA__DATA_PARAMETER__DB__LEVELDB)
-    return crema_fail(err, "backend LEVELDB is not supported; convert the data to LMDB (convert_imageset "
-                           "--backend=lmdb) and set backend: LMDB");
   if (dp->batch_size == 0) return crema_fail(err, "data_param.batch_size must be positive");
   if ((dp->mean_file && *dp->mean_file) || dp->has_crop_size || dp->has_mirror || dp->has_scale)
     CREMA_WARN("layer \"%s\": data_param.scale/mean_file/crop_size/mirror are legacy fields that are ignored "
@@ -171,7 +168,12 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   const uint64_t seed = layer_seed(l);
   if (crema_transformer_create(l->param->transform_param, l->phase, seed, &s->tf, err)) return -1;
   s->mode = crema_transformer_decode_mode(s->tf);
-  if (crema_lmdb_open(dp->source, &s->db, err)) return -1;
+  /* backend as given, else detected from the files (Caffe's default, LEVELDB, would break
+   * the many nets that omit it for an LMDB). */
+  const crema_db_backend backend = !dp->has_backend                                    ? CREMA_DB_AUTO
+                                   : dp->backend == CREMA__DATA_PARAMETER__DB__LEVELDB ? CREMA_DB_LEVELDB
+                                                                                       : CREMA_DB_LMDB;
+  if (crema_db_open(dp->source, backend, &s->db, err)) return -1;
   s->items = calloc((size_t)s->batch, sizeof *s->items);
   if (!s->items) return crema_fail(err, "out of memory");
   if (dp->rand_skip) {
@@ -184,7 +186,7 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   data_item *it = &s->items[0];
   const void *k, *v;
   size_t kl, vl;
-  crema_lmdb_current(s->db, &k, &kl, &v, &vl);
+  crema_db_current(s->db, &k, &kl, &v, &vl);
   key_text(k, kl, it->key, sizeof it->key);
   int c, h, w;
   const uint8_t *px;
@@ -195,7 +197,7 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   s->item_count = (size_t)s->oc * s->oh * s->ow;
   s->parallel = it->view.encoded || s->item_count * (size_t)s->batch >= ((size_t)1 << 20);
   CREMA_INFO("output data size: %d,%d,%d,%d (%llu records in %s)", s->batch, s->oc, s->oh, s->ow,
-             (unsigned long long)crema_lmdb_count(s->db), dp->source);
+             (unsigned long long)crema_db_count(s->db), dp->source);
   if (s->shard.count > 1)
     CREMA_INFO("Reading shard %u of %u: records %u, %u + %u, ...", s->shard.index, s->shard.count,
                s->shard.index, s->shard.index, s->shard.count);

@@ -27,7 +27,8 @@ extern const crema_layer_ops crema_exp_ops, crema_log_ops, crema_bnll_ops, crema
     crema_filter_ops, crema_batch_reindex_ops, crema_embed_ops, crema_crop_ops, crema_mvn_ops,
     crema_im2col_ops, crema_spp_ops, crema_hinge_loss_ops, crema_infogain_loss_ops,
     crema_contrastive_loss_ops, crema_multinomial_logistic_loss_ops, crema_hdf5_data_ops,
-    crema_hdf5_output_ops, crema_rnn_ops, crema_lstm_ops, crema_lstm_unit_ops;
+    crema_hdf5_output_ops, crema_rnn_ops, crema_lstm_ops, crema_lstm_unit_ops, crema_permute_ops,
+    crema_normalize_ops, crema_prior_box_ops, crema_detection_output_ops;
 
 static const crema_layer_ops *const REGISTRY[] = {
     /* ---- data and inputs (rows) */
@@ -94,6 +95,11 @@ static const crema_layer_ops *const REGISTRY[] = {
     &crema_rnn_ops,
     &crema_lstm_ops,
     &crema_lstm_unit_ops,
+    /* ---- SSD's inference layers (weiliu89/caffe) */
+    &crema_permute_ops,
+    &crema_normalize_ops,
+    &crema_prior_box_ops,
+    &crema_detection_output_ops,
 };
 
 /* BVLC Caffe's types that cannot exist outside Caffe's own process, and why. */
