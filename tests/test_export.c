@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "support/python.h"
 #include "base/rng.h"
 #include "common/npy.h"
 #include "export/export.h"
@@ -269,18 +270,6 @@ END_TEST
 
 static const char *python;
 
-static const char *find_python(void) {
-  static const char *candidates[3] = {NULL, "/usr/bin/python3", "python3"};
-  candidates[0] = getenv("CREMA_PYTHON");
-  for (int i = 0; i < 3; i++) {
-    char cmd[512];
-    if (!candidates[i]) continue;
-    snprintf(cmd, sizeof cmd, "%s -c 'import numpy, cv2, onnx' >/dev/null 2>&1", candidates[i]);
-    if (system(cmd) == 0) return candidates[i];
-  }
-  return NULL;
-}
-
 static void setup(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/crema_test_export_XXXXXX");
   ck_assert_ptr_nonnull(mkdtemp(tmpdir));
@@ -288,7 +277,7 @@ static void setup(void) {
 
 static void setup_oracle(void) {
   setup();
-  python = find_python();
+  python = test_find_python("numpy, cv2, onnx");
   ck_assert_msg(python != NULL, "the export checks need python3 with numpy, cv2 and onnx: apt-get install "
                                 "python3-opencv python3-numpy python3-onnx (or set CREMA_PYTHON)");
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/python.h"
 #include "data/image.h"
 #include "data/image_probe.h"
 #include "data_test_util.h"
@@ -19,22 +20,9 @@
 
 static char dir[256];
 
-/* $CREMA_PYTHON, else Debian's /usr/bin/python3, else python3: the first with numpy and cv2. */
-static const char *find_python(void) {
-  static const char *candidates[3] = {NULL, "/usr/bin/python3", "python3"};
-  candidates[0] = getenv("CREMA_PYTHON");
-  for (int i = 0; i < 3; i++) {
-    char cmd[512];
-    if (!candidates[i]) continue;
-    snprintf(cmd, sizeof cmd, "%s -c 'import numpy, cv2' >/dev/null 2>&1", candidates[i]);
-    if (system(cmd) == 0) return candidates[i];
-  }
-  return NULL;
-}
-
 static void setup(void) {
   tmp_dir(dir);
-  const char *py = find_python();
+  const char *py = test_find_python("numpy, cv2");
   ck_assert_msg(py != NULL, "the OpenCV cross-check needs python3 with numpy and cv2: apt-get install "
                             "python3-opencv python3-numpy (or set CREMA_PYTHON to such an interpreter)");
   char cmd[1024];

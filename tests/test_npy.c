@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/python.h"
 #include "support/run.h"
 #include "common/npy.h"
 #include "proto/io.h"
@@ -25,18 +26,6 @@ static void teardown_dir(void) {
 
 /* The Python with numpy: $CREMA_PYTHON, else Debian's /usr/bin/python3 (a user's own python3
  * on PATH often lacks the Debian packages), else python3. NULL when none imports numpy. */
-static const char *find_python(void) {
-  static const char *candidates[3] = {NULL, "/usr/bin/python3", "python3"};
-  candidates[0] = getenv("CREMA_PYTHON");
-  for (int i = 0; i < 3; i++) {
-    char cmd[512];
-    if (!candidates[i]) continue;
-    snprintf(cmd, sizeof cmd, "%s -c 'import numpy' >/dev/null 2>&1", candidates[i]);
-    if (system(cmd) == 0) return candidates[i];
-  }
-  return NULL;
-}
-
 static void path_in(char *buf, size_t n, const char *name) { snprintf(buf, n, "%s/%s", tmpdir, name); }
 
 static void write_bytes(const char *path, const void *data, size_t len) {
@@ -118,7 +107,7 @@ START_TEST(interoperates_with_numpy) {
   path_in(p64, sizeof p64, "np64.npy");
   path_in(pv2, sizeof pv2, "npv2.npy");
   path_in(pout, sizeof pout, "crema.npy");
-  const char *py = find_python();
+  const char *py = test_find_python("numpy");
   ck_assert_msg(py != NULL, "python3 with numpy is needed for this test (apt-get install python3-numpy)");
   snprintf(cmd, sizeof cmd,
            "%s -c \"import numpy as np; a=np.arange(24,dtype=np.float32).reshape(2,3,4)/7; "

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/python.h"
 #include "support/run.h"
 #include "base/rng.h"
 #include "common/npy.h"
@@ -22,22 +23,10 @@ static const char *python;
 
 /* $CREMA_PYTHON, else Debian's /usr/bin/python3 (a python3 earlier on PATH, e.g. pyenv's,
  * often lacks the Debian packages), else python3: the first that imports numpy and cv2. */
-static const char *find_python(void) {
-  static const char *candidates[3] = {NULL, "/usr/bin/python3", "python3"};
-  candidates[0] = getenv("CREMA_PYTHON");
-  for (int i = 0; i < 3; i++) {
-    char cmd[512];
-    if (!candidates[i]) continue;
-    snprintf(cmd, sizeof cmd, "%s -c 'import numpy, cv2' >/dev/null 2>&1", candidates[i]);
-    if (system(cmd) == 0) return candidates[i];
-  }
-  return NULL;
-}
-
 static void setup(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/crema_test_oracle_XXXXXX");
   ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-  python = find_python();
+  python = test_find_python("numpy, cv2");
   ck_assert_msg(python != NULL, "the OpenCV cross-check needs python3 with numpy and cv2: apt-get install "
                                 "python3-opencv python3-numpy (or set CREMA_PYTHON to such an interpreter)");
 }
