@@ -33,8 +33,7 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 11 stride: 4", 1, 2, 3, 35, 35, false},
     {"Convolution", "convolution_param", "num_output: 6 kernel_size: 3 pad: 1 group: 2", 1, 2, 8, 9, 9,
      false},
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1", 1, 3, 16, 7, 7, false},
-    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1", 1, 2, 8, 17, 17, false},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 pad: 1", 1, 3, 16, 7, 7, false},
     {"Convolution", "convolution_param", "num_output: 5 kernel_size: 3 pad: 2 dilation: 2", 1, 2, 4, 10, 10,
      false},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1 group: 8", 1, 2, 8, 12, 12,
@@ -48,7 +47,7 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 16, 8, 8, true},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1 stride: 2 group: 2", 1, 2, 32,
      9, 9, true},
-    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 3, 96, 7, 7, true},
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 3, 96, 7, 7, true},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 5 pad: 2 dilation: 2", 1, 2, 12, 11, 11,
      true},
     /* few weights per output: the weight gradient stays on the reference path */
@@ -155,6 +154,19 @@ START_TEST(test_conv_engines_agree) { compare_engines(&CONV_CASES[_i], (size_t)_
 END_TEST
 
 /* A bottom reshaped to a new batch size gets new primitives and still agrees. */
+/* A 1x1 stride-1 unpadded convolution stays on the reference path (copy-free there). */
+START_TEST(test_conv_pointwise_stays_reference) {
+  const int shape[4] = {2, 64, 7, 7};
+  crema_blob *x = blob_of(4, shape);
+  run r;
+  run_setup(&r, "name: 'c' type: 'Convolution' convolution_param { num_output: 32 kernel_size: 1 }", 1, &x,
+            1);
+  ck_assert_str_eq(crema_layer_engine_name(r.l), CREMA_ENGINE_REFERENCE);
+  run_free(&r);
+  crema_blob_free(x);
+}
+END_TEST
+
 START_TEST(test_conv_engine_reshape) {
   const engine_case ec = {
       "Convolution", "convolution_param", "num_output: 4 kernel_size: 3 pad: 1", 1, 2, 3, 6, 6, false};
@@ -293,6 +305,7 @@ static Suite *engine_suite(void) {
   TCase *tc = tcase_create("conv");
   tcase_add_loop_test(tc, test_conv_engines_agree, 0, (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
   tcase_add_test(tc, test_conv_engine_reshape);
+  tcase_add_test(tc, test_conv_pointwise_stays_reference);
   tcase_add_test(tc, test_conv_engine_gradient);
   tcase_add_test(tc, test_engine_default_switch);
   suite_add_tcase(s, tc);
