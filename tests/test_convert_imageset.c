@@ -2,7 +2,7 @@
  * with a space, a corrupt file) and the real JPEGs in tests/data/images, converted by the
  * tool and read back with protobuf-c: keys, Datum fields, BGR channels-first pixels, skip
  * report, flags (--gray, --resize_*, --encoded, --encode_type, --shuffle/--seed,
- * --check_size) and the refusals (existing output, leveldb). */
+ * --check_size), LevelDB output, and the refusals (existing output, unknown backend). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 #include <stb_image.h>
 
 #include "support/run.h"
+#include "data/db.h"
 #include "data/convert.h"
 #include "data_test_util.h"
 #include "proto/crema.pb-c.h"
@@ -245,10 +246,21 @@ START_TEST(test_shuffle_check_size_refusals) {
   ck_assert_int_eq(r.n, 5);
   free_db(&r);
 
-  ck_assert_int_ne(convert("--backend=leveldb", "ldb", &out), 0);
-  ck_assert_msg(strstr(out, "not supported, use lmdb") != NULL, "%s", out);
+  /* LevelDB (Caffe's other backend): the same records under the same keys. */
+  if (crema_leveldb_available()) {
+    ck_assert_int_eq(convert("--backend=leveldb", "ldb", &out), 0);
+    free(out);
+    snprintf(p, sizeof p, "%s/ldb", dir);
+    crema_db *ldb = NULL;
+    crema_error lerr;
+    ck_assert_msg(crema_db_open(p, CREMA_DB_AUTO, &ldb, &lerr) == 0, "%s", lerr.msg);
+    ck_assert_uint_eq(crema_db_count(ldb), 5);
+    crema_db_close(ldb);
+  }
+  ck_assert_int_ne(convert("--backend=rocksdb", "rdb", &out), 0);
+  ck_assert_msg(strstr(out, "use lmdb or leveldb") != NULL, "%s", out);
   free(out);
-  snprintf(p, sizeof p, "%s/ldb", dir);
+  snprintf(p, sizeof p, "%s/rdb", dir);
   ck_assert_int_ne(stat(p, &st), 0);
 
   /* A root folder without its trailing '/': a warning, then "none could be read", no output. */

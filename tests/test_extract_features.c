@@ -150,10 +150,15 @@ START_TEST(test_errors) {
   ck_assert_int_ne(run_tool(dir, args, &out), 0);
   ck_assert_msg(strstr(out, "already exists") != NULL, "%s", out);
   free(out);
-  snprintf(args, sizeof args, "extract_features '%s' '%s' ip2 '%s/g' 1 leveldb", WEIGHTS, net_path, dir);
+  snprintf(args, sizeof args, "extract_features '%s' '%s' ip2 '%s/g' 1 rocksdb", WEIGHTS, net_path, dir);
   ck_assert_int_ne(run_tool(dir, args, &out), 0);
-  ck_assert_msg(strstr(out, "use lmdb") != NULL, "%s", out);
+  ck_assert_msg(strstr(out, "use lmdb or leveldb") != NULL, "%s", out);
   free(out);
+  snprintf(args, sizeof args, "extract_features '%s' '%s' ip2 '%s/g' 1 leveldb", WEIGHTS, net_path, dir);
+  ck_assert_int_eq(run_tool(dir, args, &out), 0);
+  free(out);
+  snprintf(p, sizeof p, "%s/g/CURRENT", dir); /* a LevelDB data set */
+  ck_assert_int_eq(access(p, F_OK), 0);
   /* --npy_only writes no LMDB. */
   snprintf(args, sizeof args, "extract_features --npy_only '%s' '%s' ip2 '%s/h' 2", WEIGHTS, net_path, dir);
   ck_assert_int_eq(run_tool(dir, args, &out), 0);

@@ -191,6 +191,37 @@ START_TEST(clear_errors) {
 }
 END_TEST
 
+/* A buffer that ends inside its header: parsing stops at its end (under ASan, the exact-size heap
+ * copy makes any read past it fail the test). Once, "False" and the shape's digits were compared
+ * or read up to 5 bytes past it. */
+static void expect_header_cut(const char *header, const char *words) {
+  const size_t hl = strlen(header), len = 10 + hl;
+  unsigned char *buf = malloc(len);
+  ck_assert_ptr_nonnull(buf);
+  memcpy(buf, "\x93NUMPY\x01\x00", 8);
+  buf[8] = (unsigned char)(hl & 0xff);
+  buf[9] = (unsigned char)(hl >> 8);
+  memcpy(buf + 10, header, hl);
+  crema_error err;
+  int n, s[CREMA_MAX_AXES];
+  float *out = NULL;
+  ck_assert_int_eq(crema_npy_parse(buf, len, "cut.npy", &n, s, &out, &err), -1);
+  ck_assert_msg(strstr(err.msg, words) != NULL, "expected \"%s\" in: %s", words, err.msg);
+  ck_assert_ptr_null(out);
+  free(buf);
+}
+
+START_TEST(header_cut_short) {
+  expect_header_cut("{'descr': '<f4', 'fortran_order': Fal", "fortran_order");
+  expect_header_cut("{'descr': '<f4', 'fortran_order': Tr", "fortran_order");
+  expect_header_cut("{'shape': (12, 'descr': '<f4', 'fortran_order': False, 'shape': (12", "shape");
+  expect_header_cut("{'descr': '<f4', 'fortran_order': False, 'shape': (3", "unterminated");
+  expect_header_cut("{'descr':   ", "descr"); /* found by fuzz_npy: nothing after the key */
+  expect_header_cut("{'descr': '<f4', 'fortran_order':", "fortran_order");
+  expect_header_cut("{'descr': '<f4', 'fortran_order': False, 'shape':", "shape");
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("npy");
   TCase *tc = tcase_create("npy");
@@ -200,6 +231,7 @@ int main(void) {
   tcase_add_test(tc, one_axis_and_scalar);
   tcase_add_test(tc, interoperates_with_numpy);
   tcase_add_test(tc, clear_errors);
+  tcase_add_test(tc, header_cut_short);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

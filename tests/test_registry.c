@@ -1,6 +1,7 @@
 /* test_registry.c -- the layer registry and the generic checks every layer gets: the type
  * names crema knows, the error for an unknown type, arity, and in-place refusal. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,35 @@ static const char *const EXPECTED[] = {
     "Reshape",
     "Silence",
     "ArgMax",
+    "Exp",
+    "Log",
+    "BNLL",
+    "Threshold",
+    "Clip",
+    "Swish",
+    "Tile",
+    "Reduction",
+    "Parameter",
+    "Filter",
+    "BatchReindex",
+    "Embed",
+    "Crop",
+    "MVN",
+    "Im2col",
+    "SPP",
+    "HingeLoss",
+    "InfogainLoss",
+    "ContrastiveLoss",
+    "MultinomialLogisticLoss",
+    "HDF5Data",
+    "HDF5Output",
+    "RNN",
+    "LSTM",
+    "LSTMUnit",
+    "Permute",
+    "Normalize",
+    "PriorBox",
+    "DetectionOutput",
 };
 
 START_TEST(test_every_type_registered) {
@@ -59,6 +89,84 @@ START_TEST(test_every_type_registered) {
       ck_assert_str_ne(crema_layer_type_at(i)->type, crema_layer_type_at(j)->type);
   ck_assert_ptr_null(crema_layer_type_at(crema_layer_type_count()));
   ck_assert_ptr_null(crema_layer_lookup("relu")); /* case matters, as in Caffe */
+}
+END_TEST
+
+/* Every layer type of BVLC Caffe 1.0 is implemented, except the three that only exist inside
+ * Caffe's own process, which are refused with a reason. */
+START_TEST(test_every_bvlc_type) {
+  static const char *const BVLC[] = {"AbsVal",
+                                     "Accuracy",
+                                     "ArgMax",
+                                     "BNLL",
+                                     "BatchNorm",
+                                     "BatchReindex",
+                                     "Bias",
+                                     "Clip",
+                                     "Concat",
+                                     "ContrastiveLoss",
+                                     "Convolution",
+                                     "Crop",
+                                     "Data",
+                                     "Deconvolution",
+                                     "Dropout",
+                                     "DummyData",
+                                     "ELU",
+                                     "Eltwise",
+                                     "Embed",
+                                     "EuclideanLoss",
+                                     "Exp",
+                                     "Filter",
+                                     "Flatten",
+                                     "HDF5Data",
+                                     "HDF5Output",
+                                     "HingeLoss",
+                                     "Im2col",
+                                     "ImageData",
+                                     "InfogainLoss",
+                                     "InnerProduct",
+                                     "Input",
+                                     "LRN",
+                                     "LSTM",
+                                     "LSTMUnit",
+                                     "Log",
+                                     "MVN",
+                                     "MultinomialLogisticLoss",
+                                     "PReLU",
+                                     "Parameter",
+                                     "Pooling",
+                                     "Power",
+                                     "RNN",
+                                     "ReLU",
+                                     "Reduction",
+                                     "Reshape",
+                                     "SPP",
+                                     "Scale",
+                                     "Sigmoid",
+                                     "SigmoidCrossEntropyLoss",
+                                     "Silence",
+                                     "Slice",
+                                     "Softmax",
+                                     "SoftmaxWithLoss",
+                                     "Split",
+                                     "Swish",
+                                     "TanH",
+                                     "Threshold",
+                                     "Tile"};
+  for (size_t i = 0; i < sizeof BVLC / sizeof BVLC[0]; i++)
+    ck_assert_msg(crema_layer_lookup(BVLC[i]) != NULL, "BVLC type \"%s\" is not implemented", BVLC[i]);
+  const char *refused[][2] = {{"Python", "Python"}, {"MemoryData", "Input"}, {"WindowData", "R-CNN"}};
+  for (int i = 0; i < 3; i++) {
+    ck_assert_ptr_null(crema_layer_lookup(refused[i][0]));
+    char text[128];
+    snprintf(text, sizeof text, "name: 'x' type: '%s'", refused[i][0]);
+    Crema__LayerParameter *p = test_layer_param(text);
+    crema_layer *l = NULL;
+    crema_error err = {{0}};
+    ck_assert_int_eq(crema_layer_create(p, CREMA__PHASE__TEST, 1, &l, &err), -1);
+    ck_assert_msg(strstr(err.msg, "does not implement") && strstr(err.msg, refused[i][1]), "%s", err.msg);
+    crema_message_free(p);
+  }
 }
 END_TEST
 
@@ -122,6 +230,7 @@ int main(void) {
   Suite *s = suite_create("registry");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_every_type_registered);
+  tcase_add_test(tc, test_every_bvlc_type);
   tcase_add_test(tc, test_unknown_type_error);
   tcase_add_test(tc, test_arity_and_inplace_checks);
   suite_add_tcase(s, tc);

@@ -298,6 +298,13 @@ START_TEST(test_float_printing_bit_exact) {
   ck_assert_str_eq(crema_format_float(-INFINITY, buf, sizeof buf), "-inf");
   ck_assert_str_eq(crema_format_float(1e-4f, buf, sizeof buf), "0.0001");
   ck_assert_str_eq(crema_format_double(0.1, buf, sizeof buf), "0.1");
+  /* protobuf's printer: 6 significant digits when they read back exactly, else 9 (never 7
+   * or 8): Caffe writes the scale 1/255 as 0.00392156839, not the shorter 0.0039215684. */
+  ck_assert_str_eq(crema_format_float(0.0039215684f, buf, sizeof buf), "0.00392156839");
+  ck_assert_str_eq(crema_format_float(1.234567f, buf, sizeof buf), "1.23456705");
+  ck_assert_str_eq(crema_format_float(1e-8f, buf, sizeof buf), "1e-08");
+  ck_assert_str_eq(crema_format_float(0.9f, buf, sizeof buf), "0.9");
+  ck_assert_str_eq(crema_format_double(1.0 / 3.0, buf, sizeof buf), "0.33333333333333331");
 
   Crema__LayerParameter *l = test_layer_param("loss_weight: nan loss_weight: -nan");
   ck_assert(isnan(l->loss_weight[0]) && isnan(l->loss_weight[1]));

@@ -1,4 +1,5 @@
 /* compute_image_mean -- the mean image of an LMDB data set, as a Caffe .binaryproto. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -7,6 +8,8 @@
 #include "common/flags.h"
 #include "common/progress.h"
 #include "common/tool.h"
+#include "data/db.h"
+#include "data/image_probe.h"
 #include "data/mean.h"
 
 static const char USAGE[] = "Compute the mean_image of a set of images given by a lmdb data set\n"
@@ -22,18 +25,24 @@ static void on_progress(void *ctx, size_t done, size_t total) {
 int main(int argc, char **argv) {
   crema_tool_init(argc, argv);
   const char *backend = "lmdb";
+  long max_pixels = (long)CREMA_IMAGE_DEFAULT_MAX_PIXELS;
   crema_flag flags[] = {
       {"backend", CREMA_FLAG_STRING, &backend,
-       "The backend {lmdb} for storing the result (leveldb: not supported)", 0},
+       "The backend {lmdb, leveldb} of the data set (detected from its files)", 0},
+      {"max_pixels", CREMA_FLAG_INT, &max_pixels,
+       "Encoded records of more pixels (width x height) are refused as decompression bombs", 0},
   };
   char *pos[2];
   int n_pos = 0;
-  int rc = crema_flags_command(argc, argv, USAGE, flags, 1, pos, 1, 2, &n_pos);
+  int rc = crema_flags_command(argc, argv, USAGE, flags, 2, pos, 1, 2, &n_pos);
   if (rc >= 0) return rc;
+  if ((rc = crema_flag_check_range("max_pixels", 1, INT_MAX, USAGE, flags, 2))) return rc;
+  crema_image_set_max_pixels((uint64_t)max_pixels);
   crema_error err = {{0}};
-  if (strcasecmp(backend, "lmdb")) {
-    fprintf(stderr, "error: backend %s is not supported, use lmdb\n", backend);
-    return 1;
+  crema_db_backend b;
+  if (crema_db_backend_parse(backend, &b, &err)) {
+    fprintf(stderr, "error: --backend: %s\n", err.msg);
+    return 2;
   }
   crema_progress prog;
   crema_progress_start(&prog, "compute_image_mean", "images", 0);

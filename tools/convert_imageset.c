@@ -1,5 +1,6 @@
 /* convert_imageset -- a folder of images and a "<path> <label>" list -> an LMDB of Datums,
  * with Caffe's flags, defaults, keys and record layout (see src/data/convert.h). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "common/progress.h"
 #include "common/tool.h"
 #include "data/convert.h"
+#include "data/image_probe.h"
 
 static const char USAGE[] =
     "Converts a set of images to the lmdb format used as input for Caffe and crema.\n"
@@ -38,13 +40,12 @@ int main(int argc, char **argv) {
   crema_tool_init(argc, argv);
   bool gray = false, shuffle = false, check_size = false, encoded = false;
   const char *backend = "lmdb", *encode_type = "";
-  long resize_width = 0, resize_height = 0, seed = 0;
+  long resize_width = 0, resize_height = 0, seed = 0, max_pixels = (long)CREMA_IMAGE_DEFAULT_MAX_PIXELS;
   crema_flag flags[] = {
       {"gray", CREMA_FLAG_BOOL, &gray, "When this option is on, treat images as grayscale ones", 0},
       {"shuffle", CREMA_FLAG_BOOL, &shuffle, "Randomly shuffle the order of images and their labels", 0},
       {"seed", CREMA_FLAG_INT, &seed, "Seed of the shuffle (the same seed gives the same order)", 0},
-      {"backend", CREMA_FLAG_STRING, &backend,
-       "The backend {lmdb} for storing the result (leveldb: not supported)", 0},
+      {"backend", CREMA_FLAG_STRING, &backend, "The backend {lmdb, leveldb} for storing the result", 0},
       {"resize_width", CREMA_FLAG_INT, &resize_width, "Width images are resized to (with resize_height)", 0},
       {"resize_height", CREMA_FLAG_INT, &resize_height, "Height images are resized to (with resize_width)",
        0},
@@ -54,6 +55,8 @@ int main(int argc, char **argv) {
        "When this option is on, the encoded image will be save in datum", 0},
       {"encode_type", CREMA_FLAG_STRING, &encode_type,
        "Optional: What type should we encode the image as ('png','jpg')", 0},
+      {"max_pixels", CREMA_FLAG_INT, &max_pixels,
+       "Images of more pixels (width x height) are refused as decompression bombs", 0},
   };
   const int n_flags = (int)(sizeof flags / sizeof flags[0]);
   char *pos[3];
@@ -61,10 +64,11 @@ int main(int argc, char **argv) {
   int rc = crema_flags_command(argc, argv, USAGE, flags, n_flags, pos, 3, 3, &n_pos);
   if (rc >= 0) return rc;
   crema_error err = {{0}};
-  if (resize_width < 0 || resize_height < 0 || resize_width > 65535 || resize_height > 65535) {
-    fprintf(stderr, "error: --resize_width and --resize_height must be between 0 and 65535\n");
-    return 1;
-  }
+  if ((rc = crema_flag_check_range("resize_width", 0, 65535, USAGE, flags, n_flags)) ||
+      (rc = crema_flag_check_range("resize_height", 0, 65535, USAGE, flags, n_flags)) ||
+      (rc = crema_flag_check_range("max_pixels", 1, INT_MAX, USAGE, flags, n_flags)))
+    return rc;
+  crema_image_set_max_pixels((uint64_t)max_pixels);
   if (*encode_type && !encoded) CREMA_INFO("encode_type specified, assuming encoded=true.");
   const size_t root_len = strlen(pos[0]);
   struct stat st;

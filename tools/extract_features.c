@@ -1,6 +1,8 @@
 /* extract_features -- runs a trained net (TEST phase) over its data layer and stores the
  * values of chosen blobs, one Datum per image per blob, as Caffe's tool does; --npy also
  * (or, with --npy_only, instead) writes one float32 .npy array per blob. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 #include "common/progress.h"
 #include "common/tool.h"
 #include "data/datum.h"
-#include "data/lmdb_db.h"
+#include "data/db.h"
 #include "net/net.h"
 #include "proto/io.h"
 
@@ -24,7 +26,7 @@ static const char USAGE[] =
     "Usage:\n"
     "    extract_features [FLAGS] pretrained_net_param feature_extraction_proto_file \\\n"
     "        extract_feature_blob_name1[,name2,...] save_feature_dataset_name1[,name2,...] \\\n"
-    "        num_mini_batches [lmdb] [CPU|GPU] [DEVICE_ID]\n"
+    "        num_mini_batches [lmdb|leveldb] [CPU|GPU] [DEVICE_ID]\n"
     "The net runs in the TEST phase; each mini-batch is one forward pass of its data layer.\n"
     "Keys are the 10-digit image index. --npy writes <dataset_name>.npy as well (float32,\n"
     "shape (images, ...)); --npy_only writes only the .npy files.\n";
@@ -64,16 +66,16 @@ int main(int argc, char **argv) {
     return 1;
   }
   char *end;
+  errno = 0;
   const long num_batches = strtol(pos[4], &end, 10);
-  if (*end || num_batches <= 0) {
-    fprintf(stderr, "error: num_mini_batches must be a positive integer, got \"%s\"\n", pos[4]);
+  if (!*pos[4] || *end || errno || num_batches <= 0 || num_batches > INT_MAX) {
+    fprintf(stderr, "error: num_mini_batches must be an integer between 1 and %d, got \"%s\"\n", INT_MAX,
+            pos[4]);
     return 1;
   }
-  if (n_pos > 5 && strcasecmp(pos[5], "lmdb")) {
-    if (!strcasecmp(pos[5], "leveldb"))
-      fprintf(stderr, "error: leveldb is not supported, use lmdb\n");
-    else
-      fprintf(stderr, "error: unknown data set type \"%s\"; use lmdb\n", pos[5]);
+  crema_db_backend backend = CREMA_DB_LMDB;
+  if (n_pos > 5 && crema_db_backend_parse(pos[5], &backend, &err)) {
+    fprintf(stderr, "error: data set type: %s\n", err.msg);
     return 1;
   }
   if (n_pos > 6) {
@@ -91,7 +93,7 @@ int main(int argc, char **argv) {
   opt.source = model;
   crema_tool_log_blas();
   crema_net *net = NULL;
-  crema_lmdb_writer *writers[MAX_BLOBS] = {0};
+  crema_db_writer *writers[MAX_BLOBS] = {0};
   const crema_blob *blobs[MAX_BLOBS] = {0};
   float *arrays[MAX_BLOBS] = {0};
   uint64_t indices[MAX_BLOBS] = {0};
@@ -115,7 +117,7 @@ int main(int argc, char **argv) {
         goto done;
       }
     for (int i = 0; i < n_blobs; i++) {
-      if (crema_lmdb_create(db_names[i], 0, &writers[i], &err)) goto done;
+      if (crema_db_create(db_names[i], backend, 0, &writers[i], &err)) goto done;
       created[i] = true;
     }
   }
@@ -150,7 +152,7 @@ int main(int argc, char **argv) {
         char key[32];
         int kl = snprintf(key, sizeof key, "%010llu", (unsigned long long)indices[i]);
         if (crema_datum_serialize(&d, &record, &err) ||
-            crema_lmdb_put(writers[i], key, (size_t)kl, record.data, record.len, &err))
+            crema_db_put(writers[i], key, (size_t)kl, record.data, record.len, &err))
           goto done;
         indices[i]++;
       }
@@ -161,7 +163,7 @@ int main(int argc, char **argv) {
   crema_progress_finish(&prog, (size_t)num_batches);
   for (int i = 0; i < n_blobs; i++) {
     if (writers[i]) {
-      int wrc = crema_lmdb_writer_close(writers[i], &err);
+      int wrc = crema_db_writer_close(writers[i], &err);
       writers[i] = NULL;
       if (wrc) goto done;
     }
@@ -188,8 +190,8 @@ int main(int argc, char **argv) {
 done:
   if (status) fprintf(stderr, "error: %s\n", err.msg);
   for (int i = 0; i < n_blobs; i++) {
-    if (writers[i]) crema_lmdb_writer_abort(writers[i]);
-    if (status && created[i]) crema_lmdb_remove(db_names[i]); /* leave no half-written output */
+    if (writers[i]) crema_db_writer_abort(writers[i]);
+    if (status && created[i]) crema_db_remove(db_names[i]); /* leave no half-written output */
     free(arrays[i]);
   }
   crema_bytes_free(&record);

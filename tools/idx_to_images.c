@@ -7,8 +7,13 @@
  * "<prefix>_00000.png <label>" line per image, relative to DIR -- exactly what
  * convert_imageset and the ImageData layer read. Files ending in .gz are decompressed by
  * running `gzip -dc` (so no compression library is needed). The idx header is checked
- * (magic 0x00000803 for images, 0x00000801 for labels, matching counts). */
+ * (magic 0x00000803 for images, 0x00000801 for labels, matching counts).
+ *
+ * For image-folder tools (crema finetune): --folders writes DIR/<class name>/<file> (names
+ * from --class-names, indexed by label, else the label number), --classes keeps only the
+ * listed labels, and --per-class keeps at most N images of each. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +82,9 @@ static uint32_t be32(const uint8_t *p) {
 int main(int argc, char **argv) {
   crema_tool_init(argc, argv);
   const char *images = NULL, *labels = NULL, *out = NULL, *list = NULL, *prefix = "img";
-  long count = 0, offset = 0;
+  long count = 0, offset = 0, per_class = 0;
+  const char *classes = NULL, *class_names = NULL;
+  bool folders = false;
   crema_flag flags[] = {
       {"images", CREMA_FLAG_STRING, &images, "idx3 image file (.gz ok) (required)", 0},
       {"labels", CREMA_FLAG_STRING, &labels, "idx1 label file (.gz ok) (required)", 0},
@@ -86,6 +93,10 @@ int main(int argc, char **argv) {
       {"count", CREMA_FLAG_INT, &count, "how many images (0 = all from offset)", 0},
       {"offset", CREMA_FLAG_INT, &offset, "index of the first image", 0},
       {"prefix", CREMA_FLAG_STRING, &prefix, "file name prefix", 0},
+      {"folders", CREMA_FLAG_BOOL, &folders, "one sub-folder per class: OUT/<class name>/<file>", 0},
+      {"class-names", CREMA_FLAG_STRING, &class_names, "comma-separated names by label (with --folders)", 0},
+      {"classes", CREMA_FLAG_STRING, &classes, "keep only these labels, comma-separated (default: all)", 0},
+      {"per-class", CREMA_FLAG_INT, &per_class, "at most N images of each class (0 = no limit)", 0},
   };
   const int n_flags = (int)(sizeof flags / sizeof flags[0]);
   char *pos[2];
@@ -103,9 +114,34 @@ int main(int argc, char **argv) {
     fprintf(stderr, "error: %s\n", err.msg);
     return 2;
   }
-  if (count < 0 || offset < 0) {
-    fprintf(stderr, "error: --count and --offset must be >= 0\n");
+  if (count < 0 || offset < 0 || per_class < 0) {
+    fprintf(stderr, "error: --count, --offset and --per-class must be >= 0\n");
     return 2;
+  }
+  /* label filter and names (labels are bytes) */
+  bool keep[256];
+  char names[256][64];
+  long seen[256] = {0};
+  for (int k = 0; k < 256; k++) {
+    keep[k] = classes == NULL;
+    snprintf(names[k], sizeof names[k], "%d", k);
+  }
+  for (const char *c = classes; c && *c;) {
+    char *end;
+    const long v = strtol(c, &end, 10);
+    if (end == c || v < 0 || v > 255) {
+      fprintf(stderr, "error: --classes %s: give labels 0-255, comma-separated\n", classes);
+      return 2;
+    }
+    keep[v] = true;
+    c = *end == ',' ? end + 1 : end;
+  }
+  for (int k = 0; class_names && *class_names && k < 256; k++) {
+    const char *e = strchr(class_names, ',');
+    const size_t l = e ? (size_t)(e - class_names) : strlen(class_names);
+    snprintf(names[k], sizeof names[k], "%.*s", (int)(l < 63 ? l : 63), class_names);
+    if (!e) break;
+    class_names = e + 1;
   }
   uint8_t *img = NULL, *lab = NULL;
   size_t img_len = 0, lab_len = 0;
@@ -155,11 +191,24 @@ int main(int argc, char **argv) {
   long end = count > 0 && offset + count < (long)n ? offset + count : (long)n;
   long written = 0;
   for (long i = offset; !status && i < end; i++) {
+    const int label = lab[8 + i];
+    if (!keep[label] || (per_class && seen[label] >= per_class)) continue;
+    seen[label]++;
     crema_image im = {(int)cols, (int)rows, 1, img + 16 + (size_t)i * rows * cols};
     uint8_t *png = NULL;
     size_t png_len = 0;
     char name[256], path[4352];
-    snprintf(name, sizeof name, "%s_%05ld.png", prefix, i);
+    if (folders) {
+      snprintf(path, sizeof path, "%s/%s", out, names[label]);
+      if (mkdir(path, 0755) && errno != EEXIST) {
+        fprintf(stderr, "error: cannot create %s: %s\n", path, strerror(errno));
+        status = 1;
+        break;
+      }
+      snprintf(name, sizeof name, "%s/%s_%05ld.png", names[label], prefix, i);
+    } else {
+      snprintf(name, sizeof name, "%s_%05ld.png", prefix, i);
+    }
     snprintf(path, sizeof path, "%s/%s", out, name);
     /* Plain writes: thousands of small files, and a rerun rewrites them all anyway. */
     if (crema_image_encode(&im, "png", &png, &png_len, &err)) {

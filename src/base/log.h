@@ -13,6 +13,12 @@
 
 typedef enum { CREMA_LOG_INFO = 0, CREMA_LOG_WARNING = 1, CREMA_LOG_ERROR = 2 } crema_log_level;
 
+/* Where lines go instead of stderr (the embedding API's log callback): fn gets each whole
+ * line, without its newline, on the thread that logged it. NULL restores stderr. Like the
+ * level, a process-wide setting made before threads start. */
+typedef void (*crema_log_sink)(void *ctx, crema_log_level level, const char *line);
+void crema_log_set_sink(crema_log_sink fn, void *ctx);
+
 void crema_log_set_min_level(crema_log_level level);
 crema_log_level crema_log_min_level(void);
 void crema_log_write(crema_log_level level, const char *file, int line, const char *fmt, ...)

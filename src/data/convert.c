@@ -1,6 +1,5 @@
 #include "data/convert.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>
@@ -10,10 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "data/datum.h"
 #include "data/image.h"
+#include "data/image_probe.h"
 #include "data/list_file.h"
-#include "data/lmdb_db.h"
+#include "data/db.h"
 
 /* What one worker produced for one line. */
 typedef struct line_result {
@@ -22,17 +23,6 @@ typedef struct line_result {
   int channels, height, width; /* of raw datums, for check_size */
   crema_error why;             /* when !ok */
 } line_result;
-
-/* Lower-case extension of a file name ("" when none). */
-static void extension(const char *path, char *out, size_t size) {
-  const char *slash = strrchr(path, '/');
-  const char *dot = strrchr(path, '.');
-  out[0] = '\0';
-  if (!dot || (slash && dot < slash)) return;
-  size_t i = 0;
-  for (const char *p = dot + 1; *p && i + 1 < size; p++) out[i++] = (char)tolower((unsigned char)*p);
-  out[i] = '\0';
-}
 
 static bool same_encoding(const char *ext, const char *enc) {
   if (!strcasecmp(ext, enc)) return true;
@@ -64,21 +54,18 @@ static void convert_line(const crema_convert_options *o, const char *file, int l
     img = resized;
   }
   if (encoded) {
-    char ext[16], enc[16];
-    extension(file, ext, sizeof ext);
-    if (o->encode_type && *o->encode_type)
-      snprintf(enc, sizeof enc, "%s", o->encode_type);
-    else if (*ext)
-      snprintf(enc, sizeof enc, "%s", ext);
-    else {
-      crema_fail(&r->why, "%s: cannot guess the encoding from the file name; pass --encode_type=png or jpg",
-                 path);
-      goto done;
-    }
-    const int native = crema_image_native_channels(bytes, len);
-    if (!resize && same_encoding(ext, enc) && native == img.channels) {
+    /* The file's own format, by content (a PNG named .jpg is a PNG), decides whether its bytes
+     * can be stored as they are; without --encode_type, that format is the encoding. */
+    crema_image_info info;
+    if (crema_image_probe(bytes, len, path, &info, &r->why)) goto done;
+    const char *actual = crema_image_format_name(info.format);
+    char enc[16];
+    snprintf(enc, sizeof enc, "%s", o->encode_type && *o->encode_type ? o->encode_type : actual);
+    if (!resize && same_encoding(actual, enc) && info.channels == img.channels) {
       if (crema_datum_serialize_encoded(bytes, len, label, &r->record, &r->why)) goto done;
     } else {
+      /* Re-encoding writes PNG or JPEG only: other formats (BMP, GIF, PNM) become PNG. */
+      if (!same_encoding("jpg", enc) && strcasecmp(enc, "png")) snprintf(enc, sizeof enc, "png");
       size_t elen;
       if (crema_image_encode(&img, enc, &encoded_bytes, &elen, &r->why) ||
           crema_datum_serialize_encoded(encoded_bytes, elen, label, &r->record, &r->why)) {
@@ -116,7 +103,7 @@ typedef struct write_state {
   const crema_image_list *list;
   const uint32_t *order;
   bool encoded;
-  crema_lmdb_writer *w;
+  crema_db_writer *w;
   crema_convert_result *res;
   crema_error *err;
   crema_bytes key;
@@ -149,7 +136,7 @@ static int write_chunk(write_state *ws, const line_result *results, size_t start
     const size_t klen = strlen(e->path) + 10;
     if (crema_bytes_reserve(&ws->key, klen, ws->err)) return -1;
     const int kn = snprintf((char *)ws->key.data, klen, "%08zu_%s", line_id, e->path);
-    if (crema_lmdb_put(ws->w, ws->key.data, (size_t)kn, r->record.data, r->record.len, ws->err)) return -1;
+    if (crema_db_put(ws->w, ws->key.data, (size_t)kn, r->record.data, r->record.len, ws->err)) return -1;
     ws->res->written++;
   }
   return 0;
@@ -157,11 +144,8 @@ static int write_chunk(write_state *ws, const line_result *results, size_t start
 
 int crema_convert_imageset(const crema_convert_options *o, crema_convert_result *res, crema_error *err) {
   memset(res, 0, sizeof *res);
-  if (o->backend && *o->backend && strcasecmp(o->backend, "lmdb")) {
-    if (!strcasecmp(o->backend, "leveldb"))
-      return crema_fail(err, "backend leveldb is not supported, use lmdb (--backend=lmdb, Caffe's default)");
-    return crema_fail(err, "unknown backend \"%s\"; use lmdb", o->backend);
-  }
+  crema_db_backend backend = CREMA_DB_LMDB;
+  if (o->backend && *o->backend && crema_db_backend_parse(o->backend, &backend, err)) return -1;
   struct stat st;
   if (stat(o->db_path, &st) == 0)
     return crema_fail(
@@ -194,7 +178,8 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
   snprintf(dest, sizeof dest, "%s", o->db_path);
   for (size_t dl = strlen(dest); dl > 1 && dest[dl - 1] == '/'; dl--) dest[dl - 1] = '\0';
   snprintf(tmp, sizeof tmp, "%s.partial-%ld", dest, (long)getpid());
-  crema_lmdb_writer *w = NULL;
+  crema_remove_stale_temps(dest); /* partial DBs of killed runs */
+  crema_db_writer *w = NULL;
   const int threads = omp_get_max_threads();
   const size_t chunk = (size_t)(threads > 0 ? threads : 1) * 32;
   /* Two chunks of results: the calling thread writes one while the others decode the next. */
@@ -205,7 +190,7 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
     rc = crema_fail(err, "out of memory");
     goto out;
   }
-  if (crema_lmdb_create(tmp, o->initial_map_bytes, &w, err)) {
+  if (crema_db_create(tmp, backend, o->initial_map_bytes, &w, err)) {
     rc = -1;
     goto out;
   }
@@ -241,17 +226,17 @@ int crema_convert_imageset(const crema_convert_options *o, crema_convert_result 
         "none of the %zu images could be read; check the root folder (\"%s\", joined to each path as "
         "written) and the paths in %s",
         list.count, o->root ? o->root : "", o->list_file);
-  if (rc == 0) rc = crema_lmdb_commit(w, err);
+  if (rc == 0) rc = crema_db_commit(w, err);
   if (rc == 0) {
-    res->map_growths = crema_lmdb_map_growths(w);
-    rc = crema_lmdb_writer_close(w, err);
+    res->map_growths = crema_db_map_growths(w);
+    rc = crema_db_writer_close(w, err);
     w = NULL;
   }
   if (rc == 0 && rename(tmp, dest) != 0)
     rc = crema_fail(err, "cannot move the finished data set to \"%s\": %s", dest, strerror(errno));
 out:
-  if (w) crema_lmdb_writer_abort(w);
-  if (rc) crema_lmdb_remove(tmp);
+  if (w) crema_db_writer_abort(w);
+  if (rc) crema_db_remove(tmp);
   if (results)
     for (size_t i = 0; i < 2 * chunk; i++) crema_bytes_free(&results[i].record);
   free(results);

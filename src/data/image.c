@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,9 @@
 
 #include <stb_image.h>
 #include <stb_image_write.h>
+
+#include "data/image_pnm.h"
+#include "data/image_probe.h"
 
 int crema_read_file_bytes(const char *path, uint8_t **out, size_t *len, crema_error *err) {
   FILE *f = fopen(path, "rb");
@@ -44,28 +48,73 @@ int crema_read_file_bytes(const char *path, uint8_t **out, size_t *len, crema_er
 }
 
 int crema_image_native_channels(const uint8_t *buf, size_t len) {
-  int w, h, comp;
-  if (len > INT_MAX || !stbi_info_from_memory(buf, (int)len, &w, &h, &comp)) return -1;
-  return comp <= 2 ? 1 : 3;
+  crema_image_info info;
+  if (crema_image_probe(buf, len, "image", &info, NULL)) return -1;
+  return info.channels;
+}
+
+/* n interleaved 8-bit channels (1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) -> want (1 or 3): alpha
+ * dropped, grey replicated, colour to grey with stb's luma weights (77 R + 150 G + 29 B) >> 8.
+ * src holds 8-bit samples, or 16-bit ones (wide) of which the high byte is kept, as OpenCV's
+ * imread does. Returns a malloc'd buffer or NULL. */
+static uint8_t *convert_channels(const void *src, bool wide, size_t pixels, int n, int want) {
+  uint8_t *dst = malloc(pixels * (size_t)want);
+  if (!dst) return NULL;
+  const uint8_t *s8 = src;
+  const uint16_t *s16 = src;
+  for (size_t i = 0; i < pixels; i++) {
+    int v[4];
+    for (int k = 0; k < n; k++) v[k] = wide ? s16[i * n + k] >> 8 : s8[i * n + k];
+    if (want == 1)
+      dst[i] = (uint8_t)(n >= 3 ? (v[0] * 77 + v[1] * 150 + v[2] * 29) >> 8 : v[0]);
+    else
+      for (int k = 0; k < 3; k++) dst[i * 3 + k] = (uint8_t)(n >= 3 ? v[k] : v[0]);
+  }
+  return dst;
 }
 
 int crema_image_decode(const uint8_t *buf, size_t len, crema_image_mode mode, const char *what,
                        crema_image *out, crema_error *err) {
-  if (len == 0) return crema_fail(err, "%s: empty file, not an image", what);
+  crema_image_info info;
+  if (crema_image_probe(buf, len, what, &info, err)) return -1;
   if (len > INT_MAX) return crema_fail(err, "%s: file too large to decode (%zu bytes)", what, len);
-  int want = (int)mode;
-  if (mode == CREMA_IMAGE_NATIVE) {
-    want = crema_image_native_channels(buf, len);
-    if (want < 0) return crema_fail(err, "%s: not a readable image (%s)", what, stbi_failure_reason());
+  const int want = mode == CREMA_IMAGE_NATIVE ? info.channels : (int)mode;
+  const size_t pixels = (size_t)info.width * info.height;
+  uint8_t *data = NULL;
+  int w = (int)info.width, h = (int)info.height, comp = 0;
+  if (info.format == CREMA_IMAGE_FORMAT_PNM) {
+    uint8_t *native;
+    if (crema_pnm_decode(buf, len, &info, what, &native, err)) return -1;
+    data = info.channels == want ? native : convert_channels(native, false, pixels, info.channels, want);
+    if (data != native) free(native);
+  } else if (info.format == CREMA_IMAGE_FORMAT_PNG && info.bits == 16) {
+    /* stb only decodes here (no conversion: its 16-bit conversions are not trusted); crema keeps
+     * the high byte and converts the channels itself. */
+    uint16_t *wide = stbi_load_16_from_memory(buf, (int)len, &w, &h, &comp, 0);
+    if (!wide) return crema_fail(err, "%s: cannot decode PNG (%s)", what, stbi_failure_reason());
+    data = (w == (int)info.width && h == (int)info.height && comp >= 1 && comp <= 4)
+               ? convert_channels(wide, true, pixels, comp, want)
+               : NULL;
+    free(wide);
+  } else {
+    data = stbi_load_from_memory(buf, (int)len, &w, &h, &comp, want);
+    if (!data)
+      return crema_fail(err, "%s: cannot decode %s (%s)", what, crema_image_format_name(info.format),
+                        stbi_failure_reason());
+    /* stb mallocs with the C allocator (STBI_MALLOC default), so free() releases it. */
+    if (w != (int)info.width || h != (int)info.height) {
+      free(data);
+      return crema_fail(err, "%s: corrupt %s (the decoder found %d x %d pixels, the header says %u x %u)",
+                        what, crema_image_format_name(info.format), w, h, info.width, info.height);
+    }
   }
-  int w, h, comp;
-  uint8_t *pixels = stbi_load_from_memory(buf, (int)len, &w, &h, &comp, want);
-  if (!pixels) return crema_fail(err, "%s: cannot decode image (%s)", what, stbi_failure_reason());
-  /* stb mallocs with the C allocator (STBI_MALLOC default), so free() releases it. */
-  out->width = w;
-  out->height = h;
+  if (!data)
+    return crema_fail(err, "%s: cannot decode a %u x %u image (out of memory or corrupt)", what, info.width,
+                      info.height);
+  out->width = (int)info.width;
+  out->height = (int)info.height;
   out->channels = want;
-  out->data = pixels;
+  out->data = data;
   return 0;
 }
 

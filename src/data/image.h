@@ -27,13 +27,17 @@ typedef enum { CREMA_IMAGE_NATIVE = 0, CREMA_IMAGE_GRAY = 1, CREMA_IMAGE_COLOR =
  * file and the system's reason. */
 int crema_read_file_bytes(const char *path, uint8_t **out, size_t *len, crema_error *err);
 
-/* Decodes JPEG, PNG, BMP, GIF (first frame), TGA, PNM, PSD... from memory. `what` names the
- * source in error messages (a file name or a record key). On failure *out is untouched. */
+/* Decodes JPEG (baseline, progressive), PNG (1-16 bits), BMP, GIF (first frame) and PNM
+ * (P1-P6) from memory, recognised by content, with the pixels OpenCV's imread gives: 16-bit
+ * samples keep their high byte, alpha is dropped, grey+alpha is grey. Every file is checked by
+ * crema_image_probe first (format, size, pixel limit, truncation), so a broken file is refused
+ * with the reason rather than decoded into padding. `what` names the source in error messages
+ * (a file name or a record key). On failure *out is untouched. */
 int crema_image_decode(const uint8_t *buf, size_t len, crema_image_mode mode, const char *what,
                        crema_image *out, crema_error *err);
 int crema_image_decode_file(const char *path, crema_image_mode mode, crema_image *out, crema_error *err);
 /* Number of channels a file would decode to in NATIVE mode (1 or 3), or -1 when the bytes
- * are not an image stb recognises. */
+ * are not an image crema reads (see crema_image_probe). */
 int crema_image_native_channels(const uint8_t *buf, size_t len);
 void crema_image_free(crema_image *img);
 

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fs.h"
+
 struct crema_lmdb {
   char *path;
   MDB_env *env;
@@ -159,8 +161,11 @@ int crema_lmdb_create(const char *path, size_t initial_map_bytes, crema_lmdb_wri
         "output \"%s\" already exists; remove it or choose another name (crema never overwrites a "
         "data set)",
         path);
-  if (mkdir(path, 0775) != 0)
-    return crema_fail(err, "cannot create directory \"%s\": %s", path, strerror(errno));
+  if (mkdir(path, 0775) != 0) {
+    char rb[512];
+    return crema_fail(err, "cannot create directory \"%s\": %s", path,
+                      crema_io_reason(errno, path, rb, sizeof rb));
+  }
   crema_lmdb_writer *w = calloc(1, sizeof *w);
   if (!w || !(w->path = dup_string(path))) {
     free(w);
@@ -181,7 +186,9 @@ int crema_lmdb_create(const char *path, size_t initial_map_bytes, crema_lmdb_wri
   }
   if (rc != 0) {
     if (txn) mdb_txn_abort(txn);
-    crema_fail(err, "cannot create LMDB data set \"%s\": %s", path, mdb_strerror(rc));
+    char rb[512];
+    crema_fail(err, "cannot create LMDB data set \"%s\": %s", path,
+               rc > 0 ? crema_io_reason(rc, path, rb, sizeof rb) : mdb_strerror(rc));
     crema_lmdb_writer_abort(w);
     return -1;
   }
@@ -248,8 +255,11 @@ int crema_lmdb_commit(crema_lmdb_writer *w, crema_error *err) {
   for (;;) {
     int rc = write_batch(w);
     if (rc == 0) break;
-    if (rc != MDB_MAP_FULL)
-      return crema_fail(err, "writing LMDB data set \"%s\": %s", w->path, mdb_strerror(rc));
+    if (rc != MDB_MAP_FULL) {
+      char rb[512];
+      return crema_fail(err, "writing LMDB data set \"%s\": %s", w->path,
+                        rc > 0 ? crema_io_reason(rc, w->path, rb, sizeof rb) : mdb_strerror(rc));
+    }
     /* The map is full: grow it (no transaction is open now) and redo the whole batch. */
     if (w->map_size > ((size_t)1 << 46))
       return crema_fail(err, "LMDB data set \"%s\" would need a map larger than 64 TiB", w->path);
@@ -272,7 +282,10 @@ int crema_lmdb_writer_close(crema_lmdb_writer *w, crema_error *err) {
   int rc = crema_lmdb_commit(w, err);
   if (rc == 0) {
     int src = mdb_env_sync(w->env, 1);
-    if (src) rc = crema_fail(err, "flushing LMDB data set \"%s\" to disk: %s", w->path, mdb_strerror(src));
+    char rb[512];
+    if (src)
+      rc = crema_fail(err, "flushing LMDB data set \"%s\" to disk: %s", w->path,
+                      src > 0 ? crema_io_reason(src, w->path, rb, sizeof rb) : mdb_strerror(src));
   }
   crema_lmdb_writer_abort(w);
   return rc;

@@ -6,7 +6,7 @@
 
 #include "data/datum.h"
 #include "data/image.h"
-#include "data/lmdb_db.h"
+#include "data/db.h"
 #include "proto/crema.pb-c.h"
 #include "proto/io.h"
 
@@ -31,9 +31,9 @@ typedef struct mean_slot {
 int crema_compute_image_mean(const char *db_path, void (*progress)(void *ctx, size_t done, size_t total),
                              void *ctx, crema_mean *out, crema_error *err) {
   memset(out, 0, sizeof *out);
-  crema_lmdb *db;
-  if (crema_lmdb_open(db_path, &db, err)) return -1;
-  const uint64_t n = crema_lmdb_count(db);
+  crema_db *db; /* LMDB or LevelDB, detected from the files */
+  if (crema_db_open(db_path, CREMA_DB_AUTO, &db, err)) return -1;
+  const uint64_t n = crema_db_count(db);
   mean_slot *slots = calloc(MEAN_CHUNK, sizeof *slots);
   double *sum = NULL;
   float *floats = NULL;
@@ -45,17 +45,18 @@ int crema_compute_image_mean(const char *db_path, void (*progress)(void *ctx, si
   }
   for (uint64_t start = 0; start < n && rc == 0; start += MEAN_CHUNK) {
     const int m = (int)(n - start < MEAN_CHUNK ? n - start : MEAN_CHUNK);
-    /* Gather the chunk's records: LMDB's pointers stay valid for the whole read transaction. */
+    /* Gather the chunk's records: record pointers stay valid while the data set is open (LMDB's read
+     * transaction, LevelDB's copy in memory). */
     for (int i = 0; i < m && rc == 0; i++) {
       const void *k, *val;
       size_t kl, vl;
-      crema_lmdb_current(db, &k, &kl, &val, &vl);
+      crema_db_current(db, &k, &kl, &val, &vl);
       mean_slot *s = &slots[i];
       snprintf(s->key, sizeof s->key, "\"%.*s\"", (int)(kl < 100 ? kl : 100), (const char *)k);
       if (crema_datum_parse(val, vl, s->key, &s->v, err))
         rc = -1;
       else if (start + (uint64_t)i + 1 < n)
-        rc = crema_lmdb_next(db, err);
+        rc = crema_db_next(db, err);
     }
     if (rc) break;
 #pragma omp parallel for schedule(dynamic, 4)
@@ -113,7 +114,7 @@ out:
   free(slots);
   free(sum);
   free(floats);
-  crema_lmdb_close(db);
+  crema_db_close(db);
   if (rc) crema_mean_free(out);
   return rc;
 }

@@ -61,10 +61,11 @@ int crema_conv_params_read(const crema_layer *l, const crema_blob *bottom, crema
     return crema_error_prefix(err, "convolution_param.axis");
   int spatial = bottom->num_axes - axis - 1;
   if (spatial != 2)
-    return crema_fail(err,
-                      "crema supports 2-d convolution only: the bottom has %d axes and axis %d leaves %d "
-                      "spatial axes (need 2, e.g. an N x C x H x W bottom with axis 1)",
-                      bottom->num_axes, p->axis, spatial < 0 ? 0 : spatial);
+    return crema_fail(
+        err,
+        "the bottom has %d axes and axis %d leaves %d spatial axes; convolution needs at least 1 "
+        "(e.g. an N x C x H x W bottom with axis 1)",
+        bottom->num_axes, p->axis, spatial < 0 ? 0 : spatial);
   out->axis = axis;
   if (!p->has_num_output || p->num_output == 0)
     return crema_fail(err, "convolution_param.num_output must be given and > 0");

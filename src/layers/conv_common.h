@@ -49,6 +49,10 @@ typedef struct crema_conv_params {
 int crema_conv_params_read(const crema_layer *l, const crema_blob *bottom, crema_conv_params *out,
                            crema_error *err);
 
+/* True when the bottom has other than 2 spatial axes after convolution_param.axis (or
+ * force_nd_im2col is set): such layers run in conv_nd.c. */
+bool crema_conv_nd_wanted(const crema_layer *l, const crema_blob *bottom);
+
 typedef enum { CREMA_CONV_GENERAL = 0, CREMA_CONV_1X1 = 1, CREMA_CONV_DEPTHWISE = 2 } crema_conv_path;
 
 typedef struct crema_conv_engine {

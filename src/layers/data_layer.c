@@ -7,15 +7,21 @@
  * records (drawn from the layer seed) at the start, as Caffe's rand_skip does. Every random
  * choice of record r (crop, mirror, augmentation) is seeded by (layer seed, r), so the
  * position (records handed to the net so far) determines all later batches: set_position
- * restarts the prefetcher there for an exact resume. */
+ * restarts the prefetcher there for an exact resume.
+ *
+ * In the TRAIN phase the layer reads only its shard of the records (data/shard.h: record g
+ * goes to process g mod count, for data-parallel training). Record indices, the per-record
+ * draws and the position are those of the whole data set, so every process of a sharded run
+ * sees exactly the records, crops and mirrors one process would. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
 #include "data/datum.h"
-#include "data/lmdb_db.h"
+#include "data/db.h"
 #include "data/prefetch.h"
+#include "data/shard.h"
 #include "data/transformer.h"
 #include "layers/layer.h"
 
@@ -31,14 +37,15 @@ typedef struct data_item {
 } data_item;
 
 typedef struct data_state {
-  crema_lmdb *db; /* used by the prefetch thread only, once setup is done */
+  crema_db *db; /* used by the prefetch thread only, once setup is done */
   crema_transformer *tf;
   crema_prefetcher *pf;
   crema_image_mode mode;
   int batch, oc, oh, ow;
   size_t item_count;
-  uint64_t skip, position;
-  bool parallel; /* transform batch items on several threads */
+  uint64_t skip, position; /* position: this shard's records handed to the net */
+  crema_data_shard shard;  /* 0 of 1 unless TRAIN phase under data-parallel training */
+  bool parallel;           /* transform batch items on several threads */
   data_item *items;
 } data_state;
 
@@ -83,30 +90,33 @@ static int transform_item(data_state *s, data_item *it, uint64_t record, float *
   return 0;
 }
 
+/* `first` counts this shard's records; item i is global record shard_record(first + i). */
 static int data_fill(void *ctx, uint64_t first, float *data, float *label, crema_error *err) {
   data_state *s = ctx;
-  if (crema_lmdb_seek(s->db, s->skip + first, err)) return -1;
   for (int i = 0; i < s->batch; i++) {
     data_item *it = &s->items[i];
     const void *k, *v;
     size_t kl, vl;
-    crema_lmdb_current(s->db, &k, &kl, &v, &vl);
+    /* Forward seeks move the cursor record by record from where it is: one step unsharded. */
+    if (crema_db_seek(s->db, s->skip + crema_data_shard_record(s->shard, first + (uint64_t)i), err))
+      return -1;
+    crema_db_current(s->db, &k, &kl, &v, &vl);
     key_text(k, kl, it->key, sizeof it->key);
     if (crema_datum_parse(v, vl, it->key, &it->view, err))
-      return crema_error_prefix(err, "%s", crema_lmdb_path(s->db));
+      return crema_error_prefix(err, "%s", crema_db_path(s->db));
     label[i] = (float)it->view.label;
-    if (crema_lmdb_next(s->db, err)) return -1;
   }
   /* Small raw batches (MNIST-sized) transform faster than a thread team wakes up, and idle
    * team threads would only compete with the net's own threads. */
 #pragma omp parallel for schedule(dynamic, 1) if (s->parallel)
   for (int i = 0; i < s->batch; i++)
     s->items[i].failed =
-        transform_item(s, &s->items[i], first + (uint64_t)i, data + (size_t)i * s->item_count);
+        transform_item(s, &s->items[i], crema_data_shard_record(s->shard, first + (uint64_t)i),
+                       data + (size_t)i * s->item_count);
   for (int i = 0; i < s->batch; i++)
     if (s->items[i].failed) {
       *err = s->items[i].err;
-      return crema_error_prefix(err, "%s", crema_lmdb_path(s->db));
+      return crema_error_prefix(err, "%s", crema_db_path(s->db));
     }
   return 0;
 }
@@ -123,7 +133,7 @@ static void data_free_state(crema_layer *l) {
     }
   free(s->items);
   crema_transformer_free(s->tf);
-  crema_lmdb_close(s->db);
+  crema_db_close(s->db);
   free(s);
   l->state = NULL;
 }
@@ -145,9 +155,6 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   const Crema__DataParameter *dp = l->param->data_param;
   if (!dp || !dp->source || !*dp->source)
     return crema_fail(err, "data_param.source (an LMDB data set) is required");
-  if (dp->has_backend && dp->backend == CREMA__DATA_PARAMETER__DB__LEVELDB)
-    return crema_fail(err, "backend LEVELDB is not supported; convert the data to LMDB (convert_imageset "
-                           "--backend=lmdb) and set backend: LMDB");
   if (dp->batch_size == 0) return crema_fail(err, "data_param.batch_size must be positive");
   if ((dp->mean_file && *dp->mean_file) || dp->has_crop_size || dp->has_mirror || dp->has_scale)
     CREMA_WARN("layer \"%s\": data_param.scale/mean_file/crop_size/mirror are legacy fields that are ignored "
@@ -157,10 +164,16 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   s->batch = (int)dp->batch_size;
+  s->shard = l->phase == CREMA__PHASE__TRAIN ? crema_data_shard_get() : (crema_data_shard){0, 1};
   const uint64_t seed = layer_seed(l);
   if (crema_transformer_create(l->param->transform_param, l->phase, seed, &s->tf, err)) return -1;
   s->mode = crema_transformer_decode_mode(s->tf);
-  if (crema_lmdb_open(dp->source, &s->db, err)) return -1;
+  /* backend as given, else detected from the files (Caffe's default, LEVELDB, would break
+   * the many nets that omit it for an LMDB). */
+  const crema_db_backend backend = !dp->has_backend                                    ? CREMA_DB_AUTO
+                                   : dp->backend == CREMA__DATA_PARAMETER__DB__LEVELDB ? CREMA_DB_LEVELDB
+                                                                                       : CREMA_DB_LMDB;
+  if (crema_db_open(dp->source, backend, &s->db, err)) return -1;
   s->items = calloc((size_t)s->batch, sizeof *s->items);
   if (!s->items) return crema_fail(err, "out of memory");
   if (dp->rand_skip) {
@@ -173,7 +186,7 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   data_item *it = &s->items[0];
   const void *k, *v;
   size_t kl, vl;
-  crema_lmdb_current(s->db, &k, &kl, &v, &vl);
+  crema_db_current(s->db, &k, &kl, &v, &vl);
   key_text(k, kl, it->key, sizeof it->key);
   int c, h, w;
   const uint8_t *px;
@@ -184,7 +197,10 @@ static int data_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   s->item_count = (size_t)s->oc * s->oh * s->ow;
   s->parallel = it->view.encoded || s->item_count * (size_t)s->batch >= ((size_t)1 << 20);
   CREMA_INFO("output data size: %d,%d,%d,%d (%llu records in %s)", s->batch, s->oc, s->oh, s->ow,
-             (unsigned long long)crema_lmdb_count(s->db), dp->source);
+             (unsigned long long)crema_db_count(s->db), dp->source);
+  if (s->shard.count > 1)
+    CREMA_INFO("Reading shard %u of %u: records %u, %u + %u, ...", s->shard.index, s->shard.count,
+               s->shard.index, s->shard.index, s->shard.count);
   if (data_reshape(l, bottom, top, err)) return -1;
   const int slots = dp->has_prefetch ? (int)dp->prefetch : 4;
   return crema_prefetcher_create(slots < 1 ? 1 : slots, s->item_count * s->batch, (size_t)s->batch,
@@ -199,15 +215,20 @@ static int data_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   return 0;
 }
 
+/* Records of the whole data set consumed: every shard reads in step with the others. */
 static uint64_t data_get_position(const crema_layer *l) {
   const data_state *s = l->state;
-  return s->position;
+  return s->position * s->shard.count;
 }
 
 static int data_set_position(crema_layer *l, uint64_t position, crema_error *err) {
   data_state *s = l->state;
-  s->position = position;
-  return crema_prefetcher_restart(s->pf, position, err);
+  if (position % s->shard.count)
+    CREMA_WARN("data position %llu is not a multiple of %u processes: continuing at record %llu",
+               (unsigned long long)position, s->shard.count,
+               (unsigned long long)(position / s->shard.count * s->shard.count));
+  s->position = position / s->shard.count;
+  return crema_prefetcher_restart(s->pf, s->position, err);
 }
 
 const crema_layer_ops crema_data_ops = {

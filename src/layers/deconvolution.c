@@ -16,7 +16,11 @@ typedef struct deconv_state {
 } deconv_state;
 
 static int deconv_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
-  (void)top;
+  if (crema_conv_nd_wanted(l, bottom[0])) { /* spatial axes != 2: conv_nd.c */
+    extern const crema_layer_ops crema_deconvolution_nd_ops;
+    l->ops = &crema_deconvolution_nd_ops;
+    return l->ops->setup(l, bottom, top, err);
+  }
   if (l->n_bottom != l->n_top)
     return crema_fail(err, "needs as many tops as bottoms (got %d bottoms, %d tops)", l->n_bottom, l->n_top);
   deconv_state *s = calloc(1, sizeof *s);

@@ -7,6 +7,8 @@
  * the same mask whatever the thread count): an element is dropped when a uniform uint32 falls
  * below dropout_ratio * 2^32 (Caffe's GPU path compares against UINT_MAX * ratio the same way).
  * Caffe requires 0 < dropout_ratio < 1; crema also accepts 0 (identity).
+ * dropout_param.scale_train false (Faster R-CNN's fork): TRAIN keeps without scaling and
+ * TEST multiplies by 1 - dropout_ratio.
  * In-place allowed: the mask is kept in the layer. */
 #include <math.h>
 #include <stdint.h>
@@ -19,7 +21,7 @@
 #define RNG_CHUNK 4096
 
 typedef struct dropout_state {
-  float ratio, scale;
+  float ratio, scale, test_scale;
   uint64_t threshold; /* drop when u32 < threshold */
   crema_blob *mask;   /* per element: 0 or scale (the multiplier applied in TRAIN) */
 } dropout_state;
@@ -40,7 +42,9 @@ static int dropout_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *
   }
   l->state = s;
   s->ratio = p->dropout_ratio;
-  s->scale = 1.0f / (1.0f - p->dropout_ratio);
+  /* scale_train false (Faster R-CNN's fork): no scaling in TRAIN, (1 - ratio) in TEST. */
+  s->scale = p->scale_train ? 1.0f / (1.0f - p->dropout_ratio) : 1.0f;
+  s->test_scale = p->scale_train ? 1.0f : 1.0f - p->dropout_ratio;
   s->threshold = (uint64_t)llround((double)p->dropout_ratio * 4294967296.0);
   return 0;
 }
@@ -60,7 +64,10 @@ static int dropout_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
   if (l->phase != CREMA__PHASE__TRAIN) {
-    crema_copy(n, x, y);
+    if (s->test_scale == 1.0f)
+      crema_copy(n, x, y);
+    else
+      for (size_t i = 0; i < n; i++) y[i] = x[i] * s->test_scale;
     return 0;
   }
   float *mask = s->mask->data;
@@ -94,7 +101,10 @@ static void dropout_backward(crema_layer *l, crema_blob *const *top, const bool 
   const float *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
   if (l->phase != CREMA__PHASE__TRAIN) {
-    crema_copy(n, dy, dx);
+    if (s->test_scale == 1.0f)
+      crema_copy(n, dy, dx);
+    else
+      for (size_t i = 0; i < n; i++) dx[i] = dy[i] * s->test_scale;
     return;
   }
   const float *mask = s->mask->data;

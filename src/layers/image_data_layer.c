@@ -6,7 +6,9 @@
  *
  * Lines are read in order, or -- with shuffle -- in an order reshuffled at every epoch from
  * (layer seed, epoch), so the position alone determines every later batch (exact resume,
- * see data_layer.c). rand_skip skips a seeded number of lines at the start. */
+ * see data_layer.c). rand_skip skips a seeded number of lines at the start. In the TRAIN
+ * phase the layer reads only its shard (data/shard.h): line g of that order goes to process
+ * g mod count, with record indices and positions of the whole list, as in data_layer.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "data/image.h"
 #include "data/list_file.h"
 #include "data/prefetch.h"
+#include "data/shard.h"
 #include "data/transformer.h"
 #include "layers/layer.h"
 
@@ -38,7 +41,8 @@ typedef struct image_state {
   crema_prefetcher *pf;
   int batch, oc, oh, ow;
   size_t item_count;
-  uint64_t seed, skip, position;
+  uint64_t seed, skip, position; /* position: this shard's records handed to the net */
+  crema_data_shard shard;
   image_item *items;
 } image_state;
 
@@ -103,16 +107,18 @@ static int transform_item(const image_state *s, image_item *it, uint64_t record,
   return crema_transformer_apply(s->tf, it->chw.data, NULL, c, h, w, record, &it->work, out, &it->err);
 }
 
+/* `first` counts this shard's records; item i is global record shard_record(first + i). */
 static int image_fill(void *ctx, uint64_t first, float *data, float *label, crema_error *err) {
   image_state *s = ctx;
   for (int i = 0; i < s->batch; i++) {
-    s->items[i].line = line_of(s, s->skip + first + (uint64_t)i);
+    s->items[i].line = line_of(s, s->skip + crema_data_shard_record(s->shard, first + (uint64_t)i));
     label[i] = (float)s->list.entries[s->items[i].line].label;
   }
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < s->batch; i++)
     s->items[i].failed =
-        transform_item(s, &s->items[i], first + (uint64_t)i, data + (size_t)i * s->item_count);
+        transform_item(s, &s->items[i], crema_data_shard_record(s->shard, first + (uint64_t)i),
+                       data + (size_t)i * s->item_count);
   for (int i = 0; i < s->batch; i++)
     if (s->items[i].failed) {
       *err = s->items[i].err;
@@ -158,6 +164,7 @@ static int image_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   s->batch = (int)p->batch_size;
+  s->shard = l->phase == CREMA__PHASE__TRAIN ? crema_data_shard_get() : (crema_data_shard){0, 1};
   s->root = p->root_folder ? p->root_folder : "";
   s->shuffle = p->shuffle;
   s->color = p->has_is_color ? p->is_color : true;
@@ -179,7 +186,7 @@ static int image_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   /* The first image fixes the output shape. */
   image_item *it = &s->items[0];
   int c, h, w;
-  it->line = line_of(s, s->skip);
+  it->line = line_of(s, s->skip + s->shard.index);
   if (load_image(s, it, it->line, &c, &h, &w)) {
     *err = it->err;
     return crema_error_prefix(err, "%s", p->source);
@@ -203,15 +210,20 @@ static int image_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   return 0;
 }
 
+/* Records of the whole list consumed: every shard reads in step with the others. */
 static uint64_t image_get_position(const crema_layer *l) {
   const image_state *s = l->state;
-  return s->position;
+  return s->position * s->shard.count;
 }
 
 static int image_set_position(crema_layer *l, uint64_t position, crema_error *err) {
   image_state *s = l->state;
-  s->position = position;
-  return crema_prefetcher_restart(s->pf, position, err);
+  if (position % s->shard.count)
+    CREMA_WARN("data position %llu is not a multiple of %u processes: continuing at record %llu",
+               (unsigned long long)position, s->shard.count,
+               (unsigned long long)(position / s->shard.count * s->shard.count));
+  s->position = position / s->shard.count;
+  return crema_prefetcher_restart(s->pf, s->position, err);
 }
 
 const crema_layer_ops crema_image_data_ops = {

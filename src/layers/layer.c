@@ -15,6 +15,10 @@ int crema_layer_create(const Crema__LayerParameter *param, Crema__Phase phase, u
   *out = NULL;
   const char *type = param->type ? param->type : "";
   const crema_layer_ops *ops = crema_layer_lookup(type);
+  const char *why = ops ? NULL : crema_layer_refused_reason(type);
+  if (why)
+    return crema_fail(err, "layer \"%s\": crema does not implement Caffe's %s layer: %s",
+                      param->name ? param->name : "(unnamed)", type, why);
   if (!ops) {
     char known[2048];
     crema_layer_type_list(known, sizeof known);

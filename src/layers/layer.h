@@ -125,6 +125,8 @@ const crema_layer_ops *crema_layer_lookup(const char *type);
 /* Comma-separated list of every registered type, for error messages. */
 void crema_layer_type_list(char *buf, size_t size);
 int crema_layer_type_count(void);
+/* For Caffe's types crema refuses on purpose (Python, MemoryData, WindowData): why; else NULL. */
+const char *crema_layer_refused_reason(const char *type);
 const crema_layer_ops *crema_layer_type_at(int i);
 
 #endif

@@ -6,7 +6,7 @@
  * in + pad (padding cells count, cells past the padding do not), as Caffe does. MAX keeps
  * the argmax of each output for backward and, with a second top, writes it there as Caffe
  * does (the flat index h * W + w within the plane, as a float). global_pooling pools each
- * whole plane. STOCHASTIC is not supported. */
+ * whole plane. STOCHASTIC: pool_setup hands the layer to pooling_stochastic.c. */
 #include <float.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -41,23 +41,25 @@ static int checked_int(const char *name, uint32_t v, int *out, crema_error *err)
 }
 
 static int pool_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
-  (void)bottom;
-  (void)top;
   Crema__PoolingParameter dflt = CREMA__POOLING_PARAMETER__INIT;
   const Crema__PoolingParameter *p = l->param->pooling_param ? l->param->pooling_param : &dflt;
+  if (p->pool == CREMA__POOLING_PARAMETER__POOL_METHOD__STOCHASTIC) { /* pooling_stochastic.c */
+    extern const crema_layer_ops crema_pooling_stochastic_ops;
+    l->ops = &crema_pooling_stochastic_ops;
+    return l->ops->setup(l, bottom, top, err);
+  }
   pool_state *s = calloc(1, sizeof *s);
   if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   s->method = p->pool;
-  if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__STOCHASTIC)
-    return crema_fail(err, "pooling_param.pool STOCHASTIC is not supported by crema; use MAX or AVE");
   if (s->method != CREMA__POOLING_PARAMETER__POOL_METHOD__MAX &&
       s->method != CREMA__POOLING_PARAMETER__POOL_METHOD__AVE)
     return crema_fail(err, "unknown pooling method %d", (int)s->method);
   if (l->n_top > 1 && s->method != CREMA__POOLING_PARAMETER__POOL_METHOD__MAX)
     return crema_fail(err, "only MAX pooling has a second (mask) top; remove the second top");
   s->global = p->global_pooling;
-  s->floor_mode = p->round_mode == CREMA__POOLING_PARAMETER__ROUND_MODE__FLOOR;
+  s->floor_mode =
+      p->round_mode == CREMA__POOLING_PARAMETER__ROUND_MODE__FLOOR || (p->has_ceil_mode && !p->ceil_mode);
   if (s->global) {
     if (p->has_kernel_size || p->has_kernel_h || p->has_kernel_w)
       return crema_fail(err, "with global_pooling the kernel size is the input size; remove kernel_size");

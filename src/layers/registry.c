@@ -21,6 +21,14 @@ extern const crema_layer_ops crema_softmax_ops, crema_softmax_loss_ops, crema_eu
     crema_sigmoid_cross_entropy_loss_ops, crema_accuracy_ops, crema_concat_ops, crema_slice_ops,
     crema_split_ops, crema_eltwise_ops, crema_flatten_ops, crema_reshape_ops, crema_silence_ops,
     crema_argmax_ops;
+/* ---- the rest of BVLC Caffe's catalogue (declarations) */
+extern const crema_layer_ops crema_exp_ops, crema_log_ops, crema_bnll_ops, crema_threshold_ops,
+    crema_clip_ops, crema_swish_ops, crema_tile_ops, crema_reduction_ops, crema_parameter_ops,
+    crema_filter_ops, crema_batch_reindex_ops, crema_embed_ops, crema_crop_ops, crema_mvn_ops,
+    crema_im2col_ops, crema_spp_ops, crema_hinge_loss_ops, crema_infogain_loss_ops,
+    crema_contrastive_loss_ops, crema_multinomial_logistic_loss_ops, crema_hdf5_data_ops,
+    crema_hdf5_output_ops, crema_rnn_ops, crema_lstm_ops, crema_lstm_unit_ops, crema_permute_ops,
+    crema_normalize_ops, crema_prior_box_ops, crema_detection_output_ops;
 
 static const crema_layer_ops *const REGISTRY[] = {
     /* ---- data and inputs (rows) */
@@ -61,7 +69,58 @@ static const crema_layer_ops *const REGISTRY[] = {
     &crema_reshape_ops,
     &crema_silence_ops,
     &crema_argmax_ops,
+    /* ---- the rest of BVLC Caffe's catalogue (rows) */
+    &crema_exp_ops,
+    &crema_log_ops,
+    &crema_bnll_ops,
+    &crema_threshold_ops,
+    &crema_clip_ops,
+    &crema_swish_ops,
+    &crema_tile_ops,
+    &crema_reduction_ops,
+    &crema_parameter_ops,
+    &crema_filter_ops,
+    &crema_batch_reindex_ops,
+    &crema_embed_ops,
+    &crema_crop_ops,
+    &crema_mvn_ops,
+    &crema_im2col_ops,
+    &crema_spp_ops,
+    &crema_hinge_loss_ops,
+    &crema_infogain_loss_ops,
+    &crema_contrastive_loss_ops,
+    &crema_multinomial_logistic_loss_ops,
+    &crema_hdf5_data_ops,
+    &crema_hdf5_output_ops,
+    &crema_rnn_ops,
+    &crema_lstm_ops,
+    &crema_lstm_unit_ops,
+    /* ---- SSD's inference layers (weiliu89/caffe) */
+    &crema_permute_ops,
+    &crema_normalize_ops,
+    &crema_prior_box_ops,
+    &crema_detection_output_ops,
 };
+
+/* BVLC Caffe's types that cannot exist outside Caffe's own process, and why. */
+static const struct {
+  const char *type, *why;
+} REFUSED[] = {
+    {"Python", "it runs Python code inside Caffe's process (a Caffe Python module); port the layer to C or "
+               "compute its output beforehand"},
+    {"MemoryData",
+     "it is fed arrays by a program linked against Caffe (pycaffe/C++ set_input_arrays); use an "
+     "Input layer and feed the blob through crema's library or `crema forward --input`"},
+    {"WindowData",
+     "it is the legacy R-CNN window-file reader, tied to Caffe's R-CNN scripts; convert the windows "
+     "to an image list (ImageData) or an LMDB"},
+};
+
+const char *crema_layer_refused_reason(const char *type) {
+  for (size_t i = 0; i < CREMA_ARRAY_LEN(REFUSED); i++)
+    if (type && !strcmp(REFUSED[i].type, type)) return REFUSED[i].why;
+  return NULL;
+}
 
 const crema_layer_ops *crema_layer_lookup(const char *type) {
   for (size_t i = 0; i < CREMA_ARRAY_LEN(REGISTRY); i++)

@@ -870,7 +870,13 @@ void crema_net_backward_from_to(crema_net *net, int start, int end) {
   for (int li = start; li >= end; li--) {
     net_layer *L = &net->layers[li];
     if (L->need_backward) crema_layer_backward(L->layer, L->tops, L->bottom_need_backward, L->bottoms);
+    if (net->on_backward) net->on_backward(net->on_backward_ctx, li);
   }
+}
+
+void crema_net_set_backward_callback(crema_net *net, crema_net_backward_fn fn, void *ctx) {
+  net->on_backward = fn;
+  net->on_backward_ctx = ctx;
 }
 
 void crema_net_backward(crema_net *net) { crema_net_backward_from_to(net, net->n_layers - 1, 0); }

@@ -56,6 +56,12 @@ void crema_net_backward_from_to(crema_net *net, int start, int end);
 int crema_net_forward_layer(crema_net *net, int i, crema_error *err);
 void crema_net_backward_layer(crema_net *net, int i);
 void crema_net_seed_loss_diffs(crema_net *net);
+/* Called by crema_net_backward / crema_net_backward_from_to after each layer's turn (layers
+ * that need no backward included), in backward order: when layer i's turn is done, the
+ * gradients of parameters used only by layers >= i are complete. Lets a caller start
+ * sending gradients while backward continues (src/dist). NULL fn removes it. */
+typedef void (*crema_net_backward_fn)(void *ctx, int layer);
+void crema_net_set_backward_callback(crema_net *net, crema_net_backward_fn fn, void *ctx);
 /* Zeroes the diff of every learnable parameter (once per iteration, before backward). */
 void crema_net_clear_param_diffs(crema_net *net);
 /* The weighted loss of the last forward pass: sum over loss tops of weight * sum(top). */

@@ -57,6 +57,8 @@ struct crema_net {
   int n_params, n_named;
   crema_net_param *params;
   named_param *named;
+  crema_net_backward_fn on_backward; /* may be NULL */
+  void *on_backward_ctx;
 };
 
 /* Checks and copies the blobs of `src` (a LayerParameter holding blobs) into layer li. */

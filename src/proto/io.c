@@ -1,5 +1,7 @@
 /* io.c -- message files: mmap + unpack for binary, text parse/print, atomic writers. */
 #include "proto/io.h"
+#include "proto/hdf5_io.h"
+#include "proto/raw_blobs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/fs.h"
 #include "proto/textformat.h"
 #include "proto/upgrade.h"
 
@@ -242,6 +245,8 @@ static int atomic_open(atomic_file *af, const char *path, crema_error *err) {
   static int counter;
   af->path = path;
   af->f = NULL;
+  crema_remove_stale_temps(path);
+  char rb[512];
   for (int attempt = 0; attempt < 100; attempt++) {
     int k = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
     int n = snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld.%d", path, (long)getpid(), k);
@@ -252,7 +257,8 @@ static int atomic_open(atomic_file *af, const char *path, crema_error *err) {
       int e = errno;
       if (e == EACCES) return crema_fail(err, "%s: permission denied writing in its folder", path);
       if (e == ENOENT) return crema_fail(err, "%s: the folder does not exist", path);
-      return crema_fail(err, "%s: cannot create a file beside it: %s", path, strerror(e));
+      return crema_fail(err, "%s: cannot create a file beside it: %s", path,
+                        crema_io_reason(e, path, rb, sizeof rb));
     }
     af->f = fdopen(fd, "wb");
     if (!af->f) {
@@ -274,11 +280,13 @@ static void atomic_abort(atomic_file *af) {
 /* Flushes, fsyncs and renames into place; on any failure removes the temp file. */
 static int atomic_commit(atomic_file *af, crema_error *err) {
   int rc = 0;
+  char rb[512];
   if (fflush(af->f) != 0 || ferror(af->f))
-    rc = crema_fail(err, "%s: write failed: %s", af->path, strerror(errno));
+    rc = crema_fail(err, "%s: write failed: %s", af->path, crema_io_reason(errno, af->path, rb, sizeof rb));
   if (!rc && fsync(fileno(af->f)) != 0)
-    rc = crema_fail(err, "%s: fsync failed: %s", af->path, strerror(errno));
-  if (fclose(af->f) != 0 && !rc) rc = crema_fail(err, "%s: write failed: %s", af->path, strerror(errno));
+    rc = crema_fail(err, "%s: fsync failed: %s", af->path, crema_io_reason(errno, af->path, rb, sizeof rb));
+  if (fclose(af->f) != 0 && !rc)
+    rc = crema_fail(err, "%s: write failed: %s", af->path, crema_io_reason(errno, af->path, rb, sizeof rb));
   af->f = NULL;
   if (!rc && rename(af->tmp, af->path) != 0)
     rc = crema_fail(err, "%s: cannot rename the finished file into place: %s", af->path, strerror(errno));
@@ -310,7 +318,8 @@ int crema_write_file_atomic(const char *path, const void *data, size_t len, crem
   if (len && fwrite(data, 1, len, af.f) != len) {
     int e = errno;
     atomic_abort(&af);
-    return crema_fail(err, "%s: write failed: %s", path, strerror(e));
+    char rb[512];
+    return crema_fail(err, "%s: write failed: %s", path, crema_io_reason(e, path, rb, sizeof rb));
   }
   return atomic_commit(&af, err);
 }
@@ -337,7 +346,8 @@ int crema_write_binary_message(const char *path, const ProtobufCMessage *msg, cr
   if (fb.failed) {
     int e = errno;
     atomic_abort(&af);
-    return crema_fail(err, "%s: write failed: %s", path, strerror(e));
+    char rb[512];
+    return crema_fail(err, "%s: write failed: %s", path, crema_io_reason(e, path, rb, sizeof rb));
   }
   return atomic_commit(&af, err);
 }
@@ -355,9 +365,16 @@ int crema_write_text_message(const char *path, const ProtobufCMessage *msg, crem
 int crema_read_net_param(const char *path, Crema__NetParameter **out, crema_error *err) {
   *out = NULL;
   ProtobufCMessage *m = NULL;
+  /* Caffe's rule: a name ending in .h5 is an HDF5 caffemodel. */
+  if (crema_hdf5_is_h5_name(path)) return crema_hdf5_read_net(path, out, err);
   if (crema_read_message(path, &crema__net_parameter__descriptor, &m, err)) return -1;
   Crema__NetParameter *net = (Crema__NetParameter *)m;
   bool changed = false;
+  if (crema_net_decode_raw_blobs(net, err)) { /* NVIDIA Caffe's FLOAT16 raw_data */
+    crema_error_prefix(err, "%s", path);
+    crema_message_free(net);
+    return -1;
+  }
   if (crema_upgrade_net(net, path, &changed, err)) {
     crema_message_free(net);
     return -1;

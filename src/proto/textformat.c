@@ -786,11 +786,10 @@ char *crema_format_float(float f, char *buf, size_t size) {
   } else if (isinf(f)) {
     snprintf(buf, size, f < 0 ? "-inf" : "inf");
   } else {
-    for (int prec = 6; prec <= 9; prec++) {
-      snprintf(buf, size, "%.*g", prec, (double)f);
-      float back = strtof(buf, NULL);
-      if (!memcmp(&back, &f, sizeof f)) break;
-    }
+    /* As protobuf's text printer (SimpleFtoa): 6 significant digits when they read back
+     * as the same float, else 9 (never 7 or 8), so files diff cleanly against Caffe's. */
+    snprintf(buf, size, "%.*g", 6, (double)f);
+    if (strtof(buf, NULL) != f) snprintf(buf, size, "%.*g", 9, (double)f);
   }
   return buf;
 }
@@ -801,11 +800,9 @@ char *crema_format_double(double d, char *buf, size_t size) {
   } else if (isinf(d)) {
     snprintf(buf, size, d < 0 ? "-inf" : "inf");
   } else {
-    for (int prec = 15; prec <= 17; prec++) {
-      snprintf(buf, size, "%.*g", prec, d);
-      double back = strtod(buf, NULL);
-      if (!memcmp(&back, &d, sizeof d)) break;
-    }
+    /* As protobuf's SimpleDtoa: 15 significant digits, else 17. */
+    snprintf(buf, size, "%.*g", 15, d);
+    if (strtod(buf, NULL) != d) snprintf(buf, size, "%.*g", 17, d);
   }
   return buf;
 }

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "base/log.h"
+#include "proto/hdf5_io.h"
 #include "proto/io.h"
 #include "solver/solver_internal.h"
 
@@ -28,33 +29,64 @@ static char *snapshot_name(const crema_solver *s, const char *ext) {
 static int net_count(const crema_solver *s) { return 1 + s->n_test; }
 static crema_net *net_at(const crema_solver *s, int k) { return k == 0 ? s->net : s->tests[k - 1].net; }
 
+static bool snapshot_hdf5(const crema_solver *s) {
+  return s->param->snapshot_format == CREMA__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5;
+}
+
 static int write_model(crema_solver *s, const char *path, crema_error *err) {
-  CREMA_INFO("Snapshotting to binary proto file %s", path);
+  const bool h5 = snapshot_hdf5(s);
+  CREMA_INFO("Snapshotting to %s file %s", h5 ? "HDF5" : "binary proto", path);
   Crema__NetParameter *np = NULL;
   if (crema_net_to_proto(s->net, s->param->snapshot_diff, &np, err)) return -1;
-  int rc = crema_write_binary_message(path, &np->base, err);
+  int rc = h5 ? crema_hdf5_write_net(path, np, err) : crema_write_binary_message(path, &np->base, err);
   crema_message_free(np);
   return rc;
 }
 
-static int write_state(crema_solver *s, const char *model, const char *path, crema_error *err) {
-  CREMA_INFO("Snapshotting solver state to binary proto file %s", path);
-  Crema__SolverState st;
-  crema__solver_state__init(&st);
-  st.has_iter = 1;
-  st.iter = s->iter;
-  st.learned_net = (char *)model;
-  st.has_current_step = 1;
-  st.current_step = s->current_step;
-  st.solver_type = (char *)s->rule->type;
+/* The arrays a SolverState message of the solver points into (see fill_state). */
+typedef struct state_arrays {
+  Crema__BlobProto *blobs, **bp;
+  Crema__BlobShape *shapes;
+  int64_t *dims;
+  uint8_t *rng_bytes;
+  ProtobufCBinaryData *rng;
+  uint64_t *pos;
+  float *window;
+} state_arrays;
 
-  /* Everything below points into the solver's own memory; only the small arrays of
-   * pointers are allocated here (a snapshot is not a training step). */
+static void free_state_arrays(state_arrays *a) {
+  free(a->blobs);
+  free(a->bp);
+  free(a->shapes);
+  free(a->dims);
+  free(a->rng_bytes);
+  free(a->rng);
+  free(a->pos);
+  free(a->window);
+}
+
+/* Fills `st` with the solver's state. Everything points into the solver's own memory; only
+ * the small arrays in `a` are allocated (a snapshot is not a training step). The caller
+ * frees them with free_state_arrays, also on failure. */
+static int fill_state(crema_solver *s, const char *model, Crema__SolverState *st, state_arrays *a,
+                      crema_error *err) {
+  memset(a, 0, sizeof *a);
+  crema__solver_state__init(st);
+  st->has_iter = 1;
+  st->iter = s->iter;
+  st->learned_net = (char *)model;
+  st->has_current_step = 1;
+  st->current_step = s->current_step;
+  st->solver_type = (char *)s->rule->type;
+  if (s->n_ranks > 1) {
+    st->has_ranks = 1;
+    st->ranks = s->n_ranks;
+  }
   const int nh = s->n_params * s->rule->n_history;
-  Crema__BlobProto *blobs = calloc((size_t)nh + 1, sizeof *blobs);
-  Crema__BlobProto **bp = calloc((size_t)nh + 1, sizeof *bp);
-  Crema__BlobShape *shapes = calloc((size_t)nh + 1, sizeof *shapes);
-  int64_t *dims = calloc((size_t)nh * CREMA_MAX_AXES + 1, sizeof *dims);
+  Crema__BlobProto *blobs = a->blobs = calloc((size_t)nh + 1, sizeof *blobs);
+  Crema__BlobProto **bp = a->bp = calloc((size_t)nh + 1, sizeof *bp);
+  Crema__BlobShape *shapes = a->shapes = calloc((size_t)nh + 1, sizeof *shapes);
+  int64_t *dims = a->dims = calloc((size_t)nh * CREMA_MAX_AXES + 1, sizeof *dims);
   int n_layers = 0, n_pos = 0;
   for (int k = 0; k < net_count(s); k++) {
     crema_net *net = net_at(s, k);
@@ -62,10 +94,10 @@ static int write_state(crema_solver *s, const char *model, const char *path, cre
     for (int li = 0; li < crema_net_num_layers(net); li++)
       n_pos += crema_net_layer(net, li)->ops->get_position != NULL;
   }
-  uint8_t *rng_bytes = calloc((size_t)n_layers * CREMA_RNG_STATE_BYTES + 8, 1);
-  ProtobufCBinaryData *rng = calloc((size_t)n_layers + 1, sizeof *rng);
-  uint64_t *pos = calloc((size_t)n_pos + 1, sizeof *pos);
-  float *window = calloc((size_t)s->average_loss + 1, sizeof *window);
+  uint8_t *rng_bytes = a->rng_bytes = calloc((size_t)n_layers * CREMA_RNG_STATE_BYTES + 8, 1);
+  ProtobufCBinaryData *rng = a->rng = calloc((size_t)n_layers + 1, sizeof *rng);
+  uint64_t *pos = a->pos = calloc((size_t)n_pos + 1, sizeof *pos);
+  float *window = a->window = calloc((size_t)s->average_loss + 1, sizeof *window);
   int rc = 0;
   if (!blobs || !bp || !shapes || !dims || !rng_bytes || !rng || !pos || !window)
     rc = crema_fail(err, "out of memory");
@@ -83,8 +115,8 @@ static int write_state(crema_solver *s, const char *model, const char *path, cre
       blobs[k].data = s->hist[k];
       bp[k] = &blobs[k];
     }
-  st.n_history = (size_t)nh;
-  st.history = bp;
+  st->n_history = (size_t)nh;
+  st->history = bp;
   int r = 0, q = 0;
   for (int k = 0; !rc && k < net_count(s); k++) {
     crema_net *net = net_at(s, k);
@@ -103,10 +135,10 @@ static int write_state(crema_solver *s, const char *model, const char *path, cre
     rng[r].data = seed;
     r++;
   }
-  st.n_rng_state = (size_t)r;
-  st.rng_state = rng;
-  st.n_reader_position = (size_t)q;
-  st.reader_position = pos;
+  st->n_rng_state = (size_t)r;
+  st->rng_state = rng;
+  st->n_reader_position = (size_t)q;
+  st->reader_position = pos;
   /* The loss ring, oldest first: Caffe overwrites at (iter - start) % average_loss. */
   if (!rc) {
     const int n = s->n_losses;
@@ -114,29 +146,52 @@ static int write_state(crema_solver *s, const char *model, const char *path, cre
       const int idx = n < s->average_loss ? j : (s->iter - s->window_start + j) % s->average_loss;
       window[j] = s->losses[idx];
     }
-    st.n_loss_window = (size_t)n;
-    st.loss_window = window;
+    st->n_loss_window = (size_t)n;
+    st->loss_window = window;
   }
   if (s->es.enabled && s->es.has_best) {
-    st.has_best_metric = st.has_best_iter = st.has_rounds_without_improvement = 1;
-    st.best_metric = s->es.best;
-    st.best_iter = s->es.best_iter;
-    st.rounds_without_improvement = s->es.rounds_without_improvement;
+    st->has_best_metric = st->has_best_iter = st->has_rounds_without_improvement = 1;
+    st->best_metric = s->es.best;
+    st->best_iter = s->es.best_iter;
+    st->rounds_without_improvement = s->es.rounds_without_improvement;
   }
-  if (!rc) rc = crema_write_binary_message(path, &st.base, err);
-  free(blobs);
-  free(bp);
-  free(shapes);
-  free(dims);
-  free(rng_bytes);
-  free(rng);
-  free(pos);
-  free(window);
+  return rc;
+}
+
+static int write_state(crema_solver *s, const char *model, const char *path, crema_error *err) {
+  CREMA_INFO("Snapshotting solver state to %s file %s", snapshot_hdf5(s) ? "HDF5" : "binary proto", path);
+  Crema__SolverState st;
+  state_arrays a;
+  int rc = fill_state(s, model, &st, &a, err);
+  if (!rc)
+    rc = snapshot_hdf5(s) ? crema_hdf5_write_solverstate(path, &st, err)
+                          : crema_write_binary_message(path, &st.base, err);
+  free_state_arrays(&a);
+  return rc;
+}
+
+int crema_solver_state_pack(crema_solver *s, uint8_t **buf, size_t *len, crema_error *err) {
+  *buf = NULL;
+  *len = 0;
+  Crema__SolverState st;
+  state_arrays a;
+  int rc = fill_state(s, "", &st, &a, err);
+  if (!rc) {
+    const size_t n = protobuf_c_message_get_packed_size(&st.base);
+    if (!(*buf = malloc(n ? n : 1)))
+      rc = crema_fail(err, "out of memory packing the solver state");
+    else
+      *len = protobuf_c_message_pack(&st.base, *buf);
+  }
+  free_state_arrays(&a);
   return rc;
 }
 
 int crema_solver_snapshot(crema_solver *s, crema_error *err) {
-  char *model = snapshot_name(s, ".caffemodel"), *state = snapshot_name(s, ".solverstate");
+  if (s->rank != 0) return 0; /* data-parallel: rank 0 writes for everyone */
+  const bool h5 = snapshot_hdf5(s);
+  char *model = snapshot_name(s, h5 ? ".caffemodel.h5" : ".caffemodel"),
+       *state = snapshot_name(s, h5 ? ".solverstate.h5" : ".solverstate");
   int rc = (!model || !state) ? crema_fail(err, "out of memory") : 0;
   /* The model first: a solverstate always names a caffemodel that is already complete. */
   if (!rc) rc = write_model(s, model, err);
@@ -170,11 +225,10 @@ static char *locate_model(const char *learned, const char *state_path) {
   return p;
 }
 
-int crema_solver_restore(crema_solver *s, const char *path, crema_error *err) {
-  CREMA_INFO("Restoring previous solver status from %s", path);
-  Crema__SolverState *st = NULL;
-  if (crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
-    return -1;
+/* Applies a SolverState read from `path` (a file, or a description for messages); the
+ * caffemodel it names is loaded only when load_model is set. Does not free st. */
+static int apply_state(crema_solver *s, const Crema__SolverState *st, const char *path, bool load_model,
+                       crema_error *err) {
   int rc = 0;
   const int nh = s->n_params * s->rule->n_history;
   if (st->solver_type && strcmp(st->solver_type, s->rule->type))
@@ -196,7 +250,7 @@ int crema_solver_restore(crema_solver *s, const char *path, crema_error *err) {
           err, "%s: history blob %d has %zu values, the parameter has %zu; was it written for another net?",
           path, k, n, b->count);
   }
-  if (!rc && st->learned_net && *st->learned_net) {
+  if (!rc && load_model && st->learned_net && *st->learned_net) {
     char *model = locate_model(st->learned_net, path);
     if (!model)
       rc = crema_fail(err, "out of memory");
@@ -284,13 +338,45 @@ int crema_solver_restore(crema_solver *s, const char *path, crema_error *err) {
     }
     s->resumed = true;
   }
+  return rc;
+}
+
+int crema_solver_restore(crema_solver *s, const char *path, crema_error *err) {
+  CREMA_INFO("Restoring previous solver status from %s", path);
+  Crema__SolverState *st = NULL;
+  if (crema_hdf5_is_h5_name(path)
+          ? crema_hdf5_read_solverstate(path, &st, err)
+          : crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
+    return -1;
+  int rc = apply_state(s, st, path, true, err);
   crema_message_free(st);
   return rc;
 }
 
+int crema_solver_state_unpack(crema_solver *s, const uint8_t *buf, size_t len, crema_error *err) {
+  Crema__SolverState *st = crema__solver_state__unpack(NULL, len, buf);
+  if (!st) return crema_fail(err, "the solver state received is not a valid SolverState (%zu bytes)", len);
+  int rc = apply_state(s, st, "the solver state received", false, err);
+  crema__solver_state__free_unpacked(st, NULL);
+  return rc;
+}
+
+int crema_solverstate_ranks(const char *path, crema_error *err) {
+  Crema__SolverState *st = NULL;
+  if (crema_hdf5_is_h5_name(path)
+          ? crema_hdf5_read_solverstate(path, &st, err)
+          : crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
+    return -1;
+  const int ranks = st->has_ranks && st->ranks > 0 ? st->ranks : 1;
+  crema_message_free(st);
+  return ranks;
+}
+
 int crema_solverstate_seed(const char *path, int64_t *seed, crema_error *err) {
   Crema__SolverState *st = NULL;
-  if (crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
+  if (crema_hdf5_is_h5_name(path)
+          ? crema_hdf5_read_solverstate(path, &st, err)
+          : crema_read_binary_message(path, &crema__solver_state__descriptor, (ProtobufCMessage **)&st, err))
     return -1;
   int found = 0;
   /* The seed is the one 8-byte entry, last among the RNG states. */

@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "base/mem.h"
+#include "proto/hdf5_io.h"
 #include "proto/io.h"
 #include "proto/upgrade.h"
 #include "solver/solver_internal.h"
@@ -474,12 +475,14 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
   int rc = crema_upgrade_solver(p, &changed, err);
   s->action = opt->action;
   s->action_ctx = opt->action_ctx;
-  if (opt->hooks.after_backward || opt->hooks.on_iteration || opt->hooks.on_test)
+  s->n_ranks = 1;
+  if (opt->hooks.after_backward || opt->hooks.on_iteration || opt->hooks.on_test || opt->hooks.agree_stop)
     s->hooks[s->n_hooks++] = opt->hooks;
   s->max_iter = opt->max_iter > 0 ? opt->max_iter : p->max_iter;
-  if (!rc && p->snapshot_format == CREMA__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5)
-    rc = crema_fail(err,
-                    "solver: snapshot_format HDF5 is not supported by crema; use BINARYPROTO (the default)");
+  if (!rc && p->snapshot_format == CREMA__SOLVER_PARAMETER__SNAPSHOT_FORMAT__HDF5 && !crema_hdf5_available())
+    rc = crema_fail(
+        err, "solver: snapshot_format HDF5 needs crema built with HDF5 (install libhdf5-dev and rebuild), "
+             "or use BINARYPROTO (the default)");
   if (!rc && p->has_solver_mode && p->solver_mode == CREMA__SOLVER_PARAMETER__SOLVER_MODE__GPU)
     CREMA_WARN("solver_mode GPU: crema runs on the CPU only; continuing in CPU mode");
   if (!rc) {
@@ -565,6 +568,11 @@ void crema_solver_free(crema_solver *s) {
   free(s->prefix);
   crema_message_free(s->param);
   free(s);
+}
+
+void crema_solver_set_ranks(crema_solver *s, int rank, int ranks) {
+  s->rank = rank;
+  s->n_ranks = ranks > 0 ? ranks : 1;
 }
 
 int crema_solver_add_hooks(crema_solver *s, const crema_solver_hooks *hooks, crema_error *err) {
@@ -732,6 +740,7 @@ static int early_stop_check(crema_solver *s, crema_error *err) {
 }
 
 int crema_solver_test_all(crema_solver *s, crema_error *err) {
+  if (s->rank != 0) return 0; /* data-parallel: rank 0 tests for everyone */
   for (int t = 0; t < s->n_test && !s->requested_early_exit; t++)
     if (test_one(s, t, err)) return -1;
   if (s->requested_early_exit) return 0;
@@ -757,7 +766,7 @@ static void update_smoothed_loss(crema_solver *s, float loss) {
 }
 
 static int write_metrics_row(crema_solver *s, bool has_lr, bool has_loss, crema_error *err) {
-  if (!s->param->metrics_csv) return 0;
+  if (!s->param->metrics_csv || s->rank != 0) return 0;
   if (!s->metrics.f) {
     double before = 0.0;
     if (crema_metrics_open(&s->metrics, s->resumed, &before, err)) return -1;
@@ -839,6 +848,14 @@ static void format_duration(double sec, char *buf, size_t size) {
     snprintf(buf, size, "%dh%02dm", (int)sec / 3600, ((int)sec % 3600) / 60);
 }
 
+/* Lets the agree_stop hooks turn this process's stop decision into everyone's. */
+static int agree_stop(crema_solver *s, bool *stop, crema_error *err) {
+  for (int h = 0; h < s->n_hooks; h++)
+    if (s->hooks[h].agree_stop && s->hooks[h].agree_stop(s->hooks[h].ctx, s, stop, err))
+      return crema_error_prefix(err, "iteration %d", s->iter);
+  return 0;
+}
+
 int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
   const Crema__SolverParameter *p = s->param;
   const int start_iter = s->iter, stop_iter = s->iter + iters;
@@ -853,9 +870,15 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
   int iterations_last = s->iter;
   while (s->iter < stop_iter) {
     zero_param_diffs(s);
+    bool stop_now = false;
     if (p->test_interval > 0 && s->iter % p->test_interval == 0 && (s->iter > 0 || p->test_initialization)) {
       if (crema_solver_test_all(s, err)) return -1;
-      if (s->requested_early_exit) break;
+      stop_now = s->requested_early_exit;
+    }
+    if (agree_stop(s, &stop_now, err)) return -1;
+    if (stop_now) {
+      s->requested_early_exit = true;
+      break;
     }
     const bool display = p->display > 0 && s->iter % p->display == 0;
     float loss = 0.0f;
@@ -892,6 +915,12 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
       if (s->hooks[h].on_iteration)
         s->hooks[h].on_iteration(s->hooks[h].ctx, s, row_iter, s->smoothed_loss, s->rate);
     crema_solver_action request = poll_action(s);
+    bool stop = request == CREMA_SOLVER_ACTION_STOP;
+    if (agree_stop(s, &stop, err)) return -1;
+    if (stop)
+      request = CREMA_SOLVER_ACTION_STOP;
+    else if (request == CREMA_SOLVER_ACTION_STOP)
+      request = CREMA_SOLVER_ACTION_NONE;
     s->iter++;
     if (row) {
       /* The row belongs to the iteration just trained (its lr and loss). */

@@ -51,6 +51,11 @@ typedef struct crema_solver_hooks {
   void (*on_iteration)(void *ctx, const crema_solver *s, int iter, float loss, float lr);
   /* After each completed test round (crema_solver_test_value reads its results). */
   void (*on_test)(void *ctx, const crema_solver *s, int iter);
+  /* Data-parallel training: called twice per iteration on every process, where the loop
+   * decides whether to stop -- after the test round (before the forward passes), and after
+   * polling the action callback. *stop holds this process's decision; the hook replaces it
+   * with the decision every process takes (src/dist: rank 0's). Non-zero stops the solve. */
+  int (*agree_stop)(void *ctx, crema_solver *s, bool *stop, crema_error *err);
 } crema_solver_hooks;
 
 typedef struct crema_solver_options {
@@ -106,6 +111,21 @@ int crema_solver_restore(crema_solver *s, const char *solverstate, crema_error *
  * file has none (Caffe's), -1 on a read error. `crema train --snapshot` passes it to
  * crema_solver_create so a run whose random_seed was -1 (time-based) resumes exactly. */
 int crema_solverstate_seed(const char *path, int64_t *seed, crema_error *err);
+
+/* Data-parallel training (src/dist): this process is `rank` of `ranks` training together.
+ * Only rank 0 tests, snapshots and writes the metrics CSV and early-stopping files; the
+ * others skip those calls. Snapshots record `ranks`. Call before solve. */
+void crema_solver_set_ranks(crema_solver *s, int rank, int ranks);
+/* How many processes the solverstate at `path` was written by (1 when it does not say);
+ * -1 on a read error. */
+int crema_solverstate_ranks(const char *path, crema_error *err);
+
+/* The solver state in memory, as a serialized SolverState (what a .solverstate holds, with
+ * learned_net empty): for sending it to other processes. The caller frees *buf with free. */
+int crema_solver_state_pack(crema_solver *s, uint8_t **buf, size_t *len, crema_error *err);
+/* Restores a state packed by crema_solver_state_pack in a solver built from the same
+ * solver and nets; the weights are not part of it. */
+int crema_solver_state_unpack(crema_solver *s, const uint8_t *buf, size_t len, crema_error *err);
 
 /* Caffe's Solve: Step(max_iter - iter), snapshot after training, a final test. Returns -1
  * on errors (non-finite loss or gradient: the message names the iteration and first layer). */

@@ -43,6 +43,7 @@ struct crema_solver {
   float **hist;           /* n_params * rule->n_history arrays */
 
   int iter, current_step;
+  int rank, n_ranks; /* data-parallel training: this process and how many train together */
   float rate;
 
   /* Smoothed loss: Caffe's ring of the last average_loss losses. */

@@ -1,17 +1,34 @@
 #include "tensor/blob.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/mem.h"
+
+/* Bytes held by every blob's data and diff, and the most they may hold (0: physical memory). */
+static _Atomic size_t g_blob_bytes;
+static size_t g_blob_limit;
+
+void crema_blob_set_memory_limit(size_t bytes) { g_blob_limit = bytes; }
+
+size_t crema_blob_memory_limit(void) {
+  if (g_blob_limit) return g_blob_limit;
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? (size_t)pages * (size_t)page : SIZE_MAX;
+}
+
+size_t crema_blob_memory_held(void) { return atomic_load(&g_blob_bytes); }
 
 crema_blob *crema_blob_new(void) { return calloc(1, sizeof(crema_blob)); }
 
 void crema_blob_free(crema_blob *b) {
   if (!b) return;
+  atomic_fetch_sub(&g_blob_bytes, b->capacity * 2 * sizeof(float));
   crema_aligned_free(b->data);
   crema_aligned_free(b->diff);
   free(b);
@@ -29,6 +46,17 @@ int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_erro
   }
   if (count > (size_t)INT32_MAX) return crema_fail(err, "blob of %zu elements exceeds 2^31-1", count);
   if (count > b->capacity) {
+    /* Refuse before allocating: zero-filling more than the machine holds would get the
+     * process killed instead of reporting which blob (and so which layer) is too big. */
+    const size_t want = count * 2 * sizeof(float), limit = crema_blob_memory_limit();
+    const size_t held = atomic_load(&g_blob_bytes) - b->capacity * 2 * sizeof(float);
+    if (want > limit || held > limit - want)
+      return crema_fail(
+          err,
+          "a blob of %zu floats needs %.1f MB (data and diff); with the %.1f MB the other blobs "
+          "hold, that is more than the memory limit of %.1f MB (the machine's memory unless "
+          "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
+          count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
     float *data = crema_aligned_alloc(count * sizeof(float));
     float *diff = crema_aligned_alloc(count * sizeof(float));
     if (!data || !diff) {
@@ -40,6 +68,7 @@ int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_erro
     crema_aligned_free(b->diff);
     b->data = data;
     b->diff = diff;
+    atomic_fetch_add(&g_blob_bytes, (count - b->capacity) * 2 * sizeof(float));
     b->capacity = count;
   }
   b->num_axes = num_axes;

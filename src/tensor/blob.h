@@ -31,6 +31,14 @@ void crema_blob_free(crema_blob *b);
 /* Reshapes to num_axes dims; grows the buffers when needed (new memory zeroed).
  * Fails on a negative dim, too many axes, an overflowing count, or out of memory. */
 int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_error *err);
+/* Memory guard: reshape refuses (with the sizes in the message) to grow a blob when every
+ * blob's data and diff together would exceed the limit, instead of allocating and being killed
+ * when the memory runs out. The limit is the machine's physical memory unless set (0 restores
+ * that); tools set it from CREMA_MAX_MEMORY_MB. held: bytes all blobs hold now. */
+void crema_blob_set_memory_limit(size_t bytes);
+size_t crema_blob_memory_limit(void);
+size_t crema_blob_memory_held(void);
+
 /* Convenience: up to 4 dims; pass -1 for unused trailing dims (e.g. (n, c, -1, -1) = 2-d). */
 int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *err);
 int crema_blob_reshape_like(crema_blob *b, const crema_blob *other, crema_error *err);

@@ -1,6 +1,8 @@
 #include "common/flags.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,15 +25,21 @@ static int set_value(crema_flag *f, const char *v, crema_error *err) {
   errno = 0;
   switch (f->kind) {
   case CREMA_FLAG_STRING: *(const char **)f->value = v; break;
-  case CREMA_FLAG_INT: {
+  case CREMA_FLAG_INT:
+  case CREMA_FLAG_SIGNED_INT: {
+    const long lo = f->kind == CREMA_FLAG_INT ? 0 : INT_MIN, hi = INT_MAX;
     long x = strtol(v, &end, 10);
-    if (!*v || *end || errno) return crema_fail(err, "flag --%s expects an integer, got \"%s\"", f->name, v);
+    if (!*v || *end || (errno && errno != ERANGE))
+      return crema_fail(err, "flag --%s expects an integer, got \"%s\"", f->name, v);
+    if (errno == ERANGE || x < lo || x > hi)
+      return crema_fail(err, "flag --%s must be between %ld and %ld, got %s", f->name, lo, hi, v);
     *(long *)f->value = x;
     break;
   }
   case CREMA_FLAG_FLOAT: {
     double x = strtod(v, &end);
-    if (!*v || *end || errno) return crema_fail(err, "flag --%s expects a number, got \"%s\"", f->name, v);
+    if (!*v || *end || errno || !isfinite(x))
+      return crema_fail(err, "flag --%s expects a finite number, got \"%s\"", f->name, v);
     *(double *)f->value = x;
     break;
   }
@@ -101,7 +109,8 @@ void crema_flags_print(FILE *out, const crema_flag *flags, int n_flags) {
       snprintf(def, sizeof def, "\"%s\"", s ? s : "");
       break;
     }
-    case CREMA_FLAG_INT: snprintf(def, sizeof def, "%ld", *(const long *)f->value); break;
+    case CREMA_FLAG_INT:
+    case CREMA_FLAG_SIGNED_INT: snprintf(def, sizeof def, "%ld", *(const long *)f->value); break;
     case CREMA_FLAG_FLOAT: snprintf(def, sizeof def, "%g", *(const double *)f->value); break;
     case CREMA_FLAG_BOOL: snprintf(def, sizeof def, "%s", *(const bool *)f->value ? "true" : "false"); break;
     }
@@ -137,4 +146,20 @@ int crema_flags_missing(const char *what, const char *usage, const crema_flag *f
   fputs(usage, stderr);
   crema_flags_print(stderr, flags, n_flags);
   return 2;
+}
+
+int crema_flag_check_range(const char *name, long lo, long hi, const char *usage, const crema_flag *flags,
+                           int n_flags) {
+  for (int i = 0; i < n_flags; i++) {
+    if (strcmp(flags[i].name, name) ||
+        (flags[i].kind != CREMA_FLAG_INT && flags[i].kind != CREMA_FLAG_SIGNED_INT))
+      continue;
+    const long v = *(const long *)flags[i].value;
+    if (v >= lo && v <= hi) return 0;
+    fprintf(stderr, "error: flag --%s must be between %ld and %ld, got %ld\n", name, lo, hi, v);
+    fputs(usage, stderr);
+    crema_flags_print(stderr, flags, n_flags);
+    return 2;
+  }
+  return 0;
 }

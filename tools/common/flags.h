@@ -12,12 +12,23 @@
 
 #include "base/error.h"
 
-typedef enum { CREMA_FLAG_STRING, CREMA_FLAG_INT, CREMA_FLAG_FLOAT, CREMA_FLAG_BOOL } crema_flag_kind;
+/* CREMA_FLAG_INT values must lie in 0..INT_MAX (counts, sizes, iterations, seeds): a negative
+ * or overflowing value is an error naming the flag and the range, never ignored or wrapped.
+ * CREMA_FLAG_SIGNED_INT is the same over INT_MIN..INT_MAX, for the rare flag that may be
+ * negative. Tools narrow a range further with crema_flag_check_range. Both store a long.
+ * CREMA_FLAG_FLOAT values must be finite. */
+typedef enum {
+  CREMA_FLAG_STRING,
+  CREMA_FLAG_INT,
+  CREMA_FLAG_FLOAT,
+  CREMA_FLAG_BOOL,
+  CREMA_FLAG_SIGNED_INT
+} crema_flag_kind;
 
 typedef struct crema_flag {
   const char *name;
   crema_flag_kind kind;
-  void *value; /* const char **, long *, double *, bool * -- holds the default on entry */
+  void *value; /* const char **, long * (both INT kinds), double *, bool * -- holds the default on entry */
   const char *help;
   /* Set by the parser: how many times the flag was given (repeatable string flags keep the
    * last value; tools that accept repeats read argv themselves or use CREMA_FLAG_LIST). */
@@ -40,6 +51,12 @@ int crema_flags_command(int argc, char **argv, const char *usage, crema_flag *fl
 /* For a required flag the user left out: prints "error: <what> must be given" and the usage on
  * stderr; returns 2 (the usage-error exit status). */
 int crema_flags_missing(const char *what, const char *usage, const crema_flag *flags, int n_flags);
+
+/* For a tool whose flag `name` (an INT flag in flags) has a narrower range than 0..INT_MAX:
+ * returns 0 when its value is in [lo, hi], else prints "error: flag --name must be between lo
+ * and hi, got v" and the usage on stderr and returns 2 (the usage-error exit status). */
+int crema_flag_check_range(const char *name, long lo, long hi, const char *usage, const crema_flag *flags,
+                           int n_flags);
 
 /* Prints "flags:" and one line per flag with its default. */
 void crema_flags_print(FILE *out, const crema_flag *flags, int n_flags);

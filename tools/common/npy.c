@@ -1,6 +1,7 @@
 #include "common/npy.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +21,15 @@ static const char *dict_value(const char *h, const char *end, const char *key) {
     if (q >= end || *q != ':') continue;
     q++;
     while (q < end && isspace((unsigned char)*q)) q++;
-    return q;
+    return q < end ? q : NULL; /* a key at the very end of the header has no value */
   }
   return NULL;
+}
+
+/* Whether [p, end) starts with word; never reads at or past end. */
+static bool starts_with(const char *p, const char *end, const char *word) {
+  const size_t n = strlen(word);
+  return (size_t)(end - p) >= n && !memcmp(p, word, n);
 }
 
 int crema_npy_parse(const void *buf, size_t len, const char *name, int *num_axes, int shape[CREMA_MAX_AXES],
@@ -68,9 +75,10 @@ int crema_npy_parse(const void *buf, size_t len, const char *name, int *num_axes
 
   v = dict_value(h, hend, "fortran_order");
   if (!v) return crema_fail(err, "%s: .npy header has no 'fortran_order'", name);
-  if (!strncmp(v, "True", 4))
+  if (starts_with(v, hend, "True"))
     return crema_fail(err, "%s: array is in Fortran order; save numpy.ascontiguousarray(a) instead", name);
-  if (strncmp(v, "False", 5)) return crema_fail(err, "%s: bad 'fortran_order' value in .npy header", name);
+  if (!starts_with(v, hend, "False"))
+    return crema_fail(err, "%s: bad 'fortran_order' value in .npy header", name);
 
   v = dict_value(h, hend, "shape");
   if (!v || *v != '(') return crema_fail(err, "%s: .npy header has no 'shape' tuple", name);
@@ -85,13 +93,15 @@ int crema_npy_parse(const void *buf, size_t len, const char *name, int *num_axes
     if (n == CREMA_MAX_AXES)
       return crema_fail(err, "%s: array has more than %d axes, more than crema's blobs hold", name,
                         CREMA_MAX_AXES);
-    char *e = NULL;
-    unsigned long long d = strtoull(p, &e, 10);
-    if (d > INT32_MAX) return crema_fail(err, "%s: dimension %llu is too large", name, d);
+    /* Digits are read up to hend only: the header need not be followed by anything. */
+    unsigned long long d = 0;
+    for (; p < hend && isdigit((unsigned char)*p); p++) {
+      d = d * 10 + (unsigned)(*p - '0');
+      if (d > INT32_MAX) return crema_fail(err, "%s: a dimension of the shape is too large", name);
+    }
     shape[n++] = (int)d;
     if (d && count > SIZE_MAX / 8 / d) return crema_fail(err, "%s: array too large", name);
     count *= (size_t)d;
-    p = e;
   }
   *num_axes = n;
   size_t dstart = hstart + hlen;

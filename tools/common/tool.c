@@ -1,11 +1,13 @@
 #include "common/tool.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
 #include "base/log.h"
+#include "tensor/blob.h"
 #include "tensor/math.h"
 
 static const char *best_coretype(void) {
@@ -21,6 +23,12 @@ static const char *best_coretype(void) {
 
 void crema_tool_init(int argc, char **argv) {
   (void)argc;
+  /* Past the file size limit (ulimit -f) a write fails with EFBIG, reported like a full disk,
+   * instead of the signal killing the tool with a half-written temp file. */
+  signal(SIGXFSZ, SIG_IGN);
+  /* A memory limit for tensors (see crema_blob_set_memory_limit), e.g. to share a machine. */
+  const char *mb = getenv("CREMA_MAX_MEMORY_MB");
+  if (mb && atol(mb) > 0) crema_blob_set_memory_limit((size_t)atol(mb) << 20);
   if (getenv("CREMA_NO_REEXEC")) return;
   /* libgomp spin-waits between parallel regions by default; OpenBLAS's own threads then
    * compete with the spinning OpenMP workers and im2col/GEMM/element-wise loops run 5-100x

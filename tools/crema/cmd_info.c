@@ -14,9 +14,11 @@
 #include "common/flags.h"
 #include "crema/commands.h"
 #include "net/net.h"
+#include "proto/hdf5_io.h"
 #include "proto/io.h"
 #include "proto/textformat.h"
 #include "proto/upgrade.h"
+#include "report/summary.h"
 #include "tensor/blob_proto.h"
 
 typedef enum { KIND_UNKNOWN, KIND_NET, KIND_SOLVER, KIND_BLOB, KIND_STATE } file_kind;
@@ -146,6 +148,61 @@ static bool built_params(const built_nets *b, const char *name, char *buf, size_
   return false;
 }
 
+/* Shapes, parameters and multiply-adds worked out from the message alone (no net is built):
+ * TEST phase first, TRAIN for the layers only TRAIN has. */
+typedef struct summaries {
+  crema_net_summary s[2];
+  bool ok[2];
+} summaries;
+
+static const crema_layer_summary *find_summary(const summaries *sm, const Crema__LayerParameter *l) {
+  for (int k = 0; k < 2; k++)
+    for (int i = 0; sm->ok[k] && i < sm->s[k].n_layers; i++)
+      if (sm->s[k].layers[i].param == l && (sm->s[k].complete || i + 1 < sm->s[k].n_layers))
+        return &sm->s[k].layers[i];
+  return NULL;
+}
+
+/* "20x1x5x5 (500), 20 (20)" from a summary; adds to the totals. */
+static bool summary_params(const crema_layer_summary *ls, char *buf, size_t size, size_t *total,
+                           size_t *blobs) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int j = 0; j < ls->n_param_blobs && used < size; j++) {
+    char shape[256];
+    crema_blob_shape_text(&ls->param_shapes[j], shape, sizeof shape);
+    const double n = crema_blob_shape_count(&ls->param_shapes[j]);
+    used += (size_t)snprintf(buf + used, size - used, "%s%s (%.0f)", j ? ", " : "", shape, n);
+    *total += (size_t)n;
+    ++*blobs;
+  }
+  return ls->n_param_blobs > 0;
+}
+
+static void print_costs(const char *phase, const crema_net_summary *s) {
+  char macs[32], act[32], caffe[32], batch[64] = "";
+  crema_format_count(s->macs, macs, sizeof macs);
+  crema_format_bytes(s->activation_bytes, act, sizeof act);
+  crema_format_bytes(s->caffe_bytes, caffe, sizeof caffe);
+  for (int i = 0; i < s->n_layers; i++)
+    if (s->layers[i].n_tops && s->layers[i].tops[0].num_axes) {
+      snprintf(batch, sizeof batch, ", batch %" PRId64, s->layers[i].tops[0].dim[0]);
+      break;
+    }
+  printf("%s%smultiply-adds: %s per forward pass (%.0f)%s\n", phase, phase[0] ? " " : "", macs, s->macs,
+         batch);
+  printf(
+      "%s%sactivation memory: %s in distinct blobs (%.0f bytes); Caffe's \"Memory required for data\": %.0f "
+      "(%s)\n",
+      phase, phase[0] ? " " : "", act, s->activation_bytes, s->caffe_bytes, caffe);
+}
+
+static bool has_phase_rules(const Crema__NetParameter *net) {
+  for (size_t i = 0; i < net->n_layer; i++)
+    if (net->layer[i]->n_include || net->layer[i]->n_exclude || net->layer[i]->has_phase) return true;
+  return false;
+}
+
 static void print_net(const char *path, const Crema__NetParameter *net, bool binary, bool upgraded) {
   printf("%s: %s net%s, name \"%s\", %zu layers%s\n", path,
          binary ? "binary (caffemodel)" : "text (prototxt)", "", net->name ? net->name : "", net->n_layer,
@@ -166,9 +223,19 @@ static void print_net(const char *path, const Crema__NetParameter *net, bool bin
   if (wb > 40) wb = 40;
   if (wo > 40) wo = 40;
   built_nets built = {{NULL, NULL}, {{0}}};
-  if (!binary) build_for_shapes(net, path, &built);
-  printf("  %3s  %-*s  %-*s  %-*s  %-*s  %s\n", "#", wn, "name", wt, "type", wb, "bottoms", wo, "tops",
-         binary ? "parameters" : "settings; parameters");
+  summaries sm;
+  memset(&sm, 0, sizeof sm);
+  const Crema__Phase phases[2] = {CREMA__PHASE__TEST, CREMA__PHASE__TRAIN};
+  crema_error serr;
+  for (int k = 0; k < 2; k++) sm.ok[k] = !crema_net_summarize(net, phases[k], &sm.s[k], &serr);
+  const bool complete = sm.ok[0] && sm.ok[1] && sm.s[0].complete && sm.s[1].complete;
+  const char *why = !sm.ok[0]           ? serr.msg
+                    : !sm.s[0].complete ? sm.s[0].why
+                    : !sm.ok[1]         ? serr.msg
+                                        : sm.s[1].why;
+  if (!binary && !complete) build_for_shapes(net, path, &built);
+  printf("  %3s  %-*s  %-*s  %-*s  %-*s  %-16s  %8s  %s\n", "#", wn, "name", wt, "type", wb, "bottoms", wo,
+         "tops", "output", "MACs", binary ? "parameters" : "settings; parameters");
   size_t total = 0, blobs = 0;
   for (size_t i = 0; i < net->n_layer; i++) {
     const Crema__LayerParameter *l = net->layer[i];
@@ -184,6 +251,7 @@ static void print_net(const char *path, const Crema__NetParameter *net, bool bin
       total += count;
       blobs++;
     }
+    const crema_layer_summary *ls = find_summary(&sm, l);
     if (!l->n_blobs) {
       if (binary)
         snprintf(params, sizeof params, "-");
@@ -192,16 +260,33 @@ static void print_net(const char *path, const Crema__NetParameter *net, bool bin
       if (!params[0]) snprintf(params, sizeof params, "-");
       char shapes[1024];
       size_t used = strlen(params);
-      if (!binary && built_params(&built, l->name, shapes, sizeof shapes, &total, &blobs) &&
-          used < sizeof params)
-        snprintf(params + used, sizeof params - used, "; %s", shapes);
+      bool have = false;
+      if (!binary && complete && ls)
+        have = summary_params(ls, shapes, sizeof shapes, &total, &blobs);
+      else if (!binary)
+        have = built_params(&built, l->name, shapes, sizeof shapes, &total, &blobs);
+      if (have && used < sizeof params) snprintf(params + used, sizeof params - used, "; %s", shapes);
     }
-    printf("  %3zu  %-*s  %-*s  %-*s  %-*s  %s\n", i, wn, l->name ? l->name : "", wt, l->type ? l->type : "",
-           wb, bottoms, wo, tops, params);
+    char out_shape[64] = "-", macs[32] = "-";
+    if (ls && ls->n_tops) crema_blob_shape_text(&ls->tops[0], out_shape, sizeof out_shape);
+    if (ls && ls->macs > 0) crema_format_count(ls->macs, macs, sizeof macs);
+    printf("  %3zu  %-*s  %-*s  %-*s  %-*s  %-16s  %8s  %s\n", i, wn, l->name ? l->name : "", wt,
+           l->type ? l->type : "", wb, bottoms, wo, tops, out_shape, macs, params);
   }
   if (binary || blobs) printf("total: %zu parameter blobs, %zu parameters\n", blobs, total);
-  if (!binary && !built.net[0] && !built.net[1])
+  if (complete) {
+    if (has_phase_rules(net)) {
+      print_costs("TEST", &sm.s[0]);
+      print_costs("TRAIN", &sm.s[1]);
+    } else
+      print_costs("", &sm.s[0]);
+  } else {
+    printf("(multiply-adds and activation memory not shown: %s)\n", why);
+  }
+  if (!binary && !complete && !built.net[0] && !built.net[1])
     printf("(parameter shapes not shown: the net could not be built here: %s)\n", built.why.msg);
+  for (int k = 0; k < 2; k++)
+    if (sm.ok[k]) crema_net_summary_free(&sm.s[k]);
   crema_net_free(built.net[0]);
   crema_net_free(built.net[1]);
 }
@@ -306,6 +391,12 @@ static int load_any(const char *path, file_kind want, file_kind *kind, bool *bin
                     crema_error *err) {
   *out = NULL;
   *binary = !crema_path_is_text(path) && !crema_file_looks_like_text(path);
+  if (crema_hdf5_is_h5_name(path)) { /* Caffe's HDF5 snapshots: .caffemodel.h5, .solverstate.h5 */
+    const bool state = want == KIND_STATE || (want == KIND_UNKNOWN && strstr(path, ".solverstate"));
+    *kind = state ? KIND_STATE : KIND_NET;
+    return state ? crema_hdf5_read_solverstate(path, (Crema__SolverState **)out, err)
+                 : crema_hdf5_read_net(path, (Crema__NetParameter **)out, err);
+  }
   if (!*binary) {
     crema_error net_err, solver_err;
     if ((want == KIND_UNKNOWN || want == KIND_NET) &&

@@ -2,10 +2,15 @@
  *
  *   crema train --solver=S [--weights=A.caffemodel[,B...]] [--snapshot=X.solverstate]
  *               [--iterations=N] [--freeze=NAME[,PREFIX*...]] [--sigint_effect=stop|snapshot|none]
- *               [--sighup_effect=stop|snapshot|none] [--seed=N]
+ *               [--sighup_effect=stop|snapshot|none] [--seed=N] [--diagnostics[=N]]
+ *               [--dist_timeout=SECONDS]
  *
  * The signal handlers live here (the library has no globals): they set a flag that the
- * solver polls once per iteration through the action callback. */
+ * solver polls once per iteration through the action callback.
+ *
+ * Under `mpirun -np N` every process runs this command (src/dist): rank 0 loads --weights
+ * and --snapshot and broadcasts them, each rank reads its shard of the training data, and
+ * an error on any rank stops every rank (crema_dist_abort). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,15 +20,16 @@
 #include "common/flags.h"
 #include "common/tool.h"
 #include "crema/commands.h"
+#include "dist/dist.h"
 #include "proto/io.h"
+#include "report/diagnostics.h"
 #include "solver/solver.h"
 
+/* got_sigint holds the signal number: SIGTERM (what kill, systemd and batch schedulers send)
+ * has SIGINT's effect. */
 static volatile sig_atomic_t got_sigint, got_sighup;
 
-static void on_sigint(int sig) {
-  (void)sig;
-  got_sigint = 1;
-}
+static void on_sigint(int sig) { got_sigint = sig; }
 
 static void on_sighup(int sig) {
   (void)sig;
@@ -38,8 +44,8 @@ typedef struct signal_effects {
 static crema_solver_action requested_action(void *ctx) {
   const signal_effects *e = ctx;
   if (got_sigint) {
+    CREMA_INFO("%s received", got_sigint == SIGTERM ? "SIGTERM" : "SIGINT");
     got_sigint = 0;
-    CREMA_INFO("SIGINT received");
     return e->on_int;
   }
   if (got_sighup) {
@@ -77,9 +83,16 @@ static int split_list(char *s, char **items, int max) {
 int crema_cmd_train(int argc, char **argv) {
   /* argv is main's argv + 1: the re-exec needs the whole command line. */
   crema_tool_init(argc + 1, argv - 1);
+  /* --diagnostics without a value means "every display iterations"; the flag parser wants a
+   * value, so the bare flag becomes --diagnostics=display (argv's pointers are ours to change). */
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--diagnostics") || !strcmp(argv[i], "-diagnostics"))
+      argv[i] = (char *)"--diagnostics=display";
   const char *solver = NULL, *weights = NULL, *snapshot = NULL, *freeze = NULL, *gpu = NULL;
   const char *sigint_effect = "stop", *sighup_effect = "snapshot";
-  long iterations = 0, seed = -1;
+  const char *diagnostics_text = "0";
+  long iterations = 0, seed = -1, diagnostics = 0;
+  double dist_timeout = 0;
   crema_flag flags[] = {
       {"solver", CREMA_FLAG_STRING, &solver, "the solver prototxt (required)", 0},
       {"weights", CREMA_FLAG_STRING, &weights,
@@ -91,6 +104,12 @@ int crema_cmd_train(int argc, char **argv) {
       {"sighup_effect", CREMA_FLAG_STRING, &sighup_effect, "on SIGHUP: stop, snapshot or none", 0},
       {"seed", CREMA_FLAG_INT, &seed, "override the solver's random_seed", 0},
       {"gpu", CREMA_FLAG_STRING, &gpu, "accepted for Caffe scripts; crema runs on the CPU", 0},
+      {"diagnostics", CREMA_FLAG_STRING, &diagnostics_text,
+       "every N iterations log dead ReLUs, gradient norms and update/weight ratios to "
+       "<prefix>_diagnostics.csv (--diagnostics alone: every display iterations; 0 = off)",
+       0},
+      {"dist_timeout", CREMA_FLAG_FLOAT, &dist_timeout,
+       "under mpirun: seconds a rank waits for the others before stopping with an error (0 = 1800)", 0},
   };
   const int n_flags = (int)(sizeof flags / sizeof flags[0]);
   static const char usage[] = "usage: crema train --solver=SOLVER.prototxt [flags]\n\n";
@@ -99,6 +118,17 @@ int crema_cmd_train(int argc, char **argv) {
   int rc = crema_flags_command(argc, argv, usage, flags, n_flags, pos, 0, 0, &n_pos);
   if (rc >= 0) return rc;
   if (!solver) return crema_flags_missing("--solver", usage, flags, n_flags);
+  if (!strcmp(diagnostics_text, "display")) {
+    diagnostics = -1;
+  } else {
+    char *end = NULL;
+    diagnostics = strtol(diagnostics_text, &end, 10);
+    if (end == diagnostics_text || *end || diagnostics < 0 || diagnostics > 1000000000) {
+      fprintf(stderr, "error: --diagnostics=%s: give a period in iterations (1 or more), or no value\n",
+              diagnostics_text);
+      return 2;
+    }
+  }
   crema_error err = {{0}};
   if (snapshot && weights) {
     fprintf(stderr, "error: give --snapshot to resume training or --weights to finetune, not both\n");
@@ -108,12 +138,20 @@ int crema_cmd_train(int argc, char **argv) {
   if (parse_effect("sigint_effect", sigint_effect, &effects.on_int) ||
       parse_effect("sighup_effect", sighup_effect, &effects.on_hup))
     return 2;
+  crema_dist *dist = NULL;
+  if (crema_dist_init(&dist, &err)) {
+    fprintf(stderr, "error: %s\n", err.msg);
+    return 1;
+  }
+  const bool root = crema_dist_rank(dist) == 0;
   if (gpu) CREMA_WARN("--gpu=%s: crema runs on the CPU only; continuing on the CPU", gpu);
   crema_tool_log_blas();
 
   Crema__SolverParameter *param = NULL;
   if (crema_read_solver_param(solver, &param, &err)) {
     fprintf(stderr, "error: %s\n", err.msg);
+    crema_dist_abort(dist, 1);
+    crema_dist_free(dist);
     return 1;
   }
   char *freeze_copy = freeze ? strdup(freeze) : NULL, *weights_copy = weights ? strdup(weights) : NULL;
@@ -127,13 +165,15 @@ int crema_cmd_train(int argc, char **argv) {
   opt.max_iter = (int)iterations;
   opt.has_seed = flags[7].seen > 0;
   opt.seed = seed;
-  if (snapshot && !opt.has_seed) {
+  if (snapshot && !opt.has_seed && root) {
     /* Same seed as the run being resumed (it may have been time-based): data layers derive
      * their per-record draws from it. */
     int64_t prev = 0;
     int found = crema_solverstate_seed(snapshot, &prev, &err);
     if (found < 0) {
       fprintf(stderr, "error: %s\n", err.msg);
+      crema_dist_abort(dist, 1);
+      crema_dist_free(dist);
       crema_message_free(param);
       free(freeze_copy);
       free(weights_copy);
@@ -147,8 +187,9 @@ int crema_cmd_train(int argc, char **argv) {
   }
   opt.freeze = (const char *const *)freeze_items;
   opt.n_freeze = n_freeze;
-  opt.weights = (const char *const *)weight_items;
-  opt.n_weights = n_weights;
+  /* Under mpirun only rank 0 reads the weights; crema_dist_attach sends them to the others. */
+  opt.weights = root ? (const char *const *)weight_items : NULL;
+  opt.n_weights = root ? n_weights : 0;
   opt.action = requested_action;
   opt.action_ctx = &effects;
 
@@ -157,26 +198,55 @@ int crema_cmd_train(int argc, char **argv) {
   sigemptyset(&sa.sa_mask);
   sa.sa_handler = on_sigint;
   sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
   sa.sa_handler = on_sighup;
   sigaction(SIGHUP, &sa, NULL);
 
   crema_solver *s = NULL;
+  crema_diagnostics *diag = NULL;
   int status = 0;
-  if (crema_solver_create(param, &opt, &s, &err)) status = 1;
-  if (!status && snapshot) {
+  if (crema_dist_agree_seed(dist, &opt.has_seed, &opt.seed, param->random_seed, &err)) status = 1;
+  if (!status && crema_solver_create(param, &opt, &s, &err)) status = 1;
+  if (!status && diagnostics) {
+    crema_diagnostics_options dopt = {.every = diagnostics > 0 ? (int)diagnostics : 0,
+                                      .append = snapshot != NULL};
+    if (crema_diagnostics_attach(s, &dopt, &diag, &err)) status = 1;
+  }
+  /* Under mpirun rank 0 alone reads the weights (opt.weights) and the snapshot; attach sends them. */
+  if (!status && snapshot && root) {
     CREMA_INFO("Resuming from %s", snapshot);
     if (crema_solver_restore(s, snapshot, &err)) status = 1;
   }
+  crema_dist_options dopt;
+  memset(&dopt, 0, sizeof dopt);
+  dopt.timeout_s = dist_timeout;
+  dopt.snapshot = snapshot;
+  if (!status && crema_dist_attach(dist, s, &dopt, &err)) status = 1;
   if (!status && crema_solver_solve(s, &err)) status = 1;
   if (status) {
-    fprintf(stderr, "error: %s\n", err.msg);
+    if (crema_dist_size(dist) > 1)
+      fprintf(stderr, "error: rank %d of %d (%s): %s\n", crema_dist_rank(dist), crema_dist_size(dist),
+              crema_dist_host(dist), err.msg);
+    else
+      fprintf(stderr, "error: %s\n", err.msg);
+    crema_dist_abort(dist, 1);
   } else {
+    crema_dist_log_stats(dist);
     const char *prefix = crema_solver_snapshot_prefix(s);
     CREMA_INFO("Snapshots: %s_iter_*.caffemodel / .solverstate%s%s%s", prefix,
                param->metrics_csv ? "; metrics: " : "", param->metrics_csv ? prefix : "",
                param->metrics_csv ? "_metrics.csv" : "");
   }
+  if (diag) {
+    int n = 0;
+    const double secs = crema_diagnostics_seconds(diag, &n);
+    CREMA_INFO(
+        "Diagnostics: %.3f s spent collecting over %d iterations (%.3f ms per iteration); table rows in %s",
+        secs, n, n ? 1e3 * secs / n : 0.0, crema_diagnostics_csv_path(diag));
+  }
   crema_solver_free(s);
+  crema_diagnostics_free(diag);
+  crema_dist_free(dist);
   crema_message_free(param);
   free(freeze_copy);
   free(weights_copy);

@@ -10,5 +10,11 @@ int crema_cmd_forward(int argc, char **argv);
 int crema_cmd_time(int argc, char **argv);
 int crema_cmd_train(int argc, char **argv);
 int crema_cmd_test(int argc, char **argv);
+int crema_cmd_finetune(int argc, char **argv);
+int crema_cmd_classify(int argc, char **argv);
+int crema_cmd_export(int argc, char **argv);
+int crema_cmd_plot(int argc, char **argv);
+int crema_cmd_lr_find(int argc, char **argv);
+int crema_cmd_report(int argc, char **argv);
 
 #endif

@@ -18,6 +18,13 @@ static const command COMMANDS[] = {
     {"time", crema_cmd_time, "per-layer forward/backward timings (Caffe's caffe time)"},
     {"info", crema_cmd_info, "what a Caffe file is and what it holds (net, solver, caffemodel, ...)"},
     {"upgrade", crema_cmd_upgrade, "legacy nets/solvers to the current format; prototxt <-> binary"},
+    {"finetune", crema_cmd_finetune, "finetune a model on an image folder, into a run folder"},
+    {"classify", crema_cmd_classify, "top-K classes of images with a finetuned or any Caffe classifier"},
+    {"export", crema_cmd_export, "a snapshot as files to deploy: deploy net, folded BatchNorm, ONNX"},
+    {"plot", crema_cmd_plot, "training curves from metrics CSVs and logs (crema's or Caffe's), SVG or PNG"},
+    {"lr-find", crema_cmd_lr_find,
+     "learning-rate range test: loss against an exponential lr ramp, a suggested rate"},
+    {"report", crema_cmd_report, "one self-contained HTML page about a run: curves, confusion matrix, costs"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,72 @@
+/* recurrent_common.c -- see recurrent_common.h. */
+#include "layers/recurrent_common.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+int crema_rec_check_arity(const crema_layer *l, int n_state, crema_error *err) {
+  const Crema__RecurrentParameter *p = l->param->recurrent_param;
+  if (!p || !p->num_output) return crema_fail(err, "recurrent_param { num_output: N } is required (N > 0)");
+  if (p->num_output > 0x7fffffff) return crema_fail(err, "recurrent_param num_output is too large");
+  const bool expose = p->expose_hidden;
+  const int lo = 2 + (expose ? n_state : 0), hi = lo + 1;
+  if (l->n_bottom < lo || l->n_bottom > hi)
+    return crema_fail(err, "takes x, cont%s%s as bottoms (%d or %d), got %d",
+                      expose ? ", [x_static], h_0" : " and optionally x_static",
+                      expose ? (n_state == 2 ? ", c_0" : "") : "", lo, hi, l->n_bottom);
+  const int tops = 1 + (expose ? n_state : 0);
+  if (l->n_top != tops)
+    return crema_fail(err, "takes %d top(s)%s, got %d", tops,
+                      expose ? (n_state == 2 ? " (output, h_T, c_T with expose_hidden)"
+                                             : " (output, h_T with expose_hidden)")
+                             : "",
+                      l->n_top);
+  return 0;
+}
+
+int crema_rec_dims_read(const crema_layer *l, crema_blob *const *bottom, int n_state, crema_rec_dims *d,
+                        crema_error *err) {
+  const Crema__RecurrentParameter *p = l->param->recurrent_param;
+  char a[256], b[256];
+  d->H = (int)p->num_output;
+  d->expose = p->expose_hidden;
+  d->n_state = n_state;
+  d->has_static = l->n_bottom > 2 + (d->expose ? n_state : 0);
+  const crema_blob *x = bottom[0], *cont = bottom[1];
+  if (x->num_axes < 2)
+    return crema_fail(err, "x must be (T, N, ...), got %s", crema_blob_shape_string(x, a, sizeof a));
+  d->T = x->shape[0];
+  d->N = x->shape[1];
+  const size_t D = crema_blob_count_range(x, 2, x->num_axes);
+  if (D > 0x7fffffff) return crema_fail(err, "x has too many values per timestep");
+  d->D = (int)D;
+  if (cont->num_axes != 2 || cont->shape[0] != d->T || cont->shape[1] != d->N)
+    return crema_fail(err, "cont must be (T, N) = (%d, %d) to match x %s, got %s", d->T, d->N,
+                      crema_blob_shape_string(x, a, sizeof a), crema_blob_shape_string(cont, b, sizeof b));
+  d->Ds = 0;
+  if (d->has_static) {
+    const crema_blob *s = bottom[2];
+    if (s->num_axes < 1 || s->shape[0] != d->N)
+      return crema_fail(err, "x_static must be (N, ...) with N = %d, got %s", d->N,
+                        crema_blob_shape_string(s, a, sizeof a));
+    d->Ds = (int)crema_blob_count_range(s, 1, s->num_axes);
+  }
+  if (d->expose)
+    for (int k = 0; k < n_state; k++) {
+      const crema_blob *h = bottom[2 + (d->has_static ? 1 : 0) + k];
+      if (h->num_axes != 3 || h->shape[0] != 1 || h->shape[1] != d->N || h->shape[2] != d->H)
+        return crema_fail(err, "the initial %s must be (1, %d, %d), got %s", k ? "c_0" : "h_0", d->N, d->H,
+                          crema_blob_shape_string(h, a, sizeof a));
+    }
+  if (d->T < 1 || d->N < 1) return crema_fail(err, "x needs at least one timestep and one stream");
+  return 0;
+}
+
+int crema_rec_grow(float **buf, size_t *cap, size_t n, crema_error *err) {
+  if (n <= *cap) return 0;
+  float *p = realloc(*buf, n * sizeof *p);
+  if (!p) return crema_fail(err, "out of memory (%zu floats)", n);
+  *buf = p;
+  *cap = n;
+  return 0;
+}
