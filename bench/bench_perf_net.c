@@ -4,7 +4,11 @@
  * configuration).
  *
  *   bench_perf_net --model NET.prototxt [--batch 10] [--iterations 5] [--threads 2]
- *                  [--engine onednn|caffe] [--save-weights OUT.caffemodel]
+ *                  [--engine onednn|caffe|both] [--save-weights OUT.caffemodel]
+ *
+ * --engine both builds the net twice in one process, once per engine, and alternates their
+ * iterations (the fairest time ratio on a shared machine); peak memory is then not reported,
+ * since it belongs to the process.
  *
  * The net gets seeded random weights (crema_net_fill_random_weights) and N(0,1) inputs and is
  * timed as a training step runs it (force_backward: every layer's backward); the fastest of
@@ -30,6 +34,63 @@ static const char *arg(int argc, char **argv, const char *name, const char *dflt
   return dflt;
 }
 
+typedef struct timed_net {
+  crema_net *net;
+  double setup_ms, best_f, best_fb;
+  const char *engine;
+} timed_net;
+
+/* Builds the net (batch from --batch) on the engine chosen now, fills weights and inputs,
+ * runs one untimed pass. */
+static void build(Crema__NetParameter *m, const char *model, bool onednn, timed_net *t) {
+  crema_error err;
+  crema_engine_set_default(onednn);
+  crema_net_options o = {.phase = CREMA__PHASE__TRAIN, .seed = 1, .source = model};
+  double t0 = bench_now();
+  if (crema_net_build(m, &o, &t->net, &err)) bench_die("build", &err);
+  t->setup_ms = 1e3 * (bench_now() - t0);
+  t->best_f = t->best_fb = 1e30;
+  t->engine = onednn ? "onednn" : "caffe";
+  crema_net_fill_random_weights(t->net, 1);
+  for (int i = 0; i < crema_net_num_inputs(t->net); i++) {
+    crema_blob *b = crema_net_input(t->net, i);
+    crema_rng r;
+    crema_rng_seed(&r, 7, (uint64_t)i);
+    for (size_t j = 0; j < b->count; j++) b->data[j] = crema_rng_gaussian(&r, 0.0f, 1.0f);
+  }
+  /* warm-up: first-touch of every buffer */
+  if (crema_net_forward(t->net, NULL, &err)) bench_die("forward", &err);
+  crema_net_backward(t->net);
+}
+
+static void step(timed_net *t) {
+  crema_error err;
+  double a = bench_now();
+  if (crema_net_forward(t->net, NULL, &err)) bench_die("forward", &err);
+  double b = bench_now();
+  crema_net_clear_param_diffs(t->net);
+  crema_net_backward(t->net);
+  double c = bench_now();
+  if (b - a < t->best_f) t->best_f = b - a;
+  if (c - a < t->best_fb) t->best_fb = c - a;
+}
+
+static void report(const timed_net *t, int threads, bool with_peak) {
+  /* the engine of the first convolution, as a sample of what ran */
+  const char *conv_engine = "-";
+  for (int i = 0; i < crema_net_num_layers(t->net); i++)
+    if (!strcmp(crema_net_layer(t->net, i)->ops->type, "Convolution")) {
+      conv_engine = crema_layer_engine_name(crema_net_layer(t->net, i));
+      break;
+    }
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("RESULT engine=%s setup_ms=%.1f fwd_ms=%.2f fwdbwd_ms=%.2f", t->engine, t->setup_ms, 1e3 * t->best_f,
+         1e3 * t->best_fb);
+  if (with_peak) printf(" peak_mb=%.1f", (double)ru.ru_maxrss / 1024.0);
+  printf(" threads=%d blas=%s conv_engine=\"%s\"\n", threads, crema_blas_corename(), conv_engine);
+}
+
 int main(int argc, char **argv) {
   crema_tool_init(argc, argv);
   const char *model = arg(argc, argv, "--model", NULL), *engine = arg(argc, argv, "--engine", "onednn");
@@ -39,12 +100,11 @@ int main(int argc, char **argv) {
   const int threads = atoi(arg(argc, argv, "--threads", "2"));
   if (!model || batch < 1 || iters < 1 || threads < 1) {
     fprintf(stderr, "usage: bench_perf_net --model NET.prototxt [--batch 10] [--iterations 5] [--threads 2] "
-                    "[--engine onednn|caffe] [--save-weights OUT.caffemodel]\n");
+                    "[--engine onednn|caffe|both] [--save-weights OUT.caffemodel]\n");
     return 2;
   }
   omp_set_num_threads(threads);
   crema_blas_set_threads(threads);
-  crema_engine_set_default(strcmp(engine, "caffe") != 0);
   crema_error err;
   Crema__NetParameter *m = NULL;
   if (crema_read_net_param(model, &m, &err)) bench_die("read", &err);
@@ -57,51 +117,25 @@ int main(int argc, char **argv) {
     for (size_t s = 0; ip && s < ip->n_shape; s++)
       if (ip->shape[s]->n_dim) ip->shape[s]->dim[0] = batch;
   }
-  crema_net_options o = {.phase = CREMA__PHASE__TRAIN, .seed = 1, .source = model};
-  crema_net *net = NULL;
-  double t0 = bench_now();
-  if (crema_net_build(m, &o, &net, &err)) bench_die("build", &err);
-  const double setup_ms = 1e3 * (bench_now() - t0);
-  crema_message_free(m);
-  crema_net_fill_random_weights(net, 1);
+  const bool both = !strcmp(engine, "both");
+  timed_net a, b;
+  build(m, model, both || strcmp(engine, "caffe") != 0, &a);
   if (save) {
-    if (crema_net_save_weights(net, save, &err)) bench_die("save", &err);
-    crema_net_free(net);
+    if (crema_net_save_weights(a.net, save, &err)) bench_die("save", &err);
+    crema_net_free(a.net);
+    crema_message_free(m);
     return 0;
   }
-  for (int i = 0; i < crema_net_num_inputs(net); i++) {
-    crema_blob *b = crema_net_input(net, i);
-    crema_rng r;
-    crema_rng_seed(&r, 7, (uint64_t)i);
-    for (size_t j = 0; j < b->count; j++) b->data[j] = crema_rng_gaussian(&r, 0.0f, 1.0f);
-  }
-  /* warm-up: first-touch of every buffer */
-  if (crema_net_forward(net, NULL, &err)) bench_die("forward", &err);
-  crema_net_backward(net);
-  double best_f = 1e30, best_fb = 1e30;
+  if (both) build(m, model, false, &b);
+  crema_message_free(m);
+  /* Both engines: iterations alternate, so both see the same neighbours on a shared machine. */
   for (int it = 0; it < iters; it++) {
-    double a = bench_now();
-    if (crema_net_forward(net, NULL, &err)) bench_die("forward", &err);
-    double b = bench_now();
-    crema_net_clear_param_diffs(net);
-    crema_net_backward(net);
-    double c = bench_now();
-    if (b - a < best_f) best_f = b - a;
-    if (c - a < best_fb) best_fb = c - a;
+    step(&a);
+    if (both) step(&b);
   }
-  /* the engine of the first convolution, as a sample of what ran */
-  const char *conv_engine = "-";
-  for (int i = 0; i < crema_net_num_layers(net); i++)
-    if (!strcmp(crema_net_layer(net, i)->ops->type, "Convolution")) {
-      conv_engine = crema_layer_engine_name(crema_net_layer(net, i));
-      break;
-    }
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  printf(
-      "RESULT setup_ms=%.1f fwd_ms=%.2f fwdbwd_ms=%.2f peak_mb=%.1f threads=%d blas=%s conv_engine=\"%s\"\n",
-      setup_ms, 1e3 * best_f, 1e3 * best_fb, (double)ru.ru_maxrss / 1024.0, threads, crema_blas_corename(),
-      conv_engine);
-  crema_net_free(net);
+  report(&a, threads, !both);
+  if (both) report(&b, threads, false);
+  crema_net_free(a.net);
+  if (both) crema_net_free(b.net);
   return 0;
 }

@@ -4,10 +4,12 @@
     python3 bench/perf.py [--build build] [--nets caffenet,googlenet,resnet50] [--threads 1,2]
                           [--repeat 2] [--iterations 3] [--no-conv]
 
-For each net (batch 10) and thread count it runs, alternately and `repeat` times each,
+For each net (batch 10) and thread count it runs, `repeat` times,
   - crema on its default engine (oneDNN when built with it) and on the reference path
-    (CREMA's im2col+OpenBLAS, `engine: CAFFE` everywhere): set-up, forward, forward + full
-    backward (force_backward) and peak memory, one process per run (bench_perf_net);
+    (crema's im2col+OpenBLAS, `engine: CAFFE` everywhere): forward and forward + full
+    backward (force_backward) times from one process holding both nets and alternating their
+    iterations (bench_perf_net --engine both), then set-up time and peak memory from one
+    process per engine;
   - OpenCV dnn's forward on the same prototxt and the same random weights (cv_time.py);
 and prints the fastest of each, with ratios measured in this run. Then bench_conv prints, per
 conv shape, both engines' GFLOP/s beside raw sgemm on the GEMM of the same shape.
@@ -43,17 +45,22 @@ def find_python():
 def parse(out):
     m = re.search(r"^RESULT (.*)$", out, re.M)
     if not m:
-        return None
+        return {}
     return {k: (v.strip('"') if not re.match(r"^[\d.]+$", v) else float(v))
             for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', m.group(1))}
 
 
-def run(cmd, env=None):
+def run_all(cmd, env=None):
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         sys.stderr.write("failed: %s\n%s%s" % (" ".join(cmd), p.stdout, p.stderr))
-        return None
-    return parse(p.stdout)
+        return []
+    return [parse(line) for line in p.stdout.splitlines() if line.startswith("RESULT ")]
+
+
+def run(cmd, env=None):
+    out = run_all(cmd, env)
+    return out[0] if out else None
 
 
 def best(results, key):
@@ -100,25 +107,33 @@ def main():
             for t in [int(x) for x in a.threads.split(",")]:
                 env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_WAIT_POLICY="PASSIVE")
                 fast, ref, cv = [], [], []
+                base = [binp, "--model", model, "--batch", str(a.batch), "--threads", str(t)]
+                if not os.path.exists(weights):
+                    subprocess.run(base + ["--save-weights", weights], capture_output=True, env=env)
                 for r in range(a.repeat):
-                    base = [binp, "--model", model, "--batch", str(a.batch), "--iterations", str(a.iterations),
-                            "--threads", str(t)]
-                    if not os.path.exists(weights):
-                        subprocess.run(base + ["--save-weights", weights], capture_output=True, env=env)
-                    fast.append(run(base + ["--engine", "onednn"], env))
-                    ref.append(run(base + ["--engine", "caffe"], env))
+                    # times: both engines in one process, iterations alternating
+                    out = run_all(base + ["--iterations", str(a.iterations), "--engine", "both"], env)
+                    fast += [x for x in out if x.get("engine") == "onednn"]
+                    ref += [x for x in out if x.get("engine") == "caffe"]
                     if py and os.path.exists(weights):
                         cv.append(run([py, os.path.join(ROOT, "bench", "cv_time.py"), model, weights, str(a.batch),
                                        str(t), str(a.iterations)], env))
-                if fast and fast[0]:
+                # peak memory (and set-up time): one process per engine
+                for eng, dst in (("onednn", fast), ("caffe", ref)):
+                    one = run(base + ["--iterations", "1", "--engine", eng], env)
+                    if one:
+                        dst.append({"peak_mb": one["peak_mb"], "setup_ms": one["setup_ms"]})
+                if fast and "blas" in fast[0]:
                     blas, engine_name = fast[0]["blas"], fast[0]["conv_engine"]
                 rows.append((name, t, fast, ref, cv))
                 f_fb, r_fb = best(fast, "fwdbwd_ms"), best(ref, "fwdbwd_ms")
                 print("  measured %s, %d thread(s): %s / %s ms" % (name, t, fmt(f_fb), fmt(r_fb)), file=sys.stderr)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("BLAS kernel: %s; default engine of convolutions: %s; batch %d; fastest of %d runs x %d iterations"
-          % (blas, engine_name, a.batch, a.repeat, a.iterations))
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    print("BLAS kernel: %s; default engine of conv1: %s; batch %d; fastest of %d runs x %d iterations; "
+          "load average at the end: %s" % (blas, engine_name, a.batch, a.repeat, a.iterations, load))
     print()
     print("| net | threads | crema fwd ms | crema fwd+bwd ms | crema peak MB | reference fwd ms "
           "| reference fwd+bwd ms | reference peak MB | fwd+bwd speed-up | OpenCV fwd ms | crema fwd / OpenCV "

@@ -24,25 +24,36 @@ typedef struct engine_case {
   const char *type, *param_name, *param; /* layer type, its *_param field, the param's body */
   int n_bottom;
   int n, c, h, w;
+  bool all_onednn; /* every pass on oneDNN (enough channels and weights per output) */
 } engine_case;
 
 static const engine_case CONV_CASES[] = {
     /* stride 2 whose last window ends short of the input: oneDNN's right pad is negative */
-    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5 stride: 2", 1, 2, 3, 24, 24},
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 11 stride: 4", 1, 2, 3, 35, 35},
-    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 3 pad: 1 group: 2", 1, 2, 8, 9, 9},
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1", 1, 3, 16, 7, 7},
-    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1", 1, 2, 8, 17, 17},
-    {"Convolution", "convolution_param", "num_output: 5 kernel_size: 3 pad: 2 dilation: 2", 1, 2, 4, 10, 10},
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1 group: 8", 1, 2, 8, 12, 12},
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5 stride: 2", 1, 2, 3, 24, 24, false},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 11 stride: 4", 1, 2, 3, 35, 35, false},
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 3 pad: 1 group: 2", 1, 2, 8, 9, 9,
+     false},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 pad: 1", 1, 3, 16, 7, 7, false},
+    {"Convolution", "convolution_param", "num_output: 5 kernel_size: 3 pad: 2 dilation: 2", 1, 2, 4, 10, 10,
+     false},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1 group: 8", 1, 2, 8, 12, 12,
+     false},
     {"Convolution", "convolution_param",
      "num_output: 4 kernel_h: 3 kernel_w: 1 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0 bias_term: false", 1, 2,
-     3, 9, 8},
-    {"Convolution", "convolution_param", "num_output: 7 kernel_size: 7 stride: 2 pad: 3", 1, 1, 3, 20, 20},
+     3, 9, 8, false},
+    {"Convolution", "convolution_param", "num_output: 7 kernel_size: 7 stride: 2 pad: 3", 1, 1, 3, 20, 20,
+     false},
+    /* enough channels and weights per output for every pass to run on oneDNN */
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 16, 8, 8, true},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1 stride: 2 group: 2", 1, 2, 32,
+     9, 9, true},
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 3, 96, 7, 7, true},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 5 pad: 2 dilation: 2", 1, 2, 12, 11, 11,
+     true},
     /* few weights per output: the weight gradient stays on the reference path */
-    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14},
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14, false},
     /* two bottom/top pairs sharing the weights */
-    {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8},
+    {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8, false},
 };
 
 static char *layer_text(const engine_case *ec, bool reference) {
@@ -93,6 +104,9 @@ static void compare_engines(const engine_case *ec, size_t idx) {
     ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l), CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)),
                   "case %zu (%s %s): the default engine is \"%s\", not oneDNN", idx, ec->type, ec->param,
                   crema_layer_engine_name(fast.l));
+  if (crema_engine_have_onednn() && ec->all_onednn)
+    ck_assert_msg(!strstr(crema_layer_engine_name(fast.l), "caffe"), "case %zu: engine \"%s\"", idx,
+                  crema_layer_engine_name(fast.l));
   ck_assert_int_eq(ref.l->n_blobs, fast.l->n_blobs);
   for (int b = 0; b < ref.l->n_blobs; b++) {
     memcpy(fast.l->blobs[b]->data, ref.l->blobs[b]->data, ref.l->blobs[b]->count * sizeof(float));
@@ -140,9 +154,22 @@ START_TEST(test_conv_engines_agree) { compare_engines(&CONV_CASES[_i], (size_t)_
 END_TEST
 
 /* A bottom reshaped to a new batch size gets new primitives and still agrees. */
+/* A 1x1 stride-1 unpadded convolution stays on the reference path (copy-free there). */
+START_TEST(test_conv_pointwise_stays_reference) {
+  const int shape[4] = {2, 64, 7, 7};
+  crema_blob *x = blob_of(4, shape);
+  run r;
+  run_setup(&r, "name: 'c' type: 'Convolution' convolution_param { num_output: 32 kernel_size: 1 }", 1, &x,
+            1);
+  ck_assert_str_eq(crema_layer_engine_name(r.l), CREMA_ENGINE_REFERENCE);
+  run_free(&r);
+  crema_blob_free(x);
+}
+END_TEST
+
 START_TEST(test_conv_engine_reshape) {
   const engine_case ec = {
-      "Convolution", "convolution_param", "num_output: 4 kernel_size: 3 pad: 1", 1, 2, 3, 6, 6};
+      "Convolution", "convolution_param", "num_output: 4 kernel_size: 3 pad: 1", 1, 2, 3, 6, 6, false};
   const int shape[4] = {2, 3, 6, 6}, shape3[4] = {3, 3, 6, 6};
   crema_blob *x = blob_of(4, shape), *x2 = blob_of(4, shape);
   fill(x, x->data, 1);
@@ -177,7 +204,7 @@ END_TEST
  * equal to the reference's. */
 START_TEST(test_conv_engine_gradient) {
   static const char *params[] = {
-      "num_output: 3 kernel_size: 3 stride: 2 pad: 1",
+      "num_output: 3 kernel_size: 3 stride: 2 pad: 1 engine: DEFAULT",
       "num_output: 4 kernel_size: 3 group: 2",
   };
   for (size_t k = 0; k < sizeof params / sizeof params[0]; k++) {
@@ -188,7 +215,7 @@ START_TEST(test_conv_engine_gradient) {
         "bias_filler { type: 'uniform' min: -1 max: 1 } }",
         params[k]);
     Crema__LayerParameter *p = test_layer_param(text);
-    const int shape[4] = {2, 4, 6, 7};
+    const int shape[4] = {2, 16, 6, 7}; /* 8+ channels per group: every gradient on oneDNN */
     crema_blob *x = blob_of(4, shape);
     gradcheck_fill_gaussian(x, 1.0f, 3 + k);
     gradcheck_opts o = gradcheck_defaults();
@@ -263,7 +290,10 @@ START_TEST(test_time_reports_engines) {
     const char *gf = strstr(conv, "GFLOP/s");
     ck_assert_msg(gf && (!eol || gf < eol), "no GFLOP/s for conv1:\n%s", out);
     ck_assert_msg(strstr(out, "pool1\tPooling      engine: caffe") != NULL, "%s", out);
-    ck_assert_msg(strstr(out, forced ? "CREMA_ENGINE=caffe" : "Average Forward pass: ") != NULL, "%s", out);
+    const char *says = forced && crema_engine_have_onednn() ? "CREMA_ENGINE=caffe"
+                       : crema_engine_have_onednn()         ? "oneDNN"
+                                                            : "built without oneDNN";
+    ck_assert_msg(strstr(out, says) != NULL, "missing \"%s\" in:\n%s", says, out);
   }
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   ck_assert_int_eq(system(cmd), 0);
@@ -275,6 +305,7 @@ static Suite *engine_suite(void) {
   TCase *tc = tcase_create("conv");
   tcase_add_loop_test(tc, test_conv_engines_agree, 0, (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
   tcase_add_test(tc, test_conv_engine_reshape);
+  tcase_add_test(tc, test_conv_pointwise_stays_reference);
   tcase_add_test(tc, test_conv_engine_gradient);
   tcase_add_test(tc, test_engine_default_switch);
   suite_add_tcase(s, tc);

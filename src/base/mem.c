@@ -11,10 +11,11 @@
 void *crema_aligned_alloc(size_t n) {
   size_t rounded = (n + CREMA_ALIGN - 1) / CREMA_ALIGN * CREMA_ALIGN;
   if (rounded == 0) rounded = CREMA_ALIGN;
-  if (rounded < n || rounded > SIZE_MAX - CREMA_ALIGN - sizeof(void *)) return NULL;
-  char *raw = calloc(1, rounded + CREMA_ALIGN + sizeof(void *));
+  const size_t header = sizeof(uintptr_t); /* room for the pointer calloc returned */
+  if (rounded < n || rounded > SIZE_MAX - CREMA_ALIGN - header) return NULL;
+  unsigned char *raw = calloc(1, rounded + CREMA_ALIGN + header);
   if (!raw) return NULL;
-  uintptr_t a = ((uintptr_t)(raw + sizeof(void *)) + CREMA_ALIGN - 1) & ~(uintptr_t)(CREMA_ALIGN - 1);
+  uintptr_t a = ((uintptr_t)(raw + header) + CREMA_ALIGN - 1) & ~(uintptr_t)(CREMA_ALIGN - 1);
   ((void **)a)[-1] = raw;
   return (void *)a;
 }

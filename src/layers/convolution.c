@@ -15,12 +15,26 @@
  * batch 64) oneDNN's backward-weights took 1.8-5x the reference's time; from CaffeNet's conv1
  * (3x11x11 = 363) up it was as fast or faster. */
 #define ONEDNN_MIN_WEIGHTS_PER_OUTPUT 64
+/* Below this many input channels per group (an RGB first layer) the data gradient runs on
+ * the reference path: oneDNN 2.6's backward-data for 3 channels, 11x11 stride 4 took 40 ms
+ * where the forward took 7 (issue 12's measurement). Only force_backward nets need it. */
+#define ONEDNN_MIN_CHANNELS_FOR_DATA_GRADIENT 8
+
+/* A 1x1, stride-1, unpadded convolution stays on the reference path: there the input already
+ * is the GEMM's matrix (no im2col, no copy), while oneDNN needs both operands converted to its
+ * blocked layout and back. Measured in GoogLeNet (1 thread, in the net): its 1x1 layers took
+ * 1050 ms forward and 1808 ms backward on oneDNN against 640 and 1317 ms on the reference. */
+static bool reference_is_copy_free(const crema_im2col_geom *g) {
+  return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 &&
+         g->pad_w == 0;
+}
 
 typedef struct conv_state {
   crema_conv_params p;
   crema_conv_engine engine;
   crema_onednn_conv *fast; /* oneDNN's primitives, or NULL: the reference engine runs */
   bool ref_weights;        /* with fast: the weight gradient still runs on the reference engine */
+  bool ref_data;           /* with fast: the data gradient still runs on the reference engine */
   char engine_name[80];
 } conv_state;
 
@@ -113,7 +127,7 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     if (crema_blob_reshape(top[i], axis + 3, shape, err)) return -1;
   const int n = (int)crema_blob_count_range(b0, 0, axis);
   const Crema__ConvolutionParameter *cp = l->param->convolution_param;
-  if (crema_engine_wanted(cp ? (int)cp->engine : 0)) {
+  if (crema_engine_wanted(cp ? (int)cp->engine : 0) && !reference_is_copy_free(&g)) {
     if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
       crema_onednn_conv_free(s->fast);
       s->fast = NULL;
@@ -125,9 +139,14 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     }
     if (s->fast) {
       s->ref_weights = l->blobs[0]->count / (size_t)s->p.num_output < ONEDNN_MIN_WEIGHTS_PER_OUTPUT;
+      s->ref_data = channels / s->p.group < ONEDNN_MIN_CHANNELS_FOR_DATA_GRADIENT;
       snprintf(s->engine_name, sizeof s->engine_name, "%s %s%s", CREMA_ENGINE_ONEDNN,
-               crema_onednn_conv_impl(s->fast), s->ref_weights ? " (weight gradient: caffe)" : "");
-      if (s->ref_weights)
+               crema_onednn_conv_impl(s->fast),
+               s->ref_weights && s->ref_data ? " (gradients: caffe)"
+               : s->ref_weights              ? " (weight gradient: caffe)"
+               : s->ref_data                 ? " (data gradient: caffe)"
+                                             : "");
+      if (s->ref_weights || s->ref_data)
         return crema_conv_engine_reshape(&s->engine, &g, s->p.num_output, s->p.group, n, err);
       crema_conv_engine_free(&s->engine); /* the reference buffers are not needed */
       return 0;
@@ -164,9 +183,12 @@ static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *pr
                                crema_blob_count_range(t, axis + 1, t->num_axes), t->diff, l->blobs[1]->diff);
     float *dw = l->param_propagate_down[0] ? l->blobs[0]->diff : NULL;
     float *dx = propagate_down[i] ? bottom[i]->diff : NULL;
-    if (s->fast && s->ref_weights) {
-      crema_onednn_conv_backward(s->fast, bottom[i]->data, t->diff, l->blobs[0]->data, NULL, dx);
-      crema_conv_engine_backward(&s->engine, bottom[i]->data, t->diff, l->blobs[0]->data, dw, NULL);
+    if (s->fast && (s->ref_weights || s->ref_data)) {
+      /* each gradient on the engine that does it best (see the thresholds above) */
+      const float *x = bottom[i]->data, *w = l->blobs[0]->data;
+      crema_onednn_conv_backward(s->fast, x, t->diff, w, s->ref_weights ? NULL : dw, s->ref_data ? NULL : dx);
+      crema_conv_engine_backward(&s->engine, x, t->diff, w, s->ref_weights ? dw : NULL,
+                                 s->ref_data ? dx : NULL);
     } else if (s->fast)
       crema_onednn_conv_backward(s->fast, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
     else
