@@ -471,42 +471,11 @@ END_TEST
 
 /* ---------------------------------------------------------------- losses */
 
-/* Central differences of w * loss against backward with top diff = w, on every element of
- * the bottoms marked in check (a 1-element top: a tight, relative tolerance). */
+/* gradcheck_loss on a layer given as text. */
 static void loss_grad(const char *text, int n_bottom, crema_blob **bottom, const bool *check) {
-  const float w = 1.7f, h = 1e-2f;
   Crema__LayerParameter *p = test_layer_param(text);
-  crema_layer *l;
-  crema_error err;
-  crema_blob *top = crema_blob_new();
-  ck_assert_msg(crema_layer_create(p, CREMA__PHASE__TRAIN, 7, &l, &err) == 0, "%s", err.msg);
-  ck_assert_msg(crema_layer_setup(l, n_bottom, bottom, 1, &top, &err) == 0, "%s", err.msg);
-  ck_assert_msg(crema_layer_forward(l, bottom, &top, &err) == 0, "%s", err.msg);
-  top->diff[0] = w;
-  crema_layer_backward(l, &top, check, bottom);
-  for (int b = 0; b < n_bottom; b++) {
-    if (!check[b]) continue;
-    float *analytic = malloc(bottom[b]->count * sizeof(float));
-    memcpy(analytic, bottom[b]->diff, bottom[b]->count * sizeof(float));
-    for (size_t k = 0; k < bottom[b]->count; k++) {
-      const float x = bottom[b]->data[k];
-      bottom[b]->data[k] = x + h;
-      ck_assert_int_eq(crema_layer_forward(l, bottom, &top, &err), 0);
-      const double lp = top->data[0];
-      bottom[b]->data[k] = x - h;
-      ck_assert_int_eq(crema_layer_forward(l, bottom, &top, &err), 0);
-      const double lm = top->data[0];
-      bottom[b]->data[k] = x;
-      const double numeric = w * (lp - lm) / (2.0 * h);
-      ck_assert_msg(fabs(numeric - analytic[k]) <= 2e-3 * fmax(1.0, fabs(numeric)),
-                    "%s: bottom %d element %zu: analytic %g numeric %g", text, b, k, (double)analytic[k],
-                    numeric);
-    }
-    free(analytic);
-  }
-  crema_layer_free(l);
+  gradcheck_loss(p, n_bottom, bottom, check);
   crema_message_free(p);
-  crema_blob_free(top);
 }
 
 static float forward_loss(const char *text, int n_bottom, crema_blob **b) {

@@ -56,42 +56,6 @@ static gradcheck_opts loss_opts(void) {
   return o;
 }
 
-/* Central differences of loss_weight * loss against backward with top diff = loss_weight,
- * on every element of the bottoms marked in check. */
-static void loss_gradcheck(const Crema__LayerParameter *p, int n_bottom, crema_blob **bottom,
-                           const bool *check) {
-  const float w = 1.7f, h = 1e-2f;
-  crema_layer *l;
-  crema_error err;
-  crema_blob *top = crema_blob_new();
-  ck_assert_msg(crema_layer_create(p, CREMA__PHASE__TRAIN, 7, &l, &err) == 0, "%s", err.msg);
-  ck_assert_msg(crema_layer_setup(l, n_bottom, bottom, 1, &top, &err) == 0, "%s", err.msg);
-  ck_assert_msg(crema_layer_forward(l, bottom, &top, &err) == 0, "%s", err.msg);
-  top->diff[0] = w;
-  crema_layer_backward(l, &top, check, bottom);
-  for (int b = 0; b < n_bottom; b++) {
-    if (!check[b]) continue;
-    float *analytic = malloc(bottom[b]->count * sizeof(float));
-    memcpy(analytic, bottom[b]->diff, bottom[b]->count * sizeof(float));
-    for (size_t k = 0; k < bottom[b]->count; k++) {
-      const float x = bottom[b]->data[k];
-      bottom[b]->data[k] = x + h;
-      ck_assert_int_eq(crema_layer_forward(l, bottom, &top, &err), 0);
-      const double lp = top->data[0];
-      bottom[b]->data[k] = x - h;
-      ck_assert_int_eq(crema_layer_forward(l, bottom, &top, &err), 0);
-      const double lm = top->data[0];
-      bottom[b]->data[k] = x;
-      const double numeric = w * (lp - lm) / (2.0 * h);
-      ck_assert_msg(fabs(numeric - analytic[k]) <= 2e-3 * fmax(1.0, fabs(numeric)),
-                    "%s: bottom %d element %zu: analytic %g numeric %g", p->type, b, k, analytic[k], numeric);
-    }
-    free(analytic);
-  }
-  crema_layer_free(l);
-  crema_blob_free(top);
-}
-
 /* ---------------------------------------------------------------- Softmax */
 
 START_TEST(softmax_forward_values) {
@@ -329,7 +293,7 @@ static void check_softmax_loss_gradient(const char *text, int num_axes, const in
   Crema__LayerParameter *p = test_layer_param(text);
   gradcheck_opts o = loss_opts();
   gradcheck_layer(p, 2, b, 1, (bool[]){true, false}, &o);
-  loss_gradcheck(p, 2, b, (bool[]){true, false});
+  gradcheck_loss(p, 2, b, (bool[]){true, false});
   crema_message_free(p);
   free_blobs(2, b);
 }
@@ -437,7 +401,7 @@ START_TEST(euclidean_loss_value_and_gradient) {
   Crema__LayerParameter *p = test_layer_param("name: 'e' type: 'EuclideanLoss'");
   gradcheck_opts o = loss_opts();
   gradcheck_layer(p, 2, b, 1, NULL, &o); /* both bottoms, with opposite signs */
-  loss_gradcheck(p, 2, b, (bool[]){true, true});
+  gradcheck_loss(p, 2, b, (bool[]){true, true});
   crema_message_free(p);
   free_blobs(2, b);
 
@@ -446,7 +410,7 @@ START_TEST(euclidean_loss_value_and_gradient) {
   gradcheck_fill_gaussian(c[1], 1.0f, 2);
   p = test_layer_param("name: 'e' type: 'EuclideanLoss'");
   gradcheck_layer(p, 2, c, 1, (bool[]){false, true}, &o);
-  loss_gradcheck(p, 2, c, (bool[]){false, true});
+  gradcheck_loss(p, 2, c, (bool[]){false, true});
   crema_message_free(p);
   free_blobs(2, c);
 
@@ -524,7 +488,7 @@ START_TEST(sigmoid_ce_gradient) {
     Crema__LayerParameter *p = test_layer_param(texts[k]);
     gradcheck_opts o = loss_opts();
     gradcheck_layer(p, 2, b, 1, (bool[]){true, false}, &o);
-    loss_gradcheck(p, 2, b, (bool[]){true, false});
+    gradcheck_loss(p, 2, b, (bool[]){true, false});
     crema_message_free(p);
     free_blobs(2, b);
   }

@@ -33,6 +33,12 @@ gradcheck_opts gradcheck_defaults(void);
 void gradcheck_layer(const Crema__LayerParameter *p, int n_bottom, crema_blob **bottom, int n_top,
                      const bool *check_bottom, const gradcheck_opts *opt);
 
+/* For loss layers (a 1-element top): central differences of w * loss against one backward
+ * pass with top diff w = 1.7, on every element of each bottom marked in check, with a tight
+ * relative tolerance (2e-3 of max(1, |numeric|)). Fails the running Check test naming the
+ * layer type, the bottom and the element. */
+void gradcheck_loss(const Crema__LayerParameter *p, int n_bottom, crema_blob **bottom, const bool *check);
+
 /* Fills a blob with Gaussian(0, std) values from a seeded generator. */
 void gradcheck_fill_gaussian(crema_blob *b, float std, uint64_t seed);
 void gradcheck_fill_uniform(crema_blob *b, float lo, float hi, uint64_t seed);
