@@ -1,6 +1,7 @@
 #include "layers/axis_common.h"
 #include "tensor/math.h"
 
+#include <omp.h>
 #include <stdio.h>
 
 int crema_axis_param_shape(const crema_blob *bottom, int axis, int num_axes, const char *what, int *n_axes,
@@ -46,25 +47,68 @@ int crema_axis_dims_compute(const crema_blob *bottom, const crema_blob *p, int a
   return 0;
 }
 
-void crema_axis_mul(const crema_axis_dims *d, const float *x, const float *s, float *y) {
-  const size_t rows = d->outer * d->dim, inner = d->inner, dim = d->dim;
-#pragma omp parallel for if (rows * inner > CREMA_PAR_MIN) schedule(static)
-  for (size_t r = 0; r < rows; r++) {
-    const float v = s[r % dim];
-    const float *xr = x + r * inner;
-    float *yr = y + r * inner;
-    for (size_t i = 0; i < inner; i++) yr[i] = xr[i] * v;
+/* One contiguous run of a row: y = x * a + c (mul / add say which parts apply), and a copy of
+ * x into saved when it is not NULL. Separate loops per case, so each vectorises and x * 1 or
+ * x + 0 is never computed (x + 0 would turn -0 into +0). */
+static void scale_shift_run(const float *x, float *y, float *saved, size_t n, bool mul, float a, bool add,
+                            float c) {
+  if (saved) {
+    if (mul && add)
+      for (size_t i = 0; i < n; i++) {
+        const float v = x[i];
+        saved[i] = v;
+        y[i] = v * a + c;
+      }
+    else if (mul)
+      for (size_t i = 0; i < n; i++) {
+        const float v = x[i];
+        saved[i] = v;
+        y[i] = v * a;
+      }
+    else
+      for (size_t i = 0; i < n; i++) {
+        const float v = x[i];
+        saved[i] = v;
+        y[i] = v + c;
+      }
+    return;
+  }
+  if (mul && add)
+    for (size_t i = 0; i < n; i++) y[i] = x[i] * a + c;
+  else if (mul)
+    for (size_t i = 0; i < n; i++) y[i] = x[i] * a;
+  else if (add)
+    for (size_t i = 0; i < n; i++) y[i] = x[i] + c;
+}
+
+void crema_axis_scale_shift(const crema_axis_dims *d, const float *x, const float *s, const float *b, float *y,
+                            float *saved) {
+  const size_t inner = d->inner, dim = d->dim, total = d->outer * dim * inner;
+  if (total == 0 || inner == 0) return;
+  /* Each thread takes one contiguous range of elements (cut at 16-float boundaries, so no two
+   * threads write one cache line), whatever the shape: a scalar or a single row spreads over
+   * the threads as well as many short rows do. */
+#pragma omp parallel if (total > CREMA_PAR_MIN)
+  {
+    const size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+    size_t lo = total / 16 * t / nt * 16, hi = t + 1 == nt ? total : total / 16 * (t + 1) / nt * 16;
+    while (lo < hi) {
+      const size_t r = lo / inner, i0 = lo - r * inner;
+      const size_t len = inner - i0 < hi - lo ? inner - i0 : hi - lo;
+      const size_t k = r % dim;
+      scale_shift_run(x + lo, y + lo, saved ? saved + lo : NULL, len, s != NULL, s ? s[k] : 1.0f, b != NULL,
+                      b ? b[k] : 0.0f);
+      lo += len;
+    }
   }
 }
 
+void crema_axis_mul(const crema_axis_dims *d, const float *x, const float *s, float *y) {
+  crema_axis_scale_shift(d, x, s, NULL, y, NULL);
+}
+
 void crema_axis_add(const crema_axis_dims *d, const float *b, float *y) {
-  const size_t rows = d->outer * d->dim, inner = d->inner, dim = d->dim;
-#pragma omp parallel for if (rows * inner > CREMA_PAR_MIN) schedule(static)
-  for (size_t r = 0; r < rows; r++) {
-    const float v = b[r % dim];
-    float *yr = y + r * inner;
-    for (size_t i = 0; i < inner; i++) yr[i] += v;
-  }
+  crema_axis_scale_shift(d, y, NULL, b, y, NULL);
 }
 
 double crema_sum_floats(const float *a, size_t n) {
@@ -133,5 +177,33 @@ void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m,
       }
     }
     out[k] = accumulate ? out[k] + (float)acc : (float)acc;
+  }
+}
+
+void crema_axis_scale_backward(const crema_axis_dims *d, const float *dy, const float *x, const float *s,
+                               float *ds, bool ds_accumulate, float *db, bool db_accumulate, float *dx) {
+  const size_t dim = d->dim, outer = d->outer, inner = d->inner, total = outer * dim * inner;
+  if (!(dim >= 16 || total <= CREMA_PAR_MIN)) {
+    /* Few long sums: crema_axis_reduce splits each one over the threads; one pass each. */
+    if (db) crema_axis_reduce(d, dy, NULL, db, db_accumulate);
+    if (ds) crema_axis_reduce(d, dy, x, ds, ds_accumulate);
+    if (dx) crema_axis_mul(d, dy, s, dx);
+    return;
+  }
+  /* One pass: each row is summed (the same sums, in the same order, as crema_axis_reduce)
+   * and then scaled into dx while it is still in cache. dx may be dy: the row is read first. */
+#pragma omp parallel for if (total > CREMA_PAR_MIN) schedule(static)
+  for (size_t k = 0; k < dim; k++) {
+    double acc_s = 0.0, acc_b = 0.0;
+    const float v = dx ? s[k] : 0.0f;
+    for (size_t o = 0; o < outer; o++) {
+      const size_t off = (o * dim + k) * inner;
+      if (db) acc_b += crema_sum_floats(dy + off, inner);
+      if (ds) acc_s += crema_dot_floats(dy + off, x + off, inner);
+      if (dx)
+        for (size_t i = 0; i < inner; i++) dx[off + i] = dy[off + i] * v;
+    }
+    if (db) db[k] = db_accumulate ? db[k] + (float)acc_b : (float)acc_b;
+    if (ds) ds[k] = ds_accumulate ? ds[k] + (float)acc_s : (float)acc_s;
   }
 }

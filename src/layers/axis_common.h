@@ -30,6 +30,11 @@ int crema_axis_param_shape(const crema_blob *bottom, int axis, int num_axes, con
 int crema_axis_dims_compute(const crema_blob *bottom, const crema_blob *p, int axis, const char *what,
                             crema_axis_dims *d, crema_error *err);
 
+/* y[o, d, i] = x[o, d, i] * s[d] + b[d] in one pass (s NULL: no multiply; b NULL: no add),
+ * copying x into saved first when saved is not NULL. y may equal x. The same results as
+ * crema_axis_mul followed by crema_axis_add. Parallel over elements, whatever the shape. */
+void crema_axis_scale_shift(const crema_axis_dims *d, const float *x, const float *s, const float *b, float *y,
+                            float *saved);
 /* y[o, d, i] = x[o, d, i] * s[d]. y may equal x. */
 void crema_axis_mul(const crema_axis_dims *d, const float *x, const float *s, float *y);
 /* y[o, d, i] += b[d]. */
@@ -37,6 +42,11 @@ void crema_axis_add(const crema_axis_dims *d, const float *b, float *y);
 /* out[d] (+)= sum over o, i of a[o, d, i] * (m ? m[o, d, i] : 1); accumulates when
  * `accumulate`, else overwrites. Sums in double, so long reductions stay accurate. */
 void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m, float *out, bool accumulate);
+/* Scale's backward, in one pass over dy where there are enough channels to share among the
+ * threads: db[d] (+)= sum of dy, ds[d] (+)= sum of dy * x (as crema_axis_reduce, with the same
+ * results), dx = dy * s[d]. Any of ds, db, dx may be NULL (then x, s may be too); dx may be dy. */
+void crema_axis_scale_backward(const crema_axis_dims *d, const float *dy, const float *x, const float *s,
+                               float *ds, bool ds_accumulate, float *db, bool db_accumulate, float *dx);
 
 /* sum a[i] and sum a[i] * b[i] over n elements: eight independent float partial sums (so the
  * loop is not bound by the latency of one long chain of dependent adds), combined in double.

@@ -47,8 +47,7 @@ static int bias_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   (void)err;
   bias_state *s = l->state;
   const crema_blob *b = l->n_bottom > 1 ? bottom[1] : l->blobs[0];
-  crema_copy(bottom[0]->count, bottom[0]->data, top[0]->data); /* no-op in place */
-  crema_axis_add(&s->d, b->data, top[0]->data);
+  crema_axis_scale_shift(&s->d, bottom[0]->data, NULL, b->data, top[0]->data, NULL); /* one pass */
   return 0;
 }
 

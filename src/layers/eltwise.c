@@ -97,20 +97,24 @@ static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
   default: { /* MAX, with Caffe's tie rule: bottom 1 wins ties with bottom 0, later bottoms
               * win only when strictly larger. */
     int *mask = s->mask;
+    /* Selects rather than branches, so the loops vectorise. */
 #pragma omp parallel for if (par) schedule(static)
     for (size_t k = 0; k < n; k++) {
-      const bool first = a[k] > b[k];
-      y[k] = first ? a[k] : b[k];
-      mask[k] = first ? 0 : 1;
+      const float av = a[k], bv = b[k];
+      const int first = av > bv;
+      y[k] = first ? av : bv;
+      mask[k] = 1 - first;
     }
     for (int i = 2; i < nb; i++) {
       const float *x = bottom[i]->data;
+      const int bi = i;
 #pragma omp parallel for if (par) schedule(static)
-      for (size_t k = 0; k < n; k++)
-        if (x[k] > y[k]) {
-          y[k] = x[k];
-          mask[k] = i;
-        }
+      for (size_t k = 0; k < n; k++) {
+        const float xv = x[k], yv = y[k];
+        const int m = mask[k], gt = xv > yv;
+        y[k] = gt ? xv : yv;
+        mask[k] = gt ? bi : m;
+      }
     }
     break;
   }
@@ -155,7 +159,10 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
     }
     default: { /* MAX */ const int *mask = s->mask;
 #pragma omp parallel for if (par) schedule(static)
-      for (size_t k = 0; k < n; k++) dx[k] = mask[k] == i ? dy[k] : 0.0f;
+      for (size_t k = 0; k < n; k++) {
+        const float g = dy[k];
+        dx[k] = mask[k] == i ? g : 0.0f;
+      }
       break;
     }
     }

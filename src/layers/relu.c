@@ -48,8 +48,12 @@ static int relu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   float *y = top[0]->data;
   const float ns = s->negative_slope;
   if (relu_keeps_input(s, bottom, top)) crema_copy(n, x, s->saved->data);
+  /* Both sides computed unconditionally (a select, not a branch), so the loop vectorises. */
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : ns * x[i];
+  for (size_t i = 0; i < n; i++) {
+    const float v = x[i], neg = ns * v;
+    y[i] = v > 0.0f ? v : neg;
+  }
   return 0;
 }
 
@@ -64,7 +68,10 @@ static void relu_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   float *dx = bottom[0]->diff;
   const float ns = s->negative_slope;
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : ns * dy[i];
+  for (size_t i = 0; i < n; i++) {
+    const float g = dy[i], neg = ns * g;
+    dx[i] = x[i] > 0.0f ? g : neg;
+  }
 }
 
 static void relu_free(crema_layer *l) {

@@ -8,7 +8,8 @@
  * Caffe does with an internal Bias layer. See axis_common.h for the broadcasting.
  *   d bottom[0] = d top * s;   d s = sum of d top * bottom[0];   d b = sum of d top
  * (sums over every axis outside the run). In-place (top = bottom[0]) allowed: the layer then
- * keeps a copy of its input for d s. */
+ * keeps a copy of its input for d s (not when the scale is learned and frozen). Forward and
+ * backward each make one pass over the data (axis_common.h). */
 #include <stdlib.h>
 
 #include "layers/axis_common.h"
@@ -69,14 +70,26 @@ static int scale_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *
   return crema_blob_reshape_like(top[0], bottom[0], err);
 }
 
+/* Scale and bias broadcast the same way (the usual case): one pass does both. */
+static bool same_dims(const scale_state *s) {
+  return s->bias_index < 0 || (s->d.outer == s->bd.outer && s->d.dim == s->bd.dim && s->d.inner == s->bd.inner);
+}
+
 static int scale_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                          crema_error *err) {
   (void)err;
   scale_state *s = l->state;
   const crema_blob *sc = l->n_bottom > 1 ? bottom[1] : l->blobs[0];
-  if (bottom[0] == top[0]) crema_copy(bottom[0]->count, bottom[0]->data, s->saved->data);
+  const float *bias = s->bias_index >= 0 ? l->blobs[s->bias_index]->data : NULL;
+  /* In place, d s needs the input: keep a copy unless nobody asks for d s (a frozen scale). */
+  float *saved = bottom[0] == top[0] && (l->n_bottom > 1 || l->param_propagate_down[0]) ? s->saved->data : NULL;
+  if (same_dims(s)) {
+    crema_axis_scale_shift(&s->d, bottom[0]->data, sc->data, bias, top[0]->data, saved);
+    return 0;
+  }
+  if (saved) crema_copy(bottom[0]->count, bottom[0]->data, saved);
   crema_axis_mul(&s->d, bottom[0]->data, sc->data, top[0]->data);
-  if (s->bias_index >= 0) crema_axis_add(&s->bd, l->blobs[s->bias_index]->data, top[0]->data);
+  crema_axis_add(&s->bd, bias, top[0]->data);
   return 0;
 }
 
@@ -86,14 +99,19 @@ static void scale_backward(crema_layer *l, crema_blob *const *top, const bool *p
   const bool learned = l->n_bottom == 1;
   crema_blob *sc = learned ? l->blobs[0] : bottom[1];
   const float *dy = top[0]->diff;
-  /* Parameter sums first: in place, dy and d bottom[0] are the same buffer. */
-  if (s->bias_index >= 0 && l->param_propagate_down[s->bias_index])
-    crema_axis_reduce(&s->bd, dy, NULL, l->blobs[s->bias_index]->diff, true);
-  if (learned ? l->param_propagate_down[0] : propagate_down[1]) {
-    const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  const bool bias_grad = s->bias_index >= 0 && l->param_propagate_down[s->bias_index];
+  const bool scale_grad = learned ? l->param_propagate_down[0] : propagate_down[1];
+  const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  float *db = bias_grad ? l->blobs[s->bias_index]->diff : NULL;
+  if (same_dims(s)) {
     /* A learned scale accumulates; a bottom's diff is overwritten (layer.h). */
-    crema_axis_reduce(&s->d, dy, x, sc->diff, learned);
+    crema_axis_scale_backward(&s->d, dy, x, sc->data, scale_grad ? sc->diff : NULL, learned, db, true,
+                              propagate_down[0] ? bottom[0]->diff : NULL);
+    return;
   }
+  /* Parameter sums first: in place, dy and d bottom[0] are the same buffer. */
+  if (db) crema_axis_reduce(&s->bd, dy, NULL, db, true);
+  if (scale_grad) crema_axis_reduce(&s->d, dy, x, sc->diff, learned);
   if (propagate_down[0]) crema_axis_mul(&s->d, dy, sc->data, bottom[0]->diff);
 }
 

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "layers/split.h"
 #include "net/net_internal.h"
 #include "proto/io.h"
 #include "proto/upgrade.h"
@@ -615,6 +616,31 @@ static int setup_layer(crema_net *net, int li, const crema_net_options *opt, cre
   return 0;
 }
 
+/* Split tops share their bottom's data (split.c); a top that a layer overwrites in place gets
+ * its own copy instead, so the split's other consumers still read the bottom's values. */
+static int split_copies(crema_net *net, crema_error *err) {
+  bool *written = calloc((size_t)net->n_blobs + 1, sizeof(bool));
+  if (!written) return crema_fail(err, "out of memory");
+  for (int li = 0; li < net->n_layers; li++)
+    for (int j = 0; j < net->layers[li].n_top && j < net->layers[li].n_bottom; j++)
+      if (net->layers[li].top_ids[j] == net->layers[li].bottom_ids[j]) written[net->layers[li].top_ids[j]] = true;
+  int rc = 0;
+  for (int li = 0; li < net->n_layers && !rc; li++) {
+    net_layer *L = &net->layers[li];
+    if (strcmp(L->layer->ops->type, "Split")) continue;
+    bool any = false;
+    for (int j = 0; j < L->n_top; j++)
+      if (written[L->top_ids[j]]) {
+        crema_split_set_copy(L->layer, j, true);
+        any = true;
+      }
+    if (any && crema_layer_reshape(L->layer, L->bottoms, L->tops, err))
+      rc = crema_error_prefix(err, "%s", net_source(net));
+  }
+  free(written);
+  return rc;
+}
+
 /* Caffe's pass from the last layer back: layers whose tops influence no loss, or whose
  * tops nobody back-propagates into, skip backward. */
 static void prune_backward(crema_net *net) {
@@ -749,6 +775,7 @@ int crema_net_build(const Crema__NetParameter *param, const crema_net_options *o
   if (!net->params || !net->named) goto oom;
   for (int li = 0; li < net->n_layers; li++)
     if (setup_layer(net, li, opt, err)) goto fail;
+  if (split_copies(net, err)) goto fail;
   prune_backward(net);
   if (msg->force_backward) force_backward(net);
   if (collect_outputs(net, err)) goto fail;

@@ -26,10 +26,27 @@ size_t crema_blob_memory_held(void) { return atomic_load(&g_blob_bytes); }
 
 crema_blob *crema_blob_new(void) { return calloc(1, sizeof(crema_blob)); }
 
+/* Bytes b holds: its diff, and its data unless that is another blob's. */
+static size_t blob_bytes(const crema_blob *b) { return b->capacity * (b->data_shared ? 1 : 2) * sizeof(float); }
+
+/* Refuses (with the sizes) when b would hold `want` bytes instead of what it holds now. */
+static int check_limit(const crema_blob *b, size_t count, size_t want, crema_error *err) {
+  const size_t limit = crema_blob_memory_limit();
+  const size_t held = atomic_load(&g_blob_bytes) - blob_bytes(b);
+  if (want > limit || held > limit - want)
+    return crema_fail(
+        err,
+        "a blob of %zu floats needs %.1f MB (data and diff); with the %.1f MB the other blobs "
+        "hold, that is more than the memory limit of %.1f MB (the machine's memory unless "
+        "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
+        count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
+  return 0;
+}
+
 void crema_blob_free(crema_blob *b) {
   if (!b) return;
-  atomic_fetch_sub(&g_blob_bytes, b->capacity * 2 * sizeof(float));
-  crema_aligned_free(b->data);
+  atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
+  if (!b->data_shared) crema_aligned_free(b->data);
   crema_aligned_free(b->diff);
   free(b);
 }
@@ -48,15 +65,7 @@ int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_erro
   if (count > b->capacity) {
     /* Refuse before allocating: zero-filling more than the machine holds would get the
      * process killed instead of reporting which blob (and so which layer) is too big. */
-    const size_t want = count * 2 * sizeof(float), limit = crema_blob_memory_limit();
-    const size_t held = atomic_load(&g_blob_bytes) - b->capacity * 2 * sizeof(float);
-    if (want > limit || held > limit - want)
-      return crema_fail(
-          err,
-          "a blob of %zu floats needs %.1f MB (data and diff); with the %.1f MB the other blobs "
-          "hold, that is more than the memory limit of %.1f MB (the machine's memory unless "
-          "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
-          count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
+    if (check_limit(b, count, count * 2 * sizeof(float), err)) return -1;
     float *data = crema_aligned_alloc(count * sizeof(float));
     float *diff = crema_aligned_alloc(count * sizeof(float));
     if (!data || !diff) {
@@ -64,12 +73,22 @@ int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_erro
       crema_aligned_free(diff);
       return crema_fail(err, "out of memory allocating a blob of %zu floats", count);
     }
-    crema_aligned_free(b->data);
+    if (!b->data_shared) crema_aligned_free(b->data);
     crema_aligned_free(b->diff);
+    atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
     b->data = data;
     b->diff = diff;
-    atomic_fetch_add(&g_blob_bytes, (count - b->capacity) * 2 * sizeof(float));
+    b->data_shared = false;
     b->capacity = count;
+    atomic_fetch_add(&g_blob_bytes, blob_bytes(b));
+  } else if (b->data_shared) { /* the view ends: own data again, as large as the diff */
+    if (check_limit(b, b->capacity, b->capacity * 2 * sizeof(float), err)) return -1;
+    float *data = crema_aligned_alloc(b->capacity * sizeof(float));
+    if (!data) return crema_fail(err, "out of memory allocating a blob of %zu floats", b->capacity);
+    atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
+    b->data = data;
+    b->data_shared = false;
+    atomic_fetch_add(&g_blob_bytes, blob_bytes(b));
   }
   b->num_axes = num_axes;
   for (int i = 0; i < num_axes; i++) b->shape[i] = shape[i];
@@ -85,6 +104,32 @@ int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *
 
 int crema_blob_reshape_like(crema_blob *b, const crema_blob *other, crema_error *err) {
   return crema_blob_reshape(b, other->num_axes, other->shape, err);
+}
+
+int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err) {
+  if (b == src) return 0;
+  if (src->count > b->capacity) { /* grow the diff only */
+    if (check_limit(b, src->count, src->count * sizeof(float), err)) return -1;
+    float *diff = crema_aligned_alloc(src->count * sizeof(float));
+    if (!diff) return crema_fail(err, "out of memory allocating a blob of %zu floats", src->count);
+    if (!b->data_shared) crema_aligned_free(b->data);
+    crema_aligned_free(b->diff);
+    atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
+    b->diff = diff;
+    b->capacity = src->count;
+    b->data_shared = true;
+    atomic_fetch_add(&g_blob_bytes, blob_bytes(b));
+  } else if (!b->data_shared) {
+    crema_aligned_free(b->data);
+    atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
+    b->data_shared = true;
+    atomic_fetch_add(&g_blob_bytes, blob_bytes(b));
+  }
+  b->data = src->data;
+  b->num_axes = src->num_axes;
+  for (int i = 0; i < src->num_axes; i++) b->shape[i] = src->shape[i];
+  b->count = src->count;
+  return 0;
 }
 
 size_t crema_blob_count_range(const crema_blob *b, int start, int end) {

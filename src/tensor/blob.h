@@ -19,9 +19,10 @@ typedef struct crema_blob {
   int num_axes;
   int shape[CREMA_MAX_AXES];
   size_t count;    /* product of shape; 1 for a 0-axis (scalar) blob */
-  size_t capacity; /* elements allocated in data and diff */
+  size_t capacity; /* elements allocated in diff, and in data unless data_shared */
   float *data;
   float *diff;
+  bool data_shared; /* data is another blob's (crema_blob_share_data): not owned */
 } crema_blob;
 
 /* An empty blob (0 axes... count 0 until reshaped). NULL when out of memory. */
@@ -29,7 +30,8 @@ crema_blob *crema_blob_new(void);
 void crema_blob_free(crema_blob *b);
 
 /* Reshapes to num_axes dims; grows the buffers when needed (new memory zeroed).
- * Fails on a negative dim, too many axes, an overflowing count, or out of memory. */
+ * Fails on a negative dim, too many axes, an overflowing count, or out of memory.
+ * A blob sharing another's data gets its own data again (zeroed). */
 int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_error *err);
 /* Memory guard: reshape refuses (with the sizes in the message) to grow a blob when every
  * blob's data and diff together would exceed the limit, instead of allocating and being killed
@@ -42,6 +44,11 @@ size_t crema_blob_memory_held(void);
 /* Convenience: up to 4 dims; pass -1 for unused trailing dims (e.g. (n, c, -1, -1) = 2-d). */
 int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *err);
 int crema_blob_reshape_like(crema_blob *b, const crema_blob *other, crema_error *err);
+/* Caffe's ShareData: gives b src's shape and makes b->data point at src's data (b keeps its
+ * own diff, grown when needed). b's own data buffer is released. The view lasts until b is
+ * reshaped or freed (b never frees src's data); it follows src only when called again, so
+ * call it again after src may have been reallocated (a reshape that grew it). */
+int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err);
 
 /* Product of shape[start..end). */
 size_t crema_blob_count_range(const crema_blob *b, int start, int end);
