@@ -710,6 +710,97 @@ START_TEST(test_pool_gradients) {
 }
 END_TEST
 
+/* Caffe's pooling loops as written in pooling_layer.cpp, one window at a time; except that an
+ * empty window (ceil mode, no padding, past the input) divides by 1, not 0 (see below). */
+static void ref_pool(const float *x, int planes, int H, int W, int PH, int PW, int kh, int kw, int sh, int sw,
+                     int ph, int pw, bool is_max, float *y, float *mask) {
+  for (int pl = 0; pl < planes; pl++)
+    for (int oh = 0; oh < PH; oh++)
+      for (int ow = 0; ow < PW; ow++) {
+        int hs = oh * sh - ph, ws = ow * sw - pw;
+        int he = hs + kh < H + ph ? hs + kh : H + ph, we = ws + kw < W + pw ? ws + kw : W + pw;
+        const int size = (he - hs > 1 ? he - hs : 1) * (we - ws > 1 ? we - ws : 1);
+        hs = hs < 0 ? 0 : hs;
+        ws = ws < 0 ? 0 : ws;
+        he = he < H ? he : H;
+        we = we < W ? we : W;
+        const float *src = x + (size_t)pl * H * W;
+        const size_t o = ((size_t)pl * PH + oh) * PW + ow;
+        float best = -FLT_MAX, sum = 0.0f;
+        int arg = -1;
+        for (int h = hs; h < he; h++)
+          for (int w = ws; w < we; w++) {
+            sum += src[h * W + w];
+            if (src[h * W + w] > best) {
+              best = src[h * W + w];
+              arg = h * W + w;
+            }
+          }
+        y[o] = is_max ? best : sum / (float)size;
+        if (is_max) mask[o] = (float)arg;
+      }
+}
+
+/* The vectorised row loops against Caffe's window loops, bit for bit: every kernel, stride and
+ * pad up to 5 on odd and even sizes, ceil and floor, rectangles, global pooling. The data
+ * hold many ties (a few distinct values) and, for MAX, -inf, -FLT_MAX and NaN, so the argmax
+ * tie rule (the first maximum in row-major order wins) is exercised. */
+START_TEST(test_pool_matches_caffe_loops_bitwise) {
+  static const int sizes[][2] = {{1, 1}, {3, 3}, {5, 7}, {8, 8}, {13, 11}, {27, 27}, {2, 31}};
+  int n_cases = 0;
+  for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+    for (int k = 1; k <= 5; k++)
+      for (int stride = 1; stride <= 3; stride++)
+        for (int pad = 0; pad < k && pad <= 2; pad++)
+          for (int mode = 0; mode < 4; mode++) { /* bit 0: AVE; bit 1: floor */
+            const int H = sizes[si][0], W = sizes[si][1];
+            const bool ave = mode & 1, fl = mode & 2;
+            const int kh = k, kw = k > 1 && (si & 1) ? k - 1 : k; /* rectangles on every other size */
+            if (H + 2 * pad < kh || W + 2 * pad < kw || pad >= kw) continue;
+            crema_blob *x = blob4(2, 3, H, W, 700 + (uint64_t)n_cases);
+            for (size_t i = 0; i < x->count; i++) {
+              x->data[i] = (float)((int)(x->data[i] * 2.0f)); /* ties */
+              if (!ave && i % 17 == 3) x->data[i] = -INFINITY;
+              if (!ave && i % 23 == 5) x->data[i] = NAN;
+              if (!ave && i % 29 == 7) x->data[i] = -FLT_MAX;
+            }
+            char text[256];
+            snprintf(text, sizeof text,
+                     "name: 'p' type: 'Pooling' pooling_param { pool: %s kernel_h: %d kernel_w: %d stride: %d "
+                     "pad: %d round_mode: %s }",
+                     ave ? "AVE" : "MAX", kh, kw, stride, pad, fl ? "FLOOR" : "CEIL");
+            run r = run_forward(text, 1, &x, ave ? 1 : 2);
+            const int PH = r.top[0]->shape[2], PW = r.top[0]->shape[3];
+            float *y = malloc(r.top[0]->count * sizeof(float)), *m = malloc(r.top[0]->count * sizeof(float));
+            ref_pool(x->data, 6, H, W, PH, PW, kh, kw, stride, stride, pad, pad, !ave, y, m);
+            ck_assert_msg(!memcmp(y, r.top[0]->data, r.top[0]->count * sizeof(float)), "%s on %dx%d: values",
+                          text, H, W);
+            if (!ave)
+              ck_assert_msg(!memcmp(m, r.top[1]->data, r.top[0]->count * sizeof(float)), "%s on %dx%d: argmax",
+                            text, H, W);
+            free(y);
+            free(m);
+            run_free(&r);
+            crema_blob_free(x);
+            n_cases++;
+          }
+  ck_assert_int_gt(n_cases, 500);
+  for (int ave = 0; ave < 2; ave++) { /* global pooling */
+    crema_blob *x = blob4(2, 5, 7, 9, 77);
+    for (size_t i = 0; i < x->count; i++) x->data[i] = (float)((int)(x->data[i] * 2.0f));
+    run r = run_forward(ave ? "name: 'p' type: 'Pooling' pooling_param { pool: AVE global_pooling: true }"
+                            : "name: 'p' type: 'Pooling' pooling_param { pool: MAX global_pooling: true }",
+                        1, &x, ave ? 1 : 2);
+    float y[10], m[10];
+    ref_pool(x->data, 10, 7, 9, 1, 1, 7, 9, 1, 1, 0, 0, !ave, y, m);
+    ck_assert(!memcmp(y, r.top[0]->data, sizeof y));
+    if (!ave) ck_assert(!memcmp(m, r.top[1]->data, sizeof m));
+    run_free(&r);
+    crema_blob_free(x);
+  }
+}
+END_TEST
+
 /* A stride near INT_MAX: in ceil mode without padding Caffe keeps a last window that starts
  * far past the input. o * stride and the window end once overflowed int (UBSan); such a
  * window is empty: AVE gives 0, MAX gives -FLT_MAX with no argmax, as in Caffe. */
@@ -988,6 +1079,7 @@ int main(void) {
   tcase_add_test(pool, test_pool_ave_divisor);
   tcase_add_test(pool, test_pool_global_and_rect);
   tcase_add_test(pool, test_pool_gradients);
+  tcase_add_test(pool, test_pool_matches_caffe_loops_bitwise);
   tcase_add_test(pool, test_pool_huge_stride);
   tcase_add_test(pool, test_pool_errors);
   suite_add_tcase(s, pool);

@@ -113,7 +113,7 @@ static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
         const float xv = x[k], yv = y[k];
         const int m = mask[k], gt = xv > yv;
         y[k] = gt ? xv : yv;
-        mask[k] = gt ? bi : m;
+        mask[k] = m + gt * (bi - m); /* arithmetic: gcc will not vectorise an int select here */
       }
     }
     break;

@@ -178,56 +178,136 @@ static void pool_window(int o, int stride, int pad, int k, int in, int *lo, int 
   *hi = end > in ? in : end < *lo ? *lo : (int)end;
 }
 
+/* Interior output columns [*ow0, *ow1): windows wholly inside the input, starting at
+ * ow * stride - pad and K wide (no clipping, AVE divisor extent K). */
+static void interior_cols(int PW, int W, int K, int stride, int pad, int *ow0, int *ow1) {
+  int lo = (pad + stride - 1) / stride;
+  int64_t last = (int64_t)W + pad - K; /* the largest start + pad that still fits */
+  int hi = last < 0 ? 0 : (int)(last / stride) + 1;
+  if (lo > PW) lo = PW;
+  if (hi > PW) hi = PW;
+  if (hi < lo) hi = lo;
+  *ow0 = lo;
+  *ow1 = hi;
+}
+
+/* One kernel tap (row ih, column offset off = kw - pad) for the interior columns of an output
+ * row: each output keeps the first strictly larger value, as the window loop does in row-major
+ * order. Selects, not branches, so it vectorises; inlined with stride 1 and 2 as constants. */
+static inline void max_tap(const float *restrict srow, int base, float *restrict best, int *restrict arg, int ow0,
+                           int ow1, int stride, int off) {
+  for (int ow = ow0; ow < ow1; ow++) {
+    const int iw = ow * stride + off;
+    const float v = srow[iw], b = best[ow];
+    const int gt = v > b;
+    best[ow] = gt ? v : b;
+    /* arithmetic, not a select: gcc 12 will not if-convert an int select on a float compare */
+    const unsigned a = (unsigned)arg[ow];
+    arg[ow] = (int)(a + (unsigned)gt * ((unsigned)(base + iw) - a));
+  }
+}
+
+static inline void sum_tap(const float *restrict srow, float *restrict sum, int ow0, int ow1, int stride,
+                           int off) {
+  for (int ow = ow0; ow < ow1; ow++) sum[ow] += srow[ow * stride + off];
+}
+
+/* The window of (oh, ow) in the plane, clipped, as the reference loop: max and its argmax. */
+static void max_window(const float *src, int W, int hs, int he, int ws, int we, float *out, int *arg_out) {
+  float best = -FLT_MAX;
+  int arg = -1;
+  for (int ih = hs; ih < he; ih++) {
+    const float *srow = src + (size_t)ih * W;
+    for (int iw = ws; iw < we; iw++)
+      if (srow[iw] > best) {
+        best = srow[iw];
+        arg = ih * W + iw;
+      }
+  }
+  *out = best;
+  *arg_out = arg;
+}
+
+static float sum_window(const float *src, int W, int hs, int he, int ws, int we) {
+  float sum = 0.0f;
+  for (int ih = hs; ih < he; ih++) {
+    const float *srow = src + (size_t)ih * W;
+    for (int iw = ws; iw < we; iw++) sum += srow[iw];
+  }
+  return sum;
+}
+
+/* Forward of one plane. Border columns (windows clipped by the edge) go window by window;
+ * the interior columns of each output row go tap by tap across the row, vectorised. Every
+ * output sees the same values in the same order either way (rows of its window in turn, each
+ * left to right), so the results, argmax ties included, are the same. */
+static void pool_forward_plane(const pool_state *s, bool is_max, const float *src, float *dst, int *mask) {
+  const int W = s->w, PH = s->ph, PW = s->pw, K = s->kernel_w, stride = s->stride_w, pad = s->pad_w;
+  const int *rows = s->win, *cols = s->win + 3 * (size_t)PH;
+  int ow0, ow1;
+  interior_cols(PW, W, K, stride, pad, &ow0, &ow1);
+  if (ow1 - ow0 < 4) ow0 = ow1 = PW; /* too few to share a vector (global pooling): window by window */
+  for (int oh = 0; oh < PH; oh++) {
+    const int hs = rows[3 * oh], he = rows[3 * oh + 1], len_h = rows[3 * oh + 2];
+    float *drow = dst + (size_t)oh * PW;
+    if (is_max) {
+      int *mrow = mask + (size_t)oh * PW;
+      for (int ow = ow0; ow < ow1; ow++) {
+        drow[ow] = -FLT_MAX;
+        mrow[ow] = -1;
+      }
+      for (int ih = hs; ih < he && ow0 < ow1; ih++) {
+        const float *srow = src + (size_t)ih * W;
+        for (int kw = 0; kw < K; kw++) {
+          if (stride == 1)
+            max_tap(srow, ih * W, drow, mrow, ow0, ow1, 1, kw - pad);
+          else if (stride == 2)
+            max_tap(srow, ih * W, drow, mrow, ow0, ow1, 2, kw - pad);
+          else
+            max_tap(srow, ih * W, drow, mrow, ow0, ow1, stride, kw - pad);
+        }
+      }
+      for (int ow = 0; ow < ow0; ow++)
+        max_window(src, W, hs, he, cols[3 * ow], cols[3 * ow + 1], &drow[ow], &mrow[ow]);
+      for (int ow = ow1; ow < PW; ow++)
+        max_window(src, W, hs, he, cols[3 * ow], cols[3 * ow + 1], &drow[ow], &mrow[ow]);
+    } else {
+      for (int ow = ow0; ow < ow1; ow++) drow[ow] = 0.0f;
+      for (int ih = hs; ih < he && ow0 < ow1; ih++) {
+        const float *srow = src + (size_t)ih * W;
+        for (int kw = 0; kw < K; kw++) {
+          if (stride == 1)
+            sum_tap(srow, drow, ow0, ow1, 1, kw - pad);
+          else if (stride == 2)
+            sum_tap(srow, drow, ow0, ow1, 2, kw - pad);
+          else
+            sum_tap(srow, drow, ow0, ow1, stride, kw - pad);
+        }
+      }
+      for (int ow = 0; ow < PW; ow++) {
+        const int ws = cols[3 * ow], we = cols[3 * ow + 1], len_w = cols[3 * ow + 2];
+        const float sum = ow >= ow0 && ow < ow1 ? drow[ow] : sum_window(src, W, hs, he, ws, we);
+        drow[ow] = sum / ((float)len_h * (float)len_w);
+      }
+    }
+  }
+}
+
 static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)err;
   const pool_state *s = l->state;
-  const int H = s->h, W = s->w, PH = s->ph, PW = s->pw;
-  const size_t pin = (size_t)H * W, pout = (size_t)PH * PW;
+  const size_t pin = (size_t)s->h * s->w, pout = (size_t)s->ph * s->pw;
   const bool is_max = s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
   float *ymask = l->n_top > 1 ? top[1]->data : NULL;
   const int planes = s->n * s->c;
-  const int *rows = s->win, *cols = s->win + 3 * (size_t)PH;
 #pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768)
   for (int pl = 0; pl < planes; pl++) {
-    const float *src = x + (size_t)pl * pin;
-    float *dst = y + (size_t)pl * pout;
     int *mask = is_max ? s->mask + (size_t)pl * pout : NULL;
-    for (int oh = 0; oh < PH; oh++) {
-      const int hs = rows[3 * oh], he = rows[3 * oh + 1], len_h = rows[3 * oh + 2];
-      float *drow = dst + (size_t)oh * PW;
-      if (is_max) {
-        int *mrow = mask + (size_t)oh * PW;
-        for (int ow = 0; ow < PW; ow++) {
-          const int ws = cols[3 * ow], we = cols[3 * ow + 1];
-          float best = -FLT_MAX;
-          int arg = -1;
-          for (int ih = hs; ih < he; ih++) {
-            const float *srow = src + (size_t)ih * W;
-            for (int iw = ws; iw < we; iw++)
-              if (srow[iw] > best) {
-                best = srow[iw];
-                arg = ih * W + iw;
-              }
-          }
-          drow[ow] = best;
-          mrow[ow] = arg;
-        }
-        if (ymask)
-          for (int ow = 0; ow < PW; ow++) ymask[(size_t)pl * pout + (size_t)oh * PW + ow] = (float)mrow[ow];
-      } else {
-        for (int ow = 0; ow < PW; ow++) {
-          const int ws = cols[3 * ow], we = cols[3 * ow + 1], len_w = cols[3 * ow + 2];
-          float sum = 0.0f;
-          for (int ih = hs; ih < he; ih++) {
-            const float *srow = src + (size_t)ih * W;
-            for (int iw = ws; iw < we; iw++) sum += srow[iw];
-          }
-          drow[ow] = sum / ((float)len_h * (float)len_w);
-        }
-      }
-    }
+    pool_forward_plane(s, is_max, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
+    if (ymask)
+      for (size_t o = 0; o < pout; o++) ymask[(size_t)pl * pout + o] = (float)mask[o];
   }
   return 0;
 }
