@@ -1,14 +1,18 @@
-/* bench_elementwise -- forward/backward throughput of the activation, per-element and
- * normalisation layers on a ResNet-sized activation (32, 64, 56, 56) = 6.4 M floats, with 1
- * thread and with every OpenMP thread, out of place and in place.
+/* bench_elementwise -- forward/backward throughput of the activation, per-element,
+ * normalisation, Eltwise, Split and Pooling layers on a ResNet-sized activation
+ * (32, 64, 56, 56) = 6.4 M floats, with 1 thread and with every OpenMP thread, out of place
+ * and in place, against memcpy of the same blob measured in the same run.
  *
  *   bench_elementwise            every layer, ~0.3 s of timing per measurement
  *   bench_elementwise -quick     one repetition each (a smoke run)
+ *   bench_elementwise WORD ...   only the layers whose label contains one of the words
  *
- * ms = best wall time of the repetitions; cpu = mean CPU milliseconds of the process per pass
- * (all threads: equal to ms on an idle machine with 1 thread, a steadier figure on a busy one);
- * Melem/s = elements of the bottom per second (wall); GB/s counts the bytes each forward must
- * touch at least (read x, write y, plus masks or copies). */
+ * ms = best wall time of the repetitions. GB/s counts the bytes a pass must move at least
+ * (read every input once, write every output once: for ReLU forward x and y, for backward x,
+ * dy and dx; masks, saved copies and second bottoms or tops included), and "/copy" divides
+ * that by memcpy's GB/s (read + write of the blob) at the same thread count: 1.0 means the
+ * layer runs at the speed memory allows. A layer whose forward moves nothing (Split, which
+ * shares its bottom's data) prints its time only. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,107 +28,196 @@
 
 typedef struct bench_case {
   const char *label, *text;
-  int fwd_streams, bwd_streams; /* float arrays of the blob size read or written per pass */
+  int n_bottom, n_top;
+  /* Floats moved per element of one bottom (fb) and of one top (ft), forward and backward;
+   * fwd_inplace_extra: bottom-sized arrays more in place (a saved copy of the input). */
+  float fwd_b, fwd_t, bwd_b, bwd_t, fwd_inplace_extra;
+  bool inplace; /* also time with top 0 = bottom 0 */
 } bench_case;
 
 static const bench_case CASES[] = {
-    {"ReLU", "type: 'ReLU'", 2, 3},
-    {"ReLU leaky 0.1", "type: 'ReLU' relu_param { negative_slope: 0.1 }", 2, 3},
-    {"PReLU", "type: 'PReLU'", 2, 3},
-    {"RReLU", "type: 'RReLU'", 3, 4},
-    {"ELU", "type: 'ELU'", 2, 4},
-    {"Sigmoid", "type: 'Sigmoid'", 2, 3},
-    {"TanH", "type: 'TanH'", 2, 3},
-    {"AbsVal", "type: 'AbsVal'", 2, 3},
-    {"Power 2", "type: 'Power' power_param { power: 2 scale: 0.5 shift: 1 }", 2, 3},
-    {"Power 0.5", "type: 'Power' power_param { power: 0.5 shift: 10 }", 2, 4},
-    {"Dropout", "type: 'Dropout'", 3, 3},
-    {"BatchNorm batch stats", "type: 'BatchNorm' batch_norm_param { use_global_stats: false }", 3, 3},
-    {"BatchNorm global stats", "type: 'BatchNorm' batch_norm_param { use_global_stats: true }", 2, 2},
-    {"Scale per channel + bias", "type: 'Scale' scale_param { bias_term: true }", 2, 3},
-    {"Bias per channel", "type: 'Bias'", 2, 2},
+    {"ReLU", "type: 'ReLU'", 1, 1, 1, 1, 2, 1, 0, true},
+    {"ReLU leaky 0.1", "type: 'ReLU' relu_param { negative_slope: 0.1 }", 1, 1, 1, 1, 2, 1, 0, true},
+    {"PReLU", "type: 'PReLU'", 1, 1, 1, 1, 2, 1, 1, true},
+    {"ELU", "type: 'ELU'", 1, 1, 1, 1, 2, 1, 1, true},
+    {"Sigmoid", "type: 'Sigmoid'", 1, 1, 1, 1, 1, 2, 0, true},
+    {"TanH", "type: 'TanH'", 1, 1, 1, 1, 1, 2, 0, true},
+    {"AbsVal", "type: 'AbsVal'", 1, 1, 1, 1, 2, 1, 0, true},
+    {"Power 2", "type: 'Power' power_param { power: 2 scale: 0.5 shift: 1 }", 1, 1, 1, 1, 2, 1, 0, true},
+    {"Dropout", "type: 'Dropout'", 1, 1, 1, 2, 1, 2, 0, true},
+    {"BatchNorm batch stats", "type: 'BatchNorm' batch_norm_param { use_global_stats: false }", 1, 1, 1, 2, 1,
+     2, 0, true},
+    {"BatchNorm global stats", "type: 'BatchNorm' batch_norm_param { use_global_stats: true }", 1, 1, 1, 1, 1,
+     1, 0, true},
+    {"Scale per channel + bias", "type: 'Scale' scale_param { bias_term: true }", 1, 1, 1, 1, 2, 1, 1, true},
+    {"Bias per channel", "type: 'Bias'", 1, 1, 1, 1, 1, 1, 0, true},
+    {"Eltwise SUM", "type: 'Eltwise'", 2, 1, 2, 1, 2, 1, 0, false},
+    {"Eltwise MAX", "type: 'Eltwise' eltwise_param { operation: MAX }", 2, 1, 2, 2, 2, 2, 0, false},
+    {"Split 2 tops", "type: 'Split'", 1, 2, 0, 0, 1, 1, 0, false},
+    {"Pooling MAX 3x3 s2", "type: 'Pooling' pooling_param { pool: MAX kernel_size: 3 stride: 2 }", 1, 1, 1, 2,
+     1, 2, 0, false},
+    {"Pooling MAX 2x2 s2", "type: 'Pooling' pooling_param { pool: MAX kernel_size: 2 stride: 2 }", 1, 1, 1, 2,
+     1, 2, 0, false},
+    {"Pooling AVE 3x3 s2 p1", "type: 'Pooling' pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 }", 1,
+     1, 1, 1, 1, 1, 0, false},
+    {"Pooling MAX 3x3 s1 p1", "type: 'Pooling' pooling_param { pool: MAX kernel_size: 3 stride: 1 pad: 1 }", 1,
+     1, 1, 2, 1, 2, 0, false},
 };
 
-static double cpu_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Best wall time of reps (seconds) of forward or backward; *cpu gets the mean CPU time of the
- * process per pass (all threads), which a busy machine disturbs much less than wall time. */
-static double time_pass(crema_layer *l, crema_blob *x, crema_blob *y, bool backward, int reps, double *cpu) {
+/* Best wall time (seconds) of reps forward or backward passes. */
+static double time_pass(crema_layer *l, int nb, crema_blob **x, int nt, crema_blob **y, bool backward,
+                        int reps) {
   crema_error err;
-  bool prop = true;
-  double best = 1e30, c0 = cpu_now();
+  bool prop[2] = {true, true};
+  double best = 1e30;
+  (void)nb;
+  (void)nt;
   for (int r = 0; r < reps; r++) {
     double t0 = bench_now();
     if (backward)
-      crema_layer_backward(l, &y, &prop, &x);
-    else if (crema_layer_forward(l, &x, &y, &err))
+      crema_layer_backward(l, y, prop, x);
+    else if (crema_layer_forward(l, x, y, &err))
       bench_die("forward", &err);
     double t = bench_now() - t0;
     if (t < best) best = t;
   }
-  if (cpu) *cpu = (cpu_now() - c0) / reps;
   return best;
+}
+
+/* Best wall time of copying n floats, split in one contiguous range per thread. */
+static double time_memcpy(const float *src, float *dst, size_t n, int reps) {
+  double best = 1e30;
+  for (int r = 0; r < reps; r++) {
+    double t0 = bench_now();
+#pragma omp parallel
+    {
+      const size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
+      const size_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      memcpy(dst + lo, src + lo, (hi - lo) * sizeof(float));
+    }
+    double t = bench_now() - t0;
+    if (t < best) best = t;
+  }
+  return best;
+}
+
+static void cpu_name(char *buf, size_t size) {
+  snprintf(buf, size, "unknown CPU");
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (!f) return;
+  char line[512];
+  while (fgets(line, sizeof line, f))
+    if (!strncmp(line, "model name", 10)) {
+      const char *c = strchr(line, ':');
+      if (c) {
+        c++;
+        while (*c == ' ') c++;
+        snprintf(buf, size, "%s", c);
+        buf[strcspn(buf, "\n")] = '\0';
+      }
+      break;
+    }
+  fclose(f);
+}
+
+static bool selected(const char *label, int argc, char **argv) {
+  bool any = false;
+  for (int i = 1; i < argc; i++) {
+    if (argv[i][0] == '-') continue;
+    any = true;
+    if (strstr(label, argv[i])) return true;
+  }
+  return !any;
 }
 
 int main(int argc, char **argv) {
   crema_tool_init(argc, argv);
-  bool quick = argc > 1 && !strcmp(argv[1], "-quick");
+  bool quick = false;
+  for (int i = 1; i < argc; i++) quick = quick || !strcmp(argv[i], "-quick");
   const int N = 32, C = 64, H = 56, W = 56;
   const int max_threads = omp_get_max_threads();
   crema_error err;
-  crema_blob *x = crema_blob_new(), *y = crema_blob_new(), *x0 = crema_blob_new();
-  if (!x || !y || !x0 || crema_blob_reshape4(x, N, C, H, W, &err) ||
-      crema_blob_reshape4(x0, N, C, H, W, &err))
-    bench_die("allocating blobs", &err);
+  crema_blob *x[2], *y[2], *x0 = crema_blob_new();
+  for (int i = 0; i < 2; i++) {
+    x[i] = crema_blob_new();
+    y[i] = crema_blob_new();
+    if (!x[i] || !y[i] || crema_blob_reshape4(x[i], N, C, H, W, &err) || crema_blob_reshape4(y[i], N, C, H, W, &err))
+      bench_die("allocating blobs", &err);
+  }
+  if (!x0 || crema_blob_reshape4(x0, N, C, H, W, &err)) bench_die("allocating blobs", &err);
   for (size_t i = 0; i < x0->count; i++) x0->data[i] = (float)((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
-  const double elems = (double)x0->count;
+  const size_t n = x0->count;
+  char cpu[256];
+  cpu_name(cpu, sizeof cpu);
 
-  printf(
-      "crema bench_elementwise: bottom (%d, %d, %d, %d) = %.1f M floats; BLAS kernel %s; OpenMP threads %d\n",
-      N, C, H, W, elems / 1e6, crema_blas_corename(), max_threads);
-  printf("%-26s %-7s %3s %9s %9s %9s %9s %9s %9s %8s\n", "layer", "mode", "thr", "fwd ms", "fwd cpu",
-         "fwd Me/s", "bwd ms", "bwd cpu", "bwd Me/s", "fwd GB/s");
+  printf("crema bench_elementwise: bottom (%d, %d, %d, %d) = %.1f M floats (%.1f MB); CPU %s; BLAS kernel %s; "
+         "OpenMP threads %d\n",
+         N, C, H, W, (double)n / 1e6, (double)n * 4 / 1e6, cpu, crema_blas_corename(), max_threads);
+  int thread_counts[2] = {1, max_threads};
+  const int n_counts = max_threads > 1 ? 2 : 1;
+  double copy_gbs[2];
+  for (int t = 0; t < n_counts; t++) {
+    omp_set_num_threads(thread_counts[t]);
+    double c = time_memcpy(x0->data, y[0]->data, n, quick ? 1 : 30);
+    copy_gbs[t] = 2.0 * (double)n * 4 / c / 1e9;
+    printf("memcpy baseline, %d thread%s: %.2f ms, %.1f GB/s (read + write)\n", thread_counts[t],
+           thread_counts[t] > 1 ? "s" : "", c * 1e3, copy_gbs[t]);
+  }
+  printf("| %-26s | %-7s | %3s | %8s | %7s | %5s | %8s | %7s | %5s |\n", "layer", "mode", "thr", "fwd ms",
+         "fwd GB/s", "/copy", "bwd ms", "bwd GB/s", "/copy");
+  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (size_t k = 0; k < sizeof CASES / sizeof *CASES; k++) {
+    const bench_case *bc = &CASES[k];
+    if (!selected(bc->label, argc, argv)) continue;
     ProtobufCMessage *msg = NULL;
-    char text[256];
-    snprintf(text, sizeof text, "name: 'l' bottom: 'x' top: 'y' %s", CASES[k].text);
+    char text[320];
+    snprintf(text, sizeof text, "name: 'l' bottom: 'x' %s top: 'y' %s %s", bc->n_bottom > 1 ? "bottom: 'x1'" : "",
+             bc->n_top > 1 ? "top: 'y1'" : "", bc->text);
     if (crema_text_parse(&crema__layer_parameter__descriptor, text, strlen(text), "<bench>", &msg, &err))
-      bench_die(CASES[k].label, &err);
-    for (int inplace = 0; inplace < 2; inplace++) {
-      int thread_counts[2] = {1, max_threads};
-      for (int t = 0; t < (max_threads > 1 ? 2 : 1); t++) {
+      bench_die(bc->label, &err);
+    for (int inplace = 0; inplace < (bc->inplace ? 2 : 1); inplace++) {
+      for (int t = 0; t < n_counts; t++) {
         omp_set_num_threads(thread_counts[t]);
         crema_layer *l;
-        crema_blob *top = inplace ? x : y;
-        crema_copy(x0->count, x0->data, x->data);
+        crema_blob *top[2] = {inplace ? x[0] : y[0], y[1]};
+        for (int b = 0; b < bc->n_bottom; b++) {
+          if (crema_blob_reshape4(x[b], N, C, H, W, &err)) bench_die("reshape", &err);
+          crema_copy(n, x0->data, x[b]->data);
+          if (b) crema_scal(n, -0.5f, x[b]->data);
+        }
         if (crema_layer_create((Crema__LayerParameter *)msg, CREMA__PHASE__TRAIN, 1, &l, &err) ||
-            crema_layer_setup(l, 1, &x, 1, &top, &err))
-          bench_die(CASES[k].label, &err);
-        crema_set(x->count, 0.5f, top->diff);
+            crema_layer_setup(l, bc->n_bottom, x, bc->n_top, top, &err))
+          bench_die(bc->label, &err);
+        for (int o = 0; o < bc->n_top; o++) crema_set(top[o]->count, 0.5f, top[o]->diff);
         int reps = 1;
         if (!quick) { /* aim for ~0.3 s per measurement */
-          double t1 = time_pass(l, x, top, false, 1, NULL);
-          reps = (int)(0.3 / (t1 > 1e-6 ? t1 : 1e-6));
+          double t1 = time_pass(l, bc->n_bottom, x, bc->n_top, top, false, 1);
+          reps = (int)(0.3 / (t1 > 1e-5 ? t1 : 1e-5));
           reps = reps < 8 ? 8 : reps > 200 ? 200 : reps;
         }
-        double fc, bc;
-        double f = time_pass(l, x, top, false, reps, &fc);
-        double b = time_pass(l, x, top, true, reps, &bc);
-        printf("%-26s %-7s %3d %9.2f %9.2f %9.0f %9.2f %9.2f %9.0f %8.1f\n", CASES[k].label,
-               inplace ? "inplace" : "out", thread_counts[t], f * 1e3, fc * 1e3, elems / f / 1e6, b * 1e3,
-               bc * 1e3, elems / b / 1e6, CASES[k].fwd_streams * elems * 4 / f / 1e9);
+        double f = time_pass(l, bc->n_bottom, x, bc->n_top, top, false, reps);
+        double b = time_pass(l, bc->n_bottom, x, bc->n_top, top, true, reps);
+        const double nb = (double)x[0]->count, nt = (double)top[0]->count;
+        const double fwd_bytes = 4 * ((bc->fwd_b + (inplace ? bc->fwd_inplace_extra : 0)) * nb + bc->fwd_t * nt);
+        const double bwd_bytes = 4 * (bc->bwd_b * nb + bc->bwd_t * nt);
+        const double fg = fwd_bytes / f / 1e9, bg = bwd_bytes / b / 1e9;
+        char fs[16] = "-", fr[16] = "-";
+        if (fwd_bytes > 0) {
+          snprintf(fs, sizeof fs, "%.1f", fg);
+          snprintf(fr, sizeof fr, "%.2f", fg / copy_gbs[t]);
+        }
+        printf("| %-26s | %-7s | %3d | %8.2f | %7s | %5s | %8.2f | %7.1f | %5.2f |\n", bc->label,
+               inplace ? "inplace" : "out", thread_counts[t], f * 1e3, fs, fr, b * 1e3, bg, bg / copy_gbs[t]);
         crema_layer_free(l);
       }
     }
     crema_message_free(msg);
   }
   omp_set_num_threads(max_threads);
-  crema_blob_free(x);
-  crema_blob_free(y);
+  for (int i = 0; i < 2; i++) {
+    crema_blob_free(x[i]);
+    crema_blob_free(y[i]);
+  }
   crema_blob_free(x0);
   return 0;
 }

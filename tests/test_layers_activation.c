@@ -4,6 +4,7 @@
 #include <check.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +136,44 @@ START_TEST(relu_forward_values) {
   const float leaky[] = {-0.2f, -0.05f, 0.0f, 1.0f, 3.0f};
   check_forward("name: 'r' type: 'ReLU'", TRAIN, 5, x, relu);
   check_forward("name: 'r' type: 'ReLU' relu_param { negative_slope: 0.1 }", TEST, 5, x, leaky);
+}
+END_TEST
+
+/* The vectorised loops keep the scalar rule bit for bit: y = x > 0 ? x : slope * x, and
+ * d x = x > 0 ? d y : slope * d y, on -0, NaN and infinities, over a blob above the OpenMP
+ * threshold with a length that leaves a scalar tail. */
+START_TEST(relu_special_values_bitwise) {
+  const float specials[] = {-0.0f, 0.0f, NAN, INFINITY, -INFINITY, -1e-40f, 1e-40f, -3.0f, 2.5f};
+  const float slopes[] = {0.0f, 0.1f, -0.5f};
+  const int n = 40003;
+  for (size_t k = 0; k < sizeof slopes / sizeof slopes[0]; k++) {
+    char text[128];
+    snprintf(text, sizeof text, "name: 'r' type: 'ReLU' relu_param { negative_slope: %g }", (double)slopes[k]);
+    crema_blob *x = crema_blob_new(), *y = crema_blob_new();
+    crema_error err;
+    ck_assert_int_eq(crema_blob_reshape(x, 1, &n, &err), 0);
+    for (int i = 0; i < n; i++) {
+      x->data[i] = specials[i % 9];
+      x->diff[i] = 0.0f;
+    }
+    Crema__LayerParameter *m;
+    crema_layer *l = make_layer(text, TRAIN, 1, &x, &y, &m);
+    forward_ok(l, &x, &y);
+    for (int i = 0; i < n; i++) y->diff[i] = specials[(i + 4) % 9];
+    bool prop = true;
+    crema_layer_backward(l, &y, &prop, &x);
+    for (int i = 0; i < n; i++) {
+      const float v = x->data[i], g = y->diff[i], s = slopes[k];
+      const float want = v > 0.0f ? v : s * v, dwant = v > 0.0f ? g : s * g;
+      ck_assert_msg(!memcmp(&want, &y->data[i], sizeof want), "%s: y[%d] = %g for x = %g", text, i,
+                    (double)y->data[i], (double)v);
+      ck_assert_msg(!memcmp(&dwant, &x->diff[i], sizeof dwant), "%s: dx[%d] = %g", text, i, (double)x->diff[i]);
+    }
+    crema_layer_free(l);
+    crema_message_free(m);
+    crema_blob_free(x);
+    crema_blob_free(y);
+  }
 }
 END_TEST
 
@@ -610,6 +649,7 @@ int main(void) {
   tcase_add_test(tc, registry_knows_types);
   tcase_add_test(tc, relu_forward_values);
   tcase_add_test(tc, relu_gradient);
+  tcase_add_test(tc, relu_special_values_bitwise);
   tcase_add_test(tc, relu_inplace);
   tcase_add_test(tc, prelu_forward_values);
   tcase_add_test(tc, prelu_per_channel_slopes);

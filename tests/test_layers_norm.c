@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "support/run.h"
+#include "layers/axis_common.h"
 #include "layers/layer.h"
 #include "net/net.h"
 #include "support/gradcheck.h"
@@ -556,6 +557,89 @@ START_TEST(large_scale_reductions) {
 }
 END_TEST
 
+/* The one-pass kernels of Scale and Bias (axis_common.c) against the separate passes they
+ * replace, bit for bit: a scalar, few channels (the reductions split each sum over threads),
+ * many channels (one pass per channel); below and above the OpenMP threshold; in place. */
+START_TEST(scale_one_pass_matches_separate_passes) {
+  static const size_t dims[][3] = {{1, 1, 40000}, {8, 4, 1089}, {4, 64, 300}, {2, 32, 7}, {3, 1, 5}};
+  for (size_t c = 0; c < sizeof dims / sizeof dims[0]; c++) {
+    const crema_axis_dims d = {1, dims[c][0], dims[c][1], dims[c][2]};
+    const size_t n = d.outer * d.dim * d.inner;
+    crema_blob *x = blob4((int)n, -1, -1, -1), *dy = blob4((int)n, -1, -1, -1), *p = blob4((int)d.dim, -1, -1, -1);
+    crema_blob *y1 = blob4((int)n, -1, -1, -1), *y2 = blob4((int)n, -1, -1, -1), *sv = blob4((int)n, -1, -1, -1);
+    gradcheck_fill_gaussian(x, 1.0f, 31 + c);
+    gradcheck_fill_gaussian(dy, 1.0f, 41 + c);
+    gradcheck_fill_gaussian(p, 1.0f, 51 + c); /* data: the scale; diff: the bias */
+    memcpy(p->diff, x->data, d.dim * sizeof(float));
+    x->data[0] = -0.0f; /* x + 0 would give +0: the kernels must not add a missing bias */
+    /* forward: scale and bias; scale only; bias only; in place with a saved copy */
+    crema_axis_mul(&d, x->data, p->data, y1->data);
+    crema_axis_add(&d, p->diff, y1->data);
+    crema_axis_scale_shift(&d, x->data, p->data, p->diff, y2->data, sv->data);
+    ck_assert_msg(!memcmp(y1->data, y2->data, n * sizeof(float)), "case %zu: scale + bias", c);
+    ck_assert(!memcmp(sv->data, x->data, n * sizeof(float)));
+    for (size_t i = 0; i < n; i++) y1->data[i] = x->data[i] * p->data[(i / d.inner) % d.dim];
+    crema_axis_scale_shift(&d, x->data, p->data, NULL, y2->data, NULL);
+    ck_assert_msg(!memcmp(y1->data, y2->data, n * sizeof(float)), "case %zu: scale", c);
+    for (size_t i = 0; i < n; i++) y1->data[i] = x->data[i] + p->diff[(i / d.inner) % d.dim];
+    memcpy(y2->data, x->data, n * sizeof(float));
+    crema_axis_scale_shift(&d, y2->data, NULL, p->diff, y2->data, NULL);
+    ck_assert_msg(!memcmp(y1->data, y2->data, n * sizeof(float)), "case %zu: bias in place", c);
+    crema_axis_scale_shift(&d, x->data, NULL, NULL, y2->data, NULL); /* nothing to do: y untouched */
+    ck_assert(!memcmp(y1->data, y2->data, n * sizeof(float)));
+    /* backward, accumulating and not, out of place and in place (dx = dy) */
+    for (int acc = 0; acc < 2; acc++)
+      for (int inplace = 0; inplace < 2; inplace++) {
+        float ds1[64], db1[64], ds2[64], db2[64];
+        for (size_t k = 0; k < d.dim; k++) ds1[k] = ds2[k] = db1[k] = db2[k] = (float)k;
+        crema_axis_reduce(&d, dy->data, NULL, db1, true);
+        crema_axis_reduce(&d, dy->data, x->data, ds1, acc);
+        crema_axis_mul(&d, dy->data, p->data, y1->diff);
+        memcpy(y2->diff, dy->data, n * sizeof(float));
+        crema_axis_scale_backward(&d, inplace ? y2->diff : dy->data, x->data, p->data, ds2, acc, db2, true,
+                                  y2->diff);
+        ck_assert_msg(!memcmp(y1->diff, y2->diff, n * sizeof(float)), "case %zu: d x", c);
+        ck_assert_msg(!memcmp(ds1, ds2, d.dim * sizeof(float)), "case %zu: d scale", c);
+        ck_assert_msg(!memcmp(db1, db2, d.dim * sizeof(float)), "case %zu: d bias", c);
+      }
+    crema_blob *all[] = {x, dy, p, y1, y2, sv};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) crema_blob_free(all[i]);
+  }
+}
+END_TEST
+
+/* A frozen learned scale in place keeps no copy of its input (nobody needs d scale); the
+ * bottom and bias gradients are still right. */
+START_TEST(scale_frozen_inplace) {
+  crema_blob *x = blob4(2, 3, 4, 5), *ref = blob4(2, 3, 4, 5), *yr = crema_blob_new();
+  gradcheck_fill_gaussian(x, 1.0f, 90);
+  memcpy(ref->data, x->data, x->count * sizeof(float));
+  const char *text = "name: 's' type: 'Scale' scale_param { filler { type: 'gaussian' } bias_term: true }";
+  Crema__LayerParameter *m1, *m2;
+  crema_layer *l = make_layer(text, TRAIN, 1, &x, &x, &m1), *lr = make_layer(text, TRAIN, 1, &ref, &yr, &m2);
+  l->param_propagate_down[0] = lr->param_propagate_down[0] = false;
+  forward_ok(l, &x, &x);
+  forward_ok(lr, &ref, &yr);
+  ck_assert(!memcmp(x->data, yr->data, x->count * sizeof(float)));
+  gradcheck_fill_gaussian(yr, 1.0f, 91);
+  memcpy(yr->diff, yr->data, yr->count * sizeof(float));
+  memcpy(x->diff, yr->data, yr->count * sizeof(float));
+  crema_blob_zero_diff(l->blobs[1]);
+  crema_blob_zero_diff(lr->blobs[1]);
+  bool prop = true;
+  crema_layer_backward(l, &x, &prop, &x);
+  crema_layer_backward(lr, &yr, &prop, &ref);
+  ck_assert(!memcmp(x->diff, ref->diff, x->count * sizeof(float)));
+  ck_assert(!memcmp(l->blobs[1]->diff, lr->blobs[1]->diff, 3 * sizeof(float)));
+  ck_assert(crema_blob_asum_diff(l->blobs[1]) > 0.0);
+  free_all(l, m1);
+  free_all(lr, m2);
+  crema_blob_free(x);
+  crema_blob_free(ref);
+  crema_blob_free(yr);
+}
+END_TEST
+
 START_TEST(large_batch_norm) {
   crema_blob *x = blob4(8, 4, 32, 33), *y = crema_blob_new();
   gradcheck_fill_gaussian(x, 3.0f, 21);
@@ -708,6 +792,8 @@ int main(void) {
   tcase_add_test(tc, bias_inplace);
   tcase_add_test(tc, bias_shape_errors);
   tcase_add_test(tc, large_scale_reductions);
+  tcase_add_test(tc, scale_one_pass_matches_separate_passes);
+  tcase_add_test(tc, scale_frozen_inplace);
   tcase_add_test(tc, large_batch_norm);
   tcase_add_test(tc, inplace_chain_in_a_net);
   suite_add_tcase(s, tc);

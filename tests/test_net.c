@@ -195,6 +195,10 @@ START_TEST(split_insertion_names) {
                    *br = crema_net_blob_by_name(net, "ip2_ip2_0_split_1");
   for (size_t i = 0; i < ip2->count; i++) ck_assert_float_eq_tol(ip2->diff[i], br->diff[i], 1e-7f);
   ck_assert(crema_blob_asum_diff(ip2) > 0.0);
+  /* the split's outputs are views of ip2's data (no copy), each with its own diff */
+  ck_assert_ptr_eq(br->data, ip2->data);
+  ck_assert_ptr_eq(crema_net_blob_by_name(net, "ip2_ip2_0_split_0")->data, ip2->data);
+  ck_assert_ptr_ne(br->diff, ip2->diff);
   crema_net_free(net);
 
   /* TRAIN: no Accuracy, so no splits */
