@@ -129,6 +129,30 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
   const int nb = l->n_bottom;
   const bool par = n > CREMA_PAR_MIN;
   const float *dy = top[0]->diff, *y = top[0]->data;
+  /* Two bottoms, both wanting a gradient (a residual sum): one pass reads dy once and writes
+   * both, the same values as the loop below. */
+  if (nb == 2 && propagate_down[0] && propagate_down[1] && s->op != CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD) {
+    float *d0 = bottom[0]->diff, *d1 = bottom[1]->diff;
+    if (s->op == CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM) {
+      const float c0 = s->coeff[0], c1 = s->coeff[1];
+#pragma omp parallel for if (par) schedule(static)
+      for (size_t k = 0; k < n; k++) {
+        const float g = dy[k];
+        d0[k] = c0 * g;
+        d1[k] = c1 * g;
+      }
+    } else {
+      const int *mask = s->mask;
+#pragma omp parallel for if (par) schedule(static)
+      for (size_t k = 0; k < n; k++) {
+        const float g = dy[k];
+        const int first = mask[k] == 0;
+        d0[k] = first ? g : 0.0f;
+        d1[k] = first ? 0.0f : g;
+      }
+    }
+    return;
+  }
   for (int i = 0; i < nb; i++) {
     if (!propagate_down[i]) continue;
     float *dx = bottom[i]->diff;
