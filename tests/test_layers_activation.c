@@ -148,7 +148,8 @@ START_TEST(relu_special_values_bitwise) {
   const int n = 40003;
   for (size_t k = 0; k < sizeof slopes / sizeof slopes[0]; k++) {
     char text[128];
-    snprintf(text, sizeof text, "name: 'r' type: 'ReLU' relu_param { negative_slope: %g }", (double)slopes[k]);
+    snprintf(text, sizeof text, "name: 'r' type: 'ReLU' relu_param { negative_slope: %g }",
+             (double)slopes[k]);
     crema_blob *x = crema_blob_new(), *y = crema_blob_new();
     crema_error err;
     ck_assert_int_eq(crema_blob_reshape(x, 1, &n, &err), 0);
@@ -167,7 +168,8 @@ START_TEST(relu_special_values_bitwise) {
       const float want = v > 0.0f ? v : s * v, dwant = v > 0.0f ? g : s * g;
       ck_assert_msg(!memcmp(&want, &y->data[i], sizeof want), "%s: y[%d] = %g for x = %g", text, i,
                     (double)y->data[i], (double)v);
-      ck_assert_msg(!memcmp(&dwant, &x->diff[i], sizeof dwant), "%s: dx[%d] = %g", text, i, (double)x->diff[i]);
+      ck_assert_msg(!memcmp(&dwant, &x->diff[i], sizeof dwant), "%s: dx[%d] = %g", text, i,
+                    (double)x->diff[i]);
     }
     crema_layer_free(l);
     crema_message_free(m);

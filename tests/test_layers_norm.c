@@ -565,8 +565,10 @@ START_TEST(scale_one_pass_matches_separate_passes) {
   for (size_t c = 0; c < sizeof dims / sizeof dims[0]; c++) {
     const crema_axis_dims d = {1, dims[c][0], dims[c][1], dims[c][2]};
     const size_t n = d.outer * d.dim * d.inner;
-    crema_blob *x = blob4((int)n, -1, -1, -1), *dy = blob4((int)n, -1, -1, -1), *p = blob4((int)d.dim, -1, -1, -1);
-    crema_blob *y1 = blob4((int)n, -1, -1, -1), *y2 = blob4((int)n, -1, -1, -1), *sv = blob4((int)n, -1, -1, -1);
+    crema_blob *x = blob4((int)n, -1, -1, -1), *dy = blob4((int)n, -1, -1, -1),
+               *p = blob4((int)d.dim, -1, -1, -1);
+    crema_blob *y1 = blob4((int)n, -1, -1, -1), *y2 = blob4((int)n, -1, -1, -1),
+               *sv = blob4((int)n, -1, -1, -1);
     gradcheck_fill_gaussian(x, 1.0f, 31 + c);
     gradcheck_fill_gaussian(dy, 1.0f, 41 + c);
     gradcheck_fill_gaussian(p, 1.0f, 51 + c); /* data: the scale; diff: the bias */

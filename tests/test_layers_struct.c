@@ -243,7 +243,8 @@ START_TEST(split_shares_bottom_data) {
   ck_assert_float_eq(r.top[1]->data[199], 0.0f);
   ck_assert_uint_eq(crema_blob_memory_held() - held, 200 * sizeof(float));
   run_free(&r);
-  ck_assert_uint_eq(crema_blob_memory_held(), before + b[0]->capacity * 2 * sizeof(float) - 15 * 2 * sizeof(float));
+  ck_assert_uint_eq(crema_blob_memory_held(),
+                    before + b[0]->capacity * 2 * sizeof(float) - 15 * 2 * sizeof(float));
   free_blobs(1, b);
 }
 END_TEST

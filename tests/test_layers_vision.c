@@ -765,10 +765,11 @@ START_TEST(test_pool_matches_caffe_loops_bitwise) {
               if (!ave && i % 29 == 7) x->data[i] = -FLT_MAX;
             }
             char text[256];
-            snprintf(text, sizeof text,
-                     "name: 'p' type: 'Pooling' pooling_param { pool: %s kernel_h: %d kernel_w: %d stride: %d "
-                     "pad: %d round_mode: %s }",
-                     ave ? "AVE" : "MAX", kh, kw, stride, pad, fl ? "FLOOR" : "CEIL");
+            snprintf(
+                text, sizeof text,
+                "name: 'p' type: 'Pooling' pooling_param { pool: %s kernel_h: %d kernel_w: %d stride: %d "
+                "pad: %d round_mode: %s }",
+                ave ? "AVE" : "MAX", kh, kw, stride, pad, fl ? "FLOOR" : "CEIL");
             run r = run_forward(text, 1, &x, ave ? 1 : 2);
             const int PH = r.top[0]->shape[2], PW = r.top[0]->shape[3];
             float *y = malloc(r.top[0]->count * sizeof(float)), *m = malloc(r.top[0]->count * sizeof(float));
@@ -776,8 +777,8 @@ START_TEST(test_pool_matches_caffe_loops_bitwise) {
             ck_assert_msg(!memcmp(y, r.top[0]->data, r.top[0]->count * sizeof(float)), "%s on %dx%d: values",
                           text, H, W);
             if (!ave)
-              ck_assert_msg(!memcmp(m, r.top[1]->data, r.top[0]->count * sizeof(float)), "%s on %dx%d: argmax",
-                            text, H, W);
+              ck_assert_msg(!memcmp(m, r.top[1]->data, r.top[0]->count * sizeof(float)),
+                            "%s on %dx%d: argmax", text, H, W);
             free(y);
             free(m);
             run_free(&r);

@@ -33,8 +33,8 @@ int crema_axis_dims_compute(const crema_blob *bottom, const crema_blob *p, int a
 /* y[o, d, i] = x[o, d, i] * s[d] + b[d] in one pass (s NULL: no multiply; b NULL: no add),
  * copying x into saved first when saved is not NULL. y may equal x. The same results as
  * crema_axis_mul followed by crema_axis_add. Parallel over elements, whatever the shape. */
-void crema_axis_scale_shift(const crema_axis_dims *d, const float *x, const float *s, const float *b, float *y,
-                            float *saved);
+void crema_axis_scale_shift(const crema_axis_dims *d, const float *x, const float *s, const float *b,
+                            float *y, float *saved);
 /* y[o, d, i] = x[o, d, i] * s[d]. y may equal x. */
 void crema_axis_mul(const crema_axis_dims *d, const float *x, const float *s, float *y);
 /* y[o, d, i] += b[d]. */

@@ -131,7 +131,8 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
   const float *dy = top[0]->diff, *y = top[0]->data;
   /* Two bottoms, both wanting a gradient (a residual sum): one pass reads dy once and writes
    * both, the same values as the loop below. */
-  if (nb == 2 && propagate_down[0] && propagate_down[1] && s->op != CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD) {
+  if (nb == 2 && propagate_down[0] && propagate_down[1] &&
+      s->op != CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD) {
     float *d0 = bottom[0]->diff, *d1 = bottom[1]->diff;
     if (s->op == CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM) {
       const float c0 = s->coeff[0], c1 = s->coeff[1];

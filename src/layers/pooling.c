@@ -194,8 +194,8 @@ static void interior_cols(int PW, int W, int K, int stride, int pad, int *ow0, i
 /* One kernel tap (row ih, column offset off = kw - pad) for the interior columns of an output
  * row: each output keeps the first strictly larger value, as the window loop does in row-major
  * order. Selects, not branches, so it vectorises; inlined with stride 1 and 2 as constants. */
-static inline void max_tap(const float *restrict srow, int base, float *restrict best, int *restrict arg, int ow0,
-                           int ow1, int stride, int off) {
+static inline void max_tap(const float *restrict srow, int base, float *restrict best, int *restrict arg,
+                           int ow0, int ow1, int stride, int off) {
   for (int ow = ow0; ow < ow1; ow++) {
     const int iw = ow * stride + off;
     const float v = srow[iw], b = best[ow];

@@ -48,11 +48,10 @@ static int relu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   float *y = top[0]->data;
   const float ns = s->negative_slope;
   if (relu_keeps_input(s, bottom, top)) crema_copy(n, x, s->saved->data);
-  /* Both sides computed unconditionally (a select, not a branch), so the loop vectorises. */
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) {
     const float v = x[i], neg = ns * v;
-    y[i] = v > 0.0f ? v : neg;
+    y[i] = v > 0.0f ? v : neg; /* both sides computed: a select, not a branch, so it vectorises */
   }
   return 0;
 }

@@ -72,7 +72,8 @@ static int scale_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *
 
 /* Scale and bias broadcast the same way (the usual case): one pass does both. */
 static bool same_dims(const scale_state *s) {
-  return s->bias_index < 0 || (s->d.outer == s->bd.outer && s->d.dim == s->bd.dim && s->d.inner == s->bd.inner);
+  return s->bias_index < 0 ||
+         (s->d.outer == s->bd.outer && s->d.dim == s->bd.dim && s->d.inner == s->bd.inner);
 }
 
 static int scale_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
@@ -82,7 +83,8 @@ static int scale_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   const crema_blob *sc = l->n_bottom > 1 ? bottom[1] : l->blobs[0];
   const float *bias = s->bias_index >= 0 ? l->blobs[s->bias_index]->data : NULL;
   /* In place, d s needs the input: keep a copy unless nobody asks for d s (a frozen scale). */
-  float *saved = bottom[0] == top[0] && (l->n_bottom > 1 || l->param_propagate_down[0]) ? s->saved->data : NULL;
+  float *saved =
+      bottom[0] == top[0] && (l->n_bottom > 1 || l->param_propagate_down[0]) ? s->saved->data : NULL;
   if (same_dims(s)) {
     crema_axis_scale_shift(&s->d, bottom[0]->data, sc->data, bias, top[0]->data, saved);
     return 0;

@@ -623,7 +623,8 @@ static int split_copies(crema_net *net, crema_error *err) {
   if (!written) return crema_fail(err, "out of memory");
   for (int li = 0; li < net->n_layers; li++)
     for (int j = 0; j < net->layers[li].n_top && j < net->layers[li].n_bottom; j++)
-      if (net->layers[li].top_ids[j] == net->layers[li].bottom_ids[j]) written[net->layers[li].top_ids[j]] = true;
+      if (net->layers[li].top_ids[j] == net->layers[li].bottom_ids[j])
+        written[net->layers[li].top_ids[j]] = true;
   int rc = 0;
   for (int li = 0; li < net->n_layers && !rc; li++) {
     net_layer *L = &net->layers[li];

@@ -27,19 +27,20 @@ size_t crema_blob_memory_held(void) { return atomic_load(&g_blob_bytes); }
 crema_blob *crema_blob_new(void) { return calloc(1, sizeof(crema_blob)); }
 
 /* Bytes b holds: its diff, and its data unless that is another blob's. */
-static size_t blob_bytes(const crema_blob *b) { return b->capacity * (b->data_shared ? 1 : 2) * sizeof(float); }
+static size_t blob_bytes(const crema_blob *b) {
+  return b->capacity * (b->data_shared ? 1 : 2) * sizeof(float);
+}
 
 /* Refuses (with the sizes) when b would hold `want` bytes instead of what it holds now. */
 static int check_limit(const crema_blob *b, size_t count, size_t want, crema_error *err) {
   const size_t limit = crema_blob_memory_limit();
   const size_t held = atomic_load(&g_blob_bytes) - blob_bytes(b);
   if (want > limit || held > limit - want)
-    return crema_fail(
-        err,
-        "a blob of %zu floats needs %.1f MB (data and diff); with the %.1f MB the other blobs "
-        "hold, that is more than the memory limit of %.1f MB (the machine's memory unless "
-        "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
-        count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
+    return crema_fail(err,
+                      "a blob of %zu floats needs %.1f MB (data and diff); with the %.1f MB the other blobs "
+                      "hold, that is more than the memory limit of %.1f MB (the machine's memory unless "
+                      "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
+                      count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
   return 0;
 }
 
