@@ -13,7 +13,9 @@
  * that by memcpy's GB/s (read + write of the blob), timed at the same thread count just
  * before each pass of the layer (so both meet the same load on a shared machine; "copy GB/s"
  * is that memcpy's figure): 1.0 means the layer runs at the speed memory allows. A layer whose
- * forward moves nothing (Split, which shares its bottom's data) prints its time only. */
+ * forward moves nothing (Split, which shares its bottom's data) prints its time only.
+ * cpu = mean CPU milliseconds of the process per pass (all threads: with 1 thread, a steadier
+ * figure than wall time on a busy machine, where the process waits for a core). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,23 +82,31 @@ static double copy_once(const float *src, float *dst, size_t n) {
 /* Best wall time (seconds) of reps forward or backward passes, each right after a memcpy of
  * the blob whose best time goes to *copy: the two share the machine's state of the moment,
  * so their ratio holds on a busy machine better than either time does. */
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static double time_pass(crema_layer *l, crema_blob **x, crema_blob **y, bool backward, int reps,
-                        const crema_blob *csrc, crema_blob *cdst, double *copy) {
+                        const crema_blob *csrc, crema_blob *cdst, double *copy, double *cpu) {
   crema_error err;
   bool prop[2] = {true, true};
-  double best = 1e30, cbest = 1e30;
+  double best = 1e30, cbest = 1e30, cpu_sum = 0.0;
   for (int r = 0; r < reps; r++) {
     double c = copy_once(csrc->data, cdst->data, csrc->count);
     if (c < cbest) cbest = c;
-    double t0 = bench_now();
+    double t0 = bench_now(), c0 = cpu_now();
     if (backward)
       crema_layer_backward(l, y, prop, x);
     else if (crema_layer_forward(l, x, y, &err))
       bench_die("forward", &err);
     double t = bench_now() - t0;
+    cpu_sum += cpu_now() - c0;
     if (t < best) best = t;
   }
   if (copy) *copy = cbest;
+  if (cpu) *cpu = cpu_sum / reps;
   return best;
 }
 
@@ -159,9 +169,10 @@ int main(int argc, char **argv) {
       N, C, H, W, (double)n / 1e6, (double)n * 4 / 1e6, cpu, crema_blas_corename(), max_threads);
   int thread_counts[2] = {1, max_threads};
   const int n_counts = max_threads > 1 ? 2 : 1;
-  printf("| %-26s | %-7s | %3s | %8s | %7s | %5s | %8s | %7s | %5s | %6s |\n", "layer", "mode", "thr",
-         "fwd ms", "fwd GB/s", "/copy", "bwd ms", "bwd GB/s", "/copy", "copy GB/s");
-  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  printf("| %-26s | %-7s | %3s | %8s | %7s | %5s | %8s | %7s | %5s | %6s | %7s | %7s |\n", "layer", "mode",
+         "thr", "fwd ms", "fwd GB/s", "/copy", "bwd ms", "bwd GB/s", "/copy", "copy GB/s", "fwd cpu",
+         "bwd cpu");
+  printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (size_t k = 0; k < sizeof CASES / sizeof *CASES; k++) {
     const bench_case *bc = &CASES[k];
     if (!selected(bc->label, argc, argv)) continue;
@@ -187,13 +198,13 @@ int main(int argc, char **argv) {
         for (int o = 0; o < bc->n_top; o++) crema_set(top[o]->count, 0.5f, top[o]->diff);
         int reps = 1;
         if (!quick) { /* aim for ~0.3 s per measurement */
-          double t1 = time_pass(l, x, top, false, 1, x0, cbuf, NULL);
+          double t1 = time_pass(l, x, top, false, 1, x0, cbuf, NULL, NULL);
           reps = (int)(0.3 / (t1 > 1e-5 ? t1 : 1e-5));
           reps = reps < 8 ? 8 : reps > 200 ? 200 : reps;
         }
-        double fc, bcopy;
-        double f = time_pass(l, x, top, false, reps, x0, cbuf, &fc);
-        double b = time_pass(l, x, top, true, reps, x0, cbuf, &bcopy);
+        double fc, bcopy, fcpu, bcpu;
+        double f = time_pass(l, x, top, false, reps, x0, cbuf, &fc, &fcpu);
+        double b = time_pass(l, x, top, true, reps, x0, cbuf, &bcopy, &bcpu);
         const double copy_bytes = 2.0 * (double)n * 4;
         const double nb = (double)x[0]->count, nt = (double)top[0]->count;
         const double fwd_bytes =
@@ -206,9 +217,9 @@ int main(int argc, char **argv) {
           snprintf(fs, sizeof fs, "%.1f", fg);
           snprintf(fr, sizeof fr, "%.2f", fg / fcg);
         }
-        printf("| %-26s | %-7s | %3d | %8.2f | %7s | %5s | %8.2f | %7.1f | %5.2f | %6.1f |\n", bc->label,
-               inplace ? "inplace" : "out", thread_counts[t], f * 1e3, fs, fr, b * 1e3, bg, bg / bcg,
-               (fcg + bcg) / 2);
+        printf("| %-26s | %-7s | %3d | %8.2f | %7s | %5s | %8.2f | %7.1f | %5.2f | %6.1f | %7.2f | %7.2f |\n",
+               bc->label, inplace ? "inplace" : "out", thread_counts[t], f * 1e3, fs, fr, b * 1e3, bg,
+               bg / bcg, (fcg + bcg) / 2, fcpu * 1e3, bcpu * 1e3);
         crema_layer_free(l);
       }
     }

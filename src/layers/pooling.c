@@ -14,6 +14,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "base/mem.h"
 #include "layers/layer.h"
@@ -237,6 +240,67 @@ static float sum_window(const float *src, int W, int hs, int he, int ws, int we)
   return sum;
 }
 
+#if defined(__SSE2__)
+/* Four outputs at a time with the window's running max (and argmax) or sum held in registers
+ * across all its taps, for stride 1 or 2 (the common 3x3 s1, 2x2 s2 and 3x3 s2 kernels).
+ * The taps go in the same order as in the window loop (rows in turn, each left to right) with
+ * the same comparison (strictly greater, so NaN never wins and the first maximum stays) and
+ * the same float additions, so the results are the same bit for bit. Handles the interior
+ * columns from ow0 while all loads of a group of four stay inside the row; returns the first
+ * column it did not do. */
+static inline __m128 tap4(const float *p, int stride, int kw) {
+  if (stride == 1) return _mm_loadu_ps(p + kw);
+  const int e = kw & ~1; /* the columns 2 * (0..3) + kw, from eight loaded floats */
+  const __m128 a = _mm_loadu_ps(p + e), b = _mm_loadu_ps(p + e + 4);
+  return kw & 1 ? _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))
+                : _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+}
+
+static int max_row_sse2(const float *src, int W, int hs, int he, int K, int stride, int pad, int ow0, int ow1,
+                        float *drow, int *mrow) {
+  /* Loads read columns start .. start + reach - 1: with stride 1 exactly the four windows'
+   * (start + K + 2), with stride 2 up to start + K + 6 (pairs of four floats, one past the
+   * last tap's column), so that must lie inside the row too. */
+  const int reach = stride == 1 ? K + 3 : K + 7;
+  int ow = ow0;
+  for (; ow + 4 <= ow1 && ow * stride - pad + reach <= W; ow += 4) {
+    const int start = ow * stride - pad;
+    __m128 best = _mm_set1_ps(-FLT_MAX);
+    __m128i arg = _mm_set1_epi32(-1);
+    const __m128i lanes = _mm_setr_epi32(0, stride, 2 * stride, 3 * stride);
+    for (int ih = hs; ih < he; ih++) {
+      const float *p = src + (size_t)ih * W + start;
+      const __m128i idx0 = _mm_add_epi32(_mm_set1_epi32(ih * W + start), lanes);
+      for (int kw = 0; kw < K; kw++) {
+        const __m128 v = tap4(p, stride, kw), gt = _mm_cmpgt_ps(v, best);
+        const __m128i g = _mm_castps_si128(gt), idx = _mm_add_epi32(idx0, _mm_set1_epi32(kw));
+        best = _mm_or_ps(_mm_and_ps(gt, v), _mm_andnot_ps(gt, best));
+        arg = _mm_or_si128(_mm_and_si128(g, idx), _mm_andnot_si128(g, arg));
+      }
+    }
+    _mm_storeu_ps(drow + ow, best);
+    _mm_storeu_si128((__m128i *)(void *)(mrow + ow), arg);
+  }
+  return ow;
+}
+
+static int sum_row_sse2(const float *src, int W, int hs, int he, int K, int stride, int pad, int ow0, int ow1,
+                        float *drow) {
+  const int reach = stride == 1 ? K + 3 : K + 7; /* as in max_row_sse2 */
+  int ow = ow0;
+  for (; ow + 4 <= ow1 && ow * stride - pad + reach <= W; ow += 4) {
+    const int start = ow * stride - pad;
+    __m128 sum = _mm_setzero_ps();
+    for (int ih = hs; ih < he; ih++) {
+      const float *p = src + (size_t)ih * W + start;
+      for (int kw = 0; kw < K; kw++) sum = _mm_add_ps(sum, tap4(p, stride, kw));
+    }
+    _mm_storeu_ps(drow + ow, sum);
+  }
+  return ow;
+}
+#endif
+
 /* Forward of one plane. Border columns (windows clipped by the edge) go window by window;
  * the interior columns of each output row go tap by tap across the row, vectorised. Every
  * output sees the same values in the same order either way (rows of its window in turn, each
@@ -250,21 +314,25 @@ static void pool_forward_plane(const pool_state *s, bool is_max, const float *sr
   for (int oh = 0; oh < PH; oh++) {
     const int hs = rows[3 * oh], he = rows[3 * oh + 1], len_h = rows[3 * oh + 2];
     float *drow = dst + (size_t)oh * PW;
+    int done = ow0; /* interior columns [ow0, done) already computed */
     if (is_max) {
       int *mrow = mask + (size_t)oh * PW;
-      for (int ow = ow0; ow < ow1; ow++) {
+#if defined(__SSE2__)
+      if (stride <= 2) done = max_row_sse2(src, W, hs, he, K, stride, pad, ow0, ow1, drow, mrow);
+#endif
+      for (int ow = done; ow < ow1; ow++) {
         drow[ow] = -FLT_MAX;
         mrow[ow] = -1;
       }
-      for (int ih = hs; ih < he && ow0 < ow1; ih++) {
+      for (int ih = hs; ih < he && done < ow1; ih++) {
         const float *srow = src + (size_t)ih * W;
         for (int kw = 0; kw < K; kw++) {
           if (stride == 1)
-            max_tap(srow, ih * W, drow, mrow, ow0, ow1, 1, kw - pad);
+            max_tap(srow, ih * W, drow, mrow, done, ow1, 1, kw - pad);
           else if (stride == 2)
-            max_tap(srow, ih * W, drow, mrow, ow0, ow1, 2, kw - pad);
+            max_tap(srow, ih * W, drow, mrow, done, ow1, 2, kw - pad);
           else
-            max_tap(srow, ih * W, drow, mrow, ow0, ow1, stride, kw - pad);
+            max_tap(srow, ih * W, drow, mrow, done, ow1, stride, kw - pad);
         }
       }
       for (int ow = 0; ow < ow0; ow++)
@@ -272,16 +340,19 @@ static void pool_forward_plane(const pool_state *s, bool is_max, const float *sr
       for (int ow = ow1; ow < PW; ow++)
         max_window(src, W, hs, he, cols[3 * ow], cols[3 * ow + 1], &drow[ow], &mrow[ow]);
     } else {
-      for (int ow = ow0; ow < ow1; ow++) drow[ow] = 0.0f;
-      for (int ih = hs; ih < he && ow0 < ow1; ih++) {
+#if defined(__SSE2__)
+      if (stride <= 2) done = sum_row_sse2(src, W, hs, he, K, stride, pad, ow0, ow1, drow);
+#endif
+      for (int ow = done; ow < ow1; ow++) drow[ow] = 0.0f;
+      for (int ih = hs; ih < he && done < ow1; ih++) {
         const float *srow = src + (size_t)ih * W;
         for (int kw = 0; kw < K; kw++) {
           if (stride == 1)
-            sum_tap(srow, drow, ow0, ow1, 1, kw - pad);
+            sum_tap(srow, drow, done, ow1, 1, kw - pad);
           else if (stride == 2)
-            sum_tap(srow, drow, ow0, ow1, 2, kw - pad);
+            sum_tap(srow, drow, done, ow1, 2, kw - pad);
           else
-            sum_tap(srow, drow, ow0, ow1, stride, kw - pad);
+            sum_tap(srow, drow, done, ow1, stride, kw - pad);
         }
       }
       for (int ow = 0; ow < PW; ow++) {
