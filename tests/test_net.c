@@ -210,6 +210,45 @@ START_TEST(split_insertion_names) {
 }
 END_TEST
 
+/* A Split written in the prototxt whose top a ReLU then runs on in place: that top gets its
+ * own copy of the data, so the other top (a view of the bottom, no copy) keeps the bottom's
+ * values, and backward still sums both branches. */
+START_TEST(split_top_with_an_inplace_consumer) {
+  static const char *NET =
+      "name: 'sp'\n"
+      "force_backward: true\n"
+      "layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 3 } } }\n"
+      "layer { name: 'sp' type: 'Split' bottom: 'x' top: 'a' top: 'b' }\n"
+      "layer { name: 'r' type: 'ReLU' bottom: 'a' top: 'a' }\n"
+      "layer { name: 'pa' type: 'Power' bottom: 'a' top: 'pa' }\n"
+      "layer { name: 'pb' type: 'Power' bottom: 'b' top: 'pb' power_param { scale: 2 } }\n";
+  crema_net_options o = opts(CREMA__PHASE__TRAIN);
+  crema_net *net = build_text(NET, &o);
+  crema_blob *x = crema_net_blob_by_name(net, "x"), *a = crema_net_blob_by_name(net, "a"),
+             *b = crema_net_blob_by_name(net, "b");
+  for (int i = 0; i < 6; i++) x->data[i] = (float)i - 2.5f;
+  forward_ok(net, NULL);
+  ck_assert_ptr_eq(b->data, x->data);
+  ck_assert_ptr_ne(a->data, x->data);
+  const crema_blob *pb = crema_net_blob_by_name(net, "pb");
+  for (int i = 0; i < 6; i++) {
+    const float v = (float)i - 2.5f;
+    ck_assert_float_eq(x->data[i], v);
+    ck_assert_float_eq(b->data[i], v);
+    ck_assert_float_eq(a->data[i], v > 0 ? v : 0.0f);
+    ck_assert_float_eq(pb->data[i], 2.0f * v);
+  }
+  crema_blob *dpa = crema_net_blob_by_name(net, "pa"), *dpb = crema_net_blob_by_name(net, "pb");
+  for (int i = 0; i < 6; i++) {
+    dpa->diff[i] = 1.0f;
+    dpb->diff[i] = 1.0f;
+  }
+  for (int li = crema_net_num_layers(net) - 1; li >= 0; li--) crema_net_backward_layer(net, li);
+  for (int i = 0; i < 6; i++) ck_assert_float_eq(x->diff[i], ((float)i - 2.5f > 0 ? 1.0f : 0.0f) + 2.0f);
+  crema_net_free(net);
+}
+END_TEST
+
 /* Blob names are looked up through a hash index: with a linear search per lookup (and an
  * insertion sort of the outputs), a prototxt with 10^5 tops took minutes to build. */
 START_TEST(many_tops_build_quickly) {
@@ -841,6 +880,7 @@ int main(void) {
   TCase *tc = tcase_create("net");
   tcase_add_test(tc, state_rules_phase_level_stage);
   tcase_add_test(tc, split_insertion_names);
+  tcase_add_test(tc, split_top_with_an_inplace_consumer);
   tcase_add_test(tc, many_tops_build_quickly);
   tcase_add_test(tc, in_place_blobs);
   tcase_add_test(tc, unknown_bottom_lists_available);
