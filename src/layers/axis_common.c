@@ -81,13 +81,13 @@ static void scale_shift_run(const float *x, float *y, float *saved, size_t n, bo
     for (size_t i = 0; i < n; i++) y[i] = x[i] + c;
 }
 
+/* Each thread takes one contiguous range of elements (cut at 16-float boundaries, so no two
+ * threads write one cache line), whatever the shape: a scalar or a single row spreads over the
+ * threads as well as many short rows do. */
 void crema_axis_scale_shift(const crema_axis_dims *d, const float *x, const float *s, const float *b,
                             float *y, float *saved) {
   const size_t inner = d->inner, dim = d->dim, total = d->outer * dim * inner;
   if (total == 0 || inner == 0) return;
-    /* Each thread takes one contiguous range of elements (cut at 16-float boundaries, so no two
-     * threads write one cache line), whatever the shape: a scalar or a single row spreads over
-     * the threads as well as many short rows do. */
 #pragma omp parallel if (total > CREMA_PAR_MIN)
   {
     const size_t nt = (size_t)omp_get_num_threads(), t = (size_t)omp_get_thread_num();
