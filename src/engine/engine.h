@@ -85,9 +85,11 @@ typedef struct crema_winograd_conv crema_winograd_conv;
 /* Fewer input or output channels per group than this and the 36 GEMMs are too thin to pay
  * for the transforms (measured: below 16 the im2col path wins). */
 #define CREMA_WINOGRAD_MIN_CHANNELS 16
+/* Fewer 4x4 output tiles than this over the batch and the GEMMs are too narrow. */
+#define CREMA_WINOGRAD_MIN_TILES 64
 
-/* Whether the geometry is one Winograd takes (see above). */
-bool crema_winograd_conv_suits(const crema_im2col_geom *g, int cy, int group);
+/* Whether the geometry is one Winograd takes (see above), for a batch of n. */
+bool crema_winograd_conv_suits(const crema_im2col_geom *g, int n, int cy, int group);
 /* 0 and *out on success; 1 with *out NULL when the shape does not suit (err says why); -1
  * on out of memory. Free with crema_winograd_conv_free. */
 int crema_winograd_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,

@@ -388,22 +388,28 @@ static void run_plan(const wg_plan *p, int n, const float *u, const float *x, co
 
 /* ---- public */
 
-bool crema_winograd_conv_suits(const crema_im2col_geom *g, int cy, int group) {
+bool crema_winograd_conv_suits(const crema_im2col_geom *g, int n, int cy, int group) {
   if (g->kernel_h != 3 || g->kernel_w != 3 || g->stride_h != 1 || g->stride_w != 1 || g->dilation_h != 1 ||
       g->dilation_w != 1)
     return false;
   if (g->pad_h > 2 || g->pad_w > 2 || group < 1 || g->channels % group || cy % group) return false;
   /* Few channels per group: the GEMMs are too thin to pay for the transforms. */
-  return g->channels / group >= CREMA_WINOGRAD_MIN_CHANNELS && cy / group >= CREMA_WINOGRAD_MIN_CHANNELS &&
-         g->out_h >= WG_M && g->out_w >= WG_M;
+  if (g->channels / group < CREMA_WINOGRAD_MIN_CHANNELS || cy / group < CREMA_WINOGRAD_MIN_CHANNELS)
+    return false;
+  /* Few tiles in the whole batch: the 36 GEMMs are too narrow (ResNet-50's 7x7 layers at
+   * batch 10 have 40 tiles and ran at a third of the reference's speed). */
+  const long tiles = (long)n * ((g->out_h + WG_M - 1) / WG_M) * ((g->out_w + WG_M - 1) / WG_M);
+  return g->out_h >= WG_M && g->out_w >= WG_M && tiles >= CREMA_WINOGRAD_MIN_TILES;
 }
 
 int crema_winograd_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
                                crema_winograd_conv **out, crema_error *err) {
   *out = NULL;
-  if (n < 1 || !crema_winograd_conv_suits(g, cy, group)) {
-    crema_fail(err, "Winograd F(4x4,3x3) needs a 3x3 stride-1 undilated kernel, pad <= 2 and >= %d channels",
-               CREMA_WINOGRAD_MIN_CHANNELS);
+  if (n < 1 || !crema_winograd_conv_suits(g, n, cy, group)) {
+    crema_fail(err,
+               "Winograd F(4x4,3x3) needs a 3x3 stride-1 undilated kernel, pad <= 2, >= %d channels and "
+               ">= %d tiles",
+               CREMA_WINOGRAD_MIN_CHANNELS, CREMA_WINOGRAD_MIN_TILES);
     return 1;
   }
   crema_winograd_conv *c = calloc(1, sizeof *c);

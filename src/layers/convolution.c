@@ -135,7 +135,7 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     s->wino = NULL;
   }
   if (crema_engine_winograd_wanted(proto_engine) &&
-      crema_winograd_conv_suits(&g, s->p.num_output, s->p.group)) {
+      crema_winograd_conv_suits(&g, n, s->p.num_output, s->p.group)) {
     crema_error why;
     if (!s->wino) {
       int rc = crema_winograd_conv_create(&g, n, s->p.num_output, s->p.group, s->p.bias_term, &s->wino, &why);
