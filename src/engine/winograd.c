@@ -277,7 +277,8 @@ HOT static void transform_input(const wg_plan *p, const float *x, int nb, float 
     for (size_t q0 = 0; q0 < ptiles; q0 += BLK) {
       const int nq = ptiles - q0 < BLK ? (int)(ptiles - q0) : BLK;
       for (int qq = 0; qq < nq; qq += LANES) {
-        float d[WG_T][LANES] = {{0}};
+        float d[WG_T][LANES];
+        if (nq - qq < LANES) memset(d, 0, sizeof d); /* lanes past the end stay defined */
         for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
           if (t.plane != have) {
             pad_plane(p, x + t.plane * hw, pl);
@@ -331,13 +332,24 @@ HOT static void transform_output(const wg_plan *p, const float *m, const float *
         for (int i = 0; i < WG_A; i++) at1(mm + i * WG_A, 1, h + i * WG_M, 1); /* rows: M A */
         for (int j = 0; j < WG_M; j++) at1(h + j, WG_M, ov + j, WG_M);         /* columns: A^T (M A) */
         float o[WG_M * WG_M][LANES];
-        for (int k = 0; k < WG_M * WG_M; k++) memcpy(o[k], &ov[k], sizeof o[k]);
+        for (int k = 0; k < WG_M * WG_M; k++) {
+          ov[k] += splat(add);
+          memcpy(o[k], &ov[k], sizeof o[k]);
+        }
         for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
           const int ny = p->ho - t.y0 < WG_M ? p->ho - t.y0 : WG_M,
                     nx = p->wo - t.x0 < WG_M ? p->wo - t.x0 : WG_M;
           float *dst = y + t.plane * hw + (size_t)t.y0 * p->wo + t.x0;
+          if (ny == WG_M && nx == WG_M) { /* a whole tile: four 4-float rows */
+            for (int i = 0; i < WG_M; i++) {
+              const float row[WG_M] = {o[i * WG_M][l], o[i * WG_M + 1][l], o[i * WG_M + 2][l],
+                                       o[i * WG_M + 3][l]};
+              memcpy(dst + (size_t)i * p->wo, row, sizeof row);
+            }
+            continue;
+          }
           for (int i = 0; i < ny; i++)
-            for (int j = 0; j < nx; j++) dst[(size_t)i * p->wo + j] = o[i * WG_M + j][l] + add;
+            for (int j = 0; j < nx; j++) dst[(size_t)i * p->wo + j] = o[i * WG_M + j][l];
         }
       }
     }
