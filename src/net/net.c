@@ -535,6 +535,7 @@ static int setup_layer(crema_net *net, int li, const crema_net_options *opt, cre
   crema_layer *l = L->layer;
   l->skip_fill = opt->skip_fill;
   l->skip_fill_ctx = opt->skip_fill_ctx;
+  l->workspace = net->workspace;
   L->n_bottom = (int)lp->n_bottom;
   L->n_top = (int)lp->n_top;
   size_t nb = lp->n_bottom + 1, nt = lp->n_top + 1;
@@ -713,6 +714,11 @@ int crema_net_build(const Crema__NetParameter *param, const crema_net_options *o
   if (!net) return crema_fail(err, "out of memory building a net");
   if (opt->source && !(net->source = dup_string(opt->source))) goto oom;
   net->phase = opt->phase;
+  net->workspace = opt->workspace;
+  if (!net->workspace) {
+    if (!(net->workspace = calloc(1, sizeof *net->workspace))) goto oom;
+    net->workspace_owned = true;
+  }
   net->param = crema_message_copy(&param->base);
   if (!net->param) goto oom;
   Crema__NetParameter *msg = net->param;
@@ -813,6 +819,10 @@ void crema_net_free(crema_net *net) {
   free(net->input_ids);
   free(net->loss_ids);
   free(net->source);
+  if (net->workspace_owned) {
+    crema_workspace_release(net->workspace);
+    free(net->workspace);
+  }
   free(net);
 }
 
@@ -889,6 +899,8 @@ int crema_net_reshape(crema_net *net, crema_error *err) {
   }
   return 0;
 }
+
+crema_workspace *crema_net_workspace(const crema_net *net) { return net->workspace; }
 
 void crema_net_clear_param_diffs(crema_net *net) {
   for (int i = 0; i < net->n_params; i++) crema_blob_zero_diff(net->params[i].blob);

@@ -57,6 +57,10 @@ struct crema_net {
   int n_params, n_named;
   crema_net_param *params;
   named_param *named;
+  /* Scratch shared by the layers (see tensor/workspace.h): the net's own (workspace_owned)
+   * or borrowed through crema_net_options.workspace. */
+  crema_workspace *workspace;
+  bool workspace_owned;
   crema_net_backward_fn on_backward; /* may be NULL */
   void *on_backward_ctx;
 };
