@@ -916,6 +916,94 @@ START_TEST(conv_layers_share_one_workspace) {
 }
 END_TEST
 
+/* Split tops borrow their bottom's data, as Caffe's SplitLayer does, except when a later
+ * layer writes one of them in place (then the copy stays). Either way the net computes the
+ * same values, bit for bit. */
+static const char *SPLIT_FMT =
+    "name: 'sp' "
+    "layer { name: 'in' type: 'Input' top: 'x' top: 't' input_param { shape { dim: 4 dim: 5 } "
+    "  shape { dim: 4 dim: 6 } } } "
+    "layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'h' inner_product_param { num_output: 6 "
+    "  weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'constant' value: 0.1 } } } "
+    "layer { name: 'sp' type: 'Split' bottom: 'h' top: 'h1' top: 'h2' } "
+    "layer { name: 'r' type: 'ReLU' bottom: 'h1' top: '%s' } "
+    "layer { name: 's' type: 'Sigmoid' bottom: 'h2' top: 'b' } "
+    "layer { name: 'e' type: 'Eltwise' bottom: '%s' bottom: 'b' top: 'y' } "
+    "layer { name: 'loss' type: 'EuclideanLoss' bottom: 'y' bottom: 't' top: 'loss' } ";
+
+static crema_net *split_net(const char *relu_top, float *loss) {
+  char text[2048];
+  snprintf(text, sizeof text, SPLIT_FMT, relu_top, relu_top);
+  crema_net_options o = opts(CREMA__PHASE__TRAIN);
+  crema_net *net = build_text(text, &o);
+  crema_blob *x = crema_net_blob_by_name(net, "x"), *t = crema_net_blob_by_name(net, "t");
+  for (size_t i = 0; i < x->count; i++) x->data[i] = (float)((i * 37) % 11) / 5.0f - 1.0f;
+  for (size_t i = 0; i < t->count; i++) t->data[i] = (float)((i * 13) % 7) / 7.0f;
+  forward_ok(net, loss);
+  crema_net_clear_param_diffs(net);
+  crema_net_backward(net);
+  return net;
+}
+
+START_TEST(split_tops_share_bottom_data) {
+  float loss_shared, loss_copied;
+  crema_net *shared = split_net("a", &loss_shared), *copied = split_net("h1", &loss_copied);
+  const crema_blob *h = crema_net_blob_by_name(shared, "h");
+  const char *tops[] = {"h1", "h2"};
+  for (int k = 0; k < 2; k++) {
+    const crema_blob *t = crema_net_blob_by_name(shared, tops[k]);
+    ck_assert_ptr_eq(t->data_of, h);
+    ck_assert_ptr_eq(t->data, h->data);
+    ck_assert_ptr_ne(t->diff, h->diff); /* each top keeps its own gradient */
+    ck_assert_ptr_null(crema_net_blob_by_name(copied, tops[k])->data_of);
+  }
+  ck_assert_ptr_ne(crema_net_blob_by_name(copied, "h1")->data, crema_net_blob_by_name(copied, "h")->data);
+  ck_assert_float_eq(loss_shared, loss_copied);
+  const crema_layer *a = layer_named(shared, "ip"), *b = layer_named(copied, "ip");
+  for (int i = 0; i < 2; i++)
+    ck_assert(!memcmp(a->blobs[i]->diff, b->blobs[i]->diff, a->blobs[i]->count * sizeof(float)));
+  const crema_blob *ha = crema_net_blob_by_name(shared, "h"), *hb = crema_net_blob_by_name(copied, "h");
+  ck_assert(!memcmp(ha->diff, hb->diff, ha->count * sizeof(float)));
+  /* A larger input: the bottom moves, the tops follow (reshape, then forward). */
+  crema_blob *x = crema_net_blob_by_name(shared, "x"), *t = crema_net_blob_by_name(shared, "t");
+  crema_error err;
+  ck_assert_int_eq(crema_blob_reshape4(x, 64, 5, -1, -1, &err), 0);
+  ck_assert_int_eq(crema_blob_reshape4(t, 64, 6, -1, -1, &err), 0);
+  ck_assert_msg(crema_net_reshape(shared, &err) == 0, "%s", err.msg);
+  forward_ok(shared, NULL);
+  const crema_blob *h1 = crema_net_blob_by_name(shared, "h1");
+  ck_assert_ptr_eq(h1->data, h->data);
+  ck_assert_int_eq(h1->shape[0], 64);
+  crema_net_free(shared);
+  crema_net_free(copied);
+}
+END_TEST
+
+/* crema_blob_share_data: the borrower holds (and the memory count charges it for) only its
+ * diff, follows the source's shape, and never frees the source's data. */
+START_TEST(blob_share_data) {
+  crema_error err;
+  crema_blob *src = crema_blob_new(), *b = crema_blob_new();
+  ck_assert_int_eq(crema_blob_reshape4(src, 2, 3, -1, -1, &err), 0);
+  ck_assert_int_eq(crema_blob_reshape4(b, 100, -1, -1, -1, &err), 0);
+  const size_t held = crema_blob_memory_held();
+  ck_assert_int_eq(crema_blob_share_data(b, src, &err), 0);
+  ck_assert_uint_eq(crema_blob_memory_held(), held - 100 * sizeof(float)); /* its own data went */
+  ck_assert_ptr_eq(b->data, src->data);
+  ck_assert_int_eq(b->count, 6);
+  src->data[5] = 3.0f;
+  ck_assert_float_eq(b->data[5], 3.0f);
+  ck_assert_int_eq(crema_blob_reshape4(src, 50, 3, -1, -1, &err), 0); /* src moves */
+  ck_assert_int_eq(crema_blob_reshape4(b, 150, -1, -1, -1, &err), 0);
+  ck_assert_ptr_eq(b->data, src->data);
+  ck_assert_uint_eq(b->capacity, 150);
+  ck_assert_int_eq(crema_blob_reshape4(b, 151, -1, -1, -1, &err), -1);
+  ck_assert_msg(strstr(err.msg, "sharing the data"), "%s", err.msg);
+  crema_blob_free(b);
+  crema_blob_free(src);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("net");
   TCase *tc = tcase_create("net");
@@ -938,6 +1026,8 @@ int main(void) {
   tcase_add_test(tc, no_heap_growth_after_first_pass);
   tcase_add_test(tc, reshape_follows_inputs);
   tcase_add_test(tc, conv_layers_share_one_workspace);
+  tcase_add_test(tc, split_tops_share_bottom_data);
+  tcase_add_test(tc, blob_share_data);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

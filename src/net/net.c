@@ -669,6 +669,31 @@ static void force_backward(crema_net *net) {
   }
 }
 
+/* Caffe's SplitLayer gives every top its bottom's data (Blob::ShareData; only the diffs are
+ * separate), so a blob read by k layers is held once, not k + 1 times. crema does the same,
+ * except where a later layer writes the bottom or one of the tops in place: Caffe would then
+ * let that layer change its siblings' input, and crema keeps the copies (results stay as
+ * they were). last[b] is the last layer listing blob b as a top. */
+static int share_split_data(crema_net *net, crema_error *err) {
+  int *last = malloc(((size_t)net->n_blobs + 1) * sizeof *last);
+  if (!last) return crema_fail(err, "out of memory");
+  for (int b = 0; b < net->n_blobs; b++) last[b] = -1;
+  for (int li = 0; li < net->n_layers; li++)
+    for (int j = 0; j < net->layers[li].n_top; j++) last[net->layers[li].top_ids[j]] = li;
+  int rc = 0;
+  for (int li = 0; li < net->n_layers && !rc; li++) {
+    net_layer *L = &net->layers[li];
+    if (strcmp(L->layer->ops->type, "Split") || L->n_bottom != 1 || last[L->bottom_ids[0]] > li) continue;
+    bool alone = true;
+    for (int j = 0; j < L->n_top; j++) alone = alone && last[L->top_ids[j]] == li;
+    if (!alone) continue;
+    for (int j = 0; j < L->n_top && !rc; j++) rc = crema_blob_share_data(L->tops[j], L->bottoms[0], err);
+    L->shares_data = true;
+  }
+  free(last);
+  return rc;
+}
+
 typedef struct named_id {
   const char *name;
   int id;
@@ -758,6 +783,7 @@ int crema_net_build(const Crema__NetParameter *param, const crema_net_options *o
   prune_backward(net);
   if (msg->force_backward) force_backward(net);
   if (collect_outputs(net, err)) goto fail;
+  if (share_split_data(net, err)) goto fail;
   for (size_t i = 0; i < msg->n_layer; i++) {
     if (!net->init_blobs[i]) continue;
     if (crema_net_copy_layer_blobs(net, layer_index_of_orig(net, (int)i), net->init_blobs[i], err)) goto fail;
@@ -833,6 +859,12 @@ int crema_net_forward_from_to(crema_net *net, int start, int end, crema_error *e
   if (end >= net->n_layers) end = net->n_layers - 1;
   for (int li = start; li <= end; li++) {
     net_layer *L = &net->layers[li];
+    if (L->shares_data) { /* nothing to copy: re-point the tops (the bottom may have moved) */
+      for (int j = 0; j < L->n_top; j++)
+        if (crema_blob_share_data(L->tops[j], L->bottoms[0], err))
+          return crema_error_prefix(err, "%s: forward", net_source(net));
+      continue;
+    }
     if (crema_layer_forward(L->layer, L->bottoms, L->tops, err))
       return crema_error_prefix(err, "%s: forward", net_source(net));
   }

@@ -19,6 +19,9 @@ typedef struct net_layer {
   crema_blob **bottoms, **tops;
   bool *bottom_need_backward;
   bool need_backward;
+  /* A Split whose tops borrow its bottom's data (see share_split_data in net.c): its
+   * forward only re-points them. */
+  bool shares_data;
 } net_layer;
 
 /* A named (ParamSpec.name) parameter and whether its multipliers were set explicitly. */
