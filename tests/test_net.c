@@ -833,7 +833,6 @@ START_TEST(reshape_follows_inputs) {
 }
 END_TEST
 
-
 /* Convolution scratch: every conv layer of a net uses the net's one workspace, sized for the
  * largest layer rather than the sum, and the results are bit for bit those of the same
  * layers run on their own buffers. Needs (batch 4, one chunk; col rounded up to 16 floats,
