@@ -2,12 +2,14 @@
  *
  * Building applies the include/exclude rules for the state (phase, level, stages), resolves
  * bottoms and tops by name (a top reused as its own bottom = in place), inserts Split layers
- * where one top feeds several bottoms (as Caffe does, so layer and blob names match Caffe's),
+ * where one top feeds several bottoms (as Caffe does, so layer and blob names match Caffe's;
+ * as in Caffe their tops borrow the bottom's data and own only their diffs),
  * assigns loss weights, shares parameters by ParamSpec name, and works out which layers need
  * backward (propagate_down, force_backward, lr_mult 0 = frozen).
  *
  * Ownership: crema_net_build copies the NetParameter it is given (after upgrading legacy
- * forms); the net owns its layers, blobs and that copy; free with crema_net_free. */
+ * forms); the net owns its layers, blobs, that copy and the scratch workspace its layers
+ * share (unless it borrowed one); free with crema_net_free. */
 #ifndef CREMA_NET_NET_H
 #define CREMA_NET_NET_H
 
