@@ -250,7 +250,7 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
     if (!np) return crema_fail(err, "out of memory");
     const Crema__NetState *st = p->n_test_state ? p->test_state[i] : NULL;
     /* A test net runs only between training iterations, never beside the train net, so it
-     * borrows the train net's scratch workspace (freed after the test nets, below). */
+     * borrows the train net's scratch workspace (crema_solver_free frees the test nets first). */
     int rc = build_net(np, CREMA__PHASE__TEST, st, opt, matched, s->seed + 1000003u * (uint64_t)(i + 1),
                        source, shared_with_train, s->net, crema_net_workspace(s->net), &s->tests[i].net, err);
     crema_message_free(np);
