@@ -7,8 +7,9 @@
 # resident set (`/usr/bin/time`, max RSS) of each crema binary given (default: this tree's
 # build), so a before/after table comes from one run on one machine.
 #
-# Each binary runs once per engine in ENGINES (default "onednn caffe": crema's default engine,
-# then the reference im2col+OpenBLAS path everywhere, through CREMA_ENGINE).
+# Each binary runs once per engine in ENGINES (default "default caffe": crema's default
+# engines, then the reference im2col+OpenBLAS path everywhere; any other word is passed on
+# as CREMA_ENGINE).
 #
 #   bash bench/mem_train.sh [CREMA_BINARY ...]
 #   ITER=2 ENGINES=caffe bash bench/mem_train.sh old/crema new/crema
@@ -17,7 +18,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 bins=("$@")
 [ ${#bins[@]} -gt 0 ] || bins=("$root/build/bin/crema")
 iters="${ITER:-2}"
-read -r -a engines <<<"${ENGINES:-onednn caffe}"
+read -r -a engines <<<"${ENGINES:-default caffe}"
 dir="$(mktemp -d /tmp/crema_mem_XXXXXX)"
 trap 'rm -rf "$dir"' EXIT
 /usr/bin/python3 - "$root" "$dir" "$iters" <<'PY'
@@ -58,18 +59,20 @@ echo "| run | crema binary | BLAS kernel, threads | engine | peak memory |"
 echo "| --- | --- | --- | --- | ---: |"
 for r in "${runs[@]}"; do
   IFS='|' read -r tag label extra <<<"$r"
+  read -r -a extra_args <<<"$extra"
   for e in "${engines[@]}"; do
     for b in "${bins[@]}"; do
-      # shellcheck disable=SC2086
-      if ! CREMA_ENGINE="$e" /usr/bin/time -f "%M" -o "$dir/time" "$b" train \
-        --solver "$dir/${tag}_solver.prototxt" $extra >"$dir/log" 2>&1; then
+      env=(env -u CREMA_ENGINE)
+      [ "$e" = default ] || env=(env "CREMA_ENGINE=$e")
+      if ! "${env[@]}" /usr/bin/time -f "%M" -o "$dir/time" "$b" train \
+        --solver "$dir/${tag}_solver.prototxt" "${extra_args[@]}" >"$dir/log" 2>&1; then
         echo "error: $b train failed on $label; its log:" >&2
         tail -5 "$dir/log" >&2
         exit 1
       fi
       kb="$(tail -1 "$dir/time")"
       blas="$(sed -n 's/.*BLAS: OpenBLAS kernel \([^,]*\), \([0-9]*\) threads.*/\1, \2/p' "$dir/log" | head -1)"
-      echo "| $label | $b | ${blas:-?} | CREMA_ENGINE=$e | $((kb / 1024)) MB |"
+      echo "| $label | $b | ${blas:-?} | $e | $((kb / 1024)) MB |"
     done
   done
 done
