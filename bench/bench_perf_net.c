@@ -4,11 +4,13 @@
  * configuration).
  *
  *   bench_perf_net --model NET.prototxt [--batch 10] [--iterations 5] [--threads 2]
- *                  [--engine onednn|caffe|both] [--save-weights OUT.caffemodel]
+ *                  [--engine default|onednn|caffe|both|all] [--save-weights OUT.caffemodel]
  *
- * --engine both builds the net twice in one process, once per engine, and alternates their
- * iterations (the fairest time ratio on a shared machine); peak memory is then not reported,
- * since it belongs to the process.
+ * Engines: default (every fast engine: Winograd for 3x3 stride-1 convolutions, oneDNN for the
+ * others), onednn (oneDNN alone: crema's previous default engine) and caffe (the reference
+ * im2col+OpenBLAS path). both = default and caffe, all = the three. Several engines build the
+ * net once each in one process and alternate their iterations (the fairest time ratio on a
+ * shared machine); peak memory is then not reported, since it belongs to the process.
  *
  * The net gets seeded random weights (crema_net_fill_random_weights) and N(0,1) inputs and is
  * timed as a training step runs it (force_backward: every layer's backward); the fastest of
@@ -42,15 +44,16 @@ typedef struct timed_net {
 
 /* Builds the net (batch from --batch) on the engine chosen now, fills weights and inputs,
  * runs one untimed pass. */
-static void build(Crema__NetParameter *m, const char *model, bool onednn, timed_net *t) {
+static void build(Crema__NetParameter *m, const char *model, const char *engine, timed_net *t) {
   crema_error err;
-  crema_engine_set_default(onednn);
+  crema_engine_set_default(strcmp(engine, "caffe") != 0);
+  crema_engine_set_winograd(strcmp(engine, "onednn") != 0);
   crema_net_options o = {.phase = CREMA__PHASE__TRAIN, .seed = 1, .source = model};
   double t0 = bench_now();
   if (crema_net_build(m, &o, &t->net, &err)) bench_die("build", &err);
   t->setup_ms = 1e3 * (bench_now() - t0);
   t->best_f = t->best_fb = 1e30;
-  t->engine = onednn ? "onednn" : "caffe";
+  t->engine = engine;
   crema_net_fill_random_weights(t->net, 1);
   for (int i = 0; i < crema_net_num_inputs(t->net); i++) {
     crema_blob *b = crema_net_input(t->net, i);
@@ -93,14 +96,14 @@ static void report(const timed_net *t, int threads, bool with_peak) {
 
 int main(int argc, char **argv) {
   crema_tool_init(argc, argv);
-  const char *model = arg(argc, argv, "--model", NULL), *engine = arg(argc, argv, "--engine", "onednn");
+  const char *model = arg(argc, argv, "--model", NULL), *engine = arg(argc, argv, "--engine", "default");
   const char *save = arg(argc, argv, "--save-weights", NULL);
   const int batch = atoi(arg(argc, argv, "--batch", "10")),
             iters = atoi(arg(argc, argv, "--iterations", "5"));
   const int threads = atoi(arg(argc, argv, "--threads", "2"));
   if (!model || batch < 1 || iters < 1 || threads < 1) {
     fprintf(stderr, "usage: bench_perf_net --model NET.prototxt [--batch 10] [--iterations 5] [--threads 2] "
-                    "[--engine onednn|caffe|both] [--save-weights OUT.caffemodel]\n");
+                    "[--engine default|onednn|caffe|both|all] [--save-weights OUT.caffemodel]\n");
     return 2;
   }
   omp_set_num_threads(threads);
@@ -117,25 +120,32 @@ int main(int argc, char **argv) {
     for (size_t s = 0; ip && s < ip->n_shape; s++)
       if (ip->shape[s]->n_dim) ip->shape[s]->dim[0] = batch;
   }
-  const bool both = !strcmp(engine, "both");
-  timed_net a, b;
-  build(m, model, both || strcmp(engine, "caffe") != 0, &a);
+  static const char *const ALL[] = {"default", "onednn", "caffe"}, *const BOTH[] = {"default", "caffe"};
+  const char *const *names = &engine;
+  int n_eng = 1;
+  if (!strcmp(engine, "all")) {
+    names = ALL;
+    n_eng = 3;
+  } else if (!strcmp(engine, "both")) {
+    names = BOTH;
+    n_eng = 2;
+  } else if (strcmp(engine, "default") && strcmp(engine, "onednn") && strcmp(engine, "caffe")) {
+    fprintf(stderr, "bench_perf_net: unknown --engine %s (default, onednn, caffe, both or all)\n", engine);
+    return 2;
+  }
+  timed_net nets[3];
+  for (int e = 0; e < n_eng; e++) build(m, model, names[e], &nets[e]);
   if (save) {
-    if (crema_net_save_weights(a.net, save, &err)) bench_die("save", &err);
-    crema_net_free(a.net);
+    if (crema_net_save_weights(nets[0].net, save, &err)) bench_die("save", &err);
+    for (int e = 0; e < n_eng; e++) crema_net_free(nets[e].net);
     crema_message_free(m);
     return 0;
   }
-  if (both) build(m, model, false, &b);
   crema_message_free(m);
-  /* Both engines: iterations alternate, so both see the same neighbours on a shared machine. */
-  for (int it = 0; it < iters; it++) {
-    step(&a);
-    if (both) step(&b);
-  }
-  report(&a, threads, !both);
-  if (both) report(&b, threads, false);
-  crema_net_free(a.net);
-  if (both) crema_net_free(b.net);
+  /* Several engines: iterations alternate, so all see the same neighbours on a shared machine. */
+  for (int it = 0; it < iters; it++)
+    for (int e = 0; e < n_eng; e++) step(&nets[e]);
+  for (int e = 0; e < n_eng; e++) report(&nets[e], threads, n_eng == 1);
+  for (int e = 0; e < n_eng; e++) crema_net_free(nets[e].net);
   return 0;
 }

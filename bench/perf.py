@@ -5,10 +5,11 @@
                           [--repeat 2] [--iterations 3] [--no-conv]
 
 For each net (batch 10) and thread count it runs, `repeat` times,
-  - crema on its default engine (oneDNN when built with it) and on the reference path
+  - crema on its default engines (Winograd for 3x3 stride-1 convolutions, oneDNN for the
+    others), on its previous engine (oneDNN for every convolution) and on the reference path
     (crema's im2col+OpenBLAS, `engine: CAFFE` everywhere): forward and forward + full
-    backward (force_backward) times from one process holding both nets and alternating their
-    iterations (bench_perf_net --engine both), then set-up time and peak memory from one
+    backward (force_backward) times from one process holding the three nets and alternating
+    their iterations (bench_perf_net --engine all), then set-up time and peak memory from one
     process per engine;
   - OpenCV dnn's forward on the same prototxt and the same random weights (cv_time.py);
 and prints the fastest of each, with ratios measured in this run. Then bench_conv prints, per
@@ -106,26 +107,27 @@ def main():
             weights = os.path.join(tmp, key + ".caffemodel")
             for t in [int(x) for x in a.threads.split(",")]:
                 env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_WAIT_POLICY="PASSIVE")
-                fast, ref, cv = [], [], []
+                fast, prev, ref, cv = [], [], [], []
                 base = [binp, "--model", model, "--batch", str(a.batch), "--threads", str(t)]
                 if not os.path.exists(weights):
                     subprocess.run(base + ["--save-weights", weights], capture_output=True, env=env)
                 for r in range(a.repeat):
-                    # times: both engines in one process, iterations alternating
-                    out = run_all(base + ["--iterations", str(a.iterations), "--engine", "both"], env)
-                    fast += [x for x in out if x.get("engine") == "onednn"]
+                    # times: the three engines in one process, iterations alternating
+                    out = run_all(base + ["--iterations", str(a.iterations), "--engine", "all"], env)
+                    fast += [x for x in out if x.get("engine") == "default"]
+                    prev += [x for x in out if x.get("engine") == "onednn"]
                     ref += [x for x in out if x.get("engine") == "caffe"]
                     if py and os.path.exists(weights):
                         cv.append(run([py, os.path.join(ROOT, "bench", "cv_time.py"), model, weights, str(a.batch),
                                        str(t), str(a.iterations)], env))
                 # peak memory (and set-up time): one process per engine
-                for eng, dst in (("onednn", fast), ("caffe", ref)):
+                for eng, dst in (("default", fast), ("caffe", ref)):
                     one = run(base + ["--iterations", "1", "--engine", eng], env)
                     if one:
                         dst.append({"peak_mb": one["peak_mb"], "setup_ms": one["setup_ms"]})
                 if fast and "blas" in fast[0]:
                     blas, engine_name = fast[0]["blas"], fast[0]["conv_engine"]
-                rows.append((name, t, fast, ref, cv))
+                rows.append((name, t, fast, prev, ref, cv))
                 f_fb, r_fb = best(fast, "fwdbwd_ms"), best(ref, "fwdbwd_ms")
                 print("  measured %s, %d thread(s): %s / %s ms" % (name, t, fmt(f_fb), fmt(r_fb)), file=sys.stderr)
     finally:
@@ -135,22 +137,24 @@ def main():
     print("BLAS kernel: %s; default engine of conv1: %s; batch %d; fastest of %d runs x %d iterations; "
           "load average at the end: %s" % (blas, engine_name, a.batch, a.repeat, a.iterations, load))
     print()
-    print("| net | threads | crema fwd ms | crema fwd+bwd ms | crema peak MB | reference fwd ms "
-          "| reference fwd+bwd ms | reference peak MB | fwd+bwd speed-up | OpenCV fwd ms | crema fwd / OpenCV "
-          "| set-up ms | est. fwd+bwd vs Caffe |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, t, fast, ref, cv in rows:
+    print("| net | threads | crema fwd ms | crema fwd+bwd ms | crema peak MB | previous engine fwd+bwd ms "
+          "| reference fwd ms | reference fwd+bwd ms | reference peak MB | speed-up vs previous "
+          "| speed-up vs reference | OpenCV fwd ms | crema fwd / OpenCV | set-up ms | est. fwd+bwd vs Caffe |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, t, fast, prev, ref, cv in rows:
         ff, ffb, fpk = best(fast, "fwd_ms"), best(fast, "fwdbwd_ms"), best(fast, "peak_mb")
         rf, rfb, rpk = best(ref, "fwd_ms"), best(ref, "fwdbwd_ms"), best(ref, "peak_mb")
         cvf = best(cv, "fwd_ms")
         speed = rfb / ffb if rfb and ffb else None
+        pfb = best(prev, "fwdbwd_ms")
+        speed_prev = pfb / ffb if pfb and ffb else None
         vs_cv = ff / cvf if ff and cvf else None
         caffe = CAFFE_RATIO.get((name, t))
         est = caffe * ffb / rfb if caffe and ffb and rfb else None
-        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            name, t, fmt(ff), fmt(ffb), fmt(fpk, "%.0f"), fmt(rf), fmt(rfb), fmt(rpk, "%.0f"),
-            fmt(speed, "%.2fx"), fmt(cvf), fmt(vs_cv, "%.2f"), fmt(best(fast, "setup_ms"), "%.0f"),
-            fmt(est, "%.2f")))
+        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            name, t, fmt(ff), fmt(ffb), fmt(fpk, "%.0f"), fmt(pfb), fmt(rf), fmt(rfb), fmt(rpk, "%.0f"),
+            fmt(speed_prev, "%.2fx"), fmt(speed, "%.2fx"), fmt(cvf), fmt(vs_cv, "%.2f"),
+            fmt(best(fast, "setup_ms"), "%.0f"), fmt(est, "%.2f")))
     sys.stdout.flush()
     if not a.no_conv:
         for t in [int(x) for x in a.threads.split(",")]:

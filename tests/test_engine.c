@@ -25,35 +25,55 @@ typedef struct engine_case {
   int n_bottom;
   int n, c, h, w;
   bool all_onednn; /* every pass on oneDNN (enough channels and weights per output) */
+  bool winograd;   /* a 3x3 stride-1 shape the Winograd engine takes */
 } engine_case;
 
 static const engine_case CONV_CASES[] = {
     /* stride 2 whose last window ends short of the input: oneDNN's right pad is negative */
-    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5 stride: 2", 1, 2, 3, 24, 24, false},
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 11 stride: 4", 1, 2, 3, 35, 35, false},
-    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 3 pad: 1 group: 2", 1, 2, 8, 9, 9,
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5 stride: 2", 1, 2, 3, 24, 24, false,
      false},
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 pad: 1", 1, 3, 16, 7, 7, false},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 11 stride: 4", 1, 2, 3, 35, 35, false,
+     false},
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 3 pad: 1 group: 2", 1, 2, 8, 9, 9, false,
+     false},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 pad: 1", 1, 3, 16, 7, 7, false, false},
     {"Convolution", "convolution_param", "num_output: 5 kernel_size: 3 pad: 2 dilation: 2", 1, 2, 4, 10, 10,
-     false},
+     false, false},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1 group: 8", 1, 2, 8, 12, 12,
-     false},
+     false, false},
     {"Convolution", "convolution_param",
      "num_output: 4 kernel_h: 3 kernel_w: 1 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0 bias_term: false", 1, 2,
-     3, 9, 8, false},
+     3, 9, 8, false, false},
     {"Convolution", "convolution_param", "num_output: 7 kernel_size: 7 stride: 2 pad: 3", 1, 1, 3, 20, 20,
-     false},
+     false, false},
     /* enough channels and weights per output for every pass to run on oneDNN */
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 16, 8, 8, true},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 16, 8, 8, true, false},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1 stride: 2 group: 2", 1, 2, 32,
-     9, 9, true},
-    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 3, 96, 7, 7, true},
+     9, 9, true, false},
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 3, 96, 7, 7, true,
+     false},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 5 pad: 2 dilation: 2", 1, 2, 12, 11, 11,
-     true},
+     true, false},
     /* few weights per output: the weight gradient stays on the reference path */
-    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14, false},
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14, false, false},
     /* two bottom/top pairs sharing the weights */
-    {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8, false},
+    {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8, false, false},
+    /* Winograd F(4x4,3x3): partial edge tiles, no padding, padding 2, rectangles, groups,
+     * unequal pads, several bottoms, several chunks of images */
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 8, 16, 9, 9, true, true},
+    {"Convolution", "convolution_param", "num_output: 32 kernel_size: 3", 1, 11, 24, 10, 11, true, true},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 2", 1, 16, 16, 6, 6, true, true},
+    {"Convolution", "convolution_param", "num_output: 32 kernel_size: 3 pad: 1 group: 2", 1, 16, 32, 8, 8,
+     true, true},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad_h: 1 pad_w: 0 bias_term: false",
+     1, 11, 16, 7, 13, true, true},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 2, 11, 16, 12, 5, true,
+     true},
+    {"Convolution", "convolution_param", "num_output: 64 kernel_size: 3 pad: 1", 1, 9, 64, 64, 64, true,
+     true},
+    /* too few output channels, or too few tiles, for Winograd: oneDNN (or the reference) instead */
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 9, 9, true, false},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 32, 8, 8, true, false},
 };
 
 static char *layer_text(const engine_case *ec, bool reference) {
@@ -100,7 +120,12 @@ static void compare_engines(const engine_case *ec, size_t idx) {
   run_setup(&ref, ref_text, ec->n_bottom, bot, ec->n_bottom);
   run_setup(&fast, layer_text(ec, false), ec->n_bottom, bot2, ec->n_bottom);
   ck_assert_str_eq(crema_layer_engine_name(ref.l), CREMA_ENGINE_REFERENCE);
-  if (crema_engine_have_onednn())
+  if (ec->winograd)
+    ck_assert_msg(
+        !strncmp(crema_layer_engine_name(fast.l), CREMA_ENGINE_WINOGRAD, strlen(CREMA_ENGINE_WINOGRAD)),
+        "case %zu (%s): the default engine is \"%s\", not Winograd", idx, ec->param,
+        crema_layer_engine_name(fast.l));
+  else if (crema_engine_have_onednn())
     ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l), CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)),
                   "case %zu (%s %s): the default engine is \"%s\", not oneDNN", idx, ec->type, ec->param,
                   crema_layer_engine_name(fast.l));
@@ -169,7 +194,7 @@ END_TEST
 
 START_TEST(test_conv_engine_reshape) {
   const engine_case ec = {
-      "Convolution", "convolution_param", "num_output: 4 kernel_size: 3 pad: 1", 1, 2, 3, 6, 6, false};
+      "Convolution", "convolution_param", "num_output: 4 kernel_size: 3 pad: 1", 1, 2, 3, 6, 6, false, false};
   const int shape[4] = {2, 3, 6, 6}, shape3[4] = {3, 3, 6, 6};
   crema_blob *x = blob_of(4, shape), *x2 = blob_of(4, shape);
   fill(x, x->data, 1);
@@ -205,7 +230,8 @@ END_TEST
 START_TEST(test_conv_engine_gradient) {
   static const char *params[] = {
       "num_output: 3 kernel_size: 3 stride: 2 pad: 1 engine: DEFAULT",
-      "num_output: 4 kernel_size: 3 group: 2",
+      "num_output: 4 kernel_size: 3 group: 2", "num_output: 16 kernel_size: 3 pad: 1", /* Winograd */
+      "num_output: 32 kernel_size: 3 group: 2", /* Winograd, 16 channels per group */
   };
   for (size_t k = 0; k < sizeof params / sizeof params[0]; k++) {
     char text[512];
@@ -215,10 +241,17 @@ START_TEST(test_conv_engine_gradient) {
         "bias_filler { type: 'uniform' min: -1 max: 1 } }",
         params[k]);
     Crema__LayerParameter *p = test_layer_param(text);
-    const int shape[4] = {2, 16, 6, 7}; /* 8+ channels per group: every gradient on oneDNN */
+    /* 8+ channels per group: every gradient on oneDNN; 3x3 with 16+ per group: Winograd */
+    const int shape[4] = {k >= 2 ? 16 : 2, k == 3 ? 32 : 16, 6, 7}; /* 16 images: 64 Winograd tiles */
     crema_blob *x = blob_of(4, shape);
     gradcheck_fill_gaussian(x, 1.0f, 3 + k);
     gradcheck_opts o = gradcheck_defaults();
+    /* A convolution is linear in its input and its weights, so a large step costs no
+     * truncation error, while it shrinks the float rounding of the objective (a sum over
+     * every top element) relative to the difference: Winograd's transforms round more than
+     * a plain dot product, enough to disturb a 1e-2 step. */
+    o.step = 0.5f;
+    o.max_per_blob = 400; /* an even sample of each blob keeps 16-image cases quick */
     gradcheck_layer(p, 1, &x, 1, NULL, &o);
     crema_blob_free(x);
     crema_message_free(p);
@@ -237,7 +270,8 @@ START_TEST(test_engine_default_switch) {
   ck_assert_str_eq(crema_layer_engine_name(r.l), CREMA_ENGINE_REFERENCE);
   run_free(&r);
   crema_engine_set_default(true);
-  ck_assert(crema_engine_get_default() == crema_engine_have_onednn());
+  ck_assert(crema_engine_get_default());
+  ck_assert_ptr_nonnull(strstr(crema_engine_describe(), "Winograd F(4x4,3x3) on"));
   ck_assert_ptr_nonnull(
       strstr(crema_engine_describe(), crema_engine_have_onednn() ? "oneDNN" : "without oneDNN"));
   crema_engine_set_default(before);
@@ -303,6 +337,7 @@ END_TEST
 static Suite *engine_suite(void) {
   Suite *s = suite_create("engine");
   TCase *tc = tcase_create("conv");
+  tcase_set_timeout(tc, 300); /* the 16-image Winograd gradient checks, under the sanitizers */
   tcase_add_loop_test(tc, test_conv_engines_agree, 0, (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
   tcase_add_test(tc, test_conv_engine_reshape);
   tcase_add_test(tc, test_conv_pointwise_stays_reference);

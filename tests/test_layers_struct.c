@@ -10,7 +10,6 @@
 #include "support/run.h"
 #include "base/mem.h"
 #include "layers/layer.h"
-#include "layers/split.h"
 #include "support/gradcheck.h"
 #include "support/layer_run.h"
 #include "support/textproto.h"
@@ -200,86 +199,6 @@ START_TEST(split_forward_backward) {
   gradcheck_fill_gaussian(b[0], 1.0f, 70);
   gradcheck_text("name: 'sp' type: 'Split'", 1, b, 2);
   gradcheck_text("name: 'sp' type: 'Split'", 1, b, 3);
-  free_blobs(1, b);
-}
-END_TEST
-
-/* Forward copies nothing: every top is a view of the bottom's data, with its own diff. The
- * blobs' memory count holds the shared data once; a reshape that grows the bottom moves the
- * views along; a reshape of a view gives it its own data again. */
-START_TEST(split_shares_bottom_data) {
-  crema_blob *b[] = {blob_iota(2, (int[]){3, 5}, 1)};
-  const size_t before = crema_blob_memory_held();
-  run r;
-  run_setup(&r, "name: 'sp' type: 'Split'", 1, b, 2);
-  /* two tops: their diffs only (15 floats each), no data of their own */
-  ck_assert_uint_eq(crema_blob_memory_held() - before, 2 * 15 * sizeof(float));
-  run_forward(&r);
-  for (int t = 0; t < 2; t++) {
-    ck_assert_ptr_eq(r.top[t]->data, b[0]->data);
-    ck_assert_ptr_ne(r.top[t]->diff, b[0]->diff);
-    ck_assert(r.top[t]->data_shared);
-    assert_shape(r.top[t], 2, (int[]){3, 5});
-  }
-  /* the bottom grows (reallocated): reshape follows it */
-  crema_error err;
-  ck_assert_int_eq(crema_blob_reshape(b[0], 2, (int[]){4, 50}, &err), 0);
-  for (size_t i = 0; i < b[0]->count; i++) b[0]->data[i] = (float)i;
-  ck_assert_int_eq(crema_layer_reshape(r.l, b, r.top, &err), 0);
-  run_forward(&r);
-  for (int t = 0; t < 2; t++) {
-    ck_assert_ptr_eq(r.top[t]->data, b[0]->data);
-    assert_shape(r.top[t], 2, (int[]){4, 50});
-    for (size_t i = 0; i < b[0]->count; i++) r.top[t]->diff[i] = (float)(t + 1);
-  }
-  crema_layer_backward(r.l, r.top, (bool[]){true}, b);
-  for (size_t i = 0; i < b[0]->count; i++) ck_assert_float_eq(b[0]->diff[i], 3.0f);
-  ck_assert_float_eq(r.top[1]->data[199], 199.0f);
-  /* a plain reshape ends the view: own (zeroed) data, counted again */
-  const size_t held = crema_blob_memory_held();
-  ck_assert_int_eq(crema_blob_reshape(r.top[1], 1, (int[]){200}, &err), 0);
-  ck_assert(!r.top[1]->data_shared);
-  ck_assert_ptr_ne(r.top[1]->data, b[0]->data);
-  ck_assert_float_eq(r.top[1]->data[199], 0.0f);
-  ck_assert_uint_eq(crema_blob_memory_held() - held, 200 * sizeof(float));
-  run_free(&r);
-  ck_assert_uint_eq(crema_blob_memory_held(),
-                    before + b[0]->capacity * 2 * sizeof(float) - 15 * 2 * sizeof(float));
-  free_blobs(1, b);
-}
-END_TEST
-
-/* A top that a consumer overwrites in place (the net marks it, split.h) gets its own copy, so
- * the bottom and the other tops keep their values. */
-START_TEST(split_copies_for_an_inplace_consumer) {
-  crema_blob *b[] = {blob_iota(2, (int[]){4, 9}, -18)};
-  run r;
-  run_setup(&r, "name: 'sp' type: 'Split'", 1, b, 3);
-  crema_split_set_copy(r.l, 1, true);
-  crema_error err;
-  ck_assert_int_eq(crema_layer_reshape(r.l, b, r.top, &err), 0);
-  run_forward(&r);
-  ck_assert_ptr_eq(r.top[0]->data, b[0]->data);
-  ck_assert_ptr_ne(r.top[1]->data, b[0]->data);
-  ck_assert_ptr_eq(r.top[2]->data, b[0]->data);
-  Crema__LayerParameter *rp = test_layer_param("name: 'r' type: 'ReLU'");
-  crema_layer *relu;
-  ck_assert_int_eq(crema_layer_create(rp, CREMA__PHASE__TRAIN, 1, &relu, &err), 0);
-  ck_assert_msg(crema_layer_setup(relu, 1, &r.top[1], 1, &r.top[1], &err) == 0, "%s", err.msg); /* in place */
-  ck_assert_int_eq(crema_layer_forward(relu, &r.top[1], &r.top[1], &err), 0);
-  for (size_t i = 0; i < b[0]->count; i++) {
-    const float x = -18.0f + (float)i;
-    ck_assert_float_eq(b[0]->data[i], x);
-    ck_assert_float_eq(r.top[0]->data[i], x);
-    ck_assert_float_eq(r.top[2]->data[i], x);
-    ck_assert_float_eq(r.top[1]->data[i], x > 0 ? x : 0.0f);
-    for (int t = 0; t < 3; t++) r.top[t]->diff[i] = (float)(t + 1) * x;
-  }
-  crema_layer_backward(r.l, r.top, (bool[]){true}, b);
-  for (size_t i = 0; i < b[0]->count; i++) ck_assert_float_eq(b[0]->diff[i], 6.0f * (-18.0f + (float)i));
-  crema_layer_free(relu);
-  crema_message_free(rp);
-  run_free(&r);
   free_blobs(1, b);
 }
 END_TEST
@@ -654,8 +573,6 @@ static Suite *suite(void) {
   tcase_add_test(tc, slice_gradient);
   tcase_add_test(tc, slice_errors);
   tcase_add_test(tc, split_forward_backward);
-  tcase_add_test(tc, split_shares_bottom_data);
-  tcase_add_test(tc, split_copies_for_an_inplace_consumer);
   tcase_add_test(tc, eltwise_forward_values);
   tcase_add_test(tc, eltwise_gradient);
   tcase_add_test(tc, eltwise_errors);

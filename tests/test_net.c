@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/layer_run.h"
 #include "support/run.h"
 #include "net/net.h"
 #include "proto/io.h"
@@ -210,9 +211,9 @@ START_TEST(split_insertion_names) {
 }
 END_TEST
 
-/* A Split written in the prototxt whose top a ReLU then runs on in place: that top gets its
- * own copy of the data, so the other top (a view of the bottom, no copy) keeps the bottom's
- * values, and backward still sums both branches. */
+/* A Split written in the prototxt whose top a ReLU then runs on in place: the ReLU must not
+ * change the other top's input (the bottom's values), and backward still sums both
+ * branches. */
 START_TEST(split_top_with_an_inplace_consumer) {
   static const char *NET =
       "name: 'sp'\n"
@@ -228,7 +229,6 @@ START_TEST(split_top_with_an_inplace_consumer) {
              *b = crema_net_blob_by_name(net, "b");
   for (int i = 0; i < 6; i++) x->data[i] = (float)i - 2.5f;
   forward_ok(net, NULL);
-  ck_assert_ptr_eq(b->data, x->data);
   ck_assert_ptr_ne(a->data, x->data);
   const crema_blob *pb = crema_net_blob_by_name(net, "pb");
   for (int i = 0; i < 6; i++) {
@@ -875,6 +875,176 @@ START_TEST(reshape_follows_inputs) {
 }
 END_TEST
 
+/* Convolution scratch: every conv layer of a net uses the net's one workspace, sized for the
+ * largest layer rather than the sum, and the results are bit for bit those of the same
+ * layers run on their own buffers. Needs (batch 4, one chunk; col rounded up to 16 floats,
+ * then the (Cy, 4 * plane) staging matrix):
+ *   c1 3->8 5x5 pad 2 on 12x12: col 3*25 * 144 * 4 = 43200, tmp 8 * 144 * 4 = 4608  -> 47808
+ *   c2 8->16 3x3 stride 2 -> 5x5: col 8*9 * 25 * 4 = 7200, tmp 16 * 25 * 4 = 1600  ->  8800
+ *   d1 16->6 2x2 stride 2 -> 10x10 (the conv 6->16 back): col 6*4 * 25 * 4 = 2400,
+ *      tmp 16 * 25 * 4 = 1600                                                        ->  4000
+ *   c3 6->5 1x1 on 10x10 (a small plane: gathered): col 6 * 100 * 4 = 2400,
+ *      tmp 5 * 100 * 4 = 2000                                                        ->  4400 */
+static const char *CONV_NET =
+    "name: 'ws' force_backward: true "
+    "layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 4 dim: 3 dim: 12 dim: 12 } } } "
+    "layer { name: 'c1' type: 'Convolution' bottom: 'x' top: 'c1' convolution_param { num_output: 8 "
+    "  kernel_size: 5 pad: 2 weight_filler { type: 'gaussian' std: 0.1 } "
+    "  bias_filler { type: 'constant' value: 0.1 } } } "
+    "layer { name: 'c2' type: 'Convolution' bottom: 'c1' top: 'c2' convolution_param { num_output: 16 "
+    "  kernel_size: 3 stride: 2 weight_filler { type: 'gaussian' std: 0.1 } } } "
+    "layer { name: 'd1' type: 'Deconvolution' bottom: 'c2' top: 'd1' convolution_param { num_output: 6 "
+    "  kernel_size: 2 stride: 2 weight_filler { type: 'gaussian' std: 0.1 } } } "
+    "layer { name: 'c3' type: 'Convolution' bottom: 'd1' top: 'c3' convolution_param { num_output: 5 "
+    "  kernel_size: 1 weight_filler { type: 'gaussian' std: 0.1 } engine: CAFFE } } ";
+
+static bool floats_equal(const float *a, const float *b, size_t n) { return !memcmp(a, b, n * sizeof *a); }
+
+START_TEST(conv_layers_share_one_workspace) {
+  crema_net_options o = opts(CREMA__PHASE__TRAIN);
+  crema_net *net = build_text(CONV_NET, &o);
+  crema_workspace *ws = crema_net_workspace(net);
+  ck_assert_ptr_nonnull(ws);
+  const char *convs[] = {"c1", "c2", "d1", "c3"};
+  for (int k = 0; k < 4; k++) ck_assert_ptr_eq(layer_named(net, convs[k])->workspace, ws);
+  /* The largest need, not the sum (65008). With oneDNN some layers need no reference
+   * scratch at all, but c1 (3 input channels: its data gradient stays on the reference
+   * path) and c3 (engine: CAFFE) always do. */
+  ck_assert_uint_eq(crema_workspace_floats(ws), 47808);
+
+  crema_blob *x = crema_net_input(net, 0);
+  for (size_t i = 0; i < x->count; i++) x->data[i] = (float)((i * 7919) % 23) / 11.0f - 1.0f;
+  forward_ok(net, NULL);
+  crema_blob *out = crema_net_blob_by_name(net, "c3");
+  for (size_t i = 0; i < out->count; i++) out->diff[i] = (float)((i * 104729) % 17) / 8.0f - 1.0f;
+  crema_net_clear_param_diffs(net);
+  crema_net_backward(net);
+
+  /* Each layer again, outside any net (own scratch), on copies of its bottom and top diff. */
+  for (int k = 0; k < 4; k++) {
+    const int li = crema_net_layer_index(net, convs[k]);
+    const crema_layer *nl = crema_net_layer(net, li);
+    const int *bid, *tid;
+    crema_net_layer_bottoms(net, li, &bid);
+    crema_net_layer_tops(net, li, &tid);
+    const crema_blob *nb = crema_net_blob(net, bid[0]), *nt = crema_net_blob(net, tid[0]);
+    crema_blob *b = blob_vals(nb->num_axes, nb->shape, nb->data);
+    crema_layer *l = NULL;
+    crema_error err;
+    ck_assert_int_eq(crema_layer_create(crema_net_layer_param(net, li), CREMA__PHASE__TRAIN, 1, &l, &err), 0);
+    crema_blob *t = crema_blob_new();
+    ck_assert_msg(crema_layer_setup(l, 1, &b, 1, &t, &err) == 0, "%s", err.msg);
+    ck_assert_ptr_null(l->workspace);
+    for (int i = 0; i < l->n_blobs; i++) {
+      ck_assert_int_eq(crema_blob_copy_from(l->blobs[i], nl->blobs[i], false, &err), 0);
+      crema_blob_zero_diff(l->blobs[i]);
+      l->param_propagate_down[i] = true;
+    }
+    ck_assert_int_eq(crema_layer_forward(l, &b, &t, &err), 0);
+    ck_assert_msg(floats_equal(t->data, nt->data, nt->count), "%s: forward differs", convs[k]);
+    memcpy(t->diff, nt->diff, nt->count * sizeof(float));
+    const bool down = true;
+    crema_layer_backward(l, &t, &down, &b);
+    ck_assert_msg(floats_equal(b->diff, nb->diff, nb->count), "%s: data gradient differs", convs[k]);
+    for (int i = 0; i < l->n_blobs; i++)
+      ck_assert_msg(floats_equal(l->blobs[i]->diff, nl->blobs[i]->diff, nl->blobs[i]->count),
+                    "%s: gradient of parameter %d differs", convs[k], i);
+    crema_layer_free(l);
+    crema_blob_free(t);
+    crema_blob_free(b);
+  }
+  crema_net_free(net);
+}
+END_TEST
+
+/* Split tops borrow their bottom's data, as Caffe's SplitLayer does, except when a later
+ * layer writes one of them in place (then the copy stays). Either way the net computes the
+ * same values, bit for bit. */
+static const char *SPLIT_FMT =
+    "name: 'sp' "
+    "layer { name: 'in' type: 'Input' top: 'x' top: 't' input_param { shape { dim: 4 dim: 5 } "
+    "  shape { dim: 4 dim: 6 } } } "
+    "layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'h' inner_product_param { num_output: 6 "
+    "  weight_filler { type: 'gaussian' std: 0.5 } bias_filler { type: 'constant' value: 0.1 } } } "
+    "layer { name: 'sp' type: 'Split' bottom: 'h' top: 'h1' top: 'h2' } "
+    "layer { name: 'r' type: 'ReLU' bottom: 'h1' top: '%s' } "
+    "layer { name: 's' type: 'Sigmoid' bottom: 'h2' top: 'b' } "
+    "layer { name: 'e' type: 'Eltwise' bottom: '%s' bottom: 'b' top: 'y' } "
+    "layer { name: 'loss' type: 'EuclideanLoss' bottom: 'y' bottom: 't' top: 'loss' } ";
+
+static crema_net *split_net(const char *relu_top, float *loss) {
+  char text[2048];
+  snprintf(text, sizeof text, SPLIT_FMT, relu_top, relu_top);
+  crema_net_options o = opts(CREMA__PHASE__TRAIN);
+  crema_net *net = build_text(text, &o);
+  crema_blob *x = crema_net_blob_by_name(net, "x"), *t = crema_net_blob_by_name(net, "t");
+  for (size_t i = 0; i < x->count; i++) x->data[i] = (float)((i * 37) % 11) / 5.0f - 1.0f;
+  for (size_t i = 0; i < t->count; i++) t->data[i] = (float)((i * 13) % 7) / 7.0f;
+  forward_ok(net, loss);
+  crema_net_clear_param_diffs(net);
+  crema_net_backward(net);
+  return net;
+}
+
+START_TEST(split_tops_share_bottom_data) {
+  float loss_shared, loss_copied;
+  crema_net *shared = split_net("a", &loss_shared), *copied = split_net("h1", &loss_copied);
+  const crema_blob *h = crema_net_blob_by_name(shared, "h");
+  const char *tops[] = {"h1", "h2"};
+  for (int k = 0; k < 2; k++) {
+    const crema_blob *t = crema_net_blob_by_name(shared, tops[k]);
+    ck_assert_ptr_eq(t->data_of, h);
+    ck_assert_ptr_eq(t->data, h->data);
+    ck_assert_ptr_ne(t->diff, h->diff); /* each top keeps its own gradient */
+    ck_assert_ptr_null(crema_net_blob_by_name(copied, tops[k])->data_of);
+  }
+  ck_assert_ptr_ne(crema_net_blob_by_name(copied, "h1")->data, crema_net_blob_by_name(copied, "h")->data);
+  ck_assert_float_eq(loss_shared, loss_copied);
+  const crema_layer *a = layer_named(shared, "ip"), *b = layer_named(copied, "ip");
+  for (int i = 0; i < 2; i++)
+    ck_assert(!memcmp(a->blobs[i]->diff, b->blobs[i]->diff, a->blobs[i]->count * sizeof(float)));
+  const crema_blob *ha = crema_net_blob_by_name(shared, "h"), *hb = crema_net_blob_by_name(copied, "h");
+  ck_assert(!memcmp(ha->diff, hb->diff, ha->count * sizeof(float)));
+  /* A larger input: the bottom moves, the tops follow (reshape, then forward). */
+  crema_blob *x = crema_net_blob_by_name(shared, "x"), *t = crema_net_blob_by_name(shared, "t");
+  crema_error err;
+  ck_assert_int_eq(crema_blob_reshape4(x, 64, 5, -1, -1, &err), 0);
+  ck_assert_int_eq(crema_blob_reshape4(t, 64, 6, -1, -1, &err), 0);
+  ck_assert_msg(crema_net_reshape(shared, &err) == 0, "%s", err.msg);
+  forward_ok(shared, NULL);
+  const crema_blob *h1 = crema_net_blob_by_name(shared, "h1");
+  ck_assert_ptr_eq(h1->data, h->data);
+  ck_assert_int_eq(h1->shape[0], 64);
+  crema_net_free(shared);
+  crema_net_free(copied);
+}
+END_TEST
+
+/* crema_blob_share_data: the borrower holds (and the memory count charges it for) only its
+ * diff, follows the source's shape, and never frees the source's data. */
+START_TEST(blob_share_data) {
+  crema_error err;
+  crema_blob *src = crema_blob_new(), *b = crema_blob_new();
+  ck_assert_int_eq(crema_blob_reshape4(src, 2, 3, -1, -1, &err), 0);
+  ck_assert_int_eq(crema_blob_reshape4(b, 100, -1, -1, -1, &err), 0);
+  const size_t held = crema_blob_memory_held();
+  ck_assert_int_eq(crema_blob_share_data(b, src, &err), 0);
+  ck_assert_uint_eq(crema_blob_memory_held(), held - 100 * sizeof(float)); /* its own data went */
+  ck_assert_ptr_eq(b->data, src->data);
+  ck_assert_int_eq(b->count, 6);
+  src->data[5] = 3.0f;
+  ck_assert_float_eq(b->data[5], 3.0f);
+  ck_assert_int_eq(crema_blob_reshape4(src, 50, 3, -1, -1, &err), 0); /* src moves */
+  ck_assert_int_eq(crema_blob_reshape4(b, 150, -1, -1, -1, &err), 0);
+  ck_assert_ptr_eq(b->data, src->data);
+  ck_assert_uint_eq(b->capacity, 150);
+  ck_assert_int_eq(crema_blob_reshape4(b, 151, -1, -1, -1, &err), -1);
+  ck_assert_msg(strstr(err.msg, "sharing the data"), "%s", err.msg);
+  crema_blob_free(b);
+  crema_blob_free(src);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("net");
   TCase *tc = tcase_create("net");
@@ -897,6 +1067,9 @@ int main(void) {
   tcase_add_test(tc, v1_caffemodel_weights);
   tcase_add_test(tc, no_heap_growth_after_first_pass);
   tcase_add_test(tc, reshape_follows_inputs);
+  tcase_add_test(tc, conv_layers_share_one_workspace);
+  tcase_add_test(tc, split_tops_share_bottom_data);
+  tcase_add_test(tc, blob_share_data);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

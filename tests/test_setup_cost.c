@@ -58,7 +58,8 @@ START_TEST(test_skip_fill) {
 END_TEST
 
 /* A solver's test net holds no weights of its own: its layers use the train net's blobs
- * (also in its parameter list), and testing still works after training changed them. */
+ * (also in its parameter list), and testing still works after training changed them. It
+ * also has no scratch of its own: its layers borrow the train net's workspace. */
 START_TEST(test_test_net_shares_train_weights) {
   char dir[] = "/tmp/crema_test_setup_XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -74,6 +75,10 @@ START_TEST(test_test_net_shares_train_weights) {
   crema_error err;
   ck_assert_msg(crema_solver_create(sp, &opt, &s, &err) == 0, "%s", err.msg);
   crema_net *train = crema_solver_net(s), *test = crema_solver_test_net(s, 0);
+  ck_assert_ptr_nonnull(crema_net_workspace(train));
+  ck_assert_ptr_eq(crema_net_workspace(test), crema_net_workspace(train));
+  ck_assert_ptr_eq(crema_net_layer(test, crema_net_layer_index(test, "conv"))->workspace,
+                   crema_net_workspace(train));
   const char *names[] = {"conv", "ip"};
   for (int k = 0; k < 2; k++) {
     const crema_layer *a = crema_net_layer(train, crema_net_layer_index(train, names[k]));

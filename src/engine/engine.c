@@ -12,14 +12,20 @@
 #endif
 
 static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-static bool default_onednn = true;
+static bool default_fast = true;
+static bool use_winograd = true, use_onednn = true;
 static bool env_forced_caffe = false;
 
 static void read_env(void) {
   const char *v = getenv("CREMA_ENGINE");
-  if (v && (!strcasecmp(v, "caffe") || !strcasecmp(v, "reference"))) {
-    default_onednn = false;
+  if (!v) return;
+  if (!strcasecmp(v, "caffe") || !strcasecmp(v, "reference")) {
+    default_fast = false;
     env_forced_caffe = true;
+  } else if (!strcasecmp(v, "onednn")) {
+    use_winograd = false;
+  } else if (!strcasecmp(v, "winograd")) {
+    use_onednn = false;
   }
 }
 
@@ -36,28 +42,44 @@ const char *crema_engine_describe(void) {
   pthread_once(&env_once, read_env);
 #ifdef CREMA_HAVE_ONEDNN
   const dnnl_version_t *v = dnnl_version();
-  snprintf(buf, sizeof buf, "oneDNN %d.%d.%d (%s)", v->major, v->minor, v->patch,
-           default_onednn     ? "default engine"
-           : env_forced_caffe ? "disabled: CREMA_ENGINE=caffe"
-                              : "disabled: reference path chosen");
+  snprintf(buf, sizeof buf, "oneDNN %d.%d.%d %s, Winograd F(4x4,3x3) %s", v->major, v->minor, v->patch,
+           !default_fast ? "off"
+           : use_onednn  ? "on"
+                         : "off (CREMA_ENGINE=winograd)",
+           !default_fast  ? (env_forced_caffe ? "off (CREMA_ENGINE=caffe)" : "off (reference path chosen)")
+           : use_winograd ? "on"
+                          : "off (CREMA_ENGINE=onednn)");
 #else
-  snprintf(buf, sizeof buf, "reference only (built without oneDNN: apt-get install libdnnl-dev)");
+  snprintf(buf, sizeof buf, "Winograd F(4x4,3x3) %s; built without oneDNN (apt-get install libdnnl-dev)",
+           !default_fast  ? (env_forced_caffe ? "off (CREMA_ENGINE=caffe)" : "off (reference path chosen)")
+           : use_winograd ? "on"
+                          : "off (CREMA_ENGINE=onednn)");
 #endif
   return buf;
 }
 
-void crema_engine_set_default(bool use_onednn) {
+void crema_engine_set_default(bool use_fast) {
   pthread_once(&env_once, read_env);
-  default_onednn = use_onednn;
+  default_fast = use_fast;
   env_forced_caffe = false;
 }
 
 bool crema_engine_get_default(void) {
   pthread_once(&env_once, read_env);
-  return default_onednn && crema_engine_have_onednn();
+  return default_fast;
 }
 
-bool crema_engine_wanted(int proto_engine) {
+void crema_engine_set_winograd(bool on) {
+  pthread_once(&env_once, read_env);
+  use_winograd = on;
+}
+
+bool crema_engine_onednn_wanted(int proto_engine) {
   if (proto_engine == 1) return false; /* CAFFE: the reference path, always */
-  return crema_engine_get_default();
+  return crema_engine_get_default() && use_onednn && crema_engine_have_onednn();
+}
+
+bool crema_engine_winograd_wanted(int proto_engine) {
+  if (proto_engine == 1) return false;
+  return crema_engine_get_default() && use_winograd;
 }

@@ -28,6 +28,7 @@
 /* Names of the engines a layer can report (crema time prints them). */
 #define CREMA_ENGINE_REFERENCE "caffe"
 #define CREMA_ENGINE_ONEDNN "onednn"
+#define CREMA_ENGINE_WINOGRAD "winograd"
 
 /* True when crema was built with oneDNN. */
 bool crema_engine_have_onednn(void);
@@ -37,15 +38,21 @@ bool crema_engine_have_onednn(void);
  * libdnnl-dev)". Static storage. */
 const char *crema_engine_describe(void);
 
-/* Process-wide default for layers whose engine field is DEFAULT: true = try oneDNN (the
- * initial value, unless CREMA_ENGINE=caffe is set), false = reference path everywhere.
+/* Process-wide default for layers whose engine field is DEFAULT: true = try the fast engines
+ * (the initial value, unless CREMA_ENGINE=caffe is set), false = reference path everywhere.
  * Takes effect for layers reshaped afterwards. Not thread-safe against running nets. */
-void crema_engine_set_default(bool use_onednn);
+void crema_engine_set_default(bool use_fast);
 bool crema_engine_get_default(void);
+/* Within the fast engines, whether 3x3 stride-1 convolutions use crema's Winograd engine
+ * (the initial value, unless CREMA_ENGINE=onednn is set) or oneDNN like the other shapes. */
+void crema_engine_set_winograd(bool use_winograd);
 
 /* Whether a layer whose param says `proto_engine` (0 DEFAULT, 1 CAFFE, 2 CUDNN) should try
- * oneDNN. CUDNN is treated like DEFAULT (a GPU net run on the CPU). */
-bool crema_engine_wanted(int proto_engine);
+ * oneDNN (only true when crema has it) or Winograd. CUDNN is treated like DEFAULT (a GPU net
+ * run on the CPU). CREMA_ENGINE=caffe|onednn|winograd in the environment restricts the
+ * choice: the reference path only, oneDNN only, Winograd only (other shapes: reference). */
+bool crema_engine_onednn_wanted(int proto_engine);
+bool crema_engine_winograd_wanted(int proto_engine);
 
 /* ---- Convolution through oneDNN (fwd, bwd-data, bwd-weights), NCHW at the boundaries. */
 typedef struct crema_onednn_conv crema_onednn_conv;
@@ -70,5 +77,31 @@ void crema_onednn_conv_backward(crema_onednn_conv *c, const float *x, const floa
 /* The implementation oneDNN picked for the forward pass, e.g. "jit:avx2". */
 const char *crema_onednn_conv_impl(const crema_onednn_conv *c);
 void crema_onednn_conv_free(crema_onednn_conv *c);
+
+/* ---- Convolution by Winograd F(4x4, 3x3) (winograd.c): 3x3, stride 1, no dilation, pad <= 2.
+ * Same contract as the oneDNN object above; no external library. */
+typedef struct crema_winograd_conv crema_winograd_conv;
+
+/* Fewer input or output channels per group than this and the 36 GEMMs are too thin to pay
+ * for the transforms (measured: below 16 the im2col path wins). */
+#define CREMA_WINOGRAD_MIN_CHANNELS 16
+/* Fewer 4x4 output tiles than this over the batch and the GEMMs are too narrow. */
+#define CREMA_WINOGRAD_MIN_TILES 64
+
+/* Whether the geometry is one Winograd takes (see above), for a batch of n. */
+bool crema_winograd_conv_suits(const crema_im2col_geom *g, int n, int cy, int group);
+/* 0 and *out on success; 1 with *out NULL when the shape does not suit (err says why); -1
+ * on out of memory. Free with crema_winograd_conv_free. */
+int crema_winograd_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
+                               crema_winograd_conv **out, crema_error *err);
+bool crema_winograd_conv_matches(const crema_winograd_conv *c, const crema_im2col_geom *g, int n, int cy,
+                                 int group, bool bias);
+/* y = conv(x, w) + bias. Overwrites y. */
+void crema_winograd_conv_forward(crema_winograd_conv *c, const float *x, const float *w, const float *bias,
+                                 float *y);
+/* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
+void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const float *dy, const float *w,
+                                  float *dw, float *dx);
+void crema_winograd_conv_free(crema_winograd_conv *c);
 
 #endif

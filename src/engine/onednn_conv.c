@@ -10,6 +10,7 @@
 
 #include "engine/engine.h"
 #include "engine/onednn_util.h"
+#include "engine/workspace.h"
 
 #ifdef CREMA_HAVE_ONEDNN
 
@@ -135,7 +136,7 @@ static int build(crema_onednn_conv *c, crema_error *err) {
       crema_dnnl_check(dnnl_primitive_create(&c->bwd_data, dpd), "convolution backward-data", err) ||
       crema_dnnl_check(dnnl_primitive_create(&c->bwd_weights, wpd), "convolution backward-weights", err))
     goto done;
-  if (crema_dnnl_ws_reserve(c->ws_bytes, err)) {
+  if (crema_engine_ws_reserve(c->ws_bytes, err)) {
     rc = -1;
     goto done;
   }
@@ -171,7 +172,7 @@ int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int grou
 
 void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float *w, const float *bias,
                                float *y) {
-  char *ws = crema_dnnl_ws_lock();
+  char *ws = crema_engine_ws_lock();
   crema_dnnl_port_in(&c->f_src, x, ws);
   crema_dnnl_port_in(&c->f_wei, w, ws);
   if (c->bias) crema_dnnl_port_in(&c->f_bias, bias, ws);
@@ -182,13 +183,13 @@ void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float
                              {DNNL_ARG_BIAS, c->bias ? crema_dnnl_port_mem(&c->f_bias) : NULL}};
   crema_dnnl_run(c->fwd, c->bias ? 4 : 3, args);
   crema_dnnl_port_out(&c->f_dst);
-  crema_dnnl_ws_unlock();
+  crema_engine_ws_unlock();
 }
 
 void crema_onednn_conv_backward(crema_onednn_conv *c, const float *x, const float *dy, const float *w,
                                 float *dw, float *dx) {
   if (!dw && !dx) return;
-  char *ws = crema_dnnl_ws_lock();
+  char *ws = crema_engine_ws_lock();
   crema_dnnl_port_in(&c->d_ddst, dy, ws);
   if (dx) {
     crema_dnnl_port_in(&c->d_wei, w, ws);
@@ -213,7 +214,7 @@ void crema_onednn_conv_backward(crema_onednn_conv *c, const float *x, const floa
     crema_dnnl_run(c->bwd_weights, 3, args);
     crema_dnnl_port_out(&c->w_dwei);
   }
-  crema_dnnl_ws_unlock();
+  crema_engine_ws_unlock();
 }
 
 const char *crema_onednn_conv_impl(const crema_onednn_conv *c) { return c->impl; }
@@ -226,7 +227,7 @@ void crema_onednn_conv_free(crema_onednn_conv *c) {
   if (c->fwd) dnnl_primitive_destroy(c->fwd);
   if (c->bwd_data) dnnl_primitive_destroy(c->bwd_data);
   if (c->bwd_weights) dnnl_primitive_destroy(c->bwd_weights);
-  if (c->ws_reserved) crema_dnnl_ws_release();
+  if (c->ws_reserved) crema_engine_ws_release();
   free(c);
 }
 

@@ -19,17 +19,7 @@ int crema_dnnl_check(dnnl_status_t s, const char *what, crema_error *err);
 
 typedef enum { CREMA_PORT_IN, CREMA_PORT_OUT, CREMA_PORT_OUT_ADD } crema_port_dir;
 
-/* The shared workspace. Converted operands live only while one layer's primitive runs, so
- * every oneDNN layer of the process keeps them in one buffer (sized for the largest layer)
- * instead of owning copies of its activations: peak memory stays near the reference path's.
- * A layer reserves its size at create time (grow-only while any user exists; freed when the
- * last user releases) and holds the lock while it runs, so nets in different threads stay
- * correct (their oneDNN calls take turns). */
-int crema_dnnl_ws_reserve(size_t bytes, crema_error *err);
-void crema_dnnl_ws_release(void);
-/* Locks the workspace and returns its base (64-byte aligned); unlock when done. */
-char *crema_dnnl_ws_lock(void);
-void crema_dnnl_ws_unlock(void);
+/* Inner buffers live in the engines' shared workspace (engine/workspace.h). */
 
 /* One operand of a primitive. `user` is crema's plain array (its handle is set on every
  * call, never owned); `inner` exists when the primitive wants another layout (or, for

@@ -98,18 +98,9 @@ int crema_conv_params_read(const crema_layer *l, const crema_blob *bottom, crema
   return 0;
 }
 
-static int grow(float **buf, size_t *cap, size_t need, crema_error *err) {
-  if (need <= *cap) return 0;
-  /* rows * plane of a huge kernel over a huge input can exceed what a byte count holds. */
-  if (need > SIZE_MAX / sizeof(float))
-    return crema_fail(err, "a convolution buffer of %zu floats exceeds the address space", need);
-  crema_aligned_free(*buf);
-  *cap = 0;
-  if (!(*buf = crema_aligned_alloc(need * sizeof(float))))
-    return crema_fail(err, "out of memory allocating a %zu-float convolution buffer", need);
-  *cap = need;
-  return 0;
-}
+void crema_conv_engine_use_workspace(crema_conv_engine *e, crema_workspace *ws) { e->ws = ws; }
+
+static crema_workspace *scratch(crema_conv_engine *e) { return e->ws ? e->ws : &e->own; }
 
 int crema_conv_engine_reshape(crema_conv_engine *e, const crema_im2col_geom *g, int cy, int group, int n,
                               crema_error *err) {
@@ -117,6 +108,7 @@ int crema_conv_engine_reshape(crema_conv_engine *e, const crema_im2col_geom *g, 
   e->cy = cy;
   e->group = group;
   e->n = n;
+  e->col_floats = e->tmp_floats = 0;
   const size_t plane = (size_t)g->out_h * g->out_w;
   const bool one = g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 &&
                    g->pad_h == 0 && g->pad_w == 0;
@@ -137,17 +129,30 @@ int crema_conv_engine_reshape(crema_conv_engine *e, const crema_im2col_geom *g, 
   if (chunk < 1) chunk = 1;
   if (chunk > (size_t)n) chunk = (size_t)n;
   e->chunk = (int)chunk;
-  if (grow(&e->col, &e->col_cap, per_image * chunk, err)) return -1;
+  /* rows * plane of a huge kernel over a huge input can exceed what a byte count holds. */
+  if (per_image > SIZE_MAX / sizeof(float) / chunk || (size_t)cy * plane > SIZE_MAX / sizeof(float) / chunk)
+    return crema_fail(err, "a convolution buffer of %zu x %zu floats exceeds the address space", per_image,
+                      chunk);
+  const size_t col = per_image * chunk;
   /* A chunk of one image needs no staging matrix (see forward/backward). */
-  return chunk > 1 ? grow(&e->tmp, &e->tmp_cap, (size_t)cy * plane * chunk, err) : 0;
+  const size_t tmp = chunk > 1 ? (size_t)cy * plane * chunk : 0;
+  /* The staging matrix starts on a 64-byte boundary, like the column matrix. */
+  const size_t col_padded = (col + 15) / 16 * 16;
+  if (tmp && col_padded > SIZE_MAX / sizeof(float) - tmp)
+    return crema_fail(err, "a convolution buffer of %zu + %zu floats exceeds the address space", col, tmp);
+  if (crema_workspace_reserve(scratch(e), tmp ? col_padded + tmp : col, err))
+    return crema_error_prefix(err, "convolution buffers");
+  e->col_floats = tmp ? col_padded : col;
+  e->tmp_floats = tmp;
+  return 0;
 }
 
 void crema_conv_engine_free(crema_conv_engine *e) {
-  crema_aligned_free(e->col);
-  crema_aligned_free(e->tmp);
-  e->col = e->tmp = NULL;
-  e->col_cap = e->tmp_cap = 0;
+  crema_workspace_release(&e->own);
+  e->col_floats = e->tmp_floats = 0;
 }
+
+size_t crema_conv_engine_scratch_floats(const crema_conv_engine *e) { return e->col_floats + e->tmp_floats; }
 
 /* ---- depthwise: one input channel per group, `mult` output channels per input channel */
 
@@ -280,14 +285,14 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
 
 /* ---- forward / backward */
 
-/* Column matrix of nb images into e->col. A pointwise (1x1, stride 1, no pad) convolution
+/* Column matrix of nb images into col. A pointwise (1x1, stride 1, no pad) convolution
  * needs no im2col: its columns are the images' planes side by side, a plain transpose of
  * the first two axes. */
-static void lower(crema_conv_engine *e, int nb, const float *x) {
+static void lower(const crema_conv_engine *e, int nb, const float *x, float *col) {
   if (e->pointwise)
-    crema_batch_to_rows(nb, e->g.channels, (size_t)e->g.height * e->g.width, x, e->col);
+    crema_batch_to_rows(nb, e->g.channels, (size_t)e->g.height * e->g.width, x, col);
   else
-    crema_im2col(&e->g, nb, x, e->col);
+    crema_im2col(&e->g, nb, x, col);
 }
 
 void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float *w, const float *bias,
@@ -310,18 +315,19 @@ void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float
     if (bias) crema_conv_bias_add(e->n, cy, plane, bias, y);
     return;
   }
+  float *col = crema_workspace_data(scratch(e)), *tmp = col + e->col_floats;
   for (int b0 = 0; b0 < e->n; b0 += e->chunk) {
     const int nb = e->n - b0 < e->chunk ? e->n - b0 : e->chunk;
     const size_t ld = (size_t)nb * plane;
     float *yb = y + (size_t)b0 * cy * plane;
     /* One image: the GEMM result (Cy, Ho*Wo) already is its NCHW output, no scatter. */
-    float *out = nb == 1 ? yb : e->tmp;
-    lower(e, nb, x + (size_t)b0 * cx * pin);
+    float *out = nb == 1 ? yb : tmp;
+    lower(e, nb, x + (size_t)b0 * cx * pin, col);
     for (int gr = 0; gr < G; gr++)
       crema_gemm_ld(false, false, mg, (int)ld, kg, 1.0f, w + (size_t)gr * mg * kg, kg,
-                    e->col + (size_t)gr * kg * ld, (int)ld, 0.0f, out + (size_t)gr * mg * ld, (int)ld);
+                    col + (size_t)gr * kg * ld, (int)ld, 0.0f, out + (size_t)gr * mg * ld, (int)ld);
     if (nb > 1)
-      crema_rows_to_batch(nb, cy, plane, e->tmp, bias, yb);
+      crema_rows_to_batch(nb, cy, plane, tmp, bias, yb);
     else if (bias)
       crema_conv_bias_add(1, cy, plane, bias, yb);
   }
@@ -356,29 +362,30 @@ void crema_conv_engine_backward(crema_conv_engine *e, const float *x, const floa
       }
     return;
   }
+  float *col = crema_workspace_data(scratch(e)), *tmp = col + e->col_floats;
   for (int b0 = 0; b0 < e->n; b0 += e->chunk) {
     const int nb = e->n - b0 < e->chunk ? e->n - b0 : e->chunk;
     const size_t ld = (size_t)nb * plane;
     /* One image: its dy (Cy, Ho*Wo) already is the gathered matrix. */
     const float *dyb = dy + (size_t)b0 * cy * plane, *d = dyb;
     if (nb > 1) {
-      crema_batch_to_rows(nb, cy, plane, dyb, e->tmp);
-      d = e->tmp;
+      crema_batch_to_rows(nb, cy, plane, dyb, tmp);
+      d = tmp;
     }
     if (dw) {
-      lower(e, nb, x + (size_t)b0 * cx * pin);
+      lower(e, nb, x + (size_t)b0 * cx * pin, col);
       for (int gr = 0; gr < G; gr++)
         crema_gemm_ld(false, true, mg, kg, (int)ld, 1.0f, d + (size_t)gr * mg * ld, (int)ld,
-                      e->col + (size_t)gr * kg * ld, (int)ld, 1.0f, dw + (size_t)gr * mg * kg, kg);
+                      col + (size_t)gr * kg * ld, (int)ld, 1.0f, dw + (size_t)gr * mg * kg, kg);
     }
     if (dx) {
       for (int gr = 0; gr < G; gr++)
         crema_gemm_ld(true, false, kg, (int)ld, mg, 1.0f, w + (size_t)gr * mg * kg, kg,
-                      d + (size_t)gr * mg * ld, (int)ld, 0.0f, e->col + (size_t)gr * kg * ld, (int)ld);
+                      d + (size_t)gr * mg * ld, (int)ld, 0.0f, col + (size_t)gr * kg * ld, (int)ld);
       if (e->pointwise) /* each pixel has exactly one column entry: a plain scatter */
-        crema_rows_to_batch(nb, cx, pin, e->col, NULL, dx + (size_t)b0 * cx * pin);
+        crema_rows_to_batch(nb, cx, pin, col, NULL, dx + (size_t)b0 * cx * pin);
       else
-        crema_col2im(g, nb, e->col, dx + (size_t)b0 * cx * pin);
+        crema_col2im(g, nb, col, dx + (size_t)b0 * cx * pin);
     }
   }
 }

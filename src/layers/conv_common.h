@@ -15,7 +15,10 @@
  *    image, so one GEMM per image and group, no copies at all (smaller planes take the
  *    general path with the batch folded by a transpose instead of im2col);
  *  - depthwise (one input channel per group, at most 4 outputs per group): direct loops.
- * Buffers are allocated in reshape only and only grow. */
+ * The column and staging buffers are scratch: they come from a crema_workspace, the net's
+ * (shared by all its layers, which run one at a time) when the layer has one, else the
+ * engine's own. They are reserved in reshape only (grow-only) and fetched in forward and
+ * backward, so forward and backward allocate nothing. */
 #ifndef CREMA_LAYERS_CONV_COMMON_H
 #define CREMA_LAYERS_CONV_COMMON_H
 
@@ -27,10 +30,11 @@
 #include "proto/crema.pb-c.h"
 #include "tensor/blob.h"
 #include "tensor/im2col.h"
+#include "tensor/workspace.h"
 
 /* Column-buffer budget per chunk (floats): 1M floats = 4 MB, but at least one image per
- * chunk. Every Convolution layer owns its buffers, so this bounds a deep net's memory to
- * about what Caffe's per-image buffers take, while small planes (where folding the batch
+ * chunk. Inside a net every layer's buffers share one workspace, sized for the largest
+ * layer; the budget keeps that block small while small planes (where folding the batch
  * matters) still fold many images into one GEMM of >= ~1000 columns. */
 #define CREMA_CONV_COL_BUDGET ((size_t)1 << 20)
 
@@ -61,18 +65,27 @@ typedef struct crema_conv_engine {
   int chunk;           /* images per GEMM in the general path */
   crema_conv_path path;
   bool pointwise; /* 1x1, stride 1, no pad: the column matrix is a transpose, not an im2col */
-  float *col;     /* (Cx*kh*kw, chunk*Ho*Wo) */
-  size_t col_cap;
-  float *tmp; /* (Cy, chunk*Ho*Wo): GEMM result before the scatter to NCHW; unused (and not
-               * allocated) when a chunk is one image, whose NCHW planes already are that matrix */
-  size_t tmp_cap;
+  /* Scratch, in the workspace: col (Cx*kh*kw, chunk*Ho*Wo) at offset 0, then tmp (Cy,
+   * chunk*Ho*Wo), the GEMM result before the scatter to NCHW (none when a chunk is one image,
+   * whose NCHW planes already are that matrix). 0 for the 1x1 and depthwise paths. */
+  size_t col_floats, tmp_floats;
+  crema_workspace *ws; /* borrowed (the layer's net's), or NULL: `own` is used */
+  crema_workspace own;
 } crema_conv_engine;
 
-/* Sets the geometry (g->out_* must be filled), chooses the path and grows the buffers.
+/* Makes the engine take its scratch from `ws` (borrowed; it must outlive the engine; NULL =
+ * the engine's own). Call before the first reshape: usually with the layer's l->workspace. */
+void crema_conv_engine_use_workspace(crema_conv_engine *e, crema_workspace *ws);
+
+/* Sets the geometry (g->out_* must be filled), chooses the path and reserves the scratch.
  * Out of memory: an error. The engine starts zeroed ({0}); free with crema_conv_engine_free. */
 int crema_conv_engine_reshape(crema_conv_engine *e, const crema_im2col_geom *g, int cy, int group, int n,
                               crema_error *err);
+/* Frees the engine's own scratch (a borrowed workspace is its owner's to free) and forgets
+ * its reservation; the engine can be reshaped again. */
 void crema_conv_engine_free(crema_conv_engine *e);
+/* Scratch floats the current geometry needs (what reshape reserved). */
+size_t crema_conv_engine_scratch_floats(const crema_conv_engine *e);
 
 /* y (N, Cy, Ho, Wo) = conv(x, w) + bias[c] (bias may be NULL). Overwrites y. */
 void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float *w, const float *bias,

@@ -9,6 +9,7 @@
  * kernel_size, stride, pad and dilation: one value for every axis or one per axis (the _h/_w
  * forms are 2-d only, as in Caffe). The N-d im2col is a plain loop over kernel and output
  * positions: the reference path, written for clarity rather than speed. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,9 +26,13 @@ typedef struct nd_state {
   int kernel[ND_MAX], stride[ND_MAX], pad[ND_MAX], dil[ND_MAX];
   int in[ND_MAX], out[ND_MAX]; /* spatial sizes of the conv "image" side (in) and column side (out) */
   size_t kcount, in_count, out_count, outer;
-  float *col;
-  size_t col_cap;
+  /* The column buffer (rows * out_count floats), scratch from the net's workspace when the
+   * layer has one (l->workspace), else from `own`. */
+  crema_workspace *ws;
+  crema_workspace own;
 } nd_state;
+
+static float *nd_col(nd_state *s) { return crema_workspace_data(s->ws ? s->ws : &s->own); }
 
 /* One value for all axes, or one per axis. */
 static int read_rep(const char *name, size_t n, const uint32_t *v, int axes, int dflt, int *out,
@@ -59,6 +64,7 @@ static int nd_setup_common(crema_layer *l, crema_blob *const *bottom, bool decon
   nd_state *s = calloc(1, sizeof *s);
   if (!s) return crema_fail(err, "out of memory");
   l->state = s;
+  s->ws = l->workspace;
   s->deconv = deconv;
   if (crema_blob_canonical_axis(bottom[0], p->axis, &s->axis, err))
     return crema_error_prefix(err, "convolution_param.axis");
@@ -139,13 +145,10 @@ static int nd_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   }
   s->outer = crema_blob_count_range(b, 0, s->axis);
   const size_t col_rows = (size_t)(s->deconv ? s->num_output : s->channels) * s->kcount;
-  const size_t need = col_rows * s->out_count;
-  if (need > s->col_cap) {
-    float *c = realloc(s->col, need * sizeof *c);
-    if (!c) return crema_fail(err, "out of memory for a %zu-float column buffer", need);
-    s->col = c;
-    s->col_cap = need;
-  }
+  if (s->out_count && col_rows > SIZE_MAX / sizeof(float) / s->out_count)
+    return crema_fail(err, "a column buffer of %zu x %zu floats exceeds the address space", col_rows,
+                      s->out_count);
+  if (crema_workspace_reserve(s->ws ? s->ws : &s->own, col_rows * s->out_count, err)) return -1;
   for (int t = 0; t < l->n_top; t++) {
     if (!crema_blob_same_shape(bottom[t], b))
       return crema_fail(err, "every bottom needs the shape of the first (%s)",
@@ -197,16 +200,17 @@ static int nd_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   nd_state *s = l->state;
   const float *w = l->blobs[0]->data;
   const int G = s->group, M = s->num_output, C = s->channels;
+  float *col = nd_col(s);
   for (int t = 0; t < l->n_top; t++)
     for (size_t n = 0; n < s->outer; n++) {
       const float *x = bottom[t]->data + n * (size_t)C * (s->deconv ? s->out_count : s->in_count);
       float *y = top[t]->data + n * (size_t)M * (s->deconv ? s->in_count : s->out_count);
       if (!s->deconv) {
-        nd_im2col(s, C, (float *)x, s->col, true);
+        nd_im2col(s, C, (float *)x, col, true);
         const int mg = M / G, kg = (int)((size_t)(C / G) * s->kcount);
         for (int g = 0; g < G; g++)
           crema_gemm(false, false, mg, (int)s->out_count, kg, 1.0f, w + (size_t)g * mg * kg,
-                     s->col + (size_t)g * kg * s->out_count, 0.0f, y + (size_t)g * mg * s->out_count);
+                     col + (size_t)g * kg * s->out_count, 0.0f, y + (size_t)g * mg * s->out_count);
         if (s->bias)
           for (int m = 0; m < M; m++)
             for (size_t o = 0; o < s->out_count; o++) y[(size_t)m * s->out_count + o] += l->blobs[1]->data[m];
@@ -215,8 +219,8 @@ static int nd_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *con
         const int cg = C / G, kg = (int)((size_t)(M / G) * s->kcount);
         for (int g = 0; g < G; g++)
           crema_gemm(true, false, kg, (int)s->out_count, cg, 1.0f, w + (size_t)g * cg * kg,
-                     x + (size_t)g * cg * s->out_count, 0.0f, s->col + (size_t)g * kg * s->out_count);
-        nd_im2col(s, M, y, s->col, false);
+                     x + (size_t)g * cg * s->out_count, 0.0f, col + (size_t)g * kg * s->out_count);
+        nd_im2col(s, M, y, col, false);
         if (s->bias)
           for (int m = 0; m < M; m++)
             for (size_t o = 0; o < s->in_count; o++) y[(size_t)m * s->in_count + o] += l->blobs[1]->data[m];
@@ -232,6 +236,7 @@ static void nd_backward(crema_layer *l, crema_blob *const *top, const bool *prop
   float *dw = l->blobs[0]->diff;
   const int G = s->group, M = s->num_output, C = s->channels;
   const size_t ysz = s->deconv ? s->in_count : s->out_count, xsz = s->deconv ? s->out_count : s->in_count;
+  float *col = nd_col(s);
   for (int t = 0; t < l->n_top; t++)
     for (size_t n = 0; n < s->outer; n++) {
       const float *x = bottom[t]->data + n * (size_t)C * xsz, *dy = top[t]->diff + n * (size_t)M * ysz;
@@ -245,29 +250,29 @@ static void nd_backward(crema_layer *l, crema_blob *const *top, const bool *prop
       if (!s->deconv) {
         const int mg = M / G, kg = (int)((size_t)(C / G) * s->kcount);
         if (l->param_propagate_down[0]) {
-          nd_im2col(s, C, (float *)x, s->col, true);
+          nd_im2col(s, C, (float *)x, col, true);
           for (int g = 0; g < G; g++)
             crema_gemm(false, true, mg, kg, (int)s->out_count, 1.0f, dy + (size_t)g * mg * s->out_count,
-                       s->col + (size_t)g * kg * s->out_count, 1.0f, dw + (size_t)g * mg * kg);
+                       col + (size_t)g * kg * s->out_count, 1.0f, dw + (size_t)g * mg * kg);
         }
         if (propagate_down[t]) {
           for (int g = 0; g < G; g++)
             crema_gemm(true, false, kg, (int)s->out_count, mg, 1.0f, w + (size_t)g * mg * kg,
-                       dy + (size_t)g * mg * s->out_count, 0.0f, s->col + (size_t)g * kg * s->out_count);
-          nd_im2col(s, C, dx, s->col, false);
+                       dy + (size_t)g * mg * s->out_count, 0.0f, col + (size_t)g * kg * s->out_count);
+          nd_im2col(s, C, dx, col, false);
         }
       } else {
         /* Deconvolution is Convolution's transpose: columns of d y. */
         const int cg = C / G, kg = (int)((size_t)(M / G) * s->kcount);
-        nd_im2col(s, M, (float *)dy, s->col, true);
+        nd_im2col(s, M, (float *)dy, col, true);
         if (l->param_propagate_down[0])
           for (int g = 0; g < G; g++)
             crema_gemm(false, true, cg, kg, (int)s->out_count, 1.0f, x + (size_t)g * cg * s->out_count,
-                       s->col + (size_t)g * kg * s->out_count, 1.0f, dw + (size_t)g * cg * kg);
+                       col + (size_t)g * kg * s->out_count, 1.0f, dw + (size_t)g * cg * kg);
         if (propagate_down[t])
           for (int g = 0; g < G; g++)
             crema_gemm(false, false, cg, (int)s->out_count, kg, 1.0f, w + (size_t)g * cg * kg,
-                       s->col + (size_t)g * kg * s->out_count, 0.0f, dx + (size_t)g * cg * s->out_count);
+                       col + (size_t)g * kg * s->out_count, 0.0f, dx + (size_t)g * cg * s->out_count);
       }
     }
 }
@@ -287,7 +292,7 @@ static int deconv_nd_setup(crema_layer *l, crema_blob *const *bottom, crema_blob
 static void nd_free(crema_layer *l) {
   nd_state *s = l->state;
   if (!s) return;
-  free(s->col);
+  crema_workspace_release(&s->own);
   free(s);
 }
 

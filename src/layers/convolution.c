@@ -2,7 +2,8 @@
  * padded) window, with weights (num_output, C/group, kh, kw) and bias (num_output).
  * Several bottom/top pairs share the weights (all bottoms must have the same shape).
  * The arithmetic lives in conv_common.c (batch-folded GEMM, 1x1 and depthwise paths), or in
- * oneDNN (src/engine) when crema has it and convolution_param.engine is not CAFFE. */
+ * the fast engines of src/engine unless convolution_param.engine is CAFFE: crema's Winograd
+ * F(4x4,3x3) for 3x3 stride-1 layers, oneDNN (when crema has it) for the other shapes. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -32,9 +33,10 @@ static bool reference_is_copy_free(const crema_im2col_geom *g) {
 typedef struct conv_state {
   crema_conv_params p;
   crema_conv_engine engine;
-  crema_onednn_conv *fast; /* oneDNN's primitives, or NULL: the reference engine runs */
-  bool ref_weights;        /* with fast: the weight gradient still runs on the reference engine */
-  bool ref_data;           /* with fast: the data gradient still runs on the reference engine */
+  crema_winograd_conv *wino; /* Winograd's buffers, or NULL */
+  crema_onednn_conv *fast;   /* oneDNN's primitives, or NULL: (without wino) the reference runs */
+  bool ref_weights;          /* with fast: the weight gradient still runs on the reference engine */
+  bool ref_data;             /* with fast: the data gradient still runs on the reference engine */
   char engine_name[80];
 } conv_state;
 
@@ -81,6 +83,7 @@ static int conv_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   conv_state *s = calloc(1, sizeof *s);
   if (!s) return crema_fail(err, "out of memory");
   l->state = s;
+  crema_conv_engine_use_workspace(&s->engine, l->workspace); /* the net's shared scratch */
   if (crema_conv_params_read(l, bottom[0], &s->p, err)) return -1;
   const Crema__ConvolutionParameter *cp = l->param->convolution_param;
   const int channels = bottom[0]->shape[s->p.axis];
@@ -127,7 +130,30 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     if (crema_blob_reshape(top[i], axis + 3, shape, err)) return -1;
   const int n = (int)crema_blob_count_range(b0, 0, axis);
   const Crema__ConvolutionParameter *cp = l->param->convolution_param;
-  if (crema_engine_wanted(cp ? (int)cp->engine : 0) && !reference_is_copy_free(&g)) {
+  const int proto_engine = cp ? (int)cp->engine : 0;
+  if (s->wino && !crema_winograd_conv_matches(s->wino, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
+    crema_winograd_conv_free(s->wino);
+    s->wino = NULL;
+  }
+  if (crema_engine_winograd_wanted(proto_engine) &&
+      crema_winograd_conv_suits(&g, n, s->p.num_output, s->p.group)) {
+    crema_error why;
+    if (!s->wino) {
+      int rc = crema_winograd_conv_create(&g, n, s->p.num_output, s->p.group, s->p.bias_term, &s->wino, &why);
+      if (rc < 0) return crema_fail(err, "%s", why.msg);
+    }
+    if (s->wino) {
+      crema_onednn_conv_free(s->fast);
+      s->fast = NULL;
+      crema_conv_engine_free(&s->engine);
+      snprintf(s->engine_name, sizeof s->engine_name, "%s F(4x4,3x3)", CREMA_ENGINE_WINOGRAD);
+      return 0;
+    }
+  } else if (s->wino) {
+    crema_winograd_conv_free(s->wino);
+    s->wino = NULL;
+  }
+  if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g)) {
     if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
       crema_onednn_conv_free(s->fast);
       s->fast = NULL;
@@ -164,7 +190,9 @@ static int conv_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   conv_state *s = l->state;
   const float *bias = s->p.bias_term ? l->blobs[1]->data : NULL;
   for (int i = 0; i < l->n_bottom; i++) {
-    if (s->fast)
+    if (s->wino)
+      crema_winograd_conv_forward(s->wino, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+    else if (s->fast)
       crema_onednn_conv_forward(s->fast, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
     else
       crema_conv_engine_forward(&s->engine, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
@@ -183,7 +211,9 @@ static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *pr
                                crema_blob_count_range(t, axis + 1, t->num_axes), t->diff, l->blobs[1]->diff);
     float *dw = l->param_propagate_down[0] ? l->blobs[0]->diff : NULL;
     float *dx = propagate_down[i] ? bottom[i]->diff : NULL;
-    if (s->fast && (s->ref_weights || s->ref_data)) {
+    if (s->wino) {
+      crema_winograd_conv_backward(s->wino, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
+    } else if (s->fast && (s->ref_weights || s->ref_data)) {
       /* each gradient on the engine that does it best (see the thresholds above) */
       const float *x = bottom[i]->data, *w = l->blobs[0]->data;
       crema_onednn_conv_backward(s->fast, x, t->diff, w, s->ref_weights ? NULL : dw, s->ref_data ? NULL : dx);
@@ -201,6 +231,7 @@ static void conv_free(crema_layer *l) {
   if (!s) return;
   crema_conv_engine_free(&s->engine);
   crema_onednn_conv_free(s->fast);
+  crema_winograd_conv_free(s->wino);
   free(s);
   l->state = NULL;
 }

@@ -26,6 +26,7 @@ static int deconv_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   deconv_state *s = calloc(1, sizeof *s);
   if (!s) return crema_fail(err, "out of memory");
   l->state = s;
+  crema_conv_engine_use_workspace(&s->engine, l->workspace);
   if (crema_conv_params_read(l, bottom[0], &s->p, err)) return -1;
   const Crema__ConvolutionParameter *cp = l->param->convolution_param;
   const int channels = bottom[0]->shape[s->p.axis];

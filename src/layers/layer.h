@@ -29,6 +29,7 @@
 #include "base/rng.h"
 #include "proto/crema.pb-c.h"
 #include "tensor/blob.h"
+#include "tensor/workspace.h"
 
 #define CREMA_LAYER_MAX_BLOBS 8 /* learnable/stat parameter blobs per layer */
 
@@ -87,6 +88,10 @@ struct crema_layer {
    * another net). NULL = fill every blob. */
   bool (*skip_fill)(void *ctx, const char *layer_name, int blob);
   void *skip_fill_ctx;
+  /* Set by the creator before setup (optional, borrowed): scratch memory shared with the
+   * other layers of the net, for buffers needed only inside one forward or backward call
+   * (see tensor/workspace.h). NULL = the layer keeps its own. */
+  crema_workspace *workspace;
 };
 
 /* Looks the type up in the registry and allocates a layer (no setup yet). `seed` seeds

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layers/split.h"
 #include "net/net_internal.h"
 #include "proto/io.h"
 #include "proto/upgrade.h"
@@ -536,6 +535,7 @@ static int setup_layer(crema_net *net, int li, const crema_net_options *opt, cre
   crema_layer *l = L->layer;
   l->skip_fill = opt->skip_fill;
   l->skip_fill_ctx = opt->skip_fill_ctx;
+  l->workspace = net->workspace;
   L->n_bottom = (int)lp->n_bottom;
   L->n_top = (int)lp->n_top;
   size_t nb = lp->n_bottom + 1, nt = lp->n_top + 1;
@@ -616,32 +616,6 @@ static int setup_layer(crema_net *net, int li, const crema_net_options *opt, cre
   return 0;
 }
 
-/* Split tops share their bottom's data (split.c); a top that a layer overwrites in place gets
- * its own copy instead, so the split's other consumers still read the bottom's values. */
-static int split_copies(crema_net *net, crema_error *err) {
-  bool *written = calloc((size_t)net->n_blobs + 1, sizeof(bool));
-  if (!written) return crema_fail(err, "out of memory");
-  for (int li = 0; li < net->n_layers; li++)
-    for (int j = 0; j < net->layers[li].n_top && j < net->layers[li].n_bottom; j++)
-      if (net->layers[li].top_ids[j] == net->layers[li].bottom_ids[j])
-        written[net->layers[li].top_ids[j]] = true;
-  int rc = 0;
-  for (int li = 0; li < net->n_layers && !rc; li++) {
-    net_layer *L = &net->layers[li];
-    if (strcmp(L->layer->ops->type, "Split")) continue;
-    bool any = false;
-    for (int j = 0; j < L->n_top; j++)
-      if (written[L->top_ids[j]]) {
-        crema_split_set_copy(L->layer, j, true);
-        any = true;
-      }
-    if (any && crema_layer_reshape(L->layer, L->bottoms, L->tops, err))
-      rc = crema_error_prefix(err, "%s", net_source(net));
-  }
-  free(written);
-  return rc;
-}
-
 /* Caffe's pass from the last layer back: layers whose tops influence no loss, or whose
  * tops nobody back-propagates into, skip backward. */
 static void prune_backward(crema_net *net) {
@@ -695,6 +669,31 @@ static void force_backward(crema_net *net) {
   }
 }
 
+/* Caffe's SplitLayer gives every top its bottom's data (Blob::ShareData; only the diffs are
+ * separate), so a blob read by k layers is held once, not k + 1 times. crema does the same,
+ * except where a later layer writes the bottom or one of the tops in place: Caffe would then
+ * let that layer change its siblings' input, and crema keeps the copies (results stay as
+ * they were). last[b] is the last layer listing blob b as a top. */
+static int share_split_data(crema_net *net, crema_error *err) {
+  int *last = malloc(((size_t)net->n_blobs + 1) * sizeof *last);
+  if (!last) return crema_fail(err, "out of memory");
+  for (int b = 0; b < net->n_blobs; b++) last[b] = -1;
+  for (int li = 0; li < net->n_layers; li++)
+    for (int j = 0; j < net->layers[li].n_top; j++) last[net->layers[li].top_ids[j]] = li;
+  int rc = 0;
+  for (int li = 0; li < net->n_layers && !rc; li++) {
+    net_layer *L = &net->layers[li];
+    if (strcmp(L->layer->ops->type, "Split") || L->n_bottom != 1 || last[L->bottom_ids[0]] > li) continue;
+    bool alone = true;
+    for (int j = 0; j < L->n_top; j++) alone = alone && last[L->top_ids[j]] == li;
+    if (!alone) continue;
+    for (int j = 0; j < L->n_top && !rc; j++) rc = crema_blob_share_data(L->tops[j], L->bottoms[0], err);
+    L->shares_data = true;
+  }
+  free(last);
+  return rc;
+}
+
 typedef struct named_id {
   const char *name;
   int id;
@@ -740,6 +739,11 @@ int crema_net_build(const Crema__NetParameter *param, const crema_net_options *o
   if (!net) return crema_fail(err, "out of memory building a net");
   if (opt->source && !(net->source = dup_string(opt->source))) goto oom;
   net->phase = opt->phase;
+  net->workspace = opt->workspace;
+  if (!net->workspace) {
+    if (!(net->workspace = calloc(1, sizeof *net->workspace))) goto oom;
+    net->workspace_owned = true;
+  }
   net->param = crema_message_copy(&param->base);
   if (!net->param) goto oom;
   Crema__NetParameter *msg = net->param;
@@ -776,10 +780,10 @@ int crema_net_build(const Crema__NetParameter *param, const crema_net_options *o
   if (!net->params || !net->named) goto oom;
   for (int li = 0; li < net->n_layers; li++)
     if (setup_layer(net, li, opt, err)) goto fail;
-  if (split_copies(net, err)) goto fail;
   prune_backward(net);
   if (msg->force_backward) force_backward(net);
   if (collect_outputs(net, err)) goto fail;
+  if (share_split_data(net, err)) goto fail;
   for (size_t i = 0; i < msg->n_layer; i++) {
     if (!net->init_blobs[i]) continue;
     if (crema_net_copy_layer_blobs(net, layer_index_of_orig(net, (int)i), net->init_blobs[i], err)) goto fail;
@@ -841,6 +845,10 @@ void crema_net_free(crema_net *net) {
   free(net->input_ids);
   free(net->loss_ids);
   free(net->source);
+  if (net->workspace_owned) {
+    crema_workspace_release(net->workspace);
+    free(net->workspace);
+  }
   free(net);
 }
 
@@ -851,6 +859,12 @@ int crema_net_forward_from_to(crema_net *net, int start, int end, crema_error *e
   if (end >= net->n_layers) end = net->n_layers - 1;
   for (int li = start; li <= end; li++) {
     net_layer *L = &net->layers[li];
+    if (L->shares_data) { /* nothing to copy: re-point the tops (the bottom may have moved) */
+      for (int j = 0; j < L->n_top; j++)
+        if (crema_blob_share_data(L->tops[j], L->bottoms[0], err))
+          return crema_error_prefix(err, "%s: forward", net_source(net));
+      continue;
+    }
     if (crema_layer_forward(L->layer, L->bottoms, L->tops, err))
       return crema_error_prefix(err, "%s: forward", net_source(net));
   }
@@ -917,6 +931,8 @@ int crema_net_reshape(crema_net *net, crema_error *err) {
   }
   return 0;
 }
+
+crema_workspace *crema_net_workspace(const crema_net *net) { return net->workspace; }
 
 void crema_net_clear_param_diffs(crema_net *net) {
   for (int i = 0; i < net->n_params; i++) crema_blob_zero_diff(net->params[i].blob);

@@ -2,12 +2,14 @@
  *
  * Building applies the include/exclude rules for the state (phase, level, stages), resolves
  * bottoms and tops by name (a top reused as its own bottom = in place), inserts Split layers
- * where one top feeds several bottoms (as Caffe does, so layer and blob names match Caffe's),
+ * where one top feeds several bottoms (as Caffe does, so layer and blob names match Caffe's;
+ * as in Caffe their tops borrow the bottom's data and own only their diffs),
  * assigns loss weights, shares parameters by ParamSpec name, and works out which layers need
  * backward (propagate_down, force_backward, lr_mult 0 = frozen).
  *
  * Ownership: crema_net_build copies the NetParameter it is given (after upgrading legacy
- * forms); the net owns its layers, blobs and that copy; free with crema_net_free. */
+ * forms); the net owns its layers, blobs, that copy and the scratch workspace its layers
+ * share (unless it borrowed one); free with crema_net_free. */
 #ifndef CREMA_NET_NET_H
 #define CREMA_NET_NET_H
 
@@ -33,6 +35,10 @@ typedef struct crema_net_options {
    * (a finetune's caffemodel, a test net's weights shared with the train net). */
   bool (*skip_fill)(void *ctx, const char *layer_name, int blob);
   void *skip_fill_ctx;
+  /* Optional, borrowed: scratch memory to share with another net that never runs at the
+   * same time as this one (a solver's test nets use the train net's), and that outlives
+   * this net. NULL: the net makes its own. */
+  crema_workspace *workspace;
 } crema_net_options;
 
 /* Builds a net; `param` is copied (the caller keeps ownership of its message). */
@@ -68,6 +74,9 @@ void crema_net_clear_param_diffs(crema_net *net);
 float crema_net_current_loss(const crema_net *net);
 /* Reshapes every layer after input blobs changed shape. */
 int crema_net_reshape(crema_net *net, crema_error *err);
+/* The scratch memory the net's layers share (its own or the one it borrowed; borrowed
+ * from the net). Its size is the largest single layer's need, not the sum. */
+crema_workspace *crema_net_workspace(const crema_net *net);
 
 /* Layers and blobs. */
 int crema_net_num_layers(const crema_net *net);

@@ -19,6 +19,9 @@ typedef struct net_layer {
   crema_blob **bottoms, **tops;
   bool *bottom_need_backward;
   bool need_backward;
+  /* A Split whose tops borrow its bottom's data (see share_split_data in net.c): its
+   * forward only re-points them. */
+  bool shares_data;
 } net_layer;
 
 /* A named (ParamSpec.name) parameter and whether its multipliers were set explicitly. */
@@ -57,6 +60,10 @@ struct crema_net {
   int n_params, n_named;
   crema_net_param *params;
   named_param *named;
+  /* Scratch shared by the layers (see tensor/workspace.h): the net's own (workspace_owned)
+   * or borrowed through crema_net_options.workspace. */
+  crema_workspace *workspace;
+  bool workspace_owned;
   crema_net_backward_fn on_backward; /* may be NULL */
   void *on_backward_ctx;
 };

@@ -151,8 +151,8 @@ static bool in_weights(void *ctx, const char *layer, int blob) {
 
 static int build_net(Crema__NetParameter *np, Crema__Phase phase, const Crema__NetState *extra,
                      const crema_solver_options *opt, bool *matched, uint64_t seed, const char *source,
-                     bool (*skip_fill)(void *, const char *, int), void *skip_ctx, crema_net **out,
-                     crema_error *err) {
+                     bool (*skip_fill)(void *, const char *, int), void *skip_ctx, crema_workspace *ws,
+                     crema_net **out, crema_error *err) {
   bool changed = false;
   if (crema_upgrade_net(np, source, &changed, err)) return -1;
   if (opt->n_freeze && apply_freeze(np, opt, matched, phase == CREMA__PHASE__TRAIN, err)) return -1;
@@ -170,6 +170,7 @@ static int build_net(Crema__NetParameter *np, Crema__Phase phase, const Crema__N
   no.source = source;
   no.skip_fill = skip_fill;
   no.skip_fill_ctx = skip_ctx;
+  no.workspace = ws;
   return crema_net_build(np, &no, out, err);
 }
 
@@ -201,7 +202,7 @@ static int init_train_net(crema_solver *s, const crema_solver_options *opt, bool
   }
   if (!np) return crema_fail(err, "out of memory");
   int rc = build_net(np, CREMA__PHASE__TRAIN, p->train_state, opt, matched, s->seed, source, in_weights,
-                     (void *)weights, &s->net, err);
+                     (void *)weights, NULL, &s->net, err);
   crema_message_free(np);
   return rc;
 }
@@ -248,8 +249,10 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
     }
     if (!np) return crema_fail(err, "out of memory");
     const Crema__NetState *st = p->n_test_state ? p->test_state[i] : NULL;
+    /* A test net runs only between training iterations, never beside the train net, so it
+     * borrows the train net's scratch workspace (crema_solver_free frees the test nets first). */
     int rc = build_net(np, CREMA__PHASE__TEST, st, opt, matched, s->seed + 1000003u * (uint64_t)(i + 1),
-                       source, shared_with_train, s->net, &s->tests[i].net, err);
+                       source, shared_with_train, s->net, crema_net_workspace(s->net), &s->tests[i].net, err);
     crema_message_free(np);
     if (rc) return crema_error_prefix(err, "test net #%d", i);
     s->n_test = i + 1;

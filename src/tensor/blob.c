@@ -24,30 +24,15 @@ size_t crema_blob_memory_limit(void) {
 
 size_t crema_blob_memory_held(void) { return atomic_load(&g_blob_bytes); }
 
+/* Bytes b holds: its diff, and its data unless borrowed. */
+static size_t held_by(const crema_blob *b) { return b->capacity * (b->data_of ? 1 : 2) * sizeof(float); }
+
 crema_blob *crema_blob_new(void) { return calloc(1, sizeof(crema_blob)); }
-
-/* Bytes b holds: its diff, and its data unless that is another blob's. */
-static size_t blob_bytes(const crema_blob *b) {
-  return b->capacity * (b->data_shared ? 1 : 2) * sizeof(float);
-}
-
-/* Refuses (with the sizes) when b would hold `want` bytes instead of what it holds now. */
-static int check_limit(const crema_blob *b, size_t count, size_t want, crema_error *err) {
-  const size_t limit = crema_blob_memory_limit();
-  const size_t held = atomic_load(&g_blob_bytes) - blob_bytes(b);
-  if (want > limit || held > limit - want)
-    return crema_fail(err,
-                      "a blob of %zu floats needs %.1f MB (data and diff); with the %.1f MB the other blobs "
-                      "hold, that is more than the memory limit of %.1f MB (the machine's memory unless "
-                      "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
-                      count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
-  return 0;
-}
 
 void crema_blob_free(crema_blob *b) {
   if (!b) return;
-  atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
-  if (!b->data_shared) crema_aligned_free(b->data);
+  atomic_fetch_sub(&g_blob_bytes, held_by(b));
+  if (!b->data_of) crema_aligned_free(b->data);
   crema_aligned_free(b->diff);
   free(b);
 }
@@ -63,38 +48,56 @@ int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_erro
     count *= (size_t)shape[i];
   }
   if (count > (size_t)INT32_MAX) return crema_fail(err, "blob of %zu elements exceeds 2^31-1", count);
+  if (b->data_of && count > b->data_of->capacity)
+    return crema_fail(err, "a blob sharing the data of a %zu-element blob cannot hold %zu elements",
+                      b->data_of->capacity, count);
   if (count > b->capacity) {
     /* Refuse before allocating: zero-filling more than the machine holds would get the
      * process killed instead of reporting which blob (and so which layer) is too big. */
-    if (check_limit(b, count, count * 2 * sizeof(float), err)) return -1;
-    float *data = crema_aligned_alloc(count * sizeof(float));
+    const size_t per = b->data_of ? 1 : 2; /* diff, and data unless borrowed */
+    const size_t want = count * per * sizeof(float), limit = crema_blob_memory_limit();
+    const size_t held = atomic_load(&g_blob_bytes) - held_by(b);
+    if (want > limit || held > limit - want)
+      return crema_fail(
+          err,
+          "a blob of %zu floats needs %.1f MB (data and diff); with the %.1f MB the other blobs "
+          "hold, that is more than the memory limit of %.1f MB (the machine's memory unless "
+          "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
+          count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
+    float *data = b->data_of ? NULL : crema_aligned_alloc(count * sizeof(float));
     float *diff = crema_aligned_alloc(count * sizeof(float));
-    if (!data || !diff) {
+    if ((!b->data_of && !data) || !diff) {
       crema_aligned_free(data);
       crema_aligned_free(diff);
       return crema_fail(err, "out of memory allocating a blob of %zu floats", count);
     }
-    if (!b->data_shared) crema_aligned_free(b->data);
+    if (!b->data_of) {
+      crema_aligned_free(b->data);
+      b->data = data;
+    }
     crema_aligned_free(b->diff);
-    atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
-    b->data = data;
     b->diff = diff;
-    b->data_shared = false;
+    atomic_fetch_add(&g_blob_bytes, (count - b->capacity) * per * sizeof(float));
     b->capacity = count;
-    atomic_fetch_add(&g_blob_bytes, blob_bytes(b));
-  } else if (b->data_shared) { /* the view ends: own data again, as large as the diff */
-    if (check_limit(b, b->capacity, b->capacity * 2 * sizeof(float), err)) return -1;
-    float *data = crema_aligned_alloc(b->capacity * sizeof(float));
-    if (!data) return crema_fail(err, "out of memory allocating a blob of %zu floats", b->capacity);
-    atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
-    b->data = data;
-    b->data_shared = false;
-    atomic_fetch_add(&g_blob_bytes, blob_bytes(b));
   }
+  if (b->data_of) b->data = b->data_of->data;
   b->num_axes = num_axes;
   for (int i = 0; i < num_axes; i++) b->shape[i] = shape[i];
   b->count = count;
   return 0;
+}
+
+int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err) {
+  if (b->data_of != src) {
+    /* Become a borrower first (an empty one if b is new): the reshape below then sizes
+     * only the diff. */
+    const size_t before = held_by(b);
+    if (!b->data_of) crema_aligned_free(b->data);
+    b->data = NULL;
+    b->data_of = src;
+    atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
+  }
+  return crema_blob_reshape(b, src->num_axes, src->shape, err);
 }
 
 int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *err) {
@@ -105,32 +108,6 @@ int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *
 
 int crema_blob_reshape_like(crema_blob *b, const crema_blob *other, crema_error *err) {
   return crema_blob_reshape(b, other->num_axes, other->shape, err);
-}
-
-int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err) {
-  if (b == src) return 0;
-  if (src->count > b->capacity) { /* grow the diff only */
-    if (check_limit(b, src->count, src->count * sizeof(float), err)) return -1;
-    float *diff = crema_aligned_alloc(src->count * sizeof(float));
-    if (!diff) return crema_fail(err, "out of memory allocating a blob of %zu floats", src->count);
-    if (!b->data_shared) crema_aligned_free(b->data);
-    crema_aligned_free(b->diff);
-    atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
-    b->diff = diff;
-    b->capacity = src->count;
-    b->data_shared = true;
-    atomic_fetch_add(&g_blob_bytes, blob_bytes(b));
-  } else if (!b->data_shared) {
-    crema_aligned_free(b->data);
-    atomic_fetch_sub(&g_blob_bytes, blob_bytes(b));
-    b->data_shared = true;
-    atomic_fetch_add(&g_blob_bytes, blob_bytes(b));
-  }
-  b->data = src->data;
-  b->num_axes = src->num_axes;
-  for (int i = 0; i < src->num_axes; i++) b->shape[i] = src->shape[i];
-  b->count = src->count;
-  return 0;
 }
 
 size_t crema_blob_count_range(const crema_blob *b, int start, int end) {

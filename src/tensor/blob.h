@@ -4,7 +4,9 @@
  * data and diff are 64-byte aligned and zero-filled when first allocated. Reshaping to a
  * count no larger than the capacity reuses the buffers (no allocation), so a net whose
  * shapes do not change allocates nothing after its first forward pass.
- * One owner: whoever called crema_blob_new calls crema_blob_free. */
+ * One owner: whoever called crema_blob_new calls crema_blob_free.
+ * A blob may borrow its data from another (crema_blob_share_data, Caffe's ShareData): it then
+ * owns only its diff. */
 #ifndef CREMA_TENSOR_BLOB_H
 #define CREMA_TENSOR_BLOB_H
 
@@ -19,10 +21,11 @@ typedef struct crema_blob {
   int num_axes;
   int shape[CREMA_MAX_AXES];
   size_t count;    /* product of shape; 1 for a 0-axis (scalar) blob */
-  size_t capacity; /* elements allocated in diff, and in data unless data_shared */
+  size_t capacity; /* elements allocated in diff, and in data unless it is borrowed */
   float *data;
   float *diff;
-  bool data_shared; /* data is another blob's (crema_blob_share_data): not owned */
+  /* When set, data is data_of's buffer (not owned: never freed or grown here). */
+  const struct crema_blob *data_of;
 } crema_blob;
 
 /* An empty blob (0 axes... count 0 until reshaped). NULL when out of memory. */
@@ -30,9 +33,15 @@ crema_blob *crema_blob_new(void);
 void crema_blob_free(crema_blob *b);
 
 /* Reshapes to num_axes dims; grows the buffers when needed (new memory zeroed).
- * Fails on a negative dim, too many axes, an overflowing count, or out of memory.
- * A blob sharing another's data gets its own data again (zeroed). */
+ * Fails on a negative dim, too many axes, an overflowing count, or out of memory. A blob
+ * that borrows its data grows only its diff, points data at data_of's current buffer, and
+ * fails when data_of holds fewer elements than the new count. */
 int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_error *err);
+/* Caffe's Blob::ShareData: b takes src's shape and reads and writes src's data (its own data
+ * buffer, if any, is freed); b keeps its own diff (grown when needed). Call it again whenever
+ * src may have been reshaped (its buffer may have moved). src must outlive b's use of it,
+ * and is never freed through b. Out of memory (growing the diff): an error. */
+int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err);
 /* Memory guard: reshape refuses (with the sizes in the message) to grow a blob when every
  * blob's data and diff together would exceed the limit, instead of allocating and being killed
  * when the memory runs out. The limit is the machine's physical memory unless set (0 restores
@@ -44,11 +53,6 @@ size_t crema_blob_memory_held(void);
 /* Convenience: up to 4 dims; pass -1 for unused trailing dims (e.g. (n, c, -1, -1) = 2-d). */
 int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *err);
 int crema_blob_reshape_like(crema_blob *b, const crema_blob *other, crema_error *err);
-/* Caffe's ShareData: gives b src's shape and makes b->data point at src's data (b keeps its
- * own diff, grown when needed). b's own data buffer is released. The view lasts until b is
- * reshaped or freed (b never frees src's data); it follows src only when called again, so
- * call it again after src may have been reallocated (a reshape that grew it). */
-int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err);
 
 /* Product of shape[start..end). */
 size_t crema_blob_count_range(const crema_blob *b, int start, int end);

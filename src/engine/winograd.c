@@ -1,0 +1,535 @@
+/* winograd.c -- 3x3 stride-1 convolution by Winograd's minimal filtering, F(4x4, 3x3).
+ *
+ * Each 4x4 block of outputs is computed from a 6x6 tile of input as
+ *     Y = A^T [ (G g G^T) (.) (B^T d B) ] A
+ * with 36 multiplies per input channel where direct convolution needs 144: four times fewer.
+ * Summed over input channels, the element-wise product becomes, for each of the 36 tile
+ * positions xi, one matrix product M[xi] = U[xi] V[xi], with U[xi] (Cy x Cx) the transformed
+ * weights and V[xi] (Cx x tiles) the transformed input: 36 large GEMMs on OpenBLAS.
+ *
+ * The three passes are the same machinery:
+ *  - forward: V = input transform of x, M = U V, y = output transform of M (+ bias);
+ *  - data gradient: a 3x3 stride-1 convolution of dy with the weights rotated by 180 degrees
+ *    and their channel axes swapped, padded by 2 - pad: the forward pass again, on its own
+ *    plan (this is how the reference path's col2im result is defined, too);
+ *  - weight gradient: since Y is linear in U, dL/dU[xi] = dM[xi] V[xi]^T with
+ *    dM = A dY A^T per tile, and dL/dg = G^T (dL/dU) G.
+ * Work goes in chunks of whole images so the transformed tiles stay within a budget; they
+ * live in the engines' shared workspace (workspace.h) while a pass runs.
+ *
+ * Accuracy: the transforms' constants (1/4, 1/6, 1/24, powers of 2 up to 8) cost a few bits,
+ * and the differences from direct convolution are ~1e-6 of the output's scale in fp32, the
+ * price every Winograd implementation pays (cuDNN's, oneDNN's, NNPACK's). */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "engine/engine.h"
+#include "engine/workspace.h"
+#include "tensor/math.h"
+
+#define WG_M 4                     /* outputs per tile side */
+#define WG_A 6                     /* tile side: WG_M + 3 - 1 */
+#define WG_T (WG_A * WG_A)         /* positions per tile */
+#define WG_CHUNK_FLOATS (1u << 22) /* transformed tiles per chunk: 16 MB for each of V and M */
+/* Fewer tile-channels (or weight pairs) than this run on one thread: a parallel region costs more than it
+ * saves, and far more when another process holds the other core (the barrier waits for a time slice). */
+#define PAR_MIN_TILES 2048
+
+/* The transforms (Lavin and Gray's F(4x4,3x3), interpolation points 0, +-1, +-2, infinity):
+ *   B^T = | 4  0 -5  0  1  0 |    G = | 1/4     0     0 |    A^T = | 1  1  1  1  1  0 |
+ *         | 0 -4 -4  1  1  0 |        | -1/6 -1/6  -1/6 |          | 0  1 -1  2 -2  0 |
+ *         | 0  4 -4 -1  1  0 |        | -1/6  1/6  -1/6 |          | 0  1  1  4  4  0 |
+ *         | 0 -2 -1  2  1  0 |        | 1/24 1/12   1/6 |          | 0  1 -1  8 -8  1 |
+ *         | 0  2 -1 -2  1  0 |        | 1/24 -1/12  1/6 |
+ *         | 0  4  0 -5  0  1 |        | 0       0     1 |
+ * B^T and A^T are applied through their factorised 1-D forms (bt1, at1, a1 below). */
+static const float G[WG_A][3] = {
+    {1.0f / 4, 0, 0},
+    {-1.0f / 6, -1.0f / 6, -1.0f / 6},
+    {-1.0f / 6, 1.0f / 6, -1.0f / 6},
+    {1.0f / 24, 1.0f / 12, 1.0f / 6},
+    {1.0f / 24, -1.0f / 12, 1.0f / 6},
+    {0, 0, 1},
+};
+
+/* One convolution x (n, cin, h, w) -> y (n, cout, ho, wo), 3x3, stride 1, padding pad_h/pad_w,
+ * weights grouped `group` ways, cut into tiles of WG_M x WG_M outputs. */
+typedef struct wg_plan {
+  int cin, cout, group, h, w, pad_h, pad_w, ho, wo, th, tw;
+  int chunk; /* images per chunk */
+} wg_plan;
+
+struct crema_winograd_conv {
+  crema_im2col_geom g;
+  int n, cy, group;
+  bool bias;
+  wg_plan fwd, bwd;          /* bwd: the data gradient as a convolution of dy */
+  float *u, *u_rot;          /* transformed weights for the two plans: [xi][cout][cin / group] */
+  float *du;                 /* weight-gradient accumulator in the transformed domain */
+  size_t v_floats, m_floats; /* workspace: V then M, each for the largest chunk */
+  size_t pad_floats;         /* then one padded input plane per thread */
+  int threads;               /* threads the scratch was sized for (at most that many run) */
+  bool ws_reserved;
+};
+
+static size_t tiles_per_image(const wg_plan *p) { return (size_t)p->th * p->tw; }
+
+static void plan_init(wg_plan *p, int n, int cin, int cout, int group, int h, int w, int pad_h, int pad_w) {
+  p->cin = cin;
+  p->cout = cout;
+  p->group = group;
+  p->h = h;
+  p->w = w;
+  p->pad_h = pad_h;
+  p->pad_w = pad_w;
+  p->ho = h + 2 * pad_h - 2;
+  p->wo = w + 2 * pad_w - 2;
+  p->th = (p->ho + WG_M - 1) / WG_M;
+  p->tw = (p->wo + WG_M - 1) / WG_M;
+  const size_t per_image = (size_t)WG_T * (size_t)(cin > cout ? cin : cout) * tiles_per_image(p);
+  size_t chunk = WG_CHUNK_FLOATS / (per_image ? per_image : 1);
+  if (chunk < 1) chunk = 1;
+  if (chunk > (size_t)n) chunk = (size_t)n;
+  p->chunk = (int)chunk;
+}
+
+/* ---- the transforms
+ *
+ * A plane's tiles are transformed 8 at a time, one tile per lane of a vector of 8 floats
+ * (GCC's vector extension: two SSE operations on the baseline build, one AVX operation in
+ * the AVX2 clone of the hot functions, chosen by CPU feature when the program starts). Each tile's patch is
+ * gathered into its lane, then the 1-D transforms, written out with their constants folded
+ * (the usual F(4,3) factorisation), run on rows and columns of the 6x6 block of vectors.
+ * V and M keep tiles contiguous, so results are stored a vector at a time. */
+typedef float v8 __attribute__((vector_size(32)));
+/* v8 values never cross a non-inlined call boundary's ABI in a way that matters: every
+ * function taking or returning one is static to this file. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+#define LANES 8
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
+#define HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define HOT
+#endif
+
+static inline v8 splat(float f) { return (v8){f, f, f, f, f, f, f, f}; }
+static inline v8 load8(const float *p) {
+  v8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* r = B^T d for 6 values at stride s of d and r. */
+static inline void bt1(const v8 *d, v8 *r, int s) {
+  const v8 four = splat(4.0f), five = splat(5.0f), two = splat(2.0f);
+  const v8 d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+  const v8 a = d4 - four * d2, b = d3 - four * d1, c = d4 - d2, e = two * (d3 - d1);
+  r[0] = four * d0 - five * d2 + d4;
+  r[s] = a + b;
+  r[2 * s] = a - b;
+  r[3 * s] = c + e;
+  r[4 * s] = c - e;
+  r[5 * s] = four * d1 - five * d3 + d5;
+}
+
+/* o = A^T m: 4 values from 6, at strides sm and so. */
+static inline void at1(const v8 *m, int sm, v8 *o, int so) {
+  const v8 s12 = m[sm] + m[2 * sm], d12 = m[sm] - m[2 * sm], s34 = m[3 * sm] + m[4 * sm],
+           d34 = m[3 * sm] - m[4 * sm];
+  o[0] = m[0] + s12 + s34;
+  o[so] = d12 + splat(2.0f) * d34;
+  o[2 * so] = s12 + splat(4.0f) * s34;
+  o[3 * so] = d12 + splat(8.0f) * d34 + m[5 * sm];
+}
+
+/* r = A g: 6 values from 4 (the adjoint of at1), at strides sg and sr. */
+static inline void a1(const v8 *g, int sg, v8 *r, int sr) {
+  const v8 e = g[0] + g[2 * sg], o = g[sg] + g[3 * sg];
+  const v8 e2 = g[0] + splat(4.0f) * g[2 * sg], o2 = splat(2.0f) * g[sg] + splat(8.0f) * g[3 * sg];
+  r[0] = g[0];
+  r[sr] = e + o;
+  r[2 * sr] = e - o;
+  r[3 * sr] = e2 + o2;
+  r[4 * sr] = e2 - o2;
+  r[5 * sr] = g[3 * sg];
+}
+
+static void tf_weight(const float g[3][3], float u[WG_A][WG_A]) {
+  float t[WG_A][3];
+  for (int i = 0; i < WG_A; i++)
+    for (int j = 0; j < 3; j++) t[i][j] = G[i][0] * g[0][j] + G[i][1] * g[1][j] + G[i][2] * g[2][j];
+  for (int i = 0; i < WG_A; i++)
+    for (int j = 0; j < WG_A; j++) u[i][j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+}
+
+/* dg = G^T dU G: the adjoint of tf_weight. */
+static void tf_weight_adjoint(const float du[WG_A][WG_A], float dg[3][3]) {
+  float t[3][WG_A];
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < WG_A; j++) {
+      float s = 0;
+      for (int k = 0; k < WG_A; k++) s += G[k][i] * du[k][j];
+      t[i][j] = s;
+    }
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++) {
+      float s = 0;
+      for (int k = 0; k < WG_A; k++) s += t[i][k] * G[k][j];
+      dg[i][j] = s;
+    }
+}
+
+/* ---- the passes */
+
+/* U[xi][co][ci] from weights w (cout, cin / group, 3, 3); with `rotate`, from the weights of
+ * the data-gradient convolution: w'(ci, co_local) = w(co, ci_local) rotated by 180 degrees,
+ * per group (so cout and cin are the data-gradient plan's). */
+static void transform_weights(const wg_plan *p, const float *w, bool rotate, float *u) {
+  const int kg = p->cin / p->group, mg = p->cout / p->group;
+  const size_t plane = (size_t)p->cout * kg;
+#pragma omp parallel for schedule(static) if (plane > PAR_MIN_TILES)
+  for (int co = 0; co < p->cout; co++) {
+    const int gr = co / mg;
+    for (int ci = 0; ci < kg; ci++) {
+      float g[3][3], t[WG_A][WG_A];
+      if (!rotate) {
+        memcpy(g, w + ((size_t)co * kg + ci) * 9, sizeof g);
+      } else {
+        /* the forward weights are (cin_fwd = p->cout, cout_fwd = p->cin): element
+         * (gr*kg + ci, co - gr*mg) of them, i.e. forward output gr*kg + ci, input co - gr*mg */
+        const float *src = w + ((size_t)(gr * kg + ci) * mg + (co - gr * mg)) * 9;
+        for (int a = 0; a < 3; a++)
+          for (int b = 0; b < 3; b++) g[a][b] = src[(2 - a) * 3 + (2 - b)];
+      }
+      tf_weight(g, t);
+      for (int xi = 0; xi < WG_T; xi++)
+        u[(size_t)xi * plane + (size_t)co * kg + ci] = t[xi / WG_A][xi % WG_A];
+    }
+  }
+}
+
+/* Tiles go through a block buffer of BLK tiles per transform position: V and M keep each
+ * (position, channel) row contiguous across the chunk's images, so a channel's tiles of all
+ * images are one run, and the block is stored (or loaded) with one 1 KB copy per position.
+ * Writing the 36 positions of every 8 tiles straight to V cost 3-4x the arithmetic: 36
+ * scattered write streams. */
+#define BLK 256
+
+/* Walks the tiles of one channel across the chunk's images in V's order (image, tile row,
+ * tile column) without a division per tile. */
+typedef struct tile_cursor {
+  const wg_plan *p;
+  size_t plane;         /* image * channels + ch */
+  int channels, y0, x0; /* top-left output of the current tile */
+} tile_cursor;
+
+static inline tile_cursor cursor_start(const wg_plan *p, int ch, int channels) {
+  tile_cursor t = {p, (size_t)ch, channels, 0, 0};
+  return t;
+}
+
+static inline void cursor_next(tile_cursor *t) {
+  t->x0 += WG_M;
+  if (t->x0 < t->p->tw * WG_M) return;
+  t->x0 = 0;
+  t->y0 += WG_M;
+  if (t->y0 < t->p->th * WG_M) return;
+  t->y0 = 0;
+  t->plane += (size_t)t->channels;
+}
+
+/* The plane zero-padded to whole tiles: (th*4 + 2) x (tw*4 + 2), the input at (pad_h, pad_w),
+ * so every tile's 6x6 patch is read without a bounds test. */
+static size_t padded_floats(const wg_plan *p) {
+  return ((size_t)p->th * WG_M + 2) * ((size_t)p->tw * WG_M + 2);
+}
+
+static void pad_plane(const wg_plan *p, const float *plane, float *out) {
+  const int hp = p->th * WG_M + 2, wp = p->tw * WG_M + 2;
+  for (int y = 0; y < hp; y++) {
+    float *row = out + (size_t)y * wp;
+    const int yy = y - p->pad_h;
+    if (yy < 0 || yy >= p->h) {
+      memset(row, 0, (size_t)wp * sizeof(float));
+      continue;
+    }
+    memset(row, 0, (size_t)p->pad_w * sizeof(float));
+    memcpy(row + p->pad_w, plane + (size_t)yy * p->w, (size_t)p->w * sizeof(float));
+    memset(row + p->pad_w + p->w, 0, (size_t)(wp - p->pad_w - p->w) * sizeof(float));
+  }
+}
+
+/* V[xi][c][tile] for images [0, nb) of x (already offset to the chunk's first image).
+ * `scratch` holds `threads` padded planes. */
+HOT static void transform_input(const wg_plan *p, const float *x, int nb, float *v, float *scratch,
+                                int threads) {
+  const size_t ptiles = tiles_per_image(p) * nb, hw = (size_t)p->h * p->w, padded = padded_floats(p);
+  const int wp = p->tw * WG_M + 2;
+#pragma omp parallel for schedule(static) num_threads(threads) if (ptiles * p->cin > PAR_MIN_TILES)
+  for (int c = 0; c < p->cin; c++) {
+    float buf[WG_T][BLK] __attribute__((aligned(32)));
+    float *pl = scratch + (size_t)omp_get_thread_num() * padded;
+    size_t have = (size_t)-1; /* the plane now in pl */
+    tile_cursor t = cursor_start(p, c, p->cin);
+    for (size_t q0 = 0; q0 < ptiles; q0 += BLK) {
+      const int nq = ptiles - q0 < BLK ? (int)(ptiles - q0) : BLK;
+      for (int qq = 0; qq < nq; qq += LANES) {
+        float d[WG_T][LANES];
+        if (nq - qq < LANES) memset(d, 0, sizeof d); /* lanes past the end stay defined */
+        for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
+          if (t.plane != have) {
+            pad_plane(p, x + t.plane * hw, pl);
+            have = t.plane;
+          }
+          const float *src = pl + (size_t)t.y0 * wp + t.x0;
+          for (int i = 0; i < WG_A; i++)
+            for (int j = 0; j < WG_A; j++) d[i * WG_A + j][l] = src[(size_t)i * wp + j];
+        }
+        v8 dv[WG_T], tt[WG_T];
+        for (int k = 0; k < WG_T; k++) dv[k] = load8(d[k]);
+        for (int j = 0; j < WG_A; j++) bt1(dv + j, tt + j, WG_A);            /* columns: B^T d */
+        for (int i = 0; i < WG_A; i++) bt1(tt + i * WG_A, dv + i * WG_A, 1); /* rows: (B^T d) B */
+        for (int k = 0; k < WG_T; k++) memcpy(&buf[k][qq], &dv[k], sizeof dv[k]);
+      }
+      for (int k = 0; k < WG_T; k++)
+        memcpy(v + ((size_t)k * p->cin + c) * ptiles + q0, buf[k], (size_t)nq * sizeof(float));
+    }
+  }
+}
+
+/* M[xi] = U[xi] V[xi] (or, with accumulate, dU[xi] += M[xi] V[xi]^T: see backward). */
+static void multiply(const wg_plan *p, const float *u, const float *v, float *m, int nb) {
+  const int kg = p->cin / p->group, mg = p->cout / p->group;
+  const size_t ptiles = tiles_per_image(p) * nb;
+  for (int xi = 0; xi < WG_T; xi++)
+    for (int gr = 0; gr < p->group; gr++)
+      crema_gemm_ld(false, false, mg, (int)ptiles, kg, 1.0f,
+                    u + ((size_t)xi * p->cout + (size_t)gr * mg) * kg, kg,
+                    v + ((size_t)xi * p->cin + (size_t)gr * kg) * ptiles, (int)ptiles, 0.0f,
+                    m + ((size_t)xi * p->cout + (size_t)gr * mg) * ptiles, (int)ptiles);
+}
+
+/* y (images [0, nb), overwritten) from M, plus bias[co] when bias is not NULL. */
+HOT static void transform_output(const wg_plan *p, const float *m, const float *bias, float *y, int nb) {
+  const size_t ptiles = tiles_per_image(p) * nb, hw = (size_t)p->ho * p->wo;
+#pragma omp parallel for schedule(static) if (ptiles * p->cout > PAR_MIN_TILES)
+  for (int co = 0; co < p->cout; co++) {
+    const float add = bias ? bias[co] : 0.0f;
+    float buf[WG_T][BLK] __attribute__((aligned(32)));
+    tile_cursor t = cursor_start(p, co, p->cout);
+    for (size_t q0 = 0; q0 < ptiles; q0 += BLK) {
+      const int nq = ptiles - q0 < BLK ? (int)(ptiles - q0) : BLK;
+      for (int k = 0; k < WG_T; k++) {
+        memcpy(buf[k], m + ((size_t)k * p->cout + co) * ptiles + q0, (size_t)nq * sizeof(float));
+        memset(buf[k] + nq, 0, (size_t)((LANES - nq % LANES) % LANES) * sizeof(float));
+      }
+      for (int qq = 0; qq < nq; qq += LANES) {
+        v8 mm[WG_T], h[WG_A * WG_M], ov[WG_M * WG_M];
+        for (int k = 0; k < WG_T; k++) mm[k] = load8(&buf[k][qq]);
+        for (int i = 0; i < WG_A; i++) at1(mm + i * WG_A, 1, h + i * WG_M, 1); /* rows: M A */
+        for (int j = 0; j < WG_M; j++) at1(h + j, WG_M, ov + j, WG_M);         /* columns: A^T (M A) */
+        float o[WG_M * WG_M][LANES];
+        for (int k = 0; k < WG_M * WG_M; k++) {
+          ov[k] += splat(add);
+          memcpy(o[k], &ov[k], sizeof o[k]);
+        }
+        for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
+          const int ny = p->ho - t.y0 < WG_M ? p->ho - t.y0 : WG_M,
+                    nx = p->wo - t.x0 < WG_M ? p->wo - t.x0 : WG_M;
+          float *dst = y + t.plane * hw + (size_t)t.y0 * p->wo + t.x0;
+          if (ny == WG_M && nx == WG_M) { /* a whole tile: four 4-float rows */
+            for (int i = 0; i < WG_M; i++) {
+              const float row[WG_M] = {o[i * WG_M][l], o[i * WG_M + 1][l], o[i * WG_M + 2][l],
+                                       o[i * WG_M + 3][l]};
+              memcpy(dst + (size_t)i * p->wo, row, sizeof row);
+            }
+            continue;
+          }
+          for (int i = 0; i < ny; i++)
+            for (int j = 0; j < nx; j++) dst[(size_t)i * p->wo + j] = o[i * WG_M + j][l];
+        }
+      }
+    }
+  }
+}
+
+/* dM[xi][co][tile] = A dY A^T for images [0, nb) of dy (outputs beyond the edge are 0). */
+HOT static void transform_output_grad(const wg_plan *p, const float *dy, float *dm, int nb) {
+  const size_t ptiles = tiles_per_image(p) * nb, hw = (size_t)p->ho * p->wo;
+#pragma omp parallel for schedule(static) if (ptiles * p->cout > PAR_MIN_TILES)
+  for (int co = 0; co < p->cout; co++) {
+    float buf[WG_T][BLK] __attribute__((aligned(32)));
+    tile_cursor t = cursor_start(p, co, p->cout);
+    for (size_t q0 = 0; q0 < ptiles; q0 += BLK) {
+      const int nq = ptiles - q0 < BLK ? (int)(ptiles - q0) : BLK;
+      for (int qq = 0; qq < nq; qq += LANES) {
+        float d[WG_M * WG_M][LANES] = {{0}};
+        for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
+          const int ny = p->ho - t.y0 < WG_M ? p->ho - t.y0 : WG_M,
+                    nx = p->wo - t.x0 < WG_M ? p->wo - t.x0 : WG_M;
+          const float *src = dy + t.plane * hw + (size_t)t.y0 * p->wo + t.x0;
+          for (int i = 0; i < ny; i++)
+            for (int j = 0; j < nx; j++) d[i * WG_M + j][l] = src[(size_t)i * p->wo + j];
+        }
+        v8 g[WG_M * WG_M], h[WG_M * WG_A], r[WG_T];
+        for (int k = 0; k < WG_M * WG_M; k++) g[k] = load8(d[k]);
+        for (int i = 0; i < WG_M; i++) a1(g + i * WG_M, 1, h + i * WG_A, 1); /* rows: dY A^T */
+        for (int j = 0; j < WG_A; j++) a1(h + j, WG_A, r + j, WG_A);         /* columns: A (dY A^T) */
+        for (int k = 0; k < WG_T; k++) memcpy(&buf[k][qq], &r[k], sizeof r[k]);
+      }
+      for (int k = 0; k < WG_T; k++)
+        memcpy(dm + ((size_t)k * p->cout + co) * ptiles + q0, buf[k], (size_t)nq * sizeof(float));
+    }
+  }
+}
+
+/* One whole convolution on plan p with transformed weights u: y = conv(x) (+ bias). */
+static void run_plan(const wg_plan *p, int n, const float *u, const float *x, const float *bias, float *y,
+                     float *v, float *m, float *scratch, int threads) {
+  const size_t x_image = (size_t)p->cin * p->h * p->w, y_image = (size_t)p->cout * p->ho * p->wo;
+  for (int b0 = 0; b0 < n; b0 += p->chunk) {
+    const int nb = n - b0 < p->chunk ? n - b0 : p->chunk;
+    transform_input(p, x + (size_t)b0 * x_image, nb, v, scratch, threads);
+    multiply(p, u, v, m, nb);
+    transform_output(p, m, bias, y + (size_t)b0 * y_image, nb);
+  }
+}
+
+/* ---- public */
+
+bool crema_winograd_conv_suits(const crema_im2col_geom *g, int n, int cy, int group) {
+  if (g->kernel_h != 3 || g->kernel_w != 3 || g->stride_h != 1 || g->stride_w != 1 || g->dilation_h != 1 ||
+      g->dilation_w != 1)
+    return false;
+  if (g->pad_h > 2 || g->pad_w > 2 || group < 1 || g->channels % group || cy % group) return false;
+  /* Few channels per group: the GEMMs are too thin to pay for the transforms. */
+  if (g->channels / group < CREMA_WINOGRAD_MIN_CHANNELS || cy / group < CREMA_WINOGRAD_MIN_CHANNELS)
+    return false;
+  /* Few tiles in the whole batch: the 36 GEMMs are too narrow (ResNet-50's 7x7 layers at
+   * batch 10 have 40 tiles and ran at a third of the reference's speed). */
+  const long tiles = (long)n * ((g->out_h + WG_M - 1) / WG_M) * ((g->out_w + WG_M - 1) / WG_M);
+  return g->out_h >= WG_M && g->out_w >= WG_M && tiles >= CREMA_WINOGRAD_MIN_TILES;
+}
+
+int crema_winograd_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
+                               crema_winograd_conv **out, crema_error *err) {
+  *out = NULL;
+  if (n < 1 || !crema_winograd_conv_suits(g, n, cy, group)) {
+    crema_fail(err,
+               "Winograd F(4x4,3x3) needs a 3x3 stride-1 undilated kernel, pad <= 2, >= %d channels and "
+               ">= %d tiles",
+               CREMA_WINOGRAD_MIN_CHANNELS, CREMA_WINOGRAD_MIN_TILES);
+    return 1;
+  }
+  crema_winograd_conv *c = calloc(1, sizeof *c);
+  if (!c) return crema_fail(err, "out of memory"), -1;
+  c->g = *g;
+  c->n = n;
+  c->cy = cy;
+  c->group = group;
+  c->bias = bias;
+  plan_init(&c->fwd, n, g->channels, cy, group, g->height, g->width, g->pad_h, g->pad_w);
+  plan_init(&c->bwd, n, cy, g->channels, group, g->out_h, g->out_w, 2 - g->pad_h, 2 - g->pad_w);
+  const size_t wfloats = (size_t)WG_T * cy * (g->channels / group);
+  c->u = crema_aligned_alloc(wfloats * sizeof(float));
+  c->u_rot = crema_aligned_alloc(wfloats * sizeof(float));
+  c->du = crema_aligned_alloc(wfloats * sizeof(float));
+  /* V holds the chunk's transformed input (or, in the weight gradient, x's), M the products
+   * (or dy's transform); each plan's chunk keeps both within WG_CHUNK_FLOATS-ish. */
+  const wg_plan *ps[2] = {&c->fwd, &c->bwd};
+  for (int i = 0; i < 2; i++) {
+    const size_t tiles = tiles_per_image(ps[i]) * ps[i]->chunk;
+    const size_t v = (size_t)WG_T * ps[i]->cin * tiles, m = (size_t)WG_T * ps[i]->cout * tiles;
+    if (v > c->v_floats) c->v_floats = v;
+    if (m > c->m_floats) c->m_floats = m;
+  }
+  /* The weight gradient pairs the forward plan's V (x) with dM (dy) per chunk. */
+  const size_t fwd_tiles = tiles_per_image(&c->fwd) * c->fwd.chunk;
+  if ((size_t)WG_T * cy * fwd_tiles > c->m_floats) c->m_floats = (size_t)WG_T * cy * fwd_tiles;
+  c->threads = omp_get_max_threads();
+  c->pad_floats =
+      padded_floats(&c->fwd) > padded_floats(&c->bwd) ? padded_floats(&c->fwd) : padded_floats(&c->bwd);
+  c->pad_floats = (c->pad_floats + 15) & ~(size_t)15;
+  if (!c->u || !c->u_rot || !c->du ||
+      crema_engine_ws_reserve((c->v_floats + c->m_floats + c->pad_floats * c->threads + 32) * sizeof(float),
+                              err)) {
+    crema_winograd_conv_free(c);
+    return crema_fail(err, "out of memory for Winograd buffers"), -1;
+  }
+  c->ws_reserved = true;
+  *out = c;
+  return 0;
+}
+
+bool crema_winograd_conv_matches(const crema_winograd_conv *c, const crema_im2col_geom *g, int n, int cy,
+                                 int group, bool bias) {
+  return c && !memcmp(&c->g, g, sizeof *g) && c->n == n && c->cy == cy && c->group == group &&
+         c->bias == bias;
+}
+
+static float *ws_floats(char *base, size_t offset_floats) {
+  /* the workspace base is 64-byte aligned; keep M on a cache line too */
+  return (float *)(void *)base + ((offset_floats + 15) & ~(size_t)15);
+}
+
+static float *scratch_of(const crema_winograd_conv *c, char *base) {
+  return ws_floats(base, ((c->v_floats + 15) & ~(size_t)15) + c->m_floats);
+}
+
+void crema_winograd_conv_forward(crema_winograd_conv *c, const float *x, const float *w, const float *bias,
+                                 float *y) {
+  transform_weights(&c->fwd, w, false, c->u);
+  char *ws = crema_engine_ws_lock();
+  run_plan(&c->fwd, c->n, c->u, x, c->bias ? bias : NULL, y, ws_floats(ws, 0), ws_floats(ws, c->v_floats),
+           scratch_of(c, ws), c->threads);
+  crema_engine_ws_unlock();
+}
+
+void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const float *dy, const float *w,
+                                  float *dw, float *dx) {
+  char *ws = crema_engine_ws_lock();
+  float *v = ws_floats(ws, 0), *m = ws_floats(ws, c->v_floats), *scratch = scratch_of(c, ws);
+  if (dw) {
+    const wg_plan *p = &c->fwd;
+    const int kg = p->cin / p->group, mg = p->cout / p->group;
+    const size_t x_image = (size_t)p->cin * p->h * p->w, y_image = (size_t)p->cout * p->ho * p->wo;
+    for (int b0 = 0; b0 < c->n; b0 += p->chunk) {
+      const int nb = c->n - b0 < p->chunk ? c->n - b0 : p->chunk;
+      const size_t ptiles = tiles_per_image(p) * nb;
+      transform_input(p, x + (size_t)b0 * x_image, nb, v, scratch, c->threads);
+      transform_output_grad(p, dy + (size_t)b0 * y_image, m, nb);
+      for (int xi = 0; xi < WG_T; xi++)
+        for (int gr = 0; gr < p->group; gr++)
+          crema_gemm_ld(false, true, mg, kg, (int)ptiles, 1.0f,
+                        m + ((size_t)xi * p->cout + (size_t)gr * mg) * ptiles, (int)ptiles,
+                        v + ((size_t)xi * p->cin + (size_t)gr * kg) * ptiles, (int)ptiles,
+                        b0 == 0 ? 0.0f : 1.0f, c->du + ((size_t)xi * p->cout + (size_t)gr * mg) * kg, kg);
+    }
+    const size_t plane = (size_t)p->cout * kg;
+#pragma omp parallel for schedule(static) if (plane > PAR_MIN_TILES)
+    for (size_t k = 0; k < plane; k++) {
+      float t[WG_A][WG_A], g[3][3];
+      for (int xi = 0; xi < WG_T; xi++) t[xi / WG_A][xi % WG_A] = c->du[(size_t)xi * plane + k];
+      tf_weight_adjoint(t, g);
+      float *d = dw + k * 9;
+      for (int a = 0; a < 9; a++) d[a] += g[a / 3][a % 3]; /* parameter diffs accumulate */
+    }
+  }
+  if (dx) {
+    transform_weights(&c->bwd, w, true, c->u_rot);
+    run_plan(&c->bwd, c->n, c->u_rot, dy, NULL, dx, v, m, scratch, c->threads);
+  }
+  crema_engine_ws_unlock();
+}
+
+void crema_winograd_conv_free(crema_winograd_conv *c) {
+  if (!c) return;
+  if (c->ws_reserved) crema_engine_ws_release();
+  crema_aligned_free(c->u);
+  crema_aligned_free(c->u_rot);
+  crema_aligned_free(c->du);
+  free(c);
+}
