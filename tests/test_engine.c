@@ -58,16 +58,17 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14, false, false},
     /* two bottom/top pairs sharing the weights */
     {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8, false, false},
-    /* Winograd F(4x4,3x3): partial edge tiles, no padding, padding 2, rectangles, groups,
-     * unequal pads, several bottoms, several chunks of images */
-    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 8, 16, 9, 9, true, true},
-    {"Convolution", "convolution_param", "num_output: 32 kernel_size: 3", 1, 11, 24, 10, 11, true, true},
-    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 2", 1, 16, 16, 6, 6, true, true},
-    {"Convolution", "convolution_param", "num_output: 32 kernel_size: 3 pad: 1 group: 2", 1, 16, 32, 8, 8,
+    /* Winograd F(4x4,3x3), each with >= 256 tiles (enough at any thread count): partial edge
+     * tiles, no padding, padding 2, rectangles, groups, unequal pads, several bottoms, several
+     * chunks of images */
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 29, 16, 9, 9, true, true},
+    {"Convolution", "convolution_param", "num_output: 32 kernel_size: 3", 1, 43, 24, 10, 11, true, true},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 2", 1, 64, 16, 6, 6, true, true},
+    {"Convolution", "convolution_param", "num_output: 32 kernel_size: 3 pad: 1 group: 2", 1, 64, 32, 8, 8,
      true, true},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad_h: 1 pad_w: 0 bias_term: false",
-     1, 11, 16, 7, 13, true, true},
-    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 2, 11, 16, 12, 5, true,
+     1, 43, 16, 7, 13, true, true},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 2, 43, 16, 12, 5, true,
      true},
     {"Convolution", "convolution_param", "num_output: 64 kernel_size: 3 pad: 1", 1, 9, 64, 64, 64, true,
      true},
@@ -242,7 +243,8 @@ START_TEST(test_conv_engine_gradient) {
         params[k]);
     Crema__LayerParameter *p = test_layer_param(text);
     /* 8+ channels per group: every gradient on oneDNN; 3x3 with 16+ per group: Winograd */
-    const int shape[4] = {k >= 2 ? 16 : 2, k == 3 ? 32 : 16, 6, 7}; /* 16 images: 64 Winograd tiles */
+    /* k >= 2: 4 images of 30x30 (8x8 tiles each: 256, enough for Winograd at any thread count) */
+    const int shape[4] = {k >= 2 ? 4 : 2, k == 3 ? 32 : 16, k >= 2 ? 30 : 6, k >= 2 ? 30 : 7};
     crema_blob *x = blob_of(4, shape);
     gradcheck_fill_gaussian(x, 1.0f, 3 + k);
     gradcheck_opts o = gradcheck_defaults();
