@@ -85,13 +85,13 @@ typedef struct crema_winograd_conv crema_winograd_conv;
 /* Fewer input or output channels per group than this and the 36 GEMMs are too thin to pay
  * for the transforms (measured: below 16 the im2col path wins). */
 #define CREMA_WINOGRAD_MIN_CHANNELS 16
-/* Fewer 4x4 output tiles than this over the batch and the GEMMs are too narrow: 64 on one
- * thread, 256 on several. Measured on 2 cores (AVX2, OpenBLAS Haswell), batch 10: ResNet-50's
- * 14x14 layers (160 tiles) ran 1.28-1.37x the reference's speed on 1 thread but 0.83-0.89x on
- * 2, where each of the 36 GEMMs (N = 160) splits poorly; 28x28 (490 tiles) and 56x56 won on
- * both. The choice is made at reshape, so a run keeps its engines (and its exact results). */
-#define CREMA_WINOGRAD_MIN_TILES 64
-#define CREMA_WINOGRAD_MIN_TILES_THREADED 256
+/* Fewer 4x4 output tiles than this over the batch and the 36 GEMMs are too narrow. Measured
+ * on 2 cores (AVX2, OpenBLAS Haswell), batch 10: ResNet-50's 14x14 layers (160 tiles) ran
+ * 1.28-1.37x the reference's speed alone on 1 thread but 0.83-0.89x on 2, and inside whole
+ * nets CaffeNet's 13x13 layers (160 tiles) lost to oneDNN on 1 thread too; 28x28 (490 tiles)
+ * and 56x56 layers won everywhere. The choice is made at reshape, so a run keeps its engines
+ * (and its exact results). */
+#define CREMA_WINOGRAD_MIN_TILES 256
 
 /* Whether the geometry is one Winograd takes (see above), for a batch of n. */
 bool crema_winograd_conv_suits(const crema_im2col_geom *g, int n, int cy, int group);

@@ -409,12 +409,9 @@ bool crema_winograd_conv_suits(const crema_im2col_geom *g, int n, int cy, int gr
   if (g->channels / group < CREMA_WINOGRAD_MIN_CHANNELS || cy / group < CREMA_WINOGRAD_MIN_CHANNELS)
     return false;
   /* Few tiles in the whole batch: the 36 GEMMs are too narrow (ResNet-50's 7x7 layers at
-   * batch 10 have 40 tiles and ran at a third of the reference's speed). With several
-   * threads narrow GEMMs split badly, so the bar is higher (see engine.h). */
+   * batch 10 have 40 tiles and ran at a third of the reference's speed; see engine.h). */
   const long tiles = (long)n * ((g->out_h + WG_M - 1) / WG_M) * ((g->out_w + WG_M - 1) / WG_M);
-  const long min_tiles =
-      omp_get_max_threads() > 1 ? CREMA_WINOGRAD_MIN_TILES_THREADED : CREMA_WINOGRAD_MIN_TILES;
-  return g->out_h >= WG_M && g->out_w >= WG_M && tiles >= min_tiles;
+  return g->out_h >= WG_M && g->out_w >= WG_M && tiles >= CREMA_WINOGRAD_MIN_TILES;
 }
 
 int crema_winograd_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
