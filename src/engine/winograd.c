@@ -300,7 +300,7 @@ HOT static void transform_input(const wg_plan *p, const float *x, int nb, float 
   }
 }
 
-/* M[xi] = U[xi] V[xi] (or, with accumulate, dU[xi] += M[xi] V[xi]^T: see backward). */
+/* M[xi] = U[xi] V[xi] for every transform position xi and group. */
 static void multiply(const wg_plan *p, const float *u, const float *v, float *m, int nb) {
   const int kg = p->cin / p->group, mg = p->cout / p->group;
   const size_t ptiles = tiles_per_image(p) * nb;
