@@ -19,6 +19,7 @@
 #include "support/layer_run.h"
 #include "support/run.h"
 #include "support/textproto.h"
+#include "tensor/math.h"
 
 typedef struct engine_case {
   const char *type, *param_name, *param; /* layer type, its *_param field, the param's body */
@@ -58,7 +59,7 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14, false, false},
     /* two bottom/top pairs sharing the weights */
     {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8, false, false},
-    /* Winograd F(4x4,3x3), each with >= 256 tiles (enough at any thread count): partial edge
+    /* Winograd F(4x4,3x3), each with >= 256 tiles (CREMA_WINOGRAD_MIN_TILES is 128): partial edge
      * tiles, no padding, padding 2, rectangles, groups, unequal pads, several bottoms, several
      * chunks of images */
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 29, 16, 9, 9, true, true},
@@ -262,6 +263,52 @@ START_TEST(test_conv_engine_gradient) {
 END_TEST
 
 /* crema_engine_set_default(false) sends DEFAULT layers to the reference path. */
+/* The batched products against one crema_gemm_ld per product: both transposes, beta 0 and 1,
+ * leading dimensions wider than the rows, more products than threads. */
+START_TEST(test_gemm_batch_matches_gemm) {
+  const int m = 7, n = 13, k = 5, count = 9, pad = 3;
+  for (int t = 0; t < 8; t++) {
+    const bool ta = t & 1, tb = t & 2;
+    const float beta = (t & 4) ? 1.0f : 0.0f;
+    const int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+    const size_t sa = (size_t)(ta ? k : m) * lda + 1, sb = (size_t)(tb ? n : k) * ldb + 2,
+                 sc = (size_t)m * ldc + 5;
+    float *a = malloc(sa * count * sizeof(float)), *b = malloc(sb * count * sizeof(float));
+    float *c = malloc(sc * count * sizeof(float)), *want = malloc(sc * count * sizeof(float));
+    for (size_t i = 0; i < sa * count; i++) a[i] = (float)((i * 7) % 11) - 5.0f;
+    for (size_t i = 0; i < sb * count; i++) b[i] = (float)((i * 5) % 13) - 6.0f;
+    for (size_t i = 0; i < sc * count; i++) c[i] = want[i] = (float)(i % 3);
+    for (int j = 0; j < count; j++)
+      crema_gemm_ld(ta, tb, m, n, k, 0.5f, a + j * sa, lda, b + j * sb, ldb, beta, want + j * sc, ldc);
+    const crema_gemm_batch batch = {.trans_a = ta,
+                                    .trans_b = tb,
+                                    .m = m,
+                                    .n = n,
+                                    .k = k,
+                                    .alpha = 0.5f,
+                                    .beta = beta,
+                                    .a = a,
+                                    .lda = lda,
+                                    .stride_a = sa,
+                                    .b = b,
+                                    .ldb = ldb,
+                                    .stride_b = sb,
+                                    .c = c,
+                                    .ldc = ldc,
+                                    .stride_c = sc,
+                                    .count = count};
+    crema_gemm_batch_run(&batch);
+    /* small integers: every sum is exact in float, whatever the order */
+    for (size_t i = 0; i < sc * count; i++)
+      ck_assert_msg(c[i] == want[i], "case %d, element %zu: %g, want %g", t, i, c[i], want[i]);
+    free(a);
+    free(b);
+    free(c);
+    free(want);
+  }
+}
+END_TEST
+
 START_TEST(test_engine_default_switch) {
   const int shape[4] = {1, 2, 5, 5};
   crema_blob *x = blob_of(4, shape);
@@ -345,6 +392,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_conv_pointwise_stays_reference);
   tcase_add_test(tc, test_conv_engine_gradient);
   tcase_add_test(tc, test_engine_default_switch);
+  tcase_add_test(tc, test_gemm_batch_matches_gemm);
   suite_add_tcase(s, tc);
   TCase *tr = tcase_create("report");
   tcase_add_test(tr, test_layer_flops);

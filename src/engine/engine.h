@@ -78,6 +78,24 @@ void crema_onednn_conv_backward(crema_onednn_conv *c, const float *x, const floa
 const char *crema_onednn_conv_impl(const crema_onednn_conv *c);
 void crema_onednn_conv_free(crema_onednn_conv *c);
 
+/* ---- Independent products of one shape (gemm_batch.c): for j in [0, count),
+ *   C_j = alpha op(A_j) op(B_j) + beta C_j,  X_j = X + j * stride_x  (row-major, as
+ * crema_gemm_ld). With oneDNN they run in parallel over j, each on one OpenMP thread
+ * (through oneDNN's sgemm), so the work never crosses into OpenBLAS's thread pool; without
+ * it, one after another on OpenBLAS. The bits of each product do not depend on the thread
+ * count. The C_j must not overlap. */
+typedef struct crema_gemm_batch {
+  bool trans_a, trans_b;
+  int m, n, k;
+  float alpha, beta;
+  const float *a, *b;
+  float *c;
+  int lda, ldb, ldc;
+  size_t stride_a, stride_b, stride_c;
+  int count;
+} crema_gemm_batch;
+void crema_gemm_batch_run(const crema_gemm_batch *b);
+
 /* ---- Convolution by Winograd F(4x4, 3x3) (winograd.c): 3x3, stride 1, no dilation, pad <= 2.
  * Same contract as the oneDNN object above; no external library. */
 typedef struct crema_winograd_conv crema_winograd_conv;
@@ -86,12 +104,11 @@ typedef struct crema_winograd_conv crema_winograd_conv;
  * for the transforms (measured: below 16 the im2col path wins). */
 #define CREMA_WINOGRAD_MIN_CHANNELS 16
 /* Fewer 4x4 output tiles than this over the batch and the 36 GEMMs are too narrow. Measured
- * on 2 cores (AVX2, OpenBLAS Haswell), batch 10: ResNet-50's 14x14 layers (160 tiles) ran
- * 1.28-1.37x the reference's speed alone on 1 thread but 0.83-0.89x on 2, and inside whole
- * nets CaffeNet's 13x13 layers (160 tiles) lost to oneDNN on 1 thread too; 28x28 (490 tiles)
- * and 56x56 layers won everywhere. The choice is made at reshape, so a run keeps its engines
- * (and its exact results). */
-#define CREMA_WINOGRAD_MIN_TILES 256
+ * on 2 cores (AVX2), batch 10, against the reference path, with the products spread over the
+ * threads (gemm_batch.c): ResNet-50's and CaffeNet's 13x13 and 14x14 layers (160 tiles) ran
+ * 1.1-1.7x on 1 and 2 threads, ahead of oneDNN (0.9-1.2x); 7x7 (40 tiles) 0.45-0.73x. The
+ * choice is made at reshape, so a run keeps its engines (and its exact results). */
+#define CREMA_WINOGRAD_MIN_TILES 128
 
 /* Whether the geometry is one Winograd takes (see above), for a batch of n. */
 bool crema_winograd_conv_suits(const crema_im2col_geom *g, int n, int cy, int group);

@@ -300,16 +300,27 @@ HOT static void transform_input(const wg_plan *p, const float *x, int nb, float 
   }
 }
 
-/* M[xi] = U[xi] V[xi] for every transform position xi and group. */
+/* M[xi] = U[xi] V[xi] for every transform position xi and group: 36 * group products of one
+ * shape, the (xi, group) pairs at equal strides in U, V and M. */
 static void multiply(const wg_plan *p, const float *u, const float *v, float *m, int nb) {
   const int kg = p->cin / p->group, mg = p->cout / p->group;
   const size_t ptiles = tiles_per_image(p) * nb;
-  for (int xi = 0; xi < WG_T; xi++)
-    for (int gr = 0; gr < p->group; gr++)
-      crema_gemm_ld(false, false, mg, (int)ptiles, kg, 1.0f,
-                    u + ((size_t)xi * p->cout + (size_t)gr * mg) * kg, kg,
-                    v + ((size_t)xi * p->cin + (size_t)gr * kg) * ptiles, (int)ptiles, 0.0f,
-                    m + ((size_t)xi * p->cout + (size_t)gr * mg) * ptiles, (int)ptiles);
+  const crema_gemm_batch b = {.m = mg,
+                              .n = (int)ptiles,
+                              .k = kg,
+                              .alpha = 1.0f,
+                              .beta = 0.0f,
+                              .a = u,
+                              .lda = kg,
+                              .stride_a = (size_t)mg * kg,
+                              .b = v,
+                              .ldb = (int)ptiles,
+                              .stride_b = (size_t)kg * ptiles,
+                              .c = m,
+                              .ldc = (int)ptiles,
+                              .stride_c = (size_t)mg * ptiles,
+                              .count = WG_T * p->group};
+  crema_gemm_batch_run(&b);
 }
 
 /* y (images [0, nb), overwritten) from M, plus bias[co] when bias is not NULL. */
@@ -501,12 +512,24 @@ void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const 
       const size_t ptiles = tiles_per_image(p) * nb;
       transform_input(p, x + (size_t)b0 * x_image, nb, v, scratch, c->threads);
       transform_output_grad(p, dy + (size_t)b0 * y_image, m, nb);
-      for (int xi = 0; xi < WG_T; xi++)
-        for (int gr = 0; gr < p->group; gr++)
-          crema_gemm_ld(false, true, mg, kg, (int)ptiles, 1.0f,
-                        m + ((size_t)xi * p->cout + (size_t)gr * mg) * ptiles, (int)ptiles,
-                        v + ((size_t)xi * p->cin + (size_t)gr * kg) * ptiles, (int)ptiles,
-                        b0 == 0 ? 0.0f : 1.0f, c->du + ((size_t)xi * p->cout + (size_t)gr * mg) * kg, kg);
+      /* dU[xi] (+)= dM[xi] V[xi]^T per group: each product owns its slice of du */
+      const crema_gemm_batch b = {.trans_b = true,
+                                  .m = mg,
+                                  .n = kg,
+                                  .k = (int)ptiles,
+                                  .alpha = 1.0f,
+                                  .beta = b0 == 0 ? 0.0f : 1.0f,
+                                  .a = m,
+                                  .lda = (int)ptiles,
+                                  .stride_a = (size_t)mg * ptiles,
+                                  .b = v,
+                                  .ldb = (int)ptiles,
+                                  .stride_b = (size_t)kg * ptiles,
+                                  .c = c->du,
+                                  .ldc = kg,
+                                  .stride_c = (size_t)mg * kg,
+                                  .count = WG_T * p->group};
+      crema_gemm_batch_run(&b);
     }
     const size_t plane = (size_t)p->cout * kg;
 #pragma omp parallel for schedule(static) if (plane > PAR_MIN_TILES)
