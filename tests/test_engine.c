@@ -9,6 +9,7 @@
  * the default engine too. */
 #include <check.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,57 +26,70 @@ typedef struct engine_case {
   const char *type, *param_name, *param; /* layer type, its *_param field, the param's body */
   int n_bottom;
   int n, c, h, w;
-  bool all_onednn; /* every pass on oneDNN (enough channels and weights per output) */
-  bool winograd;   /* a 3x3 stride-1 shape the Winograd engine takes */
+  bool all_onednn;    /* every pass on oneDNN (enough channels and weights per output) */
+  const char *engine; /* the engine the default must pick (its name's start), or NULL: oneDNN
+                       * when crema has it */
 } engine_case;
+
+/* The per-image 1x1 engine needs oneDNN's sgemm and as many images as threads (cases have 5+). */
+#define POINTWISE CREMA_ENGINE_POINTWISE
 
 static const engine_case CONV_CASES[] = {
     /* stride 2 whose last window ends short of the input: oneDNN's right pad is negative */
     {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5 stride: 2", 1, 2, 3, 24, 24, false,
-     false},
+     NULL},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 11 stride: 4", 1, 2, 3, 35, 35, false,
-     false},
+     NULL},
     {"Convolution", "convolution_param", "num_output: 6 kernel_size: 3 pad: 1 group: 2", 1, 2, 8, 9, 9, false,
-     false},
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 pad: 1", 1, 3, 16, 7, 7, false, false},
+     NULL},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 pad: 1", 1, 3, 16, 7, 7, false, NULL},
     {"Convolution", "convolution_param", "num_output: 5 kernel_size: 3 pad: 2 dilation: 2", 1, 2, 4, 10, 10,
-     false, false},
+     false, NULL},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1 group: 8", 1, 2, 8, 12, 12,
-     false, false},
+     false, NULL},
     {"Convolution", "convolution_param",
      "num_output: 4 kernel_h: 3 kernel_w: 1 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0 bias_term: false", 1, 2,
-     3, 9, 8, false, false},
+     3, 9, 8, false, NULL},
     {"Convolution", "convolution_param", "num_output: 7 kernel_size: 7 stride: 2 pad: 3", 1, 1, 3, 20, 20,
-     false, false},
+     false, NULL},
     /* enough channels and weights per output for every pass to run on oneDNN */
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 16, 8, 8, true, false},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 16, 8, 8, true, NULL},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1 stride: 2 group: 2", 1, 2, 32,
-     9, 9, true, false},
+     9, 9, true, NULL},
     {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 3, 96, 7, 7, true,
-     false},
+     NULL},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 5 pad: 2 dilation: 2", 1, 2, 12, 11, 11,
-     true, false},
+     true, NULL},
     /* few weights per output: the weight gradient stays on the reference path */
-    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14, false, false},
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14, false, NULL},
     /* two bottom/top pairs sharing the weights */
-    {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8, false, false},
+    {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8, false, NULL},
     /* Winograd F(4x4,3x3), each with >= 256 tiles (CREMA_WINOGRAD_MIN_TILES is 128): partial edge
      * tiles, no padding, padding 2, rectangles, groups, unequal pads, several bottoms, several
      * chunks of images */
-    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 29, 16, 9, 9, true, true},
-    {"Convolution", "convolution_param", "num_output: 32 kernel_size: 3", 1, 43, 24, 10, 11, true, true},
-    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 2", 1, 64, 16, 6, 6, true, true},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 29, 16, 9, 9, true,
+     CREMA_ENGINE_WINOGRAD},
+    {"Convolution", "convolution_param", "num_output: 32 kernel_size: 3", 1, 43, 24, 10, 11, true,
+     CREMA_ENGINE_WINOGRAD},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 2", 1, 64, 16, 6, 6, true,
+     CREMA_ENGINE_WINOGRAD},
     {"Convolution", "convolution_param", "num_output: 32 kernel_size: 3 pad: 1 group: 2", 1, 64, 32, 8, 8,
-     true, true},
+     true, CREMA_ENGINE_WINOGRAD},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad_h: 1 pad_w: 0 bias_term: false",
-     1, 43, 16, 7, 13, true, true},
+     1, 43, 16, 7, 13, true, CREMA_ENGINE_WINOGRAD},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 2, 43, 16, 12, 5, true,
-     true},
+     CREMA_ENGINE_WINOGRAD},
     {"Convolution", "convolution_param", "num_output: 64 kernel_size: 3 pad: 1", 1, 9, 64, 64, 64, true,
-     true},
+     CREMA_ENGINE_WINOGRAD},
+    /* 1x1 stride 1, group 1, at least as many images as threads: one product per image (with
+     * bias, without, two bottoms; more images than threads) */
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 8, 16, 10, 11, false, POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 bias_term: false", 1, 5, 32, 10, 10,
+     false, POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1", 2, 6, 8, 12, 9, false, POINTWISE},
     /* too few output channels, or too few tiles, for Winograd: oneDNN (or the reference) instead */
-    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 9, 9, true, false},
-    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 32, 8, 8, true, false},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 9, 9, true, NULL},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 32, 8, 8, true, NULL},
 };
 
 static char *layer_text(const engine_case *ec, bool reference) {
@@ -122,12 +136,12 @@ static void compare_engines(const engine_case *ec, size_t idx) {
   run_setup(&ref, ref_text, ec->n_bottom, bot, ec->n_bottom);
   run_setup(&fast, layer_text(ec, false), ec->n_bottom, bot2, ec->n_bottom);
   ck_assert_str_eq(crema_layer_engine_name(ref.l), CREMA_ENGINE_REFERENCE);
-  if (ec->winograd)
-    ck_assert_msg(
-        !strncmp(crema_layer_engine_name(fast.l), CREMA_ENGINE_WINOGRAD, strlen(CREMA_ENGINE_WINOGRAD)),
-        "case %zu (%s): the default engine is \"%s\", not Winograd", idx, ec->param,
-        crema_layer_engine_name(fast.l));
-  else if (crema_engine_have_onednn())
+  const bool pointwise_possible = crema_engine_have_onednn() && ec->n >= omp_get_max_threads();
+  if (ec->engine && (strcmp(ec->engine, POINTWISE) || pointwise_possible))
+    ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l), ec->engine, strlen(ec->engine)),
+                  "case %zu (%s): the default engine is \"%s\", not %s", idx, ec->param,
+                  crema_layer_engine_name(fast.l), ec->engine);
+  else if (crema_engine_have_onednn() && !ec->engine)
     ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l), CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)),
                   "case %zu (%s %s): the default engine is \"%s\", not oneDNN", idx, ec->type, ec->param,
                   crema_layer_engine_name(fast.l));
@@ -181,16 +195,37 @@ START_TEST(test_conv_engines_agree) { compare_engines(&CONV_CASES[_i], (size_t)_
 END_TEST
 
 /* A bottom reshaped to a new batch size gets new primitives and still agrees. */
-/* A 1x1 stride-1 unpadded convolution stays on the reference path (copy-free there). */
-START_TEST(test_conv_pointwise_stays_reference) {
-  const int shape[4] = {2, 64, 7, 7};
-  crema_blob *x = blob_of(4, shape);
-  run r;
-  run_setup(&r, "name: 'c' type: 'Convolution' convolution_param { num_output: 32 kernel_size: 1 }", 1, &x,
-            1);
-  ck_assert_str_eq(crema_layer_engine_name(r.l), CREMA_ENGINE_REFERENCE);
-  run_free(&r);
-  crema_blob_free(x);
+/* A 1x1 stride-1 unpadded convolution runs one product per image when there are as many
+ * images as threads and planes of 100+ pixels; grouped, with fewer images or smaller planes,
+ * it stays on the reference path (copy-free
+ * there), never on oneDNN (whose layout conversions cost more than the product). */
+START_TEST(test_conv_pointwise_engine) {
+  static const struct {
+    int n, side;
+    const char *param, *want;
+  } cases[] = {
+      {1, 10, "num_output: 32 kernel_size: 1", NULL},
+      {16, 10, "num_output: 32 kernel_size: 1", CREMA_ENGINE_POINTWISE},
+      {16, 10, "num_output: 32 kernel_size: 1 group: 2", CREMA_ENGINE_REFERENCE},
+      {16, 7, "num_output: 32 kernel_size: 1", CREMA_ENGINE_REFERENCE}, /* 49 columns per image: folded */
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const int shape[4] = {cases[k].n, 64, cases[k].side, cases[k].side};
+    crema_blob *x = blob_of(4, shape);
+    char text[256];
+    snprintf(text, sizeof text, "name: 'c' type: 'Convolution' convolution_param { %s }", cases[k].param);
+    run r;
+    run_setup(&r, text, 1, &x, 1);
+    const char *want = cases[k].want;
+    if (!want) /* one image: the per-image engine only when there is one thread */
+      want = omp_get_max_threads() == 1 && crema_engine_have_onednn() ? CREMA_ENGINE_POINTWISE
+                                                                      : CREMA_ENGINE_REFERENCE;
+    if (!crema_engine_have_onednn() || omp_get_max_threads() > cases[k].n) want = CREMA_ENGINE_REFERENCE;
+    ck_assert_msg(!strncmp(crema_layer_engine_name(r.l), want, strlen(want)),
+                  "case %zu: engine \"%s\", want %s", k, crema_layer_engine_name(r.l), want);
+    run_free(&r);
+    crema_blob_free(x);
+  }
 }
 END_TEST
 
@@ -232,8 +267,10 @@ END_TEST
 START_TEST(test_conv_engine_gradient) {
   static const char *params[] = {
       "num_output: 3 kernel_size: 3 stride: 2 pad: 1 engine: DEFAULT",
-      "num_output: 4 kernel_size: 3 group: 2", "num_output: 16 kernel_size: 3 pad: 1", /* Winograd */
+      "num_output: 4 kernel_size: 3 group: 2",
+      "num_output: 16 kernel_size: 3 pad: 1",   /* Winograd */
       "num_output: 32 kernel_size: 3 group: 2", /* Winograd, 16 channels per group */
+      "num_output: 8 kernel_size: 1",           /* one product per image */
   };
   for (size_t k = 0; k < sizeof params / sizeof params[0]; k++) {
     char text[512];
@@ -245,7 +282,14 @@ START_TEST(test_conv_engine_gradient) {
     Crema__LayerParameter *p = test_layer_param(text);
     /* 8+ channels per group: every gradient on oneDNN; 3x3 with 16+ per group: Winograd */
     /* k >= 2: 4 images of 30x30 (8x8 tiles each: 256, enough for Winograd at any thread count) */
-    const int shape[4] = {k >= 2 ? 4 : 2, k == 3 ? 32 : 16, k >= 2 ? 30 : 6, k >= 2 ? 30 : 7};
+    /* k == 4: 1x1 on 4 images (as many as the threads of a CI machine, or more) */
+    const int shape[4] = {k >= 2 ? 4 : 2, k == 3 ? 32 : 16,
+                          k == 4   ? 10
+                          : k >= 2 ? 30
+                                   : 6,
+                          k == 4   ? 11
+                          : k >= 2 ? 30
+                                   : 7};
     crema_blob *x = blob_of(4, shape);
     gradcheck_fill_gaussian(x, 1.0f, 3 + k);
     gradcheck_opts o = gradcheck_defaults();
@@ -389,7 +433,7 @@ static Suite *engine_suite(void) {
   tcase_set_timeout(tc, 300); /* the 16-image Winograd gradient checks, under the sanitizers */
   tcase_add_loop_test(tc, test_conv_engines_agree, 0, (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
   tcase_add_test(tc, test_conv_engine_reshape);
-  tcase_add_test(tc, test_conv_pointwise_stays_reference);
+  tcase_add_test(tc, test_conv_pointwise_engine);
   tcase_add_test(tc, test_conv_engine_gradient);
   tcase_add_test(tc, test_engine_default_switch);
   tcase_add_test(tc, test_gemm_batch_matches_gemm);

@@ -29,6 +29,7 @@
 #define CREMA_ENGINE_REFERENCE "caffe"
 #define CREMA_ENGINE_ONEDNN "onednn"
 #define CREMA_ENGINE_WINOGRAD "winograd"
+#define CREMA_ENGINE_POINTWISE "pointwise"
 
 /* True when crema was built with oneDNN. */
 bool crema_engine_have_onednn(void);
@@ -43,14 +44,15 @@ const char *crema_engine_describe(void);
  * Takes effect for layers reshaped afterwards. Not thread-safe against running nets. */
 void crema_engine_set_default(bool use_fast);
 bool crema_engine_get_default(void);
-/* Within the fast engines, whether 3x3 stride-1 convolutions use crema's Winograd engine
- * (the initial value, unless CREMA_ENGINE=onednn is set) or oneDNN like the other shapes. */
+/* Within the fast engines, whether crema's own engines run (the initial value, unless
+ * CREMA_ENGINE=onednn is set): Winograd for 3x3 stride-1 convolutions and the per-image
+ * engine for 1x1 ones; without them oneDNN takes the 3x3 layers and the reference the 1x1. */
 void crema_engine_set_winograd(bool use_winograd);
 
 /* Whether a layer whose param says `proto_engine` (0 DEFAULT, 1 CAFFE, 2 CUDNN) should try
- * oneDNN (only true when crema has it) or Winograd. CUDNN is treated like DEFAULT (a GPU net
- * run on the CPU). CREMA_ENGINE=caffe|onednn|winograd in the environment restricts the
- * choice: the reference path only, oneDNN only, Winograd only (other shapes: reference). */
+ * oneDNN (only true when crema has it) or crema's own engines (Winograd, per-image 1x1). CUDNN is treated
+ * like DEFAULT (a GPU net run on the CPU). CREMA_ENGINE=caffe|onednn|winograd in the environment restricts
+ * the choice: the reference path only, oneDNN only, Winograd only (other shapes: reference). */
 bool crema_engine_onednn_wanted(int proto_engine);
 bool crema_engine_winograd_wanted(int proto_engine);
 
@@ -95,6 +97,26 @@ typedef struct crema_gemm_batch {
   int count;
 } crema_gemm_batch;
 void crema_gemm_batch_run(const crema_gemm_batch *b);
+/* One product, row-major, on the calling thread only when called inside an OpenMP parallel
+ * region (oneDNN's sgemm; OpenBLAS's crema_gemm_ld without oneDNN). */
+void crema_gemm_on_thread(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                          int lda, const float *b, int ldb, float beta, float *c, int ldc);
+
+/* ---- 1x1 stride-1 convolution, one product per image on OpenMP's threads (pointwise.c).
+ * Same contract as the oneDNN object above. Takes group 1 and at least as many images as
+ * threads, only when crema has oneDNN (its sgemm is what runs single-threaded per image). */
+typedef struct crema_pointwise_conv crema_pointwise_conv;
+bool crema_pointwise_conv_suits(const crema_im2col_geom *g, int n, int group);
+int crema_pointwise_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
+                                crema_pointwise_conv **out, crema_error *err);
+bool crema_pointwise_conv_matches(const crema_pointwise_conv *c, const crema_im2col_geom *g, int n, int cy,
+                                  int group, bool bias);
+void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const float *w, const float *bias,
+                                  float *y);
+/* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
+void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,
+                                   float *dw, float *dx);
+void crema_pointwise_conv_free(crema_pointwise_conv *c);
 
 /* ---- Convolution by Winograd F(4x4, 3x3) (winograd.c): 3x3, stride 1, no dilation, pad <= 2.
  * Same contract as the oneDNN object above; no external library. */

@@ -19,17 +19,19 @@
 
 #ifdef CREMA_HAVE_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
-
-static void one_product(const crema_gemm_batch *b, int j) {
-  const float *a = b->a + (size_t)j * b->stride_a, *bb = b->b + (size_t)j * b->stride_b;
-  float *c = b->c + (size_t)j * b->stride_c;
-  if (b->k <= 0 || dnnl_sgemm(b->trans_a ? 'T' : 'N', b->trans_b ? 'T' : 'N', b->m, b->n, b->k, b->alpha, a,
-                              b->lda, bb, b->ldb, b->beta, c, b->ldc) != dnnl_success)
-    /* k == 0 (C only scaled) is crema_gemm_ld's case; so is anything oneDNN refuses */
-    crema_gemm_ld(b->trans_a, b->trans_b, b->m, b->n, b->k, b->alpha, a, b->lda, bb, b->ldb, b->beta, c,
-                  b->ldc);
-}
 #endif
+
+void crema_gemm_on_thread(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                          int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+#ifdef CREMA_HAVE_ONEDNN
+  /* k == 0 (C only scaled) is crema_gemm_ld's case; so is anything oneDNN refuses */
+  if (k > 0 && m > 0 && n > 0 &&
+      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) ==
+          dnnl_success)
+    return;
+#endif
+  crema_gemm_ld(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
 
 void crema_gemm_batch_run(const crema_gemm_batch *b) {
   if (b->count <= 0 || b->m <= 0 || b->n <= 0) return;
@@ -38,7 +40,10 @@ void crema_gemm_batch_run(const crema_gemm_batch *b) {
   /* dynamic: the products are equal, but a thread that lost its core for a moment should not
    * hold the rest up */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-  for (int j = 0; j < b->count; j++) one_product(b, j);
+  for (int j = 0; j < b->count; j++)
+    crema_gemm_on_thread(b->trans_a, b->trans_b, b->m, b->n, b->k, b->alpha, b->a + (size_t)j * b->stride_a,
+                         b->lda, b->b + (size_t)j * b->stride_b, b->ldb, b->beta,
+                         b->c + (size_t)j * b->stride_c, b->ldc);
 #else
   for (int j = 0; j < b->count; j++)
     crema_gemm_ld(b->trans_a, b->trans_b, b->m, b->n, b->k, b->alpha, b->a + (size_t)j * b->stride_a, b->lda,

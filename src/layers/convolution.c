@@ -3,7 +3,8 @@
  * Several bottom/top pairs share the weights (all bottoms must have the same shape).
  * The arithmetic lives in conv_common.c (batch-folded GEMM, 1x1 and depthwise paths), or in
  * the fast engines of src/engine unless convolution_param.engine is CAFFE: crema's Winograd
- * F(4x4,3x3) for 3x3 stride-1 layers, oneDNN (when crema has it) for the other shapes. */
+ * F(4x4,3x3) for 3x3 stride-1 layers, its per-image 1x1 engine for 1x1 stride-1 layers, oneDNN
+ * (when crema has it) for the other shapes. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -34,7 +35,8 @@ typedef struct conv_state {
   crema_conv_params p;
   crema_conv_engine engine;
   crema_winograd_conv *wino; /* Winograd's buffers, or NULL */
-  crema_onednn_conv *fast;   /* oneDNN's primitives, or NULL: (without wino) the reference runs */
+  crema_pointwise_conv *pw;  /* the per-image 1x1 engine, or NULL */
+  crema_onednn_conv *fast;   /* oneDNN's primitives, or NULL: (without wino, pw) the reference runs */
   bool ref_weights;          /* with fast: the weight gradient still runs on the reference engine */
   bool ref_data;             /* with fast: the data gradient still runs on the reference engine */
   char engine_name[80];
@@ -143,6 +145,8 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
       if (rc < 0) return crema_fail(err, "%s", why.msg);
     }
     if (s->wino) {
+      crema_pointwise_conv_free(s->pw);
+      s->pw = NULL;
       crema_onednn_conv_free(s->fast);
       s->fast = NULL;
       crema_conv_engine_free(&s->engine);
@@ -152,6 +156,27 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   } else if (s->wino) {
     crema_winograd_conv_free(s->wino);
     s->wino = NULL;
+  }
+  if (s->pw && !crema_pointwise_conv_matches(s->pw, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
+    crema_pointwise_conv_free(s->pw);
+    s->pw = NULL;
+  }
+  if (crema_engine_winograd_wanted(proto_engine) && crema_pointwise_conv_suits(&g, n, s->p.group)) {
+    crema_error why;
+    if (!s->pw) {
+      int rc = crema_pointwise_conv_create(&g, n, s->p.num_output, s->p.group, s->p.bias_term, &s->pw, &why);
+      if (rc < 0) return crema_fail(err, "%s", why.msg);
+    }
+    if (s->pw) {
+      crema_onednn_conv_free(s->fast);
+      s->fast = NULL;
+      crema_conv_engine_free(&s->engine);
+      snprintf(s->engine_name, sizeof s->engine_name, "%s (sgemm per image)", CREMA_ENGINE_POINTWISE);
+      return 0;
+    }
+  } else if (s->pw) {
+    crema_pointwise_conv_free(s->pw);
+    s->pw = NULL;
   }
   if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g)) {
     if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
@@ -192,6 +217,8 @@ static int conv_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   for (int i = 0; i < l->n_bottom; i++) {
     if (s->wino)
       crema_winograd_conv_forward(s->wino, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+    else if (s->pw)
+      crema_pointwise_conv_forward(s->pw, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
     else if (s->fast)
       crema_onednn_conv_forward(s->fast, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
     else
@@ -213,6 +240,8 @@ static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *pr
     float *dx = propagate_down[i] ? bottom[i]->diff : NULL;
     if (s->wino) {
       crema_winograd_conv_backward(s->wino, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
+    } else if (s->pw) {
+      crema_pointwise_conv_backward(s->pw, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
     } else if (s->fast && (s->ref_weights || s->ref_data)) {
       /* each gradient on the engine that does it best (see the thresholds above) */
       const float *x = bottom[i]->data, *w = l->blobs[0]->data;
@@ -232,6 +261,7 @@ static void conv_free(crema_layer *l) {
   crema_conv_engine_free(&s->engine);
   crema_onednn_conv_free(s->fast);
   crema_winograd_conv_free(s->wino);
+  crema_pointwise_conv_free(s->pw);
   free(s);
   l->state = NULL;
 }

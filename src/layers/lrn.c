@@ -98,7 +98,9 @@ static int half_window(int size, int extent, bool after) {
 static void across_forward(const lrn_state *s, const float *x, float *y) {
   const int C = s->c, pre = half_window(s->size, C, false), post = half_window(s->size, C, true);
   const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK - 1) / LRN_BLOCK;
-  const float a = s->alpha / (float)s->size;
+  /* k and beta in locals: read through s, gcc must assume the stores to y and scale may
+   * change them, and would not vectorise the loops (nor hoist pow_neg's test of beta) */
+  const float a = s->alpha / (float)s->size, k = s->k, beta = s->beta;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < s->n; b++)
     for (size_t blk = 0; blk < nblk; blk++) {
@@ -115,9 +117,9 @@ static void across_forward(const lrn_state *s, const float *x, float *y) {
         if (head < C)
           for (size_t q = 0; q < len; q++) acc[q] += xb[(size_t)head * hw + q] * xb[(size_t)head * hw + q];
         for (size_t q = 0; q < len; q++) {
-          const float sc = s->k + a * acc[q];
+          const float sc = k + a * acc[q];
           sb[(size_t)c * hw + q] = sc;
-          yb[(size_t)c * hw + q] = xb[(size_t)c * hw + q] * pow_neg(sc, s->beta);
+          yb[(size_t)c * hw + q] = xb[(size_t)c * hw + q] * pow_neg(sc, beta);
         }
         if (tail >= 0)
           for (size_t q = 0; q < len; q++) acc[q] -= xb[(size_t)tail * hw + q] * xb[(size_t)tail * hw + q];
@@ -130,7 +132,7 @@ static void across_forward(const lrn_state *s, const float *x, float *y) {
 static void across_backward(const lrn_state *s, const float *x, const float *y, const float *dy, float *dx) {
   const int C = s->c, pre = half_window(s->size, C, false), post = half_window(s->size, C, true);
   const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK - 1) / LRN_BLOCK;
-  const float ratio = 2.0f * s->alpha * s->beta / (float)s->size;
+  const float ratio = 2.0f * s->alpha * s->beta / (float)s->size, beta = s->beta; /* local: see above */
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < s->n; b++)
     for (size_t blk = 0; blk < nblk; blk++) {
@@ -150,7 +152,7 @@ static void across_backward(const lrn_state *s, const float *x, const float *y, 
           for (size_t q = 0; q < len; q++) acc[q] += LRN_R(head, q);
         for (size_t q = 0; q < len; q++) {
           const size_t i = (size_t)c * hw + q;
-          gb[i] = db[i] * pow_neg(sb[i], s->beta) - ratio * xb[i] * acc[q];
+          gb[i] = db[i] * pow_neg(sb[i], beta) - ratio * xb[i] * acc[q];
         }
         if (tail >= 0)
           for (size_t q = 0; q < len; q++) acc[q] -= LRN_R(tail, q);

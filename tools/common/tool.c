@@ -10,6 +10,9 @@
 #include "tensor/blob.h"
 #include "tensor/math.h"
 
+/* log2 of the cycles an idle OpenBLAS worker spins before it sleeps (see crema_tool_init). */
+#define CREMA_BLAS_SPIN "16"
+
 static const char *best_coretype(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
@@ -35,6 +38,11 @@ void crema_tool_init(int argc, char **argv) {
    * slower on small or shared machines (bench_conv). Sleep-waiting costs microseconds.
    * libgomp reads this when it loads, so it needs the re-exec too. */
   int again = !getenv("OMP_WAIT_POLICY") && !setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  /* OpenBLAS's idle workers spin for 2^28 cycles (about 0.1 s) after each call before they
+   * sleep, so between two GEMMs one of them holds a core the OpenMP loops and engines running
+   * next need (whole nets ran 10-25% slower on 2 cores). 2^CREMA_BLAS_SPIN cycles keep
+   * back-to-back GEMMs warm. Read when OpenBLAS loads, so it needs the re-exec too. */
+  if (!getenv("OPENBLAS_THREAD_TIMEOUT")) again |= !setenv("OPENBLAS_THREAD_TIMEOUT", CREMA_BLAS_SPIN, 1);
   const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : best_coretype();
   const char *loaded = crema_blas_corename();
   if (core && !(loaded && !strcasecmp(loaded, core))) again |= !setenv("OPENBLAS_CORETYPE", core, 1);
