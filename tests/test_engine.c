@@ -353,6 +353,77 @@ START_TEST(test_gemm_batch_matches_gemm) {
 }
 END_TEST
 
+/* A small batch of a large InnerProduct streams its weights in the forward pass (fc_stream.c):
+ * forward, data and weight gradients (accumulated twice) against the reference GEMMs, for batches of 1 to 16,
+ * an input size that is no multiple of the vector width, with and without bias; a batch of 17
+ * or a transposed layer keeps the GEMM. */
+START_TEST(test_fc_stream_matches_reference) {
+  static const struct {
+    int m, c, hw; /* bottom (m, c, hw, 1): k = c * hw */
+    const char *param;
+    bool stream;
+  } cases[] = {
+      {1, 1801, 1, "num_output: 37", true},
+      {3, 1801, 1, "num_output: 37 bias_term: false", true},
+      {10, 64, 49, "num_output: 300", true}, /* k = 3136, a 4-D bottom */
+      {16, 259, 1, "num_output: 257", true},
+      {17, 259, 1, "num_output: 257", false},
+      {10, 64, 49, "num_output: 300 transpose: true", false},
+  };
+  const bool before = crema_engine_get_default();
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    const int shape[4] = {cases[k].m, cases[k].c, cases[k].hw, 1};
+    crema_blob *x = blob_of(4, shape), *x2 = blob_of(4, shape);
+    fill(x, x->data, 40 + k);
+    memcpy(x2->data, x->data, x->count * sizeof(float));
+    char text[256];
+    snprintf(text, sizeof text,
+             "name: 'ip' type: 'InnerProduct' inner_product_param { %s weight_filler { type: 'gaussian' std: "
+             "0.1 } "
+             "bias_filler { type: 'uniform' min: -1 max: 1 } }",
+             cases[k].param);
+    run ref, fast;
+    crema_engine_set_default(false);
+    run_setup(&ref, text, 1, &x, 1);
+    crema_engine_set_default(true);
+    run_setup(&fast, text, 1, &x2, 1);
+    ck_assert_str_eq(crema_layer_engine_name(ref.l), CREMA_ENGINE_REFERENCE);
+    ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l),
+                           cases[k].stream ? CREMA_ENGINE_FC_STREAM : CREMA_ENGINE_REFERENCE,
+                           strlen(cases[k].stream ? CREMA_ENGINE_FC_STREAM : CREMA_ENGINE_REFERENCE)),
+                  "case %zu: engine \"%s\"", k, crema_layer_engine_name(fast.l));
+    for (int b = 0; b < ref.l->n_blobs; b++) {
+      memcpy(fast.l->blobs[b]->data, ref.l->blobs[b]->data, ref.l->blobs[b]->count * sizeof(float));
+      for (size_t i = 0; i < ref.l->blobs[b]->count; i++)
+        ref.l->blobs[b]->diff[i] = fast.l->blobs[b]->diff[i] = 0.25f;
+      ref.l->param_propagate_down[b] = fast.l->param_propagate_down[b] = true;
+    }
+    run_forward(&ref);
+    run_forward(&fast);
+    double d = scaled_diff(fast.top[0]->data, ref.top[0]->data, ref.top[0]->count);
+    ck_assert_msg(d < TOL, "case %zu: forward differs by %g", k, d);
+    fill(ref.top[0], ref.top[0]->diff, 60 + k);
+    memcpy(fast.top[0]->diff, ref.top[0]->diff, ref.top[0]->count * sizeof(float));
+    const bool prop[1] = {true};
+    for (int pass = 0; pass < 2; pass++) { /* the second accumulates into the parameter diffs */
+      crema_layer_backward(ref.l, ref.top, prop, &x);
+      crema_layer_backward(fast.l, fast.top, prop, &x2);
+      d = scaled_diff(x2->diff, x->diff, x->count);
+      ck_assert_msg(d < TOL, "case %zu pass %d: bottom diff differs by %g", k, pass, d);
+      for (int b = 0; b < ref.l->n_blobs; b++) {
+        d = scaled_diff(fast.l->blobs[b]->diff, ref.l->blobs[b]->diff, ref.l->blobs[b]->count);
+        ck_assert_msg(d < TOL, "case %zu pass %d: parameter %d diff differs by %g", k, pass, b, d);
+      }
+    }
+    run_free(&ref);
+    run_free(&fast);
+    crema_blob_free(x);
+    crema_blob_free(x2);
+  }
+  crema_engine_set_default(before);
+}
+END_TEST
+
 START_TEST(test_engine_default_switch) {
   const int shape[4] = {1, 2, 5, 5};
   crema_blob *x = blob_of(4, shape);
@@ -437,6 +508,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_conv_engine_gradient);
   tcase_add_test(tc, test_engine_default_switch);
   tcase_add_test(tc, test_gemm_batch_matches_gemm);
+  tcase_add_test(tc, test_fc_stream_matches_reference);
   suite_add_tcase(s, tc);
   TCase *tr = tcase_create("report");
   tcase_add_test(tr, test_layer_flops);

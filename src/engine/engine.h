@@ -148,4 +148,16 @@ void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const 
                                   float *dw, float *dx);
 void crema_winograd_conv_free(crema_winograd_conv *c);
 
+/* ---- A fully connected layer's forward pass on a small batch (fc_stream.c): W (n, k)
+ * row-major (Caffe's InnerProduct without `transpose`), x (m, k), y (m, n), m <=
+ * CREMA_FC_STREAM_MAX_BATCH. It reads W once, at memory speed, where a GEMM would pack a copy
+ * of it first. No external library; results within float rounding of the reference GEMM. */
+#define CREMA_FC_STREAM_MAX_BATCH 16
+#define CREMA_ENGINE_FC_STREAM "stream"
+/* Whether a layer of this shape should take it (small batch, at least 64K weights). */
+bool crema_fc_stream_suits(int m, int n, int k);
+/* y = x W^T (+ bias, when not NULL). Overwrites y. */
+void crema_fc_stream_forward(int m, int n, int k, const float *x, const float *w, const float *bias,
+                             float *y);
+
 #endif

@@ -1,17 +1,21 @@
 /* InnerProduct: Caffe's InnerProductLayer (fully connected). The bottom is viewed as
  * (M, K) with M = product of the axes before `axis` and K = product of the rest;
  * top (M, num_output) = bottom * W^T + b with W (num_output, K), or bottom * W with
- * W (K, num_output) when transpose is set. One GEMM for the whole batch. */
+ * W (K, num_output) when transpose is set. One GEMM for the whole batch; a small batch (16 or
+ * fewer rows) of a large layer streams W once in the forward pass instead (engine/fc_stream.c),
+ * unless the process runs on the reference path. */
 #include <limits.h>
 #include <stdlib.h>
 
 #include "base/mem.h"
+#include "engine/engine.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
 typedef struct ip_state {
   int num_output, axis, m, k;
   bool bias_term, transpose;
+  bool stream; /* this shape runs on fc_stream (chosen at reshape) */
   float *ones; /* M ones: the bias gradient is one GEMV, dy^T * ones */
   size_t ones_cap;
 } ip_state;
@@ -61,6 +65,9 @@ static int ip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   const size_t m = crema_blob_count_range(b, 0, s->axis);
   if (m > (size_t)0x7fffffff) return crema_fail(err, "too many samples (%zu)", m);
   s->m = (int)m;
+  /* InnerProductParameter has no engine field: only the process-wide choice applies */
+  s->stream =
+      !s->transpose && crema_engine_winograd_wanted(0) && crema_fc_stream_suits(s->m, s->num_output, s->k);
   if (s->bias_term && m > s->ones_cap) {
     crema_aligned_free(s->ones);
     s->ones_cap = 0;
@@ -79,6 +86,11 @@ static int ip_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   const ip_state *s = l->state;
   const int M = s->m, N = s->num_output, K = s->k;
   float *y = top[0]->data;
+  if (s->stream) {
+    crema_fc_stream_forward(M, N, K, bottom[0]->data, l->blobs[0]->data,
+                            s->bias_term ? l->blobs[1]->data : NULL, y);
+    return 0;
+  }
   crema_gemm(false, !s->transpose, M, N, K, 1.0f, bottom[0]->data, l->blobs[0]->data, 0.0f, y);
   if (s->bias_term) {
     const float *bias = l->blobs[1]->data;
@@ -94,14 +106,14 @@ static void ip_backward(crema_layer *l, crema_blob *const *top, const bool *prop
   const ip_state *s = l->state;
   const int M = s->m, N = s->num_output, K = s->k;
   const float *dy = top[0]->diff, *x = bottom[0]->data;
+  if (s->bias_term && l->param_propagate_down[1] && M > 0) /* db += dy^T 1 */
+    crema_gemv(true, M, N, 1.0f, dy, s->ones, 1.0f, l->blobs[1]->diff);
   if (l->param_propagate_down[0]) {
     if (s->transpose) /* dW (K, N) += x^T dy */
       crema_gemm(true, false, K, N, M, 1.0f, x, dy, 1.0f, l->blobs[0]->diff);
     else /* dW (N, K) += dy^T x */
       crema_gemm(true, false, N, K, M, 1.0f, dy, x, 1.0f, l->blobs[0]->diff);
   }
-  if (s->bias_term && l->param_propagate_down[1] && M > 0) /* db += dy^T 1 */
-    crema_gemv(true, M, N, 1.0f, dy, s->ones, 1.0f, l->blobs[1]->diff);
   if (propagate_down[0]) /* dx (M, K) = dy W, or dy W^T when transposed */
     crema_gemm(false, s->transpose, M, K, N, 1.0f, dy, l->blobs[0]->data, 0.0f, bottom[0]->diff);
 }
@@ -112,6 +124,11 @@ static void ip_free(crema_layer *l) {
   crema_aligned_free(s->ones);
   free(s);
   l->state = NULL;
+}
+
+static const char *ip_engine_name(const crema_layer *l) {
+  const ip_state *s = l->state;
+  return s && s->stream ? CREMA_ENGINE_FC_STREAM " forward (small batch)" : CREMA_ENGINE_REFERENCE;
 }
 
 const crema_layer_ops crema_inner_product_ops = {
@@ -125,4 +142,5 @@ const crema_layer_ops crema_inner_product_ops = {
     .forward = ip_forward,
     .backward = ip_backward,
     .free_state = ip_free,
+    .engine_name = ip_engine_name,
 };
