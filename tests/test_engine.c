@@ -121,6 +121,18 @@ static double scaled_diff(const float *a, const float *b, size_t n) {
 
 #define TOL 2e-5
 
+/* The fast layer gets the reference's parameters, both get the same nonzero parameter diffs
+ * (so accumulation shows) and both propagate to every parameter. */
+static void same_params(run *ref, run *fast) {
+  ck_assert_int_eq(ref->l->n_blobs, fast->l->n_blobs);
+  for (int b = 0; b < ref->l->n_blobs; b++) {
+    memcpy(fast->l->blobs[b]->data, ref->l->blobs[b]->data, ref->l->blobs[b]->count * sizeof(float));
+    for (size_t i = 0; i < ref->l->blobs[b]->count; i++)
+      ref->l->blobs[b]->diff[i] = fast->l->blobs[b]->diff[i] = 0.25f;
+    ref->l->param_propagate_down[b] = fast->l->param_propagate_down[b] = true;
+  }
+}
+
 static void compare_engines(const engine_case *ec, size_t idx) {
   crema_blob *bot[2], *bot2[2];
   const int shape[4] = {ec->n, ec->c, ec->h, ec->w};
@@ -149,12 +161,7 @@ static void compare_engines(const engine_case *ec, size_t idx) {
     ck_assert_msg(!strstr(crema_layer_engine_name(fast.l), "caffe"), "case %zu: engine \"%s\"", idx,
                   crema_layer_engine_name(fast.l));
   ck_assert_int_eq(ref.l->n_blobs, fast.l->n_blobs);
-  for (int b = 0; b < ref.l->n_blobs; b++) {
-    memcpy(fast.l->blobs[b]->data, ref.l->blobs[b]->data, ref.l->blobs[b]->count * sizeof(float));
-    for (size_t i = 0; i < ref.l->blobs[b]->count; i++)
-      ref.l->blobs[b]->diff[i] = fast.l->blobs[b]->diff[i] = 0.25f;
-    ref.l->param_propagate_down[b] = fast.l->param_propagate_down[b] = true;
-  }
+  same_params(&ref, &fast);
   run_forward(&ref);
   run_forward(&fast);
   for (int t = 0; t < ec->n_bottom; t++) {
@@ -392,12 +399,7 @@ START_TEST(test_fc_stream_matches_reference) {
                            cases[k].stream ? CREMA_ENGINE_FC_STREAM : CREMA_ENGINE_REFERENCE,
                            strlen(cases[k].stream ? CREMA_ENGINE_FC_STREAM : CREMA_ENGINE_REFERENCE)),
                   "case %zu: engine \"%s\"", k, crema_layer_engine_name(fast.l));
-    for (int b = 0; b < ref.l->n_blobs; b++) {
-      memcpy(fast.l->blobs[b]->data, ref.l->blobs[b]->data, ref.l->blobs[b]->count * sizeof(float));
-      for (size_t i = 0; i < ref.l->blobs[b]->count; i++)
-        ref.l->blobs[b]->diff[i] = fast.l->blobs[b]->diff[i] = 0.25f;
-      ref.l->param_propagate_down[b] = fast.l->param_propagate_down[b] = true;
-    }
+    same_params(&ref, &fast);
     run_forward(&ref);
     run_forward(&fast);
     double d = scaled_diff(fast.top[0]->data, ref.top[0]->data, ref.top[0]->count);

@@ -104,6 +104,66 @@ static int conv_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   return 0;
 }
 
+/* Drops every fast engine object but `keep` (one of s->wino, s->pw, s->fast, or NULL). */
+static void drop_engines_but(conv_state *s, const void *keep) {
+  if (s->wino != keep) {
+    crema_winograd_conv_free(s->wino);
+    s->wino = NULL;
+  }
+  if (s->pw != keep) {
+    crema_pointwise_conv_free(s->pw);
+    s->pw = NULL;
+  }
+  if (s->fast != keep) {
+    crema_onednn_conv_free(s->fast);
+    s->fast = NULL;
+  }
+}
+
+/* Crema's own engines, in turn: 1 when the layer now runs on one (the others and the
+ * reference buffers dropped), 0 when the shape is not theirs (or not `wanted`), -1 on error. */
+static int try_winograd(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
+  const crema_conv_params *p = &s->p;
+  if (s->wino && !crema_winograd_conv_matches(s->wino, g, n, p->num_output, p->group, p->bias_term)) {
+    crema_winograd_conv_free(s->wino);
+    s->wino = NULL;
+  }
+  crema_error why;
+  if (wanted && crema_winograd_conv_suits(g, n, p->num_output, p->group) && !s->wino &&
+      crema_winograd_conv_create(g, n, p->num_output, p->group, p->bias_term, &s->wino, &why) < 0)
+    return crema_fail(err, "%s", why.msg);
+  if (!wanted || !s->wino || !crema_winograd_conv_suits(g, n, p->num_output, p->group)) {
+    crema_winograd_conv_free(s->wino);
+    s->wino = NULL;
+    return 0;
+  }
+  drop_engines_but(s, s->wino);
+  crema_conv_engine_free(&s->engine);
+  snprintf(s->engine_name, sizeof s->engine_name, "%s F(4x4,3x3)", CREMA_ENGINE_WINOGRAD);
+  return 1;
+}
+
+static int try_pointwise(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
+  const crema_conv_params *p = &s->p;
+  if (s->pw && !crema_pointwise_conv_matches(s->pw, g, n, p->num_output, p->group, p->bias_term)) {
+    crema_pointwise_conv_free(s->pw);
+    s->pw = NULL;
+  }
+  crema_error why;
+  if (wanted && crema_pointwise_conv_suits(g, n, p->group) && !s->pw &&
+      crema_pointwise_conv_create(g, n, p->num_output, p->group, p->bias_term, &s->pw, &why) < 0)
+    return crema_fail(err, "%s", why.msg);
+  if (!wanted || !s->pw || !crema_pointwise_conv_suits(g, n, p->group)) {
+    crema_pointwise_conv_free(s->pw);
+    s->pw = NULL;
+    return 0;
+  }
+  drop_engines_but(s, s->pw);
+  crema_conv_engine_free(&s->engine);
+  snprintf(s->engine_name, sizeof s->engine_name, "%s (sgemm per image)", CREMA_ENGINE_POINTWISE);
+  return 1;
+}
+
 static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   conv_state *s = l->state;
   const crema_blob *b0 = bottom[0];
@@ -133,51 +193,9 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const int n = (int)crema_blob_count_range(b0, 0, axis);
   const Crema__ConvolutionParameter *cp = l->param->convolution_param;
   const int proto_engine = cp ? (int)cp->engine : 0;
-  if (s->wino && !crema_winograd_conv_matches(s->wino, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
-    crema_winograd_conv_free(s->wino);
-    s->wino = NULL;
-  }
-  if (crema_engine_winograd_wanted(proto_engine) &&
-      crema_winograd_conv_suits(&g, n, s->p.num_output, s->p.group)) {
-    crema_error why;
-    if (!s->wino) {
-      int rc = crema_winograd_conv_create(&g, n, s->p.num_output, s->p.group, s->p.bias_term, &s->wino, &why);
-      if (rc < 0) return crema_fail(err, "%s", why.msg);
-    }
-    if (s->wino) {
-      crema_pointwise_conv_free(s->pw);
-      s->pw = NULL;
-      crema_onednn_conv_free(s->fast);
-      s->fast = NULL;
-      crema_conv_engine_free(&s->engine);
-      snprintf(s->engine_name, sizeof s->engine_name, "%s F(4x4,3x3)", CREMA_ENGINE_WINOGRAD);
-      return 0;
-    }
-  } else if (s->wino) {
-    crema_winograd_conv_free(s->wino);
-    s->wino = NULL;
-  }
-  if (s->pw && !crema_pointwise_conv_matches(s->pw, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
-    crema_pointwise_conv_free(s->pw);
-    s->pw = NULL;
-  }
-  if (crema_engine_winograd_wanted(proto_engine) && crema_pointwise_conv_suits(&g, n, s->p.group)) {
-    crema_error why;
-    if (!s->pw) {
-      int rc = crema_pointwise_conv_create(&g, n, s->p.num_output, s->p.group, s->p.bias_term, &s->pw, &why);
-      if (rc < 0) return crema_fail(err, "%s", why.msg);
-    }
-    if (s->pw) {
-      crema_onednn_conv_free(s->fast);
-      s->fast = NULL;
-      crema_conv_engine_free(&s->engine);
-      snprintf(s->engine_name, sizeof s->engine_name, "%s (sgemm per image)", CREMA_ENGINE_POINTWISE);
-      return 0;
-    }
-  } else if (s->pw) {
-    crema_pointwise_conv_free(s->pw);
-    s->pw = NULL;
-  }
+  int rc = try_winograd(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
+  if (rc == 0) rc = try_pointwise(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
+  if (rc != 0) return rc < 0 ? -1 : 0;
   if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g)) {
     if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
       crema_onednn_conv_free(s->fast);
