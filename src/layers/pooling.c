@@ -12,6 +12,7 @@
 #include <limits.h>
 #include <stdint.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #if defined(__SSE2__)
@@ -20,6 +21,12 @@
 
 #include "base/mem.h"
 #include "layers/layer.h"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
+#define SEP_HOT __attribute__((target_clones("avx2", "default"))) /* 8 lanes where the CPU has them */
+#else
+#define SEP_HOT
+#endif
 
 typedef struct pool_state {
   Crema__PoolingParameter__PoolMethod method;
@@ -33,6 +40,11 @@ typedef struct pool_state {
    * AVE extent of each output row (3 * ph ints), then of each output column (3 * pw). */
   int *win;
   size_t win_cap;
+  /* MAX with stride 1 both ways runs separably (max_plane_separable): per thread, the row
+   * maxima and their columns for the whole plane, then one padded input row. */
+  float *sep;
+  size_t sep_cap;
+  int sep_threads;
 } pool_state;
 
 /* The proto fields are uint32; a value above INT_MAX would turn negative as an int. */
@@ -114,6 +126,25 @@ static int pooled_size(int in, int k, int pad, int stride, bool floor_mode) {
 
 static void pool_window(int o, int stride, int pad, int k, int in, int *lo, int *hi, int *len);
 
+/* MAX pooling with stride 1 both ways is separable: the first maximum of a window in row-major
+ * order is the first maximum among its rows' first maxima, taken top to bottom (a later row
+ * wins only when strictly greater, as a later cell does in the window loop), so each output
+ * costs kernel_h + kernel_w comparisons instead of kernel_h * kernel_w, in two vectorised
+ * passes with no border cases: the row pass reads a copy of the row padded with -FLT_MAX,
+ * which never wins (the window loop starts from -FLT_MAX and needs strictly greater). */
+static bool separable(const pool_state *s) {
+  /* with stride 2 the rows no longer share work enough: 2x2 s2 ran at half the speed of the
+   * direct windows, 3x3 s2 the same; with stride 1 (GoogLeNet's inception pools, 3x3 s1 p1)
+   * 2-3x faster (bench_elementwise) */
+  return s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX && !s->global && s->stride_h == 1 &&
+         s->stride_w == 1 && s->kernel_h > 1 && s->kernel_w > 1;
+}
+
+/* Scratch per thread: row maxima and their columns (h * pw each), then the padded row. */
+static size_t sep_floats(const pool_state *s) {
+  return 2 * (size_t)s->h * s->pw + (size_t)s->pw + s->kernel_w + 16;
+}
+
 static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   pool_state *s = l->state;
   const crema_blob *b = bottom[0];
@@ -156,6 +187,17 @@ static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   for (int o = 0; o < s->pw; o++)
     pool_window(o, s->stride_w, s->pad_w, s->kernel_w, s->w, &cols[3 * o], &cols[3 * o + 1],
                 &cols[3 * o + 2]);
+  if (separable(s)) {
+    s->sep_threads = omp_get_max_threads();
+    const size_t need = sep_floats(s) * (size_t)s->sep_threads;
+    if (need > s->sep_cap) {
+      crema_aligned_free(s->sep);
+      s->sep_cap = 0;
+      if (!(s->sep = crema_aligned_alloc(need * sizeof(float))))
+        return crema_fail(err, "out of memory for the pooling row maxima");
+      s->sep_cap = need;
+    }
+  }
   if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX) {
     const size_t need = top[0]->count;
     if (need > s->mask_cap) {
@@ -213,6 +255,52 @@ static inline void max_tap(const float *restrict srow, int base, float *restrict
 static inline void sum_tap(const float *restrict srow, float *restrict sum, int ow0, int ow1, int stride,
                            int off) {
   for (int ow = ow0; ow < ow1; ow++) sum[ow] += srow[ow * stride + off];
+}
+
+/* One row of a window's rows for every output of a row: best/arg take value rm[ow] (from
+ * column ra[ow] of input row `base / W`) when it is strictly larger. */
+static inline void max_rows_tap(const float *restrict rm, const int *restrict ra, int base,
+                                float *restrict best, int *restrict arg, int n) {
+  for (int ow = 0; ow < n; ow++) {
+    const float v = rm[ow], b = best[ow];
+    const int gt = v > b;
+    best[ow] = gt ? v : b;
+    const unsigned a = (unsigned)arg[ow]; /* arithmetic select, as in max_tap */
+    arg[ow] = (int)(a + (unsigned)gt * ((unsigned)(base + ra[ow]) - a));
+  }
+}
+
+SEP_HOT static void max_plane_separable(const pool_state *s, const float *src, float *dst, int *mask,
+                                        float *scratch) {
+  const int H = s->h, W = s->w, PH = s->ph, PW = s->pw, KW = s->kernel_w, pad = s->pad_w;
+  float *rmax = scratch, *row = scratch + 2 * (size_t)H * PW;
+  int *rarg = (int *)(void *)(scratch + (size_t)H * PW);
+  const int len = PW + KW - 1; /* padded columns the row's windows read */
+  for (int ih = 0; ih < H; ih++) {
+    const float *in = src + (size_t)ih * W;
+    for (int i = 0; i < len; i++) {
+      const int iw = i - pad;
+      row[i] = iw >= 0 && iw < W ? in[iw] : -FLT_MAX;
+    }
+    float *rm = rmax + (size_t)ih * PW;
+    int *ra = rarg + (size_t)ih * PW;
+    for (int ow = 0; ow < PW; ow++) {
+      rm[ow] = -FLT_MAX;
+      ra[ow] = -1;
+    }
+    for (int kw = 0; kw < KW; kw++) max_tap(row, -pad, rm, ra, 0, PW, 1, kw); /* column = padded - pad */
+  }
+  const int *rows = s->win;
+  for (int oh = 0; oh < PH; oh++) {
+    float *drow = dst + (size_t)oh * PW;
+    int *mrow = mask + (size_t)oh * PW;
+    for (int ow = 0; ow < PW; ow++) {
+      drow[ow] = -FLT_MAX;
+      mrow[ow] = -1;
+    }
+    for (int ih = rows[3 * oh]; ih < rows[3 * oh + 1]; ih++)
+      max_rows_tap(rmax + (size_t)ih * PW, rarg + (size_t)ih * PW, ih * W, drow, mrow, PW);
+  }
 }
 
 /* The window of (oh, ow) in the plane, clipped, as the reference loop: max and its argmax. */
@@ -373,10 +461,16 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   float *y = top[0]->data;
   float *ymask = l->n_top > 1 ? top[1]->data : NULL;
   const int planes = s->n * s->c;
-#pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768)
+  const bool sep = separable(s);
+#pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768)                                  \
+    num_threads(sep ? s->sep_threads : omp_get_max_threads())
   for (int pl = 0; pl < planes; pl++) {
     int *mask = is_max ? s->mask + (size_t)pl * pout : NULL;
-    pool_forward_plane(s, is_max, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
+    if (sep)
+      max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
+                          s->sep + sep_floats(s) * (size_t)omp_get_thread_num());
+    else
+      pool_forward_plane(s, is_max, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
     if (ymask)
       for (size_t o = 0; o < pout; o++) ymask[(size_t)pl * pout + o] = (float)mask[o];
   }
@@ -422,6 +516,7 @@ static void pool_free(crema_layer *l) {
   if (!s) return;
   crema_aligned_free(s->mask);
   crema_aligned_free(s->win);
+  crema_aligned_free(s->sep);
   free(s);
   l->state = NULL;
 }
