@@ -78,6 +78,19 @@ int crema_net_reshape(crema_net *net, crema_error *err);
  * from the net). Its size is the largest single layer's need, not the sum. */
 crema_workspace *crema_net_workspace(const crema_net *net);
 
+/* Opt-in, for a net that only a training loop runs (a solver's train net): activation blobs
+ * whose gradients are never needed at the same time keep their diffs in shared buffers,
+ * planned now from the layers' order and the current shapes (net_memory.c). Training gives
+ * the same bits as before; but an activation's diff is then valid only inside a full
+ * crema_net_backward (from its consumer's backward to its producer's), not after it, and
+ * backward over part of the net (crema_net_backward_from_to, _layer) may read other blobs'
+ * gradients. Loss tops and diffs that backward reads without writing keep their own. A blob
+ * that later grows past its buffer gets its own diff again. Calling it again does nothing. */
+int crema_net_share_diffs(crema_net *net, crema_error *err);
+/* Bytes the net's blobs hold for their diffs, a shared buffer counted once (parameter
+ * gradients not included). */
+size_t crema_net_diff_bytes(const crema_net *net);
+
 /* Layers and blobs. */
 int crema_net_num_layers(const crema_net *net);
 crema_layer *crema_net_layer(const crema_net *net, int i);

@@ -66,9 +66,19 @@ struct crema_net {
   bool workspace_owned;
   crema_net_backward_fn on_backward; /* may be NULL */
   void *on_backward_ctx;
+  /* Diff storage shared by activation blobs after crema_net_share_diffs (net_memory.c):
+   * buffer k holds diff_buffer_count[k] floats; the blobs borrow them. */
+  bool diffs_shared;
+  int n_diff_buffers;
+  float **diff_buffers;
+  size_t *diff_buffer_count;
 };
 
 /* Checks and copies the blobs of `src` (a LayerParameter holding blobs) into layer li. */
 int crema_net_copy_layer_blobs(crema_net *net, int li, const Crema__LayerParameter *src, crema_error *err);
+
+/* Frees the buffers of crema_net_share_diffs (net_memory.c); the blobs must not use them
+ * afterwards. */
+void crema_net_free_diff_buffers(crema_net *net);
 
 #endif

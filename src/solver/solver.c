@@ -521,6 +521,8 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
       ws.n = w + 1;
   }
   if (!rc) rc = init_train_net(s, opt, matched, &ws, err);
+  /* Only this loop runs the train net: its activations' gradients may share storage. */
+  if (!rc) rc = crema_net_share_diffs(s->net, err);
   for (int w = 0; !rc && w < ws.n; w++) {
     CREMA_INFO("Finetuning from %s", opt->weights[w]);
     if (crema_net_copy_trained_layers(s->net, ws.msg[w], err))

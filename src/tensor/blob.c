@@ -24,8 +24,24 @@ size_t crema_blob_memory_limit(void) {
 
 size_t crema_blob_memory_held(void) { return atomic_load(&g_blob_bytes); }
 
-/* Bytes b holds: its diff, and its data unless borrowed. */
-static size_t held_by(const crema_blob *b) { return b->capacity * (b->data_of ? 1 : 2) * sizeof(float); }
+/* Buffers b owns (data and diff, unless borrowed) and the bytes they hold. */
+static size_t owned_buffers(const crema_blob *b) {
+  return (b->data_of ? 0u : 1u) + (b->diff_borrowed ? 0u : 1u);
+}
+static size_t held_by(const crema_blob *b) { return b->capacity * owned_buffers(b) * sizeof(float); }
+
+/* Refuses before allocating `want` more bytes: zero-filling more than the machine holds
+ * would get the process killed instead of reporting which blob (and so which layer) is too
+ * big. held: what every other blob holds. */
+static int check_limit(size_t want, size_t held, size_t count, crema_error *err) {
+  const size_t limit = crema_blob_memory_limit();
+  if (want <= limit && held <= limit - want) return 0;
+  return crema_fail(err,
+                    "a blob of %zu floats needs %.1f MB; with the %.1f MB the other blobs hold, that is "
+                    "more than the memory limit of %.1f MB (the machine's memory unless "
+                    "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
+                    count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
+}
 
 crema_blob *crema_blob_new(void) { return calloc(1, sizeof(crema_blob)); }
 
@@ -33,7 +49,7 @@ void crema_blob_free(crema_blob *b) {
   if (!b) return;
   atomic_fetch_sub(&g_blob_bytes, held_by(b));
   if (!b->data_of) crema_aligned_free(b->data);
-  crema_aligned_free(b->diff);
+  if (!b->diff_borrowed) crema_aligned_free(b->diff);
   free(b);
 }
 
@@ -51,34 +67,35 @@ int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_erro
   if (b->data_of && count > b->data_of->capacity)
     return crema_fail(err, "a blob sharing the data of a %zu-element blob cannot hold %zu elements",
                       b->data_of->capacity, count);
-  if (count > b->capacity) {
-    /* Refuse before allocating: zero-filling more than the machine holds would get the
-     * process killed instead of reporting which blob (and so which layer) is too big. */
-    const size_t per = b->data_of ? 1 : 2; /* diff, and data unless borrowed */
-    const size_t want = count * per * sizeof(float), limit = crema_blob_memory_limit();
-    const size_t held = atomic_load(&g_blob_bytes) - held_by(b);
-    if (want > limit || held > limit - want)
-      return crema_fail(
-          err,
-          "a blob of %zu floats needs %.1f MB (data and diff); with the %.1f MB the other blobs "
-          "hold, that is more than the memory limit of %.1f MB (the machine's memory unless "
-          "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
-          count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
-    float *data = b->data_of ? NULL : crema_aligned_alloc(count * sizeof(float));
-    float *diff = crema_aligned_alloc(count * sizeof(float));
-    if ((!b->data_of && !data) || !diff) {
+  /* A borrowed diff too small for the new count is given up for one of the blob's own. */
+  const bool detach = b->diff_borrowed && count > b->diff_capacity;
+  if (count > b->capacity || detach) {
+    const size_t cap = count > b->capacity ? count : b->capacity;
+    const bool new_data = cap > b->capacity && !b->data_of;
+    const bool new_diff = detach || (cap > b->capacity && !b->diff_borrowed);
+    const size_t owned_after = (b->data_of ? 0u : 1u) + (b->diff_borrowed && !detach ? 0u : 1u);
+    if (check_limit(cap * owned_after * sizeof(float), atomic_load(&g_blob_bytes) - held_by(b), count, err))
+      return -1;
+    float *data = new_data ? crema_aligned_alloc(cap * sizeof(float)) : NULL;
+    float *diff = new_diff ? crema_aligned_alloc(cap * sizeof(float)) : NULL;
+    if ((new_data && !data) || (new_diff && !diff)) {
       crema_aligned_free(data);
       crema_aligned_free(diff);
       return crema_fail(err, "out of memory allocating a blob of %zu floats", count);
     }
-    if (!b->data_of) {
+    const size_t before = held_by(b);
+    if (new_data) {
       crema_aligned_free(b->data);
       b->data = data;
     }
-    crema_aligned_free(b->diff);
-    b->diff = diff;
-    atomic_fetch_add(&g_blob_bytes, (count - b->capacity) * per * sizeof(float));
-    b->capacity = count;
+    if (new_diff) {
+      if (!b->diff_borrowed) crema_aligned_free(b->diff);
+      b->diff = diff;
+      b->diff_borrowed = false;
+      b->diff_capacity = 0;
+    }
+    b->capacity = cap;
+    atomic_fetch_add(&g_blob_bytes, held_by(b) - before);
   }
   if (b->data_of) b->data = b->data_of->data;
   b->num_axes = num_axes;
@@ -98,6 +115,40 @@ int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err
     atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
   }
   return crema_blob_reshape(b, src->num_axes, src->shape, err);
+}
+
+int crema_blob_borrow_diff(crema_blob *b, float *buf, size_t capacity, crema_error *err) {
+  if (b->count > capacity)
+    return crema_fail(err, "a blob of %zu elements cannot keep its diff in a buffer of %zu", b->count,
+                      capacity);
+  const size_t before = held_by(b);
+  if (!b->diff_borrowed) crema_aligned_free(b->diff);
+  b->diff = buf;
+  b->diff_borrowed = true;
+  b->diff_capacity = capacity;
+  atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
+  return 0;
+}
+
+float *crema_blob_buffer_alloc(size_t n, crema_error *err) {
+  if (n > SIZE_MAX / sizeof(float)) {
+    crema_fail(err, "a buffer of %zu floats overflows", n);
+    return NULL;
+  }
+  if (check_limit(n * sizeof(float), atomic_load(&g_blob_bytes), n, err)) return NULL;
+  float *buf = crema_aligned_alloc(n * sizeof(float));
+  if (!buf) {
+    crema_fail(err, "out of memory allocating a buffer of %zu floats", n);
+    return NULL;
+  }
+  atomic_fetch_add(&g_blob_bytes, n * sizeof(float));
+  return buf;
+}
+
+void crema_blob_buffer_free(float *buf, size_t n) {
+  if (!buf) return;
+  atomic_fetch_sub(&g_blob_bytes, n * sizeof(float));
+  crema_aligned_free(buf);
 }
 
 int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *err) {
