@@ -1,8 +1,10 @@
-/* test_net_memory.c -- activation gradients sharing storage (crema_net_share_diffs): training
- * with shared diffs gives the same bits as without (losses, gradients, weights) on a small
- * net with a Split, in-place layers, Eltwise, Concat, Slice, frozen layers and an Accuracy
- * beside the loss, and on zoo nets; the shared buffers hold less; the blobs that must keep
- * their own diffs do; a blob that outgrows its borrowed diff gets its own again. */
+/* test_net_memory.c -- activations sharing storage. Gradients (crema_net_share_diffs):
+ * training with shared diffs gives the same bits as without (losses, gradients, weights) on
+ * a small net with a Split, in-place layers, Eltwise, Concat, Slice, frozen layers and an
+ * Accuracy beside the loss, on a force_backward net with diffs read but never written, and
+ * on zoo nets. Values (crema_net_share_activations): forward-only nets give the same outputs.
+ * The shared buffers hold less; the blobs that must keep their own buffers do; a blob that
+ * outgrows a borrowed buffer gets its own again; a solver shares in its train and test nets. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,13 +22,15 @@
 /* x (4 images) -> frozen conv0 -> conv1 -> ReLU in place -> {conv2a, conv2b -> ReLU in place}
  * -> Eltwise SUM -> Concat with conv1's output (conv1's output feeds three layers: a Split)
  * -> pooling -> Slice (the second half unused: its diff is read but never written) -> frozen
- * fully connected layer (still propagates) -> ReLU, Dropout in place -> classifier -> loss,
- * and Accuracy on the classifier's output (a Split top nobody back-propagates into). */
+ * fully connected layer (still propagates) -> ReLU, Dropout in place -> plus a constant (a
+ * DummyData top filled once) -> classifier -> loss, and Accuracy on the classifier's output
+ * (a Split top nobody back-propagates into). */
 static const char *NET =
     "name: 'mem' "
-    "layer { name: 'data' type: 'DummyData' top: 'x' top: 'y' dummy_data_param { "
-    "  shape { dim: 4 dim: 3 dim: 8 dim: 8 } shape { dim: 4 } "
-    "  data_filler { type: 'gaussian' std: 1 } data_filler { type: 'uniform' min: 0 max: 2.99 } } } "
+    "layer { name: 'data' type: 'DummyData' top: 'x' top: 'y' top: 'k' dummy_data_param { "
+    "  shape { dim: 4 dim: 3 dim: 8 dim: 8 } shape { dim: 4 } shape { dim: 4 dim: 16 } "
+    "  data_filler { type: 'gaussian' std: 1 } data_filler { type: 'uniform' min: 0 max: 2.99 } "
+    "  data_filler { type: 'constant' value: 0.5 } } } "
     "layer { name: 'conv0' type: 'Convolution' bottom: 'x' top: 'c0' param { lr_mult: 0 } param { lr_mult: 0 "
     "} "
     "  convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: 'xavier' } } } "
@@ -50,7 +54,8 @@ static const char *NET =
     "  inner_product_param { num_output: 16 weight_filler { type: 'xavier' } } } "
     "layer { name: 'reluf' type: 'ReLU' bottom: 'f' top: 'f' } "
     "layer { name: 'drop' type: 'Dropout' bottom: 'f' top: 'f' dropout_param { dropout_ratio: 0.3 } } "
-    "layer { name: 'ip' type: 'InnerProduct' bottom: 'f' top: 'ip' "
+    "layer { name: 'addk' type: 'Eltwise' bottom: 'f' bottom: 'k' top: 'fk' } "
+    "layer { name: 'ip' type: 'InnerProduct' bottom: 'fk' top: 'ip' "
     "  inner_product_param { num_output: 3 weight_filler { type: 'xavier' } } } "
     "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip' bottom: 'y' top: 'loss' } "
     "layer { name: 'acc' type: 'Accuracy' bottom: 'ip' bottom: 'y' top: 'accuracy' } ";
@@ -78,20 +83,37 @@ static const char *EDGE =
 
 #define ITERS 4
 
-static crema_net *build(Crema__NetParameter *m, bool share) {
-  crema_net_options o = {.phase = CREMA__PHASE__TRAIN, .seed = 11, .source = "mem"};
+/* The autoencoder's TEST data layer needs a stage; the other nets ignore it. */
+static const char *const STAGES[] = {"test-on-test"};
+
+static crema_net *build_phase(Crema__NetParameter *m, Crema__Phase phase) {
+  crema_net_options o = {.phase = phase, .seed = 11, .source = "mem", .stages = STAGES, .n_stages = 1};
   crema_net *net = NULL;
   crema_error err;
   ck_assert_msg(crema_net_build(m, &o, &net, &err) == 0, "%s", err.msg);
+  return net;
+}
+
+static crema_net *build(Crema__NetParameter *m, bool share) {
+  crema_net *net = build_phase(m, CREMA__PHASE__TRAIN);
+  crema_error err;
   if (share) ck_assert_msg(crema_net_share_diffs(net, &err) == 0, "%s", err.msg);
   return net;
 }
 
-/* NaN in every shared buffer: a diff read before backward wrote it in this pass poisons the
- * gradients, and the comparison with the unshared run fails. */
-static void poison(crema_net *net) {
-  for (int k = 0; k < net->n_diff_buffers; k++)
-    for (size_t i = 0; i < net->diff_buffer_count[k]; i++) net->diff_buffers[k][i] = NAN;
+/* NaN in every shared buffer: a value read before the pass wrote it poisons the results, and
+ * the comparison with the unshared run fails. */
+static void poison(net_buffers *set) {
+  for (int k = 0; k < set->n; k++)
+    for (size_t i = 0; i < set->count[k]; i++) set->buf[k][i] = NAN;
+}
+
+/* The first index where a and b (n floats) differ in bits, or n. One assertion per array:
+ * Check records every ck_assert call, far too slow per element. */
+static size_t first_difference(const float *a, const float *b, size_t n) {
+  size_t i = 0;
+  while (i < n && !memcmp(&a[i], &b[i], sizeof(float))) i++;
+  return i;
 }
 
 /* What a run leaves: its losses, and every parameter's data and last gradient, in order. */
@@ -109,7 +131,7 @@ static run_result train(Crema__NetParameter *m, bool share, int iters) {
   for (int it = 0; it < iters; it++) {
     crema_net_clear_param_diffs(net);
     ck_assert_msg(crema_net_forward(net, &r.loss[it], &err) == 0, "%s", err.msg);
-    if (share) poison(net);
+    if (share) poison(&net->diffs);
     crema_net_backward(net);
     for (int p = 0; p < crema_net_num_params(net); p++) {
       const crema_net_param *np = crema_net_param_at(net, p);
@@ -139,10 +161,7 @@ static void same_bits(Crema__NetParameter *m, int iters, const char *name) {
                   "%s: iteration %d loss %.9g shared, %.9g not", name, it, (double)b.loss[it],
                   (double)a.loss[it]);
   ck_assert_uint_eq(a.n, b.n);
-  /* One assertion per array: Check records every ck_assert call, far too slow per element. */
-  size_t w = 0, g = 0;
-  while (w < a.n && !memcmp(&a.w[w], &b.w[w], sizeof(float))) w++;
-  while (g < a.n && !memcmp(&a.g[g], &b.g[g], sizeof(float))) g++;
+  const size_t w = first_difference(a.w, b.w, a.n), g = first_difference(a.g, b.g, a.n);
   ck_assert_msg(w == a.n, "%s: weight %zu is %.9g shared, %.9g not", name, w, w < a.n ? (double)b.w[w] : 0.0,
                 w < a.n ? (double)a.w[w] : 0.0);
   ck_assert_msg(g == a.n, "%s: gradient %zu is %.9g shared, %.9g not", name, g,
@@ -189,12 +208,13 @@ START_TEST(small_net_plan) {
   ck_assert_msg(shared < own, "diffs hold %zu bytes shared, %zu not", shared, own);
   ck_assert_uint_eq(held - crema_blob_memory_held(), own - shared);
   /* Written by backward before it is read: shared. */
-  const char *yes[] = {"c1", "a", "b", "e", "cat", "p", "p1", "f", "c1_relu1_0_split_0", "ip_ip_0_split_0"};
+  const char *yes[] = {
+      "c1", "a", "b", "e", "cat", "p", "p1", "f", "fk", "c1_relu1_0_split_0", "ip_ip_0_split_0"};
   for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) ck_assert_msg(borrowed(net, yes[i]), "%s", yes[i]);
   /* Data and labels, and c0 (the frozen conv0 on the data needs no backward, so conv1 does
    * not propagate to its output): nobody writes them. The loss: seeded before backward. p2
    * (read by Slice) and Accuracy's Split top (read by the Split): read, never written. */
-  const char *no[] = {"x", "y", "c0", "loss", "p2", "ip_ip_0_split_1", "accuracy"};
+  const char *no[] = {"x", "y", "k", "c0", "loss", "p2", "ip_ip_0_split_1", "accuracy"};
   for (size_t i = 0; i < sizeof no / sizeof *no; i++) ck_assert_msg(!borrowed(net, no[i]), "%s", no[i]);
   crema_net_free(net);
   crema_message_free(m);
@@ -222,7 +242,7 @@ START_TEST(chain_needs_two_buffers) {
            "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip' bottom: 'y' top: 'loss' } ");
   Crema__NetParameter *m = test_net_param(text);
   crema_net *net = build(m, true);
-  ck_assert_int_eq(net->n_diff_buffers, 2);
+  ck_assert_int_eq(net->diffs.n, 2);
   const size_t act = 2 * 4 * 16 * 16 * sizeof(float);
   /* h0..h8 and ip share two buffers; x, y and the loss keep their own. */
   ck_assert_uint_eq(crema_net_diff_bytes(net), 2 * act + act + 2 * sizeof(float) + sizeof(float));
@@ -260,8 +280,37 @@ START_TEST(blob_outgrows_borrowed_diff) {
 }
 END_TEST
 
-/* The solver's train net shares; its test net does not (it runs no backward). */
-START_TEST(solver_shares_train_diffs) {
+/* The same for data, and a blob borrowing its data through another's (a Split top). */
+START_TEST(blob_outgrows_borrowed_data) {
+  crema_error err;
+  crema_blob *b = crema_blob_new(), *top = crema_blob_new();
+  ck_assert_int_eq(crema_blob_reshape4(b, 2, 3, -1, -1, &err), 0);
+  float *buf = crema_blob_buffer_alloc(8, &err);
+  ck_assert_ptr_nonnull(buf);
+  const size_t held = crema_blob_memory_held();
+  ck_assert_int_eq(crema_blob_borrow_data(b, buf, 8, &err), 0);
+  ck_assert_ptr_eq(b->data, buf);
+  ck_assert_uint_eq(held - crema_blob_memory_held(), 6 * sizeof(float));
+  ck_assert_int_eq(crema_blob_share_data(top, b, &err), 0);
+  ck_assert_ptr_eq(top->data, buf);
+  ck_assert_int_eq(crema_blob_reshape4(top, 2, 4, -1, -1, &err), 0); /* 8: the buffer's size */
+  ck_assert_int_ne(crema_blob_reshape4(top, 3, 3, -1, -1, &err), 0); /* 9: more than b may hold */
+  ck_assert_int_ne(crema_blob_borrow_data(top, buf, 8, &err), 0);    /* top reads b's */
+  buf[0] = 5.0f;
+  ck_assert_int_eq(crema_blob_reshape4(b, 3, 3, -1, -1, &err), 0); /* 9: b's own again */
+  ck_assert(!b->data_borrowed);
+  ck_assert(b->data[0] == 0.0f && buf[0] == 5.0f);
+  ck_assert_int_eq(crema_blob_share_data(top, b, &err), 0);
+  ck_assert_ptr_eq(top->data, b->data);
+  crema_blob_free(top);
+  crema_blob_free(b);
+  crema_blob_buffer_free(buf, 8);
+  ck_assert_uint_eq(crema_blob_memory_held(), held - 2 * 6 * sizeof(float) - 8 * sizeof(float));
+}
+END_TEST
+
+/* The solver's train net shares its diffs, its test net its activations. */
+START_TEST(solver_shares) {
   char text[8192];
   snprintf(text, sizeof text,
            "net_param { %s } base_lr: 0.01 lr_policy: 'fixed' momentum: 0.9 max_iter: 3 test_iter: 1 "
@@ -275,7 +324,8 @@ START_TEST(solver_shares_train_diffs) {
   crema_error err;
   ck_assert_msg(crema_solver_create(sp, &opt, &s, &err) == 0, "%s", err.msg);
   const crema_net *net = crema_solver_net(s);
-  ck_assert(borrowed(net, "c1"));
+  ck_assert(borrowed(net, "c1") && !crema_net_blob_by_name(net, "c1")->data_borrowed);
+  ck_assert(crema_net_blob_by_name(crema_solver_test_net(s, 0), "c1")->data_borrowed);
   Crema__NetParameter *m = test_net_param(NET);
   crema_net *plain = build(m, false);
   ck_assert_uint_lt(crema_net_diff_bytes(net), crema_net_diff_bytes(plain));
@@ -284,6 +334,79 @@ START_TEST(solver_shares_train_diffs) {
   ck_assert_msg(crema_solver_solve(s, &err) == 0, "%s", err.msg);
   crema_solver_free(s);
   crema_message_free(sp);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- forward only */
+
+/* iters forward passes of the TEST net built from m; every output's values of every pass, in
+ * a row (*n floats). With share, the activations share buffers, poisoned before each pass. */
+static float *infer(Crema__NetParameter *m, bool share, int iters, size_t *n) {
+  crema_net *net = build_phase(m, CREMA__PHASE__TEST);
+  crema_error err;
+  if (share) ck_assert_msg(crema_net_share_activations(net, &err) == 0, "%s", err.msg);
+  size_t per = 0;
+  for (int o = 0; o < crema_net_num_outputs(net); o++) per += crema_net_output(net, o)->count;
+  float *out = malloc((per * (size_t)iters + 1) * sizeof *out), *at = out;
+  ck_assert_ptr_nonnull(out);
+  for (int it = 0; it < iters; it++) {
+    if (share) poison(&net->activations);
+    ck_assert_msg(crema_net_forward(net, NULL, &err) == 0, "%s", err.msg);
+    for (int o = 0; o < crema_net_num_outputs(net); o++) {
+      const crema_blob *b = crema_net_output(net, o);
+      memcpy(at, b->data, b->count * sizeof(float));
+      at += b->count;
+    }
+  }
+  *n = per * (size_t)iters;
+  crema_net_free(net);
+  return out;
+}
+
+static void same_outputs(Crema__NetParameter *m, int iters, const char *name) {
+  size_t na, nb;
+  float *a = infer(m, false, iters, &na), *b = infer(m, true, iters, &nb);
+  ck_assert_uint_eq(na, nb);
+  const size_t i = first_difference(a, b, na);
+  ck_assert_msg(i == na, "%s: output value %zu is %.9g shared, %.9g not", name, i,
+                i < na ? (double)b[i] : 0.0, i < na ? (double)a[i] : 0.0);
+  free(a);
+  free(b);
+}
+
+START_TEST(small_net_same_outputs) {
+  Crema__NetParameter *m = test_net_param(NET);
+  same_outputs(m, 3, "small net");
+  crema_message_free(m);
+}
+END_TEST
+
+/* Which blobs share their data, and what that saves. */
+START_TEST(small_net_activation_plan) {
+  Crema__NetParameter *m = test_net_param(NET);
+  crema_net *net = build_phase(m, CREMA__PHASE__TEST);
+  const size_t own = crema_net_data_bytes(net), held = crema_blob_memory_held();
+  crema_error err;
+  ck_assert_msg(crema_net_share_activations(net, &err) == 0, "%s", err.msg);
+  ck_assert_msg(crema_net_share_activations(net, &err) == 0, "%s", err.msg); /* again: nothing */
+  const size_t shared = crema_net_data_bytes(net);
+  ck_assert_msg(shared < own, "activations hold %zu bytes shared, %zu not", shared, own);
+  ck_assert_uint_eq(held - crema_blob_memory_held(), own - shared);
+  const char *yes[] = {"c0", "c1", "a", "b", "e", "cat", "p", "p1", "f", "fk", "ip"};
+  for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
+    const crema_blob *b = crema_net_blob_by_name(net, yes[i]);
+    ck_assert_msg(b->data_borrowed, "%s", yes[i]);
+  }
+  /* The data layer's tops (k is filled once), and the outputs (the loss, Accuracy's and
+   * Slice's unused half). */
+  const char *no[] = {"x", "y", "k", "loss", "accuracy", "p2"};
+  for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+    ck_assert_msg(!crema_net_blob_by_name(net, no[i])->data_borrowed, "%s", no[i]);
+  /* Split tops read their bottom's buffer from the start. */
+  ck_assert_ptr_eq(crema_net_blob_by_name(net, "c1_relu1_0_split_2")->data,
+                   crema_net_blob_by_name(net, "c1")->data);
+  crema_net_free(net);
+  crema_message_free(m);
 }
 END_TEST
 
@@ -336,6 +459,18 @@ START_TEST(zoo_same_bits) {
 }
 END_TEST
 
+START_TEST(zoo_same_outputs) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/zoo/%s", CREMA_TEST_DATA, ZOO[_i]);
+  Crema__NetParameter *m = NULL;
+  crema_error err;
+  ck_assert_msg(crema_read_net_param(path, &m, &err) == 0, "%s", err.msg);
+  swap_data_layers(m);
+  same_outputs(m, 2, ZOO[_i]);
+  crema_message_free(m);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("net_memory");
   TCase *tc = tcase_create("share_diffs");
@@ -345,11 +480,15 @@ int main(void) {
   tcase_add_test(tc, edge_net_same_bits);
   tcase_add_test(tc, chain_needs_two_buffers);
   tcase_add_test(tc, blob_outgrows_borrowed_diff);
-  tcase_add_test(tc, solver_shares_train_diffs);
+  tcase_add_test(tc, blob_outgrows_borrowed_data);
+  tcase_add_test(tc, small_net_same_outputs);
+  tcase_add_test(tc, small_net_activation_plan);
+  tcase_add_test(tc, solver_shares);
   suite_add_tcase(s, tc);
   TCase *zoo = tcase_create("zoo");
   tcase_set_timeout(zoo, 600);
   tcase_add_loop_test(zoo, zoo_same_bits, 0, (int)(sizeof ZOO / sizeof *ZOO));
+  tcase_add_loop_test(zoo, zoo_same_outputs, 0, (int)(sizeof ZOO / sizeof *ZOO));
   suite_add_tcase(s, zoo);
   return test_run_suite(s);
 }

@@ -87,9 +87,16 @@ crema_workspace *crema_net_workspace(const crema_net *net);
  * gradients. Loss tops and diffs that backward reads without writing keep their own. A blob
  * that later grows past its buffer gets its own diff again. Calling it again does nothing. */
 int crema_net_share_diffs(crema_net *net, crema_error *err);
-/* Bytes the net's blobs hold for their diffs, a shared buffer counted once (parameter
- * gradients not included). */
+/* Opt-in, for a net that only runs forward and of which only the outputs are read after
+ * forward (a solver's test nets): intermediate activations whose lifetimes do not overlap
+ * keep their data in shared buffers, planned like the diffs above. Outputs, loss tops, net
+ * inputs and the tops of layers without bottoms keep their own; every other blob's data is
+ * valid only inside a full crema_net_forward, and backward must not run. */
+int crema_net_share_activations(crema_net *net, crema_error *err);
+/* Bytes the net's blobs hold for their diffs / data, a shared buffer counted once (data
+ * borrowed from another blob and parameters not included). */
 size_t crema_net_diff_bytes(const crema_net *net);
+size_t crema_net_data_bytes(const crema_net *net);
 
 /* Layers and blobs. */
 int crema_net_num_layers(const crema_net *net);

@@ -24,6 +24,13 @@ typedef struct net_layer {
   bool shares_data;
 } net_layer;
 
+/* Buffers the net owns and its blobs borrow: buf[k] holds count[k] floats. */
+typedef struct net_buffers {
+  int n;
+  float **buf;
+  size_t *count;
+} net_buffers;
+
 /* A named (ParamSpec.name) parameter and whether its multipliers were set explicitly. */
 typedef struct named_param {
   const char *name; /* borrowed from the owning layer's ParamSpec */
@@ -66,19 +73,15 @@ struct crema_net {
   bool workspace_owned;
   crema_net_backward_fn on_backward; /* may be NULL */
   void *on_backward_ctx;
-  /* Diff storage shared by activation blobs after crema_net_share_diffs (net_memory.c):
-   * buffer k holds diff_buffer_count[k] floats; the blobs borrow them. */
-  bool diffs_shared;
-  int n_diff_buffers;
-  float **diff_buffers;
-  size_t *diff_buffer_count;
+  /* Storage the blobs' diffs (crema_net_share_diffs) and data (crema_net_share_activations)
+   * borrow (net_memory.c); no buffers until then. */
+  net_buffers diffs, activations;
 };
 
 /* Checks and copies the blobs of `src` (a LayerParameter holding blobs) into layer li. */
 int crema_net_copy_layer_blobs(crema_net *net, int li, const Crema__LayerParameter *src, crema_error *err);
 
-/* Frees the buffers of crema_net_share_diffs (net_memory.c); the blobs must not use them
- * afterwards. */
-void crema_net_free_diff_buffers(crema_net *net);
+/* Frees a set of shared buffers (net_memory.c); no blob may use them afterwards. */
+void crema_net_free_buffers(net_buffers *set);
 
 #endif

@@ -289,6 +289,8 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
             crema_net_share_param_blob(t->net, li, b, crema_net_layer(s->net, src)->blobs[b], err))
           return crema_error_prefix(err, "test net #%d", i);
     }
+    /* Only test_one runs it, forward only, and reads its outputs. */
+    if (crema_net_share_activations(t->net, err)) return crema_error_prefix(err, "test net #%d", i);
     size_t total = 0;
     for (int o = 0; o < crema_net_num_outputs(t->net); o++) total += crema_net_output(t->net, o)->count;
     t->n_scores = total;

@@ -24,11 +24,16 @@ size_t crema_blob_memory_limit(void) {
 
 size_t crema_blob_memory_held(void) { return atomic_load(&g_blob_bytes); }
 
-/* Buffers b owns (data and diff, unless borrowed) and the bytes they hold. */
-static size_t owned_buffers(const crema_blob *b) {
-  return (b->data_of ? 0u : 1u) + (b->diff_borrowed ? 0u : 1u);
+/* Whether b owns its data and its diff, and the bytes they hold. */
+static bool owns_data(const crema_blob *b) { return !b->data_of && !b->data_borrowed; }
+static size_t held_by(const crema_blob *b) {
+  return b->capacity * ((owns_data(b) ? 1u : 0u) + (b->diff_borrowed ? 0u : 1u)) * sizeof(float);
 }
-static size_t held_by(const crema_blob *b) { return b->capacity * owned_buffers(b) * sizeof(float); }
+
+/* Elements b's data may hold: its own buffer's, the borrowed one's, or data_of's. */
+static size_t data_room(const crema_blob *b) {
+  return b->data_of ? data_room(b->data_of) : b->data_borrowed ? b->data_capacity : b->capacity;
+}
 
 /* Refuses before allocating `want` more bytes: zero-filling more than the machine holds
  * would get the process killed instead of reporting which blob (and so which layer) is too
@@ -48,7 +53,7 @@ crema_blob *crema_blob_new(void) { return calloc(1, sizeof(crema_blob)); }
 void crema_blob_free(crema_blob *b) {
   if (!b) return;
   atomic_fetch_sub(&g_blob_bytes, held_by(b));
-  if (!b->data_of) crema_aligned_free(b->data);
+  if (owns_data(b)) crema_aligned_free(b->data);
   if (!b->diff_borrowed) crema_aligned_free(b->diff);
   free(b);
 }
@@ -64,18 +69,20 @@ int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_erro
     count *= (size_t)shape[i];
   }
   if (count > (size_t)INT32_MAX) return crema_fail(err, "blob of %zu elements exceeds 2^31-1", count);
-  if (b->data_of && count > b->data_of->capacity)
+  if (b->data_of && count > data_room(b->data_of))
     return crema_fail(err, "a blob sharing the data of a %zu-element blob cannot hold %zu elements",
-                      b->data_of->capacity, count);
-  /* A borrowed diff too small for the new count is given up for one of the blob's own. */
-  const bool detach = b->diff_borrowed && count > b->diff_capacity;
-  if (count > b->capacity || detach) {
+                      data_room(b->data_of), count);
+  /* A borrowed buffer too small for the new count is given up for one of the blob's own. */
+  const bool drop_data = b->data_borrowed && count > b->data_capacity;
+  const bool drop_diff = b->diff_borrowed && count > b->diff_capacity;
+  if (count > b->capacity || drop_data || drop_diff) {
     const size_t cap = count > b->capacity ? count : b->capacity;
-    const bool new_data = cap > b->capacity && !b->data_of;
-    const bool new_diff = detach || (cap > b->capacity && !b->diff_borrowed);
-    const size_t owned_after = (b->data_of ? 0u : 1u) + (b->diff_borrowed && !detach ? 0u : 1u);
-    if (check_limit(cap * owned_after * sizeof(float), atomic_load(&g_blob_bytes) - held_by(b), count, err))
-      return -1;
+    const bool grow = cap > b->capacity;
+    const bool own_data = !b->data_of && (!b->data_borrowed || drop_data);
+    const bool own_diff = !b->diff_borrowed || drop_diff;
+    const bool new_data = own_data && (grow || drop_data), new_diff = own_diff && (grow || drop_diff);
+    const size_t want = cap * ((own_data ? 1u : 0u) + (own_diff ? 1u : 0u)) * sizeof(float);
+    if (check_limit(want, atomic_load(&g_blob_bytes) - held_by(b), count, err)) return -1;
     float *data = new_data ? crema_aligned_alloc(cap * sizeof(float)) : NULL;
     float *diff = new_diff ? crema_aligned_alloc(cap * sizeof(float)) : NULL;
     if ((new_data && !data) || (new_diff && !diff)) {
@@ -85,8 +92,10 @@ int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_erro
     }
     const size_t before = held_by(b);
     if (new_data) {
-      crema_aligned_free(b->data);
+      if (owns_data(b)) crema_aligned_free(b->data);
       b->data = data;
+      b->data_borrowed = false;
+      b->data_capacity = 0;
     }
     if (new_diff) {
       if (!b->diff_borrowed) crema_aligned_free(b->diff);
@@ -109,8 +118,10 @@ int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err
     /* Become a borrower first (an empty one if b is new): the reshape below then sizes
      * only the diff. */
     const size_t before = held_by(b);
-    if (!b->data_of) crema_aligned_free(b->data);
+    if (owns_data(b)) crema_aligned_free(b->data);
     b->data = NULL;
+    b->data_borrowed = false;
+    b->data_capacity = 0;
     b->data_of = src;
     atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
   }
@@ -126,6 +137,20 @@ int crema_blob_borrow_diff(crema_blob *b, float *buf, size_t capacity, crema_err
   b->diff = buf;
   b->diff_borrowed = true;
   b->diff_capacity = capacity;
+  atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
+  return 0;
+}
+
+int crema_blob_borrow_data(crema_blob *b, float *buf, size_t capacity, crema_error *err) {
+  if (b->data_of) return crema_fail(err, "a blob sharing another blob's data cannot borrow a buffer for it");
+  if (b->count > capacity)
+    return crema_fail(err, "a blob of %zu elements cannot keep its data in a buffer of %zu", b->count,
+                      capacity);
+  const size_t before = held_by(b);
+  if (owns_data(b)) crema_aligned_free(b->data);
+  b->data = buf;
+  b->data_borrowed = true;
+  b->data_capacity = capacity;
   atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
   return 0;
 }
