@@ -101,11 +101,10 @@ static crema_net *build(Crema__NetParameter *m, bool share) {
   return net;
 }
 
-/* NaN in every shared buffer: a value read before the pass wrote it poisons the results, and
- * the comparison with the unshared run fails. */
-static void poison(net_buffers *set) {
-  for (int k = 0; k < set->n; k++)
-    for (size_t i = 0; i < set->count[k]; i++) set->buf[k][i] = NAN;
+/* NaN all over the shared storage: a value read before the pass wrote it poisons the
+ * results, and the comparison with the unshared run fails. */
+static void poison(net_arena *arena) {
+  for (size_t i = 0; i < arena->count; i++) arena->buf[i] = NAN;
 }
 
 /* The first index where a and b (n floats) differ in bits, or n. One assertion per array:
@@ -221,7 +220,8 @@ START_TEST(small_net_plan) {
 }
 END_TEST
 
-/* A chain of equal layers needs two buffers whatever its depth (a layer's top and bottom). */
+/* A chain of equal layers needs room for two activations whatever its depth (a layer's top
+ * and bottom). */
 START_TEST(chain_needs_two_buffers) {
   char text[8192];
   size_t n = (size_t)snprintf(text, sizeof text,
@@ -242,9 +242,9 @@ START_TEST(chain_needs_two_buffers) {
            "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip' bottom: 'y' top: 'loss' } ");
   Crema__NetParameter *m = test_net_param(text);
   crema_net *net = build(m, true);
-  ck_assert_int_eq(net->diffs.n, 2);
   const size_t act = 2 * 4 * 16 * 16 * sizeof(float);
-  /* h0..h8 and ip share two buffers; x, y and the loss keep their own. */
+  ck_assert_uint_eq(net->diffs.count * sizeof(float), 2 * act);
+  /* h0..h8 and ip share; x, y and the loss keep their own. */
   ck_assert_uint_eq(crema_net_diff_bytes(net), 2 * act + act + 2 * sizeof(float) + sizeof(float));
   crema_net_free(net);
   crema_message_free(m);

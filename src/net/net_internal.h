@@ -24,12 +24,11 @@ typedef struct net_layer {
   bool shares_data;
 } net_layer;
 
-/* Buffers the net owns and its blobs borrow: buf[k] holds count[k] floats. */
-typedef struct net_buffers {
-  int n;
-  float **buf;
-  size_t *count;
-} net_buffers;
+/* A buffer of count floats the net owns and its blobs borrow slices of (net_memory.c). */
+typedef struct net_arena {
+  float *buf;
+  size_t count;
+} net_arena;
 
 /* A named (ParamSpec.name) parameter and whether its multipliers were set explicitly. */
 typedef struct named_param {
@@ -74,14 +73,14 @@ struct crema_net {
   crema_net_backward_fn on_backward; /* may be NULL */
   void *on_backward_ctx;
   /* Storage the blobs' diffs (crema_net_share_diffs) and data (crema_net_share_activations)
-   * borrow (net_memory.c); no buffers until then. */
-  net_buffers diffs, activations;
+   * borrow; NULL buf until then. */
+  net_arena diffs, activations;
 };
 
 /* Checks and copies the blobs of `src` (a LayerParameter holding blobs) into layer li. */
 int crema_net_copy_layer_blobs(crema_net *net, int li, const Crema__LayerParameter *src, crema_error *err);
 
-/* Frees a set of shared buffers (net_memory.c); no blob may use them afterwards. */
-void crema_net_free_buffers(net_buffers *set);
+/* Frees an arena (net_memory.c); no blob may use it afterwards. */
+void crema_net_free_arena(net_arena *arena);
 
 #endif

@@ -29,10 +29,10 @@
  * fills its constant tops only once), and Split tops that borrow their bottom's data (the
  * bottom's range then reaches to their consumers).
  *
- * Buffers are assigned greedily by size: blobs in decreasing size each go to the smallest
- * buffer none of whose blobs' ranges meet theirs, else to a new buffer of their size. Every
- * buffer starts 64-byte aligned like a blob's own, so vectorised loops split the same way and
- * results are the same bits as without sharing. */
+ * The blobs that share get slices of one arena, placed greedily by size (place below). Every
+ * slice starts 64-byte aligned like a blob's own buffer, so vectorised loops split the same
+ * way and results are the same bits as without sharing. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,83 +74,51 @@ static void first_access(const crema_net *net, unsigned char *first) {
   }
 }
 
-typedef struct blob_range {
-  int blob, lo, hi; /* the layers lo..hi list the blob */
-  size_t count;
-} blob_range;
+/* A blob to place in the arena: needed while the layers lo..hi run. count is rounded up to
+ * whole 64-byte lines, so every blob starts as aligned as a buffer of its own would. */
+typedef struct placement {
+  int blob, lo, hi;
+  size_t count, offset;
+} placement;
 
-/* Larger first; equal sizes in net order, so a buffer's ranges mostly arrive in order. */
+enum { LINE = 16 }; /* floats per 64 bytes */
+
+/* Larger first; equal sizes in net order. */
 static int by_size(const void *a, const void *b) {
-  const blob_range *x = a, *y = b;
+  const placement *x = a, *y = b;
   if (x->count != y->count) return x->count < y->count ? 1 : -1;
   return (x->lo > y->lo) - (x->lo < y->lo);
 }
 
-/* A buffer being planned: the disjoint ranges of its blobs, sorted. */
-typedef struct plan_buffer {
-  size_t count;
-  int n, cap;
-  int (*range)[2];
-} plan_buffer;
-
-/* Where [lo, hi] would go in p's sorted ranges, or -1 when it meets one of them. */
-static int free_slot(const plan_buffer *p, int lo, int hi) {
-  int a = 0, b = p->n; /* first range ending at or after lo */
-  while (a < b) {
-    const int m = (a + b) / 2;
-    if (p->range[m][1] < lo)
-      a = m + 1;
-    else
-      b = m;
-  }
-  return a < p->n && p->range[a][0] <= hi ? -1 : a;
+static int by_offset(const void *a, const void *b) {
+  const placement *x = *(const placement *const *)a, *y = *(const placement *const *)b;
+  return (x->offset > y->offset) - (x->offset < y->offset);
 }
 
-static int insert_range(plan_buffer *p, int at, int lo, int hi) {
-  if (p->n == p->cap) {
-    const int cap = p->cap ? 2 * p->cap : 8;
-    int(*r)[2] = realloc(p->range, (size_t)cap * sizeof *r);
-    if (!r) return -1;
-    p->range = r;
-    p->cap = cap;
-  }
-  memmove(p->range + at + 1, p->range + at, (size_t)(p->n - at) * sizeof *p->range);
-  p->range[at][0] = lo;
-  p->range[at][1] = hi;
-  p->n++;
-  return 0;
-}
-
-/* Gives each range a buffer (buffer_of[i] for ranges[i]); *n_out buffers, sized in
- * plan[k].count. ranges must be sorted by_size. */
-static int assign(const blob_range *ranges, int n, plan_buffer **out, int *n_out, int *buffer_of) {
-  plan_buffer *plan = calloc((size_t)n + 1, sizeof *plan);
-  if (!plan) return -1;
-  int n_plan = 0;
+/* Greedy by size (as TensorFlow Lite's arena planner): each blob, largest first, goes into the
+ * smallest gap left between the blobs placed before it whose ranges meet its own, or after
+ * the last of them. *total gets the arena's size in floats. -1 when out of memory. */
+static int place(placement *p, int n, size_t *total) {
+  const placement **meet = malloc(((size_t)n + 1) * sizeof *meet);
+  if (!meet) return -1;
+  *total = 0;
   for (int i = 0; i < n; i++) {
-    const blob_range *r = &ranges[i];
-    int best = -1, at = 0;
-    for (int k = 0; k < n_plan; k++) {
-      if (best >= 0 && plan[k].count >= plan[best].count) continue;
-      const int slot = free_slot(&plan[k], r->lo, r->hi);
-      if (slot >= 0) {
-        best = k;
-        at = slot;
+    int k = 0;
+    for (int j = 0; j < i; j++)
+      if (p[j].lo <= p[i].hi && p[j].hi >= p[i].lo) meet[k++] = &p[j];
+    qsort(meet, (size_t)k, sizeof *meet, by_offset);
+    size_t end = 0, best = SIZE_MAX, best_gap = SIZE_MAX;
+    for (int j = 0; j < k; j++) {
+      if (meet[j]->offset >= end + p[i].count && meet[j]->offset - end < best_gap) {
+        best_gap = meet[j]->offset - end;
+        best = end;
       }
+      if (meet[j]->offset + meet[j]->count > end) end = meet[j]->offset + meet[j]->count;
     }
-    if (best < 0) { /* sizes arrive in decreasing order: a new buffer is this blob's size */
-      best = n_plan++;
-      plan[best].count = r->count;
-    }
-    if (insert_range(&plan[best], at, r->lo, r->hi)) {
-      for (int k = 0; k < n_plan; k++) free(plan[k].range);
-      free(plan);
-      return -1;
-    }
-    buffer_of[i] = best;
+    p[i].offset = best != SIZE_MAX ? best : end;
+    if (p[i].offset + p[i].count > *total) *total = p[i].offset + p[i].count;
   }
-  *out = plan;
-  *n_out = n_plan;
+  free(meet);
   return 0;
 }
 
@@ -167,54 +135,41 @@ static void listed_by(const crema_net *net, int *lo, int *hi) {
   }
 }
 
-/* Plans buffers for the blobs with chosen[b] set, each needed while the layers lo[b]..hi[b]
- * run, allocates them into *set and lends them out (to the blobs' data, or diffs). */
+/* Places the blobs with chosen[b] set, each needed while the layers lo[b]..hi[b] run, in one
+ * arena, allocates it and lends the blobs their slices (for their data, or their diffs). */
 static int share(crema_net *net, const bool *chosen, const int *lo, const int *hi, bool data,
-                 net_buffers *set, crema_error *err) {
-  blob_range *ranges = malloc(((size_t)net->n_blobs + 1) * sizeof *ranges);
-  int *buffer_of = malloc(((size_t)net->n_blobs + 1) * sizeof *buffer_of);
-  int n = 0, n_plan = 0;
-  plan_buffer *plan = NULL;
-  if (ranges && buffer_of) {
-    for (int b = 0; b < net->n_blobs; b++)
-      if (chosen[b] && net->blobs[b]->count)
-        ranges[n++] = (blob_range){b, lo[b], hi[b], net->blobs[b]->count};
-    qsort(ranges, (size_t)n, sizeof *ranges, by_size);
-  }
-  if (!ranges || !buffer_of || assign(ranges, n, &plan, &n_plan, buffer_of)) {
-    free(ranges);
-    free(buffer_of);
+                 net_arena *arena, crema_error *err) {
+  placement *p = malloc(((size_t)net->n_blobs + 1) * sizeof *p);
+  if (!p) return crema_fail(err, "out of memory");
+  int n = 0;
+  for (int b = 0; b < net->n_blobs; b++)
+    if (chosen[b] && net->blobs[b]->count)
+      p[n++] = (placement){b, lo[b], hi[b], (net->blobs[b]->count + LINE - 1) / LINE * LINE, 0};
+  qsort(p, (size_t)n, sizeof *p, by_size);
+  size_t total = 0;
+  if (place(p, n, &total)) {
+    free(p);
     return crema_fail(err, "out of memory");
   }
+  if (!(arena->buf = crema_blob_buffer_alloc(total, err))) {
+    free(p);
+    return -1;
+  }
+  arena->count = total;
+  /* Every blob fits its slice by construction: this cannot fail. */
   int rc = 0;
-  set->buf = calloc((size_t)n_plan + 1, sizeof *set->buf);
-  set->count = calloc((size_t)n_plan + 1, sizeof *set->count);
-  if (!set->buf || !set->count) rc = crema_fail(err, "out of memory");
-  for (int k = 0; k < n_plan && !rc; k++) {
-    set->count[k] = plan[k].count;
-    set->n = k + 1;
-    if (!(set->buf[k] = crema_blob_buffer_alloc(plan[k].count, err))) rc = -1;
+  for (int i = 0; i < n && !rc; i++) {
+    crema_blob *b = net->blobs[p[i].blob];
+    float *slice = arena->buf + p[i].offset;
+    rc = data ? crema_blob_borrow_data(b, slice, p[i].count, err)
+              : crema_blob_borrow_diff(b, slice, p[i].count, err);
   }
-  if (rc) {
-    crema_net_free_buffers(set); /* no blob borrowed one yet */
-  } else {
-    /* Every blob fits its buffer by construction: this cannot fail. */
-    for (int i = 0; i < n && !rc; i++) {
-      crema_blob *b = net->blobs[ranges[i].blob];
-      float *buf = set->buf[buffer_of[i]];
-      const size_t count = set->count[buffer_of[i]];
-      rc = data ? crema_blob_borrow_data(b, buf, count, err) : crema_blob_borrow_diff(b, buf, count, err);
-    }
-  }
-  for (int k = 0; k < n_plan; k++) free(plan[k].range);
-  free(plan);
-  free(ranges);
-  free(buffer_of);
+  free(p);
   return rc;
 }
 
 int crema_net_share_diffs(crema_net *net, crema_error *err) {
-  if (net->diffs.buf) return 0;
+  if (net->diffs.buf) return 0; /* planned already */
   const size_t nb = (size_t)net->n_blobs + 1;
   unsigned char *first = malloc(nb);
   bool *ok = malloc(nb * sizeof *ok);
@@ -237,7 +192,7 @@ int crema_net_share_diffs(crema_net *net, crema_error *err) {
 }
 
 int crema_net_share_activations(crema_net *net, crema_error *err) {
-  if (net->activations.buf) return 0;
+  if (net->activations.buf) return 0; /* planned already */
   const size_t nb = (size_t)net->n_blobs + 1;
   bool *ok = malloc(nb * sizeof *ok), *kept = calloc(nb, sizeof *kept);
   int *lo = malloc(nb * sizeof *lo), *hi = malloc(nb * sizeof *hi);
@@ -280,30 +235,22 @@ int crema_net_share_activations(crema_net *net, crema_error *err) {
   return rc ? crema_error_prefix(err, "sharing the activations of net %s", crema_net_name(net)) : 0;
 }
 
-static size_t buffer_bytes(const net_buffers *set) {
-  size_t bytes = 0;
-  for (int k = 0; k < set->n; k++) bytes += set->count[k] * sizeof(float);
-  return bytes;
-}
-
 size_t crema_net_diff_bytes(const crema_net *net) {
-  size_t bytes = buffer_bytes(&net->diffs);
+  size_t bytes = net->diffs.count * sizeof(float);
   for (int b = 0; b < net->n_blobs; b++)
     if (!net->blobs[b]->diff_borrowed) bytes += net->blobs[b]->capacity * sizeof(float);
   return bytes;
 }
 
 size_t crema_net_data_bytes(const crema_net *net) {
-  size_t bytes = buffer_bytes(&net->activations);
+  size_t bytes = net->activations.count * sizeof(float);
   for (int b = 0; b < net->n_blobs; b++)
     if (!net->blobs[b]->data_borrowed && !net->blobs[b]->data_of)
       bytes += net->blobs[b]->capacity * sizeof(float);
   return bytes;
 }
 
-void crema_net_free_buffers(net_buffers *set) {
-  for (int k = 0; k < set->n; k++) crema_blob_buffer_free(set->buf[k], set->count[k]);
-  free(set->buf);
-  free(set->count);
-  *set = (net_buffers){0};
+void crema_net_free_arena(net_arena *arena) {
+  crema_blob_buffer_free(arena->buf, arena->count);
+  *arena = (net_arena){0};
 }
