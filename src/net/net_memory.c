@@ -97,7 +97,8 @@ static int by_offset(const void *a, const void *b) {
 
 /* Greedy by size (as TensorFlow Lite's arena planner): each blob, largest first, goes into the
  * smallest gap left between the blobs placed before it whose ranges meet its own, or after
- * the last of them. *total gets the arena's size in floats. -1 when out of memory. */
+ * the last of them. *total gets the arena's size in floats. -1 when out of memory. Quadratic
+ * in the blobs at worst: a net of 10^4 blobs plans in well under a second. */
 static int place(placement *p, int n, size_t *total) {
   const placement **meet = malloc(((size_t)n + 1) * sizeof *meet);
   if (!meet) return -1;
@@ -222,7 +223,7 @@ int crema_net_share_activations(crema_net *net, crema_error *err) {
       ok[b] = !kept[b] && !net->blobs[b]->data_of && !net->blobs[b]->data_borrowed;
     rc = share(net, ok, lo, hi, true, &net->activations, err);
   }
-  /* The Split tops follow their bottoms into the buffers now, not at the next forward. */
+  /* The Split tops follow their bottoms into the arena now, not at the next forward. */
   for (int li = 0; li < net->n_layers && !rc; li++) {
     const net_layer *L = &net->layers[li];
     for (int j = 0; L->shares_data && j < L->n_top && !rc; j++)
