@@ -314,7 +314,7 @@ START_TEST(solver_shares) {
   char text[8192];
   snprintf(text, sizeof text,
            "net_param { %s } base_lr: 0.01 lr_policy: 'fixed' momentum: 0.9 max_iter: 3 test_iter: 1 "
-           "test_interval: 3 random_seed: 3 snapshot_after_train: false",
+           "test_interval: 3 random_seed: 3 snapshot_after_train: false metrics_csv: false",
            NET);
   Crema__SolverParameter *sp = test_solver_param(text);
   crema_solver_options opt;
