@@ -828,6 +828,8 @@ void crema_net_free(crema_net *net) {
     free(net->blob_names[b]);
   }
   free(net->blobs);
+  crema_net_free_arena(&net->diffs);
+  crema_net_free_arena(&net->activations);
   name_index_free(&net->blob_index);
   free(net->blob_names);
   free(net->blob_need_backward);

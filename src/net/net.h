@@ -78,6 +78,26 @@ int crema_net_reshape(crema_net *net, crema_error *err);
  * from the net). Its size is the largest single layer's need, not the sum. */
 crema_workspace *crema_net_workspace(const crema_net *net);
 
+/* Opt-in, for a net that only a training loop runs (a solver's train net): activation blobs
+ * whose gradients are never needed at the same time keep their diffs in one shared arena,
+ * planned now from the layers' order and the current shapes (net_memory.c). Training gives
+ * the same bits as before; but an activation's diff is then valid only inside a full
+ * crema_net_backward (from its consumer's backward to its producer's), not after it, and
+ * backward over part of the net (crema_net_backward_from_to, _layer) may read other blobs'
+ * gradients. Loss tops and diffs that backward reads without writing keep their own. A blob
+ * that later grows past its slice gets its own diff again. Calling it again does nothing. */
+int crema_net_share_diffs(crema_net *net, crema_error *err);
+/* Opt-in, for a net that only runs forward and of which only the outputs are read after
+ * forward (a solver's test nets): intermediate activations whose lifetimes do not overlap
+ * keep their data in one shared arena, planned like the diffs above. Outputs, loss tops, net
+ * inputs and the tops of layers without bottoms keep their own; every other blob's data is
+ * valid only inside a full crema_net_forward, and backward must not run. */
+int crema_net_share_activations(crema_net *net, crema_error *err);
+/* Bytes the net's blobs hold for their diffs / data, a shared arena counted once (data
+ * borrowed from another blob and parameters not included). */
+size_t crema_net_diff_bytes(const crema_net *net);
+size_t crema_net_data_bytes(const crema_net *net);
+
 /* Layers and blobs. */
 int crema_net_num_layers(const crema_net *net);
 crema_layer *crema_net_layer(const crema_net *net, int i);

@@ -24,6 +24,12 @@ typedef struct net_layer {
   bool shares_data;
 } net_layer;
 
+/* A buffer of count floats the net owns and its blobs borrow slices of (net_memory.c). */
+typedef struct net_arena {
+  float *buf;
+  size_t count;
+} net_arena;
+
 /* A named (ParamSpec.name) parameter and whether its multipliers were set explicitly. */
 typedef struct named_param {
   const char *name; /* borrowed from the owning layer's ParamSpec */
@@ -66,9 +72,15 @@ struct crema_net {
   bool workspace_owned;
   crema_net_backward_fn on_backward; /* may be NULL */
   void *on_backward_ctx;
+  /* Storage the blobs' diffs (crema_net_share_diffs) and data (crema_net_share_activations)
+   * borrow; NULL buf until then. */
+  net_arena diffs, activations;
 };
 
 /* Checks and copies the blobs of `src` (a LayerParameter holding blobs) into layer li. */
 int crema_net_copy_layer_blobs(crema_net *net, int li, const Crema__LayerParameter *src, crema_error *err);
+
+/* Frees an arena (net_memory.c); no blob may use it afterwards. */
+void crema_net_free_arena(net_arena *arena);
 
 #endif

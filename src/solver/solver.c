@@ -289,6 +289,8 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
             crema_net_share_param_blob(t->net, li, b, crema_net_layer(s->net, src)->blobs[b], err))
           return crema_error_prefix(err, "test net #%d", i);
     }
+    /* Only test_one runs it, forward only, and reads its outputs. */
+    if (crema_net_share_activations(t->net, err)) return crema_error_prefix(err, "test net #%d", i);
     size_t total = 0;
     for (int o = 0; o < crema_net_num_outputs(t->net); o++) total += crema_net_output(t->net, o)->count;
     t->n_scores = total;
@@ -521,6 +523,8 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
       ws.n = w + 1;
   }
   if (!rc) rc = init_train_net(s, opt, matched, &ws, err);
+  /* Only this loop runs the train net: its activations' gradients may share storage. */
+  if (!rc) rc = crema_net_share_diffs(s->net, err);
   for (int w = 0; !rc && w < ws.n; w++) {
     CREMA_INFO("Finetuning from %s", opt->weights[w]);
     if (crema_net_copy_trained_layers(s->net, ws.msg[w], err))

@@ -24,16 +24,37 @@ size_t crema_blob_memory_limit(void) {
 
 size_t crema_blob_memory_held(void) { return atomic_load(&g_blob_bytes); }
 
-/* Bytes b holds: its diff, and its data unless borrowed. */
-static size_t held_by(const crema_blob *b) { return b->capacity * (b->data_of ? 1 : 2) * sizeof(float); }
+/* Whether b owns its data and its diff, and the bytes they hold. */
+static bool owns_data(const crema_blob *b) { return !b->data_of && !b->data_borrowed; }
+static size_t held_by(const crema_blob *b) {
+  return b->capacity * ((owns_data(b) ? 1u : 0u) + (b->diff_borrowed ? 0u : 1u)) * sizeof(float);
+}
+
+/* Elements b's data may hold: its own buffer's, the borrowed one's, or data_of's. */
+static size_t data_room(const crema_blob *b) {
+  return b->data_of ? data_room(b->data_of) : b->data_borrowed ? b->data_capacity : b->capacity;
+}
+
+/* Refuses before allocating `want` more bytes: zero-filling more than the machine holds
+ * would get the process killed instead of reporting which blob (and so which layer) is too
+ * big. held: what every other blob holds. */
+static int check_limit(size_t want, size_t held, size_t count, crema_error *err) {
+  const size_t limit = crema_blob_memory_limit();
+  if (want <= limit && held <= limit - want) return 0;
+  return crema_fail(err,
+                    "a blob of %zu floats needs %.1f MB; with the %.1f MB the other blobs hold, that is "
+                    "more than the memory limit of %.1f MB (the machine's memory unless "
+                    "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
+                    count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
+}
 
 crema_blob *crema_blob_new(void) { return calloc(1, sizeof(crema_blob)); }
 
 void crema_blob_free(crema_blob *b) {
   if (!b) return;
   atomic_fetch_sub(&g_blob_bytes, held_by(b));
-  if (!b->data_of) crema_aligned_free(b->data);
-  crema_aligned_free(b->diff);
+  if (owns_data(b)) crema_aligned_free(b->data);
+  if (!b->diff_borrowed) crema_aligned_free(b->diff);
   free(b);
 }
 
@@ -48,37 +69,42 @@ int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_erro
     count *= (size_t)shape[i];
   }
   if (count > (size_t)INT32_MAX) return crema_fail(err, "blob of %zu elements exceeds 2^31-1", count);
-  if (b->data_of && count > b->data_of->capacity)
+  if (b->data_of && count > data_room(b->data_of))
     return crema_fail(err, "a blob sharing the data of a %zu-element blob cannot hold %zu elements",
-                      b->data_of->capacity, count);
-  if (count > b->capacity) {
-    /* Refuse before allocating: zero-filling more than the machine holds would get the
-     * process killed instead of reporting which blob (and so which layer) is too big. */
-    const size_t per = b->data_of ? 1 : 2; /* diff, and data unless borrowed */
-    const size_t want = count * per * sizeof(float), limit = crema_blob_memory_limit();
-    const size_t held = atomic_load(&g_blob_bytes) - held_by(b);
-    if (want > limit || held > limit - want)
-      return crema_fail(
-          err,
-          "a blob of %zu floats needs %.1f MB (data and diff); with the %.1f MB the other blobs "
-          "hold, that is more than the memory limit of %.1f MB (the machine's memory unless "
-          "CREMA_MAX_MEMORY_MB is set): use a smaller input or batch",
-          count, want / 1048576.0, held / 1048576.0, limit / 1048576.0);
-    float *data = b->data_of ? NULL : crema_aligned_alloc(count * sizeof(float));
-    float *diff = crema_aligned_alloc(count * sizeof(float));
-    if ((!b->data_of && !data) || !diff) {
+                      data_room(b->data_of), count);
+  /* A borrowed buffer too small for the new count is given up for one of the blob's own. */
+  const bool drop_data = b->data_borrowed && count > b->data_capacity;
+  const bool drop_diff = b->diff_borrowed && count > b->diff_capacity;
+  if (count > b->capacity || drop_data || drop_diff) {
+    const size_t cap = count > b->capacity ? count : b->capacity;
+    const bool grow = cap > b->capacity;
+    const bool own_data = !b->data_of && (!b->data_borrowed || drop_data);
+    const bool own_diff = !b->diff_borrowed || drop_diff;
+    const bool new_data = own_data && (grow || drop_data), new_diff = own_diff && (grow || drop_diff);
+    const size_t want = cap * ((own_data ? 1u : 0u) + (own_diff ? 1u : 0u)) * sizeof(float);
+    if (check_limit(want, atomic_load(&g_blob_bytes) - held_by(b), count, err)) return -1;
+    float *data = new_data ? crema_aligned_alloc(cap * sizeof(float)) : NULL;
+    float *diff = new_diff ? crema_aligned_alloc(cap * sizeof(float)) : NULL;
+    if ((new_data && !data) || (new_diff && !diff)) {
       crema_aligned_free(data);
       crema_aligned_free(diff);
       return crema_fail(err, "out of memory allocating a blob of %zu floats", count);
     }
-    if (!b->data_of) {
-      crema_aligned_free(b->data);
+    const size_t before = held_by(b);
+    if (new_data) {
+      if (owns_data(b)) crema_aligned_free(b->data);
       b->data = data;
+      b->data_borrowed = false;
+      b->data_capacity = 0;
     }
-    crema_aligned_free(b->diff);
-    b->diff = diff;
-    atomic_fetch_add(&g_blob_bytes, (count - b->capacity) * per * sizeof(float));
-    b->capacity = count;
+    if (new_diff) {
+      if (!b->diff_borrowed) crema_aligned_free(b->diff);
+      b->diff = diff;
+      b->diff_borrowed = false;
+      b->diff_capacity = 0;
+    }
+    b->capacity = cap;
+    atomic_fetch_add(&g_blob_bytes, held_by(b) - before);
   }
   if (b->data_of) b->data = b->data_of->data;
   b->num_axes = num_axes;
@@ -92,12 +118,62 @@ int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err
     /* Become a borrower first (an empty one if b is new): the reshape below then sizes
      * only the diff. */
     const size_t before = held_by(b);
-    if (!b->data_of) crema_aligned_free(b->data);
+    if (owns_data(b)) crema_aligned_free(b->data);
     b->data = NULL;
+    b->data_borrowed = false;
+    b->data_capacity = 0;
     b->data_of = src;
     atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
   }
   return crema_blob_reshape(b, src->num_axes, src->shape, err);
+}
+
+int crema_blob_borrow_diff(crema_blob *b, float *buf, size_t capacity, crema_error *err) {
+  if (b->count > capacity)
+    return crema_fail(err, "a blob of %zu elements cannot keep its diff in a buffer of %zu", b->count,
+                      capacity);
+  const size_t before = held_by(b);
+  if (!b->diff_borrowed) crema_aligned_free(b->diff);
+  b->diff = buf;
+  b->diff_borrowed = true;
+  b->diff_capacity = capacity;
+  atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
+  return 0;
+}
+
+int crema_blob_borrow_data(crema_blob *b, float *buf, size_t capacity, crema_error *err) {
+  if (b->data_of) return crema_fail(err, "a blob sharing another blob's data cannot borrow a buffer for it");
+  if (b->count > capacity)
+    return crema_fail(err, "a blob of %zu elements cannot keep its data in a buffer of %zu", b->count,
+                      capacity);
+  const size_t before = held_by(b);
+  if (owns_data(b)) crema_aligned_free(b->data);
+  b->data = buf;
+  b->data_borrowed = true;
+  b->data_capacity = capacity;
+  atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
+  return 0;
+}
+
+float *crema_blob_buffer_alloc(size_t n, crema_error *err) {
+  if (n > SIZE_MAX / sizeof(float)) {
+    crema_fail(err, "a buffer of %zu floats overflows", n);
+    return NULL;
+  }
+  if (check_limit(n * sizeof(float), atomic_load(&g_blob_bytes), n, err)) return NULL;
+  float *buf = crema_aligned_alloc(n * sizeof(float));
+  if (!buf) {
+    crema_fail(err, "out of memory allocating a buffer of %zu floats", n);
+    return NULL;
+  }
+  atomic_fetch_add(&g_blob_bytes, n * sizeof(float));
+  return buf;
+}
+
+void crema_blob_buffer_free(float *buf, size_t n) {
+  if (!buf) return;
+  atomic_fetch_sub(&g_blob_bytes, n * sizeof(float));
+  crema_aligned_free(buf);
 }
 
 int crema_blob_reshape4(crema_blob *b, int n, int c, int h, int w, crema_error *err) {

@@ -6,7 +6,9 @@
  * shapes do not change allocates nothing after its first forward pass.
  * One owner: whoever called crema_blob_new calls crema_blob_free.
  * A blob may borrow its data from another (crema_blob_share_data, Caffe's ShareData): it then
- * owns only its diff. */
+ * owns only its diff. It may also keep its data or its diff in a buffer owned elsewhere
+ * (crema_blob_borrow_data, crema_blob_borrow_diff): a net that plans which activations are
+ * never needed at the same time lets them share storage (src/net/net_memory.c). */
 #ifndef CREMA_TENSOR_BLOB_H
 #define CREMA_TENSOR_BLOB_H
 
@@ -21,11 +23,15 @@ typedef struct crema_blob {
   int num_axes;
   int shape[CREMA_MAX_AXES];
   size_t count;    /* product of shape; 1 for a 0-axis (scalar) blob */
-  size_t capacity; /* elements allocated in diff, and in data unless it is borrowed */
+  size_t capacity; /* elements allocated in each buffer the blob owns (data, diff) */
   float *data;
   float *diff;
   /* When set, data is data_of's buffer (not owned: never freed or grown here). */
   const struct crema_blob *data_of;
+  /* When set, data (diff) is a buffer of data_capacity (diff_capacity) floats owned elsewhere,
+   * never freed or grown here (crema_blob_borrow_data, crema_blob_borrow_diff). */
+  bool data_borrowed, diff_borrowed;
+  size_t data_capacity, diff_capacity;
 } crema_blob;
 
 /* An empty blob (0 axes... count 0 until reshaped). NULL when out of memory. */
@@ -35,13 +41,25 @@ void crema_blob_free(crema_blob *b);
 /* Reshapes to num_axes dims; grows the buffers when needed (new memory zeroed).
  * Fails on a negative dim, too many axes, an overflowing count, or out of memory. A blob
  * that borrows its data grows only its diff, points data at data_of's current buffer, and
- * fails when data_of holds fewer elements than the new count. */
+ * fails when data_of holds fewer elements than the new count. A blob keeps a borrowed
+ * buffer while the count fits; past its capacity it gets one of its own again (zero). */
 int crema_blob_reshape(crema_blob *b, int num_axes, const int *shape, crema_error *err);
 /* Caffe's Blob::ShareData: b takes src's shape and reads and writes src's data (its own data
  * buffer, if any, is freed); b keeps its own diff (grown when needed). Call it again whenever
  * src may have been reshaped (its buffer may have moved). src must outlive b's use of it,
  * and is never freed through b. Out of memory (growing the diff): an error. */
 int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err);
+/* Makes b's diff (data) the first floats of buf, a buffer of `capacity` floats owned by the
+ * caller (from crema_blob_buffer_alloc) that outlives b's use of it; b's own buffer is freed.
+ * b's count must fit, and a blob borrowing data_of's data cannot borrow other data. Several
+ * blobs may borrow one buffer: the caller makes sure that no two of them need their values
+ * at the same time. The values are whatever buf holds. */
+int crema_blob_borrow_diff(crema_blob *b, float *buf, size_t capacity, crema_error *err);
+int crema_blob_borrow_data(crema_blob *b, float *buf, size_t capacity, crema_error *err);
+/* A zero-filled, 64-byte aligned buffer of n floats that counts against the memory limit
+ * below as a blob's buffers do; free with crema_blob_buffer_free(buf, n). */
+float *crema_blob_buffer_alloc(size_t n, crema_error *err);
+void crema_blob_buffer_free(float *buf, size_t n);
 /* Memory guard: reshape refuses (with the sizes in the message) to grow a blob when every
  * blob's data and diff together would exceed the limit, instead of allocating and being killed
  * when the memory runs out. The limit is the machine's physical memory unless set (0 restores
