@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/mem.h"
 #include "engine/engine.h"
 #include "engine/workspace.h"
 #include "tensor/math.h"
@@ -66,11 +65,14 @@ struct crema_winograd_conv {
   int n, cy, group;
   bool bias;
   wg_plan fwd, bwd;          /* bwd: the data gradient as a convolution of dy */
-  float *u, *u_rot;          /* transformed weights for the two plans: [xi][cout][cin / group] */
-  float *du;                 /* weight-gradient accumulator in the transformed domain */
   size_t v_floats, m_floats; /* workspace: V then M, each for the largest chunk */
   size_t pad_floats;         /* then one padded input plane per thread */
-  int threads;               /* threads the scratch was sized for (at most that many run) */
+  /* then the transformed weights [xi][cout][cin / group]: U in the forward pass; in the
+   * backward pass dU (the weight gradient's accumulator), then the rotated kernel's U. Only
+   * the running layer needs them, so they live in the shared workspace too (CaffeNet's three
+   * 3x3 layers kept 95 MB of them per net when each layer owned its copies). */
+  size_t w_floats;
+  int threads; /* threads the scratch was sized for (at most that many run) */
   bool ws_reserved;
 };
 
@@ -444,10 +446,7 @@ int crema_winograd_conv_create(const crema_im2col_geom *g, int n, int cy, int gr
   c->bias = bias;
   plan_init(&c->fwd, n, g->channels, cy, group, g->height, g->width, g->pad_h, g->pad_w);
   plan_init(&c->bwd, n, cy, g->channels, group, g->out_h, g->out_w, 2 - g->pad_h, 2 - g->pad_w);
-  const size_t wfloats = (size_t)WG_T * cy * (g->channels / group);
-  c->u = crema_aligned_alloc(wfloats * sizeof(float));
-  c->u_rot = crema_aligned_alloc(wfloats * sizeof(float));
-  c->du = crema_aligned_alloc(wfloats * sizeof(float));
+  c->w_floats = (size_t)WG_T * cy * (g->channels / group);
   /* V holds the chunk's transformed input (or, in the weight gradient, x's), M the products
    * (or dy's transform); each plan's chunk keeps both within WG_CHUNK_FLOATS-ish. */
   const wg_plan *ps[2] = {&c->fwd, &c->bwd};
@@ -464,9 +463,8 @@ int crema_winograd_conv_create(const crema_im2col_geom *g, int n, int cy, int gr
   c->pad_floats =
       padded_floats(&c->fwd) > padded_floats(&c->bwd) ? padded_floats(&c->fwd) : padded_floats(&c->bwd);
   c->pad_floats = (c->pad_floats + 15) & ~(size_t)15;
-  if (!c->u || !c->u_rot || !c->du ||
-      crema_engine_ws_reserve((c->v_floats + c->m_floats + c->pad_floats * c->threads + 32) * sizeof(float),
-                              err)) {
+  if (crema_engine_ws_reserve(
+          (c->v_floats + c->m_floats + c->pad_floats * c->threads + c->w_floats + 48) * sizeof(float), err)) {
     crema_winograd_conv_free(c);
     return crema_fail(err, "out of memory for Winograd buffers"), -1;
   }
@@ -490,11 +488,16 @@ static float *scratch_of(const crema_winograd_conv *c, char *base) {
   return ws_floats(base, ((c->v_floats + 15) & ~(size_t)15) + c->m_floats);
 }
 
+static float *weights_of(const crema_winograd_conv *c, char *base) {
+  return scratch_of(c, base) + c->pad_floats * c->threads; /* pad_floats is a multiple of 16 */
+}
+
 void crema_winograd_conv_forward(crema_winograd_conv *c, const float *x, const float *w, const float *bias,
                                  float *y) {
-  transform_weights(&c->fwd, w, false, c->u);
   char *ws = crema_engine_ws_lock();
-  run_plan(&c->fwd, c->n, c->u, x, c->bias ? bias : NULL, y, ws_floats(ws, 0), ws_floats(ws, c->v_floats),
+  float *u = weights_of(c, ws);
+  transform_weights(&c->fwd, w, false, u);
+  run_plan(&c->fwd, c->n, u, x, c->bias ? bias : NULL, y, ws_floats(ws, 0), ws_floats(ws, c->v_floats),
            scratch_of(c, ws), c->threads);
   crema_engine_ws_unlock();
 }
@@ -502,7 +505,8 @@ void crema_winograd_conv_forward(crema_winograd_conv *c, const float *x, const f
 void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const float *dy, const float *w,
                                   float *dw, float *dx) {
   char *ws = crema_engine_ws_lock();
-  float *v = ws_floats(ws, 0), *m = ws_floats(ws, c->v_floats), *scratch = scratch_of(c, ws);
+  float *v = ws_floats(ws, 0), *m = ws_floats(ws, c->v_floats), *scratch = scratch_of(c, ws),
+        *u = weights_of(c, ws); /* dU first, then the rotated kernel's U */
   if (dw) {
     const wg_plan *p = &c->fwd;
     const int kg = p->cin / p->group, mg = p->cout / p->group;
@@ -525,7 +529,7 @@ void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const 
                                   .b = v,
                                   .ldb = (int)ptiles,
                                   .stride_b = (size_t)kg * ptiles,
-                                  .c = c->du,
+                                  .c = u,
                                   .ldc = kg,
                                   .stride_c = (size_t)mg * kg,
                                   .count = WG_T * p->group};
@@ -535,15 +539,15 @@ void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const 
 #pragma omp parallel for schedule(static) if (plane > PAR_MIN_TILES)
     for (size_t k = 0; k < plane; k++) {
       float t[WG_A][WG_A], g[3][3];
-      for (int xi = 0; xi < WG_T; xi++) t[xi / WG_A][xi % WG_A] = c->du[(size_t)xi * plane + k];
+      for (int xi = 0; xi < WG_T; xi++) t[xi / WG_A][xi % WG_A] = u[(size_t)xi * plane + k];
       tf_weight_adjoint(t, g);
       float *d = dw + k * 9;
       for (int a = 0; a < 9; a++) d[a] += g[a / 3][a % 3]; /* parameter diffs accumulate */
     }
   }
   if (dx) {
-    transform_weights(&c->bwd, w, true, c->u_rot);
-    run_plan(&c->bwd, c->n, c->u_rot, dy, NULL, dx, v, m, scratch, c->threads);
+    transform_weights(&c->bwd, w, true, u);
+    run_plan(&c->bwd, c->n, u, dy, NULL, dx, v, m, scratch, c->threads);
   }
   crema_engine_ws_unlock();
 }
@@ -551,8 +555,5 @@ void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const 
 void crema_winograd_conv_free(crema_winograd_conv *c) {
   if (!c) return;
   if (c->ws_reserved) crema_engine_ws_release();
-  crema_aligned_free(c->u);
-  crema_aligned_free(c->u_rot);
-  crema_aligned_free(c->du);
   free(c);
 }
