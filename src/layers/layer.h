@@ -92,6 +92,10 @@ struct crema_layer {
    * other layers of the net, for buffers needed only inside one forward or backward call
    * (see tensor/workspace.h). NULL = the layer keeps its own. */
   crema_workspace *workspace;
+  /* Set by the net (crema_net_share_activations): backward never runs, so state a layer keeps
+   * only for backward (max pooling's argmax, LRN's scale) need not be written, and its
+   * calloc'd buffers never become resident. False = Caffe's behaviour, everything kept. */
+  bool forward_only;
 };
 
 /* Looks the type up in the registry and allocates a layer (no setup yet). `seed` seeds

@@ -95,7 +95,9 @@ static int half_window(int size, int extent, bool after) {
   return half < extent ? half : extent;
 }
 
-static void across_forward(const lrn_state *s, const float *x, float *y) {
+/* keep: store the scale for backward (not in a forward-only net, where it would only cost
+ * memory). */
+static void across_forward(const lrn_state *s, const float *x, float *y, bool keep) {
   const int C = s->c, pre = half_window(s->size, C, false), post = half_window(s->size, C, true);
   const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK - 1) / LRN_BLOCK;
   /* k and beta in locals: read through s, gcc must assume the stores to y and scale may
@@ -118,7 +120,7 @@ static void across_forward(const lrn_state *s, const float *x, float *y) {
           for (size_t q = 0; q < len; q++) acc[q] += xb[(size_t)head * hw + q] * xb[(size_t)head * hw + q];
         for (size_t q = 0; q < len; q++) {
           const float sc = k + a * acc[q];
-          sb[(size_t)c * hw + q] = sc;
+          if (keep) sb[(size_t)c * hw + q] = sc; /* loop-invariant: gcc unswitches it */
           yb[(size_t)c * hw + q] = xb[(size_t)c * hw + q] * pow_neg(sc, beta);
         }
         if (tail >= 0)
@@ -184,7 +186,7 @@ static float box_sum(const float *plane, int H, int W, int h, int w, int pad, bo
   return sum;
 }
 
-static void within_forward(const lrn_state *s, const float *x, float *y) {
+static void within_forward(const lrn_state *s, const float *x, float *y, bool keep) {
   const int H = s->h, W = s->w, pad = (s->size - 1) / 2, planes = s->n * s->c;
   const size_t hw = (size_t)H * W;
   const float a = s->alpha / ((float)s->size * (float)s->size); /* size^2 can overflow int */
@@ -195,8 +197,9 @@ static void within_forward(const lrn_state *s, const float *x, float *y) {
     for (int h = 0; h < H; h++)
       for (int w = 0; w < W; w++) {
         const size_t i = (size_t)h * W + w;
-        sp[i] = 1.0f + a * box_sum(xp, H, W, h, w, pad, true);
-        yp[i] = xp[i] * pow_neg(sp[i], s->beta);
+        const float sc = 1.0f + a * box_sum(xp, H, W, h, w, pad, true);
+        if (keep) sp[i] = sc;
+        yp[i] = xp[i] * pow_neg(sc, s->beta);
       }
   }
 }
@@ -234,9 +237,9 @@ static int lrn_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   (void)err;
   const lrn_state *s = l->state;
   if (s->within)
-    within_forward(s, bottom[0]->data, top[0]->data);
+    within_forward(s, bottom[0]->data, top[0]->data, !l->forward_only);
   else
-    across_forward(s, bottom[0]->data, top[0]->data);
+    across_forward(s, bottom[0]->data, top[0]->data, !l->forward_only);
   return 0;
 }
 

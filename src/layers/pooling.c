@@ -44,7 +44,11 @@ typedef struct pool_state {
    * maxima and their columns for the whole plane, then one padded input row. */
   float *sep;
   size_t sep_cap;
-  int sep_threads;
+  int threads; /* the forward's threads: the scratch below is per thread */
+  /* One plane's argmax per thread, written instead of `mask` when nothing reads the mask
+   * (a forward-only net with one top), so the full mask is never touched. */
+  int *plane_mask;
+  size_t plane_mask_cap;
 } pool_state;
 
 /* The proto fields are uint32; a value above INT_MAX would turn negative as an int. */
@@ -187,9 +191,19 @@ static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   for (int o = 0; o < s->pw; o++)
     pool_window(o, s->stride_w, s->pad_w, s->kernel_w, s->w, &cols[3 * o], &cols[3 * o + 1],
                 &cols[3 * o + 2]);
+  s->threads = omp_get_max_threads();
+  if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX) {
+    const size_t need = (size_t)s->ph * s->pw * (size_t)s->threads;
+    if (need > s->plane_mask_cap) {
+      crema_aligned_free(s->plane_mask);
+      s->plane_mask_cap = 0;
+      if (!(s->plane_mask = crema_aligned_alloc((need ? need : 1) * sizeof(int))))
+        return crema_fail(err, "out of memory for the pooling mask");
+      s->plane_mask_cap = need;
+    }
+  }
   if (separable(s)) {
-    s->sep_threads = omp_get_max_threads();
-    const size_t need = sep_floats(s) * (size_t)s->sep_threads;
+    const size_t need = sep_floats(s) * (size_t)s->threads;
     if (need > s->sep_cap) {
       crema_aligned_free(s->sep);
       s->sep_cap = 0;
@@ -462,10 +476,13 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   float *ymask = l->n_top > 1 ? top[1]->data : NULL;
   const int planes = s->n * s->c;
   const bool sep = separable(s);
-#pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768)                                  \
-    num_threads(sep ? s->sep_threads : omp_get_max_threads())
+  /* backward reads the mask, and so does whoever reads a second top */
+  const bool keep_mask = !l->forward_only || l->n_top > 1;
+#pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768) num_threads(s->threads)
   for (int pl = 0; pl < planes; pl++) {
-    int *mask = is_max ? s->mask + (size_t)pl * pout : NULL;
+    int *mask = !is_max     ? NULL
+                : keep_mask ? s->mask + (size_t)pl * pout
+                            : s->plane_mask + pout * (size_t)omp_get_thread_num();
     if (sep)
       max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
                           s->sep + sep_floats(s) * (size_t)omp_get_thread_num());
@@ -517,6 +534,7 @@ static void pool_free(crema_layer *l) {
   crema_aligned_free(s->mask);
   crema_aligned_free(s->win);
   crema_aligned_free(s->sep);
+  crema_aligned_free(s->plane_mask);
   free(s);
   l->state = NULL;
 }

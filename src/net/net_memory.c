@@ -193,6 +193,8 @@ int crema_net_share_diffs(crema_net *net, crema_error *err) {
 }
 
 int crema_net_share_activations(crema_net *net, crema_error *err) {
+  /* the caller promises forward only: the layers may skip their backward-only state */
+  for (int i = 0; i < net->n_layers; i++) net->layers[i].layer->forward_only = true;
   if (net->activations.buf) return 0; /* planned already */
   const size_t nb = (size_t)net->n_blobs + 1;
   bool *ok = malloc(nb * sizeof *ok), *kept = calloc(nb, sizeof *kept);
