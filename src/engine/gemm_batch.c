@@ -35,8 +35,8 @@ void crema_gemm_on_thread(bool trans_a, bool trans_b, int m, int n, int k, float
 
 void crema_gemm_batch_run(const crema_gemm_batch *b) {
   if (b->count <= 0 || b->m <= 0 || b->n <= 0) return;
-#ifdef CREMA_HAVE_ONEDNN
-  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  /* Without oneDNN each product goes to OpenBLAS, which threads it itself: one at a time. */
+  const int threads = crema_engine_have_onednn() && !omp_in_parallel() ? omp_get_max_threads() : 1;
   /* dynamic: the products are equal, but a thread that lost its core for a moment should not
    * hold the rest up */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
@@ -44,9 +44,4 @@ void crema_gemm_batch_run(const crema_gemm_batch *b) {
     crema_gemm_on_thread(b->trans_a, b->trans_b, b->m, b->n, b->k, b->alpha, b->a + (size_t)j * b->stride_a,
                          b->lda, b->b + (size_t)j * b->stride_b, b->ldb, b->beta,
                          b->c + (size_t)j * b->stride_c, b->ldc);
-#else
-  for (int j = 0; j < b->count; j++)
-    crema_gemm_ld(b->trans_a, b->trans_b, b->m, b->n, b->k, b->alpha, b->a + (size_t)j * b->stride_a, b->lda,
-                  b->b + (size_t)j * b->stride_b, b->ldb, b->beta, b->c + (size_t)j * b->stride_c, b->ldc);
-#endif
 }

@@ -92,11 +92,24 @@ void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, cons
                                    float *dw, float *dx) {
   const size_t xs = (size_t)c->cx * c->hw, ys = (size_t)c->cy * c->hw, wn = (size_t)c->cy * c->cx;
   const int hw = (int)c->hw;
-  if (dx) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int i = 0; i < c->n; i++)
-      crema_gemm_on_thread(true, false, c->cx, hw, c->cy, 1.0f, w, c->cx, dy + (size_t)i * ys, hw, 0.0f,
-                           dx + (size_t)i * xs, hw);
+  if (dx) { /* dx_i = W^T dy_i: the same W (stride 0) for every image */
+    const crema_gemm_batch b = {.trans_a = true,
+                                .m = c->cx,
+                                .n = hw,
+                                .k = c->cy,
+                                .alpha = 1.0f,
+                                .beta = 0.0f,
+                                .a = w,
+                                .lda = c->cx,
+                                .stride_a = 0,
+                                .b = dy,
+                                .ldb = hw,
+                                .stride_b = ys,
+                                .c = dx,
+                                .ldc = hw,
+                                .stride_c = xs,
+                                .count = c->n};
+    crema_gemm_batch_run(&b);
   }
   if (!dw) return;
   if (c->parts == 1) { /* one thread: straight into dW */

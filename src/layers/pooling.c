@@ -40,15 +40,14 @@ typedef struct pool_state {
    * AVE extent of each output row (3 * ph ints), then of each output column (3 * pw). */
   int *win;
   size_t win_cap;
-  /* MAX with stride 1 both ways runs separably (max_plane_separable): per thread, the row
-   * maxima and their columns for the whole plane, then one padded input row. */
-  float *sep;
-  size_t sep_cap;
-  int threads; /* the forward's threads: the scratch below is per thread */
-  /* One plane's argmax per thread, written instead of `mask` when nothing reads the mask
-   * (a forward-only net with one top), so the full mask is never touched. */
-  int *plane_mask;
-  size_t plane_mask_cap;
+  /* Forward-only scratch, per thread (thread_floats each), in the net's shared workspace
+   * (tensor/workspace.h) or, outside a net, the layer's own: for MAX, one plane's argmax,
+   * written instead of `mask` when nothing reads the mask (a forward-only net with one top,
+   * so the full mask is never touched); with stride 1 both ways, then the separable pass's
+   * row maxima and their columns for the whole plane and one padded input row. */
+  int threads; /* the forward's threads */
+  size_t thread_floats;
+  crema_workspace own;
 } pool_state;
 
 /* The proto fields are uint32; a value above INT_MAX would turn negative as an int. */
@@ -144,9 +143,18 @@ static bool separable(const pool_state *s) {
          s->stride_w == 1 && s->kernel_h > 1 && s->kernel_w > 1;
 }
 
-/* Scratch per thread: row maxima and their columns (h * pw each), then the padded row. */
+/* The separable pass's scratch: row maxima and their columns (h * pw each), then the padded
+ * row. */
 static size_t sep_floats(const pool_state *s) {
   return 2 * (size_t)s->h * s->pw + (size_t)s->pw + s->kernel_w + 16;
+}
+
+/* One plane's argmax (ints, in floats' room), rounded to whole 64-byte lines. */
+static size_t plane_mask_floats(const pool_state *s) { return ((size_t)s->ph * s->pw + 15) & ~(size_t)15; }
+
+static crema_workspace *scratch(crema_layer *l) {
+  pool_state *s = l->state;
+  return l->workspace ? l->workspace : &s->own;
 }
 
 static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -192,26 +200,12 @@ static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     pool_window(o, s->stride_w, s->pad_w, s->kernel_w, s->w, &cols[3 * o], &cols[3 * o + 1],
                 &cols[3 * o + 2]);
   s->threads = omp_get_max_threads();
-  if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX) {
-    const size_t need = (size_t)s->ph * s->pw * (size_t)s->threads;
-    if (need > s->plane_mask_cap) {
-      crema_aligned_free(s->plane_mask);
-      s->plane_mask_cap = 0;
-      if (!(s->plane_mask = crema_aligned_alloc((need ? need : 1) * sizeof(int))))
-        return crema_fail(err, "out of memory for the pooling mask");
-      s->plane_mask_cap = need;
-    }
-  }
-  if (separable(s)) {
-    const size_t need = sep_floats(s) * (size_t)s->threads;
-    if (need > s->sep_cap) {
-      crema_aligned_free(s->sep);
-      s->sep_cap = 0;
-      if (!(s->sep = crema_aligned_alloc(need * sizeof(float))))
-        return crema_fail(err, "out of memory for the pooling row maxima");
-      s->sep_cap = need;
-    }
-  }
+  /* whole 64-byte lines per thread: no two threads write one line */
+  s->thread_floats = s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX
+                         ? (plane_mask_floats(s) + (separable(s) ? sep_floats(s) : 0) + 15) & ~(size_t)15
+                         : 0;
+  if (s->thread_floats && crema_workspace_reserve(scratch(l), s->thread_floats * (size_t)s->threads, err))
+    return crema_error_prefix(err, "pooling scratch");
   if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX) {
     const size_t need = top[0]->count;
     if (need > s->mask_cap) {
@@ -478,14 +472,13 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const bool sep = separable(s);
   /* backward reads the mask, and so does whoever reads a second top */
   const bool keep_mask = !l->forward_only || l->n_top > 1;
+  float *scratch_base = crema_workspace_data(scratch(l));
 #pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768) num_threads(s->threads)
   for (int pl = 0; pl < planes; pl++) {
-    int *mask = !is_max     ? NULL
-                : keep_mask ? s->mask + (size_t)pl * pout
-                            : s->plane_mask + pout * (size_t)omp_get_thread_num();
+    float *mine = scratch_base + s->thread_floats * (size_t)omp_get_thread_num();
+    int *mask = !is_max ? NULL : keep_mask ? s->mask + (size_t)pl * pout : (int *)(void *)mine;
     if (sep)
-      max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
-                          s->sep + sep_floats(s) * (size_t)omp_get_thread_num());
+      max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask, mine + plane_mask_floats(s));
     else
       pool_forward_plane(s, is_max, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
     if (ymask)
@@ -533,8 +526,7 @@ static void pool_free(crema_layer *l) {
   if (!s) return;
   crema_aligned_free(s->mask);
   crema_aligned_free(s->win);
-  crema_aligned_free(s->sep);
-  crema_aligned_free(s->plane_mask);
+  crema_workspace_release(&s->own);
   free(s);
   l->state = NULL;
 }

@@ -91,7 +91,8 @@ int crema_net_share_diffs(crema_net *net, crema_error *err);
  * forward (a solver's test nets): intermediate activations whose lifetimes do not overlap
  * keep their data in one shared arena, planned like the diffs above. Outputs, loss tops, net
  * inputs and the tops of layers without bottoms keep their own; every other blob's data is
- * valid only inside a full crema_net_forward, and backward must not run. */
+ * valid only inside a full crema_net_forward, and backward must not run: the layers are told
+ * so (crema_layer.forward_only) and keep no state that only backward reads. */
 int crema_net_share_activations(crema_net *net, crema_error *err);
 /* Bytes the net's blobs hold for their diffs / data, a shared arena counted once (data
  * borrowed from another blob and parameters not included). */

@@ -128,31 +128,36 @@ int crema_blob_share_data(crema_blob *b, const crema_blob *src, crema_error *err
   return crema_blob_reshape(b, src->num_axes, src->shape, err);
 }
 
-int crema_blob_borrow_diff(crema_blob *b, float *buf, size_t capacity, crema_error *err) {
+/* Points b's diff (diff = true) or data at buf, freeing the buffer b owned there. */
+static int borrow(crema_blob *b, float *buf, size_t capacity, bool diff, crema_error *err) {
+  const char *what = diff ? "diff" : "data";
+  if (!diff && b->data_of)
+    return crema_fail(err, "a blob sharing another blob's data cannot borrow a buffer for it");
   if (b->count > capacity)
-    return crema_fail(err, "a blob of %zu elements cannot keep its diff in a buffer of %zu", b->count,
+    return crema_fail(err, "a blob of %zu elements cannot keep its %s in a buffer of %zu", b->count, what,
                       capacity);
   const size_t before = held_by(b);
-  if (!b->diff_borrowed) crema_aligned_free(b->diff);
-  b->diff = buf;
-  b->diff_borrowed = true;
-  b->diff_capacity = capacity;
+  if (diff) {
+    if (!b->diff_borrowed) crema_aligned_free(b->diff);
+    b->diff = buf;
+    b->diff_borrowed = true;
+    b->diff_capacity = capacity;
+  } else {
+    if (owns_data(b)) crema_aligned_free(b->data);
+    b->data = buf;
+    b->data_borrowed = true;
+    b->data_capacity = capacity;
+  }
   atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
   return 0;
 }
 
+int crema_blob_borrow_diff(crema_blob *b, float *buf, size_t capacity, crema_error *err) {
+  return borrow(b, buf, capacity, true, err);
+}
+
 int crema_blob_borrow_data(crema_blob *b, float *buf, size_t capacity, crema_error *err) {
-  if (b->data_of) return crema_fail(err, "a blob sharing another blob's data cannot borrow a buffer for it");
-  if (b->count > capacity)
-    return crema_fail(err, "a blob of %zu elements cannot keep its data in a buffer of %zu", b->count,
-                      capacity);
-  const size_t before = held_by(b);
-  if (owns_data(b)) crema_aligned_free(b->data);
-  b->data = buf;
-  b->data_borrowed = true;
-  b->data_capacity = capacity;
-  atomic_fetch_sub(&g_blob_bytes, before - held_by(b));
-  return 0;
+  return borrow(b, buf, capacity, false, err);
 }
 
 float *crema_blob_buffer_alloc(size_t n, crema_error *err) {
