@@ -344,7 +344,7 @@ END_TEST
 static float *infer(Crema__NetParameter *m, bool share, int iters, size_t *n) {
   crema_net *net = build_phase(m, CREMA__PHASE__TEST);
   crema_error err;
-  if (share) ck_assert_msg(crema_net_share_activations(net, &err) == 0, "%s", err.msg);
+  if (share) ck_assert_msg(crema_net_share_activations(net, NULL, &err) == 0, "%s", err.msg);
   size_t per = 0;
   for (int o = 0; o < crema_net_num_outputs(net); o++) per += crema_net_output(net, o)->count;
   float *out = malloc((per * (size_t)iters + 1) * sizeof *out), *at = out;
@@ -387,25 +387,81 @@ START_TEST(small_net_activation_plan) {
   crema_net *net = build_phase(m, CREMA__PHASE__TEST);
   const size_t own = crema_net_data_bytes(net), held = crema_blob_memory_held();
   crema_error err;
-  ck_assert_msg(crema_net_share_activations(net, &err) == 0, "%s", err.msg);
-  ck_assert_msg(crema_net_share_activations(net, &err) == 0, "%s", err.msg); /* again: nothing */
+  ck_assert_msg(crema_net_share_activations(net, NULL, &err) == 0, "%s", err.msg);
+  ck_assert_msg(crema_net_share_activations(net, NULL, &err) == 0, "%s", err.msg); /* again: nothing */
   const size_t shared = crema_net_data_bytes(net);
   ck_assert_msg(shared < own, "activations hold %zu bytes shared, %zu not", shared, own);
   ck_assert_uint_eq(held - crema_blob_memory_held(), own - shared);
-  const char *yes[] = {"c0", "c1", "a", "b", "e", "cat", "p", "p1", "f", "fk", "ip"};
+  const char *yes[] = {"x", "y", "c0", "c1", "a", "b", "e", "cat", "p", "p1", "f", "fk", "ip"};
   for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
     const crema_blob *b = crema_net_blob_by_name(net, yes[i]);
     ck_assert_msg(b->data_borrowed, "%s", yes[i]);
   }
-  /* The data layer's tops (k is filled once), and the outputs (the loss, Accuracy's and
-   * Slice's unused half). */
-  const char *no[] = {"x", "y", "k", "loss", "accuracy", "p2"};
+  /* The data layer's constant top (k is filled once; x and y are drawn on every pass), and
+   * the outputs (the loss, Accuracy's and Slice's unused half). */
+  const char *no[] = {"k", "loss", "accuracy", "p2"};
   for (size_t i = 0; i < sizeof no / sizeof *no; i++)
     ck_assert_msg(!crema_net_blob_by_name(net, no[i])->data_borrowed, "%s", no[i]);
   /* Split tops read their bottom's buffer from the start. */
   ck_assert_ptr_eq(crema_net_blob_by_name(net, "c1_relu1_0_split_2")->data,
                    crema_net_blob_by_name(net, "c1")->data);
   crema_net_free(net);
+  crema_message_free(m);
+}
+END_TEST
+
+/* A train net and a test net taking turns, as a solver runs them, with the test net's
+ * activations in the train net's gradient arena (lent), or every buffer its own: the same
+ * gradients and the same outputs, bit for bit, though the arena is poisoned before each pass. */
+static void turns(Crema__NetParameter *m, bool lend, float *grads, float *outs) {
+  crema_net *tr = build_phase(m, CREMA__PHASE__TRAIN), *te = build_phase(m, CREMA__PHASE__TEST);
+  crema_error err;
+  if (lend) {
+    ck_assert_msg(crema_net_share_diffs(tr, &err) == 0, "%s", err.msg);
+    ck_assert_msg(crema_net_share_activations(te, tr, &err) == 0, "%s", err.msg);
+    ck_assert(te->activations.lent && te->activations.buf == tr->diffs.buf);
+    ck_assert_uint_ge(tr->diffs.count, 1);
+  }
+  for (int it = 0; it < 3; it++) {
+    crema_net_clear_param_diffs(tr);
+    ck_assert_msg(crema_net_forward(tr, NULL, &err) == 0, "%s", err.msg);
+    if (lend) poison(&tr->diffs);
+    crema_net_backward(tr);
+    for (int p = 0; p < crema_net_num_params(tr); p++) {
+      const crema_blob *b = crema_net_param_at(tr, p)->blob;
+      memcpy(grads, b->diff, b->count * sizeof(float));
+      grads += b->count;
+    }
+    if (lend) poison(&tr->diffs);
+    ck_assert_msg(crema_net_forward(te, NULL, &err) == 0, "%s", err.msg);
+    for (int o = 0; o < crema_net_num_outputs(te); o++) {
+      const crema_blob *b = crema_net_output(te, o);
+      memcpy(outs, b->data, b->count * sizeof(float));
+      outs += b->count;
+    }
+  }
+  crema_net_free(te); /* the borrower first */
+  crema_net_free(tr);
+}
+
+START_TEST(test_net_in_train_gradients) {
+  Crema__NetParameter *m = test_net_param(NET);
+  enum { ROOM = 1 << 16 };
+  float *g[2], *o[2];
+  for (int k = 0; k < 2; k++) {
+    g[k] = calloc(ROOM, sizeof(float));
+    o[k] = calloc(ROOM, sizeof(float));
+    ck_assert(g[k] && o[k]);
+    turns(m, k == 1, g[k], o[k]);
+  }
+  size_t i = first_difference(g[0], g[1], ROOM);
+  ck_assert_msg(i == ROOM, "gradient %zu: %.9g lent, %.9g not", i, (double)g[1][i], (double)g[0][i]);
+  i = first_difference(o[0], o[1], ROOM);
+  ck_assert_msg(i == ROOM, "test output %zu: %.9g lent, %.9g not", i, (double)o[1][i], (double)o[0][i]);
+  for (int k = 0; k < 2; k++) {
+    free(g[k]);
+    free(o[k]);
+  }
   crema_message_free(m);
 }
 END_TEST
@@ -483,6 +539,7 @@ int main(void) {
   tcase_add_test(tc, blob_outgrows_borrowed_data);
   tcase_add_test(tc, small_net_same_outputs);
   tcase_add_test(tc, small_net_activation_plan);
+  tcase_add_test(tc, test_net_in_train_gradients);
   tcase_add_test(tc, solver_shares);
   suite_add_tcase(s, tc);
   TCase *zoo = tcase_create("zoo");

@@ -30,3 +30,10 @@ char *crema_engine_ws_lock(void) {
 }
 
 void crema_engine_ws_unlock(void) { pthread_mutex_unlock(&ws_mutex); }
+
+size_t crema_engine_ws_bytes(void) {
+  pthread_mutex_lock(&ws_mutex);
+  const size_t bytes = crema_workspace_floats(&ws) * sizeof(float);
+  pthread_mutex_unlock(&ws_mutex);
+  return bytes;
+}

@@ -19,5 +19,7 @@ void crema_engine_ws_release(void);
 /* Locks the workspace and returns its base (64-byte aligned); unlock when done. */
 char *crema_engine_ws_lock(void);
 void crema_engine_ws_unlock(void);
+/* Bytes the workspace holds now (for memory reports). */
+size_t crema_engine_ws_bytes(void);
 
 #endif

@@ -243,4 +243,5 @@ const crema_layer_ops crema_data_ops = {
     .free_state = data_free_state,
     .get_position = data_get_position,
     .set_position = data_set_position,
+    .refills_top = crema_layer_refills_every_top,
 };

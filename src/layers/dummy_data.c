@@ -81,9 +81,11 @@ static int dummy_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *co
       }
     }
     if (crema_blob_reshape(top[t], n, dims, err)) return -1;
-    /* Fill every top once now: constant tops keep these values for good, and a bad filler
-     * (unknown type, impossible shape) is reported at setup rather than mid-training. */
-    if (crema_fill(top[t], top_filler(s, t), &l->rng, err))
+    /* As in Caffe, only constant tops are filled now, once and for good; the others are
+     * drawn by every forward pass. A bad filler (unknown type, impossible shape) is still
+     * reported here rather than mid-training. */
+    const Crema__FillerParameter *f = top_filler(s, t);
+    if (is_constant(f) ? crema_fill(top[t], f, &l->rng, err) : crema_filler_check(top[t], f, err))
       return crema_error_prefix(err, "dummy_data_param data_filler for top %d", t);
   }
   return 0;
@@ -102,6 +104,8 @@ static int dummy_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
 
 static void dummy_free(crema_layer *l) { free(l->state); }
 
+static bool dummy_refills_top(const crema_layer *l, int t) { return !is_constant(top_filler(l->state, t)); }
+
 const crema_layer_ops crema_dummy_data_ops = {
     .type = "DummyData",
     .min_bottoms = 0,
@@ -111,4 +115,5 @@ const crema_layer_ops crema_dummy_data_ops = {
     .setup = dummy_setup,
     .forward = dummy_forward,
     .free_state = dummy_free,
+    .refills_top = dummy_refills_top,
 };

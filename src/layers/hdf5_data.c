@@ -254,4 +254,5 @@ const crema_layer_ops crema_hdf5_data_ops = {
     .free_state = hdf5_data_free,
     .get_position = hdf5_data_get_position,
     .set_position = hdf5_data_set_position,
+    .refills_top = crema_layer_refills_every_top,
 };

@@ -238,4 +238,5 @@ const crema_layer_ops crema_image_data_ops = {
     .free_state = image_free_state,
     .get_position = image_get_position,
     .set_position = image_set_position,
+    .refills_top = crema_layer_refills_every_top,
 };

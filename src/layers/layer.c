@@ -110,6 +110,12 @@ const char *crema_layer_engine_name(const crema_layer *l) {
   return l->ops->engine_name ? l->ops->engine_name(l) : "caffe";
 }
 
+bool crema_layer_refills_every_top(const crema_layer *l, int t) {
+  (void)l;
+  (void)t;
+  return true;
+}
+
 int crema_layer_add_blob(crema_layer *l, int i, int num_axes, const int *shape,
                          const Crema__FillerParameter *filler, crema_error *err) {
   if (l->skip_fill && l->skip_fill(l->skip_fill_ctx, l->param->name ? l->param->name : "", i)) filler = NULL;

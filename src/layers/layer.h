@@ -60,6 +60,10 @@ typedef struct crema_layer_ops {
   /* Layers with more than one compute engine (src/engine): the one that runs now, e.g.
    * "onednn jit:avx2" or "caffe". Optional: NULL means the reference path ("caffe"). */
   const char *(*engine_name)(const crema_layer *l);
+  /* Layers without bottoms: true when every forward pass writes the whole of top t (a data
+   * layer's next batch), so that a forward-only net may keep it in shared storage. Optional:
+   * NULL means the top keeps its values between passes (Input: the caller fills it). */
+  bool (*refills_top)(const crema_layer *l, int t);
 } crema_layer_ops;
 
 struct crema_layer {
@@ -93,7 +97,7 @@ struct crema_layer {
    * (see tensor/workspace.h). NULL = the layer keeps its own. */
   crema_workspace *workspace;
   /* Set by the net (crema_net_share_activations): backward never runs, so state a layer keeps
-   * only for backward (max pooling's argmax, LRN's scale) need not be written, and its
+   * only for backward (max pooling's argmax) need not be written, and its
    * calloc'd buffers never become resident. False = Caffe's behaviour, everything kept. */
   bool forward_only;
 };
@@ -119,6 +123,8 @@ void crema_layer_free(crema_layer *l);
 double crema_layer_forward_flops(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top);
 /* The engine running this layer (ops->engine_name, or "caffe"). Static or state storage. */
 const char *crema_layer_engine_name(const crema_layer *l);
+/* A refills_top for data layers whose forward writes every top on every pass. */
+bool crema_layer_refills_every_top(const crema_layer *l, int t);
 
 /* Creates parameter blob i with the given shape and fills it with `filler` (NULL filler =
  * constant 0). For use inside setup. Also sets l->n_blobs = max(n_blobs, i + 1). */

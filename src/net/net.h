@@ -92,8 +92,13 @@ int crema_net_share_diffs(crema_net *net, crema_error *err);
  * keep their data in one shared arena, planned like the diffs above. Outputs, loss tops, net
  * inputs and the tops of layers without bottoms keep their own; every other blob's data is
  * valid only inside a full crema_net_forward, and backward must not run: the layers are told
- * so (crema_layer.forward_only) and keep no state that only backward reads. */
-int crema_net_share_activations(crema_net *net, crema_error *err);
+ * so (crema_layer.forward_only) and keep no state that only backward reads.
+ * lender (optional): a net whose activation gradients are shared (crema_net_share_diffs) and
+ * that never runs at the same time as this one (a solver's train net between iterations,
+ * when its gradients are dead). Its gradient arena then holds this net's activations too,
+ * grown to fit if this is its first loan (else a net that does not fit gets its own arena);
+ * the lender must outlive this net, and each forward of this net overwrites its gradients. */
+int crema_net_share_activations(crema_net *net, crema_net *lender, crema_error *err);
 /* Bytes the net's blobs hold for their diffs / data, a shared arena counted once (data
  * borrowed from another blob and parameters not included). */
 size_t crema_net_diff_bytes(const crema_net *net);

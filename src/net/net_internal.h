@@ -24,10 +24,14 @@ typedef struct net_layer {
   bool shares_data;
 } net_layer;
 
-/* A buffer of count floats the net owns and its blobs borrow slices of (net_memory.c). */
+/* A buffer of count floats the net's blobs borrow slices of (net_memory.c). The net owns
+ * it, unless `lent` (then another net, which never runs at the same time, does). n_borrowers
+ * counts the nets it was lent to: it may grow (and move) only before the first loan. */
 typedef struct net_arena {
   float *buf;
   size_t count;
+  bool lent;
+  int n_borrowers;
 } net_arena;
 
 /* A named (ParamSpec.name) parameter and whether its multipliers were set explicitly. */

@@ -25,9 +25,10 @@
  *
  * Data. A blob shares when its producer writes it on every forward pass and nobody reads it
  * after the pass. These keep their own: the net's outputs and loss tops (the caller reads
- * them), the tops of layers without bottoms (Input tops are the caller's to fill, DummyData
- * fills its constant tops only once), and Split tops that borrow their bottom's data (the
- * bottom's range then reaches to their consumers).
+ * them), the tops of layers without bottoms unless the layer refills them on every pass
+ * (Input tops are the caller's to fill, DummyData fills its constant tops only once; Data
+ * layers copy in each batch), and Split tops that borrow their bottom's data (the bottom's
+ * range then reaches to their consumers).
  *
  * The blobs that share get slices of one arena, placed greedily by size (place below). Every
  * slice starts 64-byte aligned like a blob's own buffer, so vectorised loops split the same
@@ -52,6 +53,16 @@ static bool never_written(const crema_layer *l, int j, int n_bottom) {
     return j == 1;
   if (!strcmp(t, "LSTMUnit")) return j == 2;
   if (!strcmp(t, "Filter")) return j == n_bottom - 1;
+  return false;
+}
+
+/* Whether blob b, first listed by layer L, is written whole by L's every forward: a top of a
+ * layer with bottoms, or of a data layer that refills it (crema_layer_ops.refills_top). */
+static bool refilled(const net_layer *L, int b) {
+  if (L->n_bottom > 0) return true;
+  const crema_layer *l = L->layer;
+  for (int j = 0; j < L->n_top; j++)
+    if (L->top_ids[j] == b) return l->ops->refills_top && l->ops->refills_top(l, j);
   return false;
 }
 
@@ -136,10 +147,33 @@ static void listed_by(const crema_net *net, int *lo, int *hi) {
   }
 }
 
+/* Moves the blobs that borrow slices of `a` (their data when data, else their diffs) to a
+ * buffer of `count` floats, at the same offsets. Only while nothing else borrows `a`. */
+static int grow_arena(crema_net *net, net_arena *a, bool data, size_t count, crema_error *err) {
+  float *buf = crema_blob_buffer_alloc(count, err);
+  if (!buf) return -1;
+  int rc = 0;
+  for (int b = 0; b < net->n_blobs && !rc; b++) {
+    crema_blob *x = net->blobs[b];
+    const float *p = data ? x->data : x->diff;
+    const bool in = data ? x->data_borrowed : x->diff_borrowed;
+    if (!in || p < a->buf || p >= a->buf + a->count) continue;
+    float *slice = buf + (p - a->buf);
+    rc = data ? crema_blob_borrow_data(x, slice, x->data_capacity, err)
+              : crema_blob_borrow_diff(x, slice, x->diff_capacity, err);
+  }
+  crema_blob_buffer_free(a->buf, a->count);
+  a->buf = buf;
+  a->count = count;
+  return rc;
+}
+
 /* Places the blobs with chosen[b] set, each needed while the layers lo[b]..hi[b] run, in one
- * arena, allocates it and lends the blobs their slices (for their data, or their diffs). */
+ * arena and lends the blobs their slices (for their data, or their diffs). The arena is
+ * lender's activation-gradient arena when a lender is given (grown to fit if nothing else borrows it yet;
+ * else the net gets one of its own), or the net's own. */
 static int share(crema_net *net, const bool *chosen, const int *lo, const int *hi, bool data,
-                 net_arena *arena, crema_error *err) {
+                 net_arena *arena, crema_net *lender, crema_error *err) {
   placement *p = malloc(((size_t)net->n_blobs + 1) * sizeof *p);
   if (!p) return crema_fail(err, "out of memory");
   int n = 0;
@@ -152,13 +186,18 @@ static int share(crema_net *net, const bool *chosen, const int *lo, const int *h
     free(p);
     return crema_fail(err, "out of memory");
   }
-  if (!(arena->buf = crema_blob_buffer_alloc(total, err))) {
-    free(p);
-    return -1;
-  }
-  arena->count = total;
-  /* Every blob fits its slice by construction: this cannot fail. */
   int rc = 0;
+  net_arena *from = lender ? &lender->diffs : NULL;
+  if (from && from->count < total && from->n_borrowers == 0) rc = grow_arena(lender, from, false, total, err);
+  if (!rc && from && from->count >= total) {
+    *arena = (net_arena){from->buf, from->count, true, 0};
+    from->n_borrowers++;
+  } else if (!rc && (arena->buf = crema_blob_buffer_alloc(total, err))) {
+    arena->count = total;
+  } else {
+    rc = -1;
+  }
+  /* Every blob fits its slice by construction: this cannot fail. */
   for (int i = 0; i < n && !rc; i++) {
     crema_blob *b = net->blobs[p[i].blob];
     float *slice = arena->buf + p[i].offset;
@@ -183,7 +222,7 @@ int crema_net_share_diffs(crema_net *net, crema_error *err) {
     listed_by(net, lo, hi);
     for (int b = 0; b < net->n_blobs; b++)
       ok[b] = first[b] == WRITTEN_FIRST && net->blob_loss_weight[b] == 0.0f && !net->blobs[b]->diff_borrowed;
-    rc = share(net, ok, lo, hi, false, &net->diffs, err);
+    rc = share(net, ok, lo, hi, false, &net->diffs, NULL, err);
   }
   free(first);
   free(ok);
@@ -192,7 +231,7 @@ int crema_net_share_diffs(crema_net *net, crema_error *err) {
   return rc ? crema_error_prefix(err, "sharing the diffs of net %s", crema_net_name(net)) : 0;
 }
 
-int crema_net_share_activations(crema_net *net, crema_error *err) {
+int crema_net_share_activations(crema_net *net, crema_net *lender, crema_error *err) {
   /* the caller promises forward only: the layers may skip their backward-only state */
   for (int i = 0; i < net->n_layers; i++) net->layers[i].layer->forward_only = true;
   if (net->activations.buf) return 0; /* planned already */
@@ -208,7 +247,7 @@ int crema_net_share_activations(crema_net *net, crema_error *err) {
     for (int i = 0; i < net->n_outputs; i++) kept[net->output_ids[i]] = true;
     for (int i = 0; i < net->n_inputs; i++) kept[net->input_ids[i]] = true;
     for (int b = 0; b < net->n_blobs; b++)
-      kept[b] = kept[b] || net->blob_loss_weight[b] != 0.0f || lo[b] < 0 || net->layers[lo[b]].n_bottom == 0;
+      kept[b] = kept[b] || net->blob_loss_weight[b] != 0.0f || lo[b] < 0 || !refilled(&net->layers[lo[b]], b);
     /* A Split's tops read its bottom's buffer: the bottom lives as long as they do, and is
      * kept when one of them is (a Split top never feeds another Split). */
     for (int li = 0; li < net->n_layers; li++) {
@@ -223,7 +262,7 @@ int crema_net_share_activations(crema_net *net, crema_error *err) {
     }
     for (int b = 0; b < net->n_blobs; b++)
       ok[b] = !kept[b] && !net->blobs[b]->data_of && !net->blobs[b]->data_borrowed;
-    rc = share(net, ok, lo, hi, true, &net->activations, err);
+    rc = share(net, ok, lo, hi, true, &net->activations, lender, err);
   }
   /* The Split tops follow their bottoms into the arena now, not at the next forward. */
   for (int li = 0; li < net->n_layers && !rc; li++) {
@@ -246,7 +285,7 @@ size_t crema_net_diff_bytes(const crema_net *net) {
 }
 
 size_t crema_net_data_bytes(const crema_net *net) {
-  size_t bytes = net->activations.count * sizeof(float);
+  size_t bytes = net->activations.lent ? 0 : net->activations.count * sizeof(float);
   for (int b = 0; b < net->n_blobs; b++)
     if (!net->blobs[b]->data_borrowed && !net->blobs[b]->data_of)
       bytes += net->blobs[b]->capacity * sizeof(float);
@@ -254,6 +293,6 @@ size_t crema_net_data_bytes(const crema_net *net) {
 }
 
 void crema_net_free_arena(net_arena *arena) {
-  crema_blob_buffer_free(arena->buf, arena->count);
+  if (!arena->lent) crema_blob_buffer_free(arena->buf, arena->count);
   *arena = (net_arena){0};
 }

@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "base/mem.h"
+#include "engine/workspace.h"
 #include "proto/hdf5_io.h"
 #include "proto/io.h"
 #include "proto/upgrade.h"
@@ -289,8 +290,10 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
             crema_net_share_param_blob(t->net, li, b, crema_net_layer(s->net, src)->blobs[b], err))
           return crema_error_prefix(err, "test net #%d", i);
     }
-    /* Only test_one runs it, forward only, and reads its outputs. */
-    if (crema_net_share_activations(t->net, err)) return crema_error_prefix(err, "test net #%d", i);
+    /* Only test_one runs it, forward only, and reads its outputs; it runs between training
+     * iterations, when the train net's activation gradients are dead: their arena holds its
+     * activations (crema_solver_free frees the test nets first). */
+    if (crema_net_share_activations(t->net, s->net, err)) return crema_error_prefix(err, "test net #%d", i);
     size_t total = 0;
     for (int o = 0; o < crema_net_num_outputs(t->net); o++) total += crema_net_output(t->net, o)->count;
     t->n_scores = total;
@@ -460,6 +463,23 @@ static int init_metrics(crema_solver *s, crema_error *err) {
   return rc;
 }
 
+/* What the nets hold, as Caffe's "Memory required for data" line does for one net. */
+static void log_memory(const crema_solver *s) {
+  size_t params = 0;
+  for (int i = 0; i < s->n_params; i++) params += crema_net_param_at(s->net, i)->blob->count * sizeof(float);
+  const double mb = 1.0 / (1024.0 * 1024.0);
+  CREMA_INFO("Memory: parameters %.1f MB (and as much again for their gradients, %d times for the "
+             "solver's history); train net activations %.1f MB, their gradients %.1f MB",
+             (double)params * mb, s->rule->n_history, (double)crema_net_data_bytes(s->net) * mb,
+             (double)crema_net_diff_bytes(s->net) * mb);
+  CREMA_INFO("Memory: scratch %.1f MB for the layers, %.1f MB for the engines",
+             (double)crema_workspace_floats(crema_net_workspace(s->net)) * sizeof(float) * mb,
+             (double)crema_engine_ws_bytes() * mb);
+  for (int t = 0; t < s->n_test; t++)
+    CREMA_INFO("Memory: test net #%d activations %.1f MB of its own (the rest in the train net's gradients)",
+               t, (double)crema_net_data_bytes(s->tests[t].net) * mb);
+}
+
 int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_options *opt,
                         crema_solver **out, crema_error *err) {
   *out = NULL;
@@ -551,6 +571,7 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
     return -1;
   }
   clock_gettime(CLOCK_MONOTONIC, &s->t_start);
+  log_memory(s);
   CREMA_INFO("Solver scaffolding done.");
   *out = s;
   return 0;

@@ -58,36 +58,56 @@ static void fill_gaussian(float *x, size_t n, float mean, float std, crema_rng *
   }
 }
 
+int crema_filler_check(const crema_blob *b, const Crema__FillerParameter *f, crema_error *err) {
+  if (!f) return 0;
+  const char *type = f->type ? f->type : "constant";
+  if (f->sparse >= 0 && strcmp(type, "gaussian"))
+    return crema_fail(err, "filler \"%s\" does not support sparse (only gaussian does); remove sparse: %d",
+                      type, f->sparse);
+  if (!strcmp(type, "constant") || !strcmp(type, "xavier") || !strcmp(type, "msra")) return 0;
+  if (!strcmp(type, "uniform")) {
+    if (f->max < f->min) return crema_fail(err, "uniform filler: max %g < min %g", f->max, f->min);
+  } else if (!strcmp(type, "gaussian")) {
+    if (f->sparse < -1)
+      return crema_fail(err, "gaussian filler: sparse must be >= 0 (or -1 for dense), got %d", f->sparse);
+    if (f->sparse >= 0 && (b->num_axes < 1 || b->shape[0] == 0))
+      return crema_fail(err, "sparse gaussian filler needs a blob with at least one axis");
+  } else if (!strcmp(type, "positive_unitball")) {
+    if (b->num_axes < 1 || b->shape[0] == 0)
+      return crema_fail(err, "positive_unitball filler needs a blob with at least one axis");
+  } else if (!strcmp(type, "bilinear")) {
+    if (b->num_axes != 4 || b->shape[2] != b->shape[3])
+      return crema_fail(err, "bilinear filler needs a 4-d blob with square kernels");
+  } else {
+    return crema_fail(err,
+                      "unknown filler type \"%s\" (known: constant, uniform, gaussian, "
+                      "positive_unitball, xavier, msra, bilinear)",
+                      type);
+  }
+  return 0;
+}
+
 int crema_fill(crema_blob *b, const Crema__FillerParameter *f, crema_rng *rng, crema_error *err) {
+  if (crema_filler_check(b, f, err)) return -1;
   if (!f) {
     crema_fill_constant(b, 0.0f);
     return 0;
   }
   const char *type = f->type ? f->type : "constant";
   float *x = b->data;
-  size_t n = b->count;
-  if (f->sparse >= 0 && strcmp(type, "gaussian"))
-    return crema_fail(err, "filler \"%s\" does not support sparse (only gaussian does); remove sparse: %d",
-                      type, f->sparse);
+  const size_t n = b->count;
   if (!strcmp(type, "constant")) {
     crema_fill_constant(b, f->value);
   } else if (!strcmp(type, "uniform")) {
-    if (f->max < f->min) return crema_fail(err, "uniform filler: max %g < min %g", f->max, f->min);
     fill_uniform(x, n, f->min, f->max, rng);
   } else if (!strcmp(type, "gaussian")) {
-    if (f->sparse < -1)
-      return crema_fail(err, "gaussian filler: sparse must be >= 0 (or -1 for dense), got %d", f->sparse);
     fill_gaussian(x, n, f->mean, f->std, rng);
     if (f->sparse >= 0) {
-      if (b->num_axes < 1 || b->shape[0] == 0)
-        return crema_fail(err, "sparse gaussian filler needs a blob with at least one axis");
       float p = (float)f->sparse / (float)b->shape[0];
       for (size_t i = 0; i < n; i++)
         if (!crema_rng_bernoulli(rng, p)) x[i] = 0.0f;
     }
   } else if (!strcmp(type, "positive_unitball")) {
-    if (b->num_axes < 1 || b->shape[0] == 0)
-      return crema_fail(err, "positive_unitball filler needs a blob with at least one axis");
     size_t rows = (size_t)b->shape[0], dim = n / rows;
     for (size_t i = 0; i < n; i++) x[i] = crema_rng_uniform01(rng);
     for (size_t r = 0; r < rows; r++) {
@@ -101,9 +121,7 @@ int crema_fill(crema_blob *b, const Crema__FillerParameter *f, crema_rng *rng, c
   } else if (!strcmp(type, "msra")) {
     float std = sqrtf(2.0f / variance_n(b, f));
     fill_gaussian(x, n, 0.0f, std, rng);
-  } else if (!strcmp(type, "bilinear")) {
-    if (b->num_axes != 4 || b->shape[2] != b->shape[3])
-      return crema_fail(err, "bilinear filler needs a 4-d blob with square kernels");
+  } else { /* bilinear (crema_filler_check knows no other type) */
     int w = b->shape[3], h = b->shape[2];
     /* Caffe's current formula: the kernel is centred at (w - 1) / 2 for odd and even w
      * alike (the older (2f - 1 - f % 2) / 2f was off-centre for w = 2, 6, 10, ...). */
@@ -113,11 +131,6 @@ int crema_fill(crema_blob *b, const Crema__FillerParameter *f, crema_rng *rng, c
       float xx = (float)(i % (size_t)w), yy = (float)((i / (size_t)w) % (size_t)h);
       x[i] = (1.0f - fabsf(xx / fct - c)) * (1.0f - fabsf(yy / fct - c));
     }
-  } else {
-    return crema_fail(err,
-                      "unknown filler type \"%s\" (known: constant, uniform, gaussian, "
-                      "positive_unitball, xavier, msra, bilinear)",
-                      type);
   }
   return 0;
 }

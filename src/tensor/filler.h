@@ -16,6 +16,10 @@
 
 int crema_fill(crema_blob *b, const Crema__FillerParameter *filler, crema_rng *rng, crema_error *err);
 
+/* The errors crema_fill would report for this filler on a blob of b's shape, without filling
+ * or drawing anything (for layers that fill later, on every forward pass). */
+int crema_filler_check(const crema_blob *b, const Crema__FillerParameter *filler, crema_error *err);
+
 /* Fills data with constant value v (no filler message needed). */
 void crema_fill_constant(crema_blob *b, float v);
 
