@@ -57,6 +57,32 @@ START_TEST(test_skip_fill) {
 }
 END_TEST
 
+/* A skipped blob is not filled, but its filler is still checked: a bad one fails the build
+ * with or without --weights, as in Caffe (which fills, then copies). So is a DummyData top's,
+ * though a random top is drawn only by forward. */
+START_TEST(test_skipped_filler_still_checked) {
+  const char *const bad[][3] = {
+      {"type: 'xavier'", "type: 'xaviir'", "unknown filler type \"xaviir\""},
+      {"type: 'gaussian' std: 1", "type: 'uniform' min: 2 max: 1", "max 1 < min 2"},
+  };
+  for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+    char text[2048];
+    const char *at = strstr(NET, bad[k][0]);
+    ck_assert_ptr_nonnull(at);
+    snprintf(text, sizeof text, "%.*s%s%s", (int)(at - NET), NET, bad[k][1], at + strlen(bad[k][0]));
+    Crema__NetParameter *np = test_net_param(text);
+    int calls = 0;
+    crema_net_options o = {
+        .phase = CREMA__PHASE__TRAIN, .seed = 5, .skip_fill = skip_ip, .skip_fill_ctx = &calls};
+    crema_net *net = NULL;
+    crema_error err;
+    ck_assert_int_ne(crema_net_build(np, &o, &net, &err), 0);
+    ck_assert_msg(strstr(err.msg, bad[k][2]), "%s", err.msg);
+    crema_message_free(np);
+  }
+}
+END_TEST
+
 /* A solver's test net holds no weights of its own: its layers use the train net's blobs
  * (also in its parameter list), and testing still works after training changed them. It
  * also has no scratch of its own: its layers borrow the train net's workspace. */
@@ -202,6 +228,7 @@ static Suite *setup_suite(void) {
   Suite *s = suite_create("setup_cost");
   TCase *tc = tcase_create("core");
   tcase_add_test(tc, test_skip_fill);
+  tcase_add_test(tc, test_skipped_filler_still_checked);
   tcase_add_test(tc, test_test_net_shares_train_weights);
   tcase_add_test(tc, test_solver_weights_option);
   tcase_add_test(tc, test_fast_fillers);
