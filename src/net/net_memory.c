@@ -147,20 +147,17 @@ static void listed_by(const crema_net *net, int *lo, int *hi) {
   }
 }
 
-/* Moves the blobs that borrow slices of `a` (their data when data, else their diffs) to a
- * buffer of `count` floats, at the same offsets. Only while nothing else borrows `a`. */
-static int grow_arena(crema_net *net, net_arena *a, bool data, size_t count, crema_error *err) {
+/* Moves the net's diff arena to a buffer of `count` floats: the blobs that borrow slices of
+ * it keep their offsets. Only before the arena is lent to another net. */
+static int grow_diff_arena(crema_net *net, size_t count, crema_error *err) {
+  net_arena *a = &net->diffs;
   float *buf = crema_blob_buffer_alloc(count, err);
   if (!buf) return -1;
   int rc = 0;
   for (int b = 0; b < net->n_blobs && !rc; b++) {
     crema_blob *x = net->blobs[b];
-    const float *p = data ? x->data : x->diff;
-    const bool in = data ? x->data_borrowed : x->diff_borrowed;
-    if (!in || p < a->buf || p >= a->buf + a->count) continue;
-    float *slice = buf + (p - a->buf);
-    rc = data ? crema_blob_borrow_data(x, slice, x->data_capacity, err)
-              : crema_blob_borrow_diff(x, slice, x->diff_capacity, err);
+    if (x->diff_borrowed && x->diff >= a->buf && x->diff < a->buf + a->count)
+      rc = crema_blob_borrow_diff(x, buf + (x->diff - a->buf), x->diff_capacity, err);
   }
   crema_blob_buffer_free(a->buf, a->count);
   a->buf = buf;
@@ -169,9 +166,9 @@ static int grow_arena(crema_net *net, net_arena *a, bool data, size_t count, cre
 }
 
 /* Places the blobs with chosen[b] set, each needed while the layers lo[b]..hi[b] run, in one
- * arena and lends the blobs their slices (for their data, or their diffs). The arena is
- * lender's activation-gradient arena when a lender is given (grown to fit if nothing else borrows it yet;
- * else the net gets one of its own), or the net's own. */
+ * arena and lends the blobs their slices (for their data, or their diffs). With a lender,
+ * the arena is the lender's activation-gradient arena, grown to fit unless another net
+ * borrows it already (a net it does not fit then gets an arena of its own). */
 static int share(crema_net *net, const bool *chosen, const int *lo, const int *hi, bool data,
                  net_arena *arena, crema_net *lender, crema_error *err) {
   placement *p = malloc(((size_t)net->n_blobs + 1) * sizeof *p);
@@ -188,7 +185,7 @@ static int share(crema_net *net, const bool *chosen, const int *lo, const int *h
   }
   int rc = 0;
   net_arena *from = lender ? &lender->diffs : NULL;
-  if (from && from->count < total && from->n_borrowers == 0) rc = grow_arena(lender, from, false, total, err);
+  if (from && from->count < total && from->n_borrowers == 0) rc = grow_diff_arena(lender, total, err);
   if (!rc && from && from->count >= total) {
     *arena = (net_arena){from->buf, from->count, true, 0};
     from->n_borrowers++;

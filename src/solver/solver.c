@@ -468,16 +468,16 @@ static void log_memory(const crema_solver *s) {
   size_t params = 0;
   for (int i = 0; i < s->n_params; i++) params += crema_net_param_at(s->net, i)->blob->count * sizeof(float);
   const double mb = 1.0 / (1024.0 * 1024.0);
-  CREMA_INFO("Memory: parameters %.1f MB (and as much again for their gradients, %d times for the "
-             "solver's history); train net activations %.1f MB, their gradients %.1f MB",
+  CREMA_INFO("Memory: parameters %.1f MB, as much for their gradients and %d x as much for the solver's "
+             "history; train net activations %.1f MB, their gradients %.1f MB",
              (double)params * mb, s->rule->n_history, (double)crema_net_data_bytes(s->net) * mb,
              (double)crema_net_diff_bytes(s->net) * mb);
   CREMA_INFO("Memory: scratch %.1f MB for the layers, %.1f MB for the engines",
              (double)crema_workspace_floats(crema_net_workspace(s->net)) * sizeof(float) * mb,
              (double)crema_engine_ws_bytes() * mb);
   for (int t = 0; t < s->n_test; t++)
-    CREMA_INFO("Memory: test net #%d activations %.1f MB of its own (the rest in the train net's gradients)",
-               t, (double)crema_net_data_bytes(s->tests[t].net) * mb);
+    CREMA_INFO("Memory: test net #%d activations %.1f MB, besides what it borrows from the train net", t,
+               (double)crema_net_data_bytes(s->tests[t].net) * mb);
 }
 
 int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_options *opt,
