@@ -344,6 +344,9 @@ static float sum_window(const float *src, int W, int hs, int he, int ws, int we)
  * the same float additions, so the results are the same bit for bit. Handles the interior
  * columns from ow0 while all loads of a group of four stay inside the row; returns the first
  * column it did not do. */
+/* Columns from a group's first window start that the loads below read (max_row_sse2). */
+static inline int pool_reach(int K, int stride) { return stride == 1 ? K + 3 : ((K - 1) & ~1) + 8; }
+
 static inline __m128 tap4(const float *p, int stride, int kw) {
   if (stride == 1) return _mm_loadu_ps(p + kw);
   const int e = kw & ~1; /* the columns 2 * (0..3) + kw, from eight loaded floats */
@@ -355,9 +358,11 @@ static inline __m128 tap4(const float *p, int stride, int kw) {
 static int max_row_sse2(const float *src, int W, int hs, int he, int K, int stride, int pad, int ow0, int ow1,
                         float *drow, int *mrow) {
   /* Loads read columns start .. start + reach - 1: with stride 1 exactly the four windows'
-   * (start + K + 2), with stride 2 up to start + K + 6 (pairs of four floats, one past the
-   * last tap's column), so that must lie inside the row too. */
-  const int reach = stride == 1 ? K + 3 : K + 7;
+   * (start + K + 2); with stride 2 eight floats from the last tap's even column e =
+   * (K - 1) & ~1, up to start + e + 7 (one past the last tap's column when K is odd), so
+   * that must lie inside the row too. A 2x2 stride-2 window on an even row reaches its end
+   * exactly, so whole rows run here (LeNet's 24 and 8 columns). */
+  const int reach = pool_reach(K, stride);
   int ow = ow0;
   for (; ow + 4 <= ow1 && ow * stride - pad + reach <= W; ow += 4) {
     const int start = ow * stride - pad;
@@ -382,7 +387,7 @@ static int max_row_sse2(const float *src, int W, int hs, int he, int K, int stri
 
 static int sum_row_sse2(const float *src, int W, int hs, int he, int K, int stride, int pad, int ow0, int ow1,
                         float *drow) {
-  const int reach = stride == 1 ? K + 3 : K + 7; /* as in max_row_sse2 */
+  const int reach = pool_reach(K, stride);
   int ow = ow0;
   for (; ow + 4 <= ow1 && ow * stride - pad + reach <= W; ow += 4) {
     const int start = ow * stride - pad;
