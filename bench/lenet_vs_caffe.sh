@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # LeNet training against a log real Caffe wrote: tests/data/report/caffe_train.log is BVLC
 # Caffe 1.0 (CPU build, Debian 12) training Caffe's LeNet train_val on the first 100
-# Fashion-MNIST images for 50 SGD iterations (batch 64, one test pass of 100 images at
-# iterations 0, 25 and 50; the one at 25 falls inside the timed span). This runs crema on the same net, data (the same LMDB) and solver
-# settings, RUNS times (default 3), and prints the time from the "Iteration 0 (" line to the
-# "Iteration 50, loss" line of each log, for Caffe once and for crema's fastest run.
+# Fashion-MNIST images for 50 SGD iterations (batch 64; a test pass of 100 images at
+# iterations 0, 25 and 50, the one at 25 inside the timed span). This runs crema on the same
+# net, data (the same LMDB) and solver settings, RUNS times (default 3), and prints the time
+# from the "Iteration 0 (" line to the "Iteration 50, loss" line of each log, for Caffe once
+# and for crema's fastest run.
 #
 # Caffe's log was written on another machine of the same kind (2 cores), on 2026-12-01, so
 # the ratio is an estimate: run this idle, and read it beside the CPU line it prints.
