@@ -31,8 +31,9 @@ typedef struct engine_case {
                        * when crema has it */
 } engine_case;
 
-/* The per-image 1x1 engine needs oneDNN's sgemm and as many images as threads (cases have 5+). */
+/* The per-image engines need oneDNN's sgemm and as many images as threads (cases have 5+). */
 #define POINTWISE CREMA_ENGINE_POINTWISE
+#define PER_IMAGE CREMA_ENGINE_PER_IMAGE
 
 static const engine_case CONV_CASES[] = {
     /* stride 2 whose last window ends short of the input: oneDNN's right pad is negative */
@@ -87,6 +88,14 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 bias_term: false", 1, 5, 32, 10, 10,
      false, POINTWISE},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1", 2, 6, 8, 12, 9, false, POINTWISE},
+    /* fewer channels than one of oneDNN's blocks of 8, small planes: im2col and one product per
+     * image (LeNet's conv1; 6 channels into 50; stride and pad; no bias and two bottoms) */
+    {"Convolution", "convolution_param", "num_output: 20 kernel_size: 5", 1, 8, 1, 28, 28, false, PER_IMAGE},
+    {"Convolution", "convolution_param", "num_output: 50 kernel_size: 5", 1, 9, 6, 12, 12, false, PER_IMAGE},
+    {"Convolution", "convolution_param", "num_output: 6 kernel_size: 3 stride: 2 pad: 1", 1, 8, 3, 20, 19,
+     false, PER_IMAGE},
+    {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3 bias_term: false", 2, 8, 5, 12, 12,
+     false, PER_IMAGE},
     /* too few output channels, or too few tiles, for Winograd: oneDNN (or the reference) instead */
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 9, 9, true, NULL},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 32, 8, 8, true, NULL},
@@ -148,15 +157,18 @@ static void compare_engines(const engine_case *ec, size_t idx) {
   run_setup(&ref, ref_text, ec->n_bottom, bot, ec->n_bottom);
   run_setup(&fast, layer_text(ec, false), ec->n_bottom, bot2, ec->n_bottom);
   ck_assert_str_eq(crema_layer_engine_name(ref.l), CREMA_ENGINE_REFERENCE);
-  const bool pointwise_possible = crema_engine_have_onednn() && ec->n >= omp_get_max_threads();
-  if (ec->engine && (strcmp(ec->engine, POINTWISE) || pointwise_possible))
+  const bool per_image_possible = crema_engine_have_onednn() && ec->n >= omp_get_max_threads();
+  const bool per_image = ec->engine && (!strcmp(ec->engine, POINTWISE) || !strcmp(ec->engine, PER_IMAGE));
+  const char *name = crema_layer_engine_name(fast.l);
+  if (ec->engine && (!per_image || per_image_possible))
     ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l), ec->engine, strlen(ec->engine)),
                   "case %zu (%s): the default engine is \"%s\", not %s", idx, ec->param,
                   crema_layer_engine_name(fast.l), ec->engine);
-  else if (crema_engine_have_onednn() && !ec->engine)
-    ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l), CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)),
+  else if (crema_engine_have_onednn() && !ec->engine) /* oneDNN, or per image with few threads */
+    ck_assert_msg(!strncmp(name, CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)) ||
+                      !strncmp(name, PER_IMAGE, strlen(PER_IMAGE)),
                   "case %zu (%s %s): the default engine is \"%s\", not oneDNN", idx, ec->type, ec->param,
-                  crema_layer_engine_name(fast.l));
+                  name);
   if (crema_engine_have_onednn() && ec->all_onednn)
     ck_assert_msg(!strstr(crema_layer_engine_name(fast.l), "caffe"), "case %zu: engine \"%s\"", idx,
                   crema_layer_engine_name(fast.l));
@@ -278,6 +290,7 @@ START_TEST(test_conv_engine_gradient) {
       "num_output: 16 kernel_size: 3 pad: 1",   /* Winograd */
       "num_output: 32 kernel_size: 3 group: 2", /* Winograd, 16 channels per group */
       "num_output: 8 kernel_size: 1",           /* one product per image */
+      "num_output: 6 kernel_size: 3 pad: 1",    /* im2col and one product per image */
   };
   for (size_t k = 0; k < sizeof params / sizeof params[0]; k++) {
     char text[512];
@@ -290,11 +303,17 @@ START_TEST(test_conv_engine_gradient) {
     /* 8+ channels per group: every gradient on oneDNN; 3x3 with 16+ per group: Winograd */
     /* k >= 2: 4 images of 30x30 (8x8 tiles each: 256, enough for Winograd at any thread count) */
     /* k == 4: 1x1 on 4 images (as many as the threads of a CI machine, or more) */
-    const int shape[4] = {k >= 2 ? 4 : 2, k == 3 ? 32 : 16,
-                          k == 4   ? 10
+    /* k == 5: 5 channels (no whole block of 8), 4 images of 9x10: the per-image engine */
+    const int shape[4] = {k >= 2 ? 4 : 2,
+                          k == 5   ? 5
+                          : k == 3 ? 32
+                                   : 16,
+                          k == 5   ? 9
+                          : k == 4 ? 10
                           : k >= 2 ? 30
                                    : 6,
-                          k == 4   ? 11
+                          k == 5   ? 10
+                          : k == 4 ? 11
                           : k >= 2 ? 30
                                    : 7};
     crema_blob *x = blob_of(4, shape);
@@ -483,7 +502,8 @@ START_TEST(test_time_reports_engines) {
     fclose(f);
     const char *conv = strstr(out, "conv1\tConvolution  engine: ");
     ck_assert_msg(conv != NULL, "no engine line for conv1 in:\n%s", out);
-    const char *want = crema_engine_have_onednn() && !forced ? "onednn" : "caffe";
+    /* 64 images of 1 channel: LeNet's conv1 runs im2col and one product per image */
+    const char *want = crema_engine_have_onednn() && !forced ? CREMA_ENGINE_PER_IMAGE : "caffe";
     ck_assert_msg(!strncmp(conv + strlen("conv1\tConvolution  engine: "), want, strlen(want)),
                   "conv1 should run %s:\n%s", want, out);
     const char *eol = strchr(conv, '\n');

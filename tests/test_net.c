@@ -890,7 +890,7 @@ static const char *CONV_NET =
     "layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 4 dim: 3 dim: 12 dim: 12 } } } "
     "layer { name: 'c1' type: 'Convolution' bottom: 'x' top: 'c1' convolution_param { num_output: 8 "
     "  kernel_size: 5 pad: 2 weight_filler { type: 'gaussian' std: 0.1 } "
-    "  bias_filler { type: 'constant' value: 0.1 } } } "
+    "  bias_filler { type: 'constant' value: 0.1 } engine: CAFFE } } "
     "layer { name: 'c2' type: 'Convolution' bottom: 'c1' top: 'c2' convolution_param { num_output: 16 "
     "  kernel_size: 3 stride: 2 weight_filler { type: 'gaussian' std: 0.1 } } } "
     "layer { name: 'd1' type: 'Deconvolution' bottom: 'c2' top: 'd1' convolution_param { num_output: 6 "
@@ -908,8 +908,7 @@ START_TEST(conv_layers_share_one_workspace) {
   const char *convs[] = {"c1", "c2", "d1", "c3"};
   for (int k = 0; k < 4; k++) ck_assert_ptr_eq(layer_named(net, convs[k])->workspace, ws);
   /* The largest need, not the sum (65008). With oneDNN some layers need no reference
-   * scratch at all, but c1 (3 input channels: its data gradient stays on the reference
-   * path) and c3 (engine: CAFFE) always do. */
+   * scratch at all, but c1 and c3 (engine: CAFFE) always do. */
   ck_assert_uint_eq(crema_workspace_floats(ws), 47808);
 
   crema_blob *x = crema_net_input(net, 0);

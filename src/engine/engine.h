@@ -30,6 +30,7 @@
 #define CREMA_ENGINE_ONEDNN "onednn"
 #define CREMA_ENGINE_WINOGRAD "winograd"
 #define CREMA_ENGINE_POINTWISE "pointwise"
+#define CREMA_ENGINE_PER_IMAGE "per image"
 
 /* True when crema was built with oneDNN. */
 bool crema_engine_have_onednn(void);
@@ -101,6 +102,9 @@ void crema_gemm_batch_run(const crema_gemm_batch *b);
  * region (oneDNN's sgemm; OpenBLAS's crema_gemm_ld without oneDNN). */
 void crema_gemm_on_thread(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                           int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* dw[k] += the sum over t < parts of part[t * n + k], added in the order t = 0, 1, ...: the
+ * bits depend on the number of parts, never on which thread finished first. Parallel. */
+void crema_sum_partials(const float *part, int parts, size_t n, float *dw);
 
 /* ---- 1x1 stride-1 convolution, one product per image on OpenMP's threads (pointwise.c).
  * Same contract as the oneDNN object above. Takes group 1 and at least as many images as
@@ -117,6 +121,25 @@ void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const
 void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,
                                    float *dw, float *dx);
 void crema_pointwise_conv_free(crema_pointwise_conv *c);
+
+/* ---- A small convolution as im2col and one product per image on OpenMP's threads
+ * (per_image.c). Same contract as the oneDNN object above. Takes group 1, fewer input
+ * channels than one of oneDNN's blocks (8), any kernel but a 1x1 stride-1 unpadded one
+ * (pointwise.c's), output planes of 64+ pixels, an image's column matrix of at most 32K
+ * floats and at least as many images as threads, only when crema has oneDNN (its sgemm is
+ * what runs single-threaded per image): LeNet's conv1. */
+typedef struct crema_per_image_conv crema_per_image_conv;
+bool crema_per_image_conv_suits(const crema_im2col_geom *g, int n, int group);
+int crema_per_image_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
+                                crema_per_image_conv **out, crema_error *err);
+bool crema_per_image_conv_matches(const crema_per_image_conv *c, const crema_im2col_geom *g, int n, int cy,
+                                  int group, bool bias);
+void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const float *w, const float *bias,
+                                  float *y);
+/* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
+void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, const float *dy, const float *w,
+                                   float *dw, float *dx);
+void crema_per_image_conv_free(crema_per_image_conv *c);
 
 /* ---- Convolution by Winograd F(4x4, 3x3) (winograd.c): 3x3, stride 1, no dilation, pad <= 2.
  * Same contract as the oneDNN object above; no external library. */

@@ -45,3 +45,12 @@ void crema_gemm_batch_run(const crema_gemm_batch *b) {
                          b->lda, b->b + (size_t)j * b->stride_b, b->ldb, b->beta,
                          b->c + (size_t)j * b->stride_c, b->ldc);
 }
+
+void crema_sum_partials(const float *part, int parts, size_t n, float *dw) {
+#pragma omp parallel for schedule(static)
+  for (size_t k = 0; k < n; k++) {
+    float s = 0.0f;
+    for (int t = 0; t < parts; t++) s += part[(size_t)t * n + k];
+    dw[k] += s; /* parameter diffs accumulate */
+  }
+}

@@ -127,12 +127,7 @@ void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, cons
       crema_gemm_on_thread(false, true, c->cy, c->cx, hw, 1.0f, dy + (size_t)i * ys, hw, x + (size_t)i * xs,
                            hw, i == i0 ? 0.0f : 1.0f, part + (size_t)t * wn, c->cx);
   }
-#pragma omp parallel for schedule(static)
-  for (size_t k = 0; k < wn; k++) {
-    float s = 0.0f;
-    for (int t = 0; t < c->parts; t++) s += part[(size_t)t * wn + k];
-    dw[k] += s; /* parameter diffs accumulate */
-  }
+  crema_sum_partials(part, c->parts, wn, dw);
   crema_engine_ws_unlock();
 }
 

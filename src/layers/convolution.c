@@ -36,6 +36,7 @@ typedef struct conv_state {
   crema_conv_engine engine;
   crema_winograd_conv *wino; /* Winograd's buffers, or NULL */
   crema_pointwise_conv *pw;  /* the per-image 1x1 engine, or NULL */
+  crema_per_image_conv *pi;  /* the per-image engine for small kernels, or NULL */
   crema_onednn_conv *fast;   /* oneDNN's primitives, or NULL: (without wino, pw) the reference runs */
   bool ref_weights;          /* with fast: the weight gradient still runs on the reference engine */
   bool ref_data;             /* with fast: the data gradient still runs on the reference engine */
@@ -104,7 +105,7 @@ static int conv_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   return 0;
 }
 
-/* Drops every fast engine object but `keep` (one of s->wino, s->pw, s->fast, or NULL). */
+/* Drops every fast engine object but `keep` (one of s->wino, s->pw, s->pi, s->fast, or NULL). */
 static void drop_engines_but(conv_state *s, const void *keep) {
   if (s->wino != keep) {
     crema_winograd_conv_free(s->wino);
@@ -113,6 +114,10 @@ static void drop_engines_but(conv_state *s, const void *keep) {
   if (s->pw != keep) {
     crema_pointwise_conv_free(s->pw);
     s->pw = NULL;
+  }
+  if (s->pi != keep) {
+    crema_per_image_conv_free(s->pi);
+    s->pi = NULL;
   }
   if (s->fast != keep) {
     crema_onednn_conv_free(s->fast);
@@ -164,6 +169,27 @@ static int try_pointwise(conv_state *s, const crema_im2col_geom *g, int n, bool 
   return 1;
 }
 
+static int try_per_image(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
+  const crema_conv_params *p = &s->p;
+  if (s->pi && !crema_per_image_conv_matches(s->pi, g, n, p->num_output, p->group, p->bias_term)) {
+    crema_per_image_conv_free(s->pi);
+    s->pi = NULL;
+  }
+  crema_error why;
+  if (wanted && crema_per_image_conv_suits(g, n, p->group) && !s->pi &&
+      crema_per_image_conv_create(g, n, p->num_output, p->group, p->bias_term, &s->pi, &why) < 0)
+    return crema_fail(err, "%s", why.msg);
+  if (!wanted || !s->pi || !crema_per_image_conv_suits(g, n, p->group)) {
+    crema_per_image_conv_free(s->pi);
+    s->pi = NULL;
+    return 0;
+  }
+  drop_engines_but(s, s->pi);
+  crema_conv_engine_free(&s->engine);
+  snprintf(s->engine_name, sizeof s->engine_name, "%s (im2col + sgemm per image)", CREMA_ENGINE_PER_IMAGE);
+  return 1;
+}
+
 static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   conv_state *s = l->state;
   const crema_blob *b0 = bottom[0];
@@ -195,6 +221,7 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const int proto_engine = cp ? (int)cp->engine : 0;
   int rc = try_winograd(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
   if (rc == 0) rc = try_pointwise(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
+  if (rc == 0) rc = try_per_image(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
   if (rc != 0) return rc < 0 ? -1 : 0;
   if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g)) {
     if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
@@ -237,6 +264,8 @@ static int conv_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
       crema_winograd_conv_forward(s->wino, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
     else if (s->pw)
       crema_pointwise_conv_forward(s->pw, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+    else if (s->pi)
+      crema_per_image_conv_forward(s->pi, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
     else if (s->fast)
       crema_onednn_conv_forward(s->fast, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
     else
@@ -260,6 +289,8 @@ static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *pr
       crema_winograd_conv_backward(s->wino, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
     } else if (s->pw) {
       crema_pointwise_conv_backward(s->pw, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
+    } else if (s->pi) {
+      crema_per_image_conv_backward(s->pi, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
     } else if (s->fast && (s->ref_weights || s->ref_data)) {
       /* each gradient on the engine that does it best (see the thresholds above) */
       const float *x = bottom[i]->data, *w = l->blobs[0]->data;
@@ -280,6 +311,7 @@ static void conv_free(crema_layer *l) {
   crema_onednn_conv_free(s->fast);
   crema_winograd_conv_free(s->wino);
   crema_pointwise_conv_free(s->pw);
+  crema_per_image_conv_free(s->pi);
   free(s);
   l->state = NULL;
 }

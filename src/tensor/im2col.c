@@ -69,8 +69,9 @@ void crema_im2col(const crema_im2col_geom *g, int n, const float *im, float *col
         float *d = dst + (size_t)oh * Wo;
         const float *s = src + (size_t)(oh * sh + off_h) * W; /* row start */
         for (int ow = 0; ow < ow_lo; ow++) d[ow] = 0.0f;
-        if (sw == 1) {
-          memcpy(d + ow_lo, s + ow_lo + off_w, (size_t)(ow_hi - ow_lo) * sizeof(float));
+        if (sw == 1) { /* a loop, not memcpy: rows are often a few floats (LeNet's conv2: 8) */
+          const float *sr = s + off_w;
+          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] = sr[ow];
         } else {
           for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] = s[ow * sw + off_w];
         }

@@ -1,0 +1,153 @@
+/* per_image.c -- a small convolution with few input channels as im2col and one product per
+ * image, the images spread over OpenMP's threads.
+ *
+ * A first layer on 1-7 channels (LeNet's conv1: 1 channel, 5x5, 24x24 outputs) suits neither
+ * other path: oneDNN pads its channels to a block of 8 and its weight gradient ran 1.8-5x
+ * slower than the reference; the reference's weight gradient is one long thin product (20 x
+ * 25, 36864 deep) over a column matrix of the whole chunk that has left the cache by then.
+ * Here each thread unrolls one image at a time into its own column buffer (it stays in L2),
+ * runs that image's products on its own (oneDNN's sgemm, single-threaded inside the parallel
+ * region), and folds the data gradient back while the buffer is still in cache. The weight
+ * gradient is summed in per-thread partials over fixed ranges of images, then added to dW in
+ * thread order (crema_sum_partials): its bits depend on the thread count, never on timing. */
+#include <omp.h>
+#include <stdlib.h>
+
+#include "engine/engine.h"
+#include "engine/workspace.h"
+
+struct crema_per_image_conv {
+  crema_im2col_geom g;
+  int n, cy;
+  size_t rows, cols; /* of one image's column matrix: C * kh * kw, out_h * out_w */
+  size_t col_floats; /* per thread, rounded to whole 64-byte lines */
+  bool bias;
+  int threads, parts; /* col buffers; weight-gradient partials (cy, rows) */
+  bool ws_reserved;
+};
+
+/* An image's output plane below this is too narrow a product (ResNet-50's 7x7 planes, 49
+ * columns). Above PER_IMAGE_MAX_COL_FLOATS (128 KB) an image's column matrix, with the
+ * weights and the output beside it, crowds L2: CIFAR-10's conv1 (3 channels, 5x5, pad 2, 75 x
+ * 1024 floats) took 32-35 ms here at batch 100 against oneDNN's 28 (2 cores, AVX2), where
+ * LeNet's conv1 (25 x 576) and conv2 (500 x 64) won. */
+#define PER_IMAGE_MIN_PLANE 64
+#define PER_IMAGE_MAX_COL_FLOATS (32u * 1024u)
+/* oneDNN keeps channels in blocks of 8 (16 with AVX-512) and pads the rest: a layer with
+ * fewer input channels than one block wastes most of its work. With LeNet's 1 channel this
+ * engine took conv1 from 0.85 + 2.8 ms (oneDNN forward, reference gradients) to 1.0 + 1.6 (2
+ * cores, AVX2, batch 64). LeNet's conv2 (20 channels) came out even (forward 2.7-3.5 ms on
+ * oneDNN against 3.9-4.3 here, backward 7.3-8.7 against 6.9-7.2) and GoogLeNet's 14x14 5x5
+ * layers (16-32 channels) took 1.6-2x longer here, so whole blocks stay on oneDNN. */
+#define PER_IMAGE_CHANNEL_BLOCK 8
+
+static bool is_pointwise(const crema_im2col_geom *g) {
+  return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 &&
+         g->pad_w == 0;
+}
+
+bool crema_per_image_conv_suits(const crema_im2col_geom *g, int n, int group) {
+  if (!crema_engine_have_onednn()) return false; /* without it the products would go to OpenBLAS again */
+  const size_t cols = (size_t)g->out_h * g->out_w;
+  return group == 1 && g->channels < PER_IMAGE_CHANNEL_BLOCK && !is_pointwise(g) &&
+         cols >= PER_IMAGE_MIN_PLANE && crema_im2col_rows(g) * cols <= PER_IMAGE_MAX_COL_FLOATS &&
+         n >= omp_get_max_threads();
+}
+
+int crema_per_image_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
+                                crema_per_image_conv **out, crema_error *err) {
+  *out = NULL;
+  if (n < 1 || !crema_per_image_conv_suits(g, n, group)) {
+    crema_fail(
+        err, "the per-image engine needs oneDNN, one group, fewer than 8 input channels, a kernel other than "
+             "1x1 stride 1, an output "
+             "plane of 64+ pixels, an image's column matrix of at most 32K floats and at least as many "
+             "images as threads");
+    return 1;
+  }
+  crema_per_image_conv *c = calloc(1, sizeof *c);
+  if (!c) return crema_fail(err, "out of memory"), -1;
+  c->g = *g;
+  c->n = n;
+  c->cy = cy;
+  c->rows = crema_im2col_rows(g);
+  c->cols = (size_t)g->out_h * g->out_w;
+  c->col_floats = (c->rows * c->cols + 15) & ~(size_t)15;
+  c->bias = bias;
+  c->threads = omp_get_max_threads();
+  c->parts = c->threads < n ? c->threads : n;
+  const size_t floats = (size_t)c->threads * c->col_floats + (size_t)c->parts * cy * c->rows;
+  if (crema_engine_ws_reserve(floats * sizeof(float), err)) {
+    free(c);
+    return crema_fail(err, "out of memory for the per-image engine's buffers"), -1;
+  }
+  c->ws_reserved = true;
+  *out = c;
+  return 0;
+}
+
+bool crema_per_image_conv_matches(const crema_per_image_conv *c, const crema_im2col_geom *g, int n, int cy,
+                                  int group, bool bias) {
+  const crema_im2col_geom *h = c ? &c->g : NULL;
+  return c && group == 1 && c->n == n && c->cy == cy && c->bias == bias && h->channels == g->channels &&
+         h->height == g->height && h->width == g->width && h->kernel_h == g->kernel_h &&
+         h->kernel_w == g->kernel_w && h->pad_h == g->pad_h && h->pad_w == g->pad_w &&
+         h->stride_h == g->stride_h && h->stride_w == g->stride_w && h->dilation_h == g->dilation_h &&
+         h->dilation_w == g->dilation_w && c->threads == omp_get_max_threads();
+}
+
+void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const float *w, const float *bias,
+                                  float *y) {
+  const size_t xs = (size_t)c->g.channels * c->g.height * c->g.width, ys = (size_t)c->cy * c->cols;
+  const int rows = (int)c->rows, cols = (int)c->cols;
+  float *ws = (float *)(void *)crema_engine_ws_lock();
+#pragma omp parallel for schedule(static) num_threads(c->threads)
+  for (int i = 0; i < c->n; i++) {
+    float *col = ws + c->col_floats * (size_t)omp_get_thread_num(), *yi = y + (size_t)i * ys;
+    crema_im2col(&c->g, 1, x + (size_t)i * xs, col);
+    crema_gemm_on_thread(false, false, c->cy, cols, rows, 1.0f, w, rows, col, cols, 0.0f, yi, cols);
+    if (c->bias && bias)
+      for (int o = 0; o < c->cy; o++) {
+        float *row = yi + (size_t)o * c->cols;
+        const float b = bias[o];
+        for (int p = 0; p < cols; p++) row[p] += b;
+      }
+  }
+  crema_engine_ws_unlock();
+}
+
+void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, const float *dy, const float *w,
+                                   float *dw, float *dx) {
+  if (!dw && !dx) return;
+  const size_t xs = (size_t)c->g.channels * c->g.height * c->g.width, ys = (size_t)c->cy * c->cols;
+  const size_t wn = (size_t)c->cy * c->rows;
+  const int rows = (int)c->rows, cols = (int)c->cols;
+  float *ws = (float *)(void *)crema_engine_ws_lock();
+  float *part = ws + (size_t)c->threads * c->col_floats;
+  /* part t sums images [t n / parts, (t + 1) n / parts): fixed ranges, so fixed bits */
+#pragma omp parallel for schedule(static, 1) num_threads(c->parts)
+  for (int t = 0; t < c->parts; t++) {
+    float *col = ws + c->col_floats * (size_t)omp_get_thread_num();
+    const int i0 = (int)((long)t * c->n / c->parts), i1 = (int)((long)(t + 1) * c->n / c->parts);
+    for (int i = i0; i < i1; i++) {
+      const float *dyi = dy + (size_t)i * ys;
+      if (dw) {
+        crema_im2col(&c->g, 1, x + (size_t)i * xs, col);
+        crema_gemm_on_thread(false, true, c->cy, rows, cols, 1.0f, dyi, cols, col, cols,
+                             i == i0 ? 0.0f : 1.0f, part + (size_t)t * wn, rows);
+      }
+      if (dx) { /* dcol = W^T dy_i, folded back into the image while it is in cache */
+        crema_gemm_on_thread(true, false, rows, cols, c->cy, 1.0f, w, rows, dyi, cols, 0.0f, col, cols);
+        crema_col2im(&c->g, 1, col, dx + (size_t)i * xs);
+      }
+    }
+  }
+  if (dw) crema_sum_partials(part, c->parts, wn, dw);
+  crema_engine_ws_unlock();
+}
+
+void crema_per_image_conv_free(crema_per_image_conv *c) {
+  if (!c) return;
+  if (c->ws_reserved) crema_engine_ws_release();
+  free(c);
+}
