@@ -503,25 +503,26 @@ static void swap_data_layers(Crema__NetParameter *m) {
   }
 }
 
-START_TEST(zoo_same_bits) {
+/* Zoo net i, its data layers swapped for DummyData. */
+static Crema__NetParameter *zoo_net(int i) {
   char path[512];
-  snprintf(path, sizeof path, "%s/zoo/%s", CREMA_TEST_DATA, ZOO[_i]);
+  snprintf(path, sizeof path, "%s/zoo/%s", CREMA_TEST_DATA, ZOO[i]);
   Crema__NetParameter *m = NULL;
   crema_error err;
   ck_assert_msg(crema_read_net_param(path, &m, &err) == 0, "%s", err.msg);
   swap_data_layers(m);
+  return m;
+}
+
+START_TEST(zoo_same_bits) {
+  Crema__NetParameter *m = zoo_net(_i);
   same_bits(m, 2, ZOO[_i]);
   crema_message_free(m);
 }
 END_TEST
 
 START_TEST(zoo_same_outputs) {
-  char path[512];
-  snprintf(path, sizeof path, "%s/zoo/%s", CREMA_TEST_DATA, ZOO[_i]);
-  Crema__NetParameter *m = NULL;
-  crema_error err;
-  ck_assert_msg(crema_read_net_param(path, &m, &err) == 0, "%s", err.msg);
-  swap_data_layers(m);
+  Crema__NetParameter *m = zoo_net(_i);
   same_outputs(m, 2, ZOO[_i]);
   crema_message_free(m);
 }

@@ -125,69 +125,59 @@ static void drop_engines_but(conv_state *s, const void *keep) {
   }
 }
 
+/* The layer now runs on `keep`, one of crema's own engines: the others and the reference
+ * buffers go. Returns 1 for the try_* functions below. */
+static int adopt(conv_state *s, const void *keep, const char *name) {
+  drop_engines_but(s, keep);
+  crema_conv_engine_free(&s->engine);
+  snprintf(s->engine_name, sizeof s->engine_name, "%s", name);
+  return 1;
+}
+
 /* Crema's own engines, in turn: 1 when the layer now runs on one (the others and the
- * reference buffers dropped), 0 when the shape is not theirs (or not `wanted`), -1 on error. */
+ * reference buffers dropped), 0 when the shape is not theirs (or not `wanted`), -1 on error.
+ * An engine object made for another shape is dropped first. */
 static int try_winograd(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
   const crema_conv_params *p = &s->p;
-  if (s->wino && !crema_winograd_conv_matches(s->wino, g, n, p->num_output, p->group, p->bias_term)) {
+  const bool use = wanted && crema_winograd_conv_suits(g, n, p->num_output, p->group);
+  if (s->wino &&
+      (!use || !crema_winograd_conv_matches(s->wino, g, n, p->num_output, p->group, p->bias_term))) {
     crema_winograd_conv_free(s->wino);
     s->wino = NULL;
   }
   crema_error why;
-  if (wanted && crema_winograd_conv_suits(g, n, p->num_output, p->group) && !s->wino &&
+  if (use && !s->wino &&
       crema_winograd_conv_create(g, n, p->num_output, p->group, p->bias_term, &s->wino, &why) < 0)
     return crema_fail(err, "%s", why.msg);
-  if (!wanted || !s->wino || !crema_winograd_conv_suits(g, n, p->num_output, p->group)) {
-    crema_winograd_conv_free(s->wino);
-    s->wino = NULL;
-    return 0;
-  }
-  drop_engines_but(s, s->wino);
-  crema_conv_engine_free(&s->engine);
-  snprintf(s->engine_name, sizeof s->engine_name, "%s F(4x4,3x3)", CREMA_ENGINE_WINOGRAD);
-  return 1;
+  return s->wino ? adopt(s, s->wino, CREMA_ENGINE_WINOGRAD " F(4x4,3x3)") : 0;
 }
 
 static int try_pointwise(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
   const crema_conv_params *p = &s->p;
-  if (s->pw && !crema_pointwise_conv_matches(s->pw, g, n, p->num_output, p->group, p->bias_term)) {
+  const bool use = wanted && crema_pointwise_conv_suits(g, n, p->group);
+  if (s->pw && (!use || !crema_pointwise_conv_matches(s->pw, g, n, p->num_output, p->group, p->bias_term))) {
     crema_pointwise_conv_free(s->pw);
     s->pw = NULL;
   }
   crema_error why;
-  if (wanted && crema_pointwise_conv_suits(g, n, p->group) && !s->pw &&
+  if (use && !s->pw &&
       crema_pointwise_conv_create(g, n, p->num_output, p->group, p->bias_term, &s->pw, &why) < 0)
     return crema_fail(err, "%s", why.msg);
-  if (!wanted || !s->pw || !crema_pointwise_conv_suits(g, n, p->group)) {
-    crema_pointwise_conv_free(s->pw);
-    s->pw = NULL;
-    return 0;
-  }
-  drop_engines_but(s, s->pw);
-  crema_conv_engine_free(&s->engine);
-  snprintf(s->engine_name, sizeof s->engine_name, "%s (sgemm per image)", CREMA_ENGINE_POINTWISE);
-  return 1;
+  return s->pw ? adopt(s, s->pw, CREMA_ENGINE_POINTWISE " (sgemm per image)") : 0;
 }
 
 static int try_per_image(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
   const crema_conv_params *p = &s->p;
-  if (s->pi && !crema_per_image_conv_matches(s->pi, g, n, p->num_output, p->group, p->bias_term)) {
+  const bool use = wanted && crema_per_image_conv_suits(g, n, p->group);
+  if (s->pi && (!use || !crema_per_image_conv_matches(s->pi, g, n, p->num_output, p->group, p->bias_term))) {
     crema_per_image_conv_free(s->pi);
     s->pi = NULL;
   }
   crema_error why;
-  if (wanted && crema_per_image_conv_suits(g, n, p->group) && !s->pi &&
+  if (use && !s->pi &&
       crema_per_image_conv_create(g, n, p->num_output, p->group, p->bias_term, &s->pi, &why) < 0)
     return crema_fail(err, "%s", why.msg);
-  if (!wanted || !s->pi || !crema_per_image_conv_suits(g, n, p->group)) {
-    crema_per_image_conv_free(s->pi);
-    s->pi = NULL;
-    return 0;
-  }
-  drop_engines_but(s, s->pi);
-  crema_conv_engine_free(&s->engine);
-  snprintf(s->engine_name, sizeof s->engine_name, "%s (im2col + sgemm per image)", CREMA_ENGINE_PER_IMAGE);
-  return 1;
+  return s->pi ? adopt(s, s->pi, CREMA_ENGINE_PER_IMAGE " (im2col + sgemm per image)") : 0;
 }
 
 static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
