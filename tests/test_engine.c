@@ -110,11 +110,13 @@ static char *layer_text(const engine_case *ec, bool reference) {
   return buf;
 }
 
-static void fill(crema_blob *b, float *v, uint64_t seed) {
+static void fill_n(float *v, size_t n, uint64_t seed) {
   crema_rng r;
   crema_rng_seed(&r, seed, 7);
-  for (size_t i = 0; i < b->count; i++) v[i] = crema_rng_gaussian(&r, 0.0f, 1.0f);
+  for (size_t i = 0; i < n; i++) v[i] = crema_rng_gaussian(&r, 0.0f, 1.0f);
 }
+
+static void fill(crema_blob *b, float *v, uint64_t seed) { fill_n(v, b->count, seed); }
 
 /* max |a - b| / (1 + max |b|): relative to the array's scale, so sums of many products
  * (rounded in another order by each engine) compare fairly. */
@@ -393,6 +395,9 @@ START_TEST(test_fc_stream_matches_reference) {
       {3, 1801, 1, "num_output: 37 bias_term: false", true},
       {10, 64, 49, "num_output: 300", true}, /* k = 3136, a 4-D bottom */
       {16, 259, 1, "num_output: 257", true},
+      {5, 1804, 1, "num_output: 38", true},  /* k % 16 = 12: one 8-wide tile, four single columns */
+      {7, 2051, 1, "num_output: 39", true},  /* groups of 4 + 3 rows; 39 = 6 * 6 + 3 = 4 * 9 + 3 */
+      {13, 64, 49, "num_output: 40", true},  /* groups of 5 + 4 + 4; an odd last pair of dx rows */
       {17, 259, 1, "num_output: 257", false},
       {10, 64, 49, "num_output: 300 transpose: true", false},
   };
@@ -442,6 +447,78 @@ START_TEST(test_fc_stream_matches_reference) {
     crema_blob_free(x2);
   }
   crema_engine_set_default(before);
+}
+END_TEST
+
+/* The small-batch InnerProduct kernels give the same bits on any number of threads (every
+ * sum has one order), and values within float rounding of sums taken in double. */
+START_TEST(test_fc_stream_same_bits_any_threads) {
+  static const int shapes[][3] = {{10, 301, 1803}, {1, 7, 9000}, {16, 66, 1032}, {3, 1001, 77}};
+  const int before = omp_get_max_threads();
+  for (size_t c = 0; c < sizeof shapes / sizeof shapes[0]; c++) {
+    const int m = shapes[c][0], n = shapes[c][1], k = shapes[c][2];
+    float *x = malloc(sizeof(float) * m * k), *w = malloc(sizeof(float) * n * k);
+    float *dy = malloc(sizeof(float) * m * n), *bias = malloc(sizeof(float) * n);
+    float *scratch = malloc(sizeof(float) * crema_fc_stream_scratch_floats(m, k));
+    float *y[2], *dx[2], *dw[2];
+    for (int v = 0; v < 2; v++) {
+      y[v] = malloc(sizeof(float) * m * n);
+      dx[v] = malloc(sizeof(float) * m * k);
+      dw[v] = malloc(sizeof(float) * n * k);
+    }
+    fill_n(x, (size_t)m * k, 70 + c);
+    fill_n(w, (size_t)n * k, 80 + c);
+    fill_n(dy, (size_t)m * n, 90 + c);
+    fill_n(bias, n, 100 + c);
+    static const int threads[] = {1, 2, 3, 8};
+    for (size_t t = 0; t < sizeof threads / sizeof threads[0]; t++) {
+      const int v = t > 0; /* [0] from one thread, [1] from each of the others */
+      omp_set_num_threads(threads[t]);
+      for (size_t i = 0; i < (size_t)n * k; i++) dw[v][i] = w[i] * 0.5f; /* accumulates */
+      crema_fc_stream_forward(m, n, k, x, w, bias, y[v], scratch);
+      crema_fc_stream_backward_data(m, n, k, dy, w, dx[v]);
+      crema_fc_stream_backward_weights(m, n, k, dy, x, dw[v], scratch);
+      if (!v) continue;
+      ck_assert_msg(!memcmp(y[0], y[1], sizeof(float) * m * n), "shape %zu: y differs on %d threads", c,
+                    threads[t]);
+      ck_assert_msg(!memcmp(dx[0], dx[1], sizeof(float) * m * k), "shape %zu: dx differs on %d threads", c,
+                    threads[t]);
+      ck_assert_msg(!memcmp(dw[0], dw[1], sizeof(float) * n * k), "shape %zu: dW differs on %d threads", c,
+                    threads[t]);
+    }
+    for (int b = 0; b < m; b++)
+      for (int o = 0; o < n; o++) {
+        double s = bias[o];
+        for (int j = 0; j < k; j++) s += (double)x[(size_t)b * k + j] * w[(size_t)o * k + j];
+        ck_assert_msg(fabs(y[0][(size_t)b * n + o] - s) < 1e-4 * (1 + fabs(s)), "shape %zu: y[%d][%d] %g, want %g",
+                      c, b, o, y[0][(size_t)b * n + o], s);
+      }
+    for (int b = 0; b < m; b++)
+      for (int j = 0; j < k; j += 7) {
+        double s = 0;
+        for (int o = 0; o < n; o++) s += (double)dy[(size_t)b * n + o] * w[(size_t)o * k + j];
+        ck_assert_msg(fabs(dx[0][(size_t)b * k + j] - s) < 1e-4 * (1 + fabs(s)), "shape %zu: dx[%d][%d] %g, want %g",
+                      c, b, j, dx[0][(size_t)b * k + j], s);
+      }
+    for (int o = 0; o < n; o += 3)
+      for (int j = 0; j < k; j++) {
+        double s = w[(size_t)o * k + j] * 0.5;
+        for (int b = 0; b < m; b++) s += (double)dy[(size_t)b * n + o] * x[(size_t)b * k + j];
+        ck_assert_msg(fabs(dw[0][(size_t)o * k + j] - s) < 1e-5 * (1 + fabs(s)), "shape %zu: dW[%d][%d] %g, want %g",
+                      c, o, j, dw[0][(size_t)o * k + j], s);
+      }
+    for (int v = 0; v < 2; v++) {
+      free(y[v]);
+      free(dx[v]);
+      free(dw[v]);
+    }
+    free(x);
+    free(w);
+    free(dy);
+    free(bias);
+    free(scratch);
+  }
+  omp_set_num_threads(before);
 }
 END_TEST
 
@@ -531,6 +608,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_engine_default_switch);
   tcase_add_test(tc, test_gemm_batch_matches_gemm);
   tcase_add_test(tc, test_fc_stream_matches_reference);
+  tcase_add_test(tc, test_fc_stream_same_bits_any_threads);
   suite_add_tcase(s, tc);
   TCase *tr = tcase_create("report");
   tcase_add_test(tr, test_layer_flops);

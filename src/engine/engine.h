@@ -171,16 +171,26 @@ void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const 
                                   float *dw, float *dx);
 void crema_winograd_conv_free(crema_winograd_conv *c);
 
-/* ---- A fully connected layer's forward pass on a small batch (fc_stream.c): W (n, k)
- * row-major (Caffe's InnerProduct without `transpose`), x (m, k), y (m, n), m <=
- * CREMA_FC_STREAM_MAX_BATCH. It reads W once, at memory speed, where a GEMM would pack a copy
- * of it first. No external library; results within float rounding of the reference GEMM. */
+/* ---- A fully connected layer on a small batch (fc_stream.c): W (n, k) row-major (Caffe's
+ * InnerProduct without `transpose`), x and dx (m, k), y and dy (m, n), m <=
+ * CREMA_FC_STREAM_MAX_BATCH. Each pass reads W (or dW) once, at memory speed, where a GEMM
+ * would pack a copy of it first. No external library; results within float rounding of the
+ * reference GEMMs, the same bits on any thread count. */
 #define CREMA_FC_STREAM_MAX_BATCH 16
 #define CREMA_ENGINE_FC_STREAM "stream"
 /* Whether a layer of this shape should take it (small batch, at least 64K weights). */
 bool crema_fc_stream_suits(int m, int n, int k);
+/* Floats of scratch the forward and the weight gradient need (a copy of x, rows spread over
+ * the cache's sets), and the stride of its rows. */
+size_t crema_fc_stream_scratch_floats(int m, int k);
+int crema_fc_stream_stride(int k);
 /* y = x W^T (+ bias, when not NULL). Overwrites y. */
-void crema_fc_stream_forward(int m, int n, int k, const float *x, const float *w, const float *bias,
-                             float *y);
+void crema_fc_stream_forward(int m, int n, int k, const float *x, const float *w, const float *bias, float *y,
+                             float *scratch);
+/* dx = dy W. Overwrites dx. */
+void crema_fc_stream_backward_data(int m, int n, int k, const float *dy, const float *w, float *dx);
+/* dW += dy^T x. */
+void crema_fc_stream_backward_weights(int m, int n, int k, const float *dy, const float *x, float *dw,
+                                      float *scratch);
 
 #endif

@@ -1,22 +1,29 @@
-/* fc_stream.c -- a fully connected layer's forward pass on a small batch, streaming its
- * weights once.
+/* fc_stream.c -- a fully connected layer on a small batch, streaming its weights.
  *
- * With a batch of m <= 16 rows, y = x W^T is a matrix-vector product in disguise: each weight
- * is used m times, so the time is that of reading W (CaffeNet's fc6: 151 MB) from memory. A
- * general GEMM packs W into its own blocked copy first, which reads it and writes it again:
- * on 2 cores (AMD EPYC, AVX2, under load) OpenBLAS took 60-80 ms for fc6's forward at batch
- * 10, oneDNN's sgemm 37-43 and this 41-46 (the same machine streamed 453 MB through memory in
- * 30 ms). Here each W row meets the m rows of x (which stay in cache) in groups of four dot
- * products, rows spread over OpenMP's threads, then the bias is added.
+ * With a batch of m <= 16 rows, every product of the layer is a matrix-vector product in
+ * disguise: each weight is used m times per pass, so the time is that of moving W (CaffeNet's
+ * fc6: 151 MB) through memory. A general GEMM packs W into its own blocked copy first, which
+ * reads it and writes it again. Here each pass reads W (and dW) in long runs along its rows,
+ * at memory speed, with the m rows of x, y or dx in cache:
  *
- * The backward passes stay GEMMs: a streaming weight gradient (dW += dy^T x, one read and one
- * write of dW) and data gradient (dx = dy W) written the same way measured slower than
- * OpenBLAS (51-70 and 108 ms against 33-38 and 30-66); they need register blocking across
- * rows to win, which is left to do.
+ *   forward          y = x W^T + b   two rows of W at a time against up to six rows of x
+ *                                    (twelve dot products in registers), rows over threads;
+ *   data gradient    dx = dy W       six rows of W at a time, a slice of 256 columns at a
+ *                                    time, for two rows of dx (in L1) at a time; columns over
+ *                                    threads, so every thread streams its half of each row;
+ *   weight gradient  dW += dy^T x    four rows by 16 columns of dW in registers, updated by
+ *                                    every row of x; rows over threads.
  *
- * The dot products sum in another order than a GEMM's, so results differ from the reference
- * path in the last bits; on a given machine they are always the same bits (every sum has a
- * fixed order, whatever the thread count). */
+ * Measured on fc6 at batch 10 (AMD EPYC, AVX2, OpenBLAS Haswell; bench_fc): forward 23-28 ms
+ * on one thread against OpenBLAS's 50-68, data gradient 26-30 against 30-38, weight
+ * gradient 34-40 against 30-39 (both at memory speed); on two threads 13 / 18 / 20 ms
+ * against 50 / 43 / 28.
+ *
+ * Every sum runs in a fixed order whatever the thread count (each output belongs to one
+ * thread, which adds in k or row order), so the bits are the same on 1 or 16 threads; they
+ * differ from the reference GEMM's in the last places. The file is built with
+ * -ffp-contract=fast: on CPUs with FMA the multiply-adds fuse. */
+#include <omp.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -25,19 +32,33 @@
 typedef float v8 __attribute__((vector_size(32)));
 #pragma GCC diagnostic ignored "-Wpsabi" /* v8 never crosses a non-static function's ABI */
 
+/* Each kernel has two copies: one built for AVX2 + FMA (8-wide fused multiply-adds, one-step
+ * broadcasts), chosen at run time when the CPU has them, and one for any CPU. The kernel
+ * bodies are always inlined into both, so each copy is compiled for its own target. */
+#define INLINE static inline __attribute__((always_inline))
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
-#define HOT __attribute__((target_clones("avx2", "default")))
+#define FAST_TARGET __attribute__((target("avx2,fma")))
+static bool cpu_fast(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 #else
-#define HOT
+#define FAST_TARGET
+static bool cpu_fast(void) { return false; }
 #endif
+#define TWIN(name, params, args)                                                                             \
+  FAST_TARGET static void name##_fast params { name args; }                                                 \
+  static void name##_any params { name args; }
 
-static inline v8 load8(const float *p) {
+INLINE v8 load8(const float *p) {
   v8 v;
   memcpy(&v, p, sizeof v);
   return v;
 }
 
-static inline float hsum(v8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+INLINE void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+/* Broadcasts are written as scalar * vector inside the kernels: gcc then emits one
+ * vbroadcastss, where a {s, s, ...} literal in an inlined helper was built lane by lane. */
+
+INLINE float hsum(v8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
 
 /* Fewer weights than this and the layer is small enough for the reference GEMM. */
 #define MIN_WEIGHTS (1 << 16)
@@ -46,39 +67,261 @@ bool crema_fc_stream_suits(int m, int n, int k) {
   return m >= 1 && m <= CREMA_FC_STREAM_MAX_BATCH && n >= 1 && k >= 8 && (long)n * k >= MIN_WEIGHTS;
 }
 
-/* y[b][o] = x[b] . w[o] (+ bias[o]) for rows o of w in [0, n). */
-HOT static void forward_rows(int m, int n, int k, const float *x, const float *w, const float *bias,
-                             float *y) {
+/* The rows of x go to scratch with a stride of an odd number of 64-byte lines. With k a
+ * multiple of 1024 (CaffeNet's 9216 and 4096), rows k floats apart fall in one set of the
+ * 8-way L1 cache, and the ten rows a tile reads at a time evicted each other on every pass:
+ * the weight gradient ran at a third of memory speed. Returns the stride. */
+static int spread_rows(int m, int k, const float *x, float *scratch) {
+  const int ld = crema_fc_stream_stride(k);
+  for (int b = 0; b < m; b++) memcpy(scratch + (size_t)b * ld, x + (size_t)b * k, sizeof(float) * (size_t)k);
+  return ld;
+}
+
+int crema_fc_stream_stride(int k) {
+  const int ld = (k + 15) & ~15;
+  return (ld / 16) % 2 ? ld : ld + 16;
+}
+
+size_t crema_fc_stream_scratch_floats(int m, int k) { return (size_t)m * crema_fc_stream_stride(k); }
+
+/* ---- forward ---- */
+
+#define FWD_AHEAD 512 /* floats: how far ahead along each row of W the prefetch reaches */
+
+/* y[b][o..o+1] for the B (1..6) rows of x from b0: two rows of W against B rows of x, twelve
+ * accumulators at most. A last odd row of W (two == false) reads row o twice and drops it. */
+INLINE void forward_tile(int B, bool two, int n, int k, int ldx, const float *x, const float *w,
+                         const float *bias, float *y, int o, int b0) {
+  const float *w0 = w + (size_t)o * k, *w1 = two ? w0 + k : w0;
+  const float *xb[6];
+  v8 a0[6], a1[6];
+#pragma GCC unroll 6
+  for (int b = 0; b < 6; b++) {
+    xb[b] = x + (size_t)(b0 + (b < B ? b : 0)) * ldx;
+    a0[b] = a1[b] = (v8){0};
+  }
   const int kv = k & ~7;
-#pragma omp parallel for schedule(static)
-  for (int o = 0; o < n; o++) {
-    const float *wr = w + (size_t)o * k;
-    const float add = bias ? bias[o] : 0.0f;
-    for (int b0 = 0; b0 < m; b0 += 4) {
-      /* four rows of x at a time; a short last group repeats its first row and drops it */
-      const float *x0 = x + (size_t)b0 * k, *x1 = b0 + 1 < m ? x0 + k : x0,
-                  *x2 = b0 + 2 < m ? x0 + 2 * (size_t)k : x0, *x3 = b0 + 3 < m ? x0 + 3 * (size_t)k : x0;
-      v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-      for (int j = 0; j < kv; j += 8) {
-        const v8 wv = load8(wr + j);
-        a0 += wv * load8(x0 + j);
-        a1 += wv * load8(x1 + j);
-        a2 += wv * load8(x2 + j);
-        a3 += wv * load8(x3 + j);
+  for (int j = 0; j < kv; j += 8) {
+    __builtin_prefetch(w0 + j + FWD_AHEAD, 0, 3);
+    __builtin_prefetch(w1 + j + FWD_AHEAD, 0, 3);
+    const v8 v0 = load8(w0 + j), v1 = load8(w1 + j);
+#pragma GCC unroll 6
+    for (int b = 0; b < 6; b++)
+      if (b < B) {
+        const v8 xv = load8(xb[b] + j);
+        a0[b] += v0 * xv;
+        a1[b] += v1 * xv;
       }
-      float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+  }
+#pragma GCC unroll 6
+  for (int b = 0; b < 6; b++)
+    if (b < B) {
+      float s0 = hsum(a0[b]), s1 = hsum(a1[b]);
       for (int j = kv; j < k; j++) {
-        s[0] += wr[j] * x0[j];
-        s[1] += wr[j] * x1[j];
-        s[2] += wr[j] * x2[j];
-        s[3] += wr[j] * x3[j];
+        s0 += w0[j] * xb[b][j];
+        s1 += w1[j] * xb[b][j];
       }
-      for (int i = 0; i < 4 && b0 + i < m; i++) y[(size_t)(b0 + i) * n + o] = s[i] + add;
+      float *yr = y + (size_t)(b0 + b) * n + o;
+      yr[0] = s0 + (bias ? bias[o] : 0.0f);
+      if (two) yr[1] = s1 + (bias ? bias[o + 1] : 0.0f);
+    }
+}
+
+/* Rows o, o+1 of W (o+1 only when two) against every row of x, in groups of at most six. */
+INLINE void forward_pair(int m, bool two, int n, int k, int ldx, const float *x, const float *w, const float *bias,
+                         float *y, int o) {
+  const int groups = (m + 5) / 6;
+  for (int g = 0, b0 = 0; g < groups; g++) {
+    const int B = (m - b0 + groups - g - 1) / (groups - g); /* balanced: 10 rows go 5 + 5 */
+    switch (B) {
+#define CASE(c)                                                                                              \
+  case c:                                                                                                    \
+    two ? forward_tile(c, true, n, k, ldx, x, w, bias, y, o, b0)                                          \
+        : forward_tile(c, false, n, k, ldx, x, w, bias, y, o, b0);                                        \
+    break;
+      CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
+#undef CASE
+    }
+    b0 += B;
+  }
+}
+
+TWIN(forward_pair,
+     (int m, bool two, int n, int k, int ldx, const float *x, const float *w, const float *bias, float *y, int o),
+     (m, two, n, k, ldx, x, w, bias, y, o))
+
+void crema_fc_stream_forward(int m, int n, int k, const float *x, const float *w, const float *bias, float *y,
+                             float *scratch) {
+  const int ldx = spread_rows(m, k, x, scratch);
+  const int pairs = (n + 1) / 2;
+  const bool fast = cpu_fast();
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < pairs; p++) {
+    if (fast) forward_pair_fast(m, 2 * p + 1 < n, n, k, ldx, scratch, w, bias, y, 2 * p);
+    else forward_pair_any(m, 2 * p + 1 < n, n, k, ldx, scratch, w, bias, y, 2 * p);
+  }
+}
+
+/* ---- data gradient ---- */
+
+#define DX_ROWS 6   /* rows of W per block: their dy values stay in registers */
+#define DX_SLICE 256 /* columns per slice: two rows of dx and the W block's slice fit in L1 */
+
+/* dx[b0 (+1)][c0..c1) += sum over the R rows o0.. of dy[b][o] W[o][c0..c1); c1 - c0 a
+ * multiple of 8. The first block (first) writes instead of adding. */
+INLINE void dx_slice(int R, bool pair, bool first, int n, int k, const float *dy, const float *w, float *dx,
+                     int o0, int b0, int c0, int c1) {
+  float d0[DX_ROWS], d1[DX_ROWS];
+  const float *wr[DX_ROWS];
+#pragma GCC unroll 6
+  for (int r = 0; r < DX_ROWS; r++) {
+    const int o = o0 + (r < R ? r : 0); /* rows past R are never read */
+    d0[r] = dy[(size_t)b0 * n + o];
+    d1[r] = dy[(size_t)(pair ? b0 + 1 : b0) * n + o];
+    wr[r] = w + (size_t)o * k;
+  }
+  float *x0 = dx + (size_t)b0 * k, *x1 = pair ? x0 + k : x0;
+  for (int j = c0; j < c1; j += 8) {
+    v8 a0 = first ? (v8){0} : load8(x0 + j), a1 = first || !pair ? (v8){0} : load8(x1 + j);
+#pragma GCC unroll 6
+    for (int r = 0; r < DX_ROWS; r++)
+      if (r < R) {
+        __builtin_prefetch(wr[r] + j + DX_SLICE, 0, 3); /* the next slice of the row */
+        const v8 v = load8(wr[r] + j);
+        a0 += d0[r] * v;
+        if (pair) a1 += d1[r] * v;
+      }
+    store8(x0 + j, a0);
+    if (pair) store8(x1 + j, a1);
+  }
+}
+
+/* One block of R rows of W over the columns [j0, j1) (a multiple of 8 wide), slice by slice,
+ * each slice for every pair of dx rows. */
+INLINE void dx_block(int R, int m, int n, int k, const float *dy, const float *w, float *dx, int o0, int j0,
+                     int j1) {
+  const bool first = o0 == 0;
+  for (int c0 = j0; c0 < j1; c0 += DX_SLICE) {
+    const int c1 = c0 + DX_SLICE < j1 ? c0 + DX_SLICE : j1;
+    for (int b = 0; b + 1 < m; b += 2)
+      first ? dx_slice(R, true, true, n, k, dy, w, dx, o0, b, c0, c1)
+            : dx_slice(R, true, false, n, k, dy, w, dx, o0, b, c0, c1);
+    if (m & 1)
+      first ? dx_slice(R, false, true, n, k, dy, w, dx, o0, m - 1, c0, c1)
+            : dx_slice(R, false, false, n, k, dy, w, dx, o0, m - 1, c0, c1);
+  }
+}
+
+INLINE void dx_columns(int m, int n, int k, const float *dy, const float *w, float *dx, int j0, int j1) {
+  for (int o0 = 0; o0 < n; o0 += DX_ROWS) {
+    switch (n - o0 < DX_ROWS ? n - o0 : DX_ROWS) {
+#define CASE(c)                                         \
+  case c:                                               \
+    dx_block(c, m, n, k, dy, w, dx, o0, j0, j1);        \
+    break;
+      CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
+#undef CASE
     }
   }
 }
 
-void crema_fc_stream_forward(int m, int n, int k, const float *x, const float *w, const float *bias,
-                             float *y) {
-  forward_rows(m, n, k, x, w, bias, y);
+TWIN(dx_columns, (int m, int n, int k, const float *dy, const float *w, float *dx, int j0, int j1),
+     (m, n, k, dy, w, dx, j0, j1))
+
+void crema_fc_stream_backward_data(int m, int n, int k, const float *dy, const float *w, float *dx) {
+  const int vecs = k / 8, kv = vecs * 8;
+  const bool fast = cpu_fast();
+#pragma omp parallel
+  {
+    /* a contiguous run of columns per thread, in whole vectors */
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int j0 = (int)((long)vecs * t / nt) * 8, j1 = (int)((long)vecs * (t + 1) / nt) * 8;
+    if (j1 > j0 && fast) dx_columns_fast(m, n, k, dy, w, dx, j0, j1);
+    else if (j1 > j0) dx_columns_any(m, n, k, dy, w, dx, j0, j1);
+  }
+  for (int b = 0; b < m; b++) /* the last k % 8 columns, in row order as above */
+    for (int j = kv; j < k; j++) {
+      float s = 0.0f;
+      for (int o = 0; o < n; o++) s += dy[(size_t)b * n + o] * w[(size_t)o * k + j];
+      dx[(size_t)b * k + j] = s;
+    }
+}
+
+/* ---- weight gradient ---- */
+
+/* Six rows by 16 columns of dW in registers. Fewer rows per tile ran slower while dW streamed
+ * from memory (two rows by 40 columns: 50 ms for fc6 at batch 10 on one thread, four by 24:
+ * 39, six by 16: 40), and so did no prefetch: the hardware's own did not keep six rows' reads
+ * and writes in flight (six by 16 with 2 KB of prefetch ahead: 31 ms, OpenBLAS 30). */
+#define DW_ROWS 6
+#define DW_VECS 2
+#define DW_AHEAD 512 /* floats: how far ahead along each row the prefetch reaches */
+
+/* dW[o..o+R)[j..j+8V) += sum over b of dy[b][o+r] x[b][j..]. */
+INLINE void dw_tile(int R, int V, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o,
+                    int j) {
+  v8 a[DW_ROWS][DW_VECS];
+#pragma GCC unroll 6
+  for (int r = 0; r < DW_ROWS; r++)
+    if (r < R) {
+      float *row = dw + (size_t)(o + r) * k + j;
+      __builtin_prefetch(row + DW_AHEAD, 1, 3);
+#pragma GCC unroll 2
+      for (int v = 0; v < DW_VECS; v++)
+        if (v < V) a[r][v] = load8(row + 8 * v);
+    }
+  for (int b = 0; b < m; b++) {
+    const float *xr = x + (size_t)b * ldx + j, *d = dy + (size_t)b * n + o;
+    v8 xv[DW_VECS];
+#pragma GCC unroll 2
+    for (int v = 0; v < DW_VECS; v++) xv[v] = v < V ? load8(xr + 8 * v) : (v8){0};
+#pragma GCC unroll 6
+    for (int r = 0; r < DW_ROWS; r++)
+      if (r < R) {
+        const float dr = d[r];
+#pragma GCC unroll 2
+        for (int v = 0; v < DW_VECS; v++)
+          if (v < V) a[r][v] += dr * xv[v];
+      }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < DW_ROWS; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < DW_VECS; v++)
+      if (r < R && v < V) store8(dw + (size_t)(o + r) * k + j + 8 * v, a[r][v]);
+}
+
+/* Rows [o, o+R) of dW across all k columns: 16 at a time, then 8, then one by one. */
+INLINE void dw_rows(int R, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o) {
+  int j = 0;
+  for (; j + 8 * DW_VECS <= k; j += 8 * DW_VECS) dw_tile(R, DW_VECS, m, n, k, ldx, dy, x, dw, o, j);
+  for (; j + 8 <= k; j += 8) dw_tile(R, 1, m, n, k, ldx, dy, x, dw, o, j);
+  for (; j < k; j++)
+    for (int r = 0; r < R; r++) {
+      float s = dw[(size_t)(o + r) * k + j];
+      for (int b = 0; b < m; b++) s += dy[(size_t)b * n + o + r] * x[(size_t)b * ldx + j];
+      dw[(size_t)(o + r) * k + j] = s;
+    }
+}
+
+/* Six rows from o, or the last few one at a time. */
+INLINE void dw_block(int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o) {
+  if (n - o >= DW_ROWS) dw_rows(DW_ROWS, m, n, k, ldx, dy, x, dw, o);
+  else
+    for (int r = o; r < n; r++) dw_rows(1, m, n, k, ldx, dy, x, dw, r);
+}
+
+TWIN(dw_block, (int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o),
+     (m, n, k, ldx, dy, x, dw, o))
+
+void crema_fc_stream_backward_weights(int m, int n, int k, const float *dy, const float *x, float *dw,
+                                      float *scratch) {
+  const int ldx = spread_rows(m, k, x, scratch);
+  const int blocks = (n + DW_ROWS - 1) / DW_ROWS;
+  const bool fast = cpu_fast();
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < blocks; i++) {
+    if (fast) dw_block_fast(m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
+    else dw_block_any(m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
+  }
 }

@@ -2,7 +2,7 @@
  * (M, K) with M = product of the axes before `axis` and K = product of the rest;
  * top (M, num_output) = bottom * W^T + b with W (num_output, K), or bottom * W with
  * W (K, num_output) when transpose is set. One GEMM for the whole batch; a small batch (16 or
- * fewer rows) of a large layer streams W once in the forward pass instead (engine/fc_stream.c),
+ * fewer rows) of a large layer streams W (and dW) once per pass instead (engine/fc_stream.c),
  * unless the process runs on the reference path. */
 #include <limits.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
+#include "tensor/workspace.h"
 
 typedef struct ip_state {
   int num_output, axis, m, k;
@@ -18,7 +19,13 @@ typedef struct ip_state {
   bool stream; /* this shape runs on fc_stream (chosen at reshape) */
   float *ones; /* M ones: the bias gradient is one GEMV, dy^T * ones */
   size_t ones_cap;
+  crema_workspace own; /* fc_stream's scratch outside a net (in a net: the net's workspace) */
 } ip_state;
+
+static crema_workspace *scratch(crema_layer *l) {
+  ip_state *s = l->state;
+  return l->workspace ? l->workspace : &s->own;
+}
 
 static int ip_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)top;
@@ -68,6 +75,8 @@ static int ip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   /* InnerProductParameter has no engine field: only the process-wide choice applies */
   s->stream =
       !s->transpose && crema_engine_winograd_wanted(0) && crema_fc_stream_suits(s->m, s->num_output, s->k);
+  if (s->stream && crema_workspace_reserve(scratch(l), crema_fc_stream_scratch_floats(s->m, s->k), err))
+    return crema_error_prefix(err, "InnerProduct scratch");
   if (s->bias_term && m > s->ones_cap) {
     crema_aligned_free(s->ones);
     s->ones_cap = 0;
@@ -83,12 +92,12 @@ static int ip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
 
 static int ip_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)err;
-  const ip_state *s = l->state;
+  ip_state *s = l->state;
   const int M = s->m, N = s->num_output, K = s->k;
   float *y = top[0]->data;
   if (s->stream) {
     crema_fc_stream_forward(M, N, K, bottom[0]->data, l->blobs[0]->data,
-                            s->bias_term ? l->blobs[1]->data : NULL, y);
+                            s->bias_term ? l->blobs[1]->data : NULL, y, crema_workspace_data(scratch(l)));
     return 0;
   }
   crema_gemm(false, !s->transpose, M, N, K, 1.0f, bottom[0]->data, l->blobs[0]->data, 0.0f, y);
@@ -103,7 +112,7 @@ static int ip_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *con
 
 static void ip_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                         crema_blob *const *bottom) {
-  const ip_state *s = l->state;
+  ip_state *s = l->state;
   const int M = s->m, N = s->num_output, K = s->k;
   const float *dy = top[0]->diff, *x = bottom[0]->data;
   if (s->bias_term && l->param_propagate_down[1] && M > 0) /* db += dy^T 1 */
@@ -111,10 +120,14 @@ static void ip_backward(crema_layer *l, crema_blob *const *top, const bool *prop
   if (l->param_propagate_down[0]) {
     if (s->transpose) /* dW (K, N) += x^T dy */
       crema_gemm(true, false, K, N, M, 1.0f, x, dy, 1.0f, l->blobs[0]->diff);
+    else if (s->stream)
+      crema_fc_stream_backward_weights(M, N, K, dy, x, l->blobs[0]->diff, crema_workspace_data(scratch(l)));
     else /* dW (N, K) += dy^T x */
       crema_gemm(true, false, N, K, M, 1.0f, dy, x, 1.0f, l->blobs[0]->diff);
   }
-  if (propagate_down[0]) /* dx (M, K) = dy W, or dy W^T when transposed */
+  if (propagate_down[0] && s->stream)
+    crema_fc_stream_backward_data(M, N, K, dy, l->blobs[0]->data, bottom[0]->diff);
+  else if (propagate_down[0]) /* dx (M, K) = dy W, or dy W^T when transposed */
     crema_gemm(false, s->transpose, M, K, N, 1.0f, dy, l->blobs[0]->data, 0.0f, bottom[0]->diff);
 }
 
@@ -122,13 +135,14 @@ static void ip_free(crema_layer *l) {
   ip_state *s = l->state;
   if (!s) return;
   crema_aligned_free(s->ones);
+  crema_workspace_release(&s->own);
   free(s);
   l->state = NULL;
 }
 
 static const char *ip_engine_name(const crema_layer *l) {
   const ip_state *s = l->state;
-  return s && s->stream ? CREMA_ENGINE_FC_STREAM " forward (small batch)" : CREMA_ENGINE_REFERENCE;
+  return s && s->stream ? CREMA_ENGINE_FC_STREAM " (small batch)" : CREMA_ENGINE_REFERENCE;
 }
 
 const crema_layer_ops crema_inner_product_ops = {
