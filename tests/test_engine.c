@@ -82,6 +82,12 @@ static const engine_case CONV_CASES[] = {
      CREMA_ENGINE_WINOGRAD},
     {"Convolution", "convolution_param", "num_output: 64 kernel_size: 3 pad: 1", 1, 9, 64, 64, 64, true,
      CREMA_ENGINE_WINOGRAD},
+    /* rows of eight whole tiles at a time (no lane-by-lane gather) beside partial ones: 35 and
+     * 70 outputs wide, 7 and 13 high */
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3", 1, 8, 16, 9, 37, true,
+     CREMA_ENGINE_WINOGRAD},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 13, 70, true,
+     CREMA_ENGINE_WINOGRAD},
     /* 1x1 stride 1, group 1, at least as many images as threads: one product per image (with
      * bias, without, two bottoms; more images than threads) */
     {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 8, 16, 10, 11, false, POINTWISE},

@@ -126,6 +126,59 @@ static inline v8 load8(const float *p) {
   return v;
 }
 
+/* Eight whole tiles side by side in one tile row (the common case) need no gather lane by
+ * lane: their row i is one run of 32 floats (plus 2 more in the input), tile l's column j at
+ * 4l + j. Filling the lanes one float at a time cost a store per float and a stalled vector
+ * load (store forwarding fails) per row of 8. */
+typedef int i8 __attribute__((vector_size(32)));
+
+/* out[j] = {r[j], r[4 + j], ..., r[28 + j]} for j = 0..3: a four-way deinterleave. */
+static inline void deal4(const float *r, v8 out[4]) {
+  const v8 a = load8(r), b = load8(r + 8), c = load8(r + 16), d = load8(r + 24);
+  const v8 ab02 = __builtin_shuffle(a, b, (i8){0, 4, 8, 12, 2, 6, 10, 14}),
+           ab13 = __builtin_shuffle(a, b, (i8){1, 5, 9, 13, 3, 7, 11, 15}),
+           cd02 = __builtin_shuffle(c, d, (i8){0, 4, 8, 12, 2, 6, 10, 14}),
+           cd13 = __builtin_shuffle(c, d, (i8){1, 5, 9, 13, 3, 7, 11, 15});
+  out[0] = __builtin_shuffle(ab02, cd02, (i8){0, 1, 2, 3, 8, 9, 10, 11});
+  out[1] = __builtin_shuffle(ab13, cd13, (i8){0, 1, 2, 3, 8, 9, 10, 11});
+  out[2] = __builtin_shuffle(ab02, cd02, (i8){4, 5, 6, 7, 12, 13, 14, 15});
+  out[3] = __builtin_shuffle(ab13, cd13, (i8){4, 5, 6, 7, 12, 13, 14, 15});
+}
+
+/* r[4l + j] = in[j][l]: the inverse of deal4. */
+static inline void weave4(const v8 in[4], float *r) {
+  const v8 lo02 = __builtin_shuffle(in[0], in[2], (i8){0, 1, 2, 3, 8, 9, 10, 11}),
+           hi02 = __builtin_shuffle(in[0], in[2], (i8){4, 5, 6, 7, 12, 13, 14, 15}),
+           lo13 = __builtin_shuffle(in[1], in[3], (i8){0, 1, 2, 3, 8, 9, 10, 11}),
+           hi13 = __builtin_shuffle(in[1], in[3], (i8){4, 5, 6, 7, 12, 13, 14, 15});
+  /* lo02 = {c0 of tiles 0-3, c2 of tiles 0-3}; tile l's four values interleave c0..c3 */
+  const v8 a = __builtin_shuffle(lo02, lo13, (i8){0, 8, 4, 12, 1, 9, 5, 13}),
+           b = __builtin_shuffle(lo02, lo13, (i8){2, 10, 6, 14, 3, 11, 7, 15}),
+           c = __builtin_shuffle(hi02, hi13, (i8){0, 8, 4, 12, 1, 9, 5, 13}),
+           d = __builtin_shuffle(hi02, hi13, (i8){2, 10, 6, 14, 3, 11, 7, 15});
+  memcpy(r, &a, sizeof a);
+  memcpy(r + 8, &b, sizeof b);
+  memcpy(r + 16, &c, sizeof c);
+  memcpy(r + 24, &d, sizeof d);
+}
+
+/* The 6x6 input patches of eight tiles side by side, from their top-left corner src in a
+ * padded plane of row stride wp: d[i * 6 + j] lane l = src[i * wp + 4l + j]. Columns 4 and
+ * 5 of tile l are columns 0 and 1 of tile l + 1, and the last tile's are floats 32, 33. */
+static inline void gather_row_of_tiles(const float *src, int wp, v8 d[WG_T]) {
+  for (int i = 0; i < WG_A; i++) {
+    const float *r = src + (size_t)i * wp;
+    v8 c[4];
+    deal4(r, c);
+    d[i * WG_A + 0] = c[0];
+    d[i * WG_A + 1] = c[1];
+    d[i * WG_A + 2] = c[2];
+    d[i * WG_A + 3] = c[3];
+    d[i * WG_A + 4] = __builtin_shuffle(c[0], (v8){r[32]}, (i8){1, 2, 3, 4, 5, 6, 7, 8});
+    d[i * WG_A + 5] = __builtin_shuffle(c[1], (v8){r[33]}, (i8){1, 2, 3, 4, 5, 6, 7, 8});
+  }
+}
+
 /* r = B^T d for 6 values at stride s of d and r. */
 static inline void bt1(const v8 *d, v8 *r, int s) {
   const v8 four = splat(4.0f), five = splat(5.0f), two = splat(2.0f);
@@ -314,19 +367,28 @@ HOT static void transform_input(const wg_plan *p, const float *x, int nb, float 
     for (size_t q0 = 0; q0 < ptiles; q0 += BLK) {
       const int nq = ptiles - q0 < BLK ? (int)(ptiles - q0) : BLK;
       for (int qq = 0; qq < nq; qq += LANES) {
-        float d[WG_T][LANES];
-        if (nq - qq < LANES) memset(d, 0, sizeof d); /* lanes past the end stay defined */
-        for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
+        v8 dv[WG_T], tt[WG_T];
+        if (qq + LANES <= nq && t.x0 + WG_M * LANES <= p->tw * WG_M) { /* eight tiles in one row */
           if (t.plane != have) {
             pad_plane(p, x + t.plane * hw, pl);
             have = t.plane;
           }
-          const float *src = pl + (size_t)t.y0 * wp + t.x0;
-          for (int i = 0; i < WG_A; i++)
-            for (int j = 0; j < WG_A; j++) d[i * WG_A + j][l] = src[(size_t)i * wp + j];
+          gather_row_of_tiles(pl + (size_t)t.y0 * wp + t.x0, wp, dv);
+          for (int l = 0; l < LANES; l++) cursor_next(&t);
+        } else {
+          float d[WG_T][LANES];
+          if (nq - qq < LANES) memset(d, 0, sizeof d); /* lanes past the end stay defined */
+          for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
+            if (t.plane != have) {
+              pad_plane(p, x + t.plane * hw, pl);
+              have = t.plane;
+            }
+            const float *src = pl + (size_t)t.y0 * wp + t.x0;
+            for (int i = 0; i < WG_A; i++)
+              for (int j = 0; j < WG_A; j++) d[i * WG_A + j][l] = src[(size_t)i * wp + j];
+          }
+          for (int k = 0; k < WG_T; k++) dv[k] = load8(d[k]);
         }
-        v8 dv[WG_T], tt[WG_T];
-        for (int k = 0; k < WG_T; k++) dv[k] = load8(d[k]);
         for (int j = 0; j < WG_A; j++) bt1(dv + j, tt + j, WG_A);            /* columns: B^T d */
         for (int i = 0; i < WG_A; i++) bt1(tt + i * WG_A, dv + i * WG_A, 1); /* rows: (B^T d) B */
         for (int k = 0; k < WG_T; k++) memcpy(&buf[k][qq], &dv[k], sizeof dv[k]);
@@ -379,11 +441,16 @@ HOT static void transform_output(const wg_plan *p, const float *m, const float *
         for (int k = 0; k < WG_T; k++) mm[k] = load8(&buf[k][qq]);
         for (int i = 0; i < WG_A; i++) at1(mm + i * WG_A, 1, h + i * WG_M, 1); /* rows: M A */
         for (int j = 0; j < WG_M; j++) at1(h + j, WG_M, ov + j, WG_M);         /* columns: A^T (M A) */
-        float o[WG_M * WG_M][LANES];
-        for (int k = 0; k < WG_M * WG_M; k++) {
-          ov[k] += splat(add);
-          memcpy(o[k], &ov[k], sizeof o[k]);
+        for (int k = 0; k < WG_M * WG_M; k++) ov[k] += splat(add);
+        if (qq + LANES <= nq && t.x0 + WG_M * LANES <= p->wo && t.y0 + WG_M <= p->ho) {
+          /* eight whole tiles side by side: each output row is one run of 32 floats */
+          float *dst = y + t.plane * hw + (size_t)t.y0 * p->wo + t.x0;
+          for (int i = 0; i < WG_M; i++) weave4(ov + i * WG_M, dst + (size_t)i * p->wo);
+          for (int l = 0; l < LANES; l++) cursor_next(&t);
+          continue;
         }
+        float o[WG_M * WG_M][LANES];
+        for (int k = 0; k < WG_M * WG_M; k++) memcpy(o[k], &ov[k], sizeof o[k]);
         for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
           const int ny = p->ho - t.y0 < WG_M ? p->ho - t.y0 : WG_M,
                     nx = p->wo - t.x0 < WG_M ? p->wo - t.x0 : WG_M;
@@ -414,16 +481,23 @@ HOT static void transform_output_grad(const wg_plan *p, const float *dy, float *
     for (size_t q0 = 0; q0 < ptiles; q0 += BLK) {
       const int nq = ptiles - q0 < BLK ? (int)(ptiles - q0) : BLK;
       for (int qq = 0; qq < nq; qq += LANES) {
-        float d[WG_M * WG_M][LANES] = {{0}};
-        for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
-          const int ny = p->ho - t.y0 < WG_M ? p->ho - t.y0 : WG_M,
-                    nx = p->wo - t.x0 < WG_M ? p->wo - t.x0 : WG_M;
-          const float *src = dy + t.plane * hw + (size_t)t.y0 * p->wo + t.x0;
-          for (int i = 0; i < ny; i++)
-            for (int j = 0; j < nx; j++) d[i * WG_M + j][l] = src[(size_t)i * p->wo + j];
-        }
         v8 g[WG_M * WG_M], h[WG_M * WG_A], r[WG_T];
-        for (int k = 0; k < WG_M * WG_M; k++) g[k] = load8(d[k]);
+        if (qq + LANES <= nq && t.x0 + WG_M * LANES <= p->wo && t.y0 + WG_M <= p->ho) {
+          /* eight whole tiles side by side: each row of dy is one run of 32 floats */
+          const float *src = dy + t.plane * hw + (size_t)t.y0 * p->wo + t.x0;
+          for (int i = 0; i < WG_M; i++) deal4(src + (size_t)i * p->wo, g + i * WG_M);
+          for (int l = 0; l < LANES; l++) cursor_next(&t);
+        } else {
+          float d[WG_M * WG_M][LANES] = {{0}};
+          for (int l = 0; l < LANES && qq + l < nq; l++, cursor_next(&t)) {
+            const int ny = p->ho - t.y0 < WG_M ? p->ho - t.y0 : WG_M,
+                      nx = p->wo - t.x0 < WG_M ? p->wo - t.x0 : WG_M;
+            const float *src = dy + t.plane * hw + (size_t)t.y0 * p->wo + t.x0;
+            for (int i = 0; i < ny; i++)
+              for (int j = 0; j < nx; j++) d[i * WG_M + j][l] = src[(size_t)i * p->wo + j];
+          }
+          for (int k = 0; k < WG_M * WG_M; k++) g[k] = load8(d[k]);
+        }
         for (int i = 0; i < WG_M; i++) a1(g + i * WG_M, 1, h + i * WG_A, 1); /* rows: dY A^T */
         for (int j = 0; j < WG_A; j++) a1(h + j, WG_A, r + j, WG_A);         /* columns: A (dY A^T) */
         for (int k = 0; k < WG_T; k++) memcpy(&buf[k][qq], &r[k], sizeof r[k]);
