@@ -18,6 +18,10 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
+#include <immintrin.h>
+#define POOL_AVX2 1 /* 8-wide rows on CPUs with AVX2, chosen when the layer runs */
+#endif
 
 #include "base/mem.h"
 #include "layers/layer.h"
@@ -385,6 +389,67 @@ static int max_row_sse2(const float *src, int W, int hs, int he, int K, int stri
   return ow;
 }
 
+#if defined(POOL_AVX2)
+/* The same rows eight outputs at a time, where the CPU has AVX2. MAXPS returns its second
+ * operand unless the first is strictly greater (NaN included), which is exactly the window
+ * loop's `if (v > best) best = v`; the argmax is the tap's flat index, blended in under the
+ * same comparison. Per tap: one or two loads (stride 2 takes the even floats of 16, two
+ * shuffles), a compare, a max, an add and a blend, where the SSE2 rows above spend about
+ * twice that on half the outputs. Reads start .. start + reach - 1: reach = K + 7 with
+ * stride 1, K + 15 with stride 2 (one float past the last lane's last tap). */
+static inline int pool_reach8(int K, int stride) { return stride == 1 ? K + 7 : K + 15; }
+
+__attribute__((target("avx2"))) static inline __m256 tap8(const float *p, int stride, int kw) {
+  if (stride == 1) return _mm256_loadu_ps(p + kw);
+  const __m256 a = _mm256_loadu_ps(p + kw), b = _mm256_loadu_ps(p + kw + 8);
+  /* {a0 a2 b0 b2 | a4 a6 b4 b6}, then its 64-bit quarters in the order 0 2 1 3 */
+  const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+__attribute__((target("avx2"))) static int max_row_avx2(const float *src, int W, int hs, int he, int K,
+                                                        int stride, int pad, int ow0, int ow1, float *drow,
+                                                        int *mrow) {
+  const int reach = pool_reach8(K, stride);
+  const __m256i lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+  int ow = ow0;
+  for (; ow + 8 <= ow1 && ow * stride - pad + reach <= W; ow += 8) {
+    const int start = ow * stride - pad;
+    const __m256i base = _mm256_add_epi32(_mm256_set1_epi32(start), lanes);
+    __m256 best = _mm256_set1_ps(-FLT_MAX);
+    __m256 arg = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int ih = hs; ih < he; ih++) {
+      const float *p = src + (size_t)ih * W + start;
+      for (int kw = 0; kw < K; kw++) {
+        const __m256 v = tap8(p, stride, kw), gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+        const __m256i idx = _mm256_add_epi32(base, _mm256_set1_epi32(ih * W + kw));
+        best = _mm256_max_ps(v, best);
+        arg = _mm256_blendv_ps(arg, _mm256_castsi256_ps(idx), gt);
+      }
+    }
+    _mm256_storeu_ps(drow + ow, best);
+    _mm256_storeu_si256((__m256i *)(void *)(mrow + ow), _mm256_castps_si256(arg));
+  }
+  return ow;
+}
+
+__attribute__((target("avx2"))) static int sum_row_avx2(const float *src, int W, int hs, int he, int K,
+                                                        int stride, int pad, int ow0, int ow1, float *drow) {
+  const int reach = pool_reach8(K, stride);
+  int ow = ow0;
+  for (; ow + 8 <= ow1 && ow * stride - pad + reach <= W; ow += 8) {
+    const int start = ow * stride - pad;
+    __m256 sum = _mm256_setzero_ps();
+    for (int ih = hs; ih < he; ih++) {
+      const float *p = src + (size_t)ih * W + start;
+      for (int kw = 0; kw < K; kw++) sum = _mm256_add_ps(sum, tap8(p, stride, kw));
+    }
+    _mm256_storeu_ps(drow + ow, sum);
+  }
+  return ow;
+}
+#endif
+
 static int sum_row_sse2(const float *src, int W, int hs, int he, int K, int stride, int pad, int ow0, int ow1,
                         float *drow) {
   const int reach = pool_reach(K, stride);
@@ -406,7 +471,9 @@ static int sum_row_sse2(const float *src, int W, int hs, int he, int K, int stri
  * the interior columns of each output row go tap by tap across the row, vectorised. Every
  * output sees the same values in the same order either way (rows of its window in turn, each
  * left to right), so the results, argmax ties included, are the same. */
-static void pool_forward_plane(const pool_state *s, bool is_max, const float *src, float *dst, int *mask) {
+static void pool_forward_plane(const pool_state *s, bool is_max, bool avx2, const float *src, float *dst,
+                               int *mask) {
+  (void)avx2; /* unused where the AVX2 rows are not built */
   const int W = s->w, PH = s->ph, PW = s->pw, K = s->kernel_w, stride = s->stride_w, pad = s->pad_w;
   const int *rows = s->win, *cols = s->win + 3 * (size_t)PH;
   int ow0, ow1;
@@ -418,8 +485,11 @@ static void pool_forward_plane(const pool_state *s, bool is_max, const float *sr
     int done = ow0; /* interior columns [ow0, done) already computed */
     if (is_max) {
       int *mrow = mask + (size_t)oh * PW;
+#if defined(POOL_AVX2)
+      if (stride <= 2 && avx2) done = max_row_avx2(src, W, hs, he, K, stride, pad, done, ow1, drow, mrow);
+#endif
 #if defined(__SSE2__)
-      if (stride <= 2) done = max_row_sse2(src, W, hs, he, K, stride, pad, ow0, ow1, drow, mrow);
+      if (stride <= 2) done = max_row_sse2(src, W, hs, he, K, stride, pad, done, ow1, drow, mrow);
 #endif
       for (int ow = done; ow < ow1; ow++) {
         drow[ow] = -FLT_MAX;
@@ -441,8 +511,11 @@ static void pool_forward_plane(const pool_state *s, bool is_max, const float *sr
       for (int ow = ow1; ow < PW; ow++)
         max_window(src, W, hs, he, cols[3 * ow], cols[3 * ow + 1], &drow[ow], &mrow[ow]);
     } else {
+#if defined(POOL_AVX2)
+      if (stride <= 2 && avx2) done = sum_row_avx2(src, W, hs, he, K, stride, pad, done, ow1, drow);
+#endif
 #if defined(__SSE2__)
-      if (stride <= 2) done = sum_row_sse2(src, W, hs, he, K, stride, pad, ow0, ow1, drow);
+      if (stride <= 2) done = sum_row_sse2(src, W, hs, he, K, stride, pad, done, ow1, drow);
 #endif
       for (int ow = done; ow < ow1; ow++) drow[ow] = 0.0f;
       for (int ih = hs; ih < he && done < ow1; ih++) {
@@ -478,6 +551,11 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   /* backward reads the mask, and so does whoever reads a second top */
   const bool keep_mask = !l->forward_only || l->n_top > 1;
   float *scratch_base = crema_workspace_data(scratch(l));
+#if defined(POOL_AVX2)
+  const bool avx2 = __builtin_cpu_supports("avx2");
+#else
+  const bool avx2 = false;
+#endif
 #pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768) num_threads(s->threads)
   for (int pl = 0; pl < planes; pl++) {
     float *mine = scratch_base + s->thread_floats * (size_t)omp_get_thread_num();
@@ -485,7 +563,7 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     if (sep)
       max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask, mine + plane_mask_floats(s));
     else
-      pool_forward_plane(s, is_max, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
+      pool_forward_plane(s, is_max, avx2, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
     if (ymask)
       for (size_t o = 0; o < pout; o++) ymask[(size_t)pl * pout + o] = (float)mask[o];
   }
