@@ -153,6 +153,36 @@ static size_t sep_floats(const pool_state *s) {
   return 2 * (size_t)s->h * s->pw + (size_t)s->pw + s->kernel_w + 16;
 }
 
+#if defined(POOL_AVX2)
+/* MAX with stride 1 or 2 across (any stride down), not global: on CPUs with AVX2 the whole
+ * plane runs eight outputs at a time from a copy padded with -FLT_MAX (max_plane_padded).
+ * Separable planes wider than 16 outputs stay separable: GoogLeNet's 28x28 inception pools
+ * took 5.2-6.9 ms this way against 3.4-5.8 (its 14x14 and 7x7 ones 2.8-5.5 against 3.7-7.4,
+ * its 3x3 stride-2 pools 4-10 against 7-18; one thread, forward). */
+static bool padded_max(const pool_state *s) {
+  return s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX && !s->global && s->stride_w <= 2 &&
+         (!separable(s) || s->pw <= 16);
+}
+
+/* The padded copy: rows and columns enough for every window of every output, the last
+ * group of eight outputs in a row included (its extra lanes are computed and dropped). */
+static int padded_cols(const pool_state *s) {
+  const int groups = (s->pw + 7) / 8;
+  return (groups * 8 - 1) * s->stride_w + s->kernel_w + 16;
+}
+
+static int padded_rows(const pool_state *s) { return (s->ph - 1) * s->stride_h + s->kernel_h; }
+
+static size_t padded_floats(const pool_state *s) {
+  return padded_max(s) ? (size_t)padded_rows(s) * padded_cols(s) + 16 : 0;
+}
+#else
+static size_t padded_floats(const pool_state *s) {
+  (void)s;
+  return 0;
+}
+#endif
+
 /* One plane's argmax (ints, in floats' room), rounded to whole 64-byte lines. */
 static size_t plane_mask_floats(const pool_state *s) { return ((size_t)s->ph * s->pw + 15) & ~(size_t)15; }
 
@@ -206,7 +236,8 @@ static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   s->threads = omp_get_max_threads();
   /* whole 64-byte lines per thread: no two threads write one line */
   s->thread_floats = s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX
-                         ? (plane_mask_floats(s) + (separable(s) ? sep_floats(s) : 0) + 15) & ~(size_t)15
+                         ? (plane_mask_floats(s) + (separable(s) ? sep_floats(s) : 0) + padded_floats(s) + 15) &
+                               ~(size_t)15
                          : 0;
   if (s->thread_floats && crema_workspace_reserve(scratch(l), s->thread_floats * (size_t)s->threads, err))
     return crema_error_prefix(err, "pooling scratch");
@@ -448,6 +479,64 @@ __attribute__((target("avx2"))) static int sum_row_avx2(const float *src, int W,
   }
   return ow;
 }
+/* A whole MAX plane from `pad`, its copy surrounded by -FLT_MAX (padded_rows x padded_cols,
+ * the input at (pad_h, pad_w)): every output's K x K taps in the window loop's order, eight
+ * outputs at a time. Padding cells never win (the loop starts from -FLT_MAX and needs
+ * strictly greater), and windows clipped by the edges meet only such cells beyond the
+ * input, so values and argmaxes are those of the clipped loop, with no border cases: for
+ * GoogLeNet's 14x14 and 7x7 inception pools the borders were most of the plane. */
+__attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s, const float *src, float *dst,
+                                                             int *mask, float *pad) {
+  const int H = s->h, W = s->w, PH = s->ph, PW = s->pw, KH = s->kernel_h, KW = s->kernel_w;
+  const int sh = s->stride_h, sw = s->stride_w, WP = padded_cols(s), HP = padded_rows(s);
+  for (int y = 0; y < HP; y++) {
+    float *row = pad + (size_t)y * WP;
+    const int iy = y - s->pad_h;
+    int x = 0;
+    if (iy >= 0 && iy < H) {
+      for (; x < s->pad_w && x < WP; x++) row[x] = -FLT_MAX;
+      const int n = W < WP - x ? W : WP - x;
+      memcpy(row + x, src + (size_t)iy * W, (size_t)n * sizeof(float));
+      x += n;
+    }
+    for (; x < WP; x++) row[x] = -FLT_MAX;
+  }
+  const __m256i lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(sw));
+  for (int oh = 0; oh < PH; oh++) {
+    const int y0 = oh * sh;
+    for (int ow = 0; ow < PW; ow += 8) {
+      const int x0 = ow * sw;
+      /* the flat input index of padded cell (y0 + kh, x0 + lane * sw + kw) is
+       * (y0 + kh - pad_h) * W + x0 - pad_w + lane * sw + kw */
+      const __m256i base = _mm256_add_epi32(_mm256_set1_epi32(x0 - s->pad_w), lanes);
+      __m256 best = _mm256_set1_ps(-FLT_MAX);
+      __m256 arg = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+      for (int kh = 0; kh < KH; kh++) {
+        const float *p = pad + (size_t)(y0 + kh) * WP + x0;
+        const int row_index = (y0 + kh - s->pad_h) * W;
+        for (int kw = 0; kw < KW; kw++) {
+          const __m256 v = tap8(p, sw, kw), gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+          const __m256i idx = _mm256_add_epi32(base, _mm256_set1_epi32(row_index + kw));
+          best = _mm256_max_ps(v, best);
+          arg = _mm256_blendv_ps(arg, _mm256_castsi256_ps(idx), gt);
+        }
+      }
+      float *d = dst + (size_t)oh * PW + ow;
+      int *m = mask + (size_t)oh * PW + ow;
+      if (ow + 8 <= PW) {
+        _mm256_storeu_ps(d, best);
+        _mm256_storeu_si256((__m256i *)(void *)m, _mm256_castps_si256(arg));
+      } else {
+        float bv[8];
+        int av[8];
+        _mm256_storeu_ps(bv, best);
+        _mm256_storeu_si256((__m256i *)(void *)av, _mm256_castps_si256(arg));
+        memcpy(d, bv, (size_t)(PW - ow) * sizeof(float));
+        memcpy(m, av, (size_t)(PW - ow) * sizeof(int));
+      }
+    }
+  }
+}
 #endif
 
 static int sum_row_sse2(const float *src, int W, int hs, int he, int K, int stride, int pad, int ow0, int ow1,
@@ -552,7 +641,7 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const bool keep_mask = !l->forward_only || l->n_top > 1;
   float *scratch_base = crema_workspace_data(scratch(l));
 #if defined(POOL_AVX2)
-  const bool avx2 = __builtin_cpu_supports("avx2");
+  const bool avx2 = __builtin_cpu_supports("avx2"), padded = padded_max(s);
 #else
   const bool avx2 = false;
 #endif
@@ -560,6 +649,12 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   for (int pl = 0; pl < planes; pl++) {
     float *mine = scratch_base + s->thread_floats * (size_t)omp_get_thread_num();
     int *mask = !is_max ? NULL : keep_mask ? s->mask + (size_t)pl * pout : (int *)(void *)mine;
+#if defined(POOL_AVX2)
+    if (padded && avx2)
+      max_plane_padded(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
+                       mine + plane_mask_floats(s) + (sep ? sep_floats(s) : 0));
+    else
+#endif
     if (sep)
       max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask, mine + plane_mask_floats(s));
     else
