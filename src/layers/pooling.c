@@ -421,13 +421,14 @@ static int max_row_sse2(const float *src, int W, int hs, int he, int K, int stri
 }
 
 #if defined(POOL_AVX2)
-/* The same rows eight outputs at a time, where the CPU has AVX2. MAXPS returns its second
- * operand unless the first is strictly greater (NaN included), which is exactly the window
- * loop's `if (v > best) best = v`; the argmax is the tap's flat index, blended in under the
- * same comparison. Per tap: one or two loads (stride 2 takes the even floats of 16, two
- * shuffles), a compare, a max, an add and a blend, where the SSE2 rows above spend about
- * twice that on half the outputs. Reads start .. start + reach - 1: reach = K + 7 with
- * stride 1, K + 15 with stride 2 (one float past the last lane's last tap). */
+/* Eight outputs at a time where the CPU has AVX2: AVE's interior rows (sum_row_avx2) and
+ * whole MAX planes (max_plane_padded). MAXPS returns its second operand unless the first is
+ * strictly greater (NaN included), which is exactly the window loop's `if (v > best) best =
+ * v`; the argmax is the tap's flat index, blended in under the same comparison. Per tap: one
+ * or two loads (stride 2 takes the even floats of 16, two shuffles), a compare, a max, an add
+ * and a blend, where the SSE2 rows above spend about twice that on half the outputs. A group
+ * reads start .. start + reach - 1: reach = K + 7 with stride 1, K + 15 with stride 2 (one
+ * float past the last lane's last tap). */
 static inline int pool_reach8(int K, int stride) { return stride == 1 ? K + 7 : K + 15; }
 
 __attribute__((target("avx2"))) static inline __m256 tap8(const float *p, int stride, int kw) {
@@ -436,32 +437,6 @@ __attribute__((target("avx2"))) static inline __m256 tap8(const float *p, int st
   /* {a0 a2 b0 b2 | a4 a6 b4 b6}, then its 64-bit quarters in the order 0 2 1 3 */
   const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
-}
-
-__attribute__((target("avx2"))) static int max_row_avx2(const float *src, int W, int hs, int he, int K,
-                                                        int stride, int pad, int ow0, int ow1, float *drow,
-                                                        int *mrow) {
-  const int reach = pool_reach8(K, stride);
-  const __m256i lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
-  int ow = ow0;
-  for (; ow + 8 <= ow1 && ow * stride - pad + reach <= W; ow += 8) {
-    const int start = ow * stride - pad;
-    const __m256i base = _mm256_add_epi32(_mm256_set1_epi32(start), lanes);
-    __m256 best = _mm256_set1_ps(-FLT_MAX);
-    __m256 arg = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    for (int ih = hs; ih < he; ih++) {
-      const float *p = src + (size_t)ih * W + start;
-      for (int kw = 0; kw < K; kw++) {
-        const __m256 v = tap8(p, stride, kw), gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
-        const __m256i idx = _mm256_add_epi32(base, _mm256_set1_epi32(ih * W + kw));
-        best = _mm256_max_ps(v, best);
-        arg = _mm256_blendv_ps(arg, _mm256_castsi256_ps(idx), gt);
-      }
-    }
-    _mm256_storeu_ps(drow + ow, best);
-    _mm256_storeu_si256((__m256i *)(void *)(mrow + ow), _mm256_castps_si256(arg));
-  }
-  return ow;
 }
 
 __attribute__((target("avx2"))) static int sum_row_avx2(const float *src, int W, int hs, int he, int K,
@@ -574,9 +549,6 @@ static void pool_forward_plane(const pool_state *s, bool is_max, bool avx2, cons
     int done = ow0; /* interior columns [ow0, done) already computed */
     if (is_max) {
       int *mrow = mask + (size_t)oh * PW;
-#if defined(POOL_AVX2)
-      if (stride <= 2 && avx2) done = max_row_avx2(src, W, hs, he, K, stride, pad, done, ow1, drow, mrow);
-#endif
 #if defined(__SSE2__)
       if (stride <= 2) done = max_row_sse2(src, W, hs, he, K, stride, pad, done, ow1, drow, mrow);
 #endif
