@@ -11,13 +11,14 @@
  *   data gradient    dx = dy W       six rows of W at a time, a slice of 256 columns at a
  *                                    time, for two rows of dx (in L1) at a time; columns over
  *                                    threads, so every thread streams its half of each row;
- *   weight gradient  dW += dy^T x    four rows by 16 columns of dW in registers, updated by
+ *   weight gradient  dW += dy^T x    six rows by 16 columns of dW in registers, updated by
  *                                    every row of x; rows over threads.
  *
- * Measured on fc6 at batch 10 (AMD EPYC, AVX2, OpenBLAS Haswell; bench_fc): forward 23-28 ms
- * on one thread against OpenBLAS's 50-68, data gradient 26-30 against 30-38, weight
- * gradient 34-40 against 30-39 (both at memory speed); on two threads 13 / 18 / 20 ms
- * against 50 / 43 / 28.
+ * Each pass prefetches 2 KB ahead along the rows it streams, and reads x from a copy whose
+ * rows are spread over the L1 sets (spread_rows). Measured on fc6 at batch 10 (AMD EPYC,
+ * AVX2, OpenBLAS Haswell; bench_fc, idle): forward 20 ms on one thread against OpenBLAS's
+ * 46, data gradient 25 against 30, weight gradient 27 against 29; on two threads 13 / 14 /
+ * 17 ms against 40 / 33 / 20. At batch 1 all three run at memory speed.
  *
  * Every sum runs in a fixed order whatever the thread count (each output belongs to one
  * thread, which adds in k or row order), so the bits are the same on 1 or 16 threads; they
