@@ -27,8 +27,9 @@ typedef struct fc_case {
 } fc_case;
 
 static const fc_case CASES[] = {
-    {"CaffeNet fc6", 10, 4096, 9216}, {"CaffeNet fc7", 10, 4096, 4096}, {"CaffeNet fc8", 10, 1000, 4096},
-    {"CaffeNet fc6, batch 1", 1, 4096, 9216}, {"CaffeNet fc6, batch 16", 16, 4096, 9216},
+    {"CaffeNet fc6", 10, 4096, 9216},           {"CaffeNet fc7", 10, 4096, 4096},
+    {"CaffeNet fc8", 10, 1000, 4096},           {"CaffeNet fc6, batch 1", 1, 4096, 9216},
+    {"CaffeNet fc6, batch 16", 16, 4096, 9216},
 };
 
 typedef struct bufs {
@@ -51,7 +52,8 @@ static inline v8 load8(const float *p) {
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 __attribute__((target_clones("avx2", "default")))
 #endif
-static float sum_range(const float *p, size_t n) {
+static float
+sum_range(const float *p, size_t n) {
   v8 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
   size_t i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -84,16 +86,22 @@ static void read_all(const bufs *b) {
 static void run_op(int op, bool stream, const bufs *b) {
   switch (op) {
   case FWD:
-    if (stream) crema_fc_stream_forward(b->m, b->n, b->k, b->x, b->w, NULL, b->y, b->scratch);
-    else crema_gemm(false, true, b->m, b->n, b->k, 1.0f, b->x, b->w, 0.0f, b->y);
+    if (stream)
+      crema_fc_stream_forward(b->m, b->n, b->k, b->x, b->w, NULL, b->y, b->scratch);
+    else
+      crema_gemm(false, true, b->m, b->n, b->k, 1.0f, b->x, b->w, 0.0f, b->y);
     break;
   case DX:
-    if (stream) crema_fc_stream_backward_data(b->m, b->n, b->k, b->dy, b->w, b->dx);
-    else crema_gemm(false, false, b->m, b->k, b->n, 1.0f, b->dy, b->w, 0.0f, b->dx);
+    if (stream)
+      crema_fc_stream_backward_data(b->m, b->n, b->k, b->dy, b->w, b->dx);
+    else
+      crema_gemm(false, false, b->m, b->k, b->n, 1.0f, b->dy, b->w, 0.0f, b->dx);
     break;
   case DW:
-    if (stream) crema_fc_stream_backward_weights(b->m, b->n, b->k, b->dy, b->x, b->dw, b->scratch);
-    else crema_gemm(true, false, b->n, b->k, b->m, 1.0f, b->dy, b->x, 1.0f, b->dw);
+    if (stream)
+      crema_fc_stream_backward_weights(b->m, b->n, b->k, b->dy, b->x, b->dw, b->scratch);
+    else
+      crema_gemm(true, false, b->n, b->k, b->m, 1.0f, b->dy, b->x, 1.0f, b->dw);
     break;
   default: read_all(b);
   }
@@ -110,8 +118,10 @@ int main(int argc, char **argv) {
   const double budget = quick ? 0.0 : 0.3;
   printf("OpenBLAS kernel: %s, %d BLAS threads, %d OpenMP threads\n", crema_blas_corename(),
          crema_blas_threads(), omp_get_max_threads());
-  printf("ms = best of the repetitions; /read = (bytes the pass must move / ms) / (GB/s of a plain read of W)\n\n");
-  printf("| layer | m x n x k | W MB | read W ms | forward ms: stream / OpenBLAS | /read | data gradient ms: stream "
+  printf("ms = best of the repetitions; /read = (bytes the pass must move / ms) / (GB/s of a plain read of "
+         "W)\n\n");
+  printf("| layer | m x n x k | W MB | read W ms | forward ms: stream / OpenBLAS | /read | data gradient ms: "
+         "stream "
          "/ OpenBLAS | /read | weight gradient ms: stream / OpenBLAS | /read |\n");
   printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {

@@ -401,9 +401,9 @@ START_TEST(test_fc_stream_matches_reference) {
       {3, 1801, 1, "num_output: 37 bias_term: false", true},
       {10, 64, 49, "num_output: 300", true}, /* k = 3136, a 4-D bottom */
       {16, 259, 1, "num_output: 257", true},
-      {5, 1804, 1, "num_output: 38", true},  /* k % 16 = 12: one 8-wide tile, four single columns */
-      {7, 2051, 1, "num_output: 39", true},  /* groups of 4 + 3 rows; 39 = 6 * 6 + 3 = 4 * 9 + 3 */
-      {13, 64, 49, "num_output: 40", true},  /* groups of 5 + 4 + 4; an odd last pair of dx rows */
+      {5, 1804, 1, "num_output: 38", true}, /* k % 16 = 12: one 8-wide tile, four single columns */
+      {7, 2051, 1, "num_output: 39", true}, /* groups of 4 + 3 rows; 39 = 6 * 6 + 3 = 4 * 9 + 3 */
+      {13, 64, 49, "num_output: 40", true}, /* groups of 5 + 4 + 4; an odd last pair of dx rows */
       {17, 259, 1, "num_output: 257", false},
       {10, 64, 49, "num_output: 300 transpose: true", false},
   };
@@ -496,22 +496,22 @@ START_TEST(test_fc_stream_same_bits_any_threads) {
       for (int o = 0; o < n; o++) {
         double s = bias[o];
         for (int j = 0; j < k; j++) s += (double)x[(size_t)b * k + j] * w[(size_t)o * k + j];
-        ck_assert_msg(fabs(y[0][(size_t)b * n + o] - s) < 1e-4 * (1 + fabs(s)), "shape %zu: y[%d][%d] %g, want %g",
-                      c, b, o, y[0][(size_t)b * n + o], s);
+        ck_assert_msg(fabs(y[0][(size_t)b * n + o] - s) < 1e-4 * (1 + fabs(s)),
+                      "shape %zu: y[%d][%d] %g, want %g", c, b, o, y[0][(size_t)b * n + o], s);
       }
     for (int b = 0; b < m; b++)
       for (int j = 0; j < k; j += 7) {
         double s = 0;
         for (int o = 0; o < n; o++) s += (double)dy[(size_t)b * n + o] * w[(size_t)o * k + j];
-        ck_assert_msg(fabs(dx[0][(size_t)b * k + j] - s) < 1e-4 * (1 + fabs(s)), "shape %zu: dx[%d][%d] %g, want %g",
-                      c, b, j, dx[0][(size_t)b * k + j], s);
+        ck_assert_msg(fabs(dx[0][(size_t)b * k + j] - s) < 1e-4 * (1 + fabs(s)),
+                      "shape %zu: dx[%d][%d] %g, want %g", c, b, j, dx[0][(size_t)b * k + j], s);
       }
     for (int o = 0; o < n; o += 3)
       for (int j = 0; j < k; j++) {
         double s = w[(size_t)o * k + j] * 0.5;
         for (int b = 0; b < m; b++) s += (double)dy[(size_t)b * n + o] * x[(size_t)b * k + j];
-        ck_assert_msg(fabs(dw[0][(size_t)o * k + j] - s) < 1e-5 * (1 + fabs(s)), "shape %zu: dW[%d][%d] %g, want %g",
-                      c, o, j, dw[0][(size_t)o * k + j], s);
+        ck_assert_msg(fabs(dw[0][(size_t)o * k + j] - s) < 1e-5 * (1 + fabs(s)),
+                      "shape %zu: dW[%d][%d] %g, want %g", c, o, j, dw[0][(size_t)o * k + j], s);
       }
     for (int v = 0; v < 2; v++) {
       free(y[v]);

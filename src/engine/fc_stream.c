@@ -45,7 +45,7 @@ static bool cpu_fast(void) { return __builtin_cpu_supports("avx2") && __builtin_
 static bool cpu_fast(void) { return false; }
 #endif
 #define TWIN(name, params, args)                                                                             \
-  FAST_TARGET static void name##_fast params { name args; }                                                 \
+  FAST_TARGET static void name##_fast params { name args; }                                                  \
   static void name##_any params { name args; }
 
 INLINE v8 load8(const float *p) {
@@ -55,6 +55,11 @@ INLINE v8 load8(const float *p) {
 }
 
 INLINE void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+INLINE v8 zero8(void) {
+  const v8 z = {0};
+  return z;
+}
 
 /* Broadcasts are written as scalar * vector inside the kernels: gcc then emits one
  * vbroadcastss, where a {s, s, ...} literal in an inlined helper was built lane by lane. */
@@ -99,7 +104,7 @@ INLINE void forward_tile(int B, bool two, int n, int k, int ldx, const float *x,
 #pragma GCC unroll 6
   for (int b = 0; b < 6; b++) {
     xb[b] = x + (size_t)(b0 + (b < B ? b : 0)) * ldx;
-    a0[b] = a1[b] = (v8){0};
+    a0[b] = a1[b] = zero8();
   }
   const int kv = k & ~7;
   for (int j = 0; j < kv; j += 8) {
@@ -129,16 +134,16 @@ INLINE void forward_tile(int B, bool two, int n, int k, int ldx, const float *x,
 }
 
 /* Rows o, o+1 of W (o+1 only when two) against every row of x, in groups of at most six. */
-INLINE void forward_pair(int m, bool two, int n, int k, int ldx, const float *x, const float *w, const float *bias,
-                         float *y, int o) {
+INLINE void forward_pair(int m, bool two, int n, int k, int ldx, const float *x, const float *w,
+                         const float *bias, float *y, int o) {
   const int groups = (m + 5) / 6;
   for (int g = 0, b0 = 0; g < groups; g++) {
     const int B = (m - b0 + groups - g - 1) / (groups - g); /* balanced: 10 rows go 5 + 5 */
     switch (B) {
 #define CASE(c)                                                                                              \
   case c:                                                                                                    \
-    two ? forward_tile(c, true, n, k, ldx, x, w, bias, y, o, b0)                                          \
-        : forward_tile(c, false, n, k, ldx, x, w, bias, y, o, b0);                                        \
+    two ? forward_tile(c, true, n, k, ldx, x, w, bias, y, o, b0)                                             \
+        : forward_tile(c, false, n, k, ldx, x, w, bias, y, o, b0);                                           \
     break;
       CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
 #undef CASE
@@ -148,7 +153,8 @@ INLINE void forward_pair(int m, bool two, int n, int k, int ldx, const float *x,
 }
 
 TWIN(forward_pair,
-     (int m, bool two, int n, int k, int ldx, const float *x, const float *w, const float *bias, float *y, int o),
+     (int m, bool two, int n, int k, int ldx, const float *x, const float *w, const float *bias, float *y,
+      int o),
      (m, two, n, k, ldx, x, w, bias, y, o))
 
 void crema_fc_stream_forward(int m, int n, int k, const float *x, const float *w, const float *bias, float *y,
@@ -158,14 +164,16 @@ void crema_fc_stream_forward(int m, int n, int k, const float *x, const float *w
   const bool fast = cpu_fast();
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < pairs; p++) {
-    if (fast) forward_pair_fast(m, 2 * p + 1 < n, n, k, ldx, scratch, w, bias, y, 2 * p);
-    else forward_pair_any(m, 2 * p + 1 < n, n, k, ldx, scratch, w, bias, y, 2 * p);
+    if (fast)
+      forward_pair_fast(m, 2 * p + 1 < n, n, k, ldx, scratch, w, bias, y, 2 * p);
+    else
+      forward_pair_any(m, 2 * p + 1 < n, n, k, ldx, scratch, w, bias, y, 2 * p);
   }
 }
 
 /* ---- data gradient ---- */
 
-#define DX_ROWS 6   /* rows of W per block: their dy values stay in registers */
+#define DX_ROWS 6    /* rows of W per block: their dy values stay in registers */
 #define DX_SLICE 256 /* columns per slice: two rows of dx and the W block's slice fit in L1 */
 
 /* dx[b0 (+1)][c0..c1) += sum over the R rows o0.. of dy[b][o] W[o][c0..c1); c1 - c0 a
@@ -183,7 +191,7 @@ INLINE void dx_slice(int R, bool pair, bool first, int n, int k, const float *dy
   }
   float *x0 = dx + (size_t)b0 * k, *x1 = pair ? x0 + k : x0;
   for (int j = c0; j < c1; j += 8) {
-    v8 a0 = first ? (v8){0} : load8(x0 + j), a1 = first || !pair ? (v8){0} : load8(x1 + j);
+    v8 a0 = first ? zero8() : load8(x0 + j), a1 = first || !pair ? zero8() : load8(x1 + j);
 #pragma GCC unroll 6
     for (int r = 0; r < DX_ROWS; r++)
       if (r < R) {
@@ -216,10 +224,8 @@ INLINE void dx_block(int R, int m, int n, int k, const float *dy, const float *w
 INLINE void dx_columns(int m, int n, int k, const float *dy, const float *w, float *dx, int j0, int j1) {
   for (int o0 = 0; o0 < n; o0 += DX_ROWS) {
     switch (n - o0 < DX_ROWS ? n - o0 : DX_ROWS) {
-#define CASE(c)                                         \
-  case c:                                               \
-    dx_block(c, m, n, k, dy, w, dx, o0, j0, j1);        \
-    break;
+#define CASE(c)                                                                                              \
+  case c: dx_block(c, m, n, k, dy, w, dx, o0, j0, j1); break;
       CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6)
 #undef CASE
     }
@@ -237,8 +243,10 @@ void crema_fc_stream_backward_data(int m, int n, int k, const float *dy, const f
     /* a contiguous run of columns per thread, in whole vectors */
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int j0 = (int)((long)vecs * t / nt) * 8, j1 = (int)((long)vecs * (t + 1) / nt) * 8;
-    if (j1 > j0 && fast) dx_columns_fast(m, n, k, dy, w, dx, j0, j1);
-    else if (j1 > j0) dx_columns_any(m, n, k, dy, w, dx, j0, j1);
+    if (j1 > j0 && fast)
+      dx_columns_fast(m, n, k, dy, w, dx, j0, j1);
+    else if (j1 > j0)
+      dx_columns_any(m, n, k, dy, w, dx, j0, j1);
   }
   for (int b = 0; b < m; b++) /* the last k % 8 columns, in row order as above */
     for (int j = kv; j < k; j++) {
@@ -259,8 +267,8 @@ void crema_fc_stream_backward_data(int m, int n, int k, const float *dy, const f
 #define DW_AHEAD 512 /* floats: how far ahead along each row the prefetch reaches */
 
 /* dW[o..o+R)[j..j+8V) += sum over b of dy[b][o+r] x[b][j..]. */
-INLINE void dw_tile(int R, int V, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o,
-                    int j) {
+INLINE void dw_tile(int R, int V, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw,
+                    int o, int j) {
   v8 a[DW_ROWS][DW_VECS];
 #pragma GCC unroll 6
   for (int r = 0; r < DW_ROWS; r++)
@@ -275,7 +283,7 @@ INLINE void dw_tile(int R, int V, int m, int n, int k, int ldx, const float *dy,
     const float *xr = x + (size_t)b * ldx + j, *d = dy + (size_t)b * n + o;
     v8 xv[DW_VECS];
 #pragma GCC unroll 2
-    for (int v = 0; v < DW_VECS; v++) xv[v] = v < V ? load8(xr + 8 * v) : (v8){0};
+    for (int v = 0; v < DW_VECS; v++) xv[v] = v < V ? load8(xr + 8 * v) : zero8();
 #pragma GCC unroll 6
     for (int r = 0; r < DW_ROWS; r++)
       if (r < R) {
@@ -307,7 +315,8 @@ INLINE void dw_rows(int R, int m, int n, int k, int ldx, const float *dy, const 
 
 /* Six rows from o, or the last few one at a time. */
 INLINE void dw_block(int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o) {
-  if (n - o >= DW_ROWS) dw_rows(DW_ROWS, m, n, k, ldx, dy, x, dw, o);
+  if (n - o >= DW_ROWS)
+    dw_rows(DW_ROWS, m, n, k, ldx, dy, x, dw, o);
   else
     for (int r = o; r < n; r++) dw_rows(1, m, n, k, ldx, dy, x, dw, r);
 }
@@ -322,7 +331,9 @@ void crema_fc_stream_backward_weights(int m, int n, int k, const float *dy, cons
   const bool fast = cpu_fast();
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < blocks; i++) {
-    if (fast) dw_block_fast(m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
-    else dw_block_any(m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
+    if (fast)
+      dw_block_fast(m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
+    else
+      dw_block_any(m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
   }
 }

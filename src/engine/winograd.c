@@ -222,7 +222,8 @@ static inline void tf_weight8(const v8 g[9], v8 u[WG_T]) {
   for (int i = 0; i < WG_A; i++)
     for (int j = 0; j < 3; j++) t[i][j] = g[j] * G[i][0] + g[3 + j] * G[i][1] + g[6 + j] * G[i][2];
   for (int i = 0; i < WG_A; i++)
-    for (int j = 0; j < WG_A; j++) u[i * WG_A + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+    for (int j = 0; j < WG_A; j++)
+      u[i * WG_A + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
 }
 
 /* dg = G^T dU G (the adjoint of tf_weight8) for eight kernels at once. */
@@ -275,7 +276,8 @@ HOT static void transform_weights(const wg_plan *p, const float *w, bool rotate,
       tf_weight8(g, t);
       for (int xi = 0; xi < WG_T; xi++) memcpy(&buf[xi][q], &t[xi], sizeof t[xi]);
     }
-    for (int xi = 0; xi < WG_T; xi++) memcpy(u + (size_t)xi * plane + k0, buf[xi], (size_t)nk * sizeof(float));
+    for (int xi = 0; xi < WG_T; xi++)
+      memcpy(u + (size_t)xi * plane + k0, buf[xi], (size_t)nk * sizeof(float));
   }
 }
 

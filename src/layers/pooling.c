@@ -235,10 +235,10 @@ static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
                 &cols[3 * o + 2]);
   s->threads = omp_get_max_threads();
   /* whole 64-byte lines per thread: no two threads write one line */
-  s->thread_floats = s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX
-                         ? (plane_mask_floats(s) + (separable(s) ? sep_floats(s) : 0) + padded_floats(s) + 15) &
-                               ~(size_t)15
-                         : 0;
+  s->thread_floats =
+      s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX
+          ? (plane_mask_floats(s) + (separable(s) ? sep_floats(s) : 0) + padded_floats(s) + 15) & ~(size_t)15
+          : 0;
   if (s->thread_floats && crema_workspace_reserve(scratch(l), s->thread_floats * (size_t)s->threads, err))
     return crema_error_prefix(err, "pooling scratch");
   if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX) {
@@ -460,8 +460,8 @@ __attribute__((target("avx2"))) static int sum_row_avx2(const float *src, int W,
  * strictly greater), and windows clipped by the edges meet only such cells beyond the
  * input, so values and argmaxes are those of the clipped loop, with no border cases: for
  * GoogLeNet's 14x14 and 7x7 inception pools the borders were most of the plane. */
-__attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s, const float *src, float *dst,
-                                                             int *mask, float *pad) {
+__attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s, const float *src,
+                                                             float *dst, int *mask, float *pad) {
   const int H = s->h, W = s->w, PH = s->ph, PW = s->pw, KH = s->kernel_h, KW = s->kernel_w;
   const int sh = s->stride_h, sw = s->stride_w, WP = padded_cols(s), HP = padded_rows(s);
   for (int y = 0; y < HP; y++) {
@@ -627,7 +627,7 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
                        mine + plane_mask_floats(s) + (sep ? sep_floats(s) : 0));
     else
 #endif
-    if (sep)
+        if (sep)
       max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask, mine + plane_mask_floats(s));
     else
       pool_forward_plane(s, is_max, avx2, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
