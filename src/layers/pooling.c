@@ -159,19 +159,27 @@ static size_t sep_floats(const pool_state *s) {
  * Separable planes wider than 16 outputs stay separable: GoogLeNet's 28x28 inception pools
  * took 5.2-6.9 ms this way against 3.4-5.8 (its 14x14 and 7x7 ones 2.8-5.5 against 3.7-7.4,
  * its 3x3 stride-2 pools 4-10 against 7-18; one thread, forward). */
-static bool padded_max(const pool_state *s) {
-  return s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX && !s->global && s->stride_w <= 2 &&
-         (!separable(s) || s->pw <= 16);
-}
-
 /* The padded copy: rows and columns enough for every window of every output, the last
- * group of eight outputs in a row included (its extra lanes are computed and dropped). */
-static int padded_cols(const pool_state *s) {
-  const int groups = (s->pw + 7) / 8;
+ * group of eight outputs in a row included (its extra lanes are computed and dropped). In 64
+ * bits: a fuzzed kernel or stride near INT_MAX must not wrap. */
+static int64_t padded_cols64(const pool_state *s) {
+  const int64_t groups = ((int64_t)s->pw + 7) / 8;
   return (groups * 8 - 1) * s->stride_w + s->kernel_w + 16;
 }
 
-static int padded_rows(const pool_state *s) { return (s->ph - 1) * s->stride_h + s->kernel_h; }
+static int64_t padded_rows64(const pool_state *s) { return ((int64_t)s->ph - 1) * s->stride_h + s->kernel_h; }
+
+/* Planes whose padded copy would pass this many floats (64 MB) keep the other paths. */
+#define POOL_PADDED_MAX_FLOATS ((int64_t)1 << 24)
+
+static bool padded_max(const pool_state *s) {
+  return s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX && !s->global && s->stride_w <= 2 &&
+         (!separable(s) || s->pw <= 16) && padded_rows64(s) * padded_cols64(s) <= POOL_PADDED_MAX_FLOATS;
+}
+
+static int padded_cols(const pool_state *s) { return (int)padded_cols64(s); }
+
+static int padded_rows(const pool_state *s) { return (int)padded_rows64(s); }
 
 static size_t padded_floats(const pool_state *s) {
   return padded_max(s) ? (size_t)padded_rows(s) * padded_cols(s) + 16 : 0;
