@@ -131,31 +131,33 @@ static inline v8 load8(const float *p) {
  * 4l + j. Filling the lanes one float at a time cost a store per float and a stalled vector
  * load (store forwarding fails) per row of 8. */
 typedef int i8 __attribute__((vector_size(32)));
+/* Lanes of a and b (0-7 a's, 8-15 b's), in the order given: gcc's and clang's builtins. */
+#if defined(__clang__)
+#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUF(a, b, ...) __builtin_shuffle(a, b, (i8){__VA_ARGS__})
+#endif
 
 /* out[j] = {r[j], r[4 + j], ..., r[28 + j]} for j = 0..3: a four-way deinterleave. */
 static inline void deal4(const float *r, v8 out[4]) {
   const v8 a = load8(r), b = load8(r + 8), c = load8(r + 16), d = load8(r + 24);
-  const v8 ab02 = __builtin_shuffle(a, b, (i8){0, 4, 8, 12, 2, 6, 10, 14}),
-           ab13 = __builtin_shuffle(a, b, (i8){1, 5, 9, 13, 3, 7, 11, 15}),
-           cd02 = __builtin_shuffle(c, d, (i8){0, 4, 8, 12, 2, 6, 10, 14}),
-           cd13 = __builtin_shuffle(c, d, (i8){1, 5, 9, 13, 3, 7, 11, 15});
-  out[0] = __builtin_shuffle(ab02, cd02, (i8){0, 1, 2, 3, 8, 9, 10, 11});
-  out[1] = __builtin_shuffle(ab13, cd13, (i8){0, 1, 2, 3, 8, 9, 10, 11});
-  out[2] = __builtin_shuffle(ab02, cd02, (i8){4, 5, 6, 7, 12, 13, 14, 15});
-  out[3] = __builtin_shuffle(ab13, cd13, (i8){4, 5, 6, 7, 12, 13, 14, 15});
+  const v8 ab02 = SHUF(a, b, 0, 4, 8, 12, 2, 6, 10, 14), ab13 = SHUF(a, b, 1, 5, 9, 13, 3, 7, 11, 15),
+           cd02 = SHUF(c, d, 0, 4, 8, 12, 2, 6, 10, 14), cd13 = SHUF(c, d, 1, 5, 9, 13, 3, 7, 11, 15);
+  out[0] = SHUF(ab02, cd02, 0, 1, 2, 3, 8, 9, 10, 11);
+  out[1] = SHUF(ab13, cd13, 0, 1, 2, 3, 8, 9, 10, 11);
+  out[2] = SHUF(ab02, cd02, 4, 5, 6, 7, 12, 13, 14, 15);
+  out[3] = SHUF(ab13, cd13, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
 /* r[4l + j] = in[j][l]: the inverse of deal4. */
 static inline void weave4(const v8 in[4], float *r) {
-  const v8 lo02 = __builtin_shuffle(in[0], in[2], (i8){0, 1, 2, 3, 8, 9, 10, 11}),
-           hi02 = __builtin_shuffle(in[0], in[2], (i8){4, 5, 6, 7, 12, 13, 14, 15}),
-           lo13 = __builtin_shuffle(in[1], in[3], (i8){0, 1, 2, 3, 8, 9, 10, 11}),
-           hi13 = __builtin_shuffle(in[1], in[3], (i8){4, 5, 6, 7, 12, 13, 14, 15});
+  const v8 lo02 = SHUF(in[0], in[2], 0, 1, 2, 3, 8, 9, 10, 11),
+           hi02 = SHUF(in[0], in[2], 4, 5, 6, 7, 12, 13, 14, 15),
+           lo13 = SHUF(in[1], in[3], 0, 1, 2, 3, 8, 9, 10, 11),
+           hi13 = SHUF(in[1], in[3], 4, 5, 6, 7, 12, 13, 14, 15);
   /* lo02 = {c0 of tiles 0-3, c2 of tiles 0-3}; tile l's four values interleave c0..c3 */
-  const v8 a = __builtin_shuffle(lo02, lo13, (i8){0, 8, 4, 12, 1, 9, 5, 13}),
-           b = __builtin_shuffle(lo02, lo13, (i8){2, 10, 6, 14, 3, 11, 7, 15}),
-           c = __builtin_shuffle(hi02, hi13, (i8){0, 8, 4, 12, 1, 9, 5, 13}),
-           d = __builtin_shuffle(hi02, hi13, (i8){2, 10, 6, 14, 3, 11, 7, 15});
+  const v8 a = SHUF(lo02, lo13, 0, 8, 4, 12, 1, 9, 5, 13), b = SHUF(lo02, lo13, 2, 10, 6, 14, 3, 11, 7, 15),
+           c = SHUF(hi02, hi13, 0, 8, 4, 12, 1, 9, 5, 13), d = SHUF(hi02, hi13, 2, 10, 6, 14, 3, 11, 7, 15);
   memcpy(r, &a, sizeof a);
   memcpy(r + 8, &b, sizeof b);
   memcpy(r + 16, &c, sizeof c);
@@ -174,8 +176,8 @@ static inline void gather_row_of_tiles(const float *src, int wp, v8 d[WG_T]) {
     d[i * WG_A + 1] = c[1];
     d[i * WG_A + 2] = c[2];
     d[i * WG_A + 3] = c[3];
-    d[i * WG_A + 4] = __builtin_shuffle(c[0], (v8){r[32]}, (i8){1, 2, 3, 4, 5, 6, 7, 8});
-    d[i * WG_A + 5] = __builtin_shuffle(c[1], (v8){r[33]}, (i8){1, 2, 3, 4, 5, 6, 7, 8});
+    d[i * WG_A + 4] = SHUF(c[0], (v8){r[32]}, 1, 2, 3, 4, 5, 6, 7, 8);
+    d[i * WG_A + 5] = SHUF(c[1], (v8){r[33]}, 1, 2, 3, 4, 5, 6, 7, 8);
   }
 }
 
