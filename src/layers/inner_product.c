@@ -92,7 +92,7 @@ static int ip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
 
 static int ip_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)err;
-  ip_state *s = l->state;
+  const ip_state *s = l->state;
   const int M = s->m, N = s->num_output, K = s->k;
   float *y = top[0]->data;
   if (s->stream) {
@@ -112,7 +112,7 @@ static int ip_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *con
 
 static void ip_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                         crema_blob *const *bottom) {
-  ip_state *s = l->state;
+  const ip_state *s = l->state;
   const int M = s->m, N = s->num_output, K = s->k;
   const float *dy = top[0]->diff, *x = bottom[0]->data;
   if (s->bias_term && l->param_propagate_down[1] && M > 0) /* db += dy^T 1 */
