@@ -34,6 +34,7 @@ typedef struct engine_case {
 /* The per-image engines need oneDNN's sgemm and as many images as threads (cases have 5+). */
 #define POINTWISE CREMA_ENGINE_POINTWISE
 #define PER_IMAGE CREMA_ENGINE_PER_IMAGE
+#define PROJECTION "projection" /* oneDNN with AVX-512, else the reference */
 
 static const engine_case CONV_CASES[] = {
     /* stride 2 whose last window ends short of the input: oneDNN's right pad is negative */
@@ -57,8 +58,9 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 16, 8, 8, true, NULL},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1 stride: 2 group: 2", 1, 2, 32,
      9, 9, true, NULL},
+    /* strided 1x1 (a ResNet projection): oneDNN only with AVX-512, else the reference */
     {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 3, 96, 7, 7, true,
-     NULL},
+     PROJECTION},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 5 pad: 2 dilation: 2", 1, 2, 12, 11, 11,
      true, NULL},
     /* few weights per output: the weight gradient stays on the reference path */
@@ -89,11 +91,15 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 13, 70, true,
      CREMA_ENGINE_WINOGRAD},
     /* 1x1 stride 1, group 1, at least as many images as threads: one product per image (with
-     * bias, without, two bottoms; more images than threads) */
+     * bias, without, two bottoms; more images than threads); planes under 400 pixels take
+     * their gradients on the reference path, planes from 400 on stay on the engine */
     {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 8, 16, 10, 11, false, POINTWISE},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 bias_term: false", 1, 5, 32, 10, 10,
      false, POINTWISE},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1", 2, 6, 8, 12, 9, false, POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 5, 16, 20, 21, false, POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 bias_term: false", 2, 4, 8, 25, 16,
+     false, POINTWISE},
     /* fewer channels than one of oneDNN's blocks of 8, small planes: im2col and one product per
      * image (LeNet's conv1; 6 channels into 50; stride and pad; no bias and two bottoms) */
     {"Convolution", "convolution_param", "num_output: 20 kernel_size: 5", 1, 8, 1, 28, 28, false, PER_IMAGE},
@@ -168,7 +174,13 @@ static void compare_engines(const engine_case *ec, size_t idx) {
   const bool per_image_possible = crema_engine_have_onednn() && ec->n >= omp_get_max_threads();
   const bool per_image = ec->engine && (!strcmp(ec->engine, POINTWISE) || !strcmp(ec->engine, PER_IMAGE));
   const char *name = crema_layer_engine_name(fast.l);
-  if (ec->engine && (!per_image || per_image_possible))
+  const bool projection = ec->engine && !strcmp(ec->engine, PROJECTION);
+  if (projection && crema_engine_onednn_avx512())
+    ck_assert_msg(!strncmp(name, CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)), "case %zu: engine \"%s\"", idx,
+                  name);
+  else if (projection)
+    ck_assert_str_eq(name, CREMA_ENGINE_REFERENCE);
+  else if (ec->engine && (!per_image || per_image_possible))
     ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l), ec->engine, strlen(ec->engine)),
                   "case %zu (%s): the default engine is \"%s\", not %s", idx, ec->param,
                   crema_layer_engine_name(fast.l), ec->engine);
@@ -177,7 +189,10 @@ static void compare_engines(const engine_case *ec, size_t idx) {
                       !strncmp(name, PER_IMAGE, strlen(PER_IMAGE)),
                   "case %zu (%s %s): the default engine is \"%s\", not oneDNN", idx, ec->type, ec->param,
                   name);
-  if (crema_engine_have_onednn() && ec->all_onednn)
+  if (ec->engine && !strcmp(ec->engine, POINTWISE) && per_image_possible) /* gradients by plane size */
+    ck_assert_msg((strstr(name, "gradients: caffe") != NULL) == (ec->h * ec->w < 400), "case %zu: engine \"%s\"",
+                  idx, name);
+  if (crema_engine_have_onednn() && ec->all_onednn && !projection)
     ck_assert_msg(!strstr(crema_layer_engine_name(fast.l), "caffe"), "case %zu: engine \"%s\"", idx,
                   crema_layer_engine_name(fast.l));
   ck_assert_int_eq(ref.l->n_blobs, fast.l->n_blobs);

@@ -37,6 +37,15 @@ bool crema_engine_have_onednn(void) {
 #endif
 }
 
+bool crema_engine_onednn_avx512(void) {
+#ifdef CREMA_HAVE_ONEDNN
+  const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+  return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+#else
+  return false;
+#endif
+}
+
 const char *crema_engine_describe(void) {
   static char buf[160];
   pthread_once(&env_once, read_env);

@@ -34,6 +34,8 @@
 
 /* True when crema was built with oneDNN. */
 bool crema_engine_have_onednn(void);
+/* True when oneDNN runs its AVX-512 kernels on this CPU (false without oneDNN). */
+bool crema_engine_onednn_avx512(void);
 
 /* One line for logs and benches: "oneDNN 2.6.3 (default engine)", "oneDNN 2.6.3 (disabled:
  * CREMA_ENGINE=caffe)" or "reference only (built without oneDNN: apt-get install
@@ -117,6 +119,9 @@ bool crema_pointwise_conv_matches(const crema_pointwise_conv *c, const crema_im2
                                   int group, bool bias);
 void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const float *w, const float *bias,
                                   float *y);
+/* Whether backward suits this engine too: planes of 400+ pixels. Below, the caller runs the
+ * gradients on the reference path (copy-free for these layers). */
+bool crema_pointwise_conv_backward_suits(const crema_pointwise_conv *c);
 /* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
 void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,
                                    float *dw, float *dx);

@@ -31,6 +31,16 @@ static bool reference_is_copy_free(const crema_im2col_geom *g) {
          g->pad_w == 0;
 }
 
+/* Strided 1x1 convolutions too (ResNet's projections, the reference's im2col only picks
+ * every other pixel) where oneDNN has no AVX-512: on ResNet-50 at batch 10 (AVX2, 1 and 2
+ * threads, in the net) oneDNN's jit_1x1:avx2 took as long forward and 1.2-1.3x the reference's
+ * time backward (res3a_branch1 49.8 against 39.2 ms, res5a_branch1 42.1 against 33.7). With
+ * AVX-512, where issue 12 measured oneDNN well above sgemm, they stay on oneDNN (not measured
+ * on such a CPU here). */
+static bool projection_on_reference(const crema_im2col_geom *g) {
+  return g->kernel_h == 1 && g->kernel_w == 1 && g->pad_h == 0 && g->pad_w == 0 && !crema_engine_onednn_avx512();
+}
+
 typedef struct conv_state {
   crema_conv_params p;
   crema_conv_engine engine;
@@ -40,6 +50,7 @@ typedef struct conv_state {
   crema_onednn_conv *fast;   /* oneDNN's primitives, or NULL: (without wino, pw) the reference runs */
   bool ref_weights;          /* with fast: the weight gradient still runs on the reference engine */
   bool ref_data;             /* with fast: the data gradient still runs on the reference engine */
+  bool pw_ref_backward;      /* with pw: both gradients run on the reference engine */
   char engine_name[80];
 } conv_state;
 
@@ -212,8 +223,14 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   int rc = try_winograd(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
   if (rc == 0) rc = try_pointwise(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
   if (rc == 0) rc = try_per_image(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
+  s->pw_ref_backward = rc > 0 && s->pw && !crema_pointwise_conv_backward_suits(s->pw);
+  if (s->pw_ref_backward) { /* copy-free: the reference needs no buffers for a 1x1 stride-1 layer */
+    snprintf(s->engine_name, sizeof s->engine_name, "%s (sgemm per image; gradients: caffe)",
+             CREMA_ENGINE_POINTWISE);
+    return crema_conv_engine_reshape(&s->engine, &g, s->p.num_output, s->p.group, n, err);
+  }
   if (rc != 0) return rc < 0 ? -1 : 0;
-  if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g)) {
+  if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g) && !projection_on_reference(&g)) {
     if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
       crema_onednn_conv_free(s->fast);
       s->fast = NULL;
@@ -277,7 +294,7 @@ static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *pr
     float *dx = propagate_down[i] ? bottom[i]->diff : NULL;
     if (s->wino) {
       crema_winograd_conv_backward(s->wino, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
-    } else if (s->pw) {
+    } else if (s->pw && !s->pw_ref_backward) {
       crema_pointwise_conv_backward(s->pw, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
     } else if (s->pi) {
       crema_per_image_conv_backward(s->pi, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
