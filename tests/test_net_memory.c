@@ -381,6 +381,26 @@ START_TEST(small_net_same_outputs) {
 }
 END_TEST
 
+/* A ResNet-style block, BatchNorm and Scale in place: a forward-only in-place Scale keeps no
+ * copy of its input (only its backward would read it), and the outputs stay the same. */
+START_TEST(scale_in_place_same_outputs) {
+  Crema__NetParameter *m = test_net_param(
+      "name: 'bn' "
+      "layer { name: 'data' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 2 dim: 3 dim: 6 dim: 6 } "
+      "  data_filler { type: 'gaussian' std: 1 } } } "
+      "layer { name: 'conv' type: 'Convolution' bottom: 'x' top: 'c' "
+      "  convolution_param { num_output: 8 kernel_size: 3 weight_filler { type: 'xavier' } } } "
+      "layer { name: 'bn' type: 'BatchNorm' bottom: 'c' top: 'c' } "
+      "layer { name: 'scale' type: 'Scale' bottom: 'c' top: 'c' scale_param { bias_term: true "
+      "  filler { type: 'uniform' min: 0.5 max: 1.5 } bias_filler { type: 'uniform' min: -1 max: 1 } } } "
+      "layer { name: 'relu' type: 'ReLU' bottom: 'c' top: 'c' } "
+      "layer { name: 'ip' type: 'InnerProduct' bottom: 'c' top: 'ip' "
+      "  inner_product_param { num_output: 3 weight_filler { type: 'xavier' } } } ");
+  same_outputs(m, 2, "BatchNorm + Scale net");
+  crema_message_free(m);
+}
+END_TEST
+
 /* Which blobs share their data, and what that saves. */
 START_TEST(small_net_activation_plan) {
   Crema__NetParameter *m = test_net_param(NET);
@@ -539,6 +559,7 @@ int main(void) {
   tcase_add_test(tc, blob_outgrows_borrowed_diff);
   tcase_add_test(tc, blob_outgrows_borrowed_data);
   tcase_add_test(tc, small_net_same_outputs);
+  tcase_add_test(tc, scale_in_place_same_outputs);
   tcase_add_test(tc, small_net_activation_plan);
   tcase_add_test(tc, test_net_in_train_gradients);
   tcase_add_test(tc, solver_shares);

@@ -76,15 +76,19 @@ static bool same_dims(const scale_state *s) {
          (s->d.outer == s->bd.outer && s->d.dim == s->bd.dim && s->d.inner == s->bd.inner);
 }
 
+/* In place, d s needs the input: keep a copy unless nobody asks for d s (a frozen scale, or
+ * a net that never runs backward). */
+static bool keeps_input(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top) {
+  return bottom[0] == top[0] && !l->forward_only && (l->n_bottom > 1 || l->param_propagate_down[0]);
+}
+
 static int scale_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                          crema_error *err) {
   (void)err;
   scale_state *s = l->state;
   const crema_blob *sc = l->n_bottom > 1 ? bottom[1] : l->blobs[0];
   const float *bias = s->bias_index >= 0 ? l->blobs[s->bias_index]->data : NULL;
-  /* In place, d s needs the input: keep a copy unless nobody asks for d s (a frozen scale). */
-  float *saved =
-      bottom[0] == top[0] && (l->n_bottom > 1 || l->param_propagate_down[0]) ? s->saved->data : NULL;
+  float *saved = keeps_input(l, bottom, top) ? s->saved->data : NULL;
   if (same_dims(s)) {
     crema_axis_scale_shift(&s->d, bottom[0]->data, sc->data, bias, top[0]->data, saved);
     return 0;
