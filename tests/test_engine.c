@@ -176,8 +176,8 @@ static void compare_engines(const engine_case *ec, size_t idx) {
   const char *name = crema_layer_engine_name(fast.l);
   const bool projection = ec->engine && !strcmp(ec->engine, PROJECTION);
   if (projection && crema_engine_onednn_avx512())
-    ck_assert_msg(!strncmp(name, CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)), "case %zu: engine \"%s\"", idx,
-                  name);
+    ck_assert_msg(!strncmp(name, CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)), "case %zu: engine \"%s\"",
+                  idx, name);
   else if (projection)
     ck_assert_str_eq(name, CREMA_ENGINE_REFERENCE);
   else if (ec->engine && (!per_image || per_image_possible))
@@ -190,8 +190,8 @@ static void compare_engines(const engine_case *ec, size_t idx) {
                   "case %zu (%s %s): the default engine is \"%s\", not oneDNN", idx, ec->type, ec->param,
                   name);
   if (ec->engine && !strcmp(ec->engine, POINTWISE) && per_image_possible) /* gradients by plane size */
-    ck_assert_msg((strstr(name, "gradients: caffe") != NULL) == (ec->h * ec->w < 400), "case %zu: engine \"%s\"",
-                  idx, name);
+    ck_assert_msg((strstr(name, "gradients: caffe") != NULL) == (ec->h * ec->w < 400),
+                  "case %zu: engine \"%s\"", idx, name);
   if (crema_engine_have_onednn() && ec->all_onednn && !projection)
     ck_assert_msg(!strstr(crema_layer_engine_name(fast.l), "caffe"), "case %zu: engine \"%s\"", idx,
                   crema_layer_engine_name(fast.l));

@@ -386,7 +386,8 @@ END_TEST
 START_TEST(scale_in_place_same_outputs) {
   Crema__NetParameter *m = test_net_param(
       "name: 'bn' "
-      "layer { name: 'data' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 2 dim: 3 dim: 6 dim: 6 } "
+      "layer { name: 'data' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 2 dim: 3 dim: 6 dim: "
+      "6 } "
       "  data_filler { type: 'gaussian' std: 1 } } } "
       "layer { name: 'conv' type: 'Convolution' bottom: 'x' top: 'c' "
       "  convolution_param { num_output: 8 kernel_size: 3 weight_filler { type: 'xavier' } } } "

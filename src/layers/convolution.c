@@ -38,7 +38,8 @@ static bool reference_is_copy_free(const crema_im2col_geom *g) {
  * AVX-512, where issue 12 measured oneDNN well above sgemm, they stay on oneDNN (not measured
  * on such a CPU here). */
 static bool projection_on_reference(const crema_im2col_geom *g) {
-  return g->kernel_h == 1 && g->kernel_w == 1 && g->pad_h == 0 && g->pad_w == 0 && !crema_engine_onednn_avx512();
+  return g->kernel_h == 1 && g->kernel_w == 1 && g->pad_h == 0 && g->pad_w == 0 &&
+         !crema_engine_onednn_avx512();
 }
 
 typedef struct conv_state {
@@ -230,7 +231,8 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     return crema_conv_engine_reshape(&s->engine, &g, s->p.num_output, s->p.group, n, err);
   }
   if (rc != 0) return rc < 0 ? -1 : 0;
-  if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g) && !projection_on_reference(&g)) {
+  if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g) &&
+      !projection_on_reference(&g)) {
     if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
       crema_onednn_conv_free(s->fast);
       s->fast = NULL;
