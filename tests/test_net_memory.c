@@ -381,14 +381,13 @@ START_TEST(small_net_same_outputs) {
 }
 END_TEST
 
-/* A ResNet-style block, BatchNorm and Scale in place: a forward-only in-place Scale keeps no
- * copy of its input (only its backward would read it), and the outputs stay the same. */
+/* A ResNet-style block, BatchNorm and Scale in place: in a forward-only net the in-place Scale
+ * skips the copy of its input that only its backward reads, and the outputs stay the same. */
 START_TEST(scale_in_place_same_outputs) {
   Crema__NetParameter *m = test_net_param(
       "name: 'bn' "
-      "layer { name: 'data' type: 'DummyData' top: 'x' dummy_data_param { shape { dim: 2 dim: 3 dim: 6 dim: "
-      "6 } "
-      "  data_filler { type: 'gaussian' std: 1 } } } "
+      "layer { name: 'data' type: 'DummyData' top: 'x' dummy_data_param { "
+      "  shape { dim: 2 dim: 3 dim: 6 dim: 6 } data_filler { type: 'gaussian' std: 1 } } } "
       "layer { name: 'conv' type: 'Convolution' bottom: 'x' top: 'c' "
       "  convolution_param { num_output: 8 kernel_size: 3 weight_filler { type: 'xavier' } } } "
       "layer { name: 'bn' type: 'BatchNorm' bottom: 'c' top: 'c' } "

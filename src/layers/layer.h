@@ -97,9 +97,9 @@ struct crema_layer {
    * (see tensor/workspace.h). NULL = the layer keeps its own. */
   crema_workspace *workspace;
   /* Set by the net (crema_net_share_activations): backward never runs, so state a layer keeps
-   * only for backward (max pooling's argmax, an in-place Scale's copy of its input) need not be
-   * written, and its
-   * calloc'd buffers never become resident. False = Caffe's behaviour, everything kept. */
+   * only for backward (max pooling's argmax, an in-place Scale's copy of its input) need not
+   * be written, and its calloc'd buffers never become resident. False = Caffe's behaviour,
+   * everything kept. */
   bool forward_only;
 };
 
