@@ -91,8 +91,8 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 13, 70, true,
      CREMA_ENGINE_WINOGRAD},
     /* 1x1 stride 1, group 1, at least as many images as threads: one product per image (with
-     * bias, without, two bottoms; more images than threads); planes under 400 pixels take
-     * their gradients on the reference path, planes from 400 on stay on the engine */
+     * bias, without, two bottoms; more images than threads); planes under 400 pixels with
+     * 1024+ input channels take their gradients on the reference path */
     {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 8, 16, 10, 11, false, POINTWISE},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 bias_term: false", 1, 5, 32, 10, 10,
      false, POINTWISE},
@@ -100,6 +100,10 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 5, 16, 20, 21, false, POINTWISE},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 bias_term: false", 2, 4, 8, 25, 16,
      false, POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1", 1, 4, 1024, 10, 10, false,
+     POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1", 1, 4, 1024, 20, 20, false,
+     POINTWISE},
     /* fewer channels than one of oneDNN's blocks of 8, small planes: im2col and one product per
      * image (LeNet's conv1; 6 channels into 50; stride and pad; no bias and two bottoms) */
     {"Convolution", "convolution_param", "num_output: 20 kernel_size: 5", 1, 8, 1, 28, 28, false, PER_IMAGE},
@@ -190,7 +194,7 @@ static void compare_engines(const engine_case *ec, size_t idx) {
                   "case %zu (%s %s): the default engine is \"%s\", not oneDNN", idx, ec->type, ec->param,
                   name);
   if (ec->engine && !strcmp(ec->engine, POINTWISE) && per_image_possible) /* gradients by plane size */
-    ck_assert_msg((strstr(name, "gradients: caffe") != NULL) == (ec->h * ec->w < 400),
+    ck_assert_msg((strstr(name, "gradients: caffe") != NULL) == (ec->h * ec->w < 400 && ec->c >= 1024),
                   "case %zu: engine \"%s\"", idx, name);
   if (crema_engine_have_onednn() && ec->all_onednn && !projection)
     ck_assert_msg(!strstr(crema_layer_engine_name(fast.l), "caffe"), "case %zu: engine \"%s\"", idx,

@@ -119,8 +119,9 @@ bool crema_pointwise_conv_matches(const crema_pointwise_conv *c, const crema_im2
                                   int group, bool bias);
 void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const float *w, const float *bias,
                                   float *y);
-/* Whether backward suits this engine too: planes of 400+ pixels. Below, the caller runs the
- * gradients on the reference path (copy-free for these layers). */
+/* Whether backward suits this engine too: not on planes under 400 pixels with 1024+ input
+ * channels. There the caller runs the gradients on the reference path (copy-free for these
+ * layers). */
 bool crema_pointwise_conv_backward_suits(const crema_pointwise_conv *c);
 /* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
 void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,

@@ -30,14 +30,17 @@ struct crema_pointwise_conv {
  * ones (196) at 1.1-1.3x, 28x28 and 56x56 at 1.2-1.7x (2 cores, AVX2). */
 #define POINTWISE_MIN_PLANE 100
 
-/* Backward wants wider planes still: each image's weight-gradient product has the plane as
- * its inner dimension. ResNet-50's 14x14 (196-pixel) 1024->256 layers took 27-28 ms backward
- * here against 18 on the reference (batch 10, 2 cores, AVX2; 45 against 32 on one), while
- * their forward stayed 1.2x faster here; 28x28 and 56x56 planes came out even or better. */
+/* Backward is weaker on small planes with many input channels. ResNet-50's 14x14 (196-pixel)
+ * 1024->256 layers took 27-28 ms backward here against 18 on the reference (batch 10, 2
+ * cores, AVX2; 45 against 32 on one), while their forward stayed 1.2x faster here. Its
+ * 256->1024 layers on the same planes (five layers: 110-115 ms here, 119-122 on the
+ * reference) and GoogLeNet's 14x14 layers (480-832 channels: twenty layers 69-112 ms here
+ * against 85-99, within this machine's noise) did not lose, nor did 28x28 and 56x56 planes. */
 #define POINTWISE_MIN_PLANE_BACKWARD 400
+#define POINTWISE_MAX_CHANNELS_SMALL_PLANE_BACKWARD 1024
 
 bool crema_pointwise_conv_backward_suits(const crema_pointwise_conv *c) {
-  return c->hw >= POINTWISE_MIN_PLANE_BACKWARD;
+  return c->hw >= POINTWISE_MIN_PLANE_BACKWARD || c->cx < POINTWISE_MAX_CHANNELS_SMALL_PLANE_BACKWARD;
 }
 
 bool crema_pointwise_conv_suits(const crema_im2col_geom *g, int n, int group) {
