@@ -121,7 +121,7 @@ void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const
                                   float *y);
 /* Whether backward suits this engine too: not on planes under 400 pixels with 1024+ input
  * channels. There the caller runs the gradients on the reference path (copy-free for these
- * layers). */
+ * layers) and must not call crema_pointwise_conv_backward. */
 bool crema_pointwise_conv_backward_suits(const crema_pointwise_conv *c);
 /* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
 void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,

@@ -10,6 +10,7 @@
  * the whole layer stays on one pool, and the bias is added while the image's output is still
  * in cache. The weight gradient sums per-thread partial products, then adds them to dW in
  * thread order: the bits depend on the thread count, never on timing. */
+#include <assert.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,11 @@ int crema_pointwise_conv_create(const crema_im2col_geom *g, int n, int cy, int g
   c->hw = (size_t)g->height * g->width;
   c->bias = bias;
   c->parts = omp_get_max_threads() < n ? omp_get_max_threads() : n;
+  /* The partial sums serve backward only: none when the gradients run on the reference. */
+  if (!crema_pointwise_conv_backward_suits(c)) {
+    *out = c;
+    return 0;
+  }
   if (crema_engine_ws_reserve((size_t)c->parts * cy * c->cx * sizeof(float), err)) {
     free(c);
     return crema_fail(err, "out of memory for the 1x1 engine's partial sums"), -1;
@@ -103,6 +109,7 @@ void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const
 
 void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,
                                    float *dw, float *dx) {
+  assert(crema_pointwise_conv_backward_suits(c)); /* else no partial sums were reserved */
   const size_t xs = (size_t)c->cx * c->hw, ys = (size_t)c->cy * c->hw, wn = (size_t)c->cy * c->cx;
   const int hw = (int)c->hw;
   if (dx) { /* dx_i = W^T dy_i: the same W (stride 0) for every image */
