@@ -34,7 +34,8 @@ static const crema_im2col_geom GEOMS[] = {
     {1, 9, 8, 2, 4, 0, 3, 3, 1, 1, 2, 0, 0},
     {4, 4, 4, 1, 1, 0, 0, 1, 1, 1, 1, 0, 0},
     {2, 6, 11, 5, 3, 2, 1, 1, 4, 1, 3, 0, 0},
-    {2, 3, 3, 3, 3, 0, 0, 1, 1, 1, 1, 0, 0}, /* kernel = image: one column per image */
+    {2, 3, 3, 3, 3, 0, 0, 1, 1, 1, 1, 0, 0},   /* kernel = image: one column per image */
+    {2, 3, 44, 2, 37, 1, 3, 1, 2, 1, 1, 0, 0}, /* past the 32 precomputed taps of an axis */
 };
 
 START_TEST(test_im2col_matches_naive) {

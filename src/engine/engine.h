@@ -129,13 +129,14 @@ void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, cons
 void crema_pointwise_conv_free(crema_pointwise_conv *c);
 
 /* ---- A small convolution as im2col and one product per image on OpenMP's threads
- * (per_image.c). Same contract as the oneDNN object above. Takes group 1, fewer input
- * channels than one of oneDNN's blocks (8), any kernel but a 1x1 stride-1 unpadded one
+ * (per_image.c). Same contract as the oneDNN object above. Takes group 1, channels that
+ * oneDNN would pad (fewer input channels than one of its blocks of 8, 16 with AVX-512, or
+ * input and output channels both off its blocks), any kernel but a 1x1 stride-1 unpadded one
  * (pointwise.c's), output planes of 64+ pixels, an image's column matrix of at most 32K
  * floats and at least as many images as threads, only when crema has oneDNN (its sgemm is
- * what runs single-threaded per image): LeNet's conv1. */
+ * what runs single-threaded per image): LeNet's conv1 and conv2. */
 typedef struct crema_per_image_conv crema_per_image_conv;
-bool crema_per_image_conv_suits(const crema_im2col_geom *g, int n, int group);
+bool crema_per_image_conv_suits(const crema_im2col_geom *g, int n, int cy, int group);
 int crema_per_image_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
                                 crema_per_image_conv **out, crema_error *err);
 bool crema_per_image_conv_matches(const crema_per_image_conv *c, const crema_im2col_geom *g, int n, int cy,

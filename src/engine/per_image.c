@@ -34,35 +34,44 @@ struct crema_per_image_conv {
 #define PER_IMAGE_MIN_PLANE 64
 #define PER_IMAGE_MAX_COL_FLOATS (32u * 1024u)
 /* oneDNN keeps channels in blocks of 8 (16 with AVX-512) and pads the rest: a layer with
- * fewer input channels than one block wastes most of its work. With LeNet's 1 channel this
- * engine took conv1 from 0.85 + 2.8 ms (oneDNN forward, reference gradients) to 1.0 + 1.6 (2
- * cores, AVX2, batch 64). LeNet's conv2 (20 channels) came out even (forward 2.7-3.5 ms on
- * oneDNN against 3.9-4.3 here, backward 7.3-8.7 against 6.9-7.2) and GoogLeNet's 14x14 5x5
- * layers (16-32 channels) took 1.6-2x longer here, so whole blocks stay on oneDNN. */
-#define PER_IMAGE_CHANNEL_BLOCK 8
+ * fewer input channels than one block wastes most of its work there. With LeNet's 1 channel
+ * this engine took conv1 from 0.85 + 2.8 ms (oneDNN forward, reference gradients) to 1.0 +
+ * 1.6 (2 cores, AVX2, batch 64).
+ * With whole blocks, only layers padded on both sides come here: LeNet's conv2 (20 -> 50,
+ * computed as 24 -> 56, 1.34x the work) took 1.9-2.4 ms forward and 4.0-5.6 backward here
+ * against oneDNN's 2.3-2.5 and 6.6-7.6 (batch 64, 2 cores, best of 0.5 s, three runs); 12 ->
+ * 20 came out even. Padded on one side only, oneDNN won or came out even: 16 -> 32 took
+ * 0.4 + 1.0-1.3 ms there against 0.6-0.8 + 1.6-1.8 here, 8 -> 32 0.4-0.7 + 1.2-1.7 against
+ * 0.8-1.0 + 1.3-2.0, 20 -> 40 and 16 -> 50 even. GoogLeNet's 14x14 5x5 layers (16-32
+ * channels) took 1.6-2x longer here (and their column matrices pass the limit above). */
+static int onednn_block(void) { return crema_engine_onednn_avx512() ? 16 : 8; }
+
+static bool onednn_pads(int channels, int cy) {
+  const int b = onednn_block();
+  return channels < b || (channels % b != 0 && cy % b != 0);
+}
 
 static bool is_pointwise(const crema_im2col_geom *g) {
   return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 &&
          g->pad_w == 0;
 }
 
-bool crema_per_image_conv_suits(const crema_im2col_geom *g, int n, int group) {
+bool crema_per_image_conv_suits(const crema_im2col_geom *g, int n, int cy, int group) {
   if (!crema_engine_have_onednn()) return false; /* without it the products would go to OpenBLAS again */
   const size_t cols = (size_t)g->out_h * g->out_w;
-  return group == 1 && g->channels < PER_IMAGE_CHANNEL_BLOCK && !is_pointwise(g) &&
-         cols >= PER_IMAGE_MIN_PLANE && crema_im2col_rows(g) * cols <= PER_IMAGE_MAX_COL_FLOATS &&
-         n >= omp_get_max_threads();
+  return group == 1 && onednn_pads(g->channels, cy) && !is_pointwise(g) && cols >= PER_IMAGE_MIN_PLANE &&
+         crema_im2col_rows(g) * cols <= PER_IMAGE_MAX_COL_FLOATS && n >= omp_get_max_threads();
 }
 
 int crema_per_image_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
                                 crema_per_image_conv **out, crema_error *err) {
   *out = NULL;
-  if (n < 1 || !crema_per_image_conv_suits(g, n, group)) {
-    crema_fail(
-        err, "the per-image engine needs oneDNN, one group, fewer than 8 input channels, a kernel other than "
-             "1x1 stride 1, an output "
-             "plane of 64+ pixels, an image's column matrix of at most 32K floats and at least as many "
-             "images as threads");
+  if (n < 1 || !crema_per_image_conv_suits(g, n, cy, group)) {
+    crema_fail(err,
+               "the per-image engine needs oneDNN, one group, input channels that oneDNN pads (fewer than "
+               "one block, or input and output channels both off its blocks), a kernel other than 1x1 "
+               "stride 1, an output plane of 64+ pixels, an image's column matrix of at most 32K floats "
+               "and at least as many images as threads");
     return 1;
   }
   crema_per_image_conv *c = calloc(1, sizeof *c);

@@ -180,7 +180,7 @@ static int try_pointwise(conv_state *s, const crema_im2col_geom *g, int n, bool 
 
 static int try_per_image(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
   const crema_conv_params *p = &s->p;
-  const bool use = wanted && crema_per_image_conv_suits(g, n, p->group);
+  const bool use = wanted && crema_per_image_conv_suits(g, n, p->num_output, p->group);
   if (s->pi && (!use || !crema_per_image_conv_matches(s->pi, g, n, p->num_output, p->group, p->bias_term))) {
     crema_per_image_conv_free(s->pi);
     s->pi = NULL;

@@ -39,52 +39,112 @@ size_t crema_im2col_cols(const crema_im2col_geom *g, int n) {
 
 /* The range of output positions o in [0, out) whose input coordinate o*stride + off lies in
  * [0, in): computed once per kernel tap so the inner loop has no bounds test. */
-static void valid_range(int off, int stride, int in, int out, int *lo, int *hi) {
-  int a = off >= 0 ? 0 : (-off + stride - 1) / stride;
-  int b = in - off <= 0 ? 0 : (in - off - 1) / stride + 1;
+typedef struct tap_range {
+  int off, lo, hi;
+} tap_range;
+
+static tap_range tap_compute(int t, int dilation, int pad, int stride, int in, int out) {
+  tap_range r = {.off = t * dilation - pad};
+  int a = r.off >= 0 ? 0 : (-r.off + stride - 1) / stride;
+  int b = in - r.off <= 0 ? 0 : (in - r.off - 1) / stride + 1;
   if (b > out) b = out;
   if (a > b) a = b;
-  *lo = a;
-  *hi = b;
+  r.lo = a;
+  r.hi = b;
+  return r;
+}
+
+/* The tap ranges of one axis, the first AXIS_TAPS precomputed: computing them per row of
+ * the column matrix (several integer divisions each) cost as much as the copy itself on
+ * LeNet's conv2 (500 rows of 8x8). Longer kernels compute the rest on the fly. */
+#define AXIS_TAPS 32
+typedef struct axis_taps {
+  int dilation, pad, stride, in, out;
+  tap_range first[AXIS_TAPS];
+} axis_taps;
+
+static void axis_taps_init(axis_taps *a, int k, int dilation, int pad, int stride, int in, int out) {
+  *a = (axis_taps){.dilation = dilation, .pad = pad, .stride = stride, .in = in, .out = out};
+  for (int t = 0; t < k && t < AXIS_TAPS; t++) a->first[t] = tap_compute(t, dilation, pad, stride, in, out);
+}
+
+static inline tap_range axis_tap(const axis_taps *a, int t) {
+  return t < AXIS_TAPS ? a->first[t] : tap_compute(t, a->dilation, a->pad, a->stride, a->in, a->out);
+}
+
+/* d[0..n) = s[0..n): runs of 8 and 4 floats as fixed-size moves (a vector each), as a memcpy
+ * call per row cost more than the copy on short rows (LeNet's conv2: 8 floats). */
+static inline void copy_run(float *restrict d, const float *restrict s, int n) {
+  int o = 0;
+  for (; o + 8 <= n; o += 8) memcpy(d + o, s + o, 8 * sizeof(float));
+  if (o + 4 <= n) {
+    memcpy(d + o, s + o, 4 * sizeof(float));
+    o += 4;
+  }
+  for (; o < n; o++) d[o] = s[o];
+}
+
+/* One row of the column matrix (one image): kernel tap (rh, rw) at every output position,
+ * 0 where it falls in the padding. */
+static void window_rows(float *restrict dst, const float *restrict src, tap_range rh, tap_range rw, int Ho,
+                        int Wo, int W, int sh, int sw) {
+  if (rh.lo > 0) memset(dst, 0, (size_t)rh.lo * Wo * sizeof(float));
+  for (int oh = rh.lo; oh < rh.hi; oh++) {
+    float *d = dst + (size_t)oh * Wo;
+    const float *s = src + (size_t)(oh * sh + rh.off) * W; /* the input row, inside the image */
+    if (rw.lo > 0) memset(d, 0, (size_t)rw.lo * sizeof(float));
+    if (sw == 1 && rw.lo < rw.hi)
+      copy_run(d + rw.lo, s + rw.lo + rw.off, rw.hi - rw.lo);
+    else
+      for (int ow = rw.lo; ow < rw.hi; ow++) d[ow] = s[ow * sw + rw.off];
+    if (rw.hi < Wo) memset(d + rw.hi, 0, (size_t)(Wo - rw.hi) * sizeof(float));
+  }
+  if (rh.hi < Ho) memset(dst + (size_t)rh.hi * Wo, 0, (size_t)(Ho - rh.hi) * Wo * sizeof(float));
 }
 
 void crema_im2col(const crema_im2col_geom *g, int n, const float *im, float *col) {
   const int C = g->channels, H = g->height, W = g->width, kh = g->kernel_h, kw = g->kernel_w;
   const int Ho = g->out_h, Wo = g->out_w, sh = g->stride_h, sw = g->stride_w;
   const size_t plane_out = (size_t)Ho * Wo, ld = (size_t)n * plane_out, plane_in = (size_t)H * W;
-  const int rows = C * kh * kw;
-  /* One task = one (row, image) pair: a contiguous Ho*Wo run of the column matrix. */
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)rows * ld > 32768)
-  for (int r = 0; r < rows; r++)
+  axis_taps th, tw;
+  axis_taps_init(&th, kh, g->dilation_h, g->pad_h, sh, H, Ho);
+  axis_taps_init(&tw, kw, g->dilation_w, g->pad_w, sw, W, Wo);
+  /* One task = one (channel, kernel row, image): kw contiguous Ho*Wo runs of the column
+   * matrix, rows r = (c*kh + i)*kw + j for j in [0, kw). */
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)C * kh * kw * ld > 32768)
+  for (int ci = 0; ci < C * kh; ci++)
     for (int b = 0; b < n; b++) {
-      const int c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
-      const int off_h = i * g->dilation_h - g->pad_h, off_w = j * g->dilation_w - g->pad_w;
+      const int c = ci / kh;
+      const tap_range rh = axis_tap(&th, ci - c * kh);
       const float *src = im + ((size_t)b * C + c) * plane_in;
-      float *dst = col + (size_t)r * ld + (size_t)b * plane_out;
-      int oh_lo, oh_hi, ow_lo, ow_hi;
-      valid_range(off_h, sh, H, Ho, &oh_lo, &oh_hi);
-      valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
-      if (oh_lo > 0) memset(dst, 0, (size_t)oh_lo * Wo * sizeof(float));
-      for (int oh = oh_lo; oh < oh_hi; oh++) {
-        float *d = dst + (size_t)oh * Wo;
-        const float *s = src + (size_t)(oh * sh + off_h) * W; /* row start */
-        for (int ow = 0; ow < ow_lo; ow++) d[ow] = 0.0f;
-        if (sw == 1) { /* a loop, not memcpy: rows are often a few floats (LeNet's conv2: 8) */
-          const float *sr = s + off_w;
-          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] = sr[ow];
-        } else {
-          for (int ow = ow_lo; ow < ow_hi; ow++) d[ow] = s[ow * sw + off_w];
-        }
-        for (int ow = ow_hi; ow < Wo; ow++) d[ow] = 0.0f;
+      for (int j = 0; j < kw; j++) {
+        const tap_range rw = axis_tap(&tw, j);
+        float *dst = col + ((size_t)ci * kw + j) * ld + (size_t)b * plane_out;
+        window_rows(dst, src, rh, rw, Ho, Wo, W, sh, sw);
       }
-      if (oh_hi < Ho) memset(dst + (size_t)oh_hi * Wo, 0, (size_t)(Ho - oh_hi) * Wo * sizeof(float));
     }
+}
+
+/* The adjoint of window_rows: adds one row of the column matrix into its image plane. */
+static void window_rows_add(float *restrict dst, const float *restrict src, tap_range rh, tap_range rw,
+                            int Wo, int W, int sh, int sw) {
+  for (int oh = rh.lo; oh < rh.hi; oh++) {
+    const float *s = src + (size_t)oh * Wo;
+    float *d = dst + (size_t)(oh * sh + rh.off) * W; /* the input row, inside the image */
+    if (sw == 1)
+      for (int ow = rw.lo; ow < rw.hi; ow++) d[ow + rw.off] += s[ow];
+    else
+      for (int ow = rw.lo; ow < rw.hi; ow++) d[ow * sw + rw.off] += s[ow];
+  }
 }
 
 void crema_col2im(const crema_im2col_geom *g, int n, const float *col, float *im) {
   const int C = g->channels, H = g->height, W = g->width, kh = g->kernel_h, kw = g->kernel_w;
   const int Ho = g->out_h, Wo = g->out_w, sh = g->stride_h, sw = g->stride_w;
   const size_t plane_out = (size_t)Ho * Wo, ld = (size_t)n * plane_out, plane_in = (size_t)H * W;
+  axis_taps th, tw;
+  axis_taps_init(&th, kh, g->dilation_h, g->pad_h, sh, H, Ho);
+  axis_taps_init(&tw, kw, g->dilation_w, g->pad_w, sw, W, Wo);
   /* One task = one (image, channel) plane: only the kh*kw rows of channel c write into it,
    * so planes can be accumulated in parallel without races. */
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)C * kh * kw * ld > 32768)
@@ -92,24 +152,14 @@ void crema_col2im(const crema_im2col_geom *g, int n, const float *col, float *im
     for (int c = 0; c < C; c++) {
       float *dst = im + ((size_t)b * C + c) * plane_in;
       memset(dst, 0, plane_in * sizeof(float));
-      for (int i = 0; i < kh; i++)
+      for (int i = 0; i < kh; i++) {
+        const tap_range rh = axis_tap(&th, i);
         for (int j = 0; j < kw; j++) {
-          const int r = (c * kh + i) * kw + j;
-          const int off_h = i * g->dilation_h - g->pad_h, off_w = j * g->dilation_w - g->pad_w;
-          const float *src = col + (size_t)r * ld + (size_t)b * plane_out;
-          int oh_lo, oh_hi, ow_lo, ow_hi;
-          valid_range(off_h, sh, H, Ho, &oh_lo, &oh_hi);
-          valid_range(off_w, sw, W, Wo, &ow_lo, &ow_hi);
-          for (int oh = oh_lo; oh < oh_hi; oh++) {
-            const float *s = src + (size_t)oh * Wo;
-            float *d = dst + (size_t)(oh * sh + off_h) * W; /* row start */
-            if (sw == 1) {
-              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow + off_w] += s[ow];
-            } else {
-              for (int ow = ow_lo; ow < ow_hi; ow++) d[ow * sw + off_w] += s[ow];
-            }
-          }
+          const tap_range rw = axis_tap(&tw, j);
+          const float *src = col + ((size_t)(c * kh + i) * kw + j) * ld + (size_t)b * plane_out;
+          window_rows_add(dst, src, rh, rw, Wo, W, sh, sw);
         }
+      }
     }
 }
 
