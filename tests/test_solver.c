@@ -6,6 +6,8 @@
  * SGD steps also from numbers worked out by hand. */
 #include <check.h>
 #include <math.h>
+#include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "support/run.h"
@@ -223,6 +225,47 @@ START_TEST(test_frozen_and_clip_scale) {
 }
 END_TEST
 
+/* A long parameter is updated in blocks over the threads: each element must end exactly as
+ * if it were a parameter of its own (every step is element-wise), blocks and a partial last
+ * block included, on 1 and 3 threads, with clipping, iter_size and both regularizations. */
+START_TEST(test_rules_long_blocks) {
+  enum { LEN = 2 * 8192 + 77 };
+  const char *types[] = {"SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam"};
+  float *buf = calloc((size_t)10 * LEN, sizeof(float));
+  crema_update_param *one = calloc(LEN, sizeof *one);
+  ck_assert(buf && one);
+  float *w = buf, *d = w + LEN, *h0 = d + LEN, *h1 = h0 + LEN, *t = h1 + LEN;
+  float *w1 = t + LEN, *d1 = w1 + LEN, *g0 = d1 + LEN, *g1 = g0 + LEN;
+  for (int k = 0; k < 6; k++)
+    for (int threads = 1; threads <= 3; threads += 2) {
+      const crema_update_rule *rule = crema_update_rule_lookup(types[k]);
+      const crema_update_config c = {rule, HP, 0.01f, k % 2 ? CREMA_REG_L1 : CREMA_REG_L2, 40.0f, 2};
+      memset(buf, 0, (size_t)10 * LEN * sizeof(float));
+      for (int i = 0; i < LEN; i++) {
+        w[i] = w1[i] = sinf(0.37f * (float)i);
+        t[i] = cosf(0.11f * (float)i);
+        one[i] = (crema_update_param){w1 + i, d1 + i, 1, 1.5f, 0.5f, {g0 + i, g1 + i}};
+      }
+      crema_update_param all = {w, d, LEN, 1.5f, 0.5f, {h0, h1}};
+      omp_set_num_threads(threads);
+      for (int it = 0; it < 3; it++) {
+        for (int i = 0; i < LEN; i++) d[i] = d1[i] = 2.0f * (w[i] - t[i]);
+        const double ss = crema_update_grad_sumsq(&all, 1);
+        ck_assert(crema_update_clip_scale(ss, c.clip_gradients) < 1.0f); /* clipping is on */
+        crema_update_step(&c, &all, 1, ss, 0.05f, it, NULL);
+        crema_update_step(&c, one, LEN, ss, 0.05f, it, NULL);
+      }
+      ck_assert_msg(!memcmp(w, w1, LEN * sizeof(float)) && !memcmp(h0, g0, LEN * sizeof(float)) &&
+                        !memcmp(h1, g1, LEN * sizeof(float)),
+                    "%s on %d threads: the blocked update differs from element by element", types[k],
+                    threads);
+    }
+  omp_set_num_threads(omp_get_num_procs());
+  free(one);
+  free(buf);
+}
+END_TEST
+
 START_TEST(test_lookup) {
   ck_assert_ptr_eq(crema_update_rule_lookup("Adam"), &crema_update_adam);
   ck_assert_int_eq(crema_update_rule_lookup("AdaDelta")->n_history, 2);
@@ -238,6 +281,7 @@ int main(void) {
   tcase_add_test(tc, test_sgd_by_hand);
   tcase_add_test(tc, test_adam_by_hand);
   tcase_add_test(tc, test_rules_plain);
+  tcase_add_test(tc, test_rules_long_blocks);
   tcase_add_test(tc, test_rules_decay_mults);
   tcase_add_test(tc, test_rules_clip_iter_size);
   tcase_add_test(tc, test_frozen_and_clip_scale);

@@ -13,7 +13,6 @@ static void adadelta_compute(size_t n, float *diff, float *const *hist, float lo
   (void)iter;
   float *h1 = hist[0], *h2 = hist[1];
   const float m = hp->momentum, delta = hp->delta;
-#pragma omp parallel for if (n > 32768)
   for (size_t i = 0; i < n; i++) {
     const float g = diff[i];
     h1[i] = (1.0f - m) * (g * g) + m * h1[i];

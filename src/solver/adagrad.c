@@ -9,7 +9,6 @@ static void adagrad_compute(size_t n, float *diff, float *const *hist, float loc
   (void)iter;
   float *h = hist[0];
   const float delta = hp->delta;
-#pragma omp parallel for if (n > 32768)
   for (size_t i = 0; i < n; i++) {
     const float g = diff[i];
     h[i] += g * g;

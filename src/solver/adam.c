@@ -13,7 +13,6 @@ static void adam_compute(size_t n, float *diff, float *const *hist, float local_
   const int t = iter + 1;
   const float correction = sqrtf(1.0f - powf(b2, (float)t)) / (1.0f - powf(b1, (float)t));
   const float scale = local_rate * correction;
-#pragma omp parallel for if (n > 32768)
   for (size_t i = 0; i < n; i++) {
     const float g = diff[i];
     m[i] = (1.0f - b1) * g + b1 * m[i];

@@ -9,7 +9,6 @@ static void nesterov_compute(size_t n, float *diff, float *const *hist, float lo
   (void)iter;
   float *h = hist[0];
   const float m = hp->momentum;
-#pragma omp parallel for if (n > 32768)
   for (size_t i = 0; i < n; i++) {
     const float old = h[i];
     h[i] = local_rate * diff[i] + m * h[i];

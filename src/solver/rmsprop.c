@@ -9,7 +9,6 @@ static void rmsprop_compute(size_t n, float *diff, float *const *hist, float loc
   (void)iter;
   float *h = hist[0];
   const float d = hp->rms_decay, delta = hp->delta;
-#pragma omp parallel for if (n > 32768)
   for (size_t i = 0; i < n; i++) {
     const float g = diff[i];
     h[i] = (1.0f - d) * (g * g) + d * h[i];

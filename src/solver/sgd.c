@@ -8,7 +8,6 @@ static void sgd_compute(size_t n, float *diff, float *const *hist, float local_r
   (void)iter;
   float *h = hist[0];
   const float m = hp->momentum;
-#pragma omp parallel for if (n > 32768)
   for (size_t i = 0; i < n; i++) {
     h[i] = local_rate * diff[i] + m * h[i];
     diff[i] = h[i];

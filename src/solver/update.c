@@ -26,7 +26,6 @@ const char *crema_update_rule_names(void) { return "SGD, Nesterov, AdaGrad, RMSP
 void crema_update_normalize(size_t n, float *diff, int iter_size) {
   if (iter_size <= 1) return;
   const float s = 1.0f / (float)iter_size;
-#pragma omp parallel for if (n > CREMA_PAR_MIN)
   for (size_t i = 0; i < n; i++) diff[i] *= s;
 }
 
@@ -34,11 +33,9 @@ void crema_update_regularize(size_t n, const float *data, float *diff, float dec
                              crema_regularization type) {
   if (decay == 0.0f) return;
   if (type == CREMA_REG_L2) {
-#pragma omp parallel for if (n > CREMA_PAR_MIN)
     for (size_t i = 0; i < n; i++) diff[i] += decay * data[i];
   } else {
     /* Caffe's sign: +1, -1, or 0 for exactly 0. */
-#pragma omp parallel for if (n > CREMA_PAR_MIN)
     for (size_t i = 0; i < n; i++) diff[i] += decay * (float)((data[i] > 0.0f) - (data[i] < 0.0f));
   }
 }
@@ -51,7 +48,6 @@ float crema_update_clip_scale(double sumsq, float clip) {
 }
 
 void crema_update_apply(size_t n, float *data, const float *diff) {
-#pragma omp parallel for if (n > CREMA_PAR_MIN)
   for (size_t i = 0; i < n; i++) data[i] -= diff[i];
 }
 
@@ -93,21 +89,39 @@ double crema_update_grad_sumsq(const crema_update_param *p, int n_params) {
   return total;
 }
 
+/* Floats per block of the fused step below: a block of data, diff and up to two histories
+ * (128 KB) stays in L2 from the first step to the last, so each array crosses memory once
+ * per update instead of once per step. One step after the other over whole arrays, SGD on
+ * 16 M floats (2 threads, AMD EPYC) moved 9.7-14 GB/s. */
+#define UPDATE_BLOCK 8192
+
+/* One parameter's step on elements [lo, lo + len). */
+static void step_block(const crema_update_config *c, const crema_update_param *q, float scale,
+                       float local_rate, int iter, size_t lo, size_t len) {
+  float *d = q->diff + lo, *x = q->data + lo;
+  float *const h[2] = {q->hist[0] ? q->hist[0] + lo : NULL, q->hist[1] ? q->hist[1] + lo : NULL};
+  if (scale != 1.0f)
+    for (size_t i = 0; i < len; i++) d[i] *= scale;
+  crema_update_normalize(len, d, c->iter_size);
+  crema_update_regularize(len, x, d, c->weight_decay * q->decay_mult, c->regularization);
+  c->rule->compute(len, d, h, local_rate, &c->hp, iter);
+  crema_update_apply(len, x, d);
+}
+
 void crema_update_step(const crema_update_config *c, crema_update_param *p, int n_params, double sumsq,
                        float rate, int iter, float *clip_scale) {
   const float scale = crema_update_clip_scale(sumsq, c->clip_gradients);
   if (clip_scale) *clip_scale = scale;
   for (int k = 0; k < n_params; k++) {
-    crema_update_param *q = &p[k];
+    const crema_update_param *q = &p[k];
     if (q->lr_mult == 0.0f) continue; /* frozen */
-    if (scale != 1.0f) {
-      float *d = q->diff;
-#pragma omp parallel for if (q->n > CREMA_PAR_MIN)
-      for (size_t i = 0; i < q->n; i++) d[i] *= scale;
+    const float local_rate = rate * q->lr_mult;
+    const size_t blocks = (q->n + UPDATE_BLOCK - 1) / UPDATE_BLOCK;
+    /* element-wise: the same bits whatever the thread count or block size */
+#pragma omp parallel for schedule(static) if (q->n > CREMA_PAR_MIN)
+    for (size_t b = 0; b < blocks; b++) {
+      const size_t lo = b * UPDATE_BLOCK;
+      step_block(c, q, scale, local_rate, iter, lo, q->n - lo < UPDATE_BLOCK ? q->n - lo : UPDATE_BLOCK);
     }
-    crema_update_normalize(q->n, q->diff, c->iter_size);
-    crema_update_regularize(q->n, q->data, q->diff, c->weight_decay * q->decay_mult, c->regularization);
-    c->rule->compute(q->n, q->diff, q->hist, rate * q->lr_mult, &c->hp, iter);
-    crema_update_apply(q->n, q->data, q->diff);
   }
 }

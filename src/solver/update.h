@@ -11,7 +11,9 @@
  *
  * History: rule->n_history arrays of n floats per parameter (zero at the start), in Caffe's
  * order: a solverstate stores all parameters' first history, then (AdaDelta, Adam) all
- * parameters' second history. Nothing here allocates. Element-wise loops run under OpenMP for large n;
+ * parameters' second history. Nothing here allocates. The steps above are serial loops over
+ * the n elements they are given; crema_update_step runs them all on one cache-sized block of
+ * a parameter after another, the blocks over OpenMP's threads. Every step is element-wise, so
  * results do not depend on the thread count. */
 #ifndef CREMA_SOLVER_UPDATE_H
 #define CREMA_SOLVER_UPDATE_H
