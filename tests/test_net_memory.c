@@ -401,6 +401,51 @@ START_TEST(scale_in_place_same_outputs) {
 }
 END_TEST
 
+/* Bytes the blobs hold after one in-place layer of `param` is set up and run forward on 120
+ * floats, forward_only or not. */
+static size_t in_place_bytes(const char *param, bool forward_only) {
+  Crema__LayerParameter *p = test_layer_param(param);
+  crema_layer *l;
+  crema_error err;
+  ck_assert_msg(crema_layer_create(p, CREMA__PHASE__TEST, 1, &l, &err) == 0, "%s", err.msg);
+  l->forward_only = forward_only;
+  crema_blob *x = crema_blob_new();
+  ck_assert_msg(crema_blob_reshape4(x, 2, 3, 4, 5, &err) == 0, "%s", err.msg);
+  for (size_t i = 0; i < x->count; i++) x->data[i] = (float)i / 60.0f - 0.9f;
+  const size_t before = crema_blob_memory_held();
+  ck_assert_msg(crema_layer_setup(l, 1, &x, 1, &x, &err) == 0, "%s: %s", param, err.msg);
+  ck_assert_msg(crema_layer_forward(l, &x, &x, &err) == 0, "%s: %s", param, err.msg);
+  const size_t held = crema_blob_memory_held() - before;
+  crema_layer_free(l);
+  crema_blob_free(x);
+  crema_message_free(p);
+  return held;
+}
+
+/* Layers run in place whose backward reads their input keep a copy of it (120 floats here),
+ * except in a net that never runs backward. */
+START_TEST(in_place_input_copy_only_for_backward) {
+  const char *params[] = {
+      "name: 'a' type: 'AbsVal'",
+      "name: 'b' type: 'BNLL'",
+      "name: 'c' type: 'Clip' clip_param { min: -0.5 max: 0.5 }",
+      "name: 'e' type: 'ELU' elu_param { alpha: -0.5 }",
+      "name: 'l' type: 'Log' log_param { shift: 1 }",
+      "name: 'w' type: 'Power' power_param { power: 2 }",
+      "name: 'p' type: 'PReLU'",
+      "name: 'r' type: 'ReLU' relu_param { negative_slope: -0.1 }",
+  };
+  for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
+    const size_t kept = in_place_bytes(params[i], false), skipped = in_place_bytes(params[i], true);
+    ck_assert_msg(kept == skipped + 120 * sizeof(float),
+                  "%s: %zu bytes held for backward, %zu for forward only", params[i], kept, skipped);
+  }
+  /* Not in place, or where the output tells the gradient enough (ReLU's usual slopes): no copy. */
+  ck_assert_uint_eq(in_place_bytes("name: 'r' type: 'ReLU' relu_param { negative_slope: 0.1 }", false),
+                    in_place_bytes("name: 'r' type: 'ReLU' relu_param { negative_slope: 0.1 }", true));
+}
+END_TEST
+
 /* Which blobs share their data, and what that saves. */
 START_TEST(small_net_activation_plan) {
   Crema__NetParameter *m = test_net_param(NET);
@@ -560,6 +605,7 @@ int main(void) {
   tcase_add_test(tc, blob_outgrows_borrowed_data);
   tcase_add_test(tc, small_net_same_outputs);
   tcase_add_test(tc, scale_in_place_same_outputs);
+  tcase_add_test(tc, in_place_input_copy_only_for_backward);
   tcase_add_test(tc, small_net_activation_plan);
   tcase_add_test(tc, test_net_in_train_gradients);
   tcase_add_test(tc, solver_shares);

@@ -1,5 +1,5 @@
-/* per_image.c -- a small convolution with few input channels as im2col and one product per
- * image, the images spread over OpenMP's threads.
+/* per_image.c -- a small convolution whose channels oneDNN would pad, as im2col and one
+ * product per image, the images spread over OpenMP's threads.
  *
  * A first layer on 1-7 channels (LeNet's conv1: 1 channel, 5x5, 24x24 outputs) suits neither
  * other path: oneDNN pads its channels to a block of 8 and its weight gradient ran 1.8-5x

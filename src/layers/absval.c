@@ -8,17 +8,14 @@
 #include "tensor/math.h"
 
 typedef struct absval_state {
-  crema_blob *saved; /* copy of the input, only for in-place use */
+  crema_input_copy saved; /* copy of the input, only for in-place use */
 } absval_state;
 
 static int absval_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)bottom;
   (void)top;
   absval_state *s = calloc(1, sizeof *s);
-  if (!s || !(s->saved = crema_blob_new())) {
-    free(s);
-    return crema_fail(err, "out of memory");
-  }
+  if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   return 0;
 }
@@ -27,8 +24,7 @@ static int absval_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob 
                           crema_error *err) {
   absval_state *s = l->state;
   if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
-  if (bottom[0] == top[0]) return crema_blob_reshape_like(s->saved, bottom[0], err);
-  return 0;
+  return crema_input_copy_reshape(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0], err);
 }
 
 static int absval_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
@@ -38,7 +34,7 @@ static int absval_forward(crema_layer *l, crema_blob *const *bottom, crema_blob 
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-  if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
+  crema_input_copy_save(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
   return 0;
@@ -49,7 +45,7 @@ static void absval_backward(crema_layer *l, crema_blob *const *top, const bool *
   absval_state *s = l->state;
   if (!propagate_down[0]) return;
   const size_t n = bottom[0]->count;
-  const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  const float *x = crema_input_copy_data(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
   const float *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
@@ -59,7 +55,7 @@ static void absval_backward(crema_layer *l, crema_blob *const *top, const bool *
 static void absval_free(crema_layer *l) {
   absval_state *s = l->state;
   if (!s) return;
-  crema_blob_free(s->saved);
+  crema_input_copy_free(&s->saved);
   free(s);
 }
 

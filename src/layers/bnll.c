@@ -11,17 +11,14 @@
 #define BNLL_THRESHOLD 50.0f
 
 typedef struct bnll_state {
-  crema_blob *saved; /* the input, only when run in place */
+  crema_input_copy saved; /* the input, only when run in place */
 } bnll_state;
 
 static int bnll_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)bottom;
   (void)top;
   bnll_state *s = calloc(1, sizeof *s);
-  if (!s || !(s->saved = crema_blob_new())) {
-    free(s);
-    return crema_fail(err, "out of memory");
-  }
+  if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   return 0;
 }
@@ -29,7 +26,7 @@ static int bnll_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
 static int bnll_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   bnll_state *s = l->state;
   if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
-  return bottom[0] == top[0] ? crema_blob_reshape_like(s->saved, bottom[0], err) : 0;
+  return crema_input_copy_reshape(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0], err);
 }
 
 static int bnll_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -38,7 +35,7 @@ static int bnll_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-  if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
+  crema_input_copy_save(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] + log1pf(expf(-x[i])) : log1pf(expf(x[i]));
   return 0;
@@ -49,7 +46,7 @@ static void bnll_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   bnll_state *s = l->state;
   if (!propagate_down[0]) return;
   const size_t n = bottom[0]->count;
-  const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  const float *x = crema_input_copy_data(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
   const float *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
@@ -62,7 +59,7 @@ static void bnll_backward(crema_layer *l, crema_blob *const *top, const bool *pr
 static void bnll_free(crema_layer *l) {
   bnll_state *s = l->state;
   if (!s) return;
-  crema_blob_free(s->saved);
+  crema_input_copy_free(&s->saved);
   free(s);
 }
 

@@ -10,7 +10,7 @@
 
 typedef struct clip_state {
   float lo, hi;
-  crema_blob *saved; /* the input, only when run in place */
+  crema_input_copy saved; /* the input, only when run in place */
 } clip_state;
 
 static int clip_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -22,10 +22,7 @@ static int clip_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   if (p->min > p->max)
     return crema_fail(err, "clip_param min (%g) is larger than max (%g)", (double)p->min, (double)p->max);
   clip_state *s = calloc(1, sizeof *s);
-  if (!s || !(s->saved = crema_blob_new())) {
-    free(s);
-    return crema_fail(err, "out of memory");
-  }
+  if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   s->lo = p->min;
   s->hi = p->max;
@@ -35,7 +32,7 @@ static int clip_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
 static int clip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   clip_state *s = l->state;
   if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
-  return bottom[0] == top[0] ? crema_blob_reshape_like(s->saved, bottom[0], err) : 0;
+  return crema_input_copy_reshape(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0], err);
 }
 
 static int clip_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -44,7 +41,7 @@ static int clip_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-  if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
+  crema_input_copy_save(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
   const float lo = s->lo, hi = s->hi;
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = x[i] < lo ? lo : (x[i] > hi ? hi : x[i]);
@@ -56,7 +53,7 @@ static void clip_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   clip_state *s = l->state;
   if (!propagate_down[0]) return;
   const size_t n = bottom[0]->count;
-  const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  const float *x = crema_input_copy_data(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
   const float *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
   const float lo = s->lo, hi = s->hi;
@@ -67,7 +64,7 @@ static void clip_backward(crema_layer *l, crema_blob *const *top, const bool *pr
 static void clip_free(crema_layer *l) {
   clip_state *s = l->state;
   if (!s) return;
-  crema_blob_free(s->saved);
+  crema_input_copy_free(&s->saved);
   free(s);
 }
 

@@ -12,7 +12,7 @@
 
 typedef struct elu_state {
   float alpha;
-  crema_blob *saved; /* copy of the input, only for in-place use with alpha < 0 */
+  crema_input_copy saved; /* copy of the input, only for in-place use with alpha < 0 */
 } elu_state;
 
 static int elu_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -21,24 +21,21 @@ static int elu_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *cons
   const Crema__ELUParameter def = CREMA__ELUPARAMETER__INIT;
   const Crema__ELUParameter *p = l->param->elu_param ? l->param->elu_param : &def;
   elu_state *s = calloc(1, sizeof *s);
-  if (!s || !(s->saved = crema_blob_new())) {
-    free(s);
-    return crema_fail(err, "out of memory");
-  }
+  if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   s->alpha = p->alpha;
   return 0;
 }
 
-static bool elu_keeps_input(const elu_state *s, crema_blob *const *bottom, crema_blob *const *top) {
-  return bottom[0] == top[0] && s->alpha < 0.0f;
+static bool elu_keeps_input(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top) {
+  const elu_state *s = l->state;
+  return s->alpha < 0.0f && crema_layer_keeps_input(l, bottom, top);
 }
 
 static int elu_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   elu_state *s = l->state;
   if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
-  if (elu_keeps_input(s, bottom, top)) return crema_blob_reshape_like(s->saved, bottom[0], err);
-  return 0;
+  return crema_input_copy_reshape(&s->saved, elu_keeps_input(l, bottom, top), bottom[0], err);
 }
 
 static int elu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -48,7 +45,7 @@ static int elu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
   const float alpha = s->alpha;
-  if (elu_keeps_input(s, bottom, top)) crema_copy(n, x, s->saved->data);
+  crema_input_copy_save(&s->saved, elu_keeps_input(l, bottom, top), bottom[0]);
 #pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : alpha * expm1f(x[i]);
   return 0;
@@ -59,7 +56,7 @@ static void elu_backward(crema_layer *l, crema_blob *const *top, const bool *pro
   elu_state *s = l->state;
   if (!propagate_down[0]) return;
   const size_t n = bottom[0]->count;
-  const float *x = elu_keeps_input(s, bottom, top) ? s->saved->data : bottom[0]->data;
+  const float *x = crema_input_copy_data(&s->saved, elu_keeps_input(l, bottom, top), bottom[0]);
   const float *y = top[0]->data, *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
   const float alpha = s->alpha;
@@ -70,7 +67,7 @@ static void elu_backward(crema_layer *l, crema_blob *const *top, const bool *pro
 static void elu_free(crema_layer *l) {
   elu_state *s = l->state;
   if (!s) return;
-  crema_blob_free(s->saved);
+  crema_input_copy_free(&s->saved);
   free(s);
 }
 

@@ -1,10 +1,13 @@
 #include "layers/layer.h"
 
+#include <assert.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tensor/filler.h"
+#include "tensor/math.h"
 
 static const char *layer_name(const crema_layer *l) {
   return l->param && l->param->name ? l->param->name : "(unnamed)";
@@ -129,6 +132,36 @@ int crema_layer_add_blob(crema_layer *l, int i, int num_axes, const int *shape,
   if (l->skip_fill && l->skip_fill(l->skip_fill_ctx, l->param->name ? l->param->name : "", i))
     return crema_filler_check(l->blobs[i], filler, err);
   return crema_fill(l->blobs[i], filler, &l->rng, err);
+}
+
+bool crema_layer_keeps_input(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top) {
+  return bottom[0] == top[0] && !l->forward_only;
+}
+
+int crema_input_copy_reshape(crema_input_copy *c, bool kept, const crema_blob *bottom, crema_error *err) {
+  if (!kept || bottom->count <= c->capacity) return 0;
+  float *buf = crema_blob_buffer_alloc(bottom->count, err);
+  if (!buf) return crema_error_prefix(err, "the copy of the input kept for backward");
+  crema_input_copy_free(c);
+  c->buf = buf;
+  c->capacity = bottom->count;
+  return 0;
+}
+
+void crema_input_copy_save(crema_input_copy *c, bool kept, const crema_blob *bottom) {
+  if (!kept) return;
+  assert(bottom->count <= c->capacity); /* made room by crema_input_copy_reshape */
+  crema_copy(bottom->count, bottom->data, c->buf);
+}
+
+const float *crema_input_copy_data(const crema_input_copy *c, bool kept, const crema_blob *bottom) {
+  return kept ? c->buf : bottom->data;
+}
+
+void crema_input_copy_free(crema_input_copy *c) {
+  crema_blob_buffer_free(c->buf, c->capacity);
+  c->buf = NULL;
+  c->capacity = 0;
 }
 
 int crema_reshape_like_bottom(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,

@@ -97,8 +97,9 @@ struct crema_layer {
    * (see tensor/workspace.h). NULL = the layer keeps its own. */
   crema_workspace *workspace;
   /* Set by the net (crema_net_share_activations): backward never runs, so state a layer keeps
-   * only for backward (max pooling's argmax, an in-place Scale's copy of its input) need not
-   * be written, and its calloc'd buffers never become resident. False = Caffe's behaviour,
+   * only for backward (max pooling's argmax, the copy of its input an in-place layer keeps:
+   * crema_input_copy, Scale) need not be written, and its calloc'd buffers never become
+   * resident. False = Caffe's behaviour,
    * everything kept. */
   bool forward_only;
 };
@@ -135,6 +136,25 @@ int crema_layer_add_blob(crema_layer *l, int i, int num_axes, const int *shape,
 /* A reshape that gives top[0] the shape of bottom[0]: for element-wise layers. */
 int crema_reshape_like_bottom(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                               crema_error *err);
+
+/* ---- The input of a layer run in place (top == bottom) whose backward reads it: forward
+ * overwrites it, so the layer keeps a copy (AbsVal, BNLL, Clip, ELU with alpha < 0, Log,
+ * Power, PReLU, ReLU with a negative slope). `kept` is the layer's decision, the same in its
+ * reshape, forward and backward: crema_layer_keeps_input, and any condition of its own. */
+typedef struct crema_input_copy {
+  float *buf;      /* NULL until first kept; freed by crema_input_copy_free */
+  size_t capacity; /* floats in buf: it grows, never shrinks */
+} crema_input_copy;
+/* Run in place in a net that runs backward: a forward-only net keeps no copy. */
+bool crema_layer_keeps_input(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top);
+/* In reshape: makes room for bottom when kept (data only: the copy has no diff). Out of
+ * memory, or past the blob memory limit: an error. */
+int crema_input_copy_reshape(crema_input_copy *c, bool kept, const crema_blob *bottom, crema_error *err);
+/* In forward, before top is written: copies bottom when kept. */
+void crema_input_copy_save(crema_input_copy *c, bool kept, const crema_blob *bottom);
+/* In backward: the input as forward saw it. */
+const float *crema_input_copy_data(const crema_input_copy *c, bool kept, const crema_blob *bottom);
+void crema_input_copy_free(crema_input_copy *c);
 
 /* Registry (registry.c). */
 const crema_layer_ops *crema_layer_lookup(const char *type);

@@ -11,7 +11,7 @@
 
 typedef struct log_state {
   float scale, shift, inv_log_base;
-  crema_blob *saved; /* the input, only when run in place */
+  crema_input_copy saved; /* the input, only when run in place */
 } log_state;
 
 static int log_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -22,10 +22,7 @@ static int log_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *cons
   if (p->base_ != -1.0f && !(p->base_ > 0.0f && p->base_ != 1.0f))
     return crema_fail(err, "log_param base must be -1 (for e) or > 0 and != 1, got %g", (double)p->base_);
   log_state *s = calloc(1, sizeof *s);
-  if (!s || !(s->saved = crema_blob_new())) {
-    free(s);
-    return crema_fail(err, "out of memory");
-  }
+  if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   s->scale = p->scale;
   s->shift = p->shift;
@@ -36,7 +33,7 @@ static int log_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *cons
 static int log_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   log_state *s = l->state;
   if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
-  return bottom[0] == top[0] ? crema_blob_reshape_like(s->saved, bottom[0], err) : 0;
+  return crema_input_copy_reshape(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0], err);
 }
 
 static int log_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -45,7 +42,7 @@ static int log_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-  if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
+  crema_input_copy_save(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
   const float a = s->scale, b = s->shift, k = s->inv_log_base;
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = logf(b + a * x[i]) * k;
@@ -57,7 +54,7 @@ static void log_backward(crema_layer *l, crema_blob *const *top, const bool *pro
   log_state *s = l->state;
   if (!propagate_down[0]) return;
   const size_t n = bottom[0]->count;
-  const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  const float *x = crema_input_copy_data(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
   const float *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
   const float a = s->scale, b = s->shift, k = s->inv_log_base;
@@ -68,7 +65,7 @@ static void log_backward(crema_layer *l, crema_blob *const *top, const bool *pro
 static void log_free(crema_layer *l) {
   log_state *s = l->state;
   if (!s) return;
-  crema_blob_free(s->saved);
+  crema_input_copy_free(&s->saved);
   free(s);
 }
 

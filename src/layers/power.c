@@ -15,8 +15,8 @@
 
 typedef struct power_state {
   float power, scale, shift;
-  float diff_scale;  /* power * scale */
-  crema_blob *saved; /* copy of the input, only for in-place use */
+  float diff_scale;       /* power * scale */
+  crema_input_copy saved; /* copy of the input, only for in-place use */
 } power_state;
 
 static int power_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -25,10 +25,7 @@ static int power_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   const Crema__PowerParameter def = CREMA__POWER_PARAMETER__INIT;
   const Crema__PowerParameter *p = l->param->power_param ? l->param->power_param : &def;
   power_state *s = calloc(1, sizeof *s);
-  if (!s || !(s->saved = crema_blob_new())) {
-    free(s);
-    return crema_fail(err, "out of memory");
-  }
+  if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   s->power = p->power;
   s->scale = p->scale;
@@ -41,8 +38,7 @@ static int power_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *
                          crema_error *err) {
   power_state *s = l->state;
   if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
-  if (bottom[0] == top[0]) return crema_blob_reshape_like(s->saved, bottom[0], err);
-  return 0;
+  return crema_input_copy_reshape(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0], err);
 }
 
 static int power_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
@@ -56,7 +52,7 @@ static int power_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
     crema_set(n, s->power == 0.0f ? 1.0f : powf(s->shift, s->power), y);
     return 0;
   }
-  if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
+  crema_input_copy_save(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
   const float power = s->power, scale = s->scale, shift = s->shift;
   if (power == 1.0f) {
 #pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
@@ -81,7 +77,7 @@ static void power_backward(crema_layer *l, crema_blob *const *top, const bool *p
   const size_t n = bottom[0]->count;
   float *dx = bottom[0]->diff;
   const float *dy = top[0]->diff, *y = top[0]->data;
-  const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  const float *x = crema_input_copy_data(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
   const float power = s->power, scale = s->scale, shift = s->shift, ds = s->diff_scale;
   if (ds == 0.0f) {
     crema_set(n, 0.0f, dx);
@@ -103,7 +99,7 @@ static void power_backward(crema_layer *l, crema_blob *const *top, const bool *p
 static void power_free(crema_layer *l) {
   power_state *s = l->state;
   if (!s) return;
-  crema_blob_free(s->saved);
+  crema_input_copy_free(&s->saved);
   free(s);
 }
 

@@ -13,7 +13,7 @@
 typedef struct prelu_state {
   bool channel_shared;
   int channels;
-  crema_blob *saved; /* copy of the input, only for in-place use */
+  crema_input_copy saved; /* copy of the input, only for in-place use */
 } prelu_state;
 
 static int prelu_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -24,10 +24,7 @@ static int prelu_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *co
     return crema_fail(err, "PReLU needs a bottom with at least 2 axes (N, C, ...), got %d axis(es)",
                       bottom[0]->num_axes);
   prelu_state *s = calloc(1, sizeof *s);
-  if (!s || !(s->saved = crema_blob_new())) {
-    free(s);
-    return crema_fail(err, "out of memory");
-  }
+  if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   s->channel_shared = p->channel_shared;
   s->channels = bottom[0]->shape[1];
@@ -50,8 +47,7 @@ static int prelu_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *
                       "PReLU's slopes cannot change their count",
                       bottom[0]->shape[1], s->channels);
   if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
-  if (bottom[0] == top[0]) return crema_blob_reshape_like(s->saved, bottom[0], err);
-  return 0;
+  return crema_input_copy_reshape(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0], err);
 }
 
 static int prelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
@@ -68,7 +64,7 @@ static int prelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   float *y = top[0]->data;
   const float *slope = l->blobs[0]->data;
   const bool shared = s->channel_shared;
-  if (bottom[0] == top[0]) crema_copy(n, x, s->saved->data);
+  crema_input_copy_save(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t r = 0; r < rows; r++) {
     const float a = slope[shared ? 0 : r % (size_t)channels];
@@ -104,7 +100,7 @@ static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *p
   const size_t dim = crema_blob_count_range(b, 2, b->num_axes);
   if (dim == 0 || n == 0) return;
   const size_t rows = n / dim, num = rows / channels;
-  const float *x = bottom[0] == top[0] ? s->saved->data : b->data;
+  const float *x = crema_input_copy_data(&s->saved, crema_layer_keeps_input(l, bottom, top), b);
   const float *dy = top[0]->diff;
   const float *slope = l->blobs[0]->data;
   const bool shared = s->channel_shared;
@@ -141,7 +137,7 @@ static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *p
 static void prelu_free(crema_layer *l) {
   prelu_state *s = l->state;
   if (!s) return;
-  crema_blob_free(s->saved);
+  crema_input_copy_free(&s->saved);
   free(s);
 }
 

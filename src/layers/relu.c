@@ -11,7 +11,7 @@
 
 typedef struct relu_state {
   float negative_slope;
-  crema_blob *saved; /* copy of the input, only for in-place use with a negative slope */
+  crema_input_copy saved; /* copy of the input, only for in-place use with a negative slope */
 } relu_state;
 
 static int relu_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -20,24 +20,21 @@ static int relu_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   const Crema__ReLUParameter def = CREMA__RE_LUPARAMETER__INIT;
   const Crema__ReLUParameter *p = l->param->relu_param ? l->param->relu_param : &def;
   relu_state *s = calloc(1, sizeof *s);
-  if (!s || !(s->saved = crema_blob_new())) {
-    free(s);
-    return crema_fail(err, "out of memory");
-  }
+  if (!s) return crema_fail(err, "out of memory");
   l->state = s;
   s->negative_slope = p->negative_slope;
   return 0;
 }
 
-static bool relu_keeps_input(const relu_state *s, crema_blob *const *bottom, crema_blob *const *top) {
-  return bottom[0] == top[0] && s->negative_slope < 0.0f;
+static bool relu_keeps_input(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top) {
+  const relu_state *s = l->state;
+  return s->negative_slope < 0.0f && crema_layer_keeps_input(l, bottom, top);
 }
 
 static int relu_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   relu_state *s = l->state;
   if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
-  if (relu_keeps_input(s, bottom, top)) return crema_blob_reshape_like(s->saved, bottom[0], err);
-  return 0;
+  return crema_input_copy_reshape(&s->saved, relu_keeps_input(l, bottom, top), bottom[0], err);
 }
 
 static int relu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -47,7 +44,7 @@ static int relu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
   const float ns = s->negative_slope;
-  if (relu_keeps_input(s, bottom, top)) crema_copy(n, x, s->saved->data);
+  crema_input_copy_save(&s->saved, relu_keeps_input(l, bottom, top), bottom[0]);
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) {
     const float v = x[i], neg = ns * v;
@@ -62,7 +59,7 @@ static void relu_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   if (!propagate_down[0]) return;
   const size_t n = bottom[0]->count;
   /* In place, bottom data already holds the output: same sign as x for slopes >= 0. */
-  const float *x = relu_keeps_input(s, bottom, top) ? s->saved->data : bottom[0]->data;
+  const float *x = crema_input_copy_data(&s->saved, relu_keeps_input(l, bottom, top), bottom[0]);
   const float *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
   const float ns = s->negative_slope;
@@ -76,7 +73,7 @@ static void relu_backward(crema_layer *l, crema_blob *const *top, const bool *pr
 static void relu_free(crema_layer *l) {
   relu_state *s = l->state;
   if (!s) return;
-  crema_blob_free(s->saved);
+  crema_input_copy_free(&s->saved);
   free(s);
 }
 

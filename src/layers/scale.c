@@ -79,7 +79,7 @@ static bool same_dims(const scale_state *s) {
 /* In place, d s needs the input: keep a copy unless nobody asks for d s (a frozen scale, or
  * a net that never runs backward). */
 static bool keeps_input(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top) {
-  return bottom[0] == top[0] && !l->forward_only && (l->n_bottom > 1 || l->param_propagate_down[0]);
+  return crema_layer_keeps_input(l, bottom, top) && (l->n_bottom > 1 || l->param_propagate_down[0]);
 }
 
 static int scale_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
