@@ -100,10 +100,11 @@ typedef struct crema_gemm_batch {
   int count;
 } crema_gemm_batch;
 void crema_gemm_batch_run(const crema_gemm_batch *b);
-/* One product, row-major, on the calling thread only when called inside an OpenMP parallel
- * region (oneDNN's sgemm; OpenBLAS's crema_gemm_ld without oneDNN). */
-void crema_gemm_on_thread(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
-                          int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* One product, row-major, through oneDNN's sgemm on OpenMP's threads: inside a parallel
+ * region on the calling thread only, outside it on all of them, so the work never crosses
+ * into OpenBLAS's thread pool (OpenBLAS's crema_gemm_ld without oneDNN). */
+void crema_gemm_omp(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc);
 /* dw[k] += the sum over t < parts of part[t * n + k], added in the order t = 0, 1, ...: the
  * bits depend on the number of parts, never on which thread finished first. Parallel. */
 void crema_sum_partials(const float *part, int parts, size_t n, float *dw);

@@ -21,8 +21,8 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
-void crema_gemm_on_thread(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
-                          int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+void crema_gemm_omp(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                    const float *b, int ldb, float beta, float *c, int ldc) {
 #ifdef CREMA_HAVE_ONEDNN
   /* k == 0 (C only scaled) is crema_gemm_ld's case; so is anything oneDNN refuses */
   if (k > 0 && m > 0 && n > 0 &&
@@ -41,9 +41,8 @@ void crema_gemm_batch_run(const crema_gemm_batch *b) {
    * hold the rest up */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
   for (int j = 0; j < b->count; j++)
-    crema_gemm_on_thread(b->trans_a, b->trans_b, b->m, b->n, b->k, b->alpha, b->a + (size_t)j * b->stride_a,
-                         b->lda, b->b + (size_t)j * b->stride_b, b->ldb, b->beta,
-                         b->c + (size_t)j * b->stride_c, b->ldc);
+    crema_gemm_omp(b->trans_a, b->trans_b, b->m, b->n, b->k, b->alpha, b->a + (size_t)j * b->stride_a, b->lda,
+                   b->b + (size_t)j * b->stride_b, b->ldb, b->beta, b->c + (size_t)j * b->stride_c, b->ldc);
 }
 
 void crema_sum_partials(const float *part, int parts, size_t n, float *dw) {

@@ -114,7 +114,7 @@ void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const
   for (int i = 0; i < c->n; i++) {
     float *col = ws + c->col_floats * (size_t)omp_get_thread_num(), *yi = y + (size_t)i * ys;
     crema_im2col(&c->g, 1, x + (size_t)i * xs, col);
-    crema_gemm_on_thread(false, false, c->cy, cols, rows, 1.0f, w, rows, col, cols, 0.0f, yi, cols);
+    crema_gemm_omp(false, false, c->cy, cols, rows, 1.0f, w, rows, col, cols, 0.0f, yi, cols);
     if (c->bias && bias)
       for (int o = 0; o < c->cy; o++) {
         float *row = yi + (size_t)o * c->cols;
@@ -142,11 +142,11 @@ void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, cons
       const float *dyi = dy + (size_t)i * ys;
       if (dw) {
         crema_im2col(&c->g, 1, x + (size_t)i * xs, col);
-        crema_gemm_on_thread(false, true, c->cy, rows, cols, 1.0f, dyi, cols, col, cols,
-                             i == i0 ? 0.0f : 1.0f, part + (size_t)t * wn, rows);
+        crema_gemm_omp(false, true, c->cy, rows, cols, 1.0f, dyi, cols, col, cols, i == i0 ? 0.0f : 1.0f,
+                       part + (size_t)t * wn, rows);
       }
       if (dx) { /* dcol = W^T dy_i, folded back into the image while it is in cache */
-        crema_gemm_on_thread(true, false, rows, cols, c->cy, 1.0f, w, rows, dyi, cols, 0.0f, col, cols);
+        crema_gemm_omp(true, false, rows, cols, c->cy, 1.0f, w, rows, dyi, cols, 0.0f, col, cols);
         crema_col2im(&c->g, 1, col, dx + (size_t)i * xs);
       }
     }

@@ -96,8 +96,7 @@ void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < c->n; i++) {
     float *yi = y + (size_t)i * ys;
-    crema_gemm_on_thread(false, false, c->cy, hw, c->cx, 1.0f, w, c->cx, x + (size_t)i * xs, hw, 0.0f, yi,
-                         hw);
+    crema_gemm_omp(false, false, c->cy, hw, c->cx, 1.0f, w, c->cx, x + (size_t)i * xs, hw, 0.0f, yi, hw);
     if (c->bias && bias)
       for (int o = 0; o < c->cy; o++) {
         float *row = yi + (size_t)o * c->hw;
@@ -134,8 +133,8 @@ void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, cons
   if (!dw) return;
   if (c->parts == 1) { /* one thread: straight into dW */
     for (int i = 0; i < c->n; i++)
-      crema_gemm_on_thread(false, true, c->cy, c->cx, hw, 1.0f, dy + (size_t)i * ys, hw, x + (size_t)i * xs,
-                           hw, 1.0f, dw, c->cx);
+      crema_gemm_omp(false, true, c->cy, c->cx, hw, 1.0f, dy + (size_t)i * ys, hw, x + (size_t)i * xs, hw,
+                     1.0f, dw, c->cx);
     return;
   }
   float *part = (float *)(void *)crema_engine_ws_lock();
@@ -144,8 +143,8 @@ void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, cons
   for (int t = 0; t < c->parts; t++) {
     const int i0 = (int)((long)t * c->n / c->parts), i1 = (int)((long)(t + 1) * c->n / c->parts);
     for (int i = i0; i < i1; i++)
-      crema_gemm_on_thread(false, true, c->cy, c->cx, hw, 1.0f, dy + (size_t)i * ys, hw, x + (size_t)i * xs,
-                           hw, i == i0 ? 0.0f : 1.0f, part + (size_t)t * wn, c->cx);
+      crema_gemm_omp(false, true, c->cy, c->cx, hw, 1.0f, dy + (size_t)i * ys, hw, x + (size_t)i * xs, hw,
+                     i == i0 ? 0.0f : 1.0f, part + (size_t)t * wn, c->cx);
   }
   crema_sum_partials(part, c->parts, wn, dw);
   crema_engine_ws_unlock();
