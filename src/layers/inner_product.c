@@ -5,9 +5,9 @@
  * fewer rows) of a large layer streams W (and dW) once per pass instead (engine/fc_stream.c),
  * unless the process runs on the reference path. With oneDNN the GEMMs of larger batches run
  * through its sgemm on OpenMP's threads: on 2 cores (AVX2) it took LeNet's ip1 (64 x 800 ->
- * 500) 0.28-0.40 ms a product against OpenBLAS's 0.34-0.46, CaffeNet's fc6 at batch 50 34-40
- * against 35-51 ms (forward 1.25x, data gradient 1.2x, weight gradient even), and no layer
- * hands the cores between OpenMP's and OpenBLAS's threads. */
+ * 500) 0.28-0.40 ms a product against OpenBLAS's 0.34-0.46, and CaffeNet's fc6 at batch 50
+ * 38-40 ms forward against 48-51, 34-35 for the data gradient against 41, the weight
+ * gradient even; and no layer hands the cores between OpenMP's and OpenBLAS's threads. */
 #include <limits.h>
 #include <stdlib.h>
 
@@ -96,7 +96,7 @@ static int ip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
   return crema_blob_reshape(top[0], s->axis + 1, shape, err);
 }
 
-/* C (M, N) = alpha op(A) op(B) + beta C, all row-major and packed, on the layer's GEMM. */
+/* C (M, N) = op(A) op(B) + beta C, all row-major and packed, on the layer's GEMM. */
 static void ip_gemm(const ip_state *s, bool trans_a, bool trans_b, int M, int N, int K, const float *A,
                     const float *B, float beta, float *C) {
   if (s->omp)

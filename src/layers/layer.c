@@ -1,7 +1,6 @@
 #include "layers/layer.h"
 
 #include <assert.h>
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

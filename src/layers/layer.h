@@ -99,8 +99,7 @@ struct crema_layer {
   /* Set by the net (crema_net_share_activations): backward never runs, so state a layer keeps
    * only for backward (max pooling's argmax, the copy of its input an in-place layer keeps:
    * crema_input_copy, Scale) need not be written, and its calloc'd buffers never become
-   * resident. False = Caffe's behaviour,
-   * everything kept. */
+   * resident. False = Caffe's behaviour, everything kept. */
   bool forward_only;
 };
 
