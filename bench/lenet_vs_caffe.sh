@@ -3,18 +3,22 @@
 # Caffe 1.0 (CPU build, Debian 12) training Caffe's LeNet train_val on the first 100
 # Fashion-MNIST images for 50 SGD iterations (batch 64; a test pass of 100 images at
 # iterations 0, 25 and 50, the one at 25 inside the timed span). This runs crema on the same
-# net, data (the same LMDB) and solver settings, RUNS times (default 3), and prints the time
-# from the "Iteration 0 (" line to the "Iteration 50, loss" line of each log, for Caffe once
-# and for crema's fastest run.
+# net, data (the same LMDB) and solver settings, RUNS times (default 5), and prints the time
+# from the "Iteration 0 (" line to the "Iteration 50, loss" line of each log: Caffe's once,
+# crema's fastest, median and slowest. Given several binaries (an old build and a new one),
+# the runs alternate, one of each per round, so that all of them see the same machine.
 #
 # Caffe's log was written on another machine of the same kind (2 cores), on 2026-12-01, so
-# the ratio is an estimate: run this idle, and read it beside the CPU line it prints.
+# the ratio is an estimate: run this idle, and read it beside the CPU line it prints. On a
+# shared machine one binary's runs spread by 1.5x or more; the median is the figure to quote.
 #
-#   bash bench/lenet_vs_caffe.sh [CREMA_BINARY]
+#   RUNS=5 bash bench/lenet_vs_caffe.sh [CREMA_BINARY ...]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-bin="${1:-$root/build/bin/crema}"
-runs="${RUNS:-3}"
+bins=("$@")
+[ ${#bins[@]} -gt 0 ] || bins=("$root/build/bin/crema")
+for i in "${!bins[@]}"; do bins[$i]="$(readlink -f "${bins[$i]}")"; done # the runs cd elsewhere
+runs="${RUNS:-5}"
 dir="$(mktemp -d /tmp/crema_lenet_XXXXXX)"
 trap 'rm -rf "$dir"' EXIT
 cp -r "$root/tests/data/report/fmnist100_lmdb" "$root/tests/data/report/lenet_train_val.prototxt" "$dir/"
@@ -44,16 +48,22 @@ span() {
 }
 
 caffe="$(span "$root/tests/data/report/caffe_train.log")"
-best=""
+declare -a spans
 for _ in $(seq "$runs"); do
-  (cd "$dir" && "$bin" train --solver solver.prototxt >log 2>&1)
-  s="$(span "$dir/log")"
-  if [ -z "$best" ] || awk -v a="$s" -v b="$best" 'BEGIN {exit !(a < b)}'; then best="$s"; fi
+  for i in "${!bins[@]}"; do
+    (cd "$dir" && "${bins[$i]}" train --solver solver.prototxt >log 2>&1)
+    spans[$i]="${spans[$i]:-} $(span "$dir/log")"
+  done
 done
 cpu="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 blas="$(sed -n 's/.*BLAS: OpenBLAS kernel \([^,]*\), \([0-9]*\) threads.*/\1, \2 threads/p' "$dir/log" | head -1)"
-echo "CPU: ${cpu:-unknown} ($(nproc) cores); crema's BLAS: ${blas:-?}; fastest of $runs crema runs"
-echo "| LeNet, 50 iterations, batch 64, 1 test pass | Caffe (its log) | crema | crema / Caffe |"
-echo "| --- | ---: | ---: | ---: |"
-awk -v c="$caffe" -v k="$best" 'BEGIN {printf "| seconds from iteration 0 to 50 | %.3f | %.3f | %.2f |\n", c, k, k / c;
-  printf "| ms per iteration | %.1f | %.1f | |\n", c * 20, k * 20}'
+echo "CPU: ${cpu:-unknown} ($(nproc) cores); crema's BLAS: ${blas:-?}; $runs runs of each crema binary"
+echo "| LeNet, 50 iterations, batch 64, 1 test pass | fastest s | median s | slowest s | median / Caffe | fastest / Caffe |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+printf '| Caffe (its log) | %.3f | | | | |\n' "$caffe"
+for i in "${!bins[@]}"; do
+  echo "${spans[$i]}" | tr ' ' '\n' | sed '/^$/d' | sort -n | awk -v c="$caffe" -v name="${bins[$i]}" '
+    {v[NR] = $1}
+    END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2;
+      printf "| crema (%s) | %.3f | %.3f | %.3f | %.2f | %.2f |\n", name, v[1], m, v[NR], m / c, v[1] / c}'
+done
