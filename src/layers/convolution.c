@@ -51,9 +51,13 @@ typedef struct conv_state {
   crema_onednn_conv *fast;   /* oneDNN's primitives, or NULL: (without wino, pw) the reference runs */
   bool ref_weights;          /* with fast: the weight gradient still runs on the reference engine */
   bool ref_data;             /* with fast: the data gradient still runs on the reference engine */
-  bool pw_ref_backward;      /* with pw: both gradients run on the reference engine */
   char engine_name[80];
 } conv_state;
+
+/* With the 1x1 engine: both gradients run on the reference engine (see pointwise.c). */
+static bool pw_grads_on_reference(const conv_state *s) {
+  return s->pw && !crema_pointwise_conv_backward_suits(s->pw);
+}
 
 /* The im2col geometry of bottom b0 (with `channels` channels at p->axis), checked: the
  * padded input must hold the dilated kernel, and every side must fit an int. */
@@ -224,8 +228,8 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   int rc = try_winograd(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
   if (rc == 0) rc = try_pointwise(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
   if (rc == 0) rc = try_per_image(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
-  s->pw_ref_backward = rc > 0 && s->pw && !crema_pointwise_conv_backward_suits(s->pw);
-  if (s->pw_ref_backward) { /* copy-free: the reference needs no buffers for a 1x1 stride-1 layer */
+  if (rc > 0 &&
+      pw_grads_on_reference(s)) { /* copy-free: the reference needs no buffers for a 1x1 stride-1 layer */
     snprintf(s->engine_name, sizeof s->engine_name, "%s (sgemm per image; gradients: caffe)",
              CREMA_ENGINE_POINTWISE);
     return crema_conv_engine_reshape(&s->engine, &g, s->p.num_output, s->p.group, n, err);
@@ -296,7 +300,7 @@ static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *pr
     float *dx = propagate_down[i] ? bottom[i]->diff : NULL;
     if (s->wino) {
       crema_winograd_conv_backward(s->wino, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
-    } else if (s->pw && !s->pw_ref_backward) {
+    } else if (s->pw && !pw_grads_on_reference(s)) {
       crema_pointwise_conv_backward(s->pw, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
     } else if (s->pi) {
       crema_per_image_conv_backward(s->pi, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
