@@ -4,11 +4,14 @@
  * configuration).
  *
  *   bench_perf_net --model NET.prototxt [--batch 10] [--iterations 5] [--threads 2]
- *                  [--engine default|onednn|caffe|both|all] [--save-weights OUT.caffemodel]
+ *                  [--engine default|onednn|caffe|inference|both|all] [--save-weights OUT.caffemodel]
  *
  * Engines: default (every fast engine: Winograd for 3x3 stride-1 convolutions, oneDNN for the
- * others), onednn (oneDNN alone: crema's previous default engine) and caffe (the reference
- * im2col+OpenBLAS path). both = default and caffe, all = the three. Several engines build the
+ * others; ReLUs fused into the convolutions, as `crema train` runs a net), onednn (oneDNN
+ * alone: crema's previous default engine) and caffe (the reference im2col+OpenBLAS path).
+ * both = default and caffe, all = the three plus `inference`: the default engines on the net
+ * as a deployment runs it (TEST phase, forward only, activations shared, BatchNorm and Scale
+ * folded into the convolutions: crema_net_fuse), forward time only. Several engines build the
  * net once each in one process and alternate their iterations (the fairest time ratio on a
  * shared machine); peak memory is then not reported, since it belongs to the process.
  *
@@ -40,18 +43,27 @@ typedef struct timed_net {
   crema_net *net;
   double setup_ms, best_f, best_fb;
   const char *engine;
+  bool inference; /* forward only */
 } timed_net;
 
 /* Builds the net (batch from --batch) on the engine chosen now, fills weights and inputs,
  * runs one untimed pass. */
 static void build(Crema__NetParameter *m, const char *model, const char *engine, timed_net *t) {
   crema_error err;
+  const bool inference = !strcmp(engine, "inference");
   crema_engine_set_default(strcmp(engine, "caffe") != 0);
   crema_engine_set_winograd(strcmp(engine, "onednn") != 0);
-  crema_net_options o = {.phase = CREMA__PHASE__TRAIN, .seed = 1, .source = model};
+  crema_net_options o = {
+      .phase = inference ? CREMA__PHASE__TEST : CREMA__PHASE__TRAIN, .seed = 1, .source = model};
+  m->force_backward = !inference;
   double t0 = bench_now();
   if (crema_net_build(m, &o, &t->net, &err)) bench_die("build", &err);
+  if (inference && crema_net_share_activations(t->net, NULL, &err)) bench_die("share", &err);
+  if (strcmp(engine, "default") == 0 || inference) {
+    if (crema_net_fuse(t->net, inference, &err)) bench_die("fuse", &err);
+  }
   t->setup_ms = 1e3 * (bench_now() - t0);
+  t->inference = inference;
   t->best_f = t->best_fb = 1e30;
   t->engine = engine;
   crema_net_fill_random_weights(t->net, 1);
@@ -63,7 +75,7 @@ static void build(Crema__NetParameter *m, const char *model, const char *engine,
   }
   /* warm-up: first-touch of every buffer */
   if (crema_net_forward(t->net, NULL, &err)) bench_die("forward", &err);
-  crema_net_backward(t->net);
+  if (!inference) crema_net_backward(t->net);
 }
 
 static void step(timed_net *t) {
@@ -71,10 +83,11 @@ static void step(timed_net *t) {
   double a = bench_now();
   if (crema_net_forward(t->net, NULL, &err)) bench_die("forward", &err);
   double b = bench_now();
+  if (b - a < t->best_f) t->best_f = b - a;
+  if (t->inference) return;
   crema_net_clear_param_diffs(t->net);
   crema_net_backward(t->net);
   double c = bench_now();
-  if (b - a < t->best_f) t->best_f = b - a;
   if (c - a < t->best_fb) t->best_fb = c - a;
 }
 
@@ -88,8 +101,8 @@ static void report(const timed_net *t, int threads, bool with_peak) {
     }
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  printf("RESULT engine=%s setup_ms=%.1f fwd_ms=%.2f fwdbwd_ms=%.2f", t->engine, t->setup_ms, 1e3 * t->best_f,
-         1e3 * t->best_fb);
+  printf("RESULT engine=%s setup_ms=%.1f fwd_ms=%.2f", t->engine, t->setup_ms, 1e3 * t->best_f);
+  if (!t->inference) printf(" fwdbwd_ms=%.2f", 1e3 * t->best_fb);
   if (with_peak) printf(" peak_mb=%.1f", (double)ru.ru_maxrss / 1024.0);
   printf(" threads=%d blas=%s conv_engine=\"%s\"\n", threads, crema_blas_corename(), conv_engine);
 }
@@ -103,7 +116,7 @@ int main(int argc, char **argv) {
   const int threads = atoi(arg(argc, argv, "--threads", "2"));
   if (!model || batch < 1 || iters < 1 || threads < 1) {
     fprintf(stderr, "usage: bench_perf_net --model NET.prototxt [--batch 10] [--iterations 5] [--threads 2] "
-                    "[--engine default|onednn|caffe|both|all] [--save-weights OUT.caffemodel]\n");
+                    "[--engine default|onednn|caffe|inference|both|all] [--save-weights OUT.caffemodel]\n");
     return 2;
   }
   omp_set_num_threads(threads);
@@ -120,20 +133,23 @@ int main(int argc, char **argv) {
     for (size_t s = 0; ip && s < ip->n_shape; s++)
       if (ip->shape[s]->n_dim) ip->shape[s]->dim[0] = batch;
   }
-  static const char *const ALL[] = {"default", "onednn", "caffe"}, *const BOTH[] = {"default", "caffe"};
+  static const char *const ALL[] = {"default", "onednn", "caffe", "inference"}, *const BOTH[] = {"default",
+                                                                                                 "caffe"};
   const char *const *names = &engine;
   int n_eng = 1;
   if (!strcmp(engine, "all")) {
     names = ALL;
-    n_eng = 3;
+    n_eng = 4;
   } else if (!strcmp(engine, "both")) {
     names = BOTH;
     n_eng = 2;
-  } else if (strcmp(engine, "default") && strcmp(engine, "onednn") && strcmp(engine, "caffe")) {
-    fprintf(stderr, "bench_perf_net: unknown --engine %s (default, onednn, caffe, both or all)\n", engine);
+  } else if (strcmp(engine, "default") && strcmp(engine, "onednn") && strcmp(engine, "caffe") &&
+             strcmp(engine, "inference")) {
+    fprintf(stderr, "bench_perf_net: unknown --engine %s (default, onednn, caffe, inference, both or all)\n",
+            engine);
     return 2;
   }
-  timed_net nets[3];
+  timed_net nets[4];
   for (int e = 0; e < n_eng; e++) build(m, model, names[e], &nets[e]);
   if (save) {
     if (crema_net_save_weights(nets[0].net, save, &err)) bench_die("save", &err);

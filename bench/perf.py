@@ -8,9 +8,10 @@ For each net (batch 10) and thread count it runs, `repeat` times,
   - crema on its default engines (Winograd for 3x3 stride-1 convolutions, oneDNN for the
     others), on its previous engine (oneDNN for every convolution) and on the reference path
     (crema's im2col+OpenBLAS, `engine: CAFFE` everywhere): forward and forward + full
-    backward (force_backward) times from one process holding the three nets and alternating
-    their iterations (bench_perf_net --engine all), then set-up time and peak memory from one
-    process per engine;
+    backward (force_backward) times, and the forward of the net as a deployment runs it
+    (TEST phase, forward only, BatchNorm and Scale folded into the convolutions), from one
+    process holding the four nets and alternating their iterations (bench_perf_net --engine
+    all), then set-up time and peak memory from one process per engine;
   - OpenCV dnn's forward on the same prototxt and the same random weights (cv_time.py);
 and prints the fastest of each, with ratios measured in this run. Then bench_conv prints, per
 conv shape, both engines' GFLOP/s beside raw sgemm on the GEMM of the same shape.
@@ -107,7 +108,7 @@ def main():
             weights = os.path.join(tmp, key + ".caffemodel")
             for t in [int(x) for x in a.threads.split(",")]:
                 env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_WAIT_POLICY="PASSIVE")
-                fast, prev, ref, cv = [], [], [], []
+                fast, prev, ref, cv, inf = [], [], [], [], []
                 base = [binp, "--model", model, "--batch", str(a.batch), "--threads", str(t)]
                 if not os.path.exists(weights):
                     subprocess.run(base + ["--save-weights", weights], capture_output=True, env=env)
@@ -117,6 +118,7 @@ def main():
                     fast += [x for x in out if x.get("engine") == "default"]
                     prev += [x for x in out if x.get("engine") == "onednn"]
                     ref += [x for x in out if x.get("engine") == "caffe"]
+                    inf += [x for x in out if x.get("engine") == "inference"]
                     if py and os.path.exists(weights):
                         cv.append(run([py, os.path.join(ROOT, "bench", "cv_time.py"), model, weights, str(a.batch),
                                        str(t), str(a.iterations)], env))
@@ -127,7 +129,7 @@ def main():
                         dst.append({"peak_mb": one["peak_mb"], "setup_ms": one["setup_ms"]})
                 if fast and "blas" in fast[0]:
                     blas, engine_name = fast[0]["blas"], fast[0]["conv_engine"]
-                rows.append((name, t, fast, prev, ref, cv))
+                rows.append((name, t, fast, prev, ref, cv, inf))
                 f_fb, r_fb = best(fast, "fwdbwd_ms"), best(ref, "fwdbwd_ms")
                 print("  measured %s, %d thread(s): %s / %s ms" % (name, t, fmt(f_fb), fmt(r_fb)), file=sys.stderr)
     finally:
@@ -139,9 +141,11 @@ def main():
     print()
     print("| net | threads | crema fwd ms | crema fwd+bwd ms | crema peak MB | previous engine fwd+bwd ms "
           "| reference fwd ms | reference fwd+bwd ms | reference peak MB | speed-up vs previous "
-          "| speed-up vs reference | OpenCV fwd ms | crema fwd / OpenCV | set-up ms | est. fwd+bwd vs Caffe |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for name, t, fast, prev, ref, cv in rows:
+          "| speed-up vs reference | OpenCV fwd ms | crema fwd / OpenCV | crema inference fwd ms "
+          "| inference / OpenCV | set-up ms | est. fwd+bwd vs Caffe |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+          "| ---: | ---: |")
+    for name, t, fast, prev, ref, cv, inf in rows:
         ff, ffb, fpk = best(fast, "fwd_ms"), best(fast, "fwdbwd_ms"), best(fast, "peak_mb")
         rf, rfb, rpk = best(ref, "fwd_ms"), best(ref, "fwdbwd_ms"), best(ref, "peak_mb")
         cvf = best(cv, "fwd_ms")
@@ -149,11 +153,13 @@ def main():
         pfb = best(prev, "fwdbwd_ms")
         speed_prev = pfb / ffb if pfb and ffb else None
         vs_cv = ff / cvf if ff and cvf else None
+        inff = best(inf, "fwd_ms")
+        inf_cv = inff / cvf if inff and cvf else None
         caffe = CAFFE_RATIO.get((name, t))
         est = caffe * ffb / rfb if caffe and ffb and rfb else None
-        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        print("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, t, fmt(ff), fmt(ffb), fmt(fpk, "%.0f"), fmt(pfb), fmt(rf), fmt(rfb), fmt(rpk, "%.0f"),
-            fmt(speed_prev, "%.2fx"), fmt(speed, "%.2fx"), fmt(cvf), fmt(vs_cv, "%.2f"),
+            fmt(speed_prev, "%.2fx"), fmt(speed, "%.2fx"), fmt(cvf), fmt(vs_cv, "%.2f"), fmt(inff), fmt(inf_cv, "%.2f"),
             fmt(best(fast, "setup_ms"), "%.0f"), fmt(est, "%.2f")))
     sys.stdout.flush()
     if not a.no_conv:

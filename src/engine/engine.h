@@ -24,6 +24,7 @@
 
 #include "base/error.h"
 #include "tensor/im2col.h"
+#include "tensor/math.h"
 
 /* Names of the engines a layer can report (crema time prints them). */
 #define CREMA_ENGINE_REFERENCE "caffe"
@@ -72,9 +73,10 @@ int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int grou
 /* Same geometry as at create (so a reshape to the same shape can keep the object). */
 bool crema_onednn_conv_matches(const crema_onednn_conv *c, const crema_im2col_geom *g, int n, int cy,
                                int group, bool bias);
-/* y = conv(x, w) + bias (bias ignored unless created with bias). Overwrites y. */
+/* y = act(conv(x, w) + bias) (bias ignored unless created with bias; act: none, or a ReLU
+ * fused into the layer, applied as each output is written). Overwrites y. */
 void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float *w, const float *bias,
-                               float *y);
+                               crema_act act, float *y);
 /* dw += dL/dw (skipped when dw is NULL; needs x), dx = dL/dx (overwritten; skipped when dx
  * is NULL). The bias gradient is the caller's (crema_conv_bias_backward). */
 void crema_onednn_conv_backward(crema_onednn_conv *c, const float *x, const float *dy, const float *w,
@@ -108,6 +110,9 @@ void crema_gemm_omp(bool trans_a, bool trans_b, int m, int n, int k, float alpha
 /* dw[k] += the sum over t < parts of part[t * n + k], added in the order t = 0, 1, ...: the
  * bits depend on the number of parts, never on which thread finished first. Parallel. */
 void crema_sum_partials(const float *part, int parts, size_t n, float *dw);
+/* One image's output rows in cache: row o (cols floats) += bias[o] when bias is not NULL,
+ * then the activation. Serial: for use inside a parallel loop over images. */
+void crema_bias_act_rows(int rows, size_t cols, const float *bias, crema_act act, float *y);
 
 /* ---- 1x1 stride-1 convolution, one product per image on OpenMP's threads (pointwise.c).
  * Same contract as the oneDNN object above. Takes group 1 and at least as many images as
@@ -119,7 +124,7 @@ int crema_pointwise_conv_create(const crema_im2col_geom *g, int n, int cy, int g
 bool crema_pointwise_conv_matches(const crema_pointwise_conv *c, const crema_im2col_geom *g, int n, int cy,
                                   int group, bool bias);
 void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const float *w, const float *bias,
-                                  float *y);
+                                  crema_act act, float *y);
 /* Whether backward suits this engine too: not on planes under 400 pixels with 1024+ input
  * channels. There the caller runs the gradients on the reference path (copy-free for these
  * layers) and must not call crema_pointwise_conv_backward. */
@@ -143,7 +148,7 @@ int crema_per_image_conv_create(const crema_im2col_geom *g, int n, int cy, int g
 bool crema_per_image_conv_matches(const crema_per_image_conv *c, const crema_im2col_geom *g, int n, int cy,
                                   int group, bool bias);
 void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const float *w, const float *bias,
-                                  float *y);
+                                  crema_act act, float *y);
 /* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
 void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, const float *dy, const float *w,
                                    float *dw, float *dx);
@@ -171,9 +176,9 @@ int crema_winograd_conv_create(const crema_im2col_geom *g, int n, int cy, int gr
                                crema_winograd_conv **out, crema_error *err);
 bool crema_winograd_conv_matches(const crema_winograd_conv *c, const crema_im2col_geom *g, int n, int cy,
                                  int group, bool bias);
-/* y = conv(x, w) + bias. Overwrites y. */
+/* y = act(conv(x, w) + bias). Overwrites y. */
 void crema_winograd_conv_forward(crema_winograd_conv *c, const float *x, const float *w, const float *bias,
-                                 float *y);
+                                 crema_act act, float *y);
 /* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
 void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const float *dy, const float *w,
                                   float *dw, float *dx);

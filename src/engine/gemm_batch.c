@@ -45,6 +45,16 @@ void crema_gemm_batch_run(const crema_gemm_batch *b) {
                    b->b + (size_t)j * b->stride_b, b->ldb, b->beta, b->c + (size_t)j * b->stride_c, b->ldc);
 }
 
+void crema_bias_act_rows(int rows, size_t cols, const float *bias, crema_act act, float *y) {
+  if (bias)
+    for (int o = 0; o < rows; o++) {
+      float *row = y + (size_t)o * cols;
+      const float b = bias[o];
+      for (size_t p = 0; p < cols; p++) row[p] += b;
+    }
+  crema_act_apply(act, (size_t)rows * cols, y, true);
+}
+
 void crema_sum_partials(const float *part, int parts, size_t n, float *dw) {
 #pragma omp parallel for schedule(static)
   for (size_t k = 0; k < n; k++) {

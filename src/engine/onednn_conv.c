@@ -171,7 +171,7 @@ int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int grou
 }
 
 void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float *w, const float *bias,
-                               float *y) {
+                               crema_act act, float *y) {
   char *ws = crema_engine_ws_lock();
   crema_dnnl_port_in(&c->f_src, x, ws);
   crema_dnnl_port_in(&c->f_wei, w, ws);
@@ -184,6 +184,7 @@ void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float
   crema_dnnl_run(c->fwd, c->bias ? 4 : 3, args);
   crema_dnnl_port_out(&c->f_dst);
   crema_engine_ws_unlock();
+  crema_act_apply(act, (size_t)c->n * c->cy * c->g.out_h * c->g.out_w, y, false);
 }
 
 void crema_onednn_conv_backward(crema_onednn_conv *c, const float *x, const float *dy, const float *w,
@@ -246,8 +247,8 @@ bool crema_onednn_conv_matches(const crema_onednn_conv *c, const crema_im2col_ge
   return false;
 }
 void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float *w, const float *bias,
-                               float *y) {
-  (void)c, (void)x, (void)w, (void)bias, (void)y;
+                               crema_act act, float *y) {
+  (void)c, (void)x, (void)w, (void)bias, (void)act, (void)y;
 }
 void crema_onednn_conv_backward(crema_onednn_conv *c, const float *x, const float *dy, const float *w,
                                 float *dw, float *dx) {

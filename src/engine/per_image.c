@@ -106,7 +106,7 @@ bool crema_per_image_conv_matches(const crema_per_image_conv *c, const crema_im2
 }
 
 void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const float *w, const float *bias,
-                                  float *y) {
+                                  crema_act act, float *y) {
   const size_t xs = (size_t)c->g.channels * c->g.height * c->g.width, ys = (size_t)c->cy * c->cols;
   const int rows = (int)c->rows, cols = (int)c->cols;
   float *ws = (float *)(void *)crema_engine_ws_lock();
@@ -115,12 +115,7 @@ void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const
     float *col = ws + c->col_floats * (size_t)omp_get_thread_num(), *yi = y + (size_t)i * ys;
     crema_im2col(&c->g, 1, x + (size_t)i * xs, col);
     crema_gemm_omp(false, false, c->cy, cols, rows, 1.0f, w, rows, col, cols, 0.0f, yi, cols);
-    if (c->bias && bias)
-      for (int o = 0; o < c->cy; o++) {
-        float *row = yi + (size_t)o * c->cols;
-        const float b = bias[o];
-        for (int p = 0; p < cols; p++) row[p] += b;
-      }
+    crema_bias_act_rows(c->cy, c->cols, c->bias ? bias : NULL, act, yi); /* while yi is in cache */
   }
   crema_engine_ws_unlock();
 }

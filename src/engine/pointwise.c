@@ -90,19 +90,14 @@ bool crema_pointwise_conv_matches(const crema_pointwise_conv *c, const crema_im2
 }
 
 void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const float *w, const float *bias,
-                                  float *y) {
+                                  crema_act act, float *y) {
   const size_t xs = (size_t)c->cx * c->hw, ys = (size_t)c->cy * c->hw;
   const int hw = (int)c->hw;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int i = 0; i < c->n; i++) {
     float *yi = y + (size_t)i * ys;
     crema_gemm_omp(false, false, c->cy, hw, c->cx, 1.0f, w, c->cx, x + (size_t)i * xs, hw, 0.0f, yi, hw);
-    if (c->bias && bias)
-      for (int o = 0; o < c->cy; o++) {
-        float *row = yi + (size_t)o * c->hw;
-        const float b = bias[o];
-        for (int p = 0; p < hw; p++) row[p] += b;
-      }
+    crema_bias_act_rows(c->cy, c->hw, c->bias ? bias : NULL, act, yi); /* while yi is in cache */
   }
 }
 

@@ -106,6 +106,7 @@ static void plan_init(wg_plan *p, int n, int cin, int cout, int group, int h, in
  * (the usual F(4,3) factorisation), run on rows and columns of the 6x6 block of vectors.
  * V and M keep tiles contiguous, so results are stored a vector at a time. */
 typedef float v8 __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32))); /* a comparison's lanes: -1 or 0 */
 /* v8 values never cross a non-inlined call boundary's ABI in a way that matters: every
  * function taking or returning one is static to this file. */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -426,8 +427,9 @@ static void multiply(const wg_plan *p, const float *u, const float *v, float *m,
   crema_gemm_batch_run(&b);
 }
 
-/* y (images [0, nb), overwritten) from M, plus bias[co] when bias is not NULL. */
-HOT static void transform_output(const wg_plan *p, const float *m, const float *bias, float *y, int nb) {
+/* y (images [0, nb), overwritten) from M, plus bias[co] when bias is not NULL, through act. */
+HOT static void transform_output(const wg_plan *p, const float *m, const float *bias, crema_act act, float *y,
+                                 int nb) {
   const size_t ptiles = tiles_per_image(p) * nb, hw = (size_t)p->ho * p->wo;
 #pragma omp parallel for schedule(static) if (ptiles * p->cout > PAR_MIN_TILES)
   for (int co = 0; co < p->cout; co++) {
@@ -446,6 +448,11 @@ HOT static void transform_output(const wg_plan *p, const float *m, const float *
         for (int i = 0; i < WG_A; i++) at1(mm + i * WG_A, 1, h + i * WG_M, 1); /* rows: M A */
         for (int j = 0; j < WG_M; j++) at1(h + j, WG_M, ov + j, WG_M);         /* columns: A^T (M A) */
         for (int k = 0; k < WG_M * WG_M; k++) ov[k] += splat(add);
+        if (act.relu) /* relu.c's select, eight lanes at a time */
+          for (int k = 0; k < WG_M * WG_M; k++) {
+            const v8i pos = ov[k] > splat(0.0f);
+            ov[k] = (v8)((pos & (v8i)ov[k]) | (~pos & (v8i)(ov[k] * splat(act.slope))));
+          }
         if (qq + LANES <= nq && t.x0 + WG_M * LANES <= p->wo && t.y0 + WG_M <= p->ho) {
           /* eight whole tiles side by side: each output row is one run of 32 floats */
           float *dst = y + t.plane * hw + (size_t)t.y0 * p->wo + t.x0;
@@ -513,14 +520,14 @@ HOT static void transform_output_grad(const wg_plan *p, const float *dy, float *
 }
 
 /* One whole convolution on plan p with transformed weights u: y = conv(x) (+ bias). */
-static void run_plan(const wg_plan *p, int n, const float *u, const float *x, const float *bias, float *y,
-                     float *v, float *m, float *scratch, int threads) {
+static void run_plan(const wg_plan *p, int n, const float *u, const float *x, const float *bias,
+                     crema_act act, float *y, float *v, float *m, float *scratch, int threads) {
   const size_t x_image = (size_t)p->cin * p->h * p->w, y_image = (size_t)p->cout * p->ho * p->wo;
   for (int b0 = 0; b0 < n; b0 += p->chunk) {
     const int nb = n - b0 < p->chunk ? n - b0 : p->chunk;
     transform_input(p, x + (size_t)b0 * x_image, nb, v, scratch, threads);
     multiply(p, u, v, m, nb);
-    transform_output(p, m, bias, y + (size_t)b0 * y_image, nb);
+    transform_output(p, m, bias, act, y + (size_t)b0 * y_image, nb);
   }
 }
 
@@ -606,11 +613,11 @@ static float *weights_of(const crema_winograd_conv *c, char *base) {
 }
 
 void crema_winograd_conv_forward(crema_winograd_conv *c, const float *x, const float *w, const float *bias,
-                                 float *y) {
+                                 crema_act act, float *y) {
   char *ws = crema_engine_ws_lock();
   float *u = weights_of(c, ws);
   transform_weights(&c->fwd, w, false, u);
-  run_plan(&c->fwd, c->n, u, x, c->bias ? bias : NULL, y, ws_floats(ws, 0), ws_floats(ws, c->v_floats),
+  run_plan(&c->fwd, c->n, u, x, c->bias ? bias : NULL, act, y, ws_floats(ws, 0), ws_floats(ws, c->v_floats),
            scratch_of(c, ws), c->threads);
   crema_engine_ws_unlock();
 }
@@ -652,7 +659,7 @@ void crema_winograd_conv_backward(crema_winograd_conv *c, const float *x, const 
   }
   if (dx) {
     transform_weights(&c->bwd, w, true, u);
-    run_plan(&c->bwd, c->n, u, dy, NULL, dx, v, m, scratch, c->threads);
+    run_plan(&c->bwd, c->n, u, dy, NULL, (crema_act){0}, dx, v, m, scratch, c->threads);
   }
   crema_engine_ws_unlock();
 }

@@ -296,7 +296,7 @@ static void lower(const crema_conv_engine *e, int nb, const float *x, float *col
 }
 
 void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float *w, const float *bias,
-                               float *y) {
+                               crema_act act, float *y) {
   const crema_im2col_geom *g = &e->g;
   const int G = e->group, cx = g->channels, cy = e->cy, mg = cy / G;
   const size_t plane = (size_t)g->out_h * g->out_w, pin = (size_t)g->height * g->width;
@@ -304,6 +304,7 @@ void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float
   if (e->n == 0 || plane == 0) return;
   if (e->path == CREMA_CONV_DEPTHWISE) {
     depthwise_forward(e, x, w, bias, y);
+    crema_act_apply(act, (size_t)e->n * cy * plane, y, false);
     return;
   }
   if (e->path == CREMA_CONV_1X1) {
@@ -313,6 +314,7 @@ void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float
                       x + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane, 0.0f,
                       y + ((size_t)b * cy + (size_t)gr * mg) * plane, (int)plane);
     if (bias) crema_conv_bias_add(e->n, cy, plane, bias, y);
+    crema_act_apply(act, (size_t)e->n * cy * plane, y, false);
     return;
   }
   float *col = crema_workspace_data(scratch(e)), *tmp = col + e->col_floats;
@@ -330,6 +332,7 @@ void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float
       crema_rows_to_batch(nb, cy, plane, tmp, bias, yb);
     else if (bias)
       crema_conv_bias_add(1, cy, plane, bias, yb);
+    crema_act_apply(act, (size_t)nb * cy * plane, yb, false); /* while the chunk is in cache */
   }
 }
 

@@ -30,6 +30,7 @@
 #include "proto/crema.pb-c.h"
 #include "tensor/blob.h"
 #include "tensor/im2col.h"
+#include "tensor/math.h"
 #include "tensor/workspace.h"
 
 /* Column-buffer budget per chunk (floats): 1M floats = 4 MB, but at least one image per
@@ -87,9 +88,10 @@ void crema_conv_engine_free(crema_conv_engine *e);
 /* Scratch floats the current geometry needs (what reshape reserved). */
 size_t crema_conv_engine_scratch_floats(const crema_conv_engine *e);
 
-/* y (N, Cy, Ho, Wo) = conv(x, w) + bias[c] (bias may be NULL). Overwrites y. */
+/* y (N, Cy, Ho, Wo) = act(conv(x, w) + bias[c]) (bias may be NULL; act: none, or a fused
+ * ReLU). Overwrites y. */
 void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float *w, const float *bias,
-                               float *y);
+                               crema_act act, float *y);
 
 /* Given dy (N, Cy, Ho, Wo): dw += dL/dw (needs x; skipped when dw is NULL) and
  * dx = dL/dx (overwritten; skipped when dx is NULL). */

@@ -51,6 +51,8 @@ typedef struct conv_state {
   crema_onednn_conv *fast;   /* oneDNN's primitives, or NULL: (without wino, pw) the reference runs */
   bool ref_weights;          /* with fast: the weight gradient still runs on the reference engine */
   bool ref_data;             /* with fast: the data gradient still runs on the reference engine */
+  bool has_bias;             /* bias_term, or a BatchNorm folded in (l->fusion.bias) */
+  float *zero_bias;          /* a folded bias but no bias_term: the bias of unfused calls */
   char engine_name[80];
 } conv_state;
 
@@ -157,13 +159,13 @@ static int try_winograd(conv_state *s, const crema_im2col_geom *g, int n, bool w
   const crema_conv_params *p = &s->p;
   const bool use = wanted && crema_winograd_conv_suits(g, n, p->num_output, p->group);
   if (s->wino &&
-      (!use || !crema_winograd_conv_matches(s->wino, g, n, p->num_output, p->group, p->bias_term))) {
+      (!use || !crema_winograd_conv_matches(s->wino, g, n, p->num_output, p->group, s->has_bias))) {
     crema_winograd_conv_free(s->wino);
     s->wino = NULL;
   }
   crema_error why;
   if (use && !s->wino &&
-      crema_winograd_conv_create(g, n, p->num_output, p->group, p->bias_term, &s->wino, &why) < 0)
+      crema_winograd_conv_create(g, n, p->num_output, p->group, s->has_bias, &s->wino, &why) < 0)
     return crema_fail(err, "%s", why.msg);
   return s->wino ? adopt(s, s->wino, CREMA_ENGINE_WINOGRAD " F(4x4,3x3)") : 0;
 }
@@ -171,13 +173,13 @@ static int try_winograd(conv_state *s, const crema_im2col_geom *g, int n, bool w
 static int try_pointwise(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
   const crema_conv_params *p = &s->p;
   const bool use = wanted && crema_pointwise_conv_suits(g, n, p->group);
-  if (s->pw && (!use || !crema_pointwise_conv_matches(s->pw, g, n, p->num_output, p->group, p->bias_term))) {
+  if (s->pw && (!use || !crema_pointwise_conv_matches(s->pw, g, n, p->num_output, p->group, s->has_bias))) {
     crema_pointwise_conv_free(s->pw);
     s->pw = NULL;
   }
   crema_error why;
   if (use && !s->pw &&
-      crema_pointwise_conv_create(g, n, p->num_output, p->group, p->bias_term, &s->pw, &why) < 0)
+      crema_pointwise_conv_create(g, n, p->num_output, p->group, s->has_bias, &s->pw, &why) < 0)
     return crema_fail(err, "%s", why.msg);
   return s->pw ? adopt(s, s->pw, CREMA_ENGINE_POINTWISE " (sgemm per image)") : 0;
 }
@@ -185,13 +187,13 @@ static int try_pointwise(conv_state *s, const crema_im2col_geom *g, int n, bool 
 static int try_per_image(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
   const crema_conv_params *p = &s->p;
   const bool use = wanted && crema_per_image_conv_suits(g, n, p->num_output, p->group);
-  if (s->pi && (!use || !crema_per_image_conv_matches(s->pi, g, n, p->num_output, p->group, p->bias_term))) {
+  if (s->pi && (!use || !crema_per_image_conv_matches(s->pi, g, n, p->num_output, p->group, s->has_bias))) {
     crema_per_image_conv_free(s->pi);
     s->pi = NULL;
   }
   crema_error why;
   if (use && !s->pi &&
-      crema_per_image_conv_create(g, n, p->num_output, p->group, p->bias_term, &s->pi, &why) < 0)
+      crema_per_image_conv_create(g, n, p->num_output, p->group, s->has_bias, &s->pi, &why) < 0)
     return crema_fail(err, "%s", why.msg);
   return s->pi ? adopt(s, s->pi, CREMA_ENGINE_PER_IMAGE " (im2col + sgemm per image)") : 0;
 }
@@ -223,6 +225,10 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   for (int i = 0; i < l->n_top; i++)
     if (crema_blob_reshape(top[i], axis + 3, shape, err)) return -1;
   const int n = (int)crema_blob_count_range(b0, 0, axis);
+  s->has_bias = s->p.bias_term || l->fusion.bias;
+  if (s->has_bias && !s->p.bias_term && !s->zero_bias &&
+      !(s->zero_bias = calloc((size_t)s->p.num_output, sizeof *s->zero_bias)))
+    return crema_fail(err, "out of memory");
   const Crema__ConvolutionParameter *cp = l->param->convolution_param;
   const int proto_engine = cp ? (int)cp->engine : 0;
   int rc = try_winograd(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
@@ -237,13 +243,13 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   if (rc != 0) return rc < 0 ? -1 : 0;
   if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g) &&
       !projection_on_reference(&g)) {
-    if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->p.bias_term)) {
+    if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->has_bias)) {
       crema_onednn_conv_free(s->fast);
       s->fast = NULL;
     }
     crema_error why;
     if (!s->fast) {
-      int rc = crema_onednn_conv_create(&g, n, s->p.num_output, s->p.group, s->p.bias_term, &s->fast, &why);
+      int rc = crema_onednn_conv_create(&g, n, s->p.num_output, s->p.group, s->has_bias, &s->fast, &why);
       if (rc < 0) return crema_fail(err, "%s", why.msg);
     }
     if (s->fast) {
@@ -271,18 +277,24 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
 static int conv_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)err;
   conv_state *s = l->state;
-  const float *bias = s->p.bias_term ? l->blobs[1]->data : NULL;
+  const crema_fusion *f = &l->fusion;
+  const bool fused = l->fused;
+  const float *w = fused && f->weights ? f->weights : l->blobs[0]->data;
+  const float *bias = fused && f->bias ? f->bias : s->p.bias_term ? l->blobs[1]->data : s->zero_bias;
+  const crema_act act = fused ? f->act : (crema_act){0};
   for (int i = 0; i < l->n_bottom; i++) {
+    const float *x = bottom[i]->data;
+    float *y = top[i]->data;
     if (s->wino)
-      crema_winograd_conv_forward(s->wino, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+      crema_winograd_conv_forward(s->wino, x, w, bias, act, y);
     else if (s->pw)
-      crema_pointwise_conv_forward(s->pw, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+      crema_pointwise_conv_forward(s->pw, x, w, bias, act, y);
     else if (s->pi)
-      crema_per_image_conv_forward(s->pi, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+      crema_per_image_conv_forward(s->pi, x, w, bias, act, y);
     else if (s->fast)
-      crema_onednn_conv_forward(s->fast, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+      crema_onednn_conv_forward(s->fast, x, w, bias, act, y);
     else
-      crema_conv_engine_forward(&s->engine, bottom[i]->data, l->blobs[0]->data, bias, top[i]->data);
+      crema_conv_engine_forward(&s->engine, x, w, bias, act, y);
   }
   return 0;
 }
@@ -325,6 +337,7 @@ static void conv_free(crema_layer *l) {
   crema_winograd_conv_free(s->wino);
   crema_pointwise_conv_free(s->pw);
   crema_per_image_conv_free(s->pi);
+  free(s->zero_bias);
   free(s);
   l->state = NULL;
 }
@@ -346,4 +359,5 @@ const crema_layer_ops crema_convolution_ops = {
     .backward = conv_backward,
     .free_state = conv_free,
     .engine_name = conv_engine_name,
+    .takes_fusion = true,
 };

@@ -134,7 +134,8 @@ static void deconv_backward(crema_layer *l, crema_blob *const *top, const bool *
       crema_conv_engine_backward(&s->engine, t->diff, bottom[i]->data, l->blobs[0]->data, l->blobs[0]->diff,
                                  NULL);
     if (propagate_down[i])
-      crema_conv_engine_forward(&s->engine, t->diff, l->blobs[0]->data, NULL, bottom[i]->diff);
+      crema_conv_engine_forward(&s->engine, t->diff, l->blobs[0]->data, NULL, (crema_act){0},
+                                bottom[i]->diff);
   }
 }
 

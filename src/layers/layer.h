@@ -29,6 +29,7 @@
 #include "base/rng.h"
 #include "proto/crema.pb-c.h"
 #include "tensor/blob.h"
+#include "tensor/math.h"
 #include "tensor/workspace.h"
 
 #define CREMA_LAYER_MAX_BLOBS 8 /* learnable/stat parameter blobs per layer */
@@ -40,6 +41,9 @@ typedef struct crema_layer_ops {
   /* Arity, checked generically before setup. -1 = no limit. */
   int min_bottoms, max_bottoms, min_tops, max_tops;
   bool allow_inplace;
+  /* The layer can run in-place layers after it as it writes its top (crema_fusion below):
+   * Convolution. */
+  bool takes_fusion;
   /* Loss layers: top 0 gets loss_weight 1 unless the prototxt says otherwise. */
   bool is_loss;
   /* Reads l->param, checks it, allocates l->state, creates l->blobs (filled with their
@@ -65,6 +69,16 @@ typedef struct crema_layer_ops {
    * NULL means the top keeps its values between passes (Input: the caller fills it). */
   bool (*refills_top)(const crema_layer *l, int t);
 } crema_layer_ops;
+
+/* In-place layers after a layer that the net runs inside it (net_fuse.c): set by the net,
+ * before a reshape, on layers whose ops take fusion. All zero: none. */
+typedef struct crema_fusion {
+  crema_act act; /* a ReLU, applied as the outputs are written */
+  /* BatchNorm (+ Scale) folded into the layer, in nets whose backward never runs: weights
+   * and bias (num_output) to use instead of blobs[0] and blobs[1], which stay untouched (the
+   * layer then has a bias even without bias_term). NULL: nothing folded. Owned by the net. */
+  const float *weights, *bias;
+} crema_fusion;
 
 struct crema_layer {
   const crema_layer_ops *ops;
@@ -101,6 +115,10 @@ struct crema_layer {
    * crema_input_copy, Scale) need not be written, and its calloc'd buffers never become
    * resident. False = Caffe's behaviour, everything kept. */
   bool forward_only;
+  /* Set by the net (crema_net_fuse); `fused` tells each forward call whether to apply it:
+   * false when a partial forward stops before the end of the fused layers. */
+  crema_fusion fusion;
+  bool fused;
 };
 
 /* Looks the type up in the registry and allocates a layer (no setup yet). `seed` seeds

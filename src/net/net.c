@@ -812,6 +812,7 @@ int crema_net_load(const char *path, const crema_net_options *opt, crema_net **o
 
 void crema_net_free(crema_net *net) {
   if (!net) return;
+  crema_net_fusion_free(net); /* before the layers it points into */
   for (int li = 0; li < net->n_layers; li++) {
     net_layer *L = &net->layers[li];
     crema_layer_free(L->layer);
@@ -856,11 +857,14 @@ void crema_net_free(crema_net *net) {
 
 /* ---------------------------------------------------------------- running */
 
-int crema_net_forward_from_to(crema_net *net, int start, int end, crema_error *err) {
-  if (start < 0) start = 0;
-  if (end >= net->n_layers) end = net->n_layers - 1;
+/* Runs layers [start, end] as a forward over [from, to] runs them: a layer fused into one
+ * before it (crema_net_fuse) is skipped when that one runs it, which it does when the chain
+ * ends by `to`. */
+static int forward_range(crema_net *net, int start, int end, int from, int to, crema_error *err) {
   for (int li = start; li <= end; li++) {
     net_layer *L = &net->layers[li];
+    if (crema_net_fusion_skips(net, li, from, to)) continue;
+    crema_net_fusion_arm(net, li, to);
     if (L->shares_data) { /* nothing to copy: re-point the tops (the bottom may have moved) */
       for (int j = 0; j < L->n_top; j++)
         if (crema_blob_share_data(L->tops[j], L->bottoms[0], err))
@@ -871,6 +875,12 @@ int crema_net_forward_from_to(crema_net *net, int start, int end, crema_error *e
       return crema_error_prefix(err, "%s: forward", net_source(net));
   }
   return 0;
+}
+
+int crema_net_forward_from_to(crema_net *net, int start, int end, crema_error *err) {
+  if (start < 0) start = 0;
+  if (end >= net->n_layers) end = net->n_layers - 1;
+  return forward_range(net, start, end, start, end, err);
 }
 
 float crema_net_current_loss(const crema_net *net) {
@@ -899,7 +909,7 @@ void crema_net_seed_loss_diffs(crema_net *net) {
 }
 
 int crema_net_forward_layer(crema_net *net, int i, crema_error *err) {
-  return crema_net_forward_from_to(net, i, i, err);
+  return forward_range(net, i, i, 0, net->n_layers - 1, err);
 }
 
 void crema_net_backward_layer(crema_net *net, int i) {

@@ -34,6 +34,15 @@ typedef struct net_arena {
   int n_borrowers;
 } net_arena;
 
+/* In-place layers run inside the layer before them (net_fuse.c); per layer index. */
+typedef struct net_fusion {
+  bool inference;  /* BatchNorm and Scale folded too (the net never runs backward) */
+  int *head;       /* the layer that runs this one, or -1 */
+  int *last;       /* for a layer that runs others: the last of them; else -1 */
+  int *bn, *scale; /* for such a layer: its folded BatchNorm and Scale, or -1 */
+  float **folded;  /* for such a layer with a BatchNorm: its folded weights, then bias (owned) */
+} net_fusion;
+
 /* A named (ParamSpec.name) parameter and whether its multipliers were set explicitly. */
 typedef struct named_param {
   const char *name; /* borrowed from the owning layer's ParamSpec */
@@ -79,10 +88,17 @@ struct crema_net {
   /* Storage the blobs' diffs (crema_net_share_diffs) and data (crema_net_share_activations)
    * borrow; NULL buf until then. */
   net_arena diffs, activations;
+  net_fusion *fusion; /* NULL until crema_net_fuse */
 };
 
 /* Checks and copies the blobs of `src` (a LayerParameter holding blobs) into layer li. */
 int crema_net_copy_layer_blobs(crema_net *net, int li, const Crema__LayerParameter *src, crema_error *err);
+
+/* net_fuse.c: forward over [start, end] skips layer i (its chain's layer runs it whole);
+ * arms layer i's fusion for a forward ending at `end`; frees the fusion. */
+bool crema_net_fusion_skips(const crema_net *net, int i, int start, int end);
+void crema_net_fusion_arm(crema_net *net, int i, int end);
+void crema_net_fusion_free(crema_net *net);
 
 /* Frees an arena (net_memory.c); no blob may use it afterwards. */
 void crema_net_free_arena(net_arena *arena);

@@ -294,6 +294,8 @@ static int init_test_nets(crema_solver *s, const crema_solver_options *opt, bool
      * iterations, when the train net's activation gradients are dead: their arena holds its
      * activations (crema_solver_free frees the test nets first). */
     if (crema_net_share_activations(t->net, s->net, err)) return crema_error_prefix(err, "test net #%d", i);
+    /* Forward only: BatchNorm and Scale fold into the convolutions (re-read per test). */
+    if (crema_net_fuse(t->net, true, err)) return crema_error_prefix(err, "test net #%d", i);
     size_t total = 0;
     for (int o = 0; o < crema_net_num_outputs(t->net); o++) total += crema_net_output(t->net, o)->count;
     t->n_scores = total;
@@ -543,6 +545,8 @@ int crema_solver_create(const Crema__SolverParameter *param, const crema_solver_
       ws.n = w + 1;
   }
   if (!rc) rc = init_train_net(s, opt, matched, &ws, err);
+  /* ReLUs run inside the convolutions before them (the same bits). */
+  if (!rc) rc = crema_net_fuse(s->net, false, err);
   /* Only this loop runs the train net: its activations' gradients may share storage. */
   if (!rc) rc = crema_net_share_diffs(s->net, err);
   for (int w = 0; !rc && w < ws.n; w++) {
@@ -700,6 +704,7 @@ static int test_one(crema_solver *s, int ti, crema_error *err) {
   solver_test_net *t = &s->tests[ti];
   CREMA_INFO("Iteration %d, Testing net (#%d)", s->iter, ti);
   share_weights(s, t);
+  if (crema_net_fuse(t->net, true, err)) return -1; /* the folded weights follow the train net's */
   memset(t->scores, 0, t->n_scores * sizeof *t->scores);
   double loss = 0.0;
   for (int i = 0; i < t->iters; i++) {

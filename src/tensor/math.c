@@ -48,6 +48,16 @@ void crema_scal(size_t n, float alpha, float *x) {
   for (size_t i = 0; i < n; i++) x[i] *= alpha;
 }
 
+void crema_act_apply(crema_act a, size_t n, float *x, bool serial) {
+  if (!a.relu) return;
+  const float ns = a.slope;
+#pragma omp parallel for if (!serial && n > CREMA_PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float v = x[i], neg = ns * v;
+    x[i] = v > 0.0f ? v : neg; /* relu.c's select */
+  }
+}
+
 void crema_set(size_t n, float value, float *x) {
   if (value == 0.0f && !signbit(value)) {
     /* An empty blob has no buffer (x is NULL), and memset(NULL, 0, 0) is undefined. */

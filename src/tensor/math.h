@@ -31,6 +31,22 @@ void crema_copy(size_t n, const float *x, float *y);
 float crema_dot(size_t n, const float *x, const float *y);
 float crema_asum(size_t n, const float *x);
 
+/* An activation a layer applies to its outputs as it writes them: a ReLU the net fused into
+ * the layer before it (net_fuse.c). relu false: none; else Caffe's ReLU,
+ * y = y > 0 ? y : slope * y (the same expression as relu.c, so the same bits). */
+typedef struct crema_act {
+  bool relu;
+  float slope;
+} crema_act;
+/* The activation of one value. */
+static inline float crema_act_one(crema_act a, float v) {
+  const float neg = a.slope * v;
+  return a.relu && !(v > 0.0f) ? neg : v;
+}
+/* x[i] = act(x[i]) for i < n; nothing without an activation. Parallel when n is large; call
+ * it outside a parallel region, or with serial true from inside one. */
+void crema_act_apply(crema_act a, size_t n, float *x, bool serial);
+
 /* The OpenBLAS kernel in use ("SkylakeX", "Haswell", "Prescott", ...) and thread count. */
 const char *crema_blas_corename(void);
 int crema_blas_threads(void);

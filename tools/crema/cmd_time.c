@@ -119,6 +119,8 @@ int crema_cmd_time(int argc, char **argv) {
   }
   crema_message_free(msg);
   if (weights && crema_net_copy_trained_layers_from_file(net, weights, &err)) goto fail;
+  /* as `crema train` runs it: ReLUs inside the convolutions before them */
+  if (crema_net_fuse(net, false, &err)) goto fail;
   for (int i = 0; i < crema_net_num_inputs(net); i++) {
     crema_blob *b = crema_net_input(net, i);
     crema_rng r;
@@ -182,13 +184,17 @@ int crema_cmd_time(int argc, char **argv) {
                              ? crema_layer_forward_flops(layer, bl, tl)
                              : 0.0;
     const double f = fwd[i] / (double)iterations, b = bwd[i] / (double)iterations;
+    char fused[160];
+    const int into = crema_net_fused_into(net, i);
+    if (into >= 0) snprintf(fused, sizeof fused, "fused into %s", crema_net_layer_name(net, into));
+    const char *engine = into >= 0 ? fused : crema_layer_engine_name(layer);
     if (flops > 0.0 && f > 0.0)
       CREMA_INFO("%10s	%-12s engine: %-22s forward: %.3f ms, %.1f GFLOP/s; backward: %.3f ms, %.1f GFLOP/s",
-                 crema_net_layer_name(net, i), layer->ops->type, crema_layer_engine_name(layer), f,
-                 flops / f * 1e-6, b, b > 0.0 ? 2.0 * flops / b * 1e-6 : 0.0);
+                 crema_net_layer_name(net, i), layer->ops->type, engine, f, flops / f * 1e-6, b,
+                 b > 0.0 ? 2.0 * flops / b * 1e-6 : 0.0);
     else
       CREMA_INFO("%10s	%-12s engine: %-22s forward: %.3f ms; backward: %.3f ms",
-                 crema_net_layer_name(net, i), layer->ops->type, crema_layer_engine_name(layer), f, b);
+                 crema_net_layer_name(net, i), layer->ops->type, engine, f, b);
   }
   CREMA_INFO("Average Forward pass: %g ms.", forward_total / (double)iterations);
   CREMA_INFO("Average Backward pass: %g ms.", backward_total / (double)iterations);

@@ -1,0 +1,217 @@
+/* net_fuse.c -- in-place layers run inside the Convolution before them (crema_net_fuse).
+ *
+ * A Convolution's top is often rewritten in place by a chain of element-wise layers:
+ * BatchNorm, Scale and ReLU in ResNet, ReLU alone in CaffeNet and GoogLeNet. Run one by one,
+ * each re-reads and re-writes the whole activation; run inside the convolution, the ReLU is
+ * applied while each output is still in cache, and (when backward never runs) BatchNorm and
+ * Scale disappear into a copy of the weights and bias, as `crema export` folds them:
+ *   a_o = gamma_o / sqrt(s*v_o + eps),  W'_o = a_o * W_o,  b'_o = a_o * (b_o - s*m_o) + beta_o
+ * (s = 1 / BatchNorm's factor, 0 when the factor is 0; arithmetic in double).
+ *
+ * A chain is fused only when nothing but its own layers touches the blob between the
+ * convolution and the chain's last layer, so every other layer sees what it saw before.
+ * The ReLU's backward still runs (it reads the top, which holds the same values), so a
+ * training net gives the same bits fused or not; a negative slope makes an in-place ReLU
+ * keep a copy of its input for backward, so there only nets without backward fuse it. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/net_internal.h"
+
+static bool is_type(const net_layer *L, const char *type) {
+  return L->param->type && !strcmp(L->param->type, type);
+}
+
+/* Whether layer L reads or writes blob `id`. */
+static bool touches(const net_layer *L, int id) {
+  for (int j = 0; j < L->n_bottom; j++)
+    if (L->bottom_ids[j] == id) return true;
+  for (int j = 0; j < L->n_top; j++)
+    if (L->top_ids[j] == id) return true;
+  return false;
+}
+
+static bool in_place_on(const net_layer *L, int id) {
+  return L->n_bottom == 1 && L->n_top == 1 && L->bottom_ids[0] == id && L->top_ids[0] == id;
+}
+
+/* BatchNorm that normalises with its stored statistics, with one value per channel. */
+static bool folds_batch_norm(const net_layer *L, int channels) {
+  const Crema__BatchNormParameter *p = L->param->batch_norm_param;
+  const bool global =
+      p && p->has_use_global_stats ? p->use_global_stats : L->layer->phase == CREMA__PHASE__TEST;
+  const crema_layer *l = L->layer;
+  return global && l->n_blobs == 3 && l->blobs[0]->count == (size_t)channels &&
+         l->blobs[1]->count == (size_t)channels && l->blobs[2]->count == 1;
+}
+
+/* A learned per-channel Scale (one bottom, axis 1, one axis), optionally with a bias. */
+static bool folds_scale(const net_layer *L, int channels) {
+  const Crema__ScaleParameter *p = L->param->scale_param;
+  const crema_layer *l = L->layer;
+  if (p && (p->axis != 1 || p->num_axes != 1)) return false;
+  const bool bias = p && p->bias_term;
+  return l->n_blobs == (bias ? 2 : 1) && l->blobs[0]->count == (size_t)channels &&
+         (!bias || l->blobs[1]->count == (size_t)channels);
+}
+
+static float relu_slope(const net_layer *L) {
+  return L->param->relu_param ? L->param->relu_param->negative_slope : 0.0f;
+}
+
+/* The chain after layer h (a layer that takes fusion, one top), if any: sets bn, scale and
+ * relu to their layer indices (-1 when absent) and returns the last one, or -1. */
+static int find_chain(const crema_net *net, int h, bool inference, int *bn, int *scale, int *relu) {
+  const net_layer *H = &net->layers[h];
+  *bn = *scale = *relu = -1;
+  if (H->n_bottom != 1 || H->n_top != 1) return -1;
+  const int id = H->top_ids[0];
+  const crema_blob *top = net->blobs[id];
+  const int channels = top->num_axes >= 2 ? top->shape[1] : 0;
+  const crema_layer *hl = H->layer;
+  if (channels <= 0 || hl->n_blobs < 1 || hl->blobs[0]->num_axes < 1 || hl->blobs[0]->shape[0] != channels)
+    return -1; /* the output channels are not axis 1 */
+  int last = -1;
+  for (int k = h + 1; k < net->n_layers; k++) {
+    const net_layer *L = &net->layers[k];
+    if (!touches(L, id)) continue;
+    if (!in_place_on(L, id)) break;
+    if (inference && *bn < 0 && *relu < 0 && is_type(L, "BatchNorm") && folds_batch_norm(L, channels)) {
+      *bn = last = k;
+    } else if (inference && *bn >= 0 && *scale < 0 && *relu < 0 && is_type(L, "Scale") &&
+               folds_scale(L, channels)) {
+      *scale = last = k;
+    } else if (*relu < 0 && is_type(L, "ReLU") && (inference || relu_slope(L) >= 0.0f)) {
+      *relu = last = k;
+      break;
+    } else {
+      break;
+    }
+  }
+  return last;
+}
+
+/* Folds BatchNorm bn (and Scale sc, or -1) into layer h's weights: folded[0 .. count) the
+ * weights, then num_output biases. */
+static void fold(const crema_net *net, int h, int bn, int sc, float *folded) {
+  const crema_layer *hl = net->layers[h].layer, *b = net->layers[bn].layer;
+  const crema_layer *s = sc >= 0 ? net->layers[sc].layer : NULL;
+  const Crema__BatchNormParameter *bp = net->layers[bn].param->batch_norm_param;
+  const double eps = bp ? bp->eps : 1e-5;
+  const size_t channels = b->blobs[0]->count, per = hl->blobs[0]->count / channels;
+  const double f = b->blobs[2]->data[0], sf = f == 0.0 ? 0.0 : 1.0 / f;
+  const float *w = hl->blobs[0]->data, *bias = hl->n_blobs > 1 ? hl->blobs[1]->data : NULL;
+  float *fw = folded, *fb = folded + hl->blobs[0]->count;
+  for (size_t o = 0; o < channels; o++) {
+    const double mean = sf * b->blobs[0]->data[o], var = sf * b->blobs[1]->data[o];
+    const double gamma = s ? s->blobs[0]->data[o] : 1.0,
+                 beta = s && s->n_blobs > 1 ? s->blobs[1]->data[o] : 0.0;
+    const double a = gamma / sqrt(var + eps);
+    for (size_t k = 0; k < per; k++) fw[o * per + k] = (float)(a * w[o * per + k]);
+    fb[o] = (float)(a * ((bias ? (double)bias[o] : 0.0) - mean) + beta);
+  }
+}
+
+void crema_net_fusion_free(crema_net *net) {
+  net_fusion *f = net->fusion;
+  if (!f) return;
+  for (int i = 0; i < net->n_layers; i++) {
+    free(f->folded[i]);
+    crema_layer *l = net->layers[i].layer;
+    memset(&l->fusion, 0, sizeof l->fusion);
+    l->fused = false;
+  }
+  free(f->head);
+  free(f->last);
+  free(f->bn);
+  free(f->scale);
+  free(f->folded);
+  free(f);
+  net->fusion = NULL;
+}
+
+/* Finds the chains and sets the layers' fusion (first call). */
+static int plan(crema_net *net, bool inference, crema_error *err) {
+  const int n = net->n_layers;
+  net_fusion *f = calloc(1, sizeof *f);
+  if (!f) return crema_fail(err, "out of memory");
+  net->fusion = f;
+  f->inference = inference;
+  f->head = malloc((size_t)n * sizeof *f->head);
+  f->last = malloc((size_t)n * sizeof *f->last);
+  f->bn = malloc((size_t)n * sizeof *f->bn);
+  f->scale = malloc((size_t)n * sizeof *f->scale);
+  f->folded = calloc((size_t)n, sizeof *f->folded);
+  if (!f->head || !f->last || !f->bn || !f->scale || !f->folded) {
+    crema_net_fusion_free(net);
+    return crema_fail(err, "out of memory");
+  }
+  for (int i = 0; i < n; i++) f->head[i] = f->last[i] = f->bn[i] = f->scale[i] = -1;
+  for (int h = 0; h < n; h++) {
+    crema_layer *hl = net->layers[h].layer;
+    if (!hl->ops->takes_fusion || f->head[h] >= 0) continue;
+    int bn, sc, relu;
+    const int last = find_chain(net, h, inference, &bn, &sc, &relu);
+    if (last < 0) continue;
+    f->last[h] = last;
+    f->bn[h] = bn;
+    f->scale[h] = sc;
+    for (int k = h + 1; k <= last; k++)
+      if (k == bn || k == sc || k == relu) f->head[k] = h;
+    if (relu >= 0) hl->fusion.act = (crema_act){.relu = true, .slope = relu_slope(&net->layers[relu])};
+    if (bn >= 0) {
+      const size_t count = hl->blobs[0]->count + net->blobs[net->layers[h].top_ids[0]]->shape[1];
+      if (!(f->folded[h] = malloc(count * sizeof(float)))) {
+        crema_net_fusion_free(net);
+        return crema_fail(err, "out of memory folding \"%s\" into \"%s\"", net->layers[bn].param->name,
+                          net->layers[h].param->name);
+      }
+      hl->fusion.weights = f->folded[h];
+      hl->fusion.bias = f->folded[h] + hl->blobs[0]->count;
+    }
+  }
+  return 0;
+}
+
+/* Re-reads every folded layer's parameters into its folded copy. */
+static void refold(crema_net *net) {
+  const net_fusion *f = net->fusion;
+  for (int h = 0; h < net->n_layers; h++)
+    if (f->bn[h] >= 0) fold(net, h, f->bn[h], f->scale[h], f->folded[h]);
+}
+
+int crema_net_fuse(crema_net *net, bool inference, crema_error *err) {
+  if (net->fusion && net->fusion->inference != inference)
+    return crema_fail(err, "%s: already fused %s", net->source ? net->source : "net",
+                      net->fusion->inference ? "for inference" : "for training");
+  if (net->fusion) {
+    refold(net);
+    return 0;
+  }
+  if (plan(net, inference, err)) return -1;
+  refold(net);
+  if (crema_net_reshape(net, err)) { /* a folded bias changes the engines the layers create */
+    crema_net_fusion_free(net);
+    return -1;
+  }
+  return 0;
+}
+
+int crema_net_fused_into(const crema_net *net, int i) {
+  return net->fusion && i >= 0 && i < net->n_layers ? net->fusion->head[i] : -1;
+}
+
+/* Forward over [start, end] (net.c): whether layer i runs, and (for a layer running others)
+ * whether with them. */
+bool crema_net_fusion_skips(const crema_net *net, int i, int start, int end) {
+  const net_fusion *f = net->fusion;
+  if (!f || f->head[i] < 0) return false;
+  const int h = f->head[i];
+  return h >= start && f->last[h] <= end;
+}
+
+void crema_net_fusion_arm(crema_net *net, int i, int end) {
+  const net_fusion *f = net->fusion;
+  if (f) net->layers[i].layer->fused = f->last[i] >= 0 && f->last[i] <= end;
+}

@@ -1,0 +1,273 @@
+/* test_net_fuse.c -- in-place layers run inside the Convolution before them (crema_net_fuse).
+ *
+ * One net whose convolutions run on every engine (per image, Winograd, 1x1 per image,
+ * oneDNN, the reference), each followed by another chain: ReLU; BatchNorm + Scale + ReLU;
+ * BatchNorm + ReLU; BatchNorm + Scale (no bias) + leaky ReLU; and a ReLU behind a layer
+ * that does not fuse. Training fused gives the same bits as unfused; inference (BatchNorm
+ * and Scale folded) the same values to float rounding, blob by blob; a partial forward that
+ * stops inside a chain, a layer-by-layer forward and a re-fold after the weights change give
+ * what the unfused net gives. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "net/net.h"
+#include "support/textproto.h"
+
+static const char *NET =
+    "name: 'fuse' "
+    "layer { name: 'data' type: 'DummyData' top: 'x' top: 'y' dummy_data_param { "
+    "  shape { dim: 8 dim: 3 dim: 16 dim: 16 } shape { dim: 8 } "
+    "  data_filler { type: 'gaussian' std: 1 } data_filler { type: 'uniform' min: 0 max: 2.99 } } } "
+    /* 3 input channels: the per-image engine */
+    "layer { name: 'conv1' type: 'Convolution' bottom: 'x' top: 'c1' "
+    "  convolution_param { num_output: 16 kernel_size: 3 pad: 1 weight_filler { type: 'xavier' } "
+    "  bias_filler { type: 'constant' value: 0.1 } } } "
+    "layer { name: 'relu1' type: 'ReLU' bottom: 'c1' top: 'c1' } "
+    /* 3x3, 16 channels, 128 tiles: Winograd; no bias of its own */
+    "layer { name: 'conv2' type: 'Convolution' bottom: 'c1' top: 'c2' "
+    "  convolution_param { num_output: 16 kernel_size: 3 pad: 1 bias_term: false "
+    "  weight_filler { type: 'xavier' } } } "
+    "layer { name: 'bn2' type: 'BatchNorm' bottom: 'c2' top: 'c2' } "
+    "layer { name: 'sc2' type: 'Scale' bottom: 'c2' top: 'c2' scale_param { bias_term: true } } "
+    "layer { name: 'relu2' type: 'ReLU' bottom: 'c2' top: 'c2' } "
+    /* 1x1 on 256 pixels: the per-image 1x1 engine */
+    "layer { name: 'conv3' type: 'Convolution' bottom: 'c2' top: 'c3' "
+    "  convolution_param { num_output: 32 kernel_size: 1 weight_filler { type: 'xavier' } } } "
+    "layer { name: 'bn3' type: 'BatchNorm' bottom: 'c3' top: 'c3' } "
+    "layer { name: 'relu3' type: 'ReLU' bottom: 'c3' top: 'c3' } "
+    /* 5x5, channels on oneDNN's blocks: oneDNN */
+    "layer { name: 'conv4' type: 'Convolution' bottom: 'c3' top: 'c4' "
+    "  convolution_param { num_output: 16 kernel_size: 5 pad: 2 weight_filler { type: 'xavier' } } } "
+    "layer { name: 'bn4' type: 'BatchNorm' bottom: 'c4' top: 'c4' } "
+    "layer { name: 'sc4' type: 'Scale' bottom: 'c4' top: 'c4' } "
+    "layer { name: 'relu4' type: 'ReLU' bottom: 'c4' top: 'c4' relu_param { negative_slope: 0.1 } } "
+    /* two groups, forced onto the reference */
+    "layer { name: 'conv5' type: 'Convolution' bottom: 'c4' top: 'c5' "
+    "  convolution_param { num_output: 16 kernel_size: 3 pad: 1 group: 2 engine: CAFFE "
+    "  weight_filler { type: 'xavier' } } } "
+    "layer { name: 'relu5' type: 'ReLU' bottom: 'c5' top: 'c5' } "
+    /* a layer crema does not fuse comes first: the ReLU after it stays separate */
+    "layer { name: 'conv6' type: 'Convolution' bottom: 'c5' top: 'c6' "
+    "  convolution_param { num_output: 8 kernel_size: 3 pad: 1 weight_filler { type: 'xavier' } } } "
+    "layer { name: 'half6' type: 'Power' bottom: 'c6' top: 'c6' power_param { scale: 0.5 } } "
+    "layer { name: 'relu6' type: 'ReLU' bottom: 'c6' top: 'c6' } "
+    "layer { name: 'pool' type: 'Pooling' bottom: 'c6' top: 'p' "
+    "  pooling_param { pool: AVE kernel_size: 2 stride: 2 } } "
+    "layer { name: 'ip' type: 'InnerProduct' bottom: 'p' top: 'ip' "
+    "  inner_product_param { num_output: 3 weight_filler { type: 'xavier' } } } "
+    "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip' bottom: 'y' top: 'loss' } ";
+
+static crema_net *build(Crema__Phase phase) {
+  Crema__NetParameter *m = test_net_param(NET);
+  crema_net_options o = {.phase = phase, .seed = 5, .source = "fuse"};
+  crema_net *net = NULL;
+  crema_error err;
+  ck_assert_msg(crema_net_build(m, &o, &net, &err) == 0, "%s", err.msg);
+  crema_message_free(m);
+  return net;
+}
+
+static void fuse(crema_net *net, bool inference) {
+  crema_error err;
+  ck_assert_msg(crema_net_fuse(net, inference, &err) == 0, "%s", err.msg);
+}
+
+static void forward(crema_net *net) {
+  crema_error err;
+  ck_assert_msg(crema_net_forward(net, NULL, &err) == 0, "%s", err.msg);
+}
+
+/* The index of layer `name`, checked. */
+static int layer(const crema_net *net, const char *name) {
+  const int i = crema_net_layer_index(net, name);
+  ck_assert_msg(i >= 0, "no layer %s", name);
+  return i;
+}
+
+static void expect_fused(const crema_net *net, const char *member, const char *head) {
+  const int got = crema_net_fused_into(net, layer(net, member));
+  const int want = head ? layer(net, head) : -1;
+  ck_assert_msg(got == want, "%s is fused into %s, expected %s", member,
+                got >= 0 ? crema_net_layer_name(net, got) : "nothing", head ? head : "nothing");
+}
+
+static size_t first_difference(const float *a, const float *b, size_t n) {
+  size_t i = 0;
+  while (i < n && !memcmp(&a[i], &b[i], sizeof(float))) i++;
+  return i;
+}
+
+/* Every blob's data of b within float rounding of a's (same net, same blob order). */
+static void close_blobs(const crema_net *a, const crema_net *b, const char *what) {
+  for (int k = 0; k < crema_net_num_blobs(a); k++) {
+    const crema_blob *x = crema_net_blob(a, k), *y = crema_net_blob(b, k);
+    ck_assert_uint_eq(x->count, y->count);
+    double scale = 0.0;
+    for (size_t i = 0; i < x->count; i++) scale = fmax(scale, fabs(x->data[i]));
+    for (size_t i = 0; i < x->count; i++)
+      if (!(fabs((double)x->data[i] - y->data[i]) <= 1e-5 * (1.0 + scale)))
+        ck_abort_msg("%s: blob %s[%zu] is %.9g fused, %.9g not", what, crema_net_blob_name(a, k), i,
+                     (double)y->data[i], (double)x->data[i]);
+  }
+}
+
+/* Training: losses, weights and gradients bit for bit, fused or not. Only the ReLUs right
+ * after a convolution fuse (BatchNorm uses batch statistics and runs backward). */
+START_TEST(training_same_bits) {
+  crema_net *a = build(CREMA__PHASE__TRAIN), *b = build(CREMA__PHASE__TRAIN);
+  fuse(b, false);
+  expect_fused(b, "relu1", "conv1");
+  expect_fused(b, "relu5", "conv5");
+  expect_fused(b, "bn2", NULL);
+  expect_fused(b, "relu2", NULL);
+  expect_fused(b, "relu6", NULL);
+  crema_error err;
+  for (int it = 0; it < 3; it++) {
+    float la, lb;
+    crema_net *nets[2] = {a, b};
+    float *loss[2] = {&la, &lb};
+    for (int k = 0; k < 2; k++) {
+      crema_net_clear_param_diffs(nets[k]);
+      ck_assert_msg(crema_net_forward(nets[k], loss[k], &err) == 0, "%s", err.msg);
+      crema_net_backward(nets[k]);
+      for (int p = 0; p < crema_net_num_params(nets[k]); p++) {
+        const crema_net_param *np = crema_net_param_at(nets[k], p);
+        for (size_t i = 0; i < np->blob->count; i++) np->blob->data[i] -= 0.05f * np->blob->diff[i];
+      }
+    }
+    ck_assert_msg(!memcmp(&la, &lb, sizeof la), "iteration %d: loss %.9g fused, %.9g not", it, (double)lb,
+                  (double)la);
+  }
+  for (int p = 0; p < crema_net_num_params(a); p++) {
+    const crema_blob *x = crema_net_param_at(a, p)->blob, *y = crema_net_param_at(b, p)->blob;
+    ck_assert_uint_eq(first_difference(x->data, y->data, x->count), x->count);
+    ck_assert_uint_eq(first_difference(x->diff, y->diff, x->count), x->count);
+  }
+  crema_net_free(a);
+  crema_net_free(b);
+}
+END_TEST
+
+/* Two TEST-phase nets with the same random weights (BatchNorm statistics included). */
+static void inference_pair(crema_net **a, crema_net **b) {
+  *a = build(CREMA__PHASE__TEST);
+  *b = build(CREMA__PHASE__TEST);
+  crema_net_fill_random_weights(*a, 77);
+  crema_net_fill_random_weights(*b, 77);
+  crema_error err;
+  ck_assert_msg(crema_net_share_activations(*b, NULL, &err) == 0, "%s", err.msg);
+  fuse(*b, true);
+}
+
+START_TEST(inference_same_values) {
+  crema_net *a, *b;
+  inference_pair(&a, &b);
+  static const char *const chains[][2] = {{"relu1", "conv1"}, {"bn2", "conv2"}, {"sc2", "conv2"},
+                                          {"relu2", "conv2"}, {"bn3", "conv3"}, {"relu3", "conv3"},
+                                          {"bn4", "conv4"},   {"sc4", "conv4"}, {"relu4", "conv4"},
+                                          {"relu5", "conv5"}, {"relu6", NULL},  {"half6", NULL}};
+  for (size_t k = 0; k < sizeof chains / sizeof chains[0]; k++) expect_fused(b, chains[k][0], chains[k][1]);
+  if (crema_engine_have_onednn()) { /* every engine takes a fused chain */
+    static const char *const engines[][2] = {{"conv1", CREMA_ENGINE_PER_IMAGE},
+                                             {"conv2", CREMA_ENGINE_WINOGRAD},
+                                             {"conv3", CREMA_ENGINE_POINTWISE},
+                                             {"conv4", CREMA_ENGINE_ONEDNN},
+                                             {"conv5", CREMA_ENGINE_REFERENCE}};
+    for (size_t k = 0; k < 5; k++) {
+      const char *got = crema_layer_engine_name(crema_net_layer(b, layer(b, engines[k][0])));
+      ck_assert_msg(!strncmp(got, engines[k][1], strlen(engines[k][1])), "%s runs on %s, expected %s",
+                    engines[k][0], got, engines[k][1]);
+    }
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    forward(a);
+    forward(b);
+    /* the outputs: a forward-only net keeps only those */
+    const crema_blob *x = crema_net_blob_by_name(a, "ip"), *y = crema_net_blob_by_name(b, "ip");
+    for (size_t i = 0; i < x->count; i++)
+      ck_assert_msg(fabsf(x->data[i] - y->data[i]) <= 1e-4f * (1.0f + fabsf(x->data[i])),
+                    "ip[%zu] is %.9g fused, %.9g not", i, (double)y->data[i], (double)x->data[i]);
+  }
+  crema_net_free(a);
+  crema_net_free(b);
+}
+END_TEST
+
+/* Without shared activations every blob can be compared; layer by layer runs as a whole
+ * forward does; a partial forward stopping inside a chain runs it unfused. */
+START_TEST(inference_blobs_partial_and_layerwise) {
+  crema_net *a = build(CREMA__PHASE__TEST), *b = build(CREMA__PHASE__TEST);
+  crema_net_fill_random_weights(a, 78);
+  crema_net_fill_random_weights(b, 78);
+  fuse(b, true);
+  forward(a);
+  forward(b);
+  close_blobs(a, b, "whole forward");
+  crema_error err;
+  forward(a); /* DummyData draws new inputs on every pass: keep the nets in step */
+  for (int i = 0; i < crema_net_num_layers(b); i++)
+    ck_assert_msg(crema_net_forward_layer(b, i, &err) == 0, "%s", err.msg);
+  close_blobs(a, b, "layer by layer");
+  /* up to bn2 (after conv2, before sc2): c2 is normalised but not yet scaled */
+  const int end = layer(a, "bn2");
+  ck_assert_msg(crema_net_forward_from_to(a, 0, end, &err) == 0, "%s", err.msg);
+  ck_assert_msg(crema_net_forward_from_to(b, 0, end, &err) == 0, "%s", err.msg);
+  close_blobs(a, b, "forward to bn2");
+  crema_net_free(a);
+  crema_net_free(b);
+}
+END_TEST
+
+/* The fold is a snapshot: after the weights change, fusing again re-reads them. */
+START_TEST(refold_after_weights_change) {
+  crema_net *a, *b;
+  inference_pair(&a, &b);
+  const char *layers[] = {"conv2", "bn2", "sc4"};
+  for (int k = 0; k < 3; k++) {
+    const crema_layer *la = crema_net_layer(a, layer(a, layers[k])),
+                      *lb = crema_net_layer(b, layer(b, layers[k]));
+    for (size_t i = 0; i < la->blobs[0]->count; i++) {
+      la->blobs[0]->data[i] *= 1.5f;
+      lb->blobs[0]->data[i] *= 1.5f;
+    }
+  }
+  forward(a);
+  forward(b);
+  const crema_blob *x = crema_net_blob_by_name(a, "ip"), *y = crema_net_blob_by_name(b, "ip");
+  bool stale = false;
+  for (size_t i = 0; i < x->count; i++) stale |= fabsf(x->data[i] - y->data[i]) > 1e-3f;
+  ck_assert_msg(stale, "the folded copy followed the weights without a re-fold");
+  fuse(b, true);
+  forward(a); /* DummyData draws new inputs on every pass: keep the nets in step */
+  forward(b);
+  for (size_t i = 0; i < x->count; i++)
+    ck_assert_msg(fabsf(x->data[i] - y->data[i]) <= 1e-4f * (1.0f + fabsf(x->data[i])),
+                  "after re-folding, ip[%zu] is %.9g fused, %.9g not", i, (double)y->data[i],
+                  (double)x->data[i]);
+  crema_error err;
+  ck_assert_int_ne(crema_net_fuse(b, false, &err), 0); /* another kind of fusion: refused */
+  ck_assert_msg(strstr(err.msg, "already fused for inference"), "%s", err.msg);
+  crema_net_free(a);
+  crema_net_free(b);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("net_fuse");
+  TCase *tc = tcase_create("fuse");
+  tcase_set_timeout(tc, 300);
+  tcase_add_test(tc, training_same_bits);
+  tcase_add_test(tc, inference_same_values);
+  tcase_add_test(tc, inference_blobs_partial_and_layerwise);
+  tcase_add_test(tc, refold_after_weights_change);
+  suite_add_tcase(s, tc);
+  SRunner *r = srunner_create(s);
+  srunner_run_all(r, CK_NORMAL);
+  const int failed = srunner_ntests_failed(r);
+  srunner_free(r);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
