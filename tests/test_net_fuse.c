@@ -52,10 +52,15 @@ static const char *NET =
     "layer { name: 'relu5' type: 'ReLU' bottom: 'c5' top: 'c5' } "
     /* a layer crema does not fuse comes first: the ReLU after it stays separate */
     "layer { name: 'conv6' type: 'Convolution' bottom: 'c5' top: 'c6' "
-    "  convolution_param { num_output: 8 kernel_size: 3 pad: 1 weight_filler { type: 'xavier' } } } "
+    "  convolution_param { num_output: 16 kernel_size: 3 pad: 1 weight_filler { type: 'xavier' } } } "
     "layer { name: 'half6' type: 'Power' bottom: 'c6' top: 'c6' power_param { scale: 0.5 } } "
     "layer { name: 'relu6' type: 'ReLU' bottom: 'c6' top: 'c6' } "
-    "layer { name: 'pool' type: 'Pooling' bottom: 'c6' top: 'p' "
+    /* oneDNN again, its ReLU fused in training too (a post-op of its forward) */
+    "layer { name: 'conv7' type: 'Convolution' bottom: 'c6' top: 'c7' "
+    "  convolution_param { num_output: 16 kernel_size: 5 pad: 2 weight_filler { type: 'xavier' } "
+    "  bias_filler { type: 'constant' value: -0.05 } } } "
+    "layer { name: 'relu7' type: 'ReLU' bottom: 'c7' top: 'c7' } "
+    "layer { name: 'pool' type: 'Pooling' bottom: 'c7' top: 'p' "
     "  pooling_param { pool: AVE kernel_size: 2 stride: 2 } } "
     "layer { name: 'ip' type: 'InnerProduct' bottom: 'p' top: 'ip' "
     "  inner_product_param { num_output: 3 weight_filler { type: 'xavier' } } } "
@@ -122,6 +127,7 @@ START_TEST(training_same_bits) {
   fuse(b, false);
   expect_fused(b, "relu1", "conv1");
   expect_fused(b, "relu5", "conv5");
+  expect_fused(b, "relu7", "conv7");
   expect_fused(b, "bn2", NULL);
   expect_fused(b, "relu2", NULL);
   expect_fused(b, "relu6", NULL);
@@ -166,18 +172,17 @@ static void inference_pair(crema_net **a, crema_net **b) {
 START_TEST(inference_same_values) {
   crema_net *a, *b;
   inference_pair(&a, &b);
-  static const char *const chains[][2] = {{"relu1", "conv1"}, {"bn2", "conv2"}, {"sc2", "conv2"},
-                                          {"relu2", "conv2"}, {"bn3", "conv3"}, {"relu3", "conv3"},
-                                          {"bn4", "conv4"},   {"sc4", "conv4"}, {"relu4", "conv4"},
-                                          {"relu5", "conv5"}, {"relu6", NULL},  {"half6", NULL}};
+  static const char *const chains[][2] = {
+      {"relu1", "conv1"}, {"bn2", "conv2"}, {"sc2", "conv2"},  {"relu2", "conv2"}, {"bn3", "conv3"},
+      {"relu3", "conv3"}, {"bn4", "conv4"}, {"sc4", "conv4"},  {"relu4", "conv4"}, {"relu5", "conv5"},
+      {"relu6", NULL},    {"half6", NULL},  {"relu7", "conv7"}};
   for (size_t k = 0; k < sizeof chains / sizeof chains[0]; k++) expect_fused(b, chains[k][0], chains[k][1]);
   if (crema_engine_have_onednn()) { /* every engine takes a fused chain */
-    static const char *const engines[][2] = {{"conv1", CREMA_ENGINE_PER_IMAGE},
-                                             {"conv2", CREMA_ENGINE_WINOGRAD},
-                                             {"conv3", CREMA_ENGINE_POINTWISE},
-                                             {"conv4", CREMA_ENGINE_ONEDNN},
-                                             {"conv5", CREMA_ENGINE_REFERENCE}};
-    for (size_t k = 0; k < 5; k++) {
+    static const char *const engines[][2] = {
+        {"conv1", CREMA_ENGINE_PER_IMAGE}, {"conv2", CREMA_ENGINE_WINOGRAD},
+        {"conv3", CREMA_ENGINE_POINTWISE}, {"conv4", CREMA_ENGINE_ONEDNN},
+        {"conv5", CREMA_ENGINE_REFERENCE}, {"conv7", CREMA_ENGINE_ONEDNN}};
+    for (size_t k = 0; k < 6; k++) {
       const char *got = crema_layer_engine_name(crema_net_layer(b, layer(b, engines[k][0])));
       ck_assert_msg(!strncmp(got, engines[k][1], strlen(engines[k][1])), "%s runs on %s, expected %s",
                     engines[k][0], got, engines[k][1]);

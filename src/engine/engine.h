@@ -64,15 +64,16 @@ bool crema_engine_winograd_wanted(int proto_engine);
 typedef struct crema_onednn_conv crema_onednn_conv;
 
 /* Creates the primitives for x (n, Cx, H, W) -> y (n, cy, Ho, Wo), weights (cy, Cx/group,
- * kh, kw), with or without bias (g->out_* must be filled). Returns 0 and sets *out on
+ * kh, kw), with or without bias (g->out_* must be filled), and with `act` (a fused ReLU) as
+ * a post-op of the forward pass, which forward then applies when asked for it. Returns 0 and sets *out on
  * success; returns 1 with *out NULL when oneDNN is absent or declines the shape (the caller
  * keeps the reference path; err says why); -1 on out of memory. Free with
  * crema_onednn_conv_free. */
-int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
+int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias, crema_act act,
                              crema_onednn_conv **out, crema_error *err);
 /* Same geometry as at create (so a reshape to the same shape can keep the object). */
 bool crema_onednn_conv_matches(const crema_onednn_conv *c, const crema_im2col_geom *g, int n, int cy,
-                               int group, bool bias);
+                               int group, bool bias, crema_act act);
 /* y = act(conv(x, w) + bias) (bias ignored unless created with bias; act: none, or a ReLU
  * fused into the layer, applied as each output is written). Overwrites y. */
 void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float *w, const float *bias,

@@ -18,8 +18,12 @@ struct crema_onednn_conv {
   crema_im2col_geom g;
   int n, cy, group;
   bool bias;
+  crema_act act; /* the activation fwd_act applies */
   char impl[64];
   dnnl_primitive_t fwd, bwd_data, bwd_weights;
+  /* With an activation: the forward with it as a post-op (the outputs written once), NULL
+   * when oneDNN would lay the output out differently with it (then a pass after fwd). */
+  dnnl_primitive_t fwd_act;
   /* forward */
   crema_dnnl_port f_src, f_wei, f_bias, f_dst;
   /* backward-data */
@@ -36,13 +40,47 @@ static void desc_plain(dnnl_memory_desc_t *md, int ndims, const dnnl_dims_t dims
 }
 
 bool crema_onednn_conv_matches(const crema_onednn_conv *c, const crema_im2col_geom *g, int n, int cy,
-                               int group, bool bias) {
+                               int group, bool bias, crema_act act) {
   const crema_im2col_geom *a = &c->g;
   return a->channels == g->channels && a->height == g->height && a->width == g->width &&
          a->kernel_h == g->kernel_h && a->kernel_w == g->kernel_w && a->pad_h == g->pad_h &&
          a->pad_w == g->pad_w && a->stride_h == g->stride_h && a->stride_w == g->stride_w &&
          a->dilation_h == g->dilation_h && a->dilation_w == g->dilation_w && c->n == n && c->cy == cy &&
-         c->group == group && c->bias == bias;
+         c->group == group && c->bias == bias && c->act.relu == act.relu &&
+         (!act.relu || c->act.slope == act.slope);
+}
+
+/* Whether pd lays out its operand `what` as fpd does. */
+static bool same_md(const_dnnl_primitive_desc_t pd, const_dnnl_primitive_desc_t fpd, dnnl_query_t what) {
+  return dnnl_memory_desc_equal(dnnl_primitive_desc_query_md(pd, what, 0),
+                                dnnl_primitive_desc_query_md(fpd, what, 0));
+}
+
+/* The forward with c->act as a post-op, when oneDNN lays its operands out as for the plain
+ * forward fpd (the ports convert to those layouts); else none. */
+static int make_fwd_act(crema_onednn_conv *c, const dnnl_convolution_desc_t *fd,
+                        const_dnnl_primitive_desc_t fpd, crema_error *err) {
+  dnnl_primitive_attr_t attr = NULL;
+  dnnl_post_ops_t po = NULL;
+  dnnl_primitive_desc_t pd = NULL;
+  int rc = 1;
+  if (crema_dnnl_check(dnnl_primitive_attr_create(&attr), "attributes", err) ||
+      crema_dnnl_check(dnnl_post_ops_create(&po), "post-ops", err) ||
+      crema_dnnl_check(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, c->act.slope, 0.0f), "ReLU",
+                       err) ||
+      crema_dnnl_check(dnnl_primitive_attr_set_post_ops(attr, po), "post-ops", err) ||
+      crema_dnnl_check(dnnl_primitive_desc_create(&pd, fd, attr, crema_dnnl_engine(), NULL),
+                       "convolution forward with ReLU", err))
+    goto done;
+  rc = 0;
+  if (same_md(pd, fpd, dnnl_query_src_md) && same_md(pd, fpd, dnnl_query_weights_md) &&
+      same_md(pd, fpd, dnnl_query_dst_md))
+    rc = crema_dnnl_check(dnnl_primitive_create(&c->fwd_act, pd), "convolution forward with ReLU", err);
+done:
+  if (pd) dnnl_primitive_desc_destroy(pd);
+  if (po) dnnl_post_ops_destroy(po);
+  if (attr) dnnl_primitive_attr_destroy(attr);
+  return rc;
 }
 
 /* Creates the primitive for op descriptor `desc` (hinted by the forward pd for backward). */
@@ -132,6 +170,7 @@ static int build(crema_onednn_conv *c, crema_error *err) {
                            CREMA_PORT_OUT_ADD, &off, err))
     goto done;
   c->ws_bytes = off > fwd_bytes ? off : fwd_bytes;
+  if (c->act.relu && make_fwd_act(c, &fd, fpd, err)) goto done;
   if (crema_dnnl_check(dnnl_primitive_create(&c->fwd, fpd), "convolution forward", err) ||
       crema_dnnl_check(dnnl_primitive_create(&c->bwd_data, dpd), "convolution backward-data", err) ||
       crema_dnnl_check(dnnl_primitive_create(&c->bwd_weights, wpd), "convolution backward-weights", err))
@@ -149,7 +188,7 @@ done:
   return rc;
 }
 
-int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
+int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias, crema_act act,
                              crema_onednn_conv **out, crema_error *err) {
   *out = NULL;
   if (!crema_dnnl_engine()) return crema_fail(err, "oneDNN cannot create a CPU engine here"), 1;
@@ -161,6 +200,7 @@ int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int grou
   c->cy = cy;
   c->group = group;
   c->bias = bias;
+  c->act = act;
   int rc = build(c, err);
   if (rc) {
     crema_onednn_conv_free(c);
@@ -177,14 +217,15 @@ void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float
   crema_dnnl_port_in(&c->f_wei, w, ws);
   if (c->bias) crema_dnnl_port_in(&c->f_bias, bias, ws);
   crema_dnnl_port_bind(&c->f_dst, y, ws);
+  const bool post_op = act.relu && c->fwd_act; /* act is c->act or none (an unfused call) */
   dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, crema_dnnl_port_mem(&c->f_src)},
                              {DNNL_ARG_WEIGHTS, crema_dnnl_port_mem(&c->f_wei)},
                              {DNNL_ARG_DST, crema_dnnl_port_mem(&c->f_dst)},
                              {DNNL_ARG_BIAS, c->bias ? crema_dnnl_port_mem(&c->f_bias) : NULL}};
-  crema_dnnl_run(c->fwd, c->bias ? 4 : 3, args);
+  crema_dnnl_run(post_op ? c->fwd_act : c->fwd, c->bias ? 4 : 3, args);
   crema_dnnl_port_out(&c->f_dst);
   crema_engine_ws_unlock();
-  crema_act_apply(act, (size_t)c->n * c->cy * c->g.out_h * c->g.out_w, y, false);
+  if (!post_op) crema_act_apply(act, (size_t)c->n * c->cy * c->g.out_h * c->g.out_w, y, false);
 }
 
 void crema_onednn_conv_backward(crema_onednn_conv *c, const float *x, const float *dy, const float *w,
@@ -226,6 +267,7 @@ void crema_onednn_conv_free(crema_onednn_conv *c) {
                               &c->d_wei, &c->d_dsrc, &c->w_src,  &c->w_ddst, &c->w_dwei};
   for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++) crema_dnnl_port_free(ports[i]);
   if (c->fwd) dnnl_primitive_destroy(c->fwd);
+  if (c->fwd_act) dnnl_primitive_destroy(c->fwd_act);
   if (c->bwd_data) dnnl_primitive_destroy(c->bwd_data);
   if (c->bwd_weights) dnnl_primitive_destroy(c->bwd_weights);
   if (c->ws_reserved) crema_engine_ws_release();
@@ -234,16 +276,16 @@ void crema_onednn_conv_free(crema_onednn_conv *c) {
 
 #else /* built without oneDNN: every create declines */
 
-int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
+int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias, crema_act act,
                              crema_onednn_conv **out, crema_error *err) {
-  (void)g, (void)n, (void)cy, (void)group, (void)bias;
+  (void)g, (void)n, (void)cy, (void)group, (void)bias, (void)act;
   *out = NULL;
   crema_fail(err, "crema was built without oneDNN");
   return 1;
 }
 bool crema_onednn_conv_matches(const crema_onednn_conv *c, const crema_im2col_geom *g, int n, int cy,
-                               int group, bool bias) {
-  (void)c, (void)g, (void)n, (void)cy, (void)group, (void)bias;
+                               int group, bool bias, crema_act act) {
+  (void)c, (void)g, (void)n, (void)cy, (void)group, (void)bias, (void)act;
   return false;
 }
 void crema_onednn_conv_forward(crema_onednn_conv *c, const float *x, const float *w, const float *bias,

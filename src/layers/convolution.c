@@ -243,13 +243,15 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   if (rc != 0) return rc < 0 ? -1 : 0;
   if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g) &&
       !projection_on_reference(&g)) {
-    if (s->fast && !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->has_bias)) {
+    if (s->fast &&
+        !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->has_bias, l->fusion.act)) {
       crema_onednn_conv_free(s->fast);
       s->fast = NULL;
     }
     crema_error why;
     if (!s->fast) {
-      int rc = crema_onednn_conv_create(&g, n, s->p.num_output, s->p.group, s->has_bias, &s->fast, &why);
+      int rc = crema_onednn_conv_create(&g, n, s->p.num_output, s->p.group, s->has_bias, l->fusion.act,
+                                        &s->fast, &why);
       if (rc < 0) return crema_fail(err, "%s", why.msg);
     }
     if (s->fast) {
