@@ -17,6 +17,7 @@
 #include "net/net.h"
 #include "proto/io.h"
 #include "support/run.h"
+#include "support/textproto.h"
 
 #define LENET_NET CREMA_TEST_DATA "/lenet/lenet_mnist_deploy.prototxt"
 #define LENET_WEIGHTS CREMA_TEST_DATA "/lenet/lenet_mnist_iter_10000.caffemodel"
@@ -96,6 +97,74 @@ START_TEST(test_load_and_list) {
   ck_assert_int_eq(dims[1], 500);
   crema_model_free(m);
   crema_model_free(NULL);
+}
+END_TEST
+
+/* A model runs BatchNorm and Scale folded into the convolution before them: its outputs
+ * match an unfolded net's, and still do after a parameter is changed through
+ * crema_model_param's pointer (the fold re-read before the next forward). */
+static const char *BN_NET =
+    "name: 'bn' layer { name: 'data' type: 'Input' top: 'data' input_param { shape { dim: 2 dim: 3 dim: 8 "
+    "dim: 8 } } } "
+    "layer { name: 'conv' type: 'Convolution' bottom: 'data' top: 'c' "
+    "  convolution_param { num_output: 4 kernel_size: 3 bias_term: false } } "
+    "layer { name: 'bn' type: 'BatchNorm' bottom: 'c' top: 'c' } "
+    "layer { name: 'sc' type: 'Scale' bottom: 'c' top: 'c' scale_param { bias_term: true } } "
+    "layer { name: 'relu' type: 'ReLU' bottom: 'c' top: 'c' } "
+    "layer { name: 'ip' type: 'InnerProduct' bottom: 'c' top: 'out' inner_product_param { num_output: 5 } } ";
+
+/* Copies param i of m into the internal net's same blob. */
+static void copy_param(const crema_model *m, int i, crema_net *net) {
+  crema_param_info p;
+  ck_assert_int_eq(crema_model_param(m, i, &p), CREMA_OK);
+  crema_blob *b = crema_net_layer(net, crema_net_layer_index(net, p.layer))->blobs[p.index];
+  ck_assert_uint_eq(b->count, p.count);
+  memcpy(b->data, p.data, p.count * sizeof(float));
+}
+
+static void outputs_match(crema_model *m, crema_net *net, const float *x, size_t n) {
+  ck_assert_int_eq(crema_model_set_input(m, "data", x, n), CREMA_OK);
+  ck_assert_int_eq(crema_model_forward(m), CREMA_OK);
+  for (int i = 0; i < crema_model_num_params(m); i++) copy_param(m, i, net);
+  memcpy(crema_net_input(net, 0)->data, x, n * sizeof *x);
+  crema_error err;
+  ck_assert_msg(crema_net_forward(net, NULL, &err) == 0, "%s", err.msg);
+  const float *out;
+  size_t count;
+  ck_assert_int_eq(crema_model_blob_data(m, "out", &out, &count), CREMA_OK);
+  const crema_blob *ref = crema_net_blob_by_name(net, "out");
+  ck_assert_uint_eq(count, ref->count);
+  for (size_t k = 0; k < count; k++)
+    ck_assert_msg(fabsf(out[k] - ref->data[k]) <= 1e-5f * (1.0f + fabsf(ref->data[k])),
+                  "out[%zu]: %.9g, unfolded %.9g", k, (double)out[k], (double)ref->data[k]);
+}
+
+START_TEST(test_folded_batch_norm_follows_params) {
+  crema_model *m = NULL;
+  ck_assert_int_eq(crema_model_load_string(BN_NET, NULL, CREMA_PHASE_TEST, &m), CREMA_OK);
+  Crema__NetParameter *msg = test_net_param(BN_NET);
+  crema_error err;
+  crema_net_options o = {.phase = CREMA__PHASE__TEST};
+  crema_net *net = NULL;
+  ck_assert_msg(crema_net_build(msg, &o, &net, &err) == 0, "%s", err.msg);
+  crema_message_free(msg);
+  float x[2 * 3 * 8 * 8];
+  fill_input(x, 2 * 3 * 8 * 8, 3);
+  /* statistics and scale that move the outputs: BatchNorm's blobs start at zero */
+  for (int i = 0; i < crema_model_num_params(m); i++) {
+    crema_param_info p;
+    ck_assert_int_eq(crema_model_param(m, i, &p), CREMA_OK);
+    for (size_t k = 0; k < p.count; k++) p.data[k] = 0.5f + 0.25f * (float)((k * 7 + (size_t)i) % 5);
+  }
+  outputs_match(m, net, x, sizeof x / sizeof x[0]);
+  crema_param_info var;
+  ck_assert_int_eq(crema_model_param(m, 2, &var), CREMA_OK); /* conv's weights, bn's mean, bn's variance */
+  ck_assert_str_eq(var.layer, "bn");
+  ck_assert_int_eq(var.index, 1);
+  for (size_t k = 0; k < var.count; k++) var.data[k] *= 9.0f;
+  outputs_match(m, net, x, sizeof x / sizeof x[0]);
+  crema_net_free(net);
+  crema_model_free(m);
 }
 END_TEST
 
@@ -898,6 +967,7 @@ static Suite *api_suite(void) {
   tcase_add_test(tc, test_load_and_list);
   tcase_add_test(tc, test_forward_matches_net);
   tcase_add_test(tc, test_load_string_and_forward_to);
+  tcase_add_test(tc, test_folded_batch_norm_follows_params);
   tcase_add_test(tc, test_reshape_and_save);
   tcase_add_test(tc, test_errors);
   tcase_add_test(tc, test_image_input);

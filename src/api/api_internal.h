@@ -31,6 +31,11 @@ struct crema_model {
   int pp_c, pp_h, pp_w;
   char **labels;
   int n_labels;
+  /* The net runs BatchNorm and Scale folded into copies of the convolutions' weights
+   * (crema_net_fuse): a snapshot of the parameters. Once crema_model_param has handed out a
+   * writable pointer, every forward re-reads them (behind a pointer: that call takes a const
+   * model, and only this flag changes). */
+  bool *params_lent;
 };
 
 /* Records err's message (or "" when err is NULL) as the thread's last error; returns s. */

@@ -37,6 +37,14 @@ static crema_status check_readable(const char *what, const char *path) {
   return CREMA_OK;
 }
 
+/* Re-reads the parameters folded into the convolutions (after they changed). */
+static crema_status refold(crema_net *net) {
+  crema_error err;
+  crema_error_clear(&err);
+  if (crema_net_fuse(net, true, &err)) return api_fail(CREMA_ERR_RUNTIME, &err);
+  return CREMA_OK;
+}
+
 /* Copies a caffemodel's weights by layer name: unreadable = IO, unparsable = FORMAT, a layer
  * of another shape = SHAPE. */
 static crema_status copy_weights(crema_net *net, const char *path) {
@@ -52,7 +60,7 @@ static crema_status copy_weights(crema_net *net, const char *path) {
     crema_error_prefix(&err, "%s", path);
     return api_fail(CREMA_ERR_SHAPE, &err);
   }
-  return CREMA_OK;
+  return refold(net);
 }
 
 /* Builds the model from a parsed (and upgraded) message; msg stays the caller's. */
@@ -73,8 +81,13 @@ static crema_status build(const Crema__NetParameter *msg, const char *source, co
     crema_model_free(m);
     return api_fail(CREMA_ERR_FORMAT, &err);
   }
-  /* ReLUs inside the convolutions before them: the same values, one pass less each */
-  if (crema_net_fuse(m->net, false, &err)) {
+  /* No backward ever runs here: ReLUs run inside the convolutions before them, and
+   * BatchNorm and Scale fold into them (the same values to float rounding) */
+  if (!(m->params_lent = calloc(1, sizeof *m->params_lent)) || crema_net_fuse(m->net, true, &err)) {
+    if (m->params_lent)
+      crema_error_prefix(&err, "folding BatchNorm");
+    else
+      crema_fail(&err, "out of memory creating a model");
     crema_model_free(m);
     return api_fail(CREMA_ERR_MEMORY, &err);
   }
@@ -148,6 +161,7 @@ void crema_model_free(crema_model *m) {
   crema_preprocess_free(m->pp);
   for (int i = 0; i < m->n_labels; i++) free(m->labels[i]);
   free(m->labels);
+  free(m->params_lent);
   free(m);
 }
 
@@ -224,6 +238,7 @@ crema_status crema_model_param(const crema_model *m, int i, crema_param_info *in
   for (int k = 0; k < b->num_axes; k++) info->dims[k] = b->shape[k];
   info->count = b->count;
   info->data = b->data;
+  *m->params_lent = true; /* the caller may write through info->data from now on */
   return CREMA_OK;
 }
 
@@ -288,6 +303,8 @@ crema_status crema_model_set_input(crema_model *m, const char *input, const floa
 
 crema_status crema_model_forward(crema_model *m) {
   if (!m) return api_failf(CREMA_ERR_ARGUMENT, "crema_model_forward: model is NULL");
+  crema_status s = *m->params_lent ? refold(m->net) : CREMA_OK;
+  if (s) return s;
   crema_error err;
   crema_error_clear(&err);
   if (crema_net_forward(m->net, NULL, &err)) return api_fail(CREMA_ERR_RUNTIME, &err);
@@ -313,6 +330,8 @@ crema_status crema_model_forward_to(crema_model *m, const char *name) {
     if (end < 0)
       return api_failf(CREMA_ERR_NOT_FOUND, "crema_model_forward_to: no layer writes blob \"%s\"", name);
   }
+  crema_status s = *m->params_lent ? refold(m->net) : CREMA_OK;
+  if (s) return s;
   crema_error err;
   crema_error_clear(&err);
   if (crema_net_forward_from_to(m->net, 0, end, &err)) return api_fail(CREMA_ERR_RUNTIME, &err);
