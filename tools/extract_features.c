@@ -102,6 +102,9 @@ int main(int argc, char **argv) {
   int status = 1;
   if (crema_net_load(model, &opt, &net, &err)) goto done;
   if (crema_net_copy_trained_layers_from_file(net, weights, &err)) goto done;
+  /* forward only: BatchNorm, Scale and ReLUs run inside the convolutions (every blob ends
+   * with the values it has unfused, to float rounding) */
+  if (crema_net_fuse(net, true, &err)) goto done;
   for (int i = 0; i < n_blobs; i++) {
     blobs[i] = crema_net_blob_by_name(net, blob_names[i]);
     if (!blobs[i]) {

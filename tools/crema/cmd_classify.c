@@ -235,7 +235,9 @@ int crema_cmd_classify(int argc, char **argv) {
   }
   if (labels[0] && ft_read_labels(labels, &names, &n_names, &err)) goto fail;
   crema_net_options no = {.phase = CREMA__PHASE__TEST, .seed = 1, .source = model};
-  if (crema_net_load(model, &no, &net, &err) || crema_net_copy_trained_layers_from_file(net, weights, &err))
+  /* forward only: BatchNorm, Scale and ReLUs run inside the convolutions */
+  if (crema_net_load(model, &no, &net, &err) || crema_net_copy_trained_layers_from_file(net, weights, &err) ||
+      crema_net_fuse(net, true, &err))
     goto fail;
   if (crema_net_num_inputs(net) < 1 || crema_net_num_outputs(net) < 1) {
     crema_fail(&err, "%s: a deploy net needs an Input layer and an output", model);

@@ -89,6 +89,8 @@ int crema_cmd_test(int argc, char **argv) {
   for (char *w = list ? strtok(list, ",") : NULL; w && !status; w = strtok(NULL, ","))
     if (crema_net_copy_trained_layers_from_file(net, w, &err)) status = 1;
   free(list);
+  /* forward only: BatchNorm, Scale and ReLUs run inside the convolutions */
+  if (!status && crema_net_fuse(net, true, &err)) status = 1;
   const crema_blob *scores = NULL, *labels = NULL;
   const bool classify = !status && find_classifier(net, &scores, &labels) == 0;
   long *confusion = NULL;
