@@ -46,13 +46,18 @@ void crema_gemm_batch_run(const crema_gemm_batch *b) {
 }
 
 void crema_bias_act_rows(int rows, size_t cols, const float *bias, crema_act act, float *y) {
-  if (bias)
-    for (int o = 0; o < rows; o++) {
-      float *row = y + (size_t)o * cols;
-      const float b = bias[o];
+  if (!bias) {
+    crema_act_apply(act, (size_t)rows * cols, y, true);
+    return;
+  }
+  for (int o = 0; o < rows; o++) { /* one pass: the bias and the activation together */
+    float *row = y + (size_t)o * cols;
+    const float b = bias[o];
+    if (act.relu)
+      for (size_t p = 0; p < cols; p++) row[p] = crema_act_one(act, row[p] + b);
+    else
       for (size_t p = 0; p < cols; p++) row[p] += b;
-    }
-  crema_act_apply(act, (size_t)rows * cols, y, true);
+  }
 }
 
 void crema_sum_partials(const float *part, int parts, size_t n, float *dw) {

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "net/net_internal.h"
+#include "tensor/math.h"
 
 static bool is_type(const net_layer *L, const char *type) {
   return L->param->type && !strcmp(L->param->type, type);
@@ -103,6 +104,9 @@ static void fold(const crema_net *net, int h, int bn, int sc, float *folded) {
   const double f = b->blobs[2]->data[0], sf = f == 0.0 ? 0.0 : 1.0 / f;
   const float *w = hl->blobs[0]->data, *bias = hl->n_blobs > 1 ? hl->blobs[1]->data : NULL;
   float *fw = folded, *fb = folded + hl->blobs[0]->count;
+  /* ResNet-50's 94 MB of weights: re-read before every test pass (and by the C API after
+   * its parameters were handed out), so on every thread */
+#pragma omp parallel for schedule(static) if (hl->blobs[0]->count > CREMA_PAR_MIN)
   for (size_t o = 0; o < channels; o++) {
     const double mean = sf * b->blobs[0]->data[o], var = sf * b->blobs[1]->data[o];
     const double gamma = s ? s->blobs[0]->data[o] : 1.0,

@@ -50,12 +50,12 @@ void crema_scal(size_t n, float alpha, float *x) {
 
 void crema_act_apply(crema_act a, size_t n, float *x, bool serial) {
   if (!a.relu) return;
-  const float ns = a.slope;
-#pragma omp parallel for if (!serial && n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    const float v = x[i], neg = ns * v;
-    x[i] = v > 0.0f ? v : neg; /* relu.c's select */
+  if (serial || n <= CREMA_PAR_MIN) { /* no parallel region at all: inside one it would nest */
+    for (size_t i = 0; i < n; i++) x[i] = crema_act_one(a, x[i]);
+    return;
   }
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) x[i] = crema_act_one(a, x[i]);
 }
 
 void crema_set(size_t n, float value, float *x) {

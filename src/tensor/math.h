@@ -40,8 +40,9 @@ typedef struct crema_act {
 } crema_act;
 /* The activation of one value. */
 static inline float crema_act_one(crema_act a, float v) {
+  if (!a.relu) return v;
   const float neg = a.slope * v;
-  return a.relu && !(v > 0.0f) ? neg : v;
+  return v > 0.0f ? v : neg; /* both sides computed: a select, not a branch, so it vectorises */
 }
 /* x[i] = act(x[i]) for i < n; nothing without an activation. Parallel when n is large; call
  * it outside a parallel region, or with serial true from inside one. */
