@@ -280,7 +280,7 @@ static int conv_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   (void)err;
   conv_state *s = l->state;
   const crema_fusion *f = &l->fusion;
-  const bool fused = l->fused;
+  const bool fused = l->run_fused;
   const float *w = fused && f->weights ? f->weights : l->blobs[0]->data;
   const float *bias = fused && f->bias ? f->bias : s->p.bias_term ? l->blobs[1]->data : s->zero_bias;
   const crema_act act = fused ? f->act : (crema_act){0};

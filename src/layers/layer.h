@@ -115,10 +115,10 @@ struct crema_layer {
    * crema_input_copy, Scale) need not be written, and its calloc'd buffers never become
    * resident. False = Caffe's behaviour, everything kept. */
   bool forward_only;
-  /* Set by the net (crema_net_fuse); `fused` tells each forward call whether to apply it:
+  /* Set by the net (crema_net_fuse); `run_fused` tells each forward call whether to apply it:
    * false when a partial forward stops before the end of the fused layers. */
   crema_fusion fusion;
-  bool fused;
+  bool run_fused;
 };
 
 /* Looks the type up in the registry and allocates a layer (no setup yet). `seed` seeds

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/log.h"
 #include "net/net_internal.h"
 #include "tensor/math.h"
 
@@ -124,7 +125,7 @@ void crema_net_fusion_free(crema_net *net) {
     free(f->folded[i]);
     crema_layer *l = net->layers[i].layer;
     memset(&l->fusion, 0, sizeof l->fusion);
-    l->fused = false;
+    l->run_fused = false;
   }
   free(f->head);
   free(f->last);
@@ -194,6 +195,18 @@ int crema_net_fuse(crema_net *net, bool inference, crema_error *err) {
     return 0;
   }
   if (plan(net, inference, err)) return -1;
+  int relus = 0, folds = 0;
+  for (int i = 0; i < net->n_layers; i++) {
+    relus += net->fusion->head[i] >= 0 && is_type(&net->layers[i], "ReLU");
+    folds += net->fusion->bn[i] >= 0;
+  }
+  const char *name = net->source ? net->source : "net";
+  if (folds)
+    CREMA_INFO(
+        "%s: %d ReLU layers run inside the convolutions before them, %d BatchNorm (+ Scale) folded into them",
+        name, relus, folds);
+  else if (relus)
+    CREMA_INFO("%s: %d ReLU layers run inside the convolutions before them", name, relus);
   refold(net);
   if (crema_net_reshape(net, err)) { /* a folded bias changes the engines the layers create */
     crema_net_fusion_free(net);
@@ -217,5 +230,5 @@ bool crema_net_fusion_skips(const crema_net *net, int i, int start, int end) {
 
 void crema_net_fusion_arm(crema_net *net, int i, int end) {
   const net_fusion *f = net->fusion;
-  if (f) net->layers[i].layer->fused = f->last[i] >= 0 && f->last[i] <= end;
+  if (f) net->layers[i].layer->run_fused = f->last[i] >= 0 && f->last[i] <= end;
 }
