@@ -1,11 +1,12 @@
-/* test_net_fuse.c -- in-place layers run inside the Convolution before them (crema_net_fuse).
+/* test_net_fuse.c -- in-place layers run inside the Convolution or Eltwise before them
+ * (crema_net_fuse).
  *
  * One net whose convolutions run on every engine (per image, Winograd, 1x1 per image,
  * oneDNN, the reference), each followed by another chain: ReLU; BatchNorm + Scale + ReLU;
- * BatchNorm + ReLU; BatchNorm + Scale (no bias) + leaky ReLU; and a ReLU behind a layer
- * that does not fuse. Training fused gives the same bits as unfused; inference (BatchNorm
- * and Scale folded) the same values to float rounding, blob by blob; a partial forward that
- * stops inside a chain, a layer-by-layer forward and a re-fold after the weights change give
+ * BatchNorm + ReLU; BatchNorm + Scale (no bias) + leaky ReLU; a ReLU behind a layer that
+ * does not fuse; and an Eltwise sum and product, each with a ReLU. Training fused gives the same bits as
+ * unfused; inference (BatchNorm and Scale folded) the same values to float rounding, blob by blob; a partial
+ * forward that stops inside a chain, a layer-by-layer forward and a re-fold after the weights change give
  * what the unfused net gives. */
 #include <check.h>
 #include <math.h>
@@ -60,7 +61,14 @@ static const char *NET =
     "  convolution_param { num_output: 16 kernel_size: 5 pad: 2 weight_filler { type: 'xavier' } "
     "  bias_filler { type: 'constant' value: -0.05 } } } "
     "layer { name: 'relu7' type: 'ReLU' bottom: 'c7' top: 'c7' } "
-    "layer { name: 'pool' type: 'Pooling' bottom: 'c7' top: 'p' "
+    /* a shortcut sum and a product, each with a ReLU run inside it */
+    "layer { name: 'sum8' type: 'Eltwise' bottom: 'c6' bottom: 'c7' top: 's8' "
+    "  eltwise_param { coeff: 1 coeff: -0.5 } } "
+    "layer { name: 'relu8' type: 'ReLU' bottom: 's8' top: 's8' } "
+    "layer { name: 'prod9' type: 'Eltwise' bottom: 's8' bottom: 'c7' top: 's9' "
+    "  eltwise_param { operation: PROD } } "
+    "layer { name: 'relu9' type: 'ReLU' bottom: 's9' top: 's9' relu_param { negative_slope: 0.2 } } "
+    "layer { name: 'pool' type: 'Pooling' bottom: 's9' top: 'p' "
     "  pooling_param { pool: AVE kernel_size: 2 stride: 2 } } "
     "layer { name: 'ip' type: 'InnerProduct' bottom: 'p' top: 'ip' "
     "  inner_product_param { num_output: 3 weight_filler { type: 'xavier' } } } "
@@ -128,6 +136,8 @@ START_TEST(training_same_bits) {
   expect_fused(b, "relu1", "conv1");
   expect_fused(b, "relu5", "conv5");
   expect_fused(b, "relu7", "conv7");
+  expect_fused(b, "relu8", "sum8");
+  expect_fused(b, "relu9", "prod9");
   expect_fused(b, "bn2", NULL);
   expect_fused(b, "relu2", NULL);
   expect_fused(b, "relu6", NULL);
@@ -173,9 +183,9 @@ START_TEST(inference_same_values) {
   crema_net *a, *b;
   inference_pair(&a, &b);
   static const char *const chains[][2] = {
-      {"relu1", "conv1"}, {"bn2", "conv2"}, {"sc2", "conv2"},  {"relu2", "conv2"}, {"bn3", "conv3"},
-      {"relu3", "conv3"}, {"bn4", "conv4"}, {"sc4", "conv4"},  {"relu4", "conv4"}, {"relu5", "conv5"},
-      {"relu6", NULL},    {"half6", NULL},  {"relu7", "conv7"}};
+      {"relu1", "conv1"}, {"bn2", "conv2"}, {"sc2", "conv2"},   {"relu2", "conv2"}, {"bn3", "conv3"},
+      {"relu3", "conv3"}, {"bn4", "conv4"}, {"sc4", "conv4"},   {"relu4", "conv4"}, {"relu5", "conv5"},
+      {"relu6", NULL},    {"half6", NULL},  {"relu7", "conv7"}, {"relu8", "sum8"},  {"relu9", "prod9"}};
   for (size_t k = 0; k < sizeof chains / sizeof chains[0]; k++) expect_fused(b, chains[k][0], chains[k][1]);
   if (crema_engine_have_onednn()) { /* every engine takes a fused chain */
     static const char *const engines[][2] = {

@@ -73,6 +73,10 @@ static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
   const bool par = n > CREMA_PAR_MIN;
   float *y = top[0]->data;
   const float *a = bottom[0]->data, *b = bottom[1]->data;
+  /* a ReLU the net runs here (crema_net_fuse): backward is unchanged, since the ReLU is in
+   * place, so PROD's backward read its output before as well */
+  const crema_act act = l->run_fused ? l->fusion.act : (crema_act){0};
+  bool act_done = false;
   switch (s->op) {
   case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD:
 #pragma omp parallel for if (par) schedule(static)
@@ -85,6 +89,12 @@ static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
     break;
   case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM: {
     const float c0 = s->coeff[0], c1 = s->coeff[1];
+    if (nb == 2 && act.relu) { /* ResNet's shortcut + ReLU: one pass */
+#pragma omp parallel for if (par) schedule(static)
+      for (size_t k = 0; k < n; k++) y[k] = crema_act_one(act, c0 * a[k] + c1 * b[k]);
+      act_done = true;
+      break;
+    }
 #pragma omp parallel for if (par) schedule(static)
     for (size_t k = 0; k < n; k++) y[k] = c0 * a[k] + c1 * b[k];
     for (int i = 2; i < nb; i++) {
@@ -119,6 +129,7 @@ static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
     break;
   }
   }
+  if (!act_done) crema_act_apply(act, n, y, false);
   return 0;
 }
 
@@ -213,4 +224,5 @@ const crema_layer_ops crema_eltwise_ops = {
     .forward = eltwise_forward,
     .backward = eltwise_backward,
     .free_state = eltwise_free,
+    .takes_fusion = true,
 };

@@ -42,7 +42,7 @@ typedef struct crema_layer_ops {
   int min_bottoms, max_bottoms, min_tops, max_tops;
   bool allow_inplace;
   /* The layer can run in-place layers after it as it writes its top (crema_fusion below):
-   * Convolution. */
+   * Convolution (a ReLU; BatchNorm and Scale folded), Eltwise (a ReLU). */
   bool takes_fusion;
   /* Loss layers: top 0 gets loss_weight 1 unless the prototxt says otherwise. */
   bool is_loss;

@@ -99,15 +99,15 @@ int crema_net_share_diffs(crema_net *net, crema_error *err);
  * grown to fit if this is its first loan (else a net that does not fit gets its own arena);
  * the lender must outlive this net, and each forward of this net overwrites its gradients. */
 int crema_net_share_activations(crema_net *net, crema_net *lender, crema_error *err);
-/* Opt-in: every Convolution whose top is rewritten in place by a ReLU runs it as it writes
- * its outputs, and the ReLU's forward is skipped (its backward still runs: training gives
- * the same bits). With `inference` (a net whose backward never runs, such as one after
- * crema_net_share_activations), an in-place BatchNorm using its stored statistics, and a
- * Scale after it, are also folded into a copy of the convolution's weights and bias (as
- * `crema export` folds them; the same results to float rounding), and a ReLU of any slope
- * is fused. A chain is fused only when no other layer touches the blob between its layers.
- * Blob values after a forward are the same as without fusion; a partial forward
- * (crema_net_forward_from_to) that stops inside a chain runs the convolution unfused, and
+/* Opt-in: every Convolution or Eltwise whose top is rewritten in place by a ReLU runs it as
+ * it writes its outputs, and the ReLU's forward is skipped (its backward still runs:
+ * training gives the same bits). With `inference` (a net whose backward never runs, such as
+ * one after crema_net_share_activations), an in-place BatchNorm using its stored statistics,
+ * and a Scale after it, are also folded into a copy of the convolution's weights and bias
+ * (as `crema export` folds them; the same results to float rounding), and a ReLU of any
+ * slope is fused. A chain is fused only when no other layer touches the blob between its
+ * layers. Blob values after a forward are the same as without fusion; a partial forward
+ * (crema_net_forward_from_to) that stops inside a chain runs its first layer unfused, and
  * crema_net_forward_layer runs a layer as a whole forward does (a fused layer: not at all).
  * The folded copy is a snapshot: call again after the parameters change (with the same
  * `inference`; another is an error) to re-read them. Costs one extra copy of the folded

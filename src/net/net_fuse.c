@@ -1,4 +1,5 @@
-/* net_fuse.c -- in-place layers run inside the Convolution before them (crema_net_fuse).
+/* net_fuse.c -- in-place layers run inside the Convolution (or Eltwise) before them
+ * (crema_net_fuse).
  *
  * A Convolution's top is often rewritten in place by a chain of element-wise layers:
  * BatchNorm, Scale and ReLU in ResNet, ReLU alone in CaffeNet and GoogLeNet. Run one by one,
@@ -6,7 +7,8 @@
  * applied while each output is still in cache, and (when backward never runs) BatchNorm and
  * Scale disappear into a copy of the weights and bias, as `crema export` folds them:
  *   a_o = gamma_o / sqrt(s*v_o + eps),  W'_o = a_o * W_o,  b'_o = a_o * (b_o - s*m_o) + beta_o
- * (s = 1 / BatchNorm's factor, 0 when the factor is 0; arithmetic in double).
+ * (s = 1 / BatchNorm's factor, 0 when the factor is 0; arithmetic in double). An Eltwise
+ * (ResNet's shortcut sums) takes the ReLU after it the same way.
  *
  * A chain is fused only when nothing but its own layers touches the blob between the
  * convolution and the chain's last layer, so every other layer sees what it saw before.
@@ -62,26 +64,34 @@ static float relu_slope(const net_layer *L) {
   return L->param->relu_param ? L->param->relu_param->negative_slope : 0.0f;
 }
 
+/* Whether BatchNorm and Scale on h's top can fold into h's weights: a Convolution whose
+ * output channels are the top's axis 1 (its weights' first axis). */
+static bool takes_fold(const net_layer *H, int channels) {
+  const crema_layer *hl = H->layer;
+  return !strcmp(hl->ops->type, "Convolution") && channels > 0 && hl->n_blobs >= 1 &&
+         hl->blobs[0]->num_axes >= 1 && hl->blobs[0]->shape[0] == channels;
+}
+
 /* The chain after layer h (a layer that takes fusion, one top), if any: sets bn, scale and
- * relu to their layer indices (-1 when absent) and returns the last one, or -1. */
+ * relu to their layer indices (-1 when absent) and returns the last one, or -1. BatchNorm
+ * and Scale fold only into a Convolution (takes_fold); the ReLU runs inside any layer that
+ * takes fusion (Convolution, Eltwise). */
 static int find_chain(const crema_net *net, int h, bool inference, int *bn, int *scale, int *relu) {
   const net_layer *H = &net->layers[h];
   *bn = *scale = *relu = -1;
-  if (H->n_bottom != 1 || H->n_top != 1) return -1;
+  if (H->n_top != 1) return -1;
   const int id = H->top_ids[0];
   const crema_blob *top = net->blobs[id];
   const int channels = top->num_axes >= 2 ? top->shape[1] : 0;
-  const crema_layer *hl = H->layer;
-  if (channels <= 0 || hl->n_blobs < 1 || hl->blobs[0]->num_axes < 1 || hl->blobs[0]->shape[0] != channels)
-    return -1; /* the output channels are not axis 1 */
+  const bool fold = inference && takes_fold(H, channels);
   int last = -1;
   for (int k = h + 1; k < net->n_layers; k++) {
     const net_layer *L = &net->layers[k];
     if (!touches(L, id)) continue;
     if (!in_place_on(L, id)) break;
-    if (inference && *bn < 0 && *relu < 0 && is_type(L, "BatchNorm") && folds_batch_norm(L, channels)) {
+    if (fold && *bn < 0 && *relu < 0 && is_type(L, "BatchNorm") && folds_batch_norm(L, channels)) {
       *bn = last = k;
-    } else if (inference && *bn >= 0 && *scale < 0 && *relu < 0 && is_type(L, "Scale") &&
+    } else if (fold && *bn >= 0 && *scale < 0 && *relu < 0 && is_type(L, "Scale") &&
                folds_scale(L, channels)) {
       *scale = last = k;
     } else if (*relu < 0 && is_type(L, "ReLU") && (inference || relu_slope(L) >= 0.0f)) {
@@ -202,11 +212,11 @@ int crema_net_fuse(crema_net *net, bool inference, crema_error *err) {
   }
   const char *name = net->source ? net->source : "net";
   if (folds)
-    CREMA_INFO(
-        "%s: %d ReLU layers run inside the convolutions before them, %d BatchNorm (+ Scale) folded into them",
-        name, relus, folds);
+    CREMA_INFO("%s: %d ReLU layers run inside the layer before them, %d BatchNorm (+ Scale) folded into "
+               "convolutions",
+               name, relus, folds);
   else if (relus)
-    CREMA_INFO("%s: %d ReLU layers run inside the convolutions before them", name, relus);
+    CREMA_INFO("%s: %d ReLU layers run inside the layer before them", name, relus);
   refold(net);
   if (crema_net_reshape(net, err)) { /* a folded bias changes the engines the layers create */
     crema_net_fusion_free(net);
