@@ -89,9 +89,13 @@ static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
     break;
   case CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM: {
     const float c0 = s->coeff[0], c1 = s->coeff[1];
-    if (nb == 2 && act.relu) { /* ResNet's shortcut + ReLU: one pass */
+    if (nb == 2 && act.relu) {    /* ResNet's shortcut + ReLU: one pass */
+      const float ns = act.slope; /* a scalar, not the struct, or the loop does not vectorise */
 #pragma omp parallel for if (par) schedule(static)
-      for (size_t k = 0; k < n; k++) y[k] = crema_act_one(act, c0 * a[k] + c1 * b[k]);
+      for (size_t k = 0; k < n; k++) {
+        const float v = c0 * a[k] + c1 * b[k], neg = ns * v;
+        y[k] = v > 0.0f ? v : neg; /* relu.c's select */
+      }
       act_done = true;
       break;
     }
