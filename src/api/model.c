@@ -60,7 +60,7 @@ static crema_status copy_weights(crema_net *net, const char *path) {
     crema_error_prefix(&err, "%s", path);
     return api_fail(CREMA_ERR_SHAPE, &err);
   }
-  return refold(net);
+  return CREMA_OK;
 }
 
 /* Builds the model from a parsed (and upgraded) message; msg stays the caller's. */
@@ -81,17 +81,17 @@ static crema_status build(const Crema__NetParameter *msg, const char *source, co
     crema_model_free(m);
     return api_fail(CREMA_ERR_FORMAT, &err);
   }
+  crema_status s = weights ? copy_weights(m->net, weights) : CREMA_OK;
   /* No backward ever runs here: ReLUs run inside the convolutions before them, and
-   * BatchNorm and Scale fold into them (the same values to float rounding) */
-  if (!(m->params_lent = calloc(1, sizeof *m->params_lent)) || crema_net_fuse(m->net, true, &err)) {
+   * BatchNorm and Scale fold into them (the same values to float rounding); folded once
+   * the weights are in */
+  if (!s && (!(m->params_lent = calloc(1, sizeof *m->params_lent)) || crema_net_fuse(m->net, true, &err))) {
     if (m->params_lent)
       crema_error_prefix(&err, "folding BatchNorm");
     else
       crema_fail(&err, "out of memory creating a model");
-    crema_model_free(m);
-    return api_fail(CREMA_ERR_MEMORY, &err);
+    s = api_fail(CREMA_ERR_MEMORY, &err);
   }
-  crema_status s = weights ? copy_weights(m->net, weights) : CREMA_OK;
   if (!s) s = api_model_index_params(m);
   if (s) {
     crema_model_free(m);
@@ -142,7 +142,8 @@ crema_status crema_model_load_string(const char *prototxt_text, const char *weig
 
 crema_status crema_model_load_weights(crema_model *m, const char *caffemodel_path) {
   if (!m || !caffemodel_path) return api_failf(CREMA_ERR_ARGUMENT, "crema_model_load_weights: NULL argument");
-  return copy_weights(m->net, caffemodel_path);
+  crema_status s = copy_weights(m->net, caffemodel_path);
+  return s ? s : refold(m->net); /* the folded copies follow the new weights */
 }
 
 crema_status crema_model_save_weights(const crema_model *m, const char *caffemodel_path) {

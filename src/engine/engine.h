@@ -65,9 +65,9 @@ typedef struct crema_onednn_conv crema_onednn_conv;
 
 /* Creates the primitives for x (n, Cx, H, W) -> y (n, cy, Ho, Wo), weights (cy, Cx/group,
  * kh, kw), with or without bias (g->out_* must be filled), and with `act` (a fused ReLU) as
- * a post-op of the forward pass, which forward then applies when asked for it. Returns 0 and sets *out on
- * success; returns 1 with *out NULL when oneDNN is absent or declines the shape (the caller
- * keeps the reference path; err says why); -1 on out of memory. Free with
+ * a post-op of the forward pass, which forward then applies when asked for it. Returns 0
+ * and sets *out on success; returns 1 with *out NULL when oneDNN is absent or declines the
+ * shape (the caller keeps the reference path; err says why); -1 on out of memory. Free with
  * crema_onednn_conv_free. */
 int crema_onednn_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias, crema_act act,
                              crema_onednn_conv **out, crema_error *err);
