@@ -468,22 +468,23 @@ __attribute__((target("avx2"))) static int sum_row_avx2(const float *src, int W,
  * strictly greater), and windows clipped by the edges meet only such cells beyond the
  * input, so values and argmaxes are those of the clipped loop, with no border cases: for
  * GoogLeNet's 14x14 and 7x7 inception pools the borders were most of the plane. */
+/* The padded copy's cells outside the input: -FLT_MAX, written once per thread and call
+ * (the scratch lives in the net's shared workspace, which other layers overwrite between
+ * calls); max_plane_padded then copies only the input rows in. Rewriting the border for every
+ * plane cost as much as the plane's taps on GoogLeNet's 14x14 and 7x7 inception pools. */
+static void padded_fill(const pool_state *s, float *pad) {
+  const size_t n = (size_t)padded_rows(s) * padded_cols(s);
+  for (size_t i = 0; i < n; i++) pad[i] = -FLT_MAX;
+}
+
 __attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s, const float *src,
                                                              float *dst, int *mask, float *pad) {
   const int H = s->h, W = s->w, PH = s->ph, PW = s->pw, KH = s->kernel_h, KW = s->kernel_w;
   const int sh = s->stride_h, sw = s->stride_w, WP = padded_cols(s), HP = padded_rows(s);
-  for (int y = 0; y < HP; y++) {
-    float *row = pad + (size_t)y * WP;
-    const int iy = y - s->pad_h;
-    int x = 0;
-    if (iy >= 0 && iy < H) {
-      for (; x < s->pad_w && x < WP; x++) row[x] = -FLT_MAX;
-      const int n = W < WP - x ? W : WP - x;
-      memcpy(row + x, src + (size_t)iy * W, (size_t)n * sizeof(float));
-      x += n;
-    }
-    for (; x < WP; x++) row[x] = -FLT_MAX;
-  }
+  /* input rows y - pad_h at columns pad_w on (clipped to the copy's width) */
+  const int n_cols = W < WP - s->pad_w ? W : WP - s->pad_w;
+  for (int y = s->pad_h; y < HP && y - s->pad_h < H && n_cols > 0; y++)
+    memcpy(pad + (size_t)y * WP + s->pad_w, src + (size_t)(y - s->pad_h) * W, (size_t)n_cols * sizeof(float));
   const __m256i lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(sw));
   for (int oh = 0; oh < PH; oh++) {
     const int y0 = oh * sh;
@@ -625,22 +626,29 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
 #else
   const bool avx2 = false;
 #endif
-#pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768) num_threads(s->threads)
-  for (int pl = 0; pl < planes; pl++) {
+#pragma omp parallel if ((size_t)planes * pin > 32768) num_threads(s->threads)
+  {
     float *mine = scratch_base + s->thread_floats * (size_t)omp_get_thread_num();
-    int *mask = !is_max ? NULL : keep_mask ? s->mask + (size_t)pl * pout : (int *)(void *)mine;
 #if defined(POOL_AVX2)
-    if (padded && avx2)
-      max_plane_padded(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
-                       mine + plane_mask_floats(s) + (sep ? sep_floats(s) : 0));
-    else
+    float *pad = mine + plane_mask_floats(s) + (sep ? sep_floats(s) : 0);
+    if (padded && avx2) padded_fill(s, pad);
 #endif
-        if (sep)
-      max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask, mine + plane_mask_floats(s));
-    else
-      pool_forward_plane(s, is_max, avx2, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
-    if (ymask)
-      for (size_t o = 0; o < pout; o++) ymask[(size_t)pl * pout + o] = (float)mask[o];
+#pragma omp for schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+      int *mask = !is_max ? NULL : keep_mask ? s->mask + (size_t)pl * pout : (int *)(void *)mine;
+#if defined(POOL_AVX2)
+      if (padded && avx2)
+        max_plane_padded(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask, pad);
+      else
+#endif
+          if (sep)
+        max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
+                            mine + plane_mask_floats(s));
+      else
+        pool_forward_plane(s, is_max, avx2, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
+      if (ymask)
+        for (size_t o = 0; o < pout; o++) ymask[(size_t)pl * pout + o] = (float)mask[o];
+    }
   }
   return 0;
 }
