@@ -145,9 +145,10 @@ int main(int argc, char **argv) {
   const bool quick = argc > 1 && strstr(argv[1], "quick");
   const char *only = argc > 1 && argv[argc - 1][0] != '-' ? argv[argc - 1] : NULL;
   const double budget = quick ? 0.0 : 0.25;
-  const char *wait = getenv("OMP_WAIT_POLICY");
-  printf("OpenBLAS kernel: %s, %d BLAS threads, %d OpenMP threads, OMP_WAIT_POLICY=%s\n",
-         crema_blas_corename(), crema_blas_threads(), omp_get_max_threads(), wait ? wait : "(unset)");
+  const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+  printf("OpenBLAS kernel: %s, %d BLAS threads, %d OpenMP threads, OMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s\n",
+         crema_blas_corename(), crema_blas_threads(), omp_get_max_threads(), wait ? wait : "(unset)",
+         spin ? spin : "(unset)");
   printf("Default engine: %s\n", crema_engine_describe());
   printf("GEMM shape per group: M = num_output/group, N = batch*Ho*Wo, K = C/group*k*k; ratio = "
          "reference time / engine time\n\n");

@@ -107,7 +107,7 @@ def main():
             model = os.path.join(ROOT, rel)
             weights = os.path.join(tmp, key + ".caffemodel")
             for t in [int(x) for x in a.threads.split(",")]:
-                env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_WAIT_POLICY="PASSIVE")
+                env = dict(os.environ, OMP_NUM_THREADS=str(t))
                 fast, prev, ref, cv, inf = [], [], [], [], []
                 base = [binp, "--model", model, "--batch", str(a.batch), "--threads", str(t)]
                 if not os.path.exists(weights):
@@ -166,7 +166,7 @@ def main():
         for t in [int(x) for x in a.threads.split(",")]:
             print("\n## Convolutions, %d thread(s): both engines and raw sgemm on the same shapes\n" % t)
             sys.stdout.flush()
-            env = dict(os.environ, OMP_NUM_THREADS=str(t), OMP_WAIT_POLICY="PASSIVE", OPENBLAS_NUM_THREADS=str(t))
+            env = dict(os.environ, OMP_NUM_THREADS=str(t), OPENBLAS_NUM_THREADS=str(t))
             subprocess.run([os.path.join(a.build, "bin", "bench_conv"), "-quick"], env=env)
     return 0
 
