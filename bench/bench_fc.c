@@ -99,7 +99,7 @@ static void run_op(int op, bool stream, const bufs *b) {
     break;
   case DW:
     if (stream)
-      crema_fc_stream_backward_weights(b->m, b->n, b->k, b->dy, b->x, b->dw, b->scratch);
+      crema_fc_stream_backward_weights(b->m, b->n, b->k, b->dy, b->x, b->dw, false, b->scratch);
     else
       crema_gemm(true, false, b->n, b->k, b->m, 1.0f, b->dy, b->x, 1.0f, b->dw);
     break;

@@ -512,7 +512,7 @@ START_TEST(test_fc_stream_same_bits_any_threads) {
       for (size_t i = 0; i < (size_t)n * k; i++) dw[v][i] = w[i] * 0.5f; /* accumulates */
       crema_fc_stream_forward(m, n, k, x, w, bias, y[v], scratch);
       crema_fc_stream_backward_data(m, n, k, dy, w, dx[v]);
-      crema_fc_stream_backward_weights(m, n, k, dy, x, dw[v], scratch);
+      crema_fc_stream_backward_weights(m, n, k, dy, x, dw[v], false, scratch);
       if (!v) continue;
       ck_assert_msg(!memcmp(y[0], y[1], sizeof(float) * m * n), "shape %zu: y differs on %d threads", c,
                     threads[t]);
@@ -542,6 +542,15 @@ START_TEST(test_fc_stream_same_bits_any_threads) {
         ck_assert_msg(fabs(dw[0][(size_t)o * k + j] - s) < 1e-5 * (1 + fabs(s)),
                       "shape %zu: dW[%d][%d] %g, want %g", c, o, j, dw[0][(size_t)o * k + j], s);
       }
+    /* overwrite: dW = dy^T x, the old contents (NaN here) never read; the same bits as
+     * accumulating into zeros */
+    for (size_t i = 0; i < (size_t)n * k; i++) {
+      dw[0][i] = 0.0f;
+      dw[1][i] = NAN;
+    }
+    crema_fc_stream_backward_weights(m, n, k, dy, x, dw[0], false, scratch);
+    crema_fc_stream_backward_weights(m, n, k, dy, x, dw[1], true, scratch);
+    ck_assert_msg(!memcmp(dw[0], dw[1], sizeof(float) * n * k), "shape %zu: overwritten dW differs", c);
     for (int v = 0; v < 2; v++) {
       free(y[v]);
       free(dx[v]);

@@ -13,6 +13,7 @@
 
 #include "support/layer_run.h"
 #include "support/run.h"
+#include "engine/engine.h"
 #include "net/net.h"
 #include "proto/io.h"
 #include "support/textproto.h"
@@ -467,6 +468,112 @@ START_TEST(parameter_sharing_accumulates) {
 END_TEST
 
 /* ---------------------------------------------------------------- need-backward */
+
+/* crema_net_clear_param_diffs_lazily only marks diffs zero. InnerProduct then writes its
+ * gradient (the reference GEMM, the small-batch stream engine, the transposed layout, shared
+ * weights); every other layer's diffs are zeroed before its backward; frozen layers' and
+ * skipped layers' are zeroed by the end. Stale diffs are NaN here, so any read of one shows:
+ * the result must equal an eager clear's bit for bit, after each layer's turn as well. */
+static const char *LAZY_NET =
+    "force_backward: true\n"
+    "layer { name: 'in' type: 'Input' top: 'x' top: 't' input_param {\n"
+    "  shape { dim: 6 dim: 300 } shape { dim: 6 dim: 5 } } }\n"
+    /* 300 x 256 weights at batch 6: the stream engine */
+    "layer { name: 'big' type: 'InnerProduct' bottom: 'x' top: 'h1' inner_product_param {\n"
+    "  num_output: 256 weight_filler { type: 'gaussian' std: 0.05 } bias_filler { type: 'gaussian' } } }\n"
+    "layer { name: 'sc' type: 'Scale' bottom: 'h1' top: 'h2' scale_param { bias_term: true\n"
+    "  filler { type: 'uniform' min: 0.5 max: 1.5 } bias_filler { type: 'gaussian' } } }\n"
+    "layer { name: 'frozen' type: 'InnerProduct' bottom: 'h2' top: 'h3' param { lr_mult: 0 }\n"
+    "  param { lr_mult: 0 } inner_product_param { num_output: 12 weight_filler { type: 'gaussian' } } }\n"
+    "layer { name: 'tr' type: 'InnerProduct' bottom: 'h3' top: 'h4' inner_product_param {\n"
+    "  num_output: 9 transpose: true weight_filler { type: 'gaussian' } } }\n"
+    "layer { name: 'sa' type: 'InnerProduct' bottom: 'h4' top: 'ya' param { name: 'w' } param { name: 'b' }\n"
+    "  inner_product_param { num_output: 5 weight_filler { type: 'gaussian' } bias_filler { type: 'gaussian' "
+    "} } }\n"
+    "layer { name: 'sb' type: 'InnerProduct' bottom: 'h4' top: 'yb' param { name: 'w' } param { name: 'b' }\n"
+    "  inner_product_param { num_output: 5 weight_filler { type: 'gaussian' } bias_filler { type: 'gaussian' "
+    "} } }\n"
+    "layer { name: 'sum' type: 'Eltwise' bottom: 'ya' bottom: 'yb' top: 'y' eltwise_param { coeff: 1 coeff: "
+    "-2 } }\n"
+    "layer { name: 'loss' type: 'EuclideanLoss' bottom: 'y' bottom: 't' top: 'loss' }\n";
+
+static void poison_param_diffs(crema_net *net) {
+  for (int i = 0; i < crema_net_num_params(net); i++) {
+    crema_blob *b = crema_net_param_at(net, i)->blob;
+    for (size_t k = 0; k < b->count; k++) b->diff[k] = NAN;
+  }
+}
+
+typedef struct lazy_check {
+  crema_net *net;
+  int calls;
+} lazy_check;
+
+/* The backward callback's view: layer i's parameters are settled when its turn ends. */
+static void lazy_settled(void *ctx, int li) {
+  lazy_check *c = ctx;
+  crema_layer *l = crema_net_layer(c->net, li);
+  for (int j = 0; j < l->n_blobs; j++) {
+    ck_assert_msg(!l->blobs[j]->diff_zero_pending, "layer %d blob %d still pending", li, j);
+    for (size_t k = 0; k < l->blobs[j]->count; k++)
+      ck_assert_msg(!isnan(l->blobs[j]->diff[k]), "layer %d blob %d: stale diff read", li, j);
+  }
+  c->calls++;
+}
+
+START_TEST(lazily_cleared_diffs_match_eager_ones) {
+  crema_net_options o = opts(CREMA__PHASE__TRAIN);
+  crema_net *net = build_text(LAZY_NET, &o);
+  ck_assert_str_eq(crema_layer_engine_name(crema_net_layer(net, crema_net_layer_index(net, "big"))),
+                   CREMA_ENGINE_FC_STREAM " (small batch)");
+  for (int k = 0; k < crema_net_num_inputs(net); k++) {
+    crema_blob *in = crema_net_input(net, k);
+    for (size_t i = 0; i < in->count; i++) in->data[i] = sinf((float)(i * 5 + (size_t)k * 11)) * 0.7f;
+  }
+  const int np = crema_net_num_params(net);
+  float *want[16];
+  ck_assert_int_le(np, 16);
+  for (int rep = 0; rep < 2; rep++) { /* twice: the second pass starts from written diffs */
+    crema_net_clear_param_diffs(net);
+    forward_ok(net, NULL);
+    crema_net_backward(net);
+    for (int i = 0; i < np; i++) {
+      const crema_blob *b = crema_net_param_at(net, i)->blob;
+      if (!rep) want[i] = malloc(b->count * sizeof(float));
+      memcpy(want[i], b->diff, b->count * sizeof(float));
+    }
+    poison_param_diffs(net);
+    crema_net_clear_param_diffs_lazily(net);
+    lazy_check c = {net, 0};
+    crema_net_set_backward_callback(net, lazy_settled, &c);
+    forward_ok(net, NULL);
+    crema_net_backward(net);
+    crema_net_set_backward_callback(net, NULL, NULL);
+    ck_assert_int_eq(c.calls, crema_net_num_layers(net));
+    for (int i = 0; i < np; i++) {
+      const crema_blob *b = crema_net_param_at(net, i)->blob;
+      ck_assert_msg(!b->diff_zero_pending, "param %d still pending", i);
+      ck_assert_msg(!memcmp(want[i], b->diff, b->count * sizeof(float)),
+                    "param %d differs from an eager clear", i);
+    }
+  }
+  /* the frozen layer's diffs stay zero */
+  const crema_layer *fz = crema_net_layer(net, crema_net_layer_index(net, "frozen"));
+  for (size_t k = 0; k < fz->blobs[0]->count; k++) ck_assert(fz->blobs[0]->diff[k] == 0.0f);
+  /* a partial backward settles the layers it did not reach too */
+  poison_param_diffs(net);
+  crema_net_clear_param_diffs_lazily(net);
+  forward_ok(net, NULL);
+  crema_net_backward_from_to(net, crema_net_num_layers(net) - 1, crema_net_layer_index(net, "sa"));
+  for (int i = 0; i < np; i++) {
+    const crema_blob *b = crema_net_param_at(net, i)->blob;
+    ck_assert(!b->diff_zero_pending);
+    for (size_t k = 0; k < b->count; k++) ck_assert_msg(!isnan(b->diff[k]), "param %d: stale diff", i);
+  }
+  for (int i = 0; i < np; i++) free(want[i]);
+  crema_net_free(net);
+}
+END_TEST
 
 static const char *CHAIN_FMT =
     "%s\n"
@@ -1055,6 +1162,7 @@ int main(void) {
   tcase_add_test(tc, unknown_bottom_lists_available);
   tcase_add_test(tc, loss_weights);
   tcase_add_test(tc, parameter_sharing_accumulates);
+  tcase_add_test(tc, lazily_cleared_diffs_match_eager_ones);
   tcase_add_test(tc, propagate_down_false_stops_gradients);
   tcase_add_test(tc, lr_mult_zero_gets_no_gradient);
   tcase_add_test(tc, force_backward_reaches_inputs);

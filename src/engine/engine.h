@@ -203,8 +203,8 @@ void crema_fc_stream_forward(int m, int n, int k, const float *x, const float *w
                              float *scratch);
 /* dx = dy W. Overwrites dx. */
 void crema_fc_stream_backward_data(int m, int n, int k, const float *dy, const float *w, float *dx);
-/* dW += dy^T x. */
+/* dW += dy^T x, or dW = dy^T x with `overwrite` (dW's old contents are then never read). */
 void crema_fc_stream_backward_weights(int m, int n, int k, const float *dy, const float *x, float *dw,
-                                      float *scratch);
+                                      bool overwrite, float *scratch);
 
 #endif

@@ -12,7 +12,8 @@
  *                                    time, for two rows of dx (in L1) at a time; columns over
  *                                    threads, so every thread streams its half of each row;
  *   weight gradient  dW += dy^T x    six rows by 16 columns of dW in registers, updated by
- *                                    every row of x; rows over threads.
+ *                                    every row of x; rows over threads. When the caller
+ *                                    marks dW zero, dW = dy^T x and dW is never read.
  *
  * Each pass prefetches ahead along the rows it streams (the forward pass 3 KB ahead into L2,
  * once per line; the others 2 KB ahead into L1), and reads x from a copy whose rows are spread
@@ -283,18 +284,18 @@ void crema_fc_stream_backward_data(int m, int n, int k, const float *dy, const f
 #define DW_VECS 2
 #define DW_AHEAD 512 /* floats: how far ahead along each row the prefetch reaches */
 
-/* dW[o..o+R)[j..j+8V) += sum over b of dy[b][o+r] x[b][j..]. */
-INLINE void dw_tile(int R, int V, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw,
-                    int o, int j) {
+/* dW[o..o+R)[j..j+8V) += sum over b of dy[b][o+r] x[b][j..] (= with ovw: dW not read). */
+INLINE void dw_tile(int R, int V, bool ovw, int m, int n, int k, int ldx, const float *dy, const float *x,
+                    float *dw, int o, int j) {
   v8 a[DW_ROWS][DW_VECS];
 #pragma GCC unroll 6
   for (int r = 0; r < DW_ROWS; r++)
     if (r < R) {
       float *row = dw + (size_t)(o + r) * k + j;
-      __builtin_prefetch(row + DW_AHEAD, 1, 3);
+      if (!ovw) __builtin_prefetch(row + DW_AHEAD, 1, 3);
 #pragma GCC unroll 2
       for (int v = 0; v < DW_VECS; v++)
-        if (v < V) a[r][v] = load8(row + 8 * v);
+        if (v < V) a[r][v] = ovw ? zero8() : load8(row + 8 * v);
     }
   for (int b = 0; b < m; b++) {
     const float *xr = x + (size_t)b * ldx + j, *d = dy + (size_t)b * n + o;
@@ -318,39 +319,43 @@ INLINE void dw_tile(int R, int V, int m, int n, int k, int ldx, const float *dy,
 }
 
 /* Rows [o, o+R) of dW across all k columns: 16 at a time, then 8, then one by one. */
-INLINE void dw_rows(int R, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o) {
+INLINE void dw_rows(int R, bool ovw, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw,
+                    int o) {
   int j = 0;
-  for (; j + 8 * DW_VECS <= k; j += 8 * DW_VECS) dw_tile(R, DW_VECS, m, n, k, ldx, dy, x, dw, o, j);
-  for (; j + 8 <= k; j += 8) dw_tile(R, 1, m, n, k, ldx, dy, x, dw, o, j);
+  for (; j + 8 * DW_VECS <= k; j += 8 * DW_VECS) dw_tile(R, DW_VECS, ovw, m, n, k, ldx, dy, x, dw, o, j);
+  for (; j + 8 <= k; j += 8) dw_tile(R, 1, ovw, m, n, k, ldx, dy, x, dw, o, j);
   for (; j < k; j++)
     for (int r = 0; r < R; r++) {
-      float s = dw[(size_t)(o + r) * k + j];
+      float s = ovw ? 0.0f : dw[(size_t)(o + r) * k + j];
       for (int b = 0; b < m; b++) s += dy[(size_t)b * n + o + r] * x[(size_t)b * ldx + j];
       dw[(size_t)(o + r) * k + j] = s;
     }
 }
 
 /* Six rows from o, or the last few one at a time. */
-INLINE void dw_block(int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o) {
+INLINE void dw_block(bool ovw, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw,
+                     int o) {
   if (n - o >= DW_ROWS)
-    dw_rows(DW_ROWS, m, n, k, ldx, dy, x, dw, o);
+    ovw ? dw_rows(DW_ROWS, true, m, n, k, ldx, dy, x, dw, o)
+        : dw_rows(DW_ROWS, false, m, n, k, ldx, dy, x, dw, o);
   else
-    for (int r = o; r < n; r++) dw_rows(1, m, n, k, ldx, dy, x, dw, r);
+    for (int r = o; r < n; r++)
+      ovw ? dw_rows(1, true, m, n, k, ldx, dy, x, dw, r) : dw_rows(1, false, m, n, k, ldx, dy, x, dw, r);
 }
 
-TWIN(dw_block, (int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o),
-     (m, n, k, ldx, dy, x, dw, o))
+TWIN(dw_block, (bool ovw, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw, int o),
+     (ovw, m, n, k, ldx, dy, x, dw, o))
 
 void crema_fc_stream_backward_weights(int m, int n, int k, const float *dy, const float *x, float *dw,
-                                      float *scratch) {
+                                      bool overwrite, float *scratch) {
   const int ldx = spread_rows(m, k, x, scratch);
   const int blocks = (n + DW_ROWS - 1) / DW_ROWS;
   const bool fast = cpu_fast();
 #pragma omp parallel for schedule(static)
   for (int i = 0; i < blocks; i++) {
     if (fast)
-      dw_block_fast(m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
+      dw_block_fast(overwrite, m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
     else
-      dw_block_any(m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
+      dw_block_any(overwrite, m, n, k, ldx, dy, scratch, dw, i * DW_ROWS);
   }
 }

@@ -10,7 +10,8 @@
  *  - forward writes every top completely. backward OVERWRITES bottom diffs (only those with
  *    propagate_down[i] true) and ACCUMULATES (+=) into parameter diffs (only those with
  *    l->param_propagate_down[i] true) -- the solver zeroes parameter diffs once per
- *    iteration, which gives iter_size accumulation and shared parameters for free.
+ *    iteration, which gives iter_size accumulation and shared parameters for free (a layer
+ *    may instead write a diff the net marked as zero: overwrites_pending_diffs below).
  *  - In-place (top[0] == bottom[0], same blob pointer) is allowed only for types whose ops
  *    set allow_inplace; their backward must read what it needs from top data or state.
  *  - Loss layers produce a 1-element top; the net seeds its diff with the loss weight, and
@@ -46,6 +47,11 @@ typedef struct crema_layer_ops {
   bool takes_fusion;
   /* Loss layers: top 0 gets loss_weight 1 unless the prototxt says otherwise. */
   bool is_loss;
+  /* backward honours a parameter blob's diff_zero_pending (blob.h): it writes that blob's
+   * gradient instead of adding it, then clears the flag. Worth it for large parameters
+   * (InnerProduct: CaffeNet's fc6 diff is 151 MB, zeroed and read back every iteration
+   * otherwise); for other layers the net zeroes pending diffs before their backward. */
+  bool overwrites_pending_diffs;
   /* Reads l->param, checks it, allocates l->state, creates l->blobs (filled with their
    * fillers from l->rng) and sets l->n_blobs. Called once. Bottom shapes are known. */
   int (*setup)(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err);

@@ -912,9 +912,31 @@ int crema_net_forward_layer(crema_net *net, int i, crema_error *err) {
   return forward_range(net, i, i, 0, net->n_layers - 1, err);
 }
 
+/* Zeroes the layer's parameter diffs that are still only marked zero (see
+ * crema_net_clear_param_diffs_lazily). */
+static void settle_pending_diffs(crema_layer *l) {
+  for (int j = 0; j < l->n_blobs; j++)
+    if (l->blobs[j]->diff_zero_pending) crema_blob_zero_diff(l->blobs[j]);
+}
+
+/* One layer's turn in backward: its pending diffs zeroed first unless it writes them itself,
+ * and none left pending after it. */
+static void backward_one(net_layer *L) {
+  if (L->need_backward) {
+    if (!L->layer->ops->overwrites_pending_diffs) settle_pending_diffs(L->layer);
+    crema_layer_backward(L->layer, L->tops, L->bottom_need_backward, L->bottoms);
+  }
+  settle_pending_diffs(L->layer);
+}
+
+static void settle_all_pending_diffs(crema_net *net) {
+  for (int i = 0; i < net->n_params; i++)
+    if (net->params[i].blob->diff_zero_pending) crema_blob_zero_diff(net->params[i].blob);
+}
+
 void crema_net_backward_layer(crema_net *net, int i) {
-  net_layer *L = &net->layers[i];
-  if (L->need_backward) crema_layer_backward(L->layer, L->tops, L->bottom_need_backward, L->bottoms);
+  backward_one(&net->layers[i]);
+  settle_all_pending_diffs(net);
 }
 
 void crema_net_backward_from_to(crema_net *net, int start, int end) {
@@ -922,10 +944,10 @@ void crema_net_backward_from_to(crema_net *net, int start, int end) {
   if (end < 0) end = 0;
   crema_net_seed_loss_diffs(net);
   for (int li = start; li >= end; li--) {
-    net_layer *L = &net->layers[li];
-    if (L->need_backward) crema_layer_backward(L->layer, L->tops, L->bottom_need_backward, L->bottoms);
+    backward_one(&net->layers[li]);
     if (net->on_backward) net->on_backward(net->on_backward_ctx, li);
   }
+  settle_all_pending_diffs(net); /* parameters of layers outside [end, start] */
 }
 
 void crema_net_set_backward_callback(crema_net *net, crema_net_backward_fn fn, void *ctx) {
@@ -948,6 +970,10 @@ crema_workspace *crema_net_workspace(const crema_net *net) { return net->workspa
 
 void crema_net_clear_param_diffs(crema_net *net) {
   for (int i = 0; i < net->n_params; i++) crema_blob_zero_diff(net->params[i].blob);
+}
+
+void crema_net_clear_param_diffs_lazily(crema_net *net) {
+  for (int i = 0; i < net->n_params; i++) net->params[i].blob->diff_zero_pending = true;
 }
 
 /* ---------------------------------------------------------------- accessors */

@@ -70,6 +70,14 @@ typedef void (*crema_net_backward_fn)(void *ctx, int layer);
 void crema_net_set_backward_callback(crema_net *net, crema_net_backward_fn fn, void *ctx);
 /* Zeroes the diff of every learnable parameter (once per iteration, before backward). */
 void crema_net_clear_param_diffs(crema_net *net);
+/* The same, for the backward pass that comes next: each diff is only marked zero
+ * (diff_zero_pending), so a layer that writes its gradient (InnerProduct) skips zeroing and
+ * re-reading it. By the end of the backward of the layer that owns a parameter, and by the
+ * end of every crema_net_backward / _from_to / _layer call, each pending diff has been
+ * written or zeroed: the backward callback, the solver and anything reading diffs after
+ * backward see exactly what crema_net_clear_param_diffs would have given (the same bits).
+ * Reading a diff between this call and the next backward is not allowed. */
+void crema_net_clear_param_diffs_lazily(crema_net *net);
 /* The weighted loss of the last forward pass: sum over loss tops of weight * sum(top). */
 float crema_net_current_loss(const crema_net *net);
 /* Reshapes every layer after input blobs changed shape. */

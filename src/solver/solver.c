@@ -850,10 +850,6 @@ static int apply_update(crema_solver *s, bool display, crema_error *err) {
   return 0;
 }
 
-static void zero_param_diffs(crema_solver *s) {
-  for (int i = 0; i < s->n_params; i++) crema_blob_zero_diff(crema_net_param_at(s->net, i)->blob);
-}
-
 static void log_train_outputs(crema_solver *s) {
   int idx = 0;
   for (int o = 0; o < crema_net_num_outputs(s->net); o++) {
@@ -902,7 +898,6 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
   clock_gettime(CLOCK_MONOTONIC, &t_last);
   int iterations_last = s->iter;
   while (s->iter < stop_iter) {
-    zero_param_diffs(s);
     bool stop_now = false;
     if (p->test_interval > 0 && s->iter % p->test_interval == 0 && (s->iter > 0 || p->test_initialization)) {
       if (crema_solver_test_all(s, err)) return -1;
@@ -915,6 +910,9 @@ int crema_solver_step(crema_solver *s, int iters, crema_error *err) {
     }
     const bool display = p->display > 0 && s->iter % p->display == 0;
     float loss = 0.0f;
+    /* zero, for the backward passes below: an InnerProduct writes its gradient instead of
+     * adding it to zeros (net.h) */
+    crema_net_clear_param_diffs_lazily(s->net);
     for (int i = 0; i < p->iter_size; i++) {
       float l = 0.0f;
       if (crema_net_forward(s->net, &l, err)) return crema_error_prefix(err, "iteration %d", s->iter);

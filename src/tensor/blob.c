@@ -228,6 +228,7 @@ void crema_blob_zero_data(crema_blob *b) {
 
 void crema_blob_zero_diff(crema_blob *b) {
   if (b->count) memset(b->diff, 0, b->count * sizeof(float));
+  b->diff_zero_pending = false;
 }
 
 int crema_blob_copy_from(crema_blob *dst, const crema_blob *src, bool with_diff, crema_error *err) {

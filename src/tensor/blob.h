@@ -32,6 +32,11 @@ typedef struct crema_blob {
    * never freed or grown here (crema_blob_borrow_data, crema_blob_borrow_diff). */
   bool data_borrowed, diff_borrowed;
   size_t data_capacity, diff_capacity;
+  /* A parameter's diff that counts as zero while its memory is not: set by
+   * crema_net_clear_param_diffs_lazily, cleared by the first layer whose backward writes the
+   * gradient (a layer whose ops set overwrites_pending_diffs), and otherwise by the net, which
+   * zeroes the memory before any other code can read it (see net.h). */
+  bool diff_zero_pending;
 } crema_blob;
 
 /* An empty blob (0 axes... count 0 until reshaped). NULL when out of memory. */
