@@ -270,20 +270,20 @@ START_TEST(time_prints_caffe_summary) {
     ck_assert_msg(strstr(out, want[i]) != NULL, "missing \"%s\" in:\n%s", want[i], out);
   /* idle OpenMP workers spin briefly unless the user chose a policy (tool.c); the tool
    * re-executes itself to apply it, and logs what ran */
-  snprintf(cmd, sizeof cmd,
-           "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u CREMA_NO_REEXEC '%s/crema' time --model "
-           "'%s/lenet/lenet_mnist_deploy.prototxt' --iterations 1 2>'%s'",
-           CREMA_BIN_DIR, CREMA_TEST_DATA, log);
-  ck_assert_int_eq(system(cmd), 0);
-  out = slurp(log);
-  ck_assert_msg(strstr(out, "idle workers: OMP_WAIT_POLICY=(unset), GOMP_SPINCOUNT=10000"), "%s", out);
-  snprintf(cmd, sizeof cmd,
-           "env -u GOMP_SPINCOUNT -u CREMA_NO_REEXEC OMP_WAIT_POLICY=ACTIVE '%s/crema' time --model "
-           "'%s/lenet/lenet_mnist_deploy.prototxt' --iterations 1 2>'%s'",
-           CREMA_BIN_DIR, CREMA_TEST_DATA, log);
-  ck_assert_int_eq(system(cmd), 0);
-  out = slurp(log);
-  ck_assert_msg(strstr(out, "idle workers: OMP_WAIT_POLICY=ACTIVE, GOMP_SPINCOUNT=(unset)"), "%s", out);
+  static const char *const spin[][2] = {
+      {"env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u CREMA_NO_REEXEC",
+       "idle workers: OMP_WAIT_POLICY=(unset), GOMP_SPINCOUNT=10000"},
+      {"env -u GOMP_SPINCOUNT -u CREMA_NO_REEXEC OMP_WAIT_POLICY=ACTIVE",
+       "idle workers: OMP_WAIT_POLICY=ACTIVE, GOMP_SPINCOUNT=(unset)"},
+  };
+  for (size_t i = 0; i < sizeof spin / sizeof spin[0]; i++) {
+    snprintf(cmd, sizeof cmd,
+             "%s '%s/crema' time --model '%s/lenet/lenet_mnist_deploy.prototxt' --iterations 1 2>'%s'",
+             spin[i][0], CREMA_BIN_DIR, CREMA_TEST_DATA, log);
+    ck_assert_int_eq(system(cmd), 0);
+    out = slurp(log);
+    ck_assert_msg(strstr(out, spin[i][1]), "missing \"%s\" in:\n%s", spin[i][1], out);
+  }
   /* forward without --output prints each output's shape */
   snprintf(cmd, sizeof cmd,
            "'%s/crema' forward --model '%s/lenet/lenet_mnist_deploy.prototxt' 2>/dev/null >'%s'",

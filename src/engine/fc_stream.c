@@ -130,7 +130,7 @@ INLINE void forward_tile(int B, bool two, int n, int k, int ldx, const float *x,
   int j = 0;
   for (; j + 16 <= kv; j += 16) {
     /* one prefetch per 64-byte line of each row, into L2: one every 32 bytes, into L1, kept
-     * the pass at 20 ms for fc6 at batch 10 on one thread (now 16-18) */
+     * the pass at 19-20.5 ms for fc6 at batch 10 on one thread (now 14-14.6) */
     __builtin_prefetch(w0 + j + FWD_AHEAD, 0, FWD_LOCALITY);
     __builtin_prefetch(w1 + j + FWD_AHEAD, 0, FWD_LOCALITY);
     forward_step(B, w0 + j, w1 + j, xb, j, a0, a1);

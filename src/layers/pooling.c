@@ -462,12 +462,7 @@ __attribute__((target("avx2"))) static int sum_row_avx2(const float *src, int W,
   }
   return ow;
 }
-/* A whole MAX plane from `pad`, its copy surrounded by -FLT_MAX (padded_rows x padded_cols,
- * the input at (pad_h, pad_w)): every output's K x K taps in the window loop's order, eight
- * outputs at a time. Padding cells never win (the loop starts from -FLT_MAX and needs
- * strictly greater), and windows clipped by the edges meet only such cells beyond the
- * input, so values and argmaxes are those of the clipped loop, with no border cases: for
- * GoogLeNet's 14x14 and 7x7 inception pools the borders were most of the plane. */
+
 /* The padded copy's cells outside the input: -FLT_MAX, written once per thread and call
  * (the scratch lives in the net's shared workspace, which other layers overwrite between
  * calls); max_plane_padded then copies only the input rows in. Rewriting the border for every
@@ -477,6 +472,12 @@ static void padded_fill(const pool_state *s, float *pad) {
   for (size_t i = 0; i < n; i++) pad[i] = -FLT_MAX;
 }
 
+/* A whole MAX plane from `pad`, its copy surrounded by -FLT_MAX (padded_rows x padded_cols,
+ * the input at (pad_h, pad_w)): every output's K x K taps in the window loop's order, eight
+ * outputs at a time. Padding cells never win (the loop starts from -FLT_MAX and needs
+ * strictly greater), and windows clipped by the edges meet only such cells beyond the
+ * input, so values and argmaxes are those of the clipped loop, with no border cases: for
+ * GoogLeNet's 14x14 and 7x7 inception pools the borders were most of the plane. */
 __attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s, const float *src,
                                                              float *dst, int *mask, float *pad) {
   const int H = s->h, W = s->w, PH = s->ph, PW = s->pw, KH = s->kernel_h, KW = s->kernel_w;

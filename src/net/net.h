@@ -75,7 +75,8 @@ void crema_net_clear_param_diffs(crema_net *net);
  * re-reading it. By the end of the backward of the layer that owns a parameter, and by the
  * end of every crema_net_backward / _from_to / _layer call, each pending diff has been
  * written or zeroed: the backward callback, the solver and anything reading diffs after
- * backward see exactly what crema_net_clear_param_diffs would have given (the same bits).
+ * backward see what crema_net_clear_param_diffs would have given (the same bits, but that a
+ * GEMM writing a gradient of exactly zero may give -0 where adding it to +0 gave +0).
  * Reading a diff between this call and the next backward is not allowed. */
 void crema_net_clear_param_diffs_lazily(crema_net *net);
 /* The weighted loss of the last forward pass: sum over loss tops of weight * sum(top). */

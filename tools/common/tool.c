@@ -36,11 +36,10 @@ void crema_tool_init(int argc, char **argv) {
   const char *mb = getenv("CREMA_MAX_MEMORY_MB");
   if (mb && atol(mb) > 0) crema_blob_set_memory_limit((size_t)atol(mb) << 20);
   if (getenv("CREMA_NO_REEXEC")) return;
-  /* libgomp's idle workers spin for 300000 rounds (about 0.1-1 ms) after a parallel region
-   * before they sleep; OpenBLAS's own threads then compete with the spinning OpenMP workers
-   * and im2col/GEMM/element-wise loops ran 5-100x slower on small or shared machines
-   * (bench_conv). Never spinning (OMP_WAIT_POLICY=PASSIVE, crema's earlier default) wakes a
-   * sleeping worker for every region instead, and a net runs thousands of them: on a 2-core
+  /* libgomp's idle workers spin for 300000 rounds after a parallel region before they sleep; OpenBLAS's own
+   * threads then compete with the spinning OpenMP workers and im2col/GEMM/element-wise loops ran 5-100x
+   * slower on small or shared machines (bench_conv). Never spinning (OMP_WAIT_POLICY=PASSIVE, crema's earlier
+   * default) wakes a sleeping worker for every region instead, and a net runs thousands of them: on a 2-core
    * virtual machine, where a wake-up takes tens of microseconds, GoogLeNet's forward +
    * backward took 734-758 ms against 579-621 with a spin of CREMA_OMP_SPIN rounds (tens of
    * microseconds), and CaffeNet's 279-323 against 246-254. libgomp reads these when it
