@@ -118,6 +118,12 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 50 kernel_size: 5", 1, 4, 20, 12, 12, false, PER_IMAGE},
     {"Convolution", "convolution_param", "num_output: 50 kernel_size: 5", 1, 4, 16, 12, 12, true, ONEDNN},
     {"Convolution", "convolution_param", "num_output: 48 kernel_size: 5", 1, 4, 20, 12, 12, true, ONEDNN},
+    /* 1x1 on planes too small for the per-image engine: the reference's gathered products, each
+     * split over the threads by rows (groups, and rows not a multiple of 8 per thread) */
+    {"Convolution", "convolution_param", "num_output: 48 kernel_size: 1", 1, 4, 40, 7, 7, false,
+     CREMA_ENGINE_REFERENCE},
+    {"Convolution", "convolution_param", "num_output: 74 kernel_size: 1 group: 2", 1, 3, 70, 6, 5, false,
+     CREMA_ENGINE_REFERENCE},
     /* too few output channels, or too few tiles, for Winograd: oneDNN (or the reference) instead */
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 9, 9, true, NULL},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 32, 8, 8, true, NULL},

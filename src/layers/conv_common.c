@@ -1,11 +1,13 @@
 #include "layers/conv_common.h"
 
 #include <inttypes.h>
+#include <omp.h>
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "base/mem.h"
+#include "engine/engine.h"
 #include "tensor/math.h"
 
 /* Planes at least this large run a 1x1 convolution as one GEMM per image straight on the
@@ -285,6 +287,28 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
 
 /* ---- forward / backward */
 
+/* C = alpha op(A) op(B) + beta C for the general path. With e->split_rows and more than one
+ * thread, C's rows go in one block per OpenMP thread (multiples of 8 rows), each product on
+ * its thread: OpenBLAS split GoogLeNet's gathered 7x7 1x1 layers (N = 490 columns) so poorly
+ * that two threads ran them no faster than one. */
+static void ref_gemm(const crema_conv_engine *e, bool ta, bool tb, int m, int n, int k, float alpha,
+                     const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  const int nt = omp_get_max_threads();
+  if (!e->split_rows || nt < 2 || m < 16 * nt || !crema_engine_have_onednn()) {
+    crema_gemm_ld(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    const int m0 = t == 0 ? 0 : (int)((long)m * t / T) & ~7,
+              m1 = t == T - 1 ? m : (int)((long)m * (t + 1) / T) & ~7;
+    if (m1 > m0)
+      crema_gemm_omp(ta, tb, m1 - m0, n, k, alpha, ta ? a + m0 : a + (size_t)m0 * lda, lda, b, ldb, beta,
+                     c + (size_t)m0 * ldc, ldc);
+  }
+}
+
 /* Column matrix of nb images into col. A pointwise (1x1, stride 1, no pad) convolution
  * needs no im2col: its columns are the images' planes side by side, a plain transpose of
  * the first two axes. */
@@ -326,8 +350,8 @@ void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float
     float *out = nb == 1 ? yb : tmp;
     lower(e, nb, x + (size_t)b0 * cx * pin, col);
     for (int gr = 0; gr < G; gr++)
-      crema_gemm_ld(false, false, mg, (int)ld, kg, 1.0f, w + (size_t)gr * mg * kg, kg,
-                    col + (size_t)gr * kg * ld, (int)ld, 0.0f, out + (size_t)gr * mg * ld, (int)ld);
+      ref_gemm(e, false, false, mg, (int)ld, kg, 1.0f, w + (size_t)gr * mg * kg, kg,
+               col + (size_t)gr * kg * ld, (int)ld, 0.0f, out + (size_t)gr * mg * ld, (int)ld);
     if (nb > 1)
       crema_rows_to_batch(nb, cy, plane, tmp, bias, yb);
     else if (bias)
@@ -378,13 +402,13 @@ void crema_conv_engine_backward(crema_conv_engine *e, const float *x, const floa
     if (dw) {
       lower(e, nb, x + (size_t)b0 * cx * pin, col);
       for (int gr = 0; gr < G; gr++)
-        crema_gemm_ld(false, true, mg, kg, (int)ld, 1.0f, d + (size_t)gr * mg * ld, (int)ld,
-                      col + (size_t)gr * kg * ld, (int)ld, 1.0f, dw + (size_t)gr * mg * kg, kg);
+        ref_gemm(e, false, true, mg, kg, (int)ld, 1.0f, d + (size_t)gr * mg * ld, (int)ld,
+                 col + (size_t)gr * kg * ld, (int)ld, 1.0f, dw + (size_t)gr * mg * kg, kg);
     }
     if (dx) {
       for (int gr = 0; gr < G; gr++)
-        crema_gemm_ld(true, false, kg, (int)ld, mg, 1.0f, w + (size_t)gr * mg * kg, kg,
-                      d + (size_t)gr * mg * ld, (int)ld, 0.0f, col + (size_t)gr * kg * ld, (int)ld);
+        ref_gemm(e, true, false, kg, (int)ld, mg, 1.0f, w + (size_t)gr * mg * kg, kg,
+                 d + (size_t)gr * mg * ld, (int)ld, 0.0f, col + (size_t)gr * kg * ld, (int)ld);
       if (e->pointwise) /* each pixel has exactly one column entry: a plain scatter */
         crema_rows_to_batch(nb, cx, pin, col, NULL, dx + (size_t)b0 * cx * pin);
       else
