@@ -118,8 +118,8 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 50 kernel_size: 5", 1, 4, 20, 12, 12, false, PER_IMAGE},
     {"Convolution", "convolution_param", "num_output: 50 kernel_size: 5", 1, 4, 16, 12, 12, true, ONEDNN},
     {"Convolution", "convolution_param", "num_output: 48 kernel_size: 5", 1, 4, 20, 12, 12, true, ONEDNN},
-    /* 1x1 on planes too small for the per-image engine: the reference's gathered products, each
-     * split over the threads by rows (groups, and rows not a multiple of 8 per thread) */
+    /* 1x1 on planes too small for the per-image engine: the reference's gathered products, on
+     * oneDNN's sgemm over OpenMP's threads (with groups, too) */
     {"Convolution", "convolution_param", "num_output: 48 kernel_size: 1", 1, 4, 40, 7, 7, false,
      CREMA_ENGINE_REFERENCE},
     {"Convolution", "convolution_param", "num_output: 74 kernel_size: 1 group: 2", 1, 3, 70, 6, 5, false,

@@ -4,10 +4,10 @@
  * One net whose convolutions run on every engine (per image, Winograd, 1x1 per image,
  * oneDNN, the reference), each followed by another chain: ReLU; BatchNorm + Scale + ReLU;
  * BatchNorm + ReLU; BatchNorm + Scale (no bias) + leaky ReLU; a ReLU behind a layer that
- * does not fuse; and an Eltwise sum and product, each with a ReLU. Training fused gives the same bits as
- * unfused; inference (BatchNorm and Scale folded) the same values to float rounding, blob by blob; a partial
- * forward that stops inside a chain, a layer-by-layer forward and a re-fold after the weights change give
- * what the unfused net gives. */
+ * does not fuse; and an Eltwise sum and product, each with a ReLU. Training fused gives the
+ * same bits as unfused; inference (BatchNorm and Scale folded) the same values to float
+ * rounding, blob by blob; a partial forward that stops inside a chain, a layer-by-layer
+ * forward and a re-fold after the weights change give what the unfused net gives. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>

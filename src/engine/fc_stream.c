@@ -335,6 +335,8 @@ INLINE void dw_rows(int R, bool ovw, int m, int n, int k, int ldx, const float *
 /* Six rows from o, or the last few one at a time. */
 INLINE void dw_block(bool ovw, int m, int n, int k, int ldx, const float *dy, const float *x, float *dw,
                      int o) {
+  /* ovw as a constant in each call: with it a run-time value, fc6's overwrite pass took
+   * 15-20 ms instead of 14.3-15.2 (one thread) */
   if (n - o >= DW_ROWS)
     ovw ? dw_rows(DW_ROWS, true, m, n, k, ldx, dy, x, dw, o)
         : dw_rows(DW_ROWS, false, m, n, k, ldx, dy, x, dw, o);

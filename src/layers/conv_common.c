@@ -287,26 +287,16 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
 
 /* ---- forward / backward */
 
-/* C = alpha op(A) op(B) + beta C for the general path. With e->split_rows and more than one
- * thread, C's rows go in one block per OpenMP thread (multiples of 8 rows), each product on
- * its thread: OpenBLAS split GoogLeNet's gathered 7x7 1x1 layers (N = 490 columns) so poorly
+/* C = alpha op(A) op(B) + beta C for the general path: with e->omp_gemm and more than one
+ * thread, on oneDNN's sgemm over OpenMP's threads (as InnerProduct's products), else on
+ * OpenBLAS. OpenBLAS split GoogLeNet's gathered 7x7 1x1 layers (N = 490 columns) so poorly
  * that two threads ran them no faster than one. */
 static void ref_gemm(const crema_conv_engine *e, bool ta, bool tb, int m, int n, int k, float alpha,
                      const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-  const int nt = omp_get_max_threads();
-  if (!e->split_rows || nt < 2 || m < 16 * nt || !crema_engine_have_onednn()) {
+  if (e->omp_gemm && omp_get_max_threads() > 1 && crema_engine_have_onednn())
+    crema_gemm_omp(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else
     crema_gemm_ld(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    return;
-  }
-#pragma omp parallel num_threads(nt)
-  {
-    const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int m0 = t == 0 ? 0 : (int)((long)m * t / T) & ~7,
-              m1 = t == T - 1 ? m : (int)((long)m * (t + 1) / T) & ~7;
-    if (m1 > m0)
-      crema_gemm_omp(ta, tb, m1 - m0, n, k, alpha, ta ? a + m0 : a + (size_t)m0 * lda, lda, b, ldb, beta,
-                     c + (size_t)m0 * ldc, ldc);
-  }
 }
 
 /* Column matrix of nb images into col. A pointwise (1x1, stride 1, no pad) convolution

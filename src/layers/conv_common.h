@@ -66,11 +66,10 @@ typedef struct crema_conv_engine {
   int chunk;           /* images per GEMM in the general path */
   crema_conv_path path;
   bool pointwise; /* 1x1, stride 1, no pad: the column matrix is a transpose, not an im2col */
-  /* Run each GEMM of the general path as one block of rows per OpenMP thread, each on that
-   * thread (crema_gemm_omp), instead of on OpenBLAS's own threads. Set by Convolution when
-   * crema's engines are on (the plain reference path, which stands in for Caffe, keeps
-   * OpenBLAS's threading). */
-  bool split_rows;
+  /* Run the general path's GEMMs on oneDNN's sgemm over OpenMP's threads (crema_gemm_omp)
+   * instead of on OpenBLAS's own threads. Set by Convolution when crema's engines are on (the
+   * plain reference path, which stands in for Caffe, keeps OpenBLAS's threading). */
+  bool omp_gemm;
   /* Scratch, in the workspace: col (Cx*kh*kw, chunk*Ho*Wo) at offset 0, then tmp (Cy,
    * chunk*Ho*Wo), the GEMM result before the scatter to NCHW (none when a chunk is one image,
    * whose NCHW planes already are that matrix). 0 for the 1x1 and depthwise paths. */

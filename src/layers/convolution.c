@@ -232,7 +232,7 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const Crema__ConvolutionParameter *cp = l->param->convolution_param;
   const int proto_engine = cp ? (int)cp->engine : 0;
   /* the reference path's products on OpenMP's threads, when crema's engines are on */
-  s->engine.split_rows = crema_engine_winograd_wanted(proto_engine);
+  s->engine.omp_gemm = crema_engine_winograd_wanted(proto_engine);
   int rc = try_winograd(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
   if (rc == 0) rc = try_pointwise(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
   if (rc == 0) rc = try_per_image(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
