@@ -68,7 +68,13 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 6 kernel_size: 5", 1, 4, 1, 14, 14, false, NULL},
     /* two bottom/top pairs sharing the weights */
     {"Convolution", "convolution_param", "num_output: 4 kernel_size: 3", 2, 2, 5, 8, 8, false, NULL},
-    /* Winograd F(4x4,3x3), each with >= 256 tiles (CREMA_WINOGRAD_MIN_TILES is 128): partial edge
+    /* 7x7 planes (ResNet-50's res5): two tiles a row, 40 tiles at batch 10 take Winograd, 28
+     * at batch 7 (under CREMA_WINOGRAD_MIN_TILES, 32) do not */
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 3 pad: 1", 1, 10, 32, 7, 7, true,
+     CREMA_ENGINE_WINOGRAD},
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 3 pad: 1", 1, 7, 32, 7, 7, true,
+     ONEDNN},
+    /* Winograd F(4x4,3x3), each with >= 256 tiles: partial edge
      * tiles, no padding, padding 2, rectangles, groups, unequal pads, several bottoms, several
      * chunks of images */
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 29, 16, 9, 9, true,

@@ -162,12 +162,16 @@ typedef struct crema_winograd_conv crema_winograd_conv;
 /* Fewer input or output channels per group than this and the 36 GEMMs are too thin to pay
  * for the transforms (measured: below 16 the im2col path wins). */
 #define CREMA_WINOGRAD_MIN_CHANNELS 16
-/* Fewer 4x4 output tiles than this over the batch and the 36 GEMMs are too narrow. Measured
- * on 2 cores (AVX2), batch 10, against the reference path, with the products spread over the
- * threads (gemm_batch.c): ResNet-50's and CaffeNet's 13x13 and 14x14 layers (160 tiles) ran
- * 1.1-1.7x on 1 and 2 threads, ahead of oneDNN (0.9-1.2x); 7x7 (40 tiles) 0.45-0.73x. The
- * choice is made at reshape, so a run keeps its engines (and its exact results). */
-#define CREMA_WINOGRAD_MIN_TILES 128
+/* Fewer 4x4 output tiles than this over the batch and the weight transforms (36 values per
+ * kernel, three times per training step, whatever the batch) cost more than the 36 GEMMs
+ * save. Measured on an AMD EPYC (Zen 4), 512 -> 512 and 512 -> 384 channels on 7x7 planes
+ * (ResNet-50's res5, GoogLeNet's inception_5), forward + backward against oneDNN on 1 / 2
+ * threads: 40 tiles (batch 10) 0.70-0.90 / 0.88-1.03 of oneDNN's time with its AVX-512
+ * kernels, 0.77 / 0.81 with its AVX2 ones, and 0.69 / 0.49 of the reference path's; 32 tiles
+ * 0.90 / 0.93-0.96; 16 tiles 1.15-1.4x, 4 tiles 2.6-3.5x. (Earlier code, on AVX2, had lost at 40
+ * tiles, so the bar was 128.) The choice is made at reshape, so a run keeps its engines (and
+ * its exact results). */
+#define CREMA_WINOGRAD_MIN_TILES 32
 
 /* Whether the geometry is one Winograd takes (see above), for a batch of n. */
 bool crema_winograd_conv_suits(const crema_im2col_geom *g, int n, int cy, int group);
