@@ -259,6 +259,17 @@ static void compare_engines(const engine_case *ec, size_t idx) {
 START_TEST(test_conv_engines_agree) { compare_engines(&CONV_CASES[_i], (size_t)_i); }
 END_TEST
 
+/* The same on one thread, where engines plan differently: the reference path's products under
+ * crema's engines go to oneDNN's sgemm only for some shapes (conv_common.c's ref_gemm), and
+ * the per-image engines write dW without partial sums. */
+START_TEST(test_conv_engines_agree_one_thread) {
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  compare_engines(&CONV_CASES[_i], (size_t)_i);
+  omp_set_num_threads(threads);
+}
+END_TEST
+
 /* A bottom reshaped to a new batch size gets new primitives and still agrees. */
 /* A 1x1 stride-1 unpadded convolution runs one product per image when there are as many
  * images as threads and planes of 100+ pixels; grouped, with fewer images or smaller planes,
@@ -658,6 +669,8 @@ static Suite *engine_suite(void) {
   TCase *tc = tcase_create("conv");
   tcase_set_timeout(tc, 300); /* the 16-image Winograd gradient checks, under the sanitizers */
   tcase_add_loop_test(tc, test_conv_engines_agree, 0, (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
+  tcase_add_loop_test(tc, test_conv_engines_agree_one_thread, 0,
+                      (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
   tcase_add_test(tc, test_conv_engine_reshape);
   tcase_add_test(tc, test_conv_pointwise_engine);
   tcase_add_test(tc, test_conv_engine_gradient);
