@@ -928,7 +928,9 @@ END_TEST
 
 /* ---- LRN */
 
-static double *ref_lrn(const crema_blob *x, int size, double alpha, double beta, double k, bool within) {
+/* y = x * scale^-beta in double; the scales go to scale_out when it is not NULL. */
+static double *ref_lrn_scales(const crema_blob *x, int size, double alpha, double beta, double k, bool within,
+                              double *scale_out) {
   const int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], pre = (size - 1) / 2;
   double *y = calloc(x->count, sizeof(double));
   for (int n = 0; n < N; n++)
@@ -954,8 +956,57 @@ static double *ref_lrn(const crema_blob *x, int size, double alpha, double beta,
           }
           const size_t i = (((size_t)n * C + c) * H + h) * W + w;
           y[i] = x->data[i] * pow(s, -beta);
+          if (scale_out) scale_out[i] = s;
         }
   return y;
+}
+
+static double *ref_lrn(const crema_blob *x, int size, double alpha, double beta, double k, bool within) {
+  return ref_lrn_scales(x, size, alpha, beta, k, within, NULL);
+}
+
+/* dL/dx for dL/dy = dy, exactly (in double): dx_j = dy_j s_j^-beta - (2 alpha beta / norm) x_j
+ * * (sum of dy_i x_i s_i^(-beta-1) over the positions i whose window holds j, which are the
+ * positions in j's window: the windows are symmetric), norm = size (across channels) or
+ * size^2 (within a channel). */
+static double *ref_lrn_backward(const crema_blob *x, const float *dy, int size, double alpha, double beta,
+                                double k, bool within) {
+  const int N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], pre = (size - 1) / 2;
+  double *s = calloc(x->count, sizeof(double)), *dx = calloc(x->count, sizeof(double));
+  free(ref_lrn_scales(x, size, alpha, beta, k, within, s));
+  const double norm = within ? (double)size * size : size;
+#define AT(n, c, h, w) ((((size_t)(n)*C + (c)) * H + (h)) * W + (w))
+  for (int n = 0; n < N; n++)
+    for (int c = 0; c < C; c++)
+      for (int h = 0; h < H; h++)
+        for (int w = 0; w < W; w++) {
+          double acc = 0;
+          for (int cc = within ? c : c - pre; cc <= (within ? c : c + pre); cc++)
+            for (int i = within ? h - pre : h; i <= (within ? h + pre : h); i++)
+              for (int jj = within ? w - pre : w; jj <= (within ? w + pre : w); jj++)
+                if (cc >= 0 && cc < C && i >= 0 && i < H && jj >= 0 && jj < W) {
+                  const size_t o = AT(n, cc, i, jj);
+                  acc += dy[o] * x->data[o] * pow(s[o], -beta - 1);
+                }
+          const size_t j = AT(n, c, h, w);
+          dx[j] = dy[j] * pow(s[j], -beta) - 2 * alpha * beta / norm * x->data[j] * acc;
+        }
+#undef AT
+  free(s);
+  return dx;
+}
+
+/* Backward of the layer in r (forward already run) against ref_lrn_backward, for a random dy. */
+static void expect_lrn_gradient(run *r, crema_blob *x, int size, double alpha, double beta, double k,
+                                bool within, const char *what) {
+  crema_blob *dy = blob4(x->shape[0], x->shape[1], x->shape[2], x->shape[3], 77); /* y stays */
+  memcpy(r->top[0]->diff, dy->data, dy->count * sizeof(float));
+  crema_blob_free(dy);
+  const bool down = true;
+  crema_layer_backward(r->l, r->top, &down, &x);
+  double *want = ref_lrn_backward(x, r->top[0]->diff, size, alpha, beta, k, within);
+  expect_close(x->diff, want, x->count, what);
+  free(want);
 }
 
 START_TEST(test_lrn_forward_and_gradients) {
@@ -980,6 +1031,8 @@ START_TEST(test_lrn_forward_and_gradients) {
     double *want = ref_lrn(x, cases[t].size, cases[t].alpha, cases[t].beta, cases[t].k, cases[t].within);
     expect_close(r.top[0]->data, want, r.top[0]->count, cases[t].param);
     free(want);
+    expect_lrn_gradient(&r, x, cases[t].size, cases[t].alpha, cases[t].beta, cases[t].k, cases[t].within,
+                        cases[t].param);
     run_free(&r);
     Crema__LayerParameter *p = test_layer_param(text);
     gradcheck_layer(p, 1, &x, 1, NULL, NULL);
@@ -996,6 +1049,7 @@ START_TEST(test_lrn_large_plane) {
   double *want = ref_lrn(x, 3, 1, 0.75, 1, false);
   expect_close(r.top[0]->data, want, r.top[0]->count, "large plane");
   free(want);
+  expect_lrn_gradient(&r, x, 3, 1, 0.75, 1, false, "large plane, gradient");
   run_free(&r);
   crema_blob_free(x);
 }

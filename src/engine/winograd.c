@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clones.h"
 #include "engine/engine.h"
 #include "engine/workspace.h"
 #include "tensor/math.h"
@@ -114,11 +115,7 @@ typedef int v8i __attribute__((vector_size(32))); /* a comparison's lanes: -1 or
 /* Tiles (and kernels) per block buffer: see transform_input and transform_weights. */
 #define BLK 256
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
-#define HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define HOT
-#endif
+#define HOT CREMA_CLONES
 
 static inline v8 splat(float f) { return (v8){f, f, f, f, f, f, f, f}; }
 static inline v8 load8(const float *p) {

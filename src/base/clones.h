@@ -1,0 +1,16 @@
+/* clones.h -- CREMA_CLONES marks a hot function that gcc compiles twice: for AVX2 + FMA
+ * (x86-64-v3, 8-wide vectors) and for any x86-64 CPU (the baseline's 4-wide SSE2); the
+ * copy that runs is chosen by CPU feature when the program starts. A build for one CPU only
+ * would lose the baseline; a baseline build alone runs 4 lanes on an AVX2 machine. Functions
+ * with an OpenMP region keep the choice in their outlined bodies. CREMA_NO_CLONES (or another
+ * compiler or CPU) leaves one plain copy. */
+#ifndef CREMA_BASE_CLONES_H
+#define CREMA_BASE_CLONES_H
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
+#define CREMA_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CREMA_CLONES
+#endif
+
+#endif
