@@ -1,4 +1,5 @@
 #include "layers/axis_common.h"
+#include "base/clones.h"
 #include "tensor/math.h"
 
 #include <omp.h>
@@ -84,8 +85,8 @@ static void scale_shift_run(const float *x, float *y, float *saved, size_t n, bo
 /* Each thread takes one contiguous range of elements (cut at 16-float boundaries, so no two
  * threads write one cache line), whatever the shape: a scalar or a single row spreads over the
  * threads as well as many short rows do. */
-void crema_axis_scale_shift(const crema_axis_dims *d, const float *x, const float *s, const float *b,
-                            float *y, float *saved) {
+CREMA_CLONES void crema_axis_scale_shift(const crema_axis_dims *d, const float *x, const float *s,
+                                         const float *b, float *y, float *saved) {
   const size_t inner = d->inner, dim = d->dim, total = d->outer * dim * inner;
   if (total == 0 || inner == 0) return;
 #pragma omp parallel if (total > CREMA_PAR_MIN)
@@ -111,7 +112,7 @@ void crema_axis_add(const crema_axis_dims *d, const float *b, float *y) {
   crema_axis_scale_shift(d, y, NULL, b, y, NULL);
 }
 
-double crema_sum_floats(const float *a, size_t n) {
+CREMA_CLONES double crema_sum_floats(const float *a, size_t n) {
   float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -122,7 +123,7 @@ double crema_sum_floats(const float *a, size_t n) {
   return s;
 }
 
-double crema_dot_floats(const float *a, const float *b, size_t n) {
+CREMA_CLONES double crema_dot_floats(const float *a, const float *b, size_t n) {
   float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -180,8 +181,9 @@ void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m,
   }
 }
 
-void crema_axis_scale_backward(const crema_axis_dims *d, const float *dy, const float *x, const float *s,
-                               float *ds, bool ds_accumulate, float *db, bool db_accumulate, float *dx) {
+CREMA_CLONES void crema_axis_scale_backward(const crema_axis_dims *d, const float *dy, const float *x,
+                                            const float *s, float *ds, bool ds_accumulate, float *db,
+                                            bool db_accumulate, float *dx) {
   const size_t dim = d->dim, outer = d->outer, inner = d->inner, total = outer * dim * inner;
   if (!(dim >= 16 || total <= CREMA_PAR_MIN)) {
     /* Few long sums: crema_axis_reduce splits each one over the threads; one pass each. */
