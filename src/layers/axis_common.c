@@ -1,9 +1,10 @@
 #include "layers/axis_common.h"
-#include "base/clones.h"
 #include "tensor/math.h"
 
 #include <omp.h>
 #include <stdio.h>
+
+#include "base/clones.h"
 
 int crema_axis_param_shape(const crema_blob *bottom, int axis, int num_axes, const char *what, int *n_axes,
                            int shape[CREMA_MAX_AXES], crema_error *err) {
