@@ -291,19 +291,21 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
  * thread, on oneDNN's sgemm over OpenMP's threads (as InnerProduct's products), else on
  * OpenBLAS. OpenBLAS split GoogLeNet's gathered 7x7 1x1 layers (N = 490 columns) so poorly
  * that two threads ran them no faster than one.
- * On one thread, products whose B is not transposed (forward, data gradient) go to oneDNN's
- * sgemm too when it runs AVX-512 kernels: on an AMD EPYC (Zen 4) it ran them 1.07-1.57x as
- * fast as OpenBLAS's SkylakeX kernel (GoogLeNet conv1's data gradient, 147 x 125440 x 64:
- * 25 against 40 ms; ResNet-50's res5 1x1 layers 1.07-1.13x), while weight gradients (B
- * transposed, long K) ran 0.8-0.9x, and with AVX2 kernels on both sides neither won. */
-static bool ref_on_onednn(const crema_conv_engine *e, bool tb) {
+ * On one thread, products whose B is not transposed (forward, data gradient) and that are 64
+ * columns wide or more go to oneDNN's sgemm too when it runs AVX-512 kernels: on an AMD EPYC
+ * (Zen 4) it ran them 1.06-1.57x as fast as OpenBLAS's SkylakeX kernel (GoogLeNet conv1's
+ * data gradient, 147 x 125440 x 64: 25 against 40 ms; ResNet-50's res5 1x1 layers at batch
+ * 10, 490 columns: 1.06-1.14x), but 0.86-0.93x at 49 columns (those layers at batch 1), and
+ * weight gradients (B transposed, long K) at 0.8-0.9x. With AVX2 kernels on both sides
+ * neither won. */
+static bool ref_on_onednn(const crema_conv_engine *e, bool tb, int n) {
   if (!e->omp_gemm || !crema_engine_have_onednn()) return false;
-  return omp_get_max_threads() > 1 || (!tb && crema_engine_onednn_avx512());
+  return omp_get_max_threads() > 1 || (!tb && n >= 64 && crema_engine_onednn_avx512());
 }
 
 static void ref_gemm(const crema_conv_engine *e, bool ta, bool tb, int m, int n, int k, float alpha,
                      const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-  if (ref_on_onednn(e, tb))
+  if (ref_on_onednn(e, tb, n))
     crema_gemm_omp(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   else
     crema_gemm_ld(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
