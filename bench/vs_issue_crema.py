@@ -29,13 +29,8 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NETS = {
-    "caffenet": ("CaffeNet", "tests/data/zoo/bvlc_reference_caffenet/deploy.prototxt"),
-    "googlenet": ("GoogLeNet", "tests/data/zoo/bvlc_googlenet/deploy.prototxt"),
-    "resnet50": ("ResNet-50", "models/resnet50/deploy.prototxt"),
-}
-# Issue 12: crema (old) / Caffe, forward + full backward, batch 10, by net and threads.
-CAFFE_RATIO = {("CaffeNet", 2): 1.03, ("CaffeNet", 1): 1.07, ("GoogLeNet", 2): 0.84, ("GoogLeNet", 1): 0.97}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from perf import CAFFE_RATIO, NETS  # noqa: E402 (the nets and issue 12's ratios, shared)
 
 
 def cpu_name():
