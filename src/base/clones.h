@@ -3,7 +3,11 @@
  * copy that runs is chosen by CPU feature when the program starts. A build for one CPU only
  * would lose the baseline; a baseline build alone runs 4 lanes on an AVX2 machine. Functions
  * with an OpenMP region keep the choice in their outlined bodies. CREMA_NO_CLONES (or another
- * compiler or CPU) leaves one plain copy. */
+ * compiler or CPU) leaves one plain copy.
+ * Static functions only: gcc 12 exports a cloned function's dispatcher (an ifunc) and its
+ * resolver from a shared library even under hidden visibility, so libcrema.so would leak
+ * them (scripts/test_install.sh checks the exports). An entry point of another file calls a
+ * static cloned body instead. */
 #ifndef CREMA_BASE_CLONES_H
 #define CREMA_BASE_CLONES_H
 

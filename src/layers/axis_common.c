@@ -86,8 +86,8 @@ static void scale_shift_run(const float *x, float *y, float *saved, size_t n, bo
 /* Each thread takes one contiguous range of elements (cut at 16-float boundaries, so no two
  * threads write one cache line), whatever the shape: a scalar or a single row spreads over the
  * threads as well as many short rows do. */
-CREMA_CLONES void crema_axis_scale_shift(const crema_axis_dims *d, const float *x, const float *s,
-                                         const float *b, float *y, float *saved) {
+CREMA_CLONES static void scale_shift_ranges(const crema_axis_dims *d, const float *x, const float *s,
+                                            const float *b, float *y, float *saved) {
   const size_t inner = d->inner, dim = d->dim, total = d->outer * dim * inner;
   if (total == 0 || inner == 0) return;
 #pragma omp parallel if (total > CREMA_PAR_MIN)
@@ -105,6 +105,11 @@ CREMA_CLONES void crema_axis_scale_shift(const crema_axis_dims *d, const float *
   }
 }
 
+void crema_axis_scale_shift(const crema_axis_dims *d, const float *x, const float *s, const float *b,
+                            float *y, float *saved) {
+  scale_shift_ranges(d, x, s, b, y, saved);
+}
+
 void crema_axis_mul(const crema_axis_dims *d, const float *x, const float *s, float *y) {
   crema_axis_scale_shift(d, x, s, NULL, y, NULL);
 }
@@ -113,7 +118,9 @@ void crema_axis_add(const crema_axis_dims *d, const float *b, float *y) {
   crema_axis_scale_shift(d, y, NULL, b, y, NULL);
 }
 
-CREMA_CLONES double crema_sum_floats(const float *a, size_t n) {
+/* Eight partial sums, whatever the vector width, so every copy gives the same bits. Inlined
+ * into the AVX2 copies below; crema_sum_floats and crema_dot_floats serve other files. */
+static inline __attribute__((always_inline)) double sum8(const float *a, size_t n) {
   float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -124,7 +131,7 @@ CREMA_CLONES double crema_sum_floats(const float *a, size_t n) {
   return s;
 }
 
-CREMA_CLONES double crema_dot_floats(const float *a, const float *b, size_t n) {
+static inline __attribute__((always_inline)) double dot8(const float *a, const float *b, size_t n) {
   float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -134,6 +141,10 @@ CREMA_CLONES double crema_dot_floats(const float *a, const float *b, size_t n) {
   for (int j = 0; j < 8; j++) s += p[j];
   return s;
 }
+
+double crema_sum_floats(const float *a, size_t n) { return sum8(a, n); }
+
+double crema_dot_floats(const float *a, const float *b, size_t n) { return dot8(a, b, n); }
 
 /* Sum over a range of inner elements of one (o, d) row. */
 static double row_sum(const float *a, const float *m, size_t off, size_t n) {
@@ -182,10 +193,31 @@ void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m,
   }
 }
 
-CREMA_CLONES void crema_axis_scale_backward(const crema_axis_dims *d, const float *dy, const float *x,
-                                            const float *s, float *ds, bool ds_accumulate, float *db,
-                                            bool db_accumulate, float *dx) {
+/* One pass: each row is summed (the same sums, in the same order, as crema_axis_reduce) and
+ * then scaled into dx while it is still in cache. dx may be dy: the row is read first. */
+CREMA_CLONES static void scale_backward_rows(const crema_axis_dims *d, const float *dy, const float *x,
+                                             const float *s, float *ds, bool ds_accumulate, float *db,
+                                             bool db_accumulate, float *dx) {
   const size_t dim = d->dim, outer = d->outer, inner = d->inner, total = outer * dim * inner;
+#pragma omp parallel for if (total > CREMA_PAR_MIN) schedule(static)
+  for (size_t k = 0; k < dim; k++) {
+    double acc_s = 0.0, acc_b = 0.0;
+    const float v = dx ? s[k] : 0.0f;
+    for (size_t o = 0; o < outer; o++) {
+      const size_t off = (o * dim + k) * inner;
+      if (db) acc_b += sum8(dy + off, inner);
+      if (ds) acc_s += dot8(dy + off, x + off, inner);
+      if (dx)
+        for (size_t i = 0; i < inner; i++) dx[off + i] = dy[off + i] * v;
+    }
+    if (db) db[k] = db_accumulate ? db[k] + (float)acc_b : (float)acc_b;
+    if (ds) ds[k] = ds_accumulate ? ds[k] + (float)acc_s : (float)acc_s;
+  }
+}
+
+void crema_axis_scale_backward(const crema_axis_dims *d, const float *dy, const float *x, const float *s,
+                               float *ds, bool ds_accumulate, float *db, bool db_accumulate, float *dx) {
+  const size_t dim = d->dim, total = d->outer * dim * d->inner;
   if (!(dim >= 16 || total <= CREMA_PAR_MIN)) {
     /* Few long sums: crema_axis_reduce splits each one over the threads; one pass each. */
     if (db) crema_axis_reduce(d, dy, NULL, db, db_accumulate);
@@ -193,20 +225,5 @@ CREMA_CLONES void crema_axis_scale_backward(const crema_axis_dims *d, const floa
     if (dx) crema_axis_mul(d, dy, s, dx);
     return;
   }
-  /* One pass: each row is summed (the same sums, in the same order, as crema_axis_reduce)
-   * and then scaled into dx while it is still in cache. dx may be dy: the row is read first. */
-#pragma omp parallel for if (total > CREMA_PAR_MIN) schedule(static)
-  for (size_t k = 0; k < dim; k++) {
-    double acc_s = 0.0, acc_b = 0.0;
-    const float v = dx ? s[k] : 0.0f;
-    for (size_t o = 0; o < outer; o++) {
-      const size_t off = (o * dim + k) * inner;
-      if (db) acc_b += crema_sum_floats(dy + off, inner);
-      if (ds) acc_s += crema_dot_floats(dy + off, x + off, inner);
-      if (dx)
-        for (size_t i = 0; i < inner; i++) dx[off + i] = dy[off + i] * v;
-    }
-    if (db) db[k] = db_accumulate ? db[k] + (float)acc_b : (float)acc_b;
-    if (ds) ds[k] = ds_accumulate ? ds[k] + (float)acc_s : (float)acc_s;
-  }
+  scale_backward_rows(d, dy, x, s, ds, ds_accumulate, db, db_accumulate, dx);
 }
