@@ -179,6 +179,34 @@ static inline void gather_row_of_tiles(const float *src, int wp, v8 d[WG_T]) {
   }
 }
 
+/* The 6x6 patches of eight tiles anywhere in one padded plane (src[l] their top-left
+ * corners), for planes too narrow for eight tiles in a row (14x14 and 13x13 planes have four):
+ * each patch row is loaded as one vector of 8 floats (two past the patch, inside the plane's
+ * slack) and the eight tiles' rows are transposed, 8 x 8, so that d[i * 6 + j] lane l =
+ * src[l][i * wp + j]. Filling the lanes a float at a time cost 36 stores per tile and a
+ * stalled vector load (store forwarding fails) per position. */
+static inline void gather_tiles_transposed(const float *const src[LANES], int wp, v8 d[WG_T]) {
+  for (int i = 0; i < WG_A; i++) {
+    v8 a[LANES];
+    for (int l = 0; l < LANES; l++) a[l] = load8(src[l] + (size_t)i * wp);
+    v8 t[LANES], u[LANES];
+    for (int l = 0; l < LANES; l += 2) {
+      t[l] = SHUF(a[l], a[l + 1], 0, 8, 1, 9, 4, 12, 5, 13);       /* unpack low */
+      t[l + 1] = SHUF(a[l], a[l + 1], 2, 10, 3, 11, 6, 14, 7, 15); /* unpack high */
+    }
+    for (int l = 0; l < LANES; l += 4) {
+      u[l] = SHUF(t[l], t[l + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      u[l + 1] = SHUF(t[l], t[l + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+      u[l + 2] = SHUF(t[l + 1], t[l + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+      u[l + 3] = SHUF(t[l + 1], t[l + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    /* u[j] (j < 4) holds column j of tiles 0-3 in its low half, column j + 4 in its high half;
+     * u[4 + j] the same for tiles 4-7 */
+    for (int j = 0; j < 4; j++) d[i * WG_A + j] = SHUF(u[j], u[4 + j], 0, 1, 2, 3, 8, 9, 10, 11);
+    for (int j = 4; j < WG_A; j++) d[i * WG_A + j] = SHUF(u[j - 4], u[j], 4, 5, 6, 7, 12, 13, 14, 15);
+  }
+}
+
 /* r = B^T d for 6 values at stride s of d and r. */
 static inline void bt1(const v8 *d, v8 *r, int s) {
   const v8 four = splat(4.0f), five = splat(5.0f), two = splat(2.0f);
@@ -333,6 +361,11 @@ static inline void cursor_next(tile_cursor *t) {
   t->plane += (size_t)t->channels;
 }
 
+/* Tiles from the cursor's to the end of its plane, the cursor's own included. */
+static inline int tiles_left_in_plane(const tile_cursor *t) {
+  return t->p->th * t->p->tw - (t->y0 / WG_M * t->p->tw + t->x0 / WG_M);
+}
+
 /* The plane zero-padded to whole tiles: (th*4 + 2) x (tw*4 + 2), the input at (pad_h, pad_w),
  * so every tile's 6x6 patch is read without a bounds test. */
 static size_t padded_floats(const wg_plan *p) {
@@ -377,6 +410,14 @@ HOT static void transform_input(const wg_plan *p, const float *x, int nb, float 
           }
           gather_row_of_tiles(pl + (size_t)t.y0 * wp + t.x0, wp, dv);
           for (int l = 0; l < LANES; l++) cursor_next(&t);
+        } else if (qq + LANES <= nq && tiles_left_in_plane(&t) >= LANES) { /* eight tiles, one plane */
+          if (t.plane != have) {
+            pad_plane(p, x + t.plane * hw, pl);
+            have = t.plane;
+          }
+          const float *src[LANES];
+          for (int l = 0; l < LANES; l++, cursor_next(&t)) src[l] = pl + (size_t)t.y0 * wp + t.x0;
+          gather_tiles_transposed(src, wp, dv);
         } else {
           float d[WG_T][LANES];
           if (nq - qq < LANES) memset(d, 0, sizeof d); /* lanes past the end stay defined */
@@ -579,7 +620,8 @@ int crema_winograd_conv_create(const crema_im2col_geom *g, int n, int cy, int gr
   c->threads = omp_get_max_threads();
   c->pad_floats =
       padded_floats(&c->fwd) > padded_floats(&c->bwd) ? padded_floats(&c->fwd) : padded_floats(&c->bwd);
-  c->pad_floats = (c->pad_floats + 15) & ~(size_t)15;
+  /* + 8: gather_tiles_transposed reads two floats past a row's last tile, even on the last row */
+  c->pad_floats = (c->pad_floats + 8 + 15) & ~(size_t)15;
   if (crema_engine_ws_reserve(
           (c->v_floats + c->m_floats + c->pad_floats * c->threads + c->w_floats + 48) * sizeof(float), err)) {
     crema_winograd_conv_free(c);
