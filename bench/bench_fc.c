@@ -8,9 +8,9 @@
  * Threads: OMP_NUM_THREADS (and OpenBLAS's own count, which the table names). Each figure is
  * the best wall time of its repetitions, the two paths alternating. "/read" divides the bytes
  * a pass must move at least (forward and data gradient: W once; weight gradient: dW read and
- * written, or only written when the solver has marked it zero, as in training) by the time, and that by the
- * GB/s of a plain read of W timed just before, on the same threads: 1.0 means the pass runs as fast as memory
- * can deliver W. */
+ * written, or only written when the solver has marked it zero, as in training) by the time,
+ * and that by the GB/s of a plain read of W timed just before, on the same threads: 1.0 means
+ * the pass runs as fast as memory can deliver W. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,11 +127,9 @@ int main(int argc, char **argv) {
          crema_blas_threads(), omp_get_max_threads());
   printf("ms = best of the repetitions; /read = (bytes the pass must move / ms) / (GB/s of a plain read of "
          "W)\n\n");
-  printf("| layer | m x n x k | W MB | read W ms | forward ms: stream / OpenBLAS | /read | data gradient ms: "
-         "stream "
-         "/ OpenBLAS | /read | weight gradient ms: stream / OpenBLAS | /read | weight gradient, dW marked "
-         "zero, ms: "
-         "stream / OpenBLAS | /read |\n");
+  printf("| layer | m x n x k | W MB | read W ms | forward ms: stream / OpenBLAS | /read "
+         "| data gradient ms: stream / OpenBLAS | /read | weight gradient ms: stream / OpenBLAS | /read "
+         "| weight gradient, dW marked zero, ms: stream / OpenBLAS | /read |\n");
   printf("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++) {
     const fc_case *fc = &CASES[c];
