@@ -1,8 +1,8 @@
 #include "layers/conv_common.h"
 
 #include <inttypes.h>
-#include <omp.h>
 #include <limits.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 

@@ -231,11 +231,11 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     return crema_fail(err, "out of memory");
   const Crema__ConvolutionParameter *cp = l->param->convolution_param;
   const int proto_engine = cp ? (int)cp->engine : 0;
-  /* the reference path's products on OpenMP's threads, when crema's engines are on */
-  s->engine.omp_gemm = crema_engine_winograd_wanted(proto_engine);
-  int rc = try_winograd(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
-  if (rc == 0) rc = try_pointwise(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
-  if (rc == 0) rc = try_per_image(s, &g, n, crema_engine_winograd_wanted(proto_engine), err);
+  const bool fast = crema_engine_winograd_wanted(proto_engine); /* crema's own engines are on */
+  s->engine.omp_gemm = fast; /* the reference path's products on OpenMP's threads too */
+  int rc = try_winograd(s, &g, n, fast, err);
+  if (rc == 0) rc = try_pointwise(s, &g, n, fast, err);
+  if (rc == 0) rc = try_per_image(s, &g, n, fast, err);
   if (rc > 0 &&
       pw_grads_on_reference(s)) { /* copy-free: the reference needs no buffers for a 1x1 stride-1 layer */
     snprintf(s->engine_name, sizeof s->engine_name, "%s (sgemm per image; gradients: caffe)",

@@ -912,11 +912,14 @@ int crema_net_forward_layer(crema_net *net, int i, crema_error *err) {
   return forward_range(net, i, i, 0, net->n_layers - 1, err);
 }
 
-/* Zeroes the layer's parameter diffs that are still only marked zero (see
+/* Zeroes a parameter diff that is still only marked zero (see
  * crema_net_clear_param_diffs_lazily). */
+static void settle_pending_diff(crema_blob *b) {
+  if (b->diff_zero_pending) crema_blob_zero_diff(b);
+}
+
 static void settle_pending_diffs(crema_layer *l) {
-  for (int j = 0; j < l->n_blobs; j++)
-    if (l->blobs[j]->diff_zero_pending) crema_blob_zero_diff(l->blobs[j]);
+  for (int j = 0; j < l->n_blobs; j++) settle_pending_diff(l->blobs[j]);
 }
 
 /* One layer's turn in backward: its pending diffs zeroed first unless it writes them itself,
@@ -930,8 +933,7 @@ static void backward_one(net_layer *L) {
 }
 
 static void settle_all_pending_diffs(crema_net *net) {
-  for (int i = 0; i < net->n_params; i++)
-    if (net->params[i].blob->diff_zero_pending) crema_blob_zero_diff(net->params[i].blob);
+  for (int i = 0; i < net->n_params; i++) settle_pending_diff(net->params[i].blob);
 }
 
 void crema_net_backward_layer(crema_net *net, int i) {
