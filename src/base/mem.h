@@ -6,7 +6,8 @@
 
 #define CREMA_ALIGN 64
 
-/* 64-byte aligned, zero-filled buffer of n bytes (n may be 0: returns a valid pointer).
+/* 64-byte aligned, zero-filled buffer of n bytes (n may be 0: returns a valid pointer); from
+ * 2 MB on, a mapping of its own on a 2 MB boundary that asks for huge pages (mem.c says why).
  * NULL when out of memory. Free with crema_aligned_free. */
 void *crema_aligned_alloc(size_t n);
 void crema_aligned_free(void *p);
