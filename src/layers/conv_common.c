@@ -297,10 +297,16 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
  * data gradient, 147 x 125440 x 64: 25 against 40 ms; ResNet-50's res5 1x1 layers at batch
  * 10, 490 columns: 1.06-1.14x), but 0.86-0.93x at 49 columns (those layers at batch 1), and
  * weight gradients (B transposed, long K) at 0.8-0.9x. With AVX2 kernels on both sides
- * neither won. */
+ * neither won. With OpenBLAS on AVX2 and oneDNN on AVX-512, oneDNN takes them all. */
 static bool ref_on_onednn(const crema_conv_engine *e, bool tb, int n) {
   if (!e->omp_gemm || !crema_engine_have_onednn()) return false;
-  return omp_get_max_threads() > 1 || (!tb && n >= 64 && crema_engine_onednn_avx512());
+  if (omp_get_max_threads() > 1) return true;
+  if (!crema_engine_onednn_avx512()) return false;
+  /* OpenBLAS on AVX2 kernels (OPENBLAS_CORETYPE=Haswell preset, or a core it does not know)
+   * beside oneDNN on AVX-512: every product to oneDNN. ResNet-50's weight gradients on
+   * the reference path (res4 and res5 1x1 layers, conv1), one thread, Zen 5 with Haswell
+   * preset: backward 446-460 -> 411 ms. */
+  return !crema_blas_avx512() || (!tb && n >= 64);
 }
 
 static void ref_gemm(const crema_conv_engine *e, bool ta, bool tb, int m, int n, int k, float alpha,

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
+#include <strings.h>
 
 /* Not declared in every cblas.h; present in every OpenBLAS. */
 extern char *openblas_get_corename(void);
@@ -84,5 +85,13 @@ float crema_asum(size_t n, const float *x) {
 }
 
 const char *crema_blas_corename(void) { return openblas_get_corename(); }
+
+bool crema_blas_avx512(void) {
+  static const char *const wide[] = {"skylakex", "cooperlake", "sapphirerapids"};
+  const char *core = crema_blas_corename();
+  for (size_t i = 0; core && i < sizeof wide / sizeof *wide; i++)
+    if (!strcasecmp(core, wide[i])) return true;
+  return false;
+}
 int crema_blas_threads(void) { return openblas_get_num_threads(); }
 void crema_blas_set_threads(int n) { openblas_set_num_threads(n); }

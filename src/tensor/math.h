@@ -50,6 +50,8 @@ void crema_act_apply(crema_act a, size_t n, float *x, bool serial);
 
 /* The OpenBLAS kernel in use ("SkylakeX", "Haswell", "Prescott", ...) and thread count. */
 const char *crema_blas_corename(void);
+/* Whether that kernel uses AVX-512 (OpenBLAS's SkylakeX, Cooperlake and SapphireRapids). */
+bool crema_blas_avx512(void);
 int crema_blas_threads(void);
 void crema_blas_set_threads(int n);
 
