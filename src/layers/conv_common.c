@@ -305,7 +305,7 @@ static bool ref_on_onednn(const crema_conv_engine *e, bool tb, int n) {
   /* OpenBLAS on AVX2 kernels (OPENBLAS_CORETYPE=Haswell preset, or a core it does not know)
    * beside oneDNN on AVX-512: every product to oneDNN. ResNet-50's weight gradients on
    * the reference path (res4 and res5 1x1 layers, conv1), one thread, Zen 5 with Haswell
-   * preset: backward 446-460 -> 411 ms. */
+   * preset: backward 437-460 -> 410-411 ms. */
   return !crema_blas_avx512() || (!tb && n >= 64);
 }
 

@@ -93,5 +93,6 @@ bool crema_blas_avx512(void) {
     if (!strcasecmp(core, wide[i])) return true;
   return false;
 }
+
 int crema_blas_threads(void) { return openblas_get_num_threads(); }
 void crema_blas_set_threads(int n) { openblas_set_num_threads(n); }
