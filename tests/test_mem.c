@@ -11,17 +11,6 @@
 #include "base/mem.h"
 #include "support/run.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 #define MB ((size_t)1 << 20)
 
 /* Every byte of p[0, n) reads zero; then all are written (a fault would end the test). */
@@ -69,7 +58,7 @@ START_TEST(big_blocks) {
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
     unsigned char *p = crema_aligned_alloc(sizes[i]);
     ck_assert_ptr_nonnull(p);
-    if (!SANITIZED) {
+    if (!CREMA_ASAN) {
       ck_assert_msg(((uintptr_t)p & (2 * MB - 1)) == 0, "%zu-byte block at %p is not on a 2 MB boundary",
                     sizes[i], (void *)p);
       FILE *thp = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
@@ -104,7 +93,7 @@ static long vm_size_kb(void) {
 START_TEST(free_returns_the_mapping) {
   /* AddressSanitizer keeps freed blocks in quarantine (256 MB by default), so the address
    * space grows there by design; its leak check covers that build's frees instead. */
-  if (SANITIZED) return;
+  if (CREMA_ASAN) return;
   unsigned char *warm = crema_aligned_alloc(3 * MB);
   ck_assert_ptr_nonnull(warm);
   crema_aligned_free(warm);

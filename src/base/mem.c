@@ -21,17 +21,9 @@
 #define HUGE_PAGE ((uintptr_t)2 << 20)
 
 /* Under AddressSanitizer every block stays with the allocator, which guards its ends. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MAP_BIG 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MAP_BIG 0
-#endif
-#endif
-#if !defined(MAP_BIG) && defined(MADV_HUGEPAGE) && defined(MAP_ANONYMOUS)
+#if !CREMA_ASAN && defined(MADV_HUGEPAGE) && defined(MAP_ANONYMOUS)
 #define MAP_BIG 1
-#endif
-#if !defined(MAP_BIG)
+#else
 #define MAP_BIG 0
 #endif
 

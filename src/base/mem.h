@@ -6,6 +6,18 @@
 
 #define CREMA_ALIGN 64
 
+/* 1 in builds under AddressSanitizer, where every block stays with its allocator. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CREMA_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CREMA_ASAN 1
+#endif
+#endif
+#ifndef CREMA_ASAN
+#define CREMA_ASAN 0
+#endif
+
 /* 64-byte aligned, zero-filled buffer of n bytes (n may be 0: returns a valid pointer); from
  * 2 MB on, a mapping of its own on a 2 MB boundary that asks for huge pages (mem.c says why).
  * NULL when out of memory. Free with crema_aligned_free. */
