@@ -4,10 +4,13 @@
  * One net whose convolutions run on every engine (per image, Winograd, 1x1 per image,
  * oneDNN, the reference), each followed by another chain: ReLU; BatchNorm + Scale + ReLU;
  * BatchNorm + ReLU; BatchNorm + Scale (no bias) + leaky ReLU; a ReLU behind a layer that
- * does not fuse; and an Eltwise sum and product, each with a ReLU. Training fused gives the
- * same bits as unfused; inference (BatchNorm and Scale folded) the same values to float
- * rounding, blob by blob; a partial forward that stops inside a chain, a layer-by-layer
- * forward and a re-fold after the weights change give what the unfused net gives. */
+ * does not fuse; an Eltwise sum and product, each with a ReLU; and after a pooling layer a
+ * BatchNorm + frozen Scale + ReLU. Training fused gives the same bits as unfused (the
+ * BatchNorm layers with stored statistics running their Scale and ReLU forward and
+ * backward), with backward run whole, cut inside a chain, or layer by layer; inference
+ * (BatchNorm and Scale folded) the same values to float rounding, blob by blob; a partial
+ * forward that stops inside a chain, a layer-by-layer forward and a re-fold after the
+ * weights change give what the unfused net gives. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -38,12 +41,15 @@ static const char *NET =
     /* 1x1 on 256 pixels: the per-image 1x1 engine */
     "layer { name: 'conv3' type: 'Convolution' bottom: 'c2' top: 'c3' "
     "  convolution_param { num_output: 32 kernel_size: 1 weight_filler { type: 'xavier' } } } "
-    "layer { name: 'bn3' type: 'BatchNorm' bottom: 'c3' top: 'c3' } "
+    /* stored statistics: run inside the BatchNorm in training as well */
+    "layer { name: 'bn3' type: 'BatchNorm' bottom: 'c3' top: 'c3' batch_norm_param { use_global_stats: true "
+    "} } "
     "layer { name: 'relu3' type: 'ReLU' bottom: 'c3' top: 'c3' } "
     /* 5x5, channels on oneDNN's blocks: oneDNN */
     "layer { name: 'conv4' type: 'Convolution' bottom: 'c3' top: 'c4' "
     "  convolution_param { num_output: 16 kernel_size: 5 pad: 2 weight_filler { type: 'xavier' } } } "
-    "layer { name: 'bn4' type: 'BatchNorm' bottom: 'c4' top: 'c4' } "
+    "layer { name: 'bn4' type: 'BatchNorm' bottom: 'c4' top: 'c4' batch_norm_param { use_global_stats: true "
+    "} } "
     "layer { name: 'sc4' type: 'Scale' bottom: 'c4' top: 'c4' } "
     "layer { name: 'relu4' type: 'ReLU' bottom: 'c4' top: 'c4' relu_param { negative_slope: 0.1 } } "
     /* two groups, forced onto the reference */
@@ -70,6 +76,12 @@ static const char *NET =
     "layer { name: 'relu9' type: 'ReLU' bottom: 's9' top: 's9' relu_param { negative_slope: 0.2 } } "
     "layer { name: 'pool' type: 'Pooling' bottom: 's9' top: 'p' "
     "  pooling_param { pool: AVE kernel_size: 2 stride: 2 } } "
+    /* BatchNorm after a layer that folds nothing, with a frozen Scale: runs its chain itself */
+    "layer { name: 'pbn' type: 'BatchNorm' bottom: 'p' top: 'p' batch_norm_param { use_global_stats: true } "
+    "} "
+    "layer { name: 'psc' type: 'Scale' bottom: 'p' top: 'p' param { lr_mult: 0 } param { lr_mult: 0 } "
+    "  scale_param { bias_term: true } } "
+    "layer { name: 'prelu' type: 'ReLU' bottom: 'p' top: 'p' } "
     "layer { name: 'ip' type: 'InnerProduct' bottom: 'p' top: 'ip' "
     "  inner_product_param { num_output: 3 weight_filler { type: 'xavier' } } } "
     "layer { name: 'loss' type: 'SoftmaxWithLoss' bottom: 'ip' bottom: 'y' top: 'loss' } ";
@@ -128,10 +140,31 @@ static void close_blobs(const crema_net *a, const crema_net *b, const char *what
   }
 }
 
-/* Training: losses, weights and gradients bit for bit, fused or not. Only the ReLUs right
- * after a convolution fuse (BatchNorm uses batch statistics and runs backward). */
-START_TEST(training_same_bits) {
+/* The ways a training net's backward can run: whole, in two ranges (the cut between bn4 and
+ * sc4, inside a chain), or layer by layer as `crema time` runs it. */
+enum { WHOLE, CUT, LAYERWISE };
+
+static void backward(crema_net *net, int how) {
+  const int n = crema_net_num_layers(net);
+  if (how == WHOLE) {
+    crema_net_backward(net);
+  } else if (how == CUT) {
+    const int cut = layer(net, "sc4");
+    crema_net_backward_from_to(net, n - 1, cut);
+    crema_net_backward_from_to(net, cut - 1, 0);
+  } else {
+    crema_net_seed_loss_diffs(net);
+    for (int i = n - 1; i >= 0; i--) crema_net_backward_layer(net, i);
+  }
+}
+
+/* Training: losses, weights and gradients bit for bit, fused or not, however backward runs.
+ * The ReLUs right after a convolution fuse; BatchNorm with stored statistics runs the Scale
+ * and ReLU after it, forward and backward; BatchNorm with batch statistics runs nothing. */
+static void training_same_bits(int how) {
   crema_net *a = build(CREMA__PHASE__TRAIN), *b = build(CREMA__PHASE__TRAIN);
+  crema_net_fill_random_weights(a, 79); /* statistics for the BatchNorm layers that use them */
+  crema_net_fill_random_weights(b, 79);
   fuse(b, false);
   expect_fused(b, "relu1", "conv1");
   expect_fused(b, "relu5", "conv5");
@@ -141,15 +174,25 @@ START_TEST(training_same_bits) {
   expect_fused(b, "bn2", NULL);
   expect_fused(b, "relu2", NULL);
   expect_fused(b, "relu6", NULL);
+  expect_fused(b, "bn3", NULL);
+  expect_fused(b, "relu3", "bn3");
+  expect_fused(b, "bn4", NULL);
+  expect_fused(b, "sc4", "bn4");
+  expect_fused(b, "relu4", "bn4");
+  expect_fused(b, "psc", "pbn");
+  expect_fused(b, "prelu", "pbn");
   crema_error err;
   for (int it = 0; it < 3; it++) {
     float la, lb;
     crema_net *nets[2] = {a, b};
     float *loss[2] = {&la, &lb};
     for (int k = 0; k < 2; k++) {
-      crema_net_clear_param_diffs(nets[k]);
+      if (k == 0)
+        crema_net_clear_param_diffs(nets[k]);
+      else /* as the solver does: the fused chain zeroes the skipped Scale's diffs itself */
+        crema_net_clear_param_diffs_lazily(nets[k]);
       ck_assert_msg(crema_net_forward(nets[k], loss[k], &err) == 0, "%s", err.msg);
-      crema_net_backward(nets[k]);
+      backward(nets[k], k == 0 ? WHOLE : how);
       for (int p = 0; p < crema_net_num_params(nets[k]); p++) {
         const crema_net_param *np = crema_net_param_at(nets[k], p);
         for (size_t i = 0; i < np->blob->count; i++) np->blob->data[i] -= 0.05f * np->blob->diff[i];
@@ -163,9 +206,64 @@ START_TEST(training_same_bits) {
     ck_assert_uint_eq(first_difference(x->data, y->data, x->count), x->count);
     ck_assert_uint_eq(first_difference(x->diff, y->diff, x->count), x->count);
   }
+  /* and the gradients reaching the inputs of the chains */
+  static const char *const blobs[] = {"c3", "c4", "s9"};
+  for (size_t k = 0; k < 3; k++) {
+    const crema_blob *x = crema_net_blob_by_name(a, blobs[k]), *y = crema_net_blob_by_name(b, blobs[k]);
+    ck_assert_msg(first_difference(x->diff, y->diff, x->count) == x->count, "%s's gradient differs",
+                  blobs[k]);
+  }
   crema_net_free(a);
   crema_net_free(b);
 }
+
+START_TEST(training_same_bits_whole) { training_same_bits(WHOLE); }
+END_TEST
+
+/* What the backward callback saw: each layer once, from the last, and sc4's gradient
+ * (written inside bn4) already final when sc4 is reported. */
+typedef struct heard {
+  const crema_net *net;
+  int order[64], n;
+  double sc4_sum;
+} heard;
+
+static double diff_sum(const crema_blob *b) {
+  double s = 0.0;
+  for (size_t i = 0; i < b->count; i++) s += b->diff[i];
+  return s;
+}
+
+static void on_backward(void *ctx, int li) {
+  heard *h = ctx;
+  ck_assert_int_lt(h->n, 64);
+  h->order[h->n++] = li;
+  if (li == layer(h->net, "sc4")) h->sc4_sum = diff_sum(crema_net_layer(h->net, li)->blobs[0]);
+}
+
+START_TEST(backward_callback_after_chain) {
+  crema_net *b = build(CREMA__PHASE__TRAIN);
+  crema_net_fill_random_weights(b, 80);
+  fuse(b, false);
+  heard h = {.net = b};
+  crema_net_set_backward_callback(b, on_backward, &h);
+  crema_error err;
+  crema_net_clear_param_diffs_lazily(b);
+  ck_assert_msg(crema_net_forward(b, NULL, &err) == 0, "%s", err.msg);
+  crema_net_backward(b);
+  ck_assert_int_eq(h.n, crema_net_num_layers(b));
+  for (int k = 0; k < h.n; k++) ck_assert_int_eq(h.order[k], h.n - 1 - k);
+  const double final_sum = diff_sum(crema_net_layer(b, layer(b, "sc4"))->blobs[0]);
+  ck_assert_msg(final_sum != 0.0 && h.sc4_sum == final_sum,
+                "sc4's gradient was %.9g when reported, %.9g at the end", h.sc4_sum, final_sum);
+  crema_net_free(b);
+}
+END_TEST
+
+START_TEST(training_same_bits_cut) { training_same_bits(CUT); }
+END_TEST
+
+START_TEST(training_same_bits_layerwise) { training_same_bits(LAYERWISE); }
 END_TEST
 
 /* Two TEST-phase nets with the same random weights (BatchNorm statistics included). */
@@ -185,7 +283,8 @@ START_TEST(inference_same_values) {
   static const char *const chains[][2] = {
       {"relu1", "conv1"}, {"bn2", "conv2"}, {"sc2", "conv2"},   {"relu2", "conv2"}, {"bn3", "conv3"},
       {"relu3", "conv3"}, {"bn4", "conv4"}, {"sc4", "conv4"},   {"relu4", "conv4"}, {"relu5", "conv5"},
-      {"relu6", NULL},    {"half6", NULL},  {"relu7", "conv7"}, {"relu8", "sum8"},  {"relu9", "prod9"}};
+      {"relu6", NULL},    {"half6", NULL},  {"relu7", "conv7"}, {"relu8", "sum8"},  {"relu9", "prod9"},
+      {"psc", "pbn"},     {"prelu", "pbn"}};
   for (size_t k = 0; k < sizeof chains / sizeof chains[0]; k++) expect_fused(b, chains[k][0], chains[k][1]);
   if (crema_engine_have_onednn()) { /* every engine takes a fused chain */
     static const char *const engines[][2] = {
@@ -275,7 +374,10 @@ int main(void) {
   Suite *s = suite_create("net_fuse");
   TCase *tc = tcase_create("fuse");
   tcase_set_timeout(tc, 300);
-  tcase_add_test(tc, training_same_bits);
+  tcase_add_test(tc, training_same_bits_whole);
+  tcase_add_test(tc, training_same_bits_cut);
+  tcase_add_test(tc, training_same_bits_layerwise);
+  tcase_add_test(tc, backward_callback_after_chain);
   tcase_add_test(tc, inference_same_values);
   tcase_add_test(tc, inference_blobs_partial_and_layerwise);
   tcase_add_test(tc, refold_after_weights_change);

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 
 #include "layers/axis_common.h"
+#include "layers/batch_norm_chain.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
@@ -81,6 +82,30 @@ static int batch_norm_reshape(crema_layer *l, crema_blob *const *bottom, crema_b
   return 0;
 }
 
+/* Whether the net runs the Scale and ReLU after this layer inside it (net_fuse.c). */
+static bool runs_chain(const crema_layer *l) {
+  return l->run_fused && (l->fusion.scale || l->fusion.act.relu);
+}
+
+/* That chain, on the layer's in-place top of num x channels x spatial elements. */
+static crema_bn_chain chain_of(crema_layer *l, crema_blob *top, size_t num, size_t spatial) {
+  const batch_norm_state *s = l->state;
+  crema_layer *sc = l->fusion.scale;
+  const crema_bn_chain ch = {
+      .outer = num,
+      .channels = (size_t)s->channels,
+      .inner = spatial,
+      .mean = s->mean->data,
+      .stddev = s->stddev->data,
+      .gamma = sc ? sc->blobs[0]->data : NULL,
+      .beta = sc && sc->n_blobs > 1 ? sc->blobs[1]->data : NULL,
+      .kept = sc ? crema_scale_kept_input(sc, top) : NULL,
+      .relu = l->fusion.act.relu,
+      .slope = l->fusion.act.slope,
+  };
+  return ch;
+}
+
 /* sum (x[i] - mu)^2 over n elements, in eight independent partial sums (see axis_common.h). */
 static double sum_sq_dev(const float *x, size_t n, float mu) {
   float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -113,6 +138,11 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
     for (size_t c = 0; c < channels; c++) {
       mean[c] = f * l->blobs[0]->data[c];
       sd[c] = sqrtf(f * l->blobs[1]->data[c] + eps);
+    }
+    if (runs_chain(l)) {
+      const crema_bn_chain ch = chain_of(l, top[0], num, spatial);
+      crema_bn_chain_forward(&ch, x, y);
+      return 0;
     }
 #pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
     for (size_t r = 0; r < num * channels; r++) {
@@ -153,14 +183,28 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
   return 0;
 }
 
+/* The Scale's gradients and dx of the chain the net runs in this layer. */
+static void chain_backward(crema_layer *l, crema_blob *top, bool propagate_down, crema_blob *bottom,
+                           size_t num, size_t spatial) {
+  const crema_bn_chain ch = chain_of(l, top, num, spatial);
+  const crema_layer *sc = l->fusion.scale;
+  float *dgamma = sc && sc->param_propagate_down[0] ? sc->blobs[0]->diff : NULL;
+  float *dbeta = sc && sc->n_blobs > 1 && sc->param_propagate_down[1] ? sc->blobs[1]->diff : NULL;
+  crema_bn_chain_backward(&ch, top->data, top->diff, dgamma, dbeta, propagate_down ? bottom->diff : NULL);
+}
+
 static void batch_norm_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                                 crema_blob *const *bottom) {
   batch_norm_state *s = l->state;
-  if (!propagate_down[0]) return;
   const crema_blob *b = bottom[0];
   const size_t count = b->count, channels = (size_t)s->channels;
   if (count == 0 || channels == 0) return;
   const size_t num = (size_t)b->shape[0], spatial = count / (num * channels), m = num * spatial;
+  if (s->use_global_stats && runs_chain(l)) { /* the Scale's gradients, even without dx */
+    chain_backward(l, top[0], propagate_down[0], bottom[0], num, spatial);
+    return;
+  }
+  if (!propagate_down[0]) return;
   const float *dy = top[0]->diff, *sd = s->stddev->data;
   float *dx = bottom[0]->diff; /* may be dy (in place): every loop reads index i before writing it */
 
@@ -210,4 +254,5 @@ const crema_layer_ops crema_batch_norm_ops = {
     .forward = batch_norm_forward,
     .backward = batch_norm_backward,
     .free_state = batch_norm_free,
+    .takes_fusion = true,
 };

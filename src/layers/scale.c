@@ -13,6 +13,7 @@
 #include <stdlib.h>
 
 #include "layers/axis_common.h"
+#include "layers/batch_norm_chain.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
@@ -80,6 +81,12 @@ static bool same_dims(const scale_state *s) {
  * a net that never runs backward). */
 static bool keeps_input(const crema_layer *l, crema_blob *const *bottom, crema_blob *const *top) {
   return crema_layer_keeps_input(l, bottom, top) && (l->n_bottom > 1 || l->param_propagate_down[0]);
+}
+
+float *crema_scale_kept_input(crema_layer *l, crema_blob *blob) {
+  crema_blob *b[1] = {blob};
+  const scale_state *s = l->state;
+  return keeps_input(l, b, b) ? s->saved->data : NULL;
 }
 
 static int scale_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,

@@ -923,13 +923,25 @@ static void settle_pending_diffs(crema_layer *l) {
 }
 
 /* One layer's turn in backward: its pending diffs zeroed first unless it writes them itself,
- * and none left pending after it. */
-static void backward_one(net_layer *L) {
-  if (L->need_backward) {
+ * and none left pending after it. A layer fused into a head that runs the chain's backward
+ * (crema_net_fusion_skips_backward) only has its diffs zeroed: the head adds to them. The
+ * head runs when any layer of its chain [li, last] needs backward. Returns the last layer
+ * whose backward has now run (li, or the end of li's chain); -1 for a skipped layer. */
+static int backward_one(crema_net *net, int li, int end, int start) {
+  net_layer *L = &net->layers[li];
+  if (crema_net_fusion_skips_backward(net, li, end, start)) {
+    settle_pending_diffs(L->layer);
+    return -1;
+  }
+  const int last = crema_net_fusion_arm_backward(net, li, start);
+  bool need = L->need_backward;
+  for (int k = li + 1; k <= last; k++) need |= net->layers[k].need_backward;
+  if (need) {
     if (!L->layer->ops->overwrites_pending_diffs) settle_pending_diffs(L->layer);
     crema_layer_backward(L->layer, L->tops, L->bottom_need_backward, L->bottoms);
   }
   settle_pending_diffs(L->layer);
+  return last >= 0 ? last : li;
 }
 
 static void settle_all_pending_diffs(crema_net *net) {
@@ -937,7 +949,7 @@ static void settle_all_pending_diffs(crema_net *net) {
 }
 
 void crema_net_backward_layer(crema_net *net, int i) {
-  backward_one(&net->layers[i]);
+  backward_one(net, i, 0, net->n_layers - 1);
   settle_all_pending_diffs(net);
 }
 
@@ -946,8 +958,11 @@ void crema_net_backward_from_to(crema_net *net, int start, int end) {
   if (end < 0) end = 0;
   crema_net_seed_loss_diffs(net);
   for (int li = start; li >= end; li--) {
-    backward_one(&net->layers[li]);
-    if (net->on_backward) net->on_backward(net->on_backward_ctx, li);
+    /* the callback hears of each layer once its gradients are written: a chain's layers
+     * after its head, from the last, as they would have come */
+    const int done = backward_one(net, li, end, start);
+    for (int k = done; net->on_backward && k >= li; k--)
+      if (k == li || crema_net_fused_into(net, k) == li) net->on_backward(net->on_backward_ctx, k);
   }
   settle_all_pending_diffs(net); /* parameters of layers outside [end, start] */
 }

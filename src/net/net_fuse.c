@@ -72,10 +72,18 @@ static bool takes_fold(const net_layer *H, int channels) {
          hl->blobs[0]->num_axes >= 1 && hl->blobs[0]->shape[0] == channels;
 }
 
+/* Whether a BatchNorm with stored statistics (in place on blob `id`) can run the Scale
+ * after it (batch_norm_chain.h). In training the Scale's per-channel sums must be the ones
+ * its own backward makes: with fewer than 16 channels it splits them differently. */
+static bool runs_scale(const net_layer *L, int channels, bool inference) {
+  return is_type(L, "Scale") && folds_scale(L, channels) && (inference || channels >= 16);
+}
+
 /* The chain after layer h (a layer that takes fusion, one top), if any: sets bn, scale and
  * relu to their layer indices (-1 when absent) and returns the last one, or -1. BatchNorm
  * and Scale fold only into a Convolution (takes_fold); the ReLU runs inside any layer that
- * takes fusion (Convolution, Eltwise). */
+ * takes fusion (Convolution, Eltwise, BatchNorm). An in-place BatchNorm with stored
+ * statistics runs the Scale after it (not folded: `scale` set, `bn` not). */
 static int find_chain(const crema_net *net, int h, bool inference, int *bn, int *scale, int *relu) {
   const net_layer *H = &net->layers[h];
   *bn = *scale = *relu = -1;
@@ -83,6 +91,8 @@ static int find_chain(const crema_net *net, int h, bool inference, int *bn, int 
   const int id = H->top_ids[0];
   const crema_blob *top = net->blobs[id];
   const int channels = top->num_axes >= 2 ? top->shape[1] : 0;
+  const bool norm = is_type(H, "BatchNorm");
+  if (norm && !(in_place_on(H, id) && folds_batch_norm(H, channels))) return -1;
   const bool fold = inference && takes_fold(H, channels);
   int last = -1;
   for (int k = h + 1; k < net->n_layers; k++) {
@@ -91,8 +101,8 @@ static int find_chain(const crema_net *net, int h, bool inference, int *bn, int 
     if (!in_place_on(L, id)) break;
     if (fold && *bn < 0 && *relu < 0 && is_type(L, "BatchNorm") && folds_batch_norm(L, channels)) {
       *bn = last = k;
-    } else if (fold && *bn >= 0 && *scale < 0 && *relu < 0 && is_type(L, "Scale") &&
-               folds_scale(L, channels)) {
+    } else if (((fold && *bn >= 0) || norm) && *scale < 0 && *relu < 0 &&
+               runs_scale(L, channels, inference)) {
       *scale = last = k;
     } else if (*relu < 0 && is_type(L, "ReLU") && (inference || relu_slope(L) >= 0.0f)) {
       *relu = last = k;
@@ -141,6 +151,7 @@ void crema_net_fusion_free(crema_net *net) {
   free(f->last);
   free(f->bn);
   free(f->scale);
+  free(f->whole);
   free(f->folded);
   free(f);
   net->fusion = NULL;
@@ -157,8 +168,9 @@ static int plan(crema_net *net, bool inference, crema_error *err) {
   f->last = malloc((size_t)n * sizeof *f->last);
   f->bn = malloc((size_t)n * sizeof *f->bn);
   f->scale = malloc((size_t)n * sizeof *f->scale);
+  f->whole = calloc((size_t)n, sizeof *f->whole);
   f->folded = calloc((size_t)n, sizeof *f->folded);
-  if (!f->head || !f->last || !f->bn || !f->scale || !f->folded) {
+  if (!f->head || !f->last || !f->bn || !f->scale || !f->whole || !f->folded) {
     crema_net_fusion_free(net);
     return crema_fail(err, "out of memory");
   }
@@ -175,6 +187,10 @@ static int plan(crema_net *net, bool inference, crema_error *err) {
     for (int k = h + 1; k <= last; k++)
       if (k == bn || k == sc || k == relu) f->head[k] = h;
     if (relu >= 0) hl->fusion.act = (crema_act){.relu = true, .slope = relu_slope(&net->layers[relu])};
+    if (is_type(&net->layers[h], "BatchNorm")) { /* runs its Scale, and its chain's backward */
+      f->whole[h] = !inference;
+      if (sc >= 0) hl->fusion.scale = net->layers[sc].layer;
+    }
     if (bn >= 0) {
       const size_t count = hl->blobs[0]->count + net->blobs[net->layers[h].top_ids[0]]->shape[1];
       if (!(f->folded[h] = malloc(count * sizeof(float)))) {
@@ -205,16 +221,22 @@ int crema_net_fuse(crema_net *net, bool inference, crema_error *err) {
     return 0;
   }
   if (plan(net, inference, err)) return -1;
-  int relus = 0, folds = 0;
+  int relus = 0, folds = 0, scales = 0;
   for (int i = 0; i < net->n_layers; i++) {
     relus += net->fusion->head[i] >= 0 && is_type(&net->layers[i], "ReLU");
     folds += net->fusion->bn[i] >= 0;
+    scales += net->fusion->head[i] >= 0 && net->fusion->bn[net->fusion->head[i]] < 0 &&
+              is_type(&net->layers[i], "Scale");
   }
   const char *name = net->source ? net->source : "net";
   if (folds)
     CREMA_INFO("%s: %d ReLU layers run inside the layer before them, %d BatchNorm (+ Scale) folded into "
                "convolutions",
                name, relus, folds);
+  else if (scales)
+    CREMA_INFO("%s: %d ReLU layers run inside the layer before them, %d Scale layers inside the BatchNorm "
+               "before them (forward and backward)",
+               name, relus, scales);
   else if (relus)
     CREMA_INFO("%s: %d ReLU layers run inside the layer before them", name, relus);
   refold(net);
@@ -241,4 +263,21 @@ bool crema_net_fusion_skips(const crema_net *net, int i, int start, int end) {
 void crema_net_fusion_arm(crema_net *net, int i, int end) {
   const net_fusion *f = net->fusion;
   if (f) net->layers[i].layer->run_fused = f->last[i] >= 0 && f->last[i] <= end;
+}
+
+/* Backward over [end, start]: a chain whose head runs its backward too (`whole`) is run by
+ * the head when it lies in the range whole; the layers after the head then wait for it. */
+bool crema_net_fusion_skips_backward(const crema_net *net, int i, int end, int start) {
+  const net_fusion *f = net->fusion;
+  if (!f || f->head[i] < 0 || !f->whole[f->head[i]]) return false;
+  const int h = f->head[i];
+  return h >= end && f->last[h] <= start;
+}
+
+int crema_net_fusion_arm_backward(crema_net *net, int i, int start) {
+  const net_fusion *f = net->fusion;
+  if (!f || !f->whole[i]) return -1;
+  const bool whole = f->last[i] >= 0 && f->last[i] <= start;
+  net->layers[i].layer->run_fused = whole;
+  return whole ? f->last[i] : -1;
 }

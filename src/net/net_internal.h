@@ -39,7 +39,9 @@ typedef struct net_fusion {
   bool inference;  /* BatchNorm and Scale folded too (the net never runs backward) */
   int *head;       /* the layer that runs this one, or -1 */
   int *last;       /* for a layer that runs others: the last of them; else -1 */
-  int *bn, *scale; /* for such a layer: its folded BatchNorm and Scale, or -1 */
+  int *bn, *scale; /* for such a layer: its folded BatchNorm and Scale, or -1 (a BatchNorm
+                    * head runs its Scale: bn -1) */
+  bool *whole;     /* the layer runs its chain's backward too (a BatchNorm in training) */
   float **folded;  /* for such a layer with a BatchNorm: its folded weights, then bias (owned) */
 } net_fusion;
 
@@ -99,6 +101,11 @@ int crema_net_copy_layer_blobs(crema_net *net, int li, const Crema__LayerParamet
 bool crema_net_fusion_skips(const crema_net *net, int i, int start, int end);
 void crema_net_fusion_arm(crema_net *net, int i, int end);
 void crema_net_fusion_free(crema_net *net);
+/* Backward over [end, start] skips layer i (its chain's head runs the chain's backward);
+ * arms head i for such a backward and returns the chain's last layer, or -1 when layer i
+ * runs only its own backward. */
+bool crema_net_fusion_skips_backward(const crema_net *net, int i, int end, int start);
+int crema_net_fusion_arm_backward(crema_net *net, int i, int start);
 
 /* Frees an arena (net_memory.c); no blob may use it afterwards. */
 void crema_net_free_arena(net_arena *arena);

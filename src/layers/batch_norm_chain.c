@@ -1,0 +1,167 @@
+/* batch_norm_chain.c -- BatchNorm (stored statistics) + Scale + ReLU in one pass each way.
+ *
+ * Every element goes through exactly the operations the three layers apply one after the
+ * other, each rounded to float as they round it:
+ *   forward   x_hat = (x - mean) * inv       (batch_norm.c; inv = 1 / stddev, in float)
+ *             t = x_hat * gamma + beta        (scale.c's scale_shift_run: two roundings)
+ *             y = t > 0 ? t : slope * t       (relu.c)
+ *   backward  g = y > 0 ? dy : slope * dy     (relu.c, reading its in-place output)
+ *             d beta  += per row: sum8(g)           d gamma += per row: dot8(g, x_hat)
+ *             dx = (g * gamma) * inv          (scale.c's rows, then batch_norm.c)
+ * The per-row sums are axis_common.c's sum8 and dot8 written out (eight float lanes, the tail
+ * in double, then the lanes), added in row order per channel, so the gradients are the same
+ * bits. The file is built without contraction (C11): a * b + c stays two roundings. */
+#include "layers/batch_norm_chain.h"
+
+#include <string.h>
+
+#include "base/clones.h"
+#include "tensor/math.h"
+
+#define INLINE static inline __attribute__((always_inline))
+
+/* One row of `n` elements of channel parameters (m, inv, a, b). The flags are constants in
+ * every call, so each combination compiles to its own loop without branches. */
+INLINE void forward_row(bool scale, bool bias, bool relu, bool keep, size_t n, const float *x, float *y,
+                        float *kept, float m, float inv, float a, float b, float slope) {
+  for (size_t i = 0; i < n; i++) {
+    const float v = (x[i] - m) * inv;
+    if (keep) kept[i] = v;
+    float t = v;
+    if (scale) t = bias ? v * a + b : v * a;
+    if (relu) {
+      const float neg = slope * t;
+      t = t > 0.0f ? t : neg;
+    }
+    y[i] = t;
+  }
+}
+
+CREMA_CLONES static void forward_rows(const crema_bn_chain *c, const float *x, float *y) {
+  const size_t rows = c->outer * c->channels, n = c->inner;
+  const bool scale = c->gamma != NULL, bias = c->beta != NULL, relu = c->relu, keep = c->kept != NULL;
+  const int kind = (scale ? 8 : 0) | (bias ? 4 : 0) | (relu ? 2 : 0) | (keep ? 1 : 0);
+#pragma omp parallel for if (rows * n > CREMA_PAR_MIN) schedule(static)
+  for (size_t r = 0; r < rows; r++) {
+    const size_t k = r % c->channels, off = r * n;
+    const float m = c->mean[k], inv = 1.0f / c->stddev[k];
+    const float a = scale ? c->gamma[k] : 1.0f, b = bias ? c->beta[k] : 0.0f;
+    float *kept = keep ? c->kept + off : NULL;
+    switch (kind) {
+#define CASE(K)                                                                                              \
+  case K: forward_row((K)&8, (K)&4, (K)&2, (K)&1, n, x + off, y + off, kept, m, inv, a, b, c->slope); break;
+      CASE(0)
+      CASE(1)
+      CASE(2) CASE(3) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15)
+#undef CASE
+          default : /* a bias without a scale: never planned */
+                    break;
+    }
+  }
+}
+
+void crema_bn_chain_forward(const crema_bn_chain *c, const float *x, float *y) {
+  if (c->outer && c->channels && c->inner) forward_rows(c, x, y);
+}
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int i8 __attribute__((vector_size(32)));
+#pragma GCC diagnostic ignored "-Wpsabi" /* v8 never crosses a non-static function's ABI */
+
+INLINE v8 load8(const float *p) {
+  v8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* One row: the ReLU's gradient, its sum and its dot with x_hat (sum8 and dot8 of
+ * axis_common.c, added to *sb and *sg), and dx. Written with vectors of eight lanes, lane j
+ * holding sum8's partial sum p[j] (gcc left the scalar form unvectorised). */
+INLINE void backward_row(bool relu, bool scale, bool want_b, bool want_g, bool want_dx, size_t n,
+                         const float *y, const float *dy, const float *xh, float *dx, float a, float b,
+                         float inv, float slope, double *sb, double *sg) {
+  v8 p = {0}, q = {0};
+  const v8 zero = {0};
+  /* With x_hat at hand, the ReLU's test y > 0 is t > 0 for t = x_hat * gamma + beta
+   * recomputed as the forward made it (t <= 0 gives y = slope * t <= 0, as slope >= 0 in
+   * training; b is 0 without a bias, which moves no value across 0): y is not read, one
+   * stream less. */
+  const bool t_from_xh = relu && scale && want_g;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v8 g = load8(dy + i), x = {0};
+    if (want_g) x = load8(xh + i);
+    if (relu) {
+      const v8 neg = slope * g;
+      const v8 t = t_from_xh ? x * a + b : load8(y + i);
+      const i8 pos = t > zero;
+      g = (v8)(((i8)g & pos) | ((i8)neg & ~pos)); /* relu.c's select, lane by lane */
+    }
+    if (want_b) p += g;
+    if (want_g) q += g * x;
+    if (want_dx) {
+      const v8 d = scale ? (g * a) * inv : g * inv;
+      memcpy(dx + i, &d, sizeof d);
+    }
+  }
+  double s = 0.0, d = 0.0;
+  for (; i < n; i++) {
+    float g = dy[i];
+    if (relu) {
+      const float neg = slope * g;
+      g = y[i] > 0.0f ? g : neg;
+    }
+    s += g;
+    if (want_g) d += (double)g * xh[i];
+    if (want_dx) dx[i] = scale ? (g * a) * inv : g * inv;
+  }
+  for (int j = 0; j < 8; j++) {
+    s += p[j];
+    d += q[j];
+  }
+  *sb += s;
+  *sg += d;
+}
+
+CREMA_CLONES static void backward_channels(const crema_bn_chain *c, const float *y, const float *dy,
+                                           float *dgamma, float *dbeta, float *dx) {
+  const size_t channels = c->channels, outer = c->outer, n = c->inner;
+  const bool relu = c->relu, scale = c->gamma != NULL;
+  const bool want_b = dbeta != NULL, want_g = dgamma != NULL, want_dx = dx != NULL;
+  const int kind =
+      (relu ? 16 : 0) | (scale ? 8 : 0) | (want_b ? 4 : 0) | (want_g ? 2 : 0) | (want_dx ? 1 : 0);
+#pragma omp parallel for if (outer * channels * n > CREMA_PAR_MIN) schedule(static)
+  for (size_t k = 0; k < channels; k++) {
+    const float a = scale ? c->gamma[k] : 1.0f, b = c->beta ? c->beta[k] : 0.0f, inv = 1.0f / c->stddev[k];
+    double sb = 0.0, sg = 0.0;
+    for (size_t o = 0; o < outer; o++) {
+      const size_t off = (o * channels + k) * n;
+      const float *xh = want_g ? c->kept + off : NULL;
+      float *dxr = want_dx ? dx + off : NULL;
+      switch (kind) {
+#define CASE(K)                                                                                              \
+  case K:                                                                                                    \
+    backward_row((K)&16, (K)&8, (K)&4, (K)&2, (K)&1, n, y + off, dy + off, xh, dxr, a, b, inv, c->slope,     \
+                 &sb, &sg);                                                                                  \
+    break;
+        CASE(0)
+        CASE(1)
+        CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12) CASE(13)
+            CASE(14) CASE(15) CASE(16) CASE(17) CASE(18) CASE(19) CASE(20) CASE(21) CASE(22) CASE(23) CASE(24)
+                CASE(25) CASE(26) CASE(27) CASE(28) CASE(29) CASE(30) CASE(31)
+#undef CASE
+      }
+    }
+    /* accumulated, as Scale accumulates a learned parameter's gradient */
+    if (want_b) dbeta[k] += (float)sb;
+    if (want_g) dgamma[k] += (float)sg;
+  }
+}
+
+void crema_bn_chain_backward(const crema_bn_chain *c, const float *y, float *dy, float *dgamma, float *dbeta,
+                             float *dx) {
+  if (!c->gamma) dgamma = dbeta = NULL; /* no Scale: no parameters */
+  if (!c->kept) dgamma = NULL;
+  if (!(c->outer && c->channels && c->inner) || (!dgamma && !dbeta && !dx)) return;
+  backward_channels(c, y, dy, dgamma, dbeta, dx);
+}

@@ -1,0 +1,42 @@
+/* batch_norm_chain.h -- BatchNorm with stored statistics, the per-channel Scale after it and
+ * the ReLU after that, run as one pass forward and one pass backward (batch_norm_chain.c).
+ *
+ * ResNet puts BatchNorm, Scale and ReLU in place behind most convolutions; a finetune
+ * freezes the statistics (`crema finetune` sets use_global_stats). Run one by one, the three
+ * layers read and write the whole activation three times forward and three times backward,
+ * and Scale keeps a copy of its input. The net (net_fuse.c) lets the BatchNorm run the other
+ * two inside its forward and backward; the values are the same bits as the layers give one
+ * by one: the same operations in the same order on every element, and the same sums. */
+#ifndef CREMA_LAYERS_BATCH_NORM_CHAIN_H
+#define CREMA_LAYERS_BATCH_NORM_CHAIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "layers/layer.h"
+
+/* One chain over a blob of outer x channels x inner elements (N, C, H*W). */
+typedef struct crema_bn_chain {
+  size_t outer, channels, inner;
+  const float *mean, *stddev; /* BatchNorm's statistics: x_hat = (x - mean) * (1 / stddev) */
+  const float *gamma, *beta;  /* Scale's factor and bias; NULL: no Scale, or no bias */
+  float *kept;                /* where Scale keeps x_hat for its gradient; NULL: not kept */
+  bool relu;                  /* then y = y > 0 ? y : slope * y */
+  float slope;
+} crema_bn_chain;
+
+/* y = relu(x_hat * gamma + beta); y may be x. Writes x_hat to c->kept when it is set. */
+void crema_bn_chain_forward(const crema_bn_chain *c, const float *x, float *y);
+
+/* From the chain's output y and its gradient dy: d gamma and d beta added to dgamma and
+ * dbeta (each NULL when not wanted; dgamma needs c->kept) and, when dx is not NULL, the
+ * gradient of the BatchNorm's input written to dx (which may be dy). dy is overwritten with
+ * the ReLU's gradient, as the ReLU layer leaves it. */
+void crema_bn_chain_backward(const crema_bn_chain *c, const float *y, float *dy, float *dgamma, float *dbeta,
+                             float *dx);
+
+/* scale.c: where the in-place Scale layer l on blob keeps its input for d gamma, or NULL when
+ * it keeps none (a frozen scale, or a net without backward). */
+float *crema_scale_kept_input(crema_layer *l, crema_blob *blob);
+
+#endif
