@@ -137,18 +137,44 @@ static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
   return 0;
 }
 
+/* The backward of the ReLU the net runs in this layer (crema_net_fuse, in training it runs
+ * the ReLU's backward too): relu.c's, in place on the top's diff, reading the in-place
+ * output (the sign of the input for a slope >= 0). */
+static void relu_backward_in_place(const crema_act act, size_t n, const float *y, float *dy) {
+  const float ns = act.slope;
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
+  for (size_t k = 0; k < n; k++) {
+    const float g = dy[k], neg = ns * g;
+    dy[k] = y[k] > 0.0f ? g : neg;
+  }
+}
+
 static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                              crema_blob *const *bottom) {
   eltwise_state *s = l->state;
   const size_t n = top[0]->count;
   const int nb = l->n_bottom;
   const bool par = n > CREMA_PAR_MIN;
-  const float *dy = top[0]->diff, *y = top[0]->data;
-  /* Two bottoms, both wanting a gradient (a residual sum): one pass reads dy once and writes
-   * both, the same values as the loop below. */
+  float *dy = top[0]->diff;
+  const float *y = top[0]->data;
+  const crema_act act = l->run_fused ? l->fusion.act : (crema_act){0};
+  /* Two bottoms, both wanting a gradient (a residual sum): one pass reads dy once (and the
+   * ReLU's output, when the ReLU runs here) and writes both, the same values as the ReLU's
+   * backward followed by the loop below. */
   if (nb == 2 && propagate_down[0] && propagate_down[1] &&
       s->op != CREMA__ELTWISE_PARAMETER__ELTWISE_OP__PROD) {
     float *d0 = bottom[0]->diff, *d1 = bottom[1]->diff;
+    if (s->op == CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM && act.relu) {
+      const float c0 = s->coeff[0], c1 = s->coeff[1], ns = act.slope;
+#pragma omp parallel for if (par) schedule(static)
+      for (size_t k = 0; k < n; k++) {
+        const float g0 = dy[k], neg = ns * g0, g = y[k] > 0.0f ? g0 : neg;
+        d0[k] = c0 * g;
+        d1[k] = c1 * g;
+      }
+      return;
+    }
+    if (act.relu) relu_backward_in_place(act, n, y, dy);
     if (s->op == CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM) {
       const float c0 = s->coeff[0], c1 = s->coeff[1];
 #pragma omp parallel for if (par) schedule(static)
@@ -169,6 +195,7 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
     }
     return;
   }
+  if (act.relu) relu_backward_in_place(act, n, y, dy);
   for (int i = 0; i < nb; i++) {
     if (!propagate_down[i]) continue;
     float *dx = bottom[i]->diff;

@@ -1,5 +1,5 @@
-/* net_fuse.c -- in-place layers run inside the Convolution (or Eltwise) before them
- * (crema_net_fuse).
+/* net_fuse.c -- in-place layers run inside the Convolution, Eltwise or BatchNorm before
+ * them (crema_net_fuse).
  *
  * A Convolution's top is often rewritten in place by a chain of element-wise layers:
  * BatchNorm, Scale and ReLU in ResNet, ReLU alone in CaffeNet and GoogLeNet. Run one by one,
@@ -10,11 +10,17 @@
  * (s = 1 / BatchNorm's factor, 0 when the factor is 0; arithmetic in double). An Eltwise
  * (ResNet's shortcut sums) takes the ReLU after it the same way.
  *
+ * In training the fold is not possible (the layers learn, and backward needs what each one
+ * saw), so a BatchNorm with stored statistics (a finetune's frozen BatchNorm) runs the Scale
+ * and ReLU after it itself: one pass forward, one pass backward (batch_norm_chain.h). Such a
+ * BatchNorm, and an Eltwise, also run their ReLU's backward (`whole`): the ReLU and Scale
+ * then wait for it in backward (crema_net_fusion_skips_backward). A Convolution's ReLU
+ * still runs its own backward. Either way a training net gives the same bits fused or not.
+ *
  * A chain is fused only when nothing but its own layers touches the blob between the
- * convolution and the chain's last layer, so every other layer sees what it saw before.
- * The ReLU's backward still runs (it reads the top, which holds the same values), so a
- * training net gives the same bits fused or not; a negative slope makes an in-place ReLU
- * keep a copy of its input for backward, so there only nets without backward fuse it. */
+ * head and the chain's last layer, so every other layer sees what it saw before. A
+ * negative slope makes an in-place ReLU keep a copy of its input for backward, so there
+ * only nets without backward fuse it. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,10 +193,11 @@ static int plan(crema_net *net, bool inference, crema_error *err) {
     for (int k = h + 1; k <= last; k++)
       if (k == bn || k == sc || k == relu) f->head[k] = h;
     if (relu >= 0) hl->fusion.act = (crema_act){.relu = true, .slope = relu_slope(&net->layers[relu])};
-    if (is_type(&net->layers[h], "BatchNorm")) { /* runs its Scale, and its chain's backward */
-      f->whole[h] = !inference;
-      if (sc >= 0) hl->fusion.scale = net->layers[sc].layer;
-    }
+    /* A BatchNorm runs its Scale, and BatchNorm and Eltwise run their chain's backward too (a
+     * Convolution leaves its ReLU's backward to the ReLU) */
+    f->whole[h] =
+        !inference && (is_type(&net->layers[h], "BatchNorm") || is_type(&net->layers[h], "Eltwise"));
+    if (sc >= 0 && is_type(&net->layers[h], "BatchNorm")) hl->fusion.scale = net->layers[sc].layer;
     if (bn >= 0) {
       const size_t count = hl->blobs[0]->count + net->blobs[net->layers[h].top_ids[0]]->shape[1];
       if (!(f->folded[h] = malloc(count * sizeof(float)))) {
