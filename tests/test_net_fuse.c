@@ -19,6 +19,7 @@
 
 #include "engine/engine.h"
 #include "net/net.h"
+#include "net/net_internal.h"
 #include "support/textproto.h"
 
 static const char *NET =
@@ -74,7 +75,10 @@ static const char *NET =
     "layer { name: 'prod9' type: 'Eltwise' bottom: 's8' bottom: 'c7' top: 's9' "
     "  eltwise_param { operation: PROD } } "
     "layer { name: 'relu9' type: 'ReLU' bottom: 's9' top: 's9' relu_param { negative_slope: 0.2 } } "
-    "layer { name: 'pool' type: 'Pooling' bottom: 's9' top: 'p' "
+    /* s8 feeds prod9 and this sum: sum8 makes its Split's backward sum */
+    "layer { name: 'sum10' type: 'Eltwise' bottom: 's9' bottom: 's8' top: 's10' } "
+    "layer { name: 'relu10' type: 'ReLU' bottom: 's10' top: 's10' } "
+    "layer { name: 'pool' type: 'Pooling' bottom: 's10' top: 'p' "
     "  pooling_param { pool: AVE kernel_size: 2 stride: 2 } } "
     /* BatchNorm after a layer that folds nothing, with a frozen Scale: runs its chain itself */
     "layer { name: 'pbn' type: 'BatchNorm' bottom: 'p' top: 'p' batch_norm_param { use_global_stats: true } "
@@ -142,11 +146,11 @@ static void close_blobs(const crema_net *a, const crema_net *b, const char *what
 
 /* The ways a training net's backward can run: whole, in two ranges (the cut between bn4 and
  * sc4, inside a chain), or layer by layer as `crema time` runs it. */
-enum { WHOLE, CUT, LAYERWISE };
+enum { WHOLE, CUT, LAYERWISE, SHARED };
 
 static void backward(crema_net *net, int how) {
   const int n = crema_net_num_layers(net);
-  if (how == WHOLE) {
+  if (how == WHOLE || how == SHARED) {
     crema_net_backward(net);
   } else if (how == CUT) {
     const int cut = layer(net, "sc4");
@@ -166,6 +170,9 @@ static void training_same_bits(int how) {
   crema_net_fill_random_weights(a, 79); /* statistics for the BatchNorm layers that use them */
   crema_net_fill_random_weights(b, 79);
   fuse(b, false);
+  crema_error err;
+  if (how == SHARED) /* as the solver plans a training net, after fusing */
+    ck_assert_msg(crema_net_share_diffs(b, &err) == 0, "%s", err.msg);
   expect_fused(b, "relu1", "conv1");
   expect_fused(b, "relu5", "conv5");
   expect_fused(b, "relu7", "conv7");
@@ -181,7 +188,10 @@ static void training_same_bits(int how) {
   expect_fused(b, "relu4", "bn4");
   expect_fused(b, "psc", "pbn");
   expect_fused(b, "prelu", "pbn");
-  crema_error err;
+  expect_fused(b, "relu10", "sum10");
+  const int split8 = crema_net_layer_index(b, "s8_relu8_0_split");
+  ck_assert_msg(split8 >= 0 && crema_net_fusion_split_head(b, split8) == layer(b, "sum8"),
+                "sum8 does not make its Split's sum");
   for (int it = 0; it < 3; it++) {
     float la, lb;
     crema_net *nets[2] = {a, b};
@@ -206,12 +216,13 @@ static void training_same_bits(int how) {
     ck_assert_uint_eq(first_difference(x->data, y->data, x->count), x->count);
     ck_assert_uint_eq(first_difference(x->diff, y->diff, x->count), x->count);
   }
-  /* and the gradients reaching the inputs of the chains */
+  /* and the gradients reaching the inputs of the chains (shared diffs are reused) */
   static const char *const blobs[] = {"c3", "c4", "s9"};
-  for (size_t k = 0; k < 3; k++) {
+  for (size_t k = 0; how != SHARED && k < 3; k++) {
     const crema_blob *x = crema_net_blob_by_name(a, blobs[k]), *y = crema_net_blob_by_name(b, blobs[k]);
-    ck_assert_msg(first_difference(x->diff, y->diff, x->count) == x->count, "%s's gradient differs",
-                  blobs[k]);
+    const size_t d = first_difference(x->diff, y->diff, x->count);
+    ck_assert_msg(d == x->count, "%s's gradient differs at %zu of %zu: %.9g fused, %.9g not", blobs[k], d,
+                  x->count, d < x->count ? (double)y->diff[d] : 0.0, d < x->count ? (double)x->diff[d] : 0.0);
   }
   crema_net_free(a);
   crema_net_free(b);
@@ -261,6 +272,9 @@ START_TEST(backward_callback_after_chain) {
 END_TEST
 
 START_TEST(training_same_bits_cut) { training_same_bits(CUT); }
+END_TEST
+
+START_TEST(training_same_bits_shared_diffs) { training_same_bits(SHARED); }
 END_TEST
 
 START_TEST(training_same_bits_layerwise) { training_same_bits(LAYERWISE); }
@@ -377,6 +391,7 @@ int main(void) {
   tcase_add_test(tc, training_same_bits_whole);
   tcase_add_test(tc, training_same_bits_cut);
   tcase_add_test(tc, training_same_bits_layerwise);
+  tcase_add_test(tc, training_same_bits_shared_diffs);
   tcase_add_test(tc, backward_callback_after_chain);
   tcase_add_test(tc, inference_same_values);
   tcase_add_test(tc, inference_blobs_partial_and_layerwise);

@@ -149,6 +149,12 @@ static void relu_backward_in_place(const crema_act act, size_t n, const float *y
   }
 }
 
+/* The Split's backward (two tops), into the top's diff. */
+static void split_sum(size_t n, const float *a, const float *b, float *dy) {
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
+  for (size_t k = 0; k < n; k++) dy[k] = a[k] + b[k];
+}
+
 static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                              crema_blob *const *bottom) {
   eltwise_state *s = l->state;
@@ -158,6 +164,9 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
   float *dy = top[0]->diff;
   const float *y = top[0]->data;
   const crema_act act = l->run_fused ? l->fusion.act : (crema_act){0};
+  /* The Split after this layer, whose sum this backward makes (split.c's a + b) */
+  const float *sa = l->run_fused && l->fusion.sum[0] ? l->fusion.sum[0]->diff : NULL;
+  const float *sb = sa ? l->fusion.sum[1]->diff : NULL;
   /* Two bottoms, both wanting a gradient (a residual sum): one pass reads dy once (and the
    * ReLU's output, when the ReLU runs here) and writes both, the same values as the ReLU's
    * backward followed by the loop below. */
@@ -168,12 +177,13 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
       const float c0 = s->coeff[0], c1 = s->coeff[1], ns = act.slope;
 #pragma omp parallel for if (par) schedule(static)
       for (size_t k = 0; k < n; k++) {
-        const float g0 = dy[k], neg = ns * g0, g = y[k] > 0.0f ? g0 : neg;
+        const float g0 = sa ? sa[k] + sb[k] : dy[k], neg = ns * g0, g = y[k] > 0.0f ? g0 : neg;
         d0[k] = c0 * g;
         d1[k] = c1 * g;
       }
       return;
     }
+    if (sa) split_sum(n, sa, sb, dy);
     if (act.relu) relu_backward_in_place(act, n, y, dy);
     if (s->op == CREMA__ELTWISE_PARAMETER__ELTWISE_OP__SUM) {
       const float c0 = s->coeff[0], c1 = s->coeff[1];
@@ -195,6 +205,7 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
     }
     return;
   }
+  if (sa) split_sum(n, sa, sb, dy);
   if (act.relu) relu_backward_in_place(act, n, y, dy);
   for (int i = 0; i < nb; i++) {
     if (!propagate_down[i]) continue;

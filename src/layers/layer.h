@@ -89,6 +89,11 @@ typedef struct crema_fusion {
    * forward and backward with `act` (batch_norm_chain.h); NULL: none (a ReLU alone may
    * still be). Borrowed from the net. */
   crema_layer *scale;
+  /* Set by the net before each backward of an Eltwise that runs its ReLU's backward: the
+   * two tops of the Split after it, whose diffs sum to the gradient the layer starts from
+   * (it then makes the Split's sum itself, and the Split's backward does not run); NULL: the
+   * top's own diff. Borrowed from the net. */
+  const crema_blob *sum[2];
 } crema_fusion;
 
 struct crema_layer {

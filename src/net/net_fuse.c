@@ -120,6 +120,20 @@ static int find_chain(const crema_net *net, int h, bool inference, int *bn, int 
   return last;
 }
 
+/* The Split after layer h's chain (ending at `last`), when it is the next layer to read h's
+ * top and has two tops: ResNet's shortcut, feeding the next block and the next sum. Its
+ * backward adds its tops' gradients, which the ReLU's backward then reads: h makes the sum
+ * inside its own pass instead (crema_fusion.sum). Else -1. */
+static int find_sum_split(const crema_net *net, int h, int last) {
+  const int id = net->layers[h].top_ids[0];
+  for (int k = last + 1; k < net->n_layers; k++) {
+    const net_layer *L = &net->layers[k];
+    if (!touches(L, id)) continue;
+    return is_type(L, "Split") && L->n_bottom == 1 && L->n_top == 2 && L->bottom_ids[0] == id ? k : -1;
+  }
+  return -1;
+}
+
 /* Folds BatchNorm bn (and Scale sc, or -1) into layer h's weights: folded[0 .. count) the
  * weights, then num_output biases. */
 static void fold(const crema_net *net, int h, int bn, int sc, float *folded) {
@@ -158,6 +172,8 @@ void crema_net_fusion_free(crema_net *net) {
   free(f->bn);
   free(f->scale);
   free(f->whole);
+  free(f->split);
+  free(f->split_head);
   free(f->folded);
   free(f);
   net->fusion = NULL;
@@ -175,12 +191,15 @@ static int plan(crema_net *net, bool inference, crema_error *err) {
   f->bn = malloc((size_t)n * sizeof *f->bn);
   f->scale = malloc((size_t)n * sizeof *f->scale);
   f->whole = calloc((size_t)n, sizeof *f->whole);
+  f->split = malloc((size_t)n * sizeof *f->split);
+  f->split_head = malloc((size_t)n * sizeof *f->split_head);
   f->folded = calloc((size_t)n, sizeof *f->folded);
-  if (!f->head || !f->last || !f->bn || !f->scale || !f->whole || !f->folded) {
+  if (!f->head || !f->last || !f->bn || !f->scale || !f->whole || !f->split || !f->split_head || !f->folded) {
     crema_net_fusion_free(net);
     return crema_fail(err, "out of memory");
   }
-  for (int i = 0; i < n; i++) f->head[i] = f->last[i] = f->bn[i] = f->scale[i] = -1;
+  for (int i = 0; i < n; i++)
+    f->head[i] = f->last[i] = f->bn[i] = f->scale[i] = f->split[i] = f->split_head[i] = -1;
   for (int h = 0; h < n; h++) {
     crema_layer *hl = net->layers[h].layer;
     if (!hl->ops->takes_fusion || f->head[h] >= 0) continue;
@@ -198,6 +217,10 @@ static int plan(crema_net *net, bool inference, crema_error *err) {
     f->whole[h] =
         !inference && (is_type(&net->layers[h], "BatchNorm") || is_type(&net->layers[h], "Eltwise"));
     if (sc >= 0 && is_type(&net->layers[h], "BatchNorm")) hl->fusion.scale = net->layers[sc].layer;
+    if (f->whole[h] && relu >= 0 && is_type(&net->layers[h], "Eltwise")) {
+      f->split[h] = find_sum_split(net, h, last);
+      if (f->split[h] >= 0) f->split_head[f->split[h]] = h;
+    }
     if (bn >= 0) {
       const size_t count = hl->blobs[0]->count + net->blobs[net->layers[h].top_ids[0]]->shape[1];
       if (!(f->folded[h] = malloc(count * sizeof(float)))) {
@@ -276,7 +299,10 @@ void crema_net_fusion_arm(crema_net *net, int i, int end) {
  * the head when it lies in the range whole; the layers after the head then wait for it. */
 bool crema_net_fusion_skips_backward(const crema_net *net, int i, int end, int start) {
   const net_fusion *f = net->fusion;
-  if (!f || f->head[i] < 0 || !f->whole[f->head[i]]) return false;
+  if (!f) return false;
+  if (f->split_head[i] >= 0) /* a Split summed by the Eltwise before it, with that one's chain */
+    return f->split_head[i] >= end && i <= start && f->last[f->split_head[i]] <= start;
+  if (f->head[i] < 0 || !f->whole[f->head[i]]) return false;
   const int h = f->head[i];
   return h >= end && f->last[h] <= start;
 }
@@ -284,7 +310,15 @@ bool crema_net_fusion_skips_backward(const crema_net *net, int i, int end, int s
 int crema_net_fusion_arm_backward(crema_net *net, int i, int start) {
   const net_fusion *f = net->fusion;
   if (!f || !f->whole[i]) return -1;
+  crema_layer *l = net->layers[i].layer;
   const bool whole = f->last[i] >= 0 && f->last[i] <= start;
-  net->layers[i].layer->run_fused = whole;
-  return whole ? f->last[i] : -1;
+  const int split = whole && f->split[i] >= 0 && f->split[i] <= start ? f->split[i] : -1;
+  l->run_fused = whole;
+  l->fusion.sum[0] = split >= 0 ? net->layers[split].tops[0] : NULL;
+  l->fusion.sum[1] = split >= 0 ? net->layers[split].tops[1] : NULL;
+  return split >= 0 ? split : whole ? f->last[i] : -1;
+}
+
+int crema_net_fusion_split_head(const crema_net *net, int i) {
+  return net->fusion && i >= 0 && i < net->n_layers ? net->fusion->split_head[i] : -1;
 }

@@ -42,6 +42,9 @@ typedef struct net_fusion {
   int *bn, *scale; /* for such a layer: its folded BatchNorm and Scale, or -1 (a BatchNorm
                     * head runs its Scale: bn -1) */
   bool *whole;     /* the layer runs its chain's backward too (a BatchNorm in training) */
+  int *split;      /* for an Eltwise running its ReLU's backward: the Split after it whose sum
+                    * it makes, or -1; */
+  int *split_head; /* for such a Split: that Eltwise; else -1 */
   float **folded;  /* for such a layer with a BatchNorm: its folded weights, then bias (owned) */
 } net_fusion;
 
@@ -106,6 +109,9 @@ void crema_net_fusion_free(crema_net *net);
  * runs only its own backward. */
 bool crema_net_fusion_skips_backward(const crema_net *net, int i, int end, int start);
 int crema_net_fusion_arm_backward(crema_net *net, int i, int start);
+/* For a Split whose backward sum the Eltwise before it makes: that Eltwise, which reads the
+ * Split's top diffs at its own turn in backward (for net_memory.c's plan); else -1. */
+int crema_net_fusion_split_head(const crema_net *net, int i);
 
 /* Frees an arena (net_memory.c); no blob may use it afterwards. */
 void crema_net_free_arena(net_arena *arena);

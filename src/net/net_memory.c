@@ -217,6 +217,12 @@ int crema_net_share_diffs(crema_net *net, crema_error *err) {
   } else {
     first_access(net, first);
     listed_by(net, lo, hi);
+    /* a Split summed by the Eltwise before it: its tops' diffs are read at that layer's turn */
+    for (int li = 0; li < net->n_layers; li++) {
+      const int h = crema_net_fusion_split_head(net, li);
+      for (int j = 0; h >= 0 && j < net->layers[li].n_top; j++)
+        if (h < lo[net->layers[li].top_ids[j]]) lo[net->layers[li].top_ids[j]] = h;
+    }
     for (int b = 0; b < net->n_blobs; b++)
       ok[b] = first[b] == WRITTEN_FIRST && net->blob_loss_weight[b] == 0.0f && !net->blobs[b]->diff_borrowed;
     rc = share(net, ok, lo, hi, false, &net->diffs, NULL, err);
