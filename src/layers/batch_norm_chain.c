@@ -47,15 +47,23 @@ CREMA_CLONES static void forward_rows(const crema_bn_chain *c, const float *x, f
     const float m = c->mean[k], inv = 1.0f / c->stddev[k];
     const float a = scale ? c->gamma[k] : 1.0f, b = bias ? c->beta[k] : 0.0f;
     float *kept = keep ? c->kept + off : NULL;
+    /* kinds 4-7 (a bias without a scale) are never planned */
+#define ROW(K) forward_row((K)&8, (K)&4, (K)&2, (K)&1, n, x + off, y + off, kept, m, inv, a, b, c->slope)
     switch (kind) {
-#define CASE(K)                                                                                              \
-  case K: forward_row((K)&8, (K)&4, (K)&2, (K)&1, n, x + off, y + off, kept, m, inv, a, b, c->slope); break;
-      CASE(0)
-      CASE(1)
-      CASE(2) CASE(3) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12) CASE(13) CASE(14) CASE(15)
-#undef CASE
-          default : /* a bias without a scale: never planned */
-                    break;
+    case 0: ROW(0); break;
+    case 1: ROW(1); break;
+    case 2: ROW(2); break;
+    case 3: ROW(3); break;
+    case 8: ROW(8); break;
+    case 9: ROW(9); break;
+    case 10: ROW(10); break;
+    case 11: ROW(11); break;
+    case 12: ROW(12); break;
+    case 13: ROW(13); break;
+    case 14: ROW(14); break;
+    case 15: ROW(15); break;
+    default: break;
+#undef ROW
     }
   }
 }
@@ -77,9 +85,9 @@ INLINE v8 load8(const float *p) {
 /* One row: the ReLU's gradient, its sum and its dot with x_hat (sum8 and dot8 of
  * axis_common.c, added to *sb and *sg), and dx. Written with vectors of eight lanes, lane j
  * holding sum8's partial sum p[j] (gcc left the scalar form unvectorised). */
-INLINE void backward_row(bool relu, bool scale, bool want_b, bool want_g, bool want_dx, size_t n,
-                         const float *y, const float *dy, const float *xh, float *dx, float a, float b,
-                         float inv, float slope, double *sb, double *sg) {
+INLINE void backward_row(bool relu, bool scale, bool want_g, bool want_dx, size_t n, const float *y,
+                         const float *dy, const float *xh, float *dx, float a, float b, float inv,
+                         float slope, double *sb, double *sg) {
   v8 p = {0}, q = {0};
   const v8 zero = {0};
   /* With x_hat at hand, the ReLU's test y > 0 is t > 0 for t = x_hat * gamma + beta
@@ -97,7 +105,7 @@ INLINE void backward_row(bool relu, bool scale, bool want_b, bool want_g, bool w
       const i8 pos = t > zero;
       g = (v8)(((i8)g & pos) | ((i8)neg & ~pos)); /* relu.c's select, lane by lane */
     }
-    if (want_b) p += g;
+    p += g; /* d beta's sum, wanted or not: one add in a pass bound by memory */
     if (want_g) q += g * x;
     if (want_dx) {
       const v8 d = scale ? (g * a) * inv : g * inv;
@@ -128,8 +136,7 @@ CREMA_CLONES static void backward_channels(const crema_bn_chain *c, const float 
   const size_t channels = c->channels, outer = c->outer, n = c->inner;
   const bool relu = c->relu, scale = c->gamma != NULL;
   const bool want_b = dbeta != NULL, want_g = dgamma != NULL, want_dx = dx != NULL;
-  const int kind =
-      (relu ? 16 : 0) | (scale ? 8 : 0) | (want_b ? 4 : 0) | (want_g ? 2 : 0) | (want_dx ? 1 : 0);
+  const int kind = (relu ? 8 : 0) | (scale ? 4 : 0) | (want_g ? 2 : 0) | (want_dx ? 1 : 0);
 #pragma omp parallel for if (outer * channels * n > CREMA_PAR_MIN) schedule(static)
   for (size_t k = 0; k < channels; k++) {
     const float a = scale ? c->gamma[k] : 1.0f, b = c->beta ? c->beta[k] : 0.0f, inv = 1.0f / c->stddev[k];
@@ -138,19 +145,27 @@ CREMA_CLONES static void backward_channels(const crema_bn_chain *c, const float 
       const size_t off = (o * channels + k) * n;
       const float *xh = want_g ? c->kept + off : NULL;
       float *dxr = want_dx ? dx + off : NULL;
+#define ROW(K)                                                                                               \
+  backward_row((K)&8, (K)&4, (K)&2, (K)&1, n, y + off, dy + off, xh, dxr, a, b, inv, c->slope, &sb, &sg)
       switch (kind) {
-#define CASE(K)                                                                                              \
-  case K:                                                                                                    \
-    backward_row((K)&16, (K)&8, (K)&4, (K)&2, (K)&1, n, y + off, dy + off, xh, dxr, a, b, inv, c->slope,     \
-                 &sb, &sg);                                                                                  \
-    break;
-        CASE(0)
-        CASE(1)
-        CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) CASE(11) CASE(12) CASE(13)
-            CASE(14) CASE(15) CASE(16) CASE(17) CASE(18) CASE(19) CASE(20) CASE(21) CASE(22) CASE(23) CASE(24)
-                CASE(25) CASE(26) CASE(27) CASE(28) CASE(29) CASE(30) CASE(31)
-#undef CASE
+      case 0: ROW(0); break;
+      case 1: ROW(1); break;
+      case 2: ROW(2); break;
+      case 3: ROW(3); break;
+      case 4: ROW(4); break;
+      case 5: ROW(5); break;
+      case 6: ROW(6); break;
+      case 7: ROW(7); break;
+      case 8: ROW(8); break;
+      case 9: ROW(9); break;
+      case 10: ROW(10); break;
+      case 11: ROW(11); break;
+      case 12: ROW(12); break;
+      case 13: ROW(13); break;
+      case 14: ROW(14); break;
+      default: ROW(15); break;
       }
+#undef ROW
     }
     /* accumulated, as Scale accumulates a learned parameter's gradient */
     if (want_b) dbeta[k] += (float)sb;
