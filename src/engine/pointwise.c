@@ -101,6 +101,19 @@ void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const
   }
 }
 
+/* dW (cy, cx) += the sum of `parts` partial products each stored turned round (cx, cy), added
+ * in part order as crema_sum_partials adds. */
+static void sum_partials_turned(const float *part, int parts, int cx, int cy, float *dw) {
+  const size_t wn = (size_t)cx * cy;
+#pragma omp parallel for schedule(static)
+  for (int o = 0; o < cy; o++)
+    for (int ci = 0; ci < cx; ci++) {
+      float s = 0.0f;
+      for (int t = 0; t < parts; t++) s += part[(size_t)t * wn + (size_t)ci * cy + o];
+      dw[(size_t)o * cx + ci] += s; /* parameter diffs accumulate */
+    }
+}
+
 void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,
                                    float *dw, float *dx) {
   assert(crema_pointwise_conv_backward_suits(c)); /* else no partial sums were reserved */
@@ -126,7 +139,13 @@ void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, cons
     crema_gemm_batch_run(&b);
   }
   if (!dw) return;
-  if (c->parts == 1) { /* one thread: straight into dW */
+  /* With more input channels than outputs, the product runs as its transpose, dW^T (cx, cy)
+   * += x_i dy_i^T, and is turned round as the partial sums are added: oneDNN's sgemm does
+   * better with the longer side as its rows. One thread, batch 10: ResNet-50's 256->64 layers
+   * on 56x56 planes 9.4 -> 6.3 ms, 1024->256 on 14x14 6.1 -> 5.2; the other way round, and
+   * equal counts, no better. */
+  const bool turned = c->cx > c->cy;
+  if (c->parts == 1 && !turned) { /* one thread: straight into dW */
     for (int i = 0; i < c->n; i++)
       crema_gemm_omp(false, true, c->cy, c->cx, hw, 1.0f, dy + (size_t)i * ys, hw, x + (size_t)i * xs, hw,
                      1.0f, dw, c->cx);
@@ -137,11 +156,20 @@ void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, cons
 #pragma omp parallel for schedule(static, 1) num_threads(c->parts)
   for (int t = 0; t < c->parts; t++) {
     const int i0 = (int)((long)t * c->n / c->parts), i1 = (int)((long)(t + 1) * c->n / c->parts);
-    for (int i = i0; i < i1; i++)
-      crema_gemm_omp(false, true, c->cy, c->cx, hw, 1.0f, dy + (size_t)i * ys, hw, x + (size_t)i * xs, hw,
-                     i == i0 ? 0.0f : 1.0f, part + (size_t)t * wn, c->cx);
+    for (int i = i0; i < i1; i++) {
+      const float *dyi = dy + (size_t)i * ys, *xi = x + (size_t)i * xs;
+      if (turned)
+        crema_gemm_omp(false, true, c->cx, c->cy, hw, 1.0f, xi, hw, dyi, hw, i == i0 ? 0.0f : 1.0f,
+                       part + (size_t)t * wn, c->cy);
+      else
+        crema_gemm_omp(false, true, c->cy, c->cx, hw, 1.0f, dyi, hw, xi, hw, i == i0 ? 0.0f : 1.0f,
+                       part + (size_t)t * wn, c->cx);
+    }
   }
-  crema_sum_partials(part, c->parts, wn, dw);
+  if (turned)
+    sum_partials_turned(part, c->parts, c->cx, c->cy, dw);
+  else
+    crema_sum_partials(part, c->parts, wn, dw);
   crema_engine_ws_unlock();
 }
 
