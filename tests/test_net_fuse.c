@@ -192,6 +192,12 @@ static void training_same_bits(int how) {
   const int split8 = crema_net_layer_index(b, "s8_relu8_0_split");
   ck_assert_msg(split8 >= 0 && crema_net_fusion_split_head(b, split8) == layer(b, "sum8"),
                 "sum8 does not make its Split's sum");
+  /* whose backward runs where: a Convolution's ReLU runs its own */
+  ck_assert_int_eq(crema_net_backward_fused_into(b, split8), layer(b, "sum8"));
+  ck_assert_int_eq(crema_net_backward_fused_into(b, layer(b, "relu8")), layer(b, "sum8"));
+  ck_assert_int_eq(crema_net_backward_fused_into(b, layer(b, "sc4")), layer(b, "bn4"));
+  ck_assert_int_eq(crema_net_backward_fused_into(b, layer(b, "relu1")), -1);
+  ck_assert_int_eq(crema_net_backward_fused_into(b, layer(b, "bn4")), -1);
   for (int it = 0; it < 3; it++) {
     float la, lb;
     crema_net *nets[2] = {a, b};
@@ -272,6 +278,21 @@ START_TEST(backward_callback_after_chain) {
 END_TEST
 
 START_TEST(training_same_bits_cut) { training_same_bits(CUT); }
+END_TEST
+
+/* Gradient storage planned before fusing does not know the Split's top gradients are read at
+ * the Eltwise's turn: the Split then keeps its own backward. */
+START_TEST(split_kept_when_diffs_planned_first) {
+  crema_net *b = build(CREMA__PHASE__TRAIN);
+  crema_error err;
+  ck_assert_msg(crema_net_share_diffs(b, &err) == 0, "%s", err.msg);
+  fuse(b, false);
+  expect_fused(b, "relu8", "sum8");
+  const int split8 = crema_net_layer_index(b, "s8_relu8_0_split");
+  ck_assert_int_ge(split8, 0);
+  ck_assert_int_eq(crema_net_backward_fused_into(b, split8), -1);
+  crema_net_free(b);
+}
 END_TEST
 
 START_TEST(training_same_bits_shared_diffs) { training_same_bits(SHARED); }
@@ -393,6 +414,7 @@ int main(void) {
   tcase_add_test(tc, training_same_bits_layerwise);
   tcase_add_test(tc, training_same_bits_shared_diffs);
   tcase_add_test(tc, backward_callback_after_chain);
+  tcase_add_test(tc, split_kept_when_diffs_planned_first);
   tcase_add_test(tc, inference_same_values);
   tcase_add_test(tc, inference_blobs_partial_and_layerwise);
   tcase_add_test(tc, refold_after_weights_change);

@@ -137,6 +137,18 @@ size_t crema_fc_stream_scratch_floats(int m, int k) { return (size_t)m * crema_f
 
 /* ---- forward ---- */
 
+/* One row of x against rows o, o+1 of W (o+1 only when two): s0 and s1, the sums over the
+ * first kv columns, plus the columns from kv on one by one, plus the bias, into yr[o..]. */
+INLINE void forward_finish(float s0, float s1, bool two, int kv, int k, const float *w0, const float *w1,
+                           const float *xr, const float *bias, float *yr, int o) {
+  for (int t = kv; t < k; t++) {
+    s0 += w0[t] * xr[t];
+    s1 += w1[t] * xr[t];
+  }
+  yr[o] = s0 + (bias ? bias[o] : 0.0f);
+  if (two) yr[o + 1] = s1 + (bias ? bias[o + 1] : 0.0f);
+}
+
 #define FWD_AHEAD 768  /* floats: how far ahead along each row of W the prefetch reaches */
 #define FWD_LOCALITY 1 /* __builtin_prefetch's locality: 1 fetches into L2, not L1 */
 
@@ -182,14 +194,7 @@ INLINE void forward_tile(int B, bool two, int n, int k, int ldx, const float *x,
 #pragma GCC unroll 6
   for (int b = 0; b < 6; b++)
     if (b < B) {
-      float s0 = hsum(a0[b]), s1 = hsum(a1[b]);
-      for (int t = kv; t < k; t++) {
-        s0 += w0[t] * xb[b][t];
-        s1 += w1[t] * xb[b][t];
-      }
-      float *yr = y + (size_t)(b0 + b) * n + o;
-      yr[0] = s0 + (bias ? bias[o] : 0.0f);
-      if (two) yr[1] = s1 + (bias ? bias[o + 1] : 0.0f);
+      forward_finish(hsum(a0[b]), hsum(a1[b]), two, kv, k, w0, w1, xb[b], bias, y + (size_t)(b0 + b) * n, o);
     }
 }
 
@@ -247,14 +252,8 @@ INLINE void wide_forward_tile(int B, bool two, int n, int k, int ldx, const floa
 #pragma GCC unroll 10
   for (int b = 0; b < WIDE_GROUP; b++)
     if (b < B) {
-      float s0 = hsum16(a0[b]), s1 = hsum16(a1[b]);
-      for (int t = kv; t < k; t++) {
-        s0 += w0[t] * xb[b][t];
-        s1 += w1[t] * xb[b][t];
-      }
-      float *yr = y + (size_t)(b0 + b) * n + o;
-      yr[0] = s0 + (bias ? bias[o] : 0.0f);
-      if (two) yr[1] = s1 + (bias ? bias[o + 1] : 0.0f);
+      forward_finish(hsum16(a0[b]), hsum16(a1[b]), two, kv, k, w0, w1, xb[b], bias, y + (size_t)(b0 + b) * n,
+                     o);
     }
 }
 

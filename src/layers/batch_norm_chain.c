@@ -20,6 +20,28 @@
 
 #define INLINE static inline __attribute__((always_inline))
 
+/* Runs ROW(K) for the constant K equal to kind (0-15, one bit per flag): each combination of
+ * flags gets its own copy of the loop, without branches inside. */
+#define DISPATCH16(kind)                                                                                     \
+  switch (kind) {                                                                                            \
+  case 0: ROW(0); break;                                                                                     \
+  case 1: ROW(1); break;                                                                                     \
+  case 2: ROW(2); break;                                                                                     \
+  case 3: ROW(3); break;                                                                                     \
+  case 4: ROW(4); break;                                                                                     \
+  case 5: ROW(5); break;                                                                                     \
+  case 6: ROW(6); break;                                                                                     \
+  case 7: ROW(7); break;                                                                                     \
+  case 8: ROW(8); break;                                                                                     \
+  case 9: ROW(9); break;                                                                                     \
+  case 10: ROW(10); break;                                                                                   \
+  case 11: ROW(11); break;                                                                                   \
+  case 12: ROW(12); break;                                                                                   \
+  case 13: ROW(13); break;                                                                                   \
+  case 14: ROW(14); break;                                                                                   \
+  default: ROW(15); break;                                                                                   \
+  }
+
 /* One row of `n` elements of channel parameters (m, inv, a, b). The flags are constants in
  * every call, so each combination compiles to its own loop without branches. */
 INLINE void forward_row(bool scale, bool bias, bool relu, bool keep, size_t n, const float *x, float *y,
@@ -47,24 +69,9 @@ CREMA_CLONES static void forward_rows(const crema_bn_chain *c, const float *x, f
     const float m = c->mean[k], inv = 1.0f / c->stddev[k];
     const float a = scale ? c->gamma[k] : 1.0f, b = bias ? c->beta[k] : 0.0f;
     float *kept = keep ? c->kept + off : NULL;
-    /* kinds 4-7 (a bias without a scale) are never planned */
 #define ROW(K) forward_row((K)&8, (K)&4, (K)&2, (K)&1, n, x + off, y + off, kept, m, inv, a, b, c->slope)
-    switch (kind) {
-    case 0: ROW(0); break;
-    case 1: ROW(1); break;
-    case 2: ROW(2); break;
-    case 3: ROW(3); break;
-    case 8: ROW(8); break;
-    case 9: ROW(9); break;
-    case 10: ROW(10); break;
-    case 11: ROW(11); break;
-    case 12: ROW(12); break;
-    case 13: ROW(13); break;
-    case 14: ROW(14); break;
-    case 15: ROW(15); break;
-    default: break;
+    DISPATCH16(kind)
 #undef ROW
-    }
   }
 }
 
@@ -147,24 +154,7 @@ CREMA_CLONES static void backward_channels(const crema_bn_chain *c, const float 
       float *dxr = want_dx ? dx + off : NULL;
 #define ROW(K)                                                                                               \
   backward_row((K)&8, (K)&4, (K)&2, (K)&1, n, y + off, dy + off, xh, dxr, a, b, inv, c->slope, &sb, &sg)
-      switch (kind) {
-      case 0: ROW(0); break;
-      case 1: ROW(1); break;
-      case 2: ROW(2); break;
-      case 3: ROW(3); break;
-      case 4: ROW(4); break;
-      case 5: ROW(5); break;
-      case 6: ROW(6); break;
-      case 7: ROW(7); break;
-      case 8: ROW(8); break;
-      case 9: ROW(9); break;
-      case 10: ROW(10); break;
-      case 11: ROW(11); break;
-      case 12: ROW(12); break;
-      case 13: ROW(13); break;
-      case 14: ROW(14); break;
-      default: ROW(15); break;
-      }
+      DISPATCH16(kind)
 #undef ROW
     }
     /* accumulated, as Scale accumulates a learned parameter's gradient */

@@ -962,8 +962,7 @@ void crema_net_backward_from_to(crema_net *net, int start, int end) {
      * after its head, from the last, as they would have come */
     const int done = backward_one(net, li, end, start);
     for (int k = done; net->on_backward && k >= li; k--)
-      if (k == li || crema_net_fused_into(net, k) == li || crema_net_fusion_split_head(net, k) == li)
-        net->on_backward(net->on_backward_ctx, k);
+      if (k == li || crema_net_backward_fused_into(net, k) == li) net->on_backward(net->on_backward_ctx, k);
   }
   settle_all_pending_diffs(net); /* parameters of layers outside [end, start] */
 }

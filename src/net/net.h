@@ -124,6 +124,10 @@ int crema_net_share_activations(crema_net *net, crema_net *lender, crema_error *
 int crema_net_fuse(crema_net *net, bool inference, crema_error *err);
 /* The layer that runs layer i as part of its forward (crema_net_fuse), or -1. */
 int crema_net_fused_into(const crema_net *net, int i);
+/* The layer that runs layer i's backward as part of its own (in training: a Scale or ReLU
+ * inside the BatchNorm before it, a ReLU inside an Eltwise, the Split after such an Eltwise),
+ * or -1. */
+int crema_net_backward_fused_into(const crema_net *net, int i);
 
 /* Bytes the net's blobs hold for their diffs / data, a shared arena counted once (data
  * borrowed from another blob and parameters not included). */

@@ -217,7 +217,9 @@ static int plan(crema_net *net, bool inference, crema_error *err) {
     f->whole[h] =
         !inference && (is_type(&net->layers[h], "BatchNorm") || is_type(&net->layers[h], "Eltwise"));
     if (sc >= 0 && is_type(&net->layers[h], "BatchNorm")) hl->fusion.scale = net->layers[sc].layer;
-    if (f->whole[h] && relu >= 0 && is_type(&net->layers[h], "Eltwise")) {
+    /* not once the gradients' storage is planned: the plan must know the Split's top
+     * gradients are read at h's turn (net_memory.c) */
+    if (f->whole[h] && relu >= 0 && is_type(&net->layers[h], "Eltwise") && !net->diffs.buf) {
       f->split[h] = find_sum_split(net, h, last);
       if (f->split[h] >= 0) f->split_head[f->split[h]] = h;
     }
@@ -317,6 +319,13 @@ int crema_net_fusion_arm_backward(crema_net *net, int i, int start) {
   l->fusion.sum[0] = split >= 0 ? net->layers[split].tops[0] : NULL;
   l->fusion.sum[1] = split >= 0 ? net->layers[split].tops[1] : NULL;
   return split >= 0 ? split : whole ? f->last[i] : -1;
+}
+
+int crema_net_backward_fused_into(const crema_net *net, int i) {
+  const net_fusion *f = net->fusion;
+  if (!f || i < 0 || i >= net->n_layers) return -1;
+  if (f->split_head[i] >= 0) return f->split_head[i];
+  return f->head[i] >= 0 && f->whole[f->head[i]] ? f->head[i] : -1;
 }
 
 int crema_net_fusion_split_head(const crema_net *net, int i) {

@@ -185,9 +185,12 @@ int crema_cmd_time(int argc, char **argv) {
                              : 0.0;
     const double f = fwd[i] / (double)iterations, b = bwd[i] / (double)iterations;
     char fused[160];
-    const int into = crema_net_fused_into(net, i);
-    if (into >= 0) snprintf(fused, sizeof fused, "fused into %s", crema_net_layer_name(net, into));
-    const char *engine = into >= 0 ? fused : crema_layer_engine_name(layer);
+    const int into = crema_net_fused_into(net, i), bwd_into = crema_net_backward_fused_into(net, i);
+    if (into >= 0)
+      snprintf(fused, sizeof fused, "fused into %s", crema_net_layer_name(net, into));
+    else if (bwd_into >= 0) /* a Split whose sum the layer before it makes */
+      snprintf(fused, sizeof fused, "backward in %s", crema_net_layer_name(net, bwd_into));
+    const char *engine = into >= 0 || bwd_into >= 0 ? fused : crema_layer_engine_name(layer);
     if (flops > 0.0 && f > 0.0)
       CREMA_INFO("%10s	%-12s engine: %-22s forward: %.3f ms, %.1f GFLOP/s; backward: %.3f ms, %.1f GFLOP/s",
                  crema_net_layer_name(net, i), layer->ops->type, engine, f, flops / f * 1e-6, b,
