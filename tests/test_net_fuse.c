@@ -163,8 +163,8 @@ static void backward(crema_net *net, int how) {
 }
 
 /* Training: losses, weights and gradients bit for bit, fused or not, however backward runs.
- * The ReLUs right after a convolution fuse; BatchNorm with stored statistics runs the Scale
- * and ReLU after it, forward and backward; BatchNorm with batch statistics runs nothing. */
+ * The ReLUs right after a convolution fuse; BatchNorm, with stored or batch statistics, runs
+ * the Scale and ReLU after it, forward and backward. */
 static void training_same_bits(int how) {
   crema_net *a = build(CREMA__PHASE__TRAIN), *b = build(CREMA__PHASE__TRAIN);
   crema_net_fill_random_weights(a, 79); /* statistics for the BatchNorm layers that use them */
@@ -178,8 +178,9 @@ static void training_same_bits(int how) {
   expect_fused(b, "relu7", "conv7");
   expect_fused(b, "relu8", "sum8");
   expect_fused(b, "relu9", "prod9");
-  expect_fused(b, "bn2", NULL);
-  expect_fused(b, "relu2", NULL);
+  expect_fused(b, "bn2", NULL); /* batch statistics: runs its Scale and ReLU as well */
+  expect_fused(b, "sc2", "bn2");
+  expect_fused(b, "relu2", "bn2");
   expect_fused(b, "relu6", NULL);
   expect_fused(b, "bn3", NULL);
   expect_fused(b, "relu3", "bn3");
@@ -223,8 +224,8 @@ static void training_same_bits(int how) {
     ck_assert_uint_eq(first_difference(x->diff, y->diff, x->count), x->count);
   }
   /* and the gradients reaching the inputs of the chains (shared diffs are reused) */
-  static const char *const blobs[] = {"c3", "c4", "s9"};
-  for (size_t k = 0; how != SHARED && k < 3; k++) {
+  static const char *const blobs[] = {"c2", "c3", "c4", "s9"};
+  for (size_t k = 0; how != SHARED && k < 4; k++) {
     const crema_blob *x = crema_net_blob_by_name(a, blobs[k]), *y = crema_net_blob_by_name(b, blobs[k]);
     const size_t d = first_difference(x->diff, y->diff, x->count);
     ck_assert_msg(d == x->count, "%s's gradient differs at %zu of %zu: %.9g fused, %.9g not", blobs[k], d,

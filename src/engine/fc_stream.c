@@ -82,6 +82,7 @@ INLINE float hsum(v8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]
  * 16-wide vectors (v16) with twice as many registers: more of x or dx stays in registers
  * per row of W read (below). Its sums run in another order than the 8-wide copies', so an
  * AVX-512 machine gives other bits than an AVX2 one (each the same on any thread count). */
+#if HAVE_WIDE
 typedef float v16 __attribute__((vector_size(64)));
 
 INLINE v16 load16(const float *p) {
@@ -98,6 +99,7 @@ INLINE float hsum16(v16 v) {
   memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
   return hsum(lo + hi);
 }
+#endif
 
 /* Images per group in the AVX-512 copies: two rows of W by ten rows of x (forward) or ten
  * rows of dx by 32 columns (data gradient) are 20 of the 32 vector registers. Larger

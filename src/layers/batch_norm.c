@@ -100,6 +100,7 @@ static crema_bn_chain chain_of(crema_layer *l, crema_blob *top, size_t num, size
       .gamma = sc ? sc->blobs[0]->data : NULL,
       .beta = sc && sc->n_blobs > 1 ? sc->blobs[1]->data : NULL,
       .kept = sc ? crema_scale_kept_input(sc, top) : NULL,
+      .x_norm = s->use_global_stats ? NULL : s->x_norm->data,
       .relu = l->fusion.act.relu,
       .slope = l->fusion.act.slope,
   };
@@ -154,6 +155,8 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
   }
 
   float *xn = s->x_norm->data, *var = s->stddev->diff; /* stddev's diff holds the batch variance */
+  const bool chain = runs_chain(l);
+  const crema_bn_chain ch = chain_of(l, top[0], num, spatial);
 #pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
   for (size_t c = 0; c < channels; c++) {
     /* Two passes (mean, then mean squared deviation), as Caffe computes E[(X - EX)^2]. */
@@ -165,6 +168,10 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
     mean[c] = mu;
     var[c] = (float)(sq / (double)m);
     sd[c] = sqrtf(var[c] + eps);
+    if (chain) { /* the Scale and ReLU too, while the channel is in cache */
+      crema_bn_chain_forward_channel(&ch, c, x, y);
+      continue;
+    }
     const float inv = 1.0f / sd[c];
     for (size_t n = 0; n < num; n++)
       for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) {
@@ -186,11 +193,16 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
 /* The Scale's gradients and dx of the chain the net runs in this layer. */
 static void chain_backward(crema_layer *l, crema_blob *top, bool propagate_down, crema_blob *bottom,
                            size_t num, size_t spatial) {
+  const batch_norm_state *s = l->state;
   const crema_bn_chain ch = chain_of(l, top, num, spatial);
   const crema_layer *sc = l->fusion.scale;
   float *dgamma = sc && sc->param_propagate_down[0] ? sc->blobs[0]->diff : NULL;
   float *dbeta = sc && sc->n_blobs > 1 && sc->param_propagate_down[1] ? sc->blobs[1]->diff : NULL;
-  crema_bn_chain_backward(&ch, top->data, top->diff, dgamma, dbeta, propagate_down ? bottom->diff : NULL);
+  float *dx = propagate_down ? bottom->diff : NULL;
+  if (s->use_global_stats)
+    crema_bn_chain_backward(&ch, top->data, top->diff, dgamma, dbeta, dx);
+  else
+    crema_bn_chain_backward_batch(&ch, top->data, top->diff, dgamma, dbeta, dx);
 }
 
 static void batch_norm_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
@@ -200,7 +212,7 @@ static void batch_norm_backward(crema_layer *l, crema_blob *const *top, const bo
   const size_t count = b->count, channels = (size_t)s->channels;
   if (count == 0 || channels == 0) return;
   const size_t num = (size_t)b->shape[0], spatial = count / (num * channels), m = num * spatial;
-  if (s->use_global_stats && runs_chain(l)) { /* the Scale's gradients, even without dx */
+  if (runs_chain(l)) { /* the Scale's gradients, even without dx */
     chain_backward(l, top[0], propagate_down[0], bottom[0], num, spatial);
     return;
   }

@@ -1,4 +1,4 @@
-/* batch_norm_chain.c -- BatchNorm (stored statistics) + Scale + ReLU in one pass each way.
+/* batch_norm_chain.c -- BatchNorm + Scale + ReLU in one pass each way.
  *
  * Every element goes through exactly the operations the three layers apply one after the
  * other, each rounded to float as they round it:
@@ -7,7 +7,10 @@
  *             y = t > 0 ? t : slope * t       (relu.c)
  *   backward  g = y > 0 ? dy : slope * dy     (relu.c, reading its in-place output)
  *             d beta  += per row: sum8(g)           d gamma += per row: dot8(g, x_hat)
- *             dx = (g * gamma) * inv          (scale.c's rows, then batch_norm.c)
+ *             stored statistics: dx = (g * gamma) * inv    (scale.c's rows, then batch_norm.c)
+ *             batch statistics:  t = g * gamma, per row sum8(t) and dot8(t, x_hat) summed
+ *                                into the channel's means, then in a second pass
+ *                                dx = (t - mean(t) - x_hat * mean(t x_hat)) * inv
  * The per-row sums are axis_common.c's sum8 and dot8 written out (eight float lanes, the tail
  * in double, then the lanes), added in row order per channel, so the gradients are the same
  * bits. The file is built without contraction (C11): a * b + c stays two roundings. */
@@ -59,24 +62,37 @@ INLINE void forward_row(bool scale, bool bias, bool relu, bool keep, size_t n, c
   }
 }
 
-CREMA_CLONES static void forward_rows(const crema_bn_chain *c, const float *x, float *y) {
-  const size_t rows = c->outer * c->channels, n = c->inner;
-  const bool scale = c->gamma != NULL, bias = c->beta != NULL, relu = c->relu, keep = c->kept != NULL;
+/* Row r (image r / channels, channel r % channels). x_hat goes to kept, or to x_norm when
+ * nothing is kept; with both, it is copied on while the row is in cache. */
+INLINE void forward_one_row(const crema_bn_chain *c, size_t r, const float *x, float *y) {
+  const size_t n = c->inner, k = r % c->channels, off = r * n;
+  const bool scale = c->gamma != NULL, bias = c->beta != NULL, relu = c->relu;
+  float *keep = c->kept ? c->kept + off : c->x_norm ? c->x_norm + off : NULL;
   const int kind = (scale ? 8 : 0) | (bias ? 4 : 0) | (relu ? 2 : 0) | (keep ? 1 : 0);
-#pragma omp parallel for if (rows * n > CREMA_PAR_MIN) schedule(static)
-  for (size_t r = 0; r < rows; r++) {
-    const size_t k = r % c->channels, off = r * n;
-    const float m = c->mean[k], inv = 1.0f / c->stddev[k];
-    const float a = scale ? c->gamma[k] : 1.0f, b = bias ? c->beta[k] : 0.0f;
-    float *kept = keep ? c->kept + off : NULL;
-#define ROW(K) forward_row((K)&8, (K)&4, (K)&2, (K)&1, n, x + off, y + off, kept, m, inv, a, b, c->slope)
-    DISPATCH16(kind)
+  const float m = c->mean[k], inv = 1.0f / c->stddev[k];
+  const float a = scale ? c->gamma[k] : 1.0f, b = bias ? c->beta[k] : 0.0f;
+#define ROW(K) forward_row((K)&8, (K)&4, (K)&2, (K)&1, n, x + off, y + off, keep, m, inv, a, b, c->slope)
+  DISPATCH16(kind)
 #undef ROW
-  }
+  if (c->kept && c->x_norm) memcpy(c->x_norm + off, keep, n * sizeof(float));
+}
+
+CREMA_CLONES static void forward_rows(const crema_bn_chain *c, const float *x, float *y) {
+  const size_t rows = c->outer * c->channels;
+#pragma omp parallel for if (rows * c->inner > CREMA_PAR_MIN) schedule(static)
+  for (size_t r = 0; r < rows; r++) forward_one_row(c, r, x, y);
+}
+
+CREMA_CLONES static void forward_channel(const crema_bn_chain *c, size_t k, const float *x, float *y) {
+  for (size_t o = 0; o < c->outer; o++) forward_one_row(c, o * c->channels + k, x, y);
 }
 
 void crema_bn_chain_forward(const crema_bn_chain *c, const float *x, float *y) {
   if (c->outer && c->channels && c->inner) forward_rows(c, x, y);
+}
+
+void crema_bn_chain_forward_channel(const crema_bn_chain *c, size_t k, const float *x, float *y) {
+  if (c->inner) forward_channel(c, k, x, y);
 }
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -169,4 +185,127 @@ void crema_bn_chain_backward(const crema_bn_chain *c, const float *y, float *dy,
   if (!c->kept) dgamma = NULL;
   if (!(c->outer && c->channels && c->inner) || (!dgamma && !dbeta && !dx)) return;
   backward_channels(c, y, dy, dgamma, dbeta, dx);
+}
+
+/* ---- batch statistics ---- */
+
+/* Pass one over a row: the ReLU's gradient g and t = g * gamma, with four sums (sum8 and
+ * dot8 of axis_common.c written out): g and g * x_hat (the Scale's d beta and d gamma), t
+ * and t * x_hat (the BatchNorm's means). x_hat serves for the ReLU's test as above. */
+INLINE void batch_sums_row(bool relu, bool scale, size_t n, const float *y, const float *dy, const float *xh,
+                           float a, float b, float slope, double sums[4]) {
+  v8 pg = {0}, pgx = {0}, pt = {0}, ptx = {0};
+  const v8 zero = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v8 g = load8(dy + i);
+    const v8 x = load8(xh + i);
+    if (relu) {
+      const v8 neg = slope * g, t = scale ? x * a + b : x;
+      const i8 pos = t > zero;
+      g = (v8)(((i8)g & pos) | ((i8)neg & ~pos));
+    }
+    const v8 t = scale ? g * a : g;
+    pg += g;
+    pgx += g * x;
+    pt += t;
+    ptx += t * x;
+  }
+  double s[4] = {0.0, 0.0, 0.0, 0.0};
+  for (; i < n; i++) {
+    float g = dy[i];
+    if (relu) {
+      const float neg = slope * g;
+      g = y[i] > 0.0f ? g : neg;
+    }
+    const float t = scale ? g * a : g;
+    s[0] += g;
+    s[1] += (double)g * xh[i];
+    s[2] += t;
+    s[3] += (double)t * xh[i];
+  }
+  for (int j = 0; j < 8; j++) {
+    s[0] += pg[j];
+    s[1] += pgx[j];
+    s[2] += pt[j];
+    s[3] += ptx[j];
+  }
+  for (int j = 0; j < 4; j++) sums[j] += s[j];
+}
+
+/* Pass two: dx = (t - mt - x_hat * mtx) * inv, t recomputed as pass one made it. */
+INLINE void batch_dx_row(bool relu, bool scale, size_t n, const float *y, const float *dy, const float *xh,
+                         float *dx, float a, float b, float slope, float mt, float mtx, float inv) {
+  const v8 zero = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v8 g = load8(dy + i);
+    const v8 x = load8(xh + i);
+    if (relu) {
+      const v8 neg = slope * g, t = scale ? x * a + b : x;
+      const i8 pos = t > zero;
+      g = (v8)(((i8)g & pos) | ((i8)neg & ~pos));
+    }
+    const v8 t = scale ? g * a : g, d = (t - mt - x * mtx) * inv;
+    memcpy(dx + i, &d, sizeof d);
+  }
+  for (; i < n; i++) {
+    float g = dy[i];
+    if (relu) {
+      const float neg = slope * g;
+      g = y[i] > 0.0f ? g : neg;
+    }
+    const float t = scale ? g * a : g;
+    dx[i] = (t - mt - xh[i] * mtx) * inv;
+  }
+}
+
+CREMA_CLONES static void backward_channels_batch(const crema_bn_chain *c, const float *y, const float *dy,
+                                                 float *dgamma, float *dbeta, float *dx) {
+  const size_t channels = c->channels, outer = c->outer, n = c->inner;
+  const bool relu = c->relu, scale = c->gamma != NULL;
+  const double m = (double)(outer * n);
+#pragma omp parallel for if (outer * channels * n > CREMA_PAR_MIN) schedule(static)
+  for (size_t k = 0; k < channels; k++) {
+    const float a = scale ? c->gamma[k] : 1.0f, b = c->beta ? c->beta[k] : 0.0f, inv = 1.0f / c->stddev[k];
+    double sums[4] = {0.0, 0.0, 0.0, 0.0};
+    for (size_t o = 0; o < outer; o++) {
+      const size_t off = (o * channels + k) * n;
+      if (relu && scale)
+        batch_sums_row(true, true, n, y + off, dy + off, c->x_norm + off, a, b, c->slope, sums);
+      else if (relu)
+        batch_sums_row(true, false, n, y + off, dy + off, c->x_norm + off, a, b, c->slope, sums);
+      else if (scale)
+        batch_sums_row(false, true, n, y + off, dy + off, c->x_norm + off, a, b, c->slope, sums);
+      else
+        batch_sums_row(false, false, n, y + off, dy + off, c->x_norm + off, a, b, c->slope, sums);
+    }
+    /* accumulated, as Scale accumulates a learned parameter's gradient */
+    if (dbeta) dbeta[k] += (float)sums[0];
+    if (dgamma) dgamma[k] += (float)sums[1];
+    if (!dx) continue;
+    const float mt = (float)(sums[2] / m), mtx = (float)(sums[3] / m);
+    for (size_t o = 0; o < outer; o++) {
+      const size_t off = (o * channels + k) * n;
+      if (relu && scale)
+        batch_dx_row(true, true, n, y + off, dy + off, c->x_norm + off, dx + off, a, b, c->slope, mt, mtx,
+                     inv);
+      else if (relu)
+        batch_dx_row(true, false, n, y + off, dy + off, c->x_norm + off, dx + off, a, b, c->slope, mt, mtx,
+                     inv);
+      else if (scale)
+        batch_dx_row(false, true, n, y + off, dy + off, c->x_norm + off, dx + off, a, b, c->slope, mt, mtx,
+                     inv);
+      else
+        batch_dx_row(false, false, n, y + off, dy + off, c->x_norm + off, dx + off, a, b, c->slope, mt, mtx,
+                     inv);
+    }
+  }
+}
+
+void crema_bn_chain_backward_batch(const crema_bn_chain *c, const float *y, float *dy, float *dgamma,
+                                   float *dbeta, float *dx) {
+  if (!c->gamma) dgamma = dbeta = NULL;
+  if (!(c->outer && c->channels && c->inner) || (!dgamma && !dbeta && !dx)) return;
+  backward_channels_batch(c, y, dy, dgamma, dbeta, dx);
 }

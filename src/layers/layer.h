@@ -43,8 +43,8 @@ typedef struct crema_layer_ops {
   int min_bottoms, max_bottoms, min_tops, max_tops;
   bool allow_inplace;
   /* The layer can run in-place layers after it as it writes its top (crema_fusion below):
-   * Convolution (a ReLU; BatchNorm and Scale folded), Eltwise (a ReLU), BatchNorm with
-   * stored statistics (a Scale and a ReLU, forward and backward). */
+   * Convolution (a ReLU; BatchNorm and Scale folded), Eltwise (a ReLU), BatchNorm (a Scale
+   * and a ReLU, forward and backward). */
   bool takes_fusion;
   /* Loss layers: top 0 gets loss_weight 1 unless the prototxt says otherwise. */
   bool is_loss;
@@ -85,9 +85,9 @@ typedef struct crema_fusion {
    * and bias (num_output) to use instead of blobs[0] and blobs[1], which stay untouched (the
    * layer then has a bias even without bias_term). NULL: nothing folded. Owned by the net. */
   const float *weights, *bias;
-  /* BatchNorm with stored statistics: the in-place Scale after it, which it runs inside its
-   * forward and backward with `act` (batch_norm_chain.h); NULL: none (a ReLU alone may
-   * still be). Borrowed from the net. */
+  /* BatchNorm: the in-place Scale after it, which it runs inside its forward and backward
+   * with `act` (batch_norm_chain.h); NULL: none (a ReLU alone may still be). Borrowed from
+   * the net. */
   crema_layer *scale;
   /* Set by the net before each backward of an Eltwise that runs its ReLU's backward: the
    * two tops of the Split after it, whose diffs sum to the gradient the layer starts from

@@ -11,11 +11,12 @@
  * (ResNet's shortcut sums) takes the ReLU after it the same way.
  *
  * In training the fold is not possible (the layers learn, and backward needs what each one
- * saw), so a BatchNorm with stored statistics (a finetune's frozen BatchNorm) runs the Scale
- * and ReLU after it itself: one pass forward, one pass backward (batch_norm_chain.h). Such a
- * BatchNorm, and an Eltwise, also run their ReLU's backward (`whole`): the ReLU and Scale
- * then wait for it in backward (crema_net_fusion_skips_backward). A Convolution's ReLU
- * still runs its own backward. Either way a training net gives the same bits fused or not.
+ * saw), so a BatchNorm (with stored statistics, a finetune's frozen BatchNorm, or the batch's
+ * own) runs the Scale and ReLU after it itself: one pass forward, one or two passes backward
+ * (batch_norm_chain.h). Such a BatchNorm, and an Eltwise, also run their ReLU's backward
+ * (`whole`): the ReLU and Scale then wait for it in backward (crema_net_fusion_skips_backward),
+ * and an Eltwise makes the backward sum of the Split after it. A Convolution's ReLU still
+ * runs its own backward. Either way a training net gives the same bits fused or not.
  *
  * A chain is fused only when nothing but its own layers touches the blob between the
  * head and the chain's last layer, so every other layer sees what it saw before. A
@@ -46,14 +47,19 @@ static bool in_place_on(const net_layer *L, int id) {
   return L->n_bottom == 1 && L->n_top == 1 && L->bottom_ids[0] == id && L->top_ids[0] == id;
 }
 
+/* BatchNorm with one statistic per channel (batch_norm_chain.h runs its Scale and ReLU). */
+static bool per_channel_batch_norm(const net_layer *L, int channels) {
+  const crema_layer *l = L->layer;
+  return l->n_blobs == 3 && l->blobs[0]->count == (size_t)channels &&
+         l->blobs[1]->count == (size_t)channels && l->blobs[2]->count == 1;
+}
+
 /* BatchNorm that normalises with its stored statistics, with one value per channel. */
 static bool folds_batch_norm(const net_layer *L, int channels) {
   const Crema__BatchNormParameter *p = L->param->batch_norm_param;
   const bool global =
       p && p->has_use_global_stats ? p->use_global_stats : L->layer->phase == CREMA__PHASE__TEST;
-  const crema_layer *l = L->layer;
-  return global && l->n_blobs == 3 && l->blobs[0]->count == (size_t)channels &&
-         l->blobs[1]->count == (size_t)channels && l->blobs[2]->count == 1;
+  return global && per_channel_batch_norm(L, channels);
 }
 
 /* A learned per-channel Scale (one bottom, axis 1, one axis), optionally with a bias. */
@@ -78,9 +84,9 @@ static bool takes_fold(const net_layer *H, int channels) {
          hl->blobs[0]->num_axes >= 1 && hl->blobs[0]->shape[0] == channels;
 }
 
-/* Whether a BatchNorm with stored statistics (in place on blob `id`) can run the Scale
- * after it (batch_norm_chain.h). In training the Scale's per-channel sums must be the ones
- * its own backward makes: with fewer than 16 channels it splits them differently. */
+/* Whether an in-place BatchNorm can run the Scale after it (batch_norm_chain.h). In training the Scale's
+ * per-channel sums must be the ones its own backward makes: with fewer than 16 channels it splits them
+ * differently. */
 static bool runs_scale(const net_layer *L, int channels, bool inference) {
   return is_type(L, "Scale") && folds_scale(L, channels) && (inference || channels >= 16);
 }
@@ -88,8 +94,8 @@ static bool runs_scale(const net_layer *L, int channels, bool inference) {
 /* The chain after layer h (a layer that takes fusion, one top), if any: sets bn, scale and
  * relu to their layer indices (-1 when absent) and returns the last one, or -1. BatchNorm
  * and Scale fold only into a Convolution (takes_fold); the ReLU runs inside any layer that
- * takes fusion (Convolution, Eltwise, BatchNorm). An in-place BatchNorm with stored
- * statistics runs the Scale after it (not folded: `scale` set, `bn` not). */
+ * takes fusion (Convolution, Eltwise, BatchNorm). An in-place BatchNorm runs the Scale after
+ * it (not folded: `scale` set, `bn` not). */
 static int find_chain(const crema_net *net, int h, bool inference, int *bn, int *scale, int *relu) {
   const net_layer *H = &net->layers[h];
   *bn = *scale = *relu = -1;
@@ -98,7 +104,7 @@ static int find_chain(const crema_net *net, int h, bool inference, int *bn, int 
   const crema_blob *top = net->blobs[id];
   const int channels = top->num_axes >= 2 ? top->shape[1] : 0;
   const bool norm = is_type(H, "BatchNorm");
-  if (norm && !(in_place_on(H, id) && folds_batch_norm(H, channels))) return -1;
+  if (norm && !(in_place_on(H, id) && per_channel_batch_norm(H, channels))) return -1;
   const bool fold = inference && takes_fold(H, channels);
   int last = -1;
   for (int k = h + 1; k < net->n_layers; k++) {
