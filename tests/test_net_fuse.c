@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "engine/engine.h"
+#include "layers/batch_norm_chain.h"
 #include "net/net.h"
 #include "net/net_internal.h"
 #include "support/textproto.h"
@@ -181,6 +182,14 @@ static void training_same_bits(int how) {
   expect_fused(b, "bn2", NULL); /* batch statistics: runs its Scale and ReLU as well */
   expect_fused(b, "sc2", "bn2");
   expect_fused(b, "relu2", "bn2");
+  { /* and the Scale reads its input from the BatchNorm's x_hat: one copy, not two */
+    crema_blob *c2 = crema_net_blob_by_name(b, "c2");
+    crema_layer *sc2 = crema_net_layer(b, layer(b, "sc2")), *bn2 = crema_net_layer(b, layer(b, "bn2"));
+    ck_assert_ptr_eq(crema_scale_kept_input(sc2, c2), crema_batch_norm_x_norm(bn2)->data);
+    ck_assert_ptr_ne(
+        crema_scale_kept_input(crema_net_layer(a, layer(a, "sc2")), crema_net_blob_by_name(a, "c2")),
+        crema_batch_norm_x_norm(crema_net_layer(a, layer(a, "bn2")))->data);
+  }
   expect_fused(b, "relu6", NULL);
   expect_fused(b, "bn3", NULL);
   expect_fused(b, "relu3", "bn3");

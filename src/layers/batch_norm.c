@@ -82,6 +82,11 @@ static int batch_norm_reshape(crema_layer *l, crema_blob *const *bottom, crema_b
   return 0;
 }
 
+crema_blob *crema_batch_norm_x_norm(crema_layer *l) {
+  const batch_norm_state *s = l->state;
+  return s->use_global_stats ? NULL : s->x_norm;
+}
+
 /* Whether the net runs the Scale and ReLU after this layer inside it (net_fuse.c). */
 static bool runs_chain(const crema_layer *l) {
   return l->run_fused && (l->fusion.scale || l->fusion.act.relu);

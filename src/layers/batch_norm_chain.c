@@ -74,7 +74,7 @@ INLINE void forward_one_row(const crema_bn_chain *c, size_t r, const float *x, f
 #define ROW(K) forward_row((K)&8, (K)&4, (K)&2, (K)&1, n, x + off, y + off, keep, m, inv, a, b, c->slope)
   DISPATCH16(kind)
 #undef ROW
-  if (c->kept && c->x_norm) memcpy(c->x_norm + off, keep, n * sizeof(float));
+  if (c->kept && c->x_norm && c->kept != c->x_norm) memcpy(c->x_norm + off, keep, n * sizeof(float));
 }
 
 CREMA_CLONES static void forward_rows(const crema_bn_chain *c, const float *x, float *y) {

@@ -52,5 +52,12 @@ void crema_bn_chain_backward_batch(const crema_bn_chain *c, const float *y, floa
 /* scale.c: where the in-place Scale layer l on blob keeps its input for d gamma, or NULL when
  * it keeps none (a frozen scale, or a net without backward). */
 float *crema_scale_kept_input(crema_layer *l, crema_blob *blob);
+/* scale.c: the Scale keeps its input in `shared` instead of a buffer of its own (NULL: its
+ * own again). For a Scale right after an in-place BatchNorm with batch statistics, whose
+ * x_hat (crema_batch_norm_x_norm) is what the Scale reads, bit for bit: one copy fewer. */
+void crema_scale_keep_input_in(crema_layer *l, crema_blob *shared);
+/* batch_norm.c: the BatchNorm's copy of x_hat, kept for its backward (batch statistics), or
+ * NULL (stored statistics). */
+crema_blob *crema_batch_norm_x_norm(crema_layer *l);
 
 #endif

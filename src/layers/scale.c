@@ -23,6 +23,9 @@ typedef struct scale_state {
   crema_axis_dims d;  /* bottom[0] vs s */
   crema_axis_dims bd; /* bottom[0] vs the bias */
   crema_blob *saved;  /* copy of the input, only for in-place use */
+  /* Where the copy lives instead, when the net says another layer holds the same values
+   * (crema_scale_keep_input_in); NULL: in `saved`, which then stays untouched. */
+  crema_blob *borrowed;
 } scale_state;
 
 static int scale_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -83,10 +86,17 @@ static bool keeps_input(const crema_layer *l, crema_blob *const *bottom, crema_b
   return crema_layer_keeps_input(l, bottom, top) && (l->n_bottom > 1 || l->param_propagate_down[0]);
 }
 
+static float *kept_buffer(const scale_state *s) { return s->borrowed ? s->borrowed->data : s->saved->data; }
+
 float *crema_scale_kept_input(crema_layer *l, crema_blob *blob) {
   crema_blob *b[1] = {blob};
   const scale_state *s = l->state;
-  return keeps_input(l, b, b) ? s->saved->data : NULL;
+  return keeps_input(l, b, b) ? kept_buffer(s) : NULL;
+}
+
+void crema_scale_keep_input_in(crema_layer *l, crema_blob *shared) {
+  scale_state *s = l->state;
+  s->borrowed = shared;
 }
 
 static int scale_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
@@ -95,7 +105,7 @@ static int scale_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   scale_state *s = l->state;
   const crema_blob *sc = l->n_bottom > 1 ? bottom[1] : l->blobs[0];
   const float *bias = s->bias_index >= 0 ? l->blobs[s->bias_index]->data : NULL;
-  float *saved = keeps_input(l, bottom, top) ? s->saved->data : NULL;
+  float *saved = keeps_input(l, bottom, top) ? kept_buffer(s) : NULL;
   if (same_dims(s)) {
     crema_axis_scale_shift(&s->d, bottom[0]->data, sc->data, bias, top[0]->data, saved);
     return 0;
@@ -114,7 +124,7 @@ static void scale_backward(crema_layer *l, crema_blob *const *top, const bool *p
   const float *dy = top[0]->diff;
   const bool bias_grad = s->bias_index >= 0 && l->param_propagate_down[s->bias_index];
   const bool scale_grad = learned ? l->param_propagate_down[0] : propagate_down[1];
-  const float *x = bottom[0] == top[0] ? s->saved->data : bottom[0]->data;
+  const float *x = bottom[0] == top[0] ? kept_buffer(s) : bottom[0]->data;
   float *db = bias_grad ? l->blobs[s->bias_index]->diff : NULL;
   if (same_dims(s)) {
     /* A learned scale accumulates; a bottom's diff is overwritten (layer.h). */

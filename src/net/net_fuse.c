@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "layers/batch_norm_chain.h"
 #include "net/net_internal.h"
 #include "tensor/math.h"
 
@@ -170,6 +171,7 @@ void crema_net_fusion_free(crema_net *net) {
   for (int i = 0; i < net->n_layers; i++) {
     free(f->folded[i]);
     crema_layer *l = net->layers[i].layer;
+    if (l->fusion.scale) crema_scale_keep_input_in(l->fusion.scale, NULL);
     memset(&l->fusion, 0, sizeof l->fusion);
     l->run_fused = false;
   }
@@ -222,7 +224,12 @@ static int plan(crema_net *net, bool inference, crema_error *err) {
      * Convolution leaves its ReLU's backward to the ReLU) */
     f->whole[h] =
         !inference && (is_type(&net->layers[h], "BatchNorm") || is_type(&net->layers[h], "Eltwise"));
-    if (sc >= 0 && is_type(&net->layers[h], "BatchNorm")) hl->fusion.scale = net->layers[sc].layer;
+    if (sc >= 0 && is_type(&net->layers[h], "BatchNorm")) {
+      hl->fusion.scale = net->layers[sc].layer;
+      /* with batch statistics the BatchNorm keeps x_hat, which is the Scale's input: one
+       * copy serves both (ResNet-50 at batch 10: 415 MB less) */
+      if (!inference) crema_scale_keep_input_in(hl->fusion.scale, crema_batch_norm_x_norm(hl));
+    }
     /* not once the gradients' storage is planned: the plan must know the Split's top
      * gradients are read at h's turn (net_memory.c) */
     if (f->whole[h] && relu >= 0 && is_type(&net->layers[h], "Eltwise") && !net->diffs.buf) {
