@@ -109,7 +109,10 @@ static void plan_init(wg_plan *p, int n, int cin, int cout, int group, int h, in
 typedef float v8 __attribute__((vector_size(32)));
 typedef int v8i __attribute__((vector_size(32))); /* a comparison's lanes: -1 or 0 */
 /* v8 values never cross a non-inlined call boundary's ABI in a way that matters: every
- * function taking or returning one is static to this file. */
+ * function taking or returning one is static to this file, and the two that return one are
+ * always inlined (without optimisation a plain `inline` stays a call, compiled for the
+ * baseline target, whose v8 result the AVX2 clone then read from the wrong registers: a
+ * Debug build crashed in transform_weights). */
 #pragma GCC diagnostic ignored "-Wpsabi"
 #define LANES 8
 /* Tiles (and kernels) per block buffer: see transform_input and transform_weights. */
@@ -117,8 +120,8 @@ typedef int v8i __attribute__((vector_size(32))); /* a comparison's lanes: -1 or
 
 #define HOT CREMA_CLONES
 
-static inline v8 splat(float f) { return (v8){f, f, f, f, f, f, f, f}; }
-static inline v8 load8(const float *p) {
+static inline __attribute__((always_inline)) v8 splat(float f) { return (v8){f, f, f, f, f, f, f, f}; }
+static inline __attribute__((always_inline)) v8 load8(const float *p) {
   v8 v;
   memcpy(&v, p, sizeof v);
   return v;
