@@ -105,6 +105,19 @@ INLINE v8 load8(const float *p) {
   return v;
 }
 
+/* The ReLU's gradient (relu.c's select, lane by lane): g where the ReLU's output is positive,
+ * slope * g elsewhere. `t` is the output, or what decides its sign (x_hat * gamma + beta). */
+INLINE v8 relu_grad8(v8 g, v8 t, float slope) {
+  const v8 zero = {0}, neg = slope * g;
+  const i8 pos = t > zero;
+  return (v8)(((i8)g & pos) | ((i8)neg & ~pos));
+}
+
+INLINE float relu_grad1(float g, float y, float slope) {
+  const float neg = slope * g;
+  return y > 0.0f ? g : neg;
+}
+
 /* One row: the ReLU's gradient, its sum and its dot with x_hat (sum8 and dot8 of
  * axis_common.c, added to *sb and *sg), and dx. Written with vectors of eight lanes, lane j
  * holding sum8's partial sum p[j] (gcc left the scalar form unvectorised). */
@@ -112,7 +125,6 @@ INLINE void backward_row(bool relu, bool scale, bool want_g, bool want_dx, size_
                          const float *dy, const float *xh, float *dx, float a, float b, float inv,
                          float slope, double *sb, double *sg) {
   v8 p = {0}, q = {0};
-  const v8 zero = {0};
   /* With x_hat at hand, the ReLU's test y > 0 is t > 0 for t = x_hat * gamma + beta
    * recomputed as the forward made it (t <= 0 gives y = slope * t <= 0, as slope >= 0 in
    * training; b is 0 without a bias, which moves no value across 0): y is not read, one
@@ -122,12 +134,7 @@ INLINE void backward_row(bool relu, bool scale, bool want_g, bool want_dx, size_
   for (; i + 8 <= n; i += 8) {
     v8 g = load8(dy + i), x = {0};
     if (want_g) x = load8(xh + i);
-    if (relu) {
-      const v8 neg = slope * g;
-      const v8 t = t_from_xh ? x * a + b : load8(y + i);
-      const i8 pos = t > zero;
-      g = (v8)(((i8)g & pos) | ((i8)neg & ~pos)); /* relu.c's select, lane by lane */
-    }
+    if (relu) g = relu_grad8(g, t_from_xh ? x * a + b : load8(y + i), slope);
     p += g; /* d beta's sum, wanted or not: one add in a pass bound by memory */
     if (want_g) q += g * x;
     if (want_dx) {
@@ -138,10 +145,7 @@ INLINE void backward_row(bool relu, bool scale, bool want_g, bool want_dx, size_
   double s = 0.0, d = 0.0;
   for (; i < n; i++) {
     float g = dy[i];
-    if (relu) {
-      const float neg = slope * g;
-      g = y[i] > 0.0f ? g : neg;
-    }
+    if (relu) g = relu_grad1(g, y[i], slope);
     s += g;
     if (want_g) d += (double)g * xh[i];
     if (want_dx) dx[i] = scale ? (g * a) * inv : g * inv;
@@ -195,16 +199,11 @@ void crema_bn_chain_backward(const crema_bn_chain *c, const float *y, float *dy,
 INLINE void batch_sums_row(bool relu, bool scale, size_t n, const float *y, const float *dy, const float *xh,
                            float a, float b, float slope, double sums[4]) {
   v8 pg = {0}, pgx = {0}, pt = {0}, ptx = {0};
-  const v8 zero = {0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     v8 g = load8(dy + i);
     const v8 x = load8(xh + i);
-    if (relu) {
-      const v8 neg = slope * g, t = scale ? x * a + b : x;
-      const i8 pos = t > zero;
-      g = (v8)(((i8)g & pos) | ((i8)neg & ~pos));
-    }
+    if (relu) g = relu_grad8(g, scale ? x * a + b : x, slope);
     const v8 t = scale ? g * a : g;
     pg += g;
     pgx += g * x;
@@ -214,10 +213,7 @@ INLINE void batch_sums_row(bool relu, bool scale, size_t n, const float *y, cons
   double s[4] = {0.0, 0.0, 0.0, 0.0};
   for (; i < n; i++) {
     float g = dy[i];
-    if (relu) {
-      const float neg = slope * g;
-      g = y[i] > 0.0f ? g : neg;
-    }
+    if (relu) g = relu_grad1(g, y[i], slope);
     const float t = scale ? g * a : g;
     s[0] += g;
     s[1] += (double)g * xh[i];
@@ -236,25 +232,17 @@ INLINE void batch_sums_row(bool relu, bool scale, size_t n, const float *y, cons
 /* Pass two: dx = (t - mt - x_hat * mtx) * inv, t recomputed as pass one made it. */
 INLINE void batch_dx_row(bool relu, bool scale, size_t n, const float *y, const float *dy, const float *xh,
                          float *dx, float a, float b, float slope, float mt, float mtx, float inv) {
-  const v8 zero = {0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     v8 g = load8(dy + i);
     const v8 x = load8(xh + i);
-    if (relu) {
-      const v8 neg = slope * g, t = scale ? x * a + b : x;
-      const i8 pos = t > zero;
-      g = (v8)(((i8)g & pos) | ((i8)neg & ~pos));
-    }
+    if (relu) g = relu_grad8(g, scale ? x * a + b : x, slope);
     const v8 t = scale ? g * a : g, d = (t - mt - x * mtx) * inv;
     memcpy(dx + i, &d, sizeof d);
   }
   for (; i < n; i++) {
     float g = dy[i];
-    if (relu) {
-      const float neg = slope * g;
-      g = y[i] > 0.0f ? g : neg;
-    }
+    if (relu) g = relu_grad1(g, y[i], slope);
     const float t = scale ? g * a : g;
     dx[i] = (t - mt - xh[i] * mtx) * inv;
   }
