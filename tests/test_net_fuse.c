@@ -20,7 +20,6 @@
 #include "engine/engine.h"
 #include "layers/batch_norm_chain.h"
 #include "net/net.h"
-#include "net/net_internal.h"
 #include "support/textproto.h"
 
 static const char *NET =
@@ -200,7 +199,7 @@ static void training_same_bits(int how) {
   expect_fused(b, "prelu", "pbn");
   expect_fused(b, "relu10", "sum10");
   const int split8 = crema_net_layer_index(b, "s8_relu8_0_split");
-  ck_assert_msg(split8 >= 0 && crema_net_fusion_split_head(b, split8) == layer(b, "sum8"),
+  ck_assert_msg(split8 >= 0 && crema_net_backward_fused_into(b, split8) == layer(b, "sum8"),
                 "sum8 does not make its Split's sum");
   /* whose backward runs where: a Convolution's ReLU runs its own */
   ck_assert_int_eq(crema_net_backward_fused_into(b, split8), layer(b, "sum8"));

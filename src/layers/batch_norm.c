@@ -161,7 +161,7 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
 
   float *xn = s->x_norm->data, *var = s->stddev->diff; /* stddev's diff holds the batch variance */
   const bool chain = runs_chain(l);
-  const crema_bn_chain ch = chain_of(l, top[0], num, spatial);
+  const crema_bn_chain ch = chain ? chain_of(l, top[0], num, spatial) : (crema_bn_chain){0};
 #pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
   for (size_t c = 0; c < channels; c++) {
     /* Two passes (mean, then mean squared deviation), as Caffe computes E[(X - EX)^2]. */

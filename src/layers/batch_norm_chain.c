@@ -45,6 +45,15 @@
   default: ROW(15); break;                                                                                   \
   }
 
+/* The same for kind 0-3. */
+#define DISPATCH4(kind)                                                                                      \
+  switch (kind) {                                                                                            \
+  case 0: ROW(0); break;                                                                                     \
+  case 1: ROW(1); break;                                                                                     \
+  case 2: ROW(2); break;                                                                                     \
+  default: ROW(3); break;                                                                                    \
+  }
+
 /* One row of `n` elements of channel parameters (m, inv, a, b). The flags are constants in
  * every call, so each combination compiles to its own loop without branches. */
 INLINE void forward_row(bool scale, bool bias, bool relu, bool keep, size_t n, const float *x, float *y,
@@ -113,11 +122,6 @@ INLINE v8 relu_grad8(v8 g, v8 t, float slope) {
   return (v8)(((i8)g & pos) | ((i8)neg & ~pos));
 }
 
-INLINE float relu_grad1(float g, float y, float slope) {
-  const float neg = slope * g;
-  return y > 0.0f ? g : neg;
-}
-
 /* One row: the ReLU's gradient, its sum and its dot with x_hat (sum8 and dot8 of
  * axis_common.c, added to *sb and *sg), and dx. Written with vectors of eight lanes, lane j
  * holding sum8's partial sum p[j] (gcc left the scalar form unvectorised). */
@@ -145,7 +149,7 @@ INLINE void backward_row(bool relu, bool scale, bool want_g, bool want_dx, size_
   double s = 0.0, d = 0.0;
   for (; i < n; i++) {
     float g = dy[i];
-    if (relu) g = relu_grad1(g, y[i], slope);
+    if (relu) g = crema_relu_grad(g, y[i], slope);
     s += g;
     if (want_g) d += (double)g * xh[i];
     if (want_dx) dx[i] = scale ? (g * a) * inv : g * inv;
@@ -213,7 +217,7 @@ INLINE void batch_sums_row(bool relu, bool scale, size_t n, const float *y, cons
   double s[4] = {0.0, 0.0, 0.0, 0.0};
   for (; i < n; i++) {
     float g = dy[i];
-    if (relu) g = relu_grad1(g, y[i], slope);
+    if (relu) g = crema_relu_grad(g, y[i], slope);
     const float t = scale ? g * a : g;
     s[0] += g;
     s[1] += (double)g * xh[i];
@@ -242,7 +246,7 @@ INLINE void batch_dx_row(bool relu, bool scale, size_t n, const float *y, const 
   }
   for (; i < n; i++) {
     float g = dy[i];
-    if (relu) g = relu_grad1(g, y[i], slope);
+    if (relu) g = crema_relu_grad(g, y[i], slope);
     const float t = scale ? g * a : g;
     dx[i] = (t - mt - xh[i] * mtx) * inv;
   }
@@ -252,6 +256,7 @@ CREMA_CLONES static void backward_channels_batch(const crema_bn_chain *c, const 
                                                  float *dgamma, float *dbeta, float *dx) {
   const size_t channels = c->channels, outer = c->outer, n = c->inner;
   const bool relu = c->relu, scale = c->gamma != NULL;
+  const int kind = (relu ? 2 : 0) | (scale ? 1 : 0);
   const double m = (double)(outer * n);
 #pragma omp parallel for if (outer * channels * n > CREMA_PAR_MIN) schedule(static)
   for (size_t k = 0; k < channels; k++) {
@@ -259,14 +264,9 @@ CREMA_CLONES static void backward_channels_batch(const crema_bn_chain *c, const 
     double sums[4] = {0.0, 0.0, 0.0, 0.0};
     for (size_t o = 0; o < outer; o++) {
       const size_t off = (o * channels + k) * n;
-      if (relu && scale)
-        batch_sums_row(true, true, n, y + off, dy + off, c->x_norm + off, a, b, c->slope, sums);
-      else if (relu)
-        batch_sums_row(true, false, n, y + off, dy + off, c->x_norm + off, a, b, c->slope, sums);
-      else if (scale)
-        batch_sums_row(false, true, n, y + off, dy + off, c->x_norm + off, a, b, c->slope, sums);
-      else
-        batch_sums_row(false, false, n, y + off, dy + off, c->x_norm + off, a, b, c->slope, sums);
+#define ROW(K) batch_sums_row((K)&2, (K)&1, n, y + off, dy + off, c->x_norm + off, a, b, c->slope, sums)
+      DISPATCH4(kind)
+#undef ROW
     }
     /* accumulated, as Scale accumulates a learned parameter's gradient */
     if (dbeta) dbeta[k] += (float)sums[0];
@@ -275,18 +275,10 @@ CREMA_CLONES static void backward_channels_batch(const crema_bn_chain *c, const 
     const float mt = (float)(sums[2] / m), mtx = (float)(sums[3] / m);
     for (size_t o = 0; o < outer; o++) {
       const size_t off = (o * channels + k) * n;
-      if (relu && scale)
-        batch_dx_row(true, true, n, y + off, dy + off, c->x_norm + off, dx + off, a, b, c->slope, mt, mtx,
-                     inv);
-      else if (relu)
-        batch_dx_row(true, false, n, y + off, dy + off, c->x_norm + off, dx + off, a, b, c->slope, mt, mtx,
-                     inv);
-      else if (scale)
-        batch_dx_row(false, true, n, y + off, dy + off, c->x_norm + off, dx + off, a, b, c->slope, mt, mtx,
-                     inv);
-      else
-        batch_dx_row(false, false, n, y + off, dy + off, c->x_norm + off, dx + off, a, b, c->slope, mt, mtx,
-                     inv);
+#define ROW(K)                                                                                               \
+  batch_dx_row((K)&2, (K)&1, n, y + off, dy + off, c->x_norm + off, dx + off, a, b, c->slope, mt, mtx, inv)
+      DISPATCH4(kind)
+#undef ROW
     }
   }
 }

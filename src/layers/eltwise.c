@@ -143,10 +143,7 @@ static int eltwise_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
 static void relu_backward_in_place(const crema_act act, size_t n, const float *y, float *dy) {
   const float ns = act.slope;
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t k = 0; k < n; k++) {
-    const float g = dy[k], neg = ns * g;
-    dy[k] = y[k] > 0.0f ? g : neg;
-  }
+  for (size_t k = 0; k < n; k++) dy[k] = crema_relu_grad(dy[k], y[k], ns);
 }
 
 /* The Split's backward (two tops), into the top's diff. */
@@ -177,7 +174,7 @@ static void eltwise_backward(crema_layer *l, crema_blob *const *top, const bool 
       const float c0 = s->coeff[0], c1 = s->coeff[1], ns = act.slope;
 #pragma omp parallel for if (par) schedule(static)
       for (size_t k = 0; k < n; k++) {
-        const float g0 = sa ? sa[k] + sb[k] : dy[k], neg = ns * g0, g = y[k] > 0.0f ? g0 : neg;
+        const float g = crema_relu_grad(sa ? sa[k] + sb[k] : dy[k], y[k], ns);
         d0[k] = c0 * g;
         d1[k] = c1 * g;
       }

@@ -340,7 +340,3 @@ int crema_net_backward_fused_into(const crema_net *net, int i) {
   if (f->split_head[i] >= 0) return f->split_head[i];
   return f->head[i] >= 0 && f->whole[f->head[i]] ? f->head[i] : -1;
 }
-
-int crema_net_fusion_split_head(const crema_net *net, int i) {
-  return net->fusion && i >= 0 && i < net->n_layers ? net->fusion->split_head[i] : -1;
-}

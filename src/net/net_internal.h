@@ -109,9 +109,6 @@ void crema_net_fusion_free(crema_net *net);
  * runs only its own backward. */
 bool crema_net_fusion_skips_backward(const crema_net *net, int i, int end, int start);
 int crema_net_fusion_arm_backward(crema_net *net, int i, int start);
-/* For a Split whose backward sum the Eltwise before it makes: that Eltwise, which reads the
- * Split's top diffs at its own turn in backward (for net_memory.c's plan); else -1. */
-int crema_net_fusion_split_head(const crema_net *net, int i);
 
 /* Frees an arena (net_memory.c); no blob may use it afterwards. */
 void crema_net_free_arena(net_arena *arena);

@@ -217,9 +217,10 @@ int crema_net_share_diffs(crema_net *net, crema_error *err) {
   } else {
     first_access(net, first);
     listed_by(net, lo, hi);
-    /* a Split summed by the Eltwise before it: its tops' diffs are read at that layer's turn */
+    /* a layer whose backward runs inside an earlier one's (a Split summed by the Eltwise
+     * before it) reads its tops' diffs at that layer's turn */
     for (int li = 0; li < net->n_layers; li++) {
-      const int h = crema_net_fusion_split_head(net, li);
+      const int h = crema_net_backward_fused_into(net, li);
       for (int j = 0; h >= 0 && j < net->layers[li].n_top; j++)
         if (h < lo[net->layers[li].top_ids[j]]) lo[net->layers[li].top_ids[j]] = h;
     }

@@ -44,6 +44,13 @@ static inline float crema_act_one(crema_act a, float v) {
   const float neg = a.slope * v;
   return v > 0.0f ? v : neg; /* both sides computed: a select, not a branch, so it vectorises */
 }
+/* The ReLU's gradient for an output y (in place: its sign is the input's for slope >= 0):
+ * relu.c's select, so the same bits. Takes the slope, not a crema_act: loops that read a
+ * struct's field inside did not vectorise. */
+static inline float crema_relu_grad(float g, float y, float slope) {
+  const float neg = slope * g;
+  return y > 0.0f ? g : neg;
+}
 /* x[i] = act(x[i]) for i < n; nothing without an activation. Parallel when n is large; call
  * it outside a parallel region, or with serial true from inside one. */
 void crema_act_apply(crema_act a, size_t n, float *x, bool serial);
