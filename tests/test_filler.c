@@ -1,6 +1,7 @@
 /* Fillers: Caffe's semantics and the statistics of what they draw (constant, uniform,
  * gaussian incl. sparse, positive_unitball, xavier and msra with FAN_IN / FAN_OUT /
- * AVERAGE, bilinear exact values), plus errors and reproducibility. */
+ * AVERAGE, bilinear exact values), plus errors and reproducibility; the chunked generators
+ * they, Dropout and RReLU draw from. */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "support/run.h"
 #include "proto/io.h"
 #include "support/textproto.h"
+#include "base/rng.h"
 #include "tensor/filler.h"
 
 static Crema__FillerParameter *filler(const char *text) {
@@ -242,6 +244,70 @@ START_TEST(test_reproducible) {
 }
 END_TEST
 
+/* Eight generators side by side give each one's own numbers, and leave each where it would
+ * be: step counts the vector path takes (multiples of 8) and one it leaves to the loop. */
+START_TEST(test_rng_x8_same_numbers) {
+  static const size_t steps[] = {8, 16, 520, 13};
+  for (size_t t = 0; t < sizeof steps / sizeof steps[0]; t++) {
+    crema_rng side[8], alone[8];
+    for (int k = 0; k < 8; k++) {
+      crema_rng_seed(&side[k], 99 + t, (uint64_t)k * 7);
+      alone[k] = side[k];
+    }
+    uint32_t *out = malloc(8 * steps[t] * sizeof(uint32_t));
+    crema_rng_u32_x8(side, out, steps[t]);
+    for (int k = 0; k < 8; k++) {
+      for (size_t i = 0; i < steps[t]; i++)
+        ck_assert_msg(out[(size_t)k * steps[t] + i] == crema_rng_u32(&alone[k]),
+                      "steps %zu: generator %d, draw %zu", steps[t], k, i);
+      ck_assert_int_eq(memcmp(side[k].s, alone[k].s, sizeof side[k].s), 0);
+    }
+    free(out);
+  }
+}
+END_TEST
+
+/* crema_rng_chunked: element i gets draw i % chunk of generator (key, i / chunk), through the
+ * eight-at-a-time path (two octets of whole chunks), single whole chunks and a short last one,
+ * on one thread and on several. */
+typedef struct chunk_record {
+  uint32_t *got;
+  int *calls;
+} chunk_record;
+
+static void record_piece(void *ctx, const uint32_t *draws, size_t begin, size_t count) {
+  chunk_record *r = ctx;
+  for (size_t i = 0; i < count; i++) {
+    r->got[begin + i] = draws[i];
+#pragma omp atomic
+    r->calls[begin + i]++;
+  }
+}
+
+START_TEST(test_rng_chunked_draws) {
+  const size_t chunk = 1024, n = 8 * chunk * 2 + 3 * chunk + 100;
+  uint32_t *want = malloc(n * sizeof(uint32_t)), *got = malloc(n * sizeof(uint32_t));
+  int *calls = malloc(n * sizeof(int));
+  for (size_t c = 0; c * chunk < n; c++) {
+    crema_rng r;
+    crema_rng_seed(&r, 0xC0FFEE, c);
+    for (size_t i = c * chunk; i < n && i < (c + 1) * chunk; i++) want[i] = crema_rng_u32(&r);
+  }
+  for (int parallel = 0; parallel < 2; parallel++) {
+    memset(calls, 0, n * sizeof(int));
+    chunk_record rec = {got, calls};
+    crema_rng_chunked(0xC0FFEE, n, chunk, parallel, record_piece, &rec);
+    for (size_t i = 0; i < n; i++) {
+      ck_assert_msg(calls[i] == 1, "element %zu given %d times", i, calls[i]);
+      ck_assert_msg(got[i] == want[i], "element %zu: draw %u, want %u", i, got[i], want[i]);
+    }
+  }
+  free(want);
+  free(got);
+  free(calls);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("filler");
   TCase *tc = tcase_create("core");
@@ -254,6 +320,8 @@ int main(void) {
   tcase_add_test(tc, test_bilinear_exact);
   tcase_add_test(tc, test_errors);
   tcase_add_test(tc, test_reproducible);
+  tcase_add_test(tc, test_rng_x8_same_numbers);
+  tcase_add_test(tc, test_rng_chunked_draws);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

@@ -609,6 +609,42 @@ START_TEST(random_draws_independent_of_threads) {
 }
 END_TEST
 
+/* Dropout's mask and RReLU's slopes are the numbers of the layer's chunk generators (one
+ * 64-bit key per pass, element i drawing number i % 4096 of generator (key, i / 4096)),
+ * whichever path drew them: two groups of eight whole chunks, three whole chunks alone and a
+ * short last one. */
+START_TEST(random_layers_draw_the_chunk_numbers) {
+  const size_t chunk = 4096, n = 8 * chunk * 2 + 3 * chunk + 100;
+  for (int rrelu = 0; rrelu < 2; rrelu++) {
+    crema_blob *x = blob4(1, (int)n, -1, -1), *y = crema_blob_new();
+    for (size_t i = 0; i < n; i++) x->data[i] = -1.0f - (float)(i % 7) / 8.0f;
+    Crema__LayerParameter *m;
+    crema_layer *l = make_layer(rrelu ? "name: 'r' type: 'RReLU' rrelu_param { lower: 0.1 upper: 0.4 }"
+                                      : "name: 'd' type: 'Dropout' dropout_param { dropout_ratio: 0.25 }",
+                                TRAIN, 1, &x, &y, &m);
+    crema_rng before = l->rng;
+    const uint64_t key = crema_rng_u64(&before);
+    forward_ok(l, &x, &y);
+    for (size_t c = 0; c * chunk < n; c++) {
+      crema_rng r;
+      crema_rng_seed(&r, key, c);
+      for (size_t i = c * chunk; i < n && i < (c + 1) * chunk; i++) {
+        const uint32_t u = crema_rng_u32(&r);
+        const float want =
+            rrelu ? (0.1f + (0.4f - 0.1f) * ((float)(u >> 8) * (1.0f / 16777216.0f))) * x->data[i]
+                  : x->data[i] * ((float)(u >= 1073741824u) * (1.0f / 0.75f));
+        ck_assert_msg(y->data[i] == want, "%s, element %zu: %g, want %g", rrelu ? "RReLU" : "Dropout", i,
+                      (double)y->data[i], (double)want);
+      }
+    }
+    crema_layer_free(l);
+    crema_message_free(m);
+    crema_blob_free(x);
+    crema_blob_free(y);
+  }
+}
+END_TEST
+
 START_TEST(dropout_gradient) {
   grad1("name: 'd' type: 'Dropout'", TRAIN, -1, 0, 0);
   grad1("name: 'd' type: 'Dropout' dropout_param { dropout_ratio: 0.2 }", TRAIN, -1, 0, 0);
@@ -676,6 +712,7 @@ int main(void) {
   tcase_add_test(tc, dropout_test_is_identity);
   tcase_add_test(tc, dropout_same_seed_same_mask);
   tcase_add_test(tc, random_draws_independent_of_threads);
+  tcase_add_test(tc, random_layers_draw_the_chunk_numbers);
   tcase_add_test(tc, dropout_gradient);
   tcase_add_test(tc, dropout_inplace);
   tcase_add_test(tc, dropout_bad_ratio);

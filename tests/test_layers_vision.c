@@ -741,10 +741,37 @@ static void ref_pool(const float *x, int planes, int H, int W, int PH, int PW, i
       }
 }
 
+/* Caffe's backward loops: MAX scatters each output's gradient to its argmax, AVE spreads it
+ * over its window (divided by the same size as forward), in output order. g starts zeroed. */
+static void ref_pool_backward(const float *dy, int planes, int H, int W, int PH, int PW, int kh, int kw,
+                              int sh, int sw, int ph, int pw, bool is_max, const float *mask, float *g) {
+  for (int pl = 0; pl < planes; pl++)
+    for (int oh = 0; oh < PH; oh++)
+      for (int ow = 0; ow < PW; ow++) {
+        const size_t o = ((size_t)pl * PH + oh) * PW + ow;
+        float *dst = g + (size_t)pl * H * W;
+        if (is_max) {
+          if (mask[o] >= 0) dst[(int)mask[o]] += dy[o];
+          continue;
+        }
+        int hs = oh * sh - ph, ws = ow * sw - pw;
+        int he = hs + kh < H + ph ? hs + kh : H + ph, we = ws + kw < W + pw ? ws + kw : W + pw;
+        const int size = (he - hs > 1 ? he - hs : 1) * (we - ws > 1 ? we - ws : 1);
+        hs = hs < 0 ? 0 : hs;
+        ws = ws < 0 ? 0 : ws;
+        he = he < H ? he : H;
+        we = we < W ? we : W;
+        for (int h = hs; h < he; h++)
+          for (int w = ws; w < we; w++) dst[h * W + w] += dy[o] / (float)size;
+      }
+}
+
 /* The vectorised row loops against Caffe's window loops, bit for bit: every kernel, stride and
  * pad up to 5 on odd and even sizes, ceil and floor, rectangles, global pooling. The data
  * hold many ties (a few distinct values) and, for MAX, -inf, -FLT_MAX and NaN, so the argmax
- * tie rule (the first maximum in row-major order wins) is exercised. */
+ * tie rule (the first maximum in row-major order wins) is exercised. Backward against Caffe's
+ * scatter, bit for bit: output gradients of many magnitudes, so a sum in another order would
+ * round differently where windows overlap. */
 START_TEST(test_pool_matches_caffe_loops_bitwise) {
   static const int sizes[][2] = {{1, 1}, {3, 3}, {5, 7}, {8, 8}, {13, 11}, {27, 27}, {2, 31}};
   int n_cases = 0;
@@ -779,6 +806,15 @@ START_TEST(test_pool_matches_caffe_loops_bitwise) {
             if (!ave)
               ck_assert_msg(!memcmp(m, r.top[1]->data, r.top[0]->count * sizeof(float)),
                             "%s on %dx%d: argmax", text, H, W);
+            for (size_t i = 0; i < r.top[0]->count; i++)
+              r.top[0]->diff[i] =
+                  ldexpf(((float)((i * 2654435761u) % 1009) - 500.0f) / 7.0f, (int)(i % 13) - 6);
+            const bool down = true;
+            crema_layer_backward(r.l, r.top, &down, &x);
+            float *g = calloc(x->count, sizeof(float));
+            ref_pool_backward(r.top[0]->diff, 6, H, W, PH, PW, kh, kw, stride, stride, pad, pad, !ave, m, g);
+            ck_assert_msg(!memcmp(g, x->diff, x->count * sizeof(float)), "%s on %dx%d: gradient", text, H, W);
+            free(g);
             free(y);
             free(m);
             run_free(&r);

@@ -22,7 +22,7 @@
 
 typedef struct dropout_state {
   float ratio, scale, test_scale;
-  uint64_t threshold; /* drop when u32 < threshold */
+  uint32_t threshold; /* drop when u32 < threshold */
   crema_blob *mask;   /* per element: 0 or scale (the multiplier applied in TRAIN) */
 } dropout_state;
 
@@ -45,7 +45,8 @@ static int dropout_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *
   /* scale_train false (Faster R-CNN's fork): no scaling in TRAIN, (1 - ratio) in TEST. */
   s->scale = p->scale_train ? 1.0f / (1.0f - p->dropout_ratio) : 1.0f;
   s->test_scale = p->scale_train ? 1.0f : 1.0f - p->dropout_ratio;
-  s->threshold = (uint64_t)llround((double)p->dropout_ratio * 4294967296.0);
+  /* at most 2^32 - 256: the largest float below 1 is 1 - 2^-24 */
+  s->threshold = (uint32_t)llround((double)p->dropout_ratio * 4294967296.0);
   return 0;
 }
 
@@ -54,6 +55,25 @@ static int dropout_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob
   dropout_state *s = l->state;
   if (crema_blob_reshape_like(top[0], bottom[0], err)) return -1;
   return crema_blob_reshape_like(s->mask, bottom[0], err);
+}
+
+typedef struct drop_pass {
+  const float *x;
+  float *y, *mask;
+  uint32_t threshold;
+  float scale;
+} drop_pass;
+
+/* Elements [begin, begin + count) from their draws: branch-free, so it vectorises (a branch
+ * on random bits would be mispredicted half the time). */
+static void drop_piece(void *ctx, const uint32_t *draws, size_t begin, size_t count) {
+  const drop_pass *p = ctx;
+  const float *x = p->x + begin;
+  float *y = p->y + begin, *mask = p->mask + begin;
+  for (size_t i = 0; i < count; i++) {
+    mask[i] = (float)(draws[i] >= p->threshold) * p->scale;
+    y[i] = x[i] * mask[i];
+  }
 }
 
 static int dropout_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
@@ -70,26 +90,10 @@ static int dropout_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
       for (size_t i = 0; i < n; i++) y[i] = x[i] * s->test_scale;
     return 0;
   }
-  float *mask = s->mask->data;
-  const uint64_t threshold = s->threshold;
-  const float scale = s->scale;
   /* Parallel draws that do not depend on the thread count: one 64-bit key per pass from
    * l->rng, then chunk j of RNG_CHUNK elements draws from its own generator seeded (key, j). */
-  const uint64_t key = crema_rng_u64(&l->rng);
-  const size_t n_chunks = (n + RNG_CHUNK - 1) / RNG_CHUNK;
-#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t c = 0; c < n_chunks; c++) {
-    crema_rng r;
-    crema_rng_seed(&r, key, c);
-    const size_t end = c + 1 < n_chunks ? (c + 1) * RNG_CHUNK : n;
-    /* Draws first, then a branch-free loop the compiler vectorises (a branch on random bits
-     * would be mispredicted half the time). */
-    for (size_t i = c * RNG_CHUNK; i < end; i++) mask[i] = (float)((uint64_t)crema_rng_u32(&r) >= threshold);
-    for (size_t i = c * RNG_CHUNK; i < end; i++) {
-      mask[i] *= scale;
-      y[i] = x[i] * mask[i];
-    }
-  }
+  drop_pass pass = {x, y, s->mask->data, s->threshold, s->scale};
+  crema_rng_chunked(crema_rng_u64(&l->rng), n, RNG_CHUNK, n > CREMA_PAR_MIN, drop_piece, &pass);
   return 0;
 }
 

@@ -25,12 +25,7 @@
 
 #include "base/mem.h"
 #include "layers/layer.h"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
-#define SEP_HOT __attribute__((target_clones("avx2", "default"))) /* 8 lanes where the CPU has them */
-#else
-#define SEP_HOT
-#endif
+#include "layers/pooling_max_s1.h"
 
 typedef struct pool_state {
   Crema__PoolingParameter__PoolMethod method;
@@ -133,32 +128,28 @@ static int pooled_size(int in, int k, int pad, int stride, bool floor_mode) {
 
 static void pool_window(int o, int stride, int pad, int k, int in, int *lo, int *hi, int *len);
 
-/* MAX pooling with stride 1 both ways is separable: the first maximum of a window in row-major
- * order is the first maximum among its rows' first maxima, taken top to bottom (a later row
- * wins only when strictly greater, as a later cell does in the window loop), so each output
- * costs kernel_h + kernel_w comparisons instead of kernel_h * kernel_w, in two vectorised
- * passes with no border cases: the row pass reads a copy of the row padded with -FLT_MAX,
- * which never wins (the window loop starts from -FLT_MAX and needs strictly greater). */
+/* MAX pooling with stride 1 both ways, not global (GoogLeNet's 3x3 pad-1 inception pools):
+ * pooling_max_s1.c, forward in two passes of kernel_h + kernel_w comparisons an output. */
 static bool separable(const pool_state *s) {
-  /* with stride 2 the rows no longer share work enough: 2x2 s2 ran at half the speed of the
-   * direct windows, 3x3 s2 the same; with stride 1 (GoogLeNet's inception pools, 3x3 s1 p1)
-   * 2-3x faster (bench_elementwise) */
   return s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX && !s->global && s->stride_h == 1 &&
-         s->stride_w == 1 && s->kernel_h > 1 && s->kernel_w > 1;
+         s->stride_w == 1 && s->w <= (1 << 24); /* its row scratch counts columns in int */
 }
 
-/* The separable pass's scratch: row maxima and their columns (h * pw each), then the padded
- * row. */
+static crema_pool_s1 s1_geometry(const pool_state *s) {
+  return (crema_pool_s1){s->h, s->w, s->ph, s->pw, s->kernel_h, s->kernel_w, s->pad_h, s->pad_w};
+}
+
+/* The separable pass's scratch, in whole 64-byte lines. */
 static size_t sep_floats(const pool_state *s) {
-  return 2 * (size_t)s->h * s->pw + (size_t)s->pw + s->kernel_w + 16;
+  const crema_pool_s1 g = s1_geometry(s);
+  return (crema_pool_s1_scratch_floats(&g) + 15) & ~(size_t)15;
 }
 
 #if defined(POOL_AVX2)
-/* MAX with stride 1 or 2 across (any stride down), not global: on CPUs with AVX2 the whole
- * plane runs eight outputs at a time from a copy padded with -FLT_MAX (max_plane_padded).
- * Separable planes wider than 16 outputs stay separable: GoogLeNet's 28x28 inception pools
- * took 5.2-6.9 ms this way against 3.4-5.8 (its 14x14 and 7x7 ones 2.8-5.5 against 3.7-7.4,
- * its 3x3 stride-2 pools 4-10 against 7-18; one thread, forward). */
+/* MAX with stride 1 or 2 across (any stride down; stride 1 both ways is separable), not
+ * global: on CPUs with AVX2 the whole plane runs eight outputs at a time from a copy padded
+ * with -FLT_MAX (max_plane_padded). GoogLeNet's 3x3 stride-2 pools took 4-10 ms this way
+ * against 7-18 for the row loops (one thread, forward). */
 /* The padded copy: rows and columns enough for every window of every output, the last
  * group of eight outputs in a row included (its extra lanes are computed and dropped). In 64
  * bits: a fuzzed kernel or stride near INT_MAX must not wrap. */
@@ -174,7 +165,7 @@ static int64_t padded_rows64(const pool_state *s) { return ((int64_t)s->ph - 1) 
 
 static bool padded_max(const pool_state *s) {
   return s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX && !s->global && s->stride_w <= 2 &&
-         (!separable(s) || s->pw <= 16) && padded_rows64(s) * padded_cols64(s) <= POOL_PADDED_MAX_FLOATS;
+         !separable(s) && padded_rows64(s) * padded_cols64(s) <= POOL_PADDED_MAX_FLOATS;
 }
 
 static int padded_cols(const pool_state *s) { return (int)padded_cols64(s); }
@@ -306,52 +297,6 @@ static inline void max_tap(const float *restrict srow, int base, float *restrict
 static inline void sum_tap(const float *restrict srow, float *restrict sum, int ow0, int ow1, int stride,
                            int off) {
   for (int ow = ow0; ow < ow1; ow++) sum[ow] += srow[ow * stride + off];
-}
-
-/* One row of a window's rows for every output of a row: best/arg take value rm[ow] (from
- * column ra[ow] of input row `base / W`) when it is strictly larger. */
-static inline void max_rows_tap(const float *restrict rm, const int *restrict ra, int base,
-                                float *restrict best, int *restrict arg, int n) {
-  for (int ow = 0; ow < n; ow++) {
-    const float v = rm[ow], b = best[ow];
-    const int gt = v > b;
-    best[ow] = gt ? v : b;
-    const unsigned a = (unsigned)arg[ow]; /* arithmetic select, as in max_tap */
-    arg[ow] = (int)(a + (unsigned)gt * ((unsigned)(base + ra[ow]) - a));
-  }
-}
-
-SEP_HOT static void max_plane_separable(const pool_state *s, const float *src, float *dst, int *mask,
-                                        float *scratch) {
-  const int H = s->h, W = s->w, PH = s->ph, PW = s->pw, KW = s->kernel_w, pad = s->pad_w;
-  float *rmax = scratch, *row = scratch + 2 * (size_t)H * PW;
-  int *rarg = (int *)(void *)(scratch + (size_t)H * PW);
-  const int len = PW + KW - 1; /* padded columns the row's windows read */
-  for (int ih = 0; ih < H; ih++) {
-    const float *in = src + (size_t)ih * W;
-    for (int i = 0; i < len; i++) {
-      const int iw = i - pad;
-      row[i] = iw >= 0 && iw < W ? in[iw] : -FLT_MAX;
-    }
-    float *rm = rmax + (size_t)ih * PW;
-    int *ra = rarg + (size_t)ih * PW;
-    for (int ow = 0; ow < PW; ow++) {
-      rm[ow] = -FLT_MAX;
-      ra[ow] = -1;
-    }
-    for (int kw = 0; kw < KW; kw++) max_tap(row, -pad, rm, ra, 0, PW, 1, kw); /* column = padded - pad */
-  }
-  const int *rows = s->win;
-  for (int oh = 0; oh < PH; oh++) {
-    float *drow = dst + (size_t)oh * PW;
-    int *mrow = mask + (size_t)oh * PW;
-    for (int ow = 0; ow < PW; ow++) {
-      drow[ow] = -FLT_MAX;
-      mrow[ow] = -1;
-    }
-    for (int ih = rows[3 * oh]; ih < rows[3 * oh + 1]; ih++)
-      max_rows_tap(rmax + (size_t)ih * PW, rarg + (size_t)ih * PW, ih * W, drow, mrow, PW);
-  }
 }
 
 /* The window of (oh, ow) in the plane, clipped, as the reference loop: max and its argmax. */
@@ -642,10 +587,11 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
         max_plane_padded(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask, pad);
       else
 #endif
-          if (sep)
-        max_plane_separable(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
-                            mine + plane_mask_floats(s));
-      else
+          if (sep) {
+        const crema_pool_s1 g = s1_geometry(s);
+        crema_pool_s1_forward(&g, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
+                              mine + plane_mask_floats(s));
+      } else
         pool_forward_plane(s, is_max, avx2, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
       if (ymask)
         for (size_t o = 0; o < pout; o++) ymask[(size_t)pl * pout + o] = (float)mask[o];

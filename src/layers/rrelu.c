@@ -48,6 +48,24 @@ static int rrelu_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *
   return 0;
 }
 
+typedef struct rrelu_pass {
+  const float *x;
+  float *y, *slope;
+  float lower, upper;
+} rrelu_pass;
+
+/* Elements [begin, begin + count): slopes uniform in [lower, upper) as crema_rng_uniform
+ * makes them from the same draws. */
+static void rrelu_piece(void *ctx, const uint32_t *draws, size_t begin, size_t count) {
+  const rrelu_pass *p = ctx;
+  const float *x = p->x + begin;
+  float *y = p->y + begin, *slope = p->slope + begin;
+  for (size_t i = 0; i < count; i++) {
+    slope[i] = p->lower + (p->upper - p->lower) * ((float)(draws[i] >> 8) * (1.0f / 16777216.0f));
+    y[i] = x[i] > 0.0f ? x[i] : slope[i] * x[i];
+  }
+}
+
 static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                          crema_error *err) {
   (void)err;
@@ -61,21 +79,10 @@ static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : a * x[i];
     return 0;
   }
-  float *slope = s->slope->data;
-  const float lower = s->lower, upper = s->upper;
   /* Parallel draws that do not depend on the thread count: one 64-bit key per pass from
    * l->rng, then chunk j of RNG_CHUNK elements draws from its own generator seeded (key, j). */
-  const uint64_t key = crema_rng_u64(&l->rng);
-  const size_t n_chunks = (n + RNG_CHUNK - 1) / RNG_CHUNK;
-#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t c = 0; c < n_chunks; c++) {
-    crema_rng r;
-    crema_rng_seed(&r, key, c);
-    const size_t end = c + 1 < n_chunks ? (c + 1) * RNG_CHUNK : n;
-    /* Draws first, then a loop the compiler can vectorise. */
-    for (size_t i = c * RNG_CHUNK; i < end; i++) slope[i] = crema_rng_uniform(&r, lower, upper);
-    for (size_t i = c * RNG_CHUNK; i < end; i++) y[i] = x[i] > 0.0f ? x[i] : slope[i] * x[i];
-  }
+  rrelu_pass pass = {x, y, s->slope->data, s->lower, s->upper};
+  crema_rng_chunked(crema_rng_u64(&l->rng), n, RNG_CHUNK, n > CREMA_PAR_MIN, rrelu_piece, &pass);
   return 0;
 }
 

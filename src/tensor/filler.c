@@ -26,17 +26,20 @@ static float variance_n(const crema_blob *b, const Crema__FillerParameter *f) {
  * of a second instead of seconds. Box-Muller in float, using both values of each pair. */
 #define FILL_CHUNK 65536
 
+typedef struct uniform_pass {
+  float *x;
+  float lo, scale;
+} uniform_pass;
+
+static void uniform_piece(void *ctx, const uint32_t *draws, size_t begin, size_t count) {
+  const uniform_pass *p = ctx;
+  float *x = p->x + begin;
+  for (size_t i = 0; i < count; i++) x[i] = p->lo + p->scale * (float)(draws[i] >> 8);
+}
+
 static void fill_uniform(float *x, size_t n, float lo, float hi, crema_rng *rng) {
-  const uint64_t key = crema_rng_u64(rng);
-  const size_t chunks = (n + FILL_CHUNK - 1) / FILL_CHUNK;
-  const float scale = (hi - lo) * (1.0f / 16777216.0f);
-#pragma omp parallel for schedule(static) if (n > CREMA_PAR_MIN)
-  for (size_t c = 0; c < chunks; c++) {
-    crema_rng r;
-    crema_rng_seed(&r, key, c);
-    const size_t end = (c + 1) * FILL_CHUNK < n ? (c + 1) * FILL_CHUNK : n;
-    for (size_t i = c * FILL_CHUNK; i < end; i++) x[i] = lo + scale * (float)(crema_rng_u32(&r) >> 8);
-  }
+  uniform_pass pass = {x, lo, (hi - lo) * (1.0f / 16777216.0f)};
+  crema_rng_chunked(crema_rng_u64(rng), n, FILL_CHUNK, n > CREMA_PAR_MIN, uniform_piece, &pass);
 }
 
 static void fill_gaussian(float *x, size_t n, float mean, float std, crema_rng *rng) {
