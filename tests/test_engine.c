@@ -97,7 +97,7 @@ static const engine_case CONV_CASES[] = {
      CREMA_ENGINE_WINOGRAD},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 13, 70, true,
      CREMA_ENGINE_WINOGRAD},
-    /* 1x1 stride 1, group 1, at least as many images as threads: one product per image (with
+    /* 1x1, group 1, at least as many images as threads: one product per image (with
      * bias, without, two bottoms; more images than threads); planes under 400 pixels with
      * 1024+ input channels take their gradients on the reference path */
     {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 8, 16, 10, 11, false, POINTWISE},
@@ -110,6 +110,15 @@ static const engine_case CONV_CASES[] = {
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1", 1, 4, 1024, 10, 10, false,
      POINTWISE},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1", 1, 4, 1024, 20, 20, false,
+     POINTWISE},
+    /* strided (ResNet's projections): the pixels gathered per image, the data gradient spread
+     * back with zeros between; odd and even sides, stride 2 and 3, more outputs than inputs and
+     * fewer (the weight gradient turned), two bottoms */
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 8, 16, 21, 22, false,
+     POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 stride: 2 bias_term: false", 2, 4, 32,
+     20, 20, false, POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1 stride: 3", 1, 5, 8, 31, 32, false,
      POINTWISE},
     /* fewer channels than one of oneDNN's blocks of 8, small planes: im2col and one product per
      * image (LeNet's conv1; 6 channels into 50; stride and pad; no bias and two bottoms) */

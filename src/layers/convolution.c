@@ -32,7 +32,8 @@ static bool reference_is_copy_free(const crema_im2col_geom *g) {
 }
 
 /* Strided 1x1 convolutions too (ResNet's projections, the reference's im2col only picks
- * every other pixel) where oneDNN has no AVX-512: on ResNet-50 at batch 10 (AVX2, 1 and 2
+ * every other pixel; those with output planes of 100+ pixels go to the 1x1 engine first, see
+ * pointwise.c) where oneDNN has no AVX-512: on ResNet-50 at batch 10 (AVX2, 1 and 2
  * threads, in the net) oneDNN's jit_1x1:avx2 took as long forward and 1.2-1.3x the reference's
  * time backward (res3a_branch1 49.8 against 39.2 ms, res5a_branch1 42.1 against 33.7). With
  * AVX-512, where issue 12 measured oneDNN well above sgemm, they stay on oneDNN (not measured
