@@ -120,6 +120,14 @@ static const engine_case CONV_CASES[] = {
      20, 20, false, POINTWISE},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1 stride: 3", 1, 5, 8, 31, 32, false,
      POINTWISE},
+    /* strided on planes too small per image (ResNet-50's res5a, 7x7 outputs), or with 1024
+     * input channels under 400 pixels: the batch folded into one product per pass */
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 4, 32, 14, 13, false,
+     POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 stride: 2 bias_term: false", 2, 3, 16,
+     15, 15, false, POINTWISE},
+    {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1 stride: 2", 1, 2, 1024, 20, 20, false,
+     POINTWISE},
     /* fewer channels than one of oneDNN's blocks of 8, small planes: im2col and one product per
      * image (LeNet's conv1; 6 channels into 50; stride and pad; no bias and two bottoms) */
     {"Convolution", "convolution_param", "num_output: 20 kernel_size: 5", 1, 8, 1, 28, 28, false, PER_IMAGE},

@@ -115,9 +115,10 @@ void crema_sum_partials(const float *part, int parts, size_t n, float *dw);
  * then the activation. Serial: for use inside a parallel loop over images. */
 void crema_bias_act_rows(int rows, size_t cols, const float *bias, crema_act act, float *y);
 
-/* ---- 1x1 stride-1 convolution, one product per image on OpenMP's threads (pointwise.c).
- * Same contract as the oneDNN object above. Takes group 1 and at least as many images as
- * threads, only when crema has oneDNN (its sgemm is what runs single-threaded per image). */
+/* ---- 1x1 convolution, one product per image on OpenMP's threads (pointwise.c); strided on
+ * small planes, one product for the whole batch. Same contract as the oneDNN object above.
+ * Takes group 1 and (per image) at least as many images as threads, only when crema has
+ * oneDNN (its sgemm is what runs single-threaded per image). */
 typedef struct crema_pointwise_conv crema_pointwise_conv;
 bool crema_pointwise_conv_suits(const crema_im2col_geom *g, int n, int group);
 int crema_pointwise_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
@@ -130,6 +131,8 @@ void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const
  * channels. There the caller runs the gradients on the reference path (copy-free for these
  * layers) and must not call crema_pointwise_conv_backward. */
 bool crema_pointwise_conv_backward_suits(const crema_pointwise_conv *c);
+/* True when the layer runs as one product for the whole batch (strided 1x1 on small planes). */
+bool crema_pointwise_conv_folded(const crema_pointwise_conv *c);
 /* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
 void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,
                                    float *dw, float *dx);

@@ -32,6 +32,7 @@ struct crema_pointwise_conv {
   int h, w, stride, oh, ow; /* the input plane, the stride (both ways), the output plane */
   size_t hw, hw_in;         /* pixels of an output plane, of an input plane */
   bool bias;
+  bool folded;        /* strided on small planes: one product for the whole batch (see below) */
   int threads;        /* OpenMP threads the scratch is reserved for */
   int parts;          /* weight-gradient partial sums: min(threads, n), each (cy, cx), in the workspace */
   size_t part_floats; /* the partial sums' floats, rounded to whole 64-byte lines */
@@ -57,23 +58,49 @@ static size_t scratch_floats(const crema_pointwise_conv *c) {
   return ((size_t)c->cx * c->hw + 15) & ~(size_t)15;
 }
 
+/* Folded: one operand of the batch, (channels, n * oh * ow), in whole 64-byte lines. */
+static size_t batch_floats(const crema_pointwise_conv *c, int channels) {
+  return ((size_t)channels * c->n * c->hw + 15) & ~(size_t)15;
+}
+
+/* The folded layer's workspace: the gathered pixels (cx rows), then the output or its
+ * gradient (cy rows); backward's data gradient (cx rows) takes the first part's room. */
+static size_t folded_floats(const crema_pointwise_conv *c) {
+  return batch_floats(c, c->cx) + batch_floats(c, c->cy);
+}
+
 static bool backward_suits(size_t hw, int cx) {
   return hw >= POINTWISE_MIN_PLANE_BACKWARD || cx < POINTWISE_MAX_CHANNELS_SMALL_PLANE_BACKWARD;
 }
 
 bool crema_pointwise_conv_backward_suits(const crema_pointwise_conv *c) {
-  return backward_suits(c->hw, c->cx);
+  return c->folded || backward_suits(c->hw, c->cx);
+}
+
+/* A strided layer per image: planes wide enough, and gradients that suit (there is no
+ * copy-free reference to leave them to). Else, strided, the whole batch folded into one
+ * product, when that product has enough columns. */
+static bool per_image_strided(size_t hw, int cx) {
+  return hw >= POINTWISE_MIN_PLANE && backward_suits(hw, cx);
+}
+
+static bool folds(const crema_im2col_geom *g, int n) {
+  const size_t hw = (size_t)g->out_h * g->out_w;
+  return g->stride_h > 1 && !per_image_strided(hw, g->channels) && (size_t)n * hw >= POINTWISE_MIN_PLANE;
 }
 
 bool crema_pointwise_conv_suits(const crema_im2col_geom *g, int n, int group) {
   if (!crema_engine_have_onednn()) return false; /* without it the products would go to OpenBLAS again */
+  if (g->kernel_h != 1 || g->kernel_w != 1 || g->stride_h != g->stride_w || g->pad_h || g->pad_w ||
+      group != 1)
+    return false;
+  if (folds(g, n)) return true; /* one product on all the threads: any number of images */
   const size_t hw = (size_t)g->out_h * g->out_w;
-  return g->kernel_h == 1 && g->kernel_w == 1 && g->stride_h == g->stride_w && g->pad_h == 0 &&
-         g->pad_w == 0 && group == 1 && hw >= POINTWISE_MIN_PLANE &&
-         n >= omp_get_max_threads() && /* fewer images than threads would leave cores idle */
-         /* strided gradients have no copy-free reference to fall back on */
-         (g->stride_h == 1 || backward_suits(hw, g->channels));
+  return n >= omp_get_max_threads() && /* fewer images than threads would leave cores idle */
+         (g->stride_h == 1 ? hw >= POINTWISE_MIN_PLANE : per_image_strided(hw, g->channels));
 }
+
+bool crema_pointwise_conv_folded(const crema_pointwise_conv *c) { return c->folded; }
 
 int crema_pointwise_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
                                 crema_pointwise_conv **out, crema_error *err) {
@@ -97,14 +124,17 @@ int crema_pointwise_conv_create(const crema_im2col_geom *g, int n, int cy, int g
   c->hw = (size_t)g->out_h * g->out_w;
   c->hw_in = (size_t)g->height * g->width;
   c->bias = bias;
+  c->folded = folds(g, n);
   c->threads = omp_get_max_threads();
   c->parts = c->threads < n ? c->threads : n;
   c->part_floats = ((size_t)c->parts * cy * c->cx + 15) & ~(size_t)15;
   /* The partial sums serve backward only: none when the gradients run on the reference.
-   * Strided, each thread also gathers its image's pixels there, after the partial sums. */
+   * Strided, each thread also gathers its image's pixels there, after the partial sums.
+   * Folded: the batch's operands instead (folded_floats). */
   const bool grads = crema_pointwise_conv_backward_suits(c);
   const size_t floats =
-      (grads ? c->part_floats : 0) + (c->stride > 1 ? (size_t)c->threads * scratch_floats(c) : 0);
+      c->folded ? folded_floats(c)
+                : (grads ? c->part_floats : 0) + (c->stride > 1 ? (size_t)c->threads * scratch_floats(c) : 0);
   if (!floats) {
     *out = c;
     return 0;
@@ -131,31 +161,85 @@ static float *thread_scratch(const crema_pointwise_conv *c, float *ws, int t) {
 }
 
 /* The pixels a strided 1x1 kernel reads from image x: every stride-th column of every
- * stride-th row, as a (cx, oh * ow) matrix. */
-CREMA_CLONES static void gather_pixels(const crema_pointwise_conv *c, const float *x, float *g) {
+ * stride-th row, as cx rows of oh * ow floats, ld apart. */
+CREMA_CLONES static void gather_pixels(const crema_pointwise_conv *c, const float *x, float *g, size_t ld) {
   for (int ch = 0; ch < c->cx; ch++)
     for (int oy = 0; oy < c->oh; oy++) {
       const float *row = x + ((size_t)ch * c->h + (size_t)oy * c->stride) * c->w;
-      float *out = g + ((size_t)ch * c->oh + oy) * c->ow;
+      float *out = g + (size_t)ch * ld + (size_t)oy * c->ow;
       for (int ox = 0; ox < c->ow; ox++) out[ox] = row[(size_t)ox * c->stride];
     }
 }
 
-/* The data gradient of image dx from the product's (cx, oh * ow) columns g: each back at its
- * pixel, zero at the pixels the kernel skipped. */
-CREMA_CLONES static void spread_pixels(const crema_pointwise_conv *c, const float *g, float *dx) {
+/* The data gradient of image dx from the product's cx rows of oh * ow floats (ld apart):
+ * each back at its pixel, zero at the pixels the kernel skipped. */
+CREMA_CLONES static void spread_pixels(const crema_pointwise_conv *c, const float *g, size_t ld, float *dx) {
   for (int ch = 0; ch < c->cx; ch++)
     for (int y = 0; y < c->h; y++) {
       float *row = dx + ((size_t)ch * c->h + y) * c->w;
       memset(row, 0, (size_t)c->w * sizeof(float));
       if (y % c->stride) continue;
-      const float *in = g + ((size_t)ch * c->oh + y / c->stride) * c->ow;
+      const float *in = g + (size_t)ch * ld + (size_t)(y / c->stride) * c->ow;
       for (int ox = 0; ox < c->ow; ox++) row[(size_t)ox * c->stride] = in[ox];
     }
 }
 
+/* rows runs of len floats from src (src_ld apart) to dst (dst_ld apart): an image's planes
+ * to or from its columns of a batch matrix. */
+static void copy_rows(int rows, size_t len, const float *src, size_t src_ld, float *dst, size_t dst_ld) {
+  for (int r = 0; r < rows; r++)
+    memcpy(dst + (size_t)r * dst_ld, src + (size_t)r * src_ld, len * sizeof(float));
+}
+
+/* Folded layers (strided 1x1 on small planes: ResNet-50's res5a projections, 7x7 outputs): a
+ * product per image would be 49 columns wide, too narrow to run well, and the reference ran
+ * one per image too. Here the batch's gathered pixels form one (cx, n * oh * ow) matrix, so
+ * each pass is one product on all the threads, with the images' planes copied out of (or
+ * into) its other operand. */
+static void folded_forward(crema_pointwise_conv *c, const float *x, const float *w, const float *bias,
+                           crema_act act, float *y) {
+  const int cols = (int)((size_t)c->n * c->hw);
+  const size_t xs = (size_t)c->cx * c->hw_in, ys = (size_t)c->cy * c->hw;
+  float *g = (float *)(void *)crema_engine_ws_lock(), *prod = g + batch_floats(c, c->cx);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < c->n; i++) gather_pixels(c, x + (size_t)i * xs, g + (size_t)i * c->hw, (size_t)cols);
+  crema_gemm_omp(false, false, c->cy, cols, c->cx, 1.0f, w, c->cx, g, cols, 0.0f, prod, cols);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < c->n; i++) {
+    float *yi = y + (size_t)i * ys;
+    copy_rows(c->cy, c->hw, prod + (size_t)i * c->hw, (size_t)cols, yi, c->hw);
+    crema_bias_act_rows(c->cy, c->hw, c->bias ? bias : NULL, act, yi); /* while yi is in cache */
+  }
+  crema_engine_ws_unlock();
+}
+
+static void folded_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,
+                            float *dw, float *dx) {
+  const int cols = (int)((size_t)c->n * c->hw);
+  const size_t xs = (size_t)c->cx * c->hw_in, ys = (size_t)c->cy * c->hw;
+  float *g = (float *)(void *)crema_engine_ws_lock(), *d = g + batch_floats(c, c->cx);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < c->n; i++)
+    copy_rows(c->cy, c->hw, dy + (size_t)i * ys, c->hw, d + (size_t)i * c->hw, (size_t)cols);
+  if (dx) { /* W^T dy at the pixels the kernel read, in g's room first */
+    crema_gemm_omp(true, false, c->cx, cols, c->cy, 1.0f, w, c->cx, d, cols, 0.0f, g, cols);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < c->n; i++) spread_pixels(c, g + (size_t)i * c->hw, (size_t)cols, dx + (size_t)i * xs);
+  }
+  if (dw) { /* dW += dy x^T over the whole batch at once (parameter diffs accumulate) */
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < c->n; i++) gather_pixels(c, x + (size_t)i * xs, g + (size_t)i * c->hw, (size_t)cols);
+    crema_gemm_omp(false, true, c->cy, c->cx, cols, 1.0f, d, cols, g, cols, 1.0f, dw, c->cx);
+  }
+  crema_engine_ws_unlock();
+}
+
 void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const float *w, const float *bias,
                                   crema_act act, float *y) {
+  if (c->folded) {
+    folded_forward(c, x, w, bias, act, y);
+    return;
+  }
   const size_t xs = (size_t)c->cx * c->hw_in, ys = (size_t)c->cy * c->hw;
   const int hw = (int)c->hw;
   const bool strided = c->stride > 1;
@@ -166,7 +250,7 @@ void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const
     const float *xi = x + (size_t)i * xs;
     if (strided) {
       float *g = thread_scratch(c, ws, omp_get_thread_num());
-      gather_pixels(c, xi, g);
+      gather_pixels(c, xi, g, c->hw);
       xi = g;
     }
     crema_gemm_omp(false, false, c->cy, hw, c->cx, 1.0f, w, c->cx, xi, hw, 0.0f, yi, hw);
@@ -191,6 +275,10 @@ static void sum_partials_turned(const float *part, int parts, int cx, int cy, fl
 void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, const float *dy, const float *w,
                                    float *dw, float *dx) {
   assert(crema_pointwise_conv_backward_suits(c)); /* else no partial sums were reserved */
+  if (c->folded) {
+    folded_backward(c, x, dy, w, dw, dx);
+    return;
+  }
   const size_t xs = (size_t)c->cx * c->hw_in, ys = (size_t)c->cy * c->hw, wn = (size_t)c->cy * c->cx;
   const int hw = (int)c->hw;
   const bool strided = c->stride > 1;
@@ -236,11 +324,11 @@ void crema_pointwise_conv_backward(crema_pointwise_conv *c, const float *x, cons
       const float *dyi = dy + (size_t)i * ys, *xi = x + (size_t)i * xs;
       if (strided && dx) { /* W^T dy_i at the pixels the kernel read */
         crema_gemm_omp(true, false, c->cx, hw, c->cy, 1.0f, w, c->cx, dyi, hw, 0.0f, g, hw);
-        spread_pixels(c, g, dx + (size_t)i * xs);
+        spread_pixels(c, g, c->hw, dx + (size_t)i * xs);
       }
       if (!dw) continue;
       if (strided) {
-        gather_pixels(c, xi, g);
+        gather_pixels(c, xi, g, c->hw);
         xi = g;
       }
       if (turned)

@@ -182,7 +182,11 @@ static int try_pointwise(conv_state *s, const crema_im2col_geom *g, int n, bool 
   if (use && !s->pw &&
       crema_pointwise_conv_create(g, n, p->num_output, p->group, s->has_bias, &s->pw, &why) < 0)
     return crema_fail(err, "%s", why.msg);
-  return s->pw ? adopt(s, s->pw, CREMA_ENGINE_POINTWISE " (sgemm per image)") : 0;
+  if (!s->pw) return 0;
+  return adopt(s, s->pw,
+               crema_pointwise_conv_folded(s->pw) ? CREMA_ENGINE_POINTWISE
+                   " (strided; one sgemm for the batch)"
+                                                  : CREMA_ENGINE_POINTWISE " (sgemm per image)");
 }
 
 static int try_per_image(conv_state *s, const crema_im2col_geom *g, int n, bool wanted, crema_error *err) {
