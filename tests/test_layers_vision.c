@@ -712,18 +712,24 @@ END_TEST
 
 /* Caffe's pooling loops as written in pooling_layer.cpp, one window at a time; except that an
  * empty window (ceil mode, no padding, past the input) divides by 1, not 0 (see below). */
+typedef struct ref_win {
+  int hs, he, ws, we, size; /* the window clipped to the input, and AVE's divisor */
+} ref_win;
+
+static ref_win ref_window(int oh, int ow, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw) {
+  int hs = oh * sh - ph, ws = ow * sw - pw;
+  int he = hs + kh < H + ph ? hs + kh : H + ph, we = ws + kw < W + pw ? ws + kw : W + pw;
+  const int size = (he - hs > 1 ? he - hs : 1) * (we - ws > 1 ? we - ws : 1);
+  return (ref_win){hs < 0 ? 0 : hs, he < H ? he : H, ws < 0 ? 0 : ws, we < W ? we : W, size};
+}
+
 static void ref_pool(const float *x, int planes, int H, int W, int PH, int PW, int kh, int kw, int sh, int sw,
                      int ph, int pw, bool is_max, float *y, float *mask) {
   for (int pl = 0; pl < planes; pl++)
     for (int oh = 0; oh < PH; oh++)
       for (int ow = 0; ow < PW; ow++) {
-        int hs = oh * sh - ph, ws = ow * sw - pw;
-        int he = hs + kh < H + ph ? hs + kh : H + ph, we = ws + kw < W + pw ? ws + kw : W + pw;
-        const int size = (he - hs > 1 ? he - hs : 1) * (we - ws > 1 ? we - ws : 1);
-        hs = hs < 0 ? 0 : hs;
-        ws = ws < 0 ? 0 : ws;
-        he = he < H ? he : H;
-        we = we < W ? we : W;
+        const ref_win r = ref_window(oh, ow, H, W, kh, kw, sh, sw, ph, pw);
+        const int hs = r.hs, he = r.he, ws = r.ws, we = r.we, size = r.size;
         const float *src = x + (size_t)pl * H * W;
         const size_t o = ((size_t)pl * PH + oh) * PW + ow;
         float best = -FLT_MAX, sum = 0.0f;
@@ -754,15 +760,9 @@ static void ref_pool_backward(const float *dy, int planes, int H, int W, int PH,
           if (mask[o] >= 0) dst[(int)mask[o]] += dy[o];
           continue;
         }
-        int hs = oh * sh - ph, ws = ow * sw - pw;
-        int he = hs + kh < H + ph ? hs + kh : H + ph, we = ws + kw < W + pw ? ws + kw : W + pw;
-        const int size = (he - hs > 1 ? he - hs : 1) * (we - ws > 1 ? we - ws : 1);
-        hs = hs < 0 ? 0 : hs;
-        ws = ws < 0 ? 0 : ws;
-        he = he < H ? he : H;
-        we = we < W ? we : W;
-        for (int h = hs; h < he; h++)
-          for (int w = ws; w < we; w++) dst[h * W + w] += dy[o] / (float)size;
+        const ref_win r = ref_window(oh, ow, H, W, kh, kw, sh, sw, ph, pw);
+        for (int h = r.hs; h < r.he; h++)
+          for (int w = r.ws; w < r.we; w++) dst[h * W + w] += dy[o] / (float)r.size;
       }
 }
 

@@ -128,7 +128,7 @@ bool crema_pointwise_conv_matches(const crema_pointwise_conv *c, const crema_im2
 void crema_pointwise_conv_forward(crema_pointwise_conv *c, const float *x, const float *w, const float *bias,
                                   crema_act act, float *y);
 /* Whether backward suits this engine too: not on planes under 400 pixels with 1024+ input
- * channels. There the caller runs the gradients on the reference path (copy-free for these
+ * channels, unless folded. There the caller runs the gradients on the reference path (copy-free for these
  * layers) and must not call crema_pointwise_conv_backward. */
 bool crema_pointwise_conv_backward_suits(const crema_pointwise_conv *c);
 /* True when the layer runs as one product for the whole batch (strided 1x1 on small planes). */

@@ -19,6 +19,7 @@
  * 114 -> 102 ms on one thread, 95-97 -> 83-84 on two. res5a's have 7x7 output planes, too
  * narrow for a product per image, and stay where they were. */
 #include <assert.h>
+#include <limits.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,7 +65,9 @@ static size_t batch_floats(const crema_pointwise_conv *c, int channels) {
 }
 
 /* The folded layer's workspace: the gathered pixels (cx rows), then the output or its
- * gradient (cy rows); backward's data gradient (cx rows) takes the first part's room. */
+ * gradient (cy rows); backward's data gradient (cx rows) takes the first part's room. That
+ * is the layer's output and a quarter of its input (stride 2), less than oneDNN's blocked
+ * copies of the whole input and output, which it replaces. */
 static size_t folded_floats(const crema_pointwise_conv *c) {
   return batch_floats(c, c->cx) + batch_floats(c, c->cy);
 }
@@ -86,7 +89,8 @@ static bool per_image_strided(size_t hw, int cx) {
 
 static bool folds(const crema_im2col_geom *g, int n) {
   const size_t hw = (size_t)g->out_h * g->out_w;
-  return g->stride_h > 1 && !per_image_strided(hw, g->channels) && (size_t)n * hw >= POINTWISE_MIN_PLANE;
+  return g->stride_h > 1 && !per_image_strided(hw, g->channels) && (size_t)n * hw >= POINTWISE_MIN_PLANE &&
+         (size_t)n * hw <= INT_MAX; /* the product's columns, an int */
 }
 
 bool crema_pointwise_conv_suits(const crema_im2col_geom *g, int n, int group) {
@@ -106,9 +110,11 @@ int crema_pointwise_conv_create(const crema_im2col_geom *g, int n, int cy, int g
                                 crema_pointwise_conv **out, crema_error *err) {
   *out = NULL;
   if (n < 1 || !crema_pointwise_conv_suits(g, n, group)) {
-    crema_fail(err,
-               "the per-image 1x1 engine needs oneDNN, a 1x1 unpadded kernel with the same stride both ways, "
-               "one group, output planes of 100+ pixels and at least as many images as threads");
+    crema_fail(
+        err,
+        "the per-image 1x1 engine needs oneDNN, a 1x1 unpadded kernel with the same stride both ways, "
+        "one group, output planes of 100+ pixels and at least as many images as threads (strided: or 100+ "
+        "output pixels in the batch)");
     return 1;
   }
   crema_pointwise_conv *c = calloc(1, sizeof *c);
