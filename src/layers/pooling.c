@@ -564,6 +564,7 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   float *ymask = l->n_top > 1 ? top[1]->data : NULL;
   const int planes = s->n * s->c;
   const bool sep = separable(s);
+  const crema_pool_s1 s1 = s1_geometry(s); /* the stride-1 kernel's plane, when sep */
   /* backward reads the mask, and so does whoever reads a second top */
   const bool keep_mask = !l->forward_only || l->n_top > 1;
   float *scratch_base = crema_workspace_data(scratch(l));
@@ -588,8 +589,7 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
       else
 #endif
           if (sep) {
-        const crema_pool_s1 g = s1_geometry(s);
-        crema_pool_s1_forward(&g, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
+        crema_pool_s1_forward(&s1, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
                               mine + plane_mask_floats(s));
       } else
         pool_forward_plane(s, is_max, avx2, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
