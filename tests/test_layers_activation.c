@@ -238,6 +238,55 @@ START_TEST(prelu_per_channel_slopes) {
 }
 END_TEST
 
+/* 16+ channels take the one-pass backward (slope sums and dx per row together): dx exact,
+ * the slopes' sums to float rounding, in place (the saved input) and out of place, with rows
+ * of 21 (two vectors of eight and a tail); then a numerical gradient check on that shape. */
+START_TEST(prelu_many_channels) {
+  for (int inplace = 0; inplace < 2; inplace++) {
+    crema_blob *x = blob4(2, 20, 3, 7), *y = inplace ? x : crema_blob_new();
+    gradcheck_fill_gaussian(x, 1.0f, 11);
+    float *x0 = malloc(x->count * sizeof(float)), *dy = malloc(x->count * sizeof(float));
+    memcpy(x0, x->data, x->count * sizeof(float));
+    Crema__LayerParameter *m;
+    crema_layer *l = make_layer("name: 'p' type: 'PReLU' prelu_param { filler { type: 'gaussian' std: 1 } }",
+                                TRAIN, 1, &x, &y, &m);
+    forward_ok(l, &x, &y);
+    for (size_t i = 0; i < y->count; i++) dy[i] = y->diff[i] = (float)((i * 37) % 23) / 7.0f - 1.5f;
+    for (int c = 0; c < 20; c++) l->blobs[0]->diff[c] = 0.5f; /* slope diffs accumulate */
+    bool prop = true;
+    crema_layer_backward(l, &y, &prop, &x);
+    for (int c = 0; c < 20; c++) {
+      const float a = l->blobs[0]->data[c];
+      double want = 0.5;
+      for (int n = 0; n < 2; n++)
+        for (int k = 0; k < 21; k++) {
+          const size_t i = (size_t)(n * 20 + c) * 21 + (size_t)k;
+          const float dx = x0[i] > 0.0f ? dy[i] : a * dy[i];
+          ck_assert_msg(!memcmp(&dx, &x->diff[i], sizeof dx), "dx[%zu] (in place %d)", i, inplace);
+          if (x0[i] <= 0.0f) want += (double)dy[i] * x0[i];
+        }
+      ck_assert_double_eq_tol(l->blobs[0]->diff[c], want, 1e-5 * (1.0 + fabs(want)));
+    }
+    crema_layer_free(l);
+    crema_message_free(m);
+    free(x0);
+    free(dy);
+    if (!inplace) crema_blob_free(y);
+    crema_blob_free(x);
+  }
+  crema_blob *x = blob4(2, 20, 3, 7);
+  gradcheck_fill_gaussian(x, 1.0f, 5);
+  Crema__LayerParameter *p =
+      test_layer_param("name: 'p' type: 'PReLU' prelu_param { filler { type: 'gaussian' } }");
+  gradcheck_opts o = gradcheck_defaults();
+  o.kink = 0.0f;
+  o.kink_range = 0.02f;
+  gradcheck_layer(p, 1, &x, 1, NULL, &o);
+  crema_message_free(p);
+  crema_blob_free(x);
+}
+END_TEST
+
 START_TEST(prelu_gradient) {
   grad1("name: 'p' type: 'PReLU'", TRAIN, 0.02f, 0, 0);
   grad1("name: 'p' type: 'PReLU' prelu_param { channel_shared: true }", TRAIN, 0.02f, 0, 0);
@@ -692,6 +741,7 @@ int main(void) {
   tcase_add_test(tc, prelu_forward_values);
   tcase_add_test(tc, prelu_per_channel_slopes);
   tcase_add_test(tc, prelu_gradient);
+  tcase_add_test(tc, prelu_many_channels);
   tcase_add_test(tc, prelu_inplace);
   tcase_add_test(tc, prelu_large_blob);
   tcase_add_test(tc, prelu_needs_two_axes);

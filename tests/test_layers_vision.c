@@ -773,11 +773,12 @@ static void ref_pool_backward(const float *dy, int planes, int H, int W, int PH,
  * scatter, bit for bit: output gradients of many magnitudes, so a sum in another order would
  * round differently where windows overlap. */
 START_TEST(test_pool_matches_caffe_loops_bitwise) {
-  static const int sizes[][2] = {{1, 1}, {3, 3}, {5, 7}, {8, 8}, {13, 11}, {27, 27}, {2, 31}};
+  static const int sizes[][2] = {{1, 1}, {3, 3}, {5, 7}, {8, 8}, {13, 11}, {27, 27}, {2, 31}, {4, 45}};
+  static const int kernels[] = {1, 2, 3, 4, 5, 8, 9}; /* 8: AVE's widest with stride 1 in pooling_ave.c */
   int n_cases = 0;
   for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
-    for (int k = 1; k <= 5; k++)
-      for (int stride = 1; stride <= 3; stride++)
+    for (size_t ki = 0; ki < sizeof kernels / sizeof kernels[0]; ki++)
+      for (int stride = 1, k = kernels[ki]; stride <= 3; stride++)
         for (int pad = 0; pad < k && pad <= 2; pad++)
           for (int mode = 0; mode < 4; mode++) { /* bit 0: AVE; bit 1: floor */
             const int H = sizes[si][0], W = sizes[si][1];
@@ -790,6 +791,11 @@ START_TEST(test_pool_matches_caffe_loops_bitwise) {
               if (!ave && i % 17 == 3) x->data[i] = -INFINITY;
               if (!ave && i % 23 == 5) x->data[i] = NAN;
               if (!ave && i % 29 == 7) x->data[i] = -FLT_MAX;
+              /* AVE: many magnitudes, so a sum in another order rounds differently; -0 and, in
+               * a few planes, infinities of both signs */
+              if (ave) x->data[i] = ldexpf(x->data[i] + 0.37f * (float)(i % 11), (int)(i % 19) - 9);
+              if (ave && i % 31 == 4) x->data[i] = -0.0f;
+              if (ave && si == 3 && i % 37 == 6) x->data[i] = i % 2 ? INFINITY : -INFINITY;
             }
             char text[256];
             snprintf(

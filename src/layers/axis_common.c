@@ -3,6 +3,7 @@
 
 #include <omp.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "base/clones.h"
 
@@ -193,8 +194,50 @@ void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m,
   }
 }
 
+/* One row of Scale's backward in one loop: sum8(dy) into *sb, dot8(dy, x) into *ss (the same
+ * partial sums, added in the same order, so the same bits) and dx = dy * v. The two sums'
+ * chains of additions run side by side and the row is read once; one after another, each
+ * waited on its own chain. dx may be dy: each element is read before it is written. */
+typedef float v8 __attribute__((vector_size(32)));
+#pragma GCC diagnostic ignored "-Wpsabi" /* v8 never crosses a non-static function's ABI */
+
+static inline __attribute__((always_inline)) v8 load8(const float *p) {
+  v8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+static inline __attribute__((always_inline)) void scale_row(const float *dy, const float *x, size_t n,
+                                                            float v, float *dx, bool want_b, bool want_s,
+                                                            double *sb, double *ss) {
+  v8 pb = {0}, ps = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v8 g = load8(dy + i);
+    if (want_b) pb += g;
+    if (want_s) ps += g * load8(x + i);
+    if (dx) {
+      const v8 o = g * v;
+      memcpy(dx + i, &o, sizeof o);
+    }
+  }
+  double b = 0.0, s = 0.0;
+  for (; i < n; i++) {
+    const float g = dy[i];
+    if (want_b) b += g;
+    if (want_s) s += (double)g * x[i];
+    if (dx) dx[i] = g * v;
+  }
+  for (int j = 0; j < 8; j++) {
+    b += pb[j];
+    s += ps[j];
+  }
+  *sb += b;
+  *ss += s;
+}
+
 /* One pass: each row is summed (the same sums, in the same order, as crema_axis_reduce) and
- * then scaled into dx while it is still in cache. dx may be dy: the row is read first. */
+ * scaled into dx while it is in cache. */
 CREMA_CLONES static void scale_backward_rows(const crema_axis_dims *d, const float *dy, const float *x,
                                              const float *s, float *ds, bool ds_accumulate, float *db,
                                              bool db_accumulate, float *dx) {
@@ -205,10 +248,15 @@ CREMA_CLONES static void scale_backward_rows(const crema_axis_dims *d, const flo
     const float v = dx ? s[k] : 0.0f;
     for (size_t o = 0; o < outer; o++) {
       const size_t off = (o * dim + k) * inner;
-      if (db) acc_b += sum8(dy + off, inner);
-      if (ds) acc_s += dot8(dy + off, x + off, inner);
-      if (dx)
-        for (size_t i = 0; i < inner; i++) dx[off + i] = dy[off + i] * v;
+      float *dxr = dx ? dx + off : NULL;
+      if (db && ds)
+        scale_row(dy + off, x + off, inner, v, dxr, true, true, &acc_b, &acc_s);
+      else if (db)
+        scale_row(dy + off, NULL, inner, v, dxr, true, false, &acc_b, &acc_s);
+      else if (ds)
+        scale_row(dy + off, x + off, inner, v, dxr, false, true, &acc_b, &acc_s);
+      else
+        scale_row(dy + off, NULL, inner, v, dxr, false, false, &acc_b, &acc_s);
     }
     if (db) db[k] = db_accumulate ? db[k] + (float)acc_b : (float)acc_b;
     if (ds) ds[k] = ds_accumulate ? ds[k] + (float)acc_s : (float)acc_s;

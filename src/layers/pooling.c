@@ -18,14 +18,12 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
-#include <immintrin.h>
-#define POOL_AVX2 1 /* 8-wide rows on CPUs with AVX2, chosen when the layer runs */
-#endif
 
 #include "base/mem.h"
 #include "layers/layer.h"
+#include "layers/pooling_ave.h"
 #include "layers/pooling_max_s1.h"
+#include "layers/pooling_simd.h" /* POOL_AVX2: 8-wide planes on CPUs with AVX2, chosen when the layer runs */
 
 typedef struct pool_state {
   Crema__PoolingParameter__PoolMethod method;
@@ -139,6 +137,18 @@ static crema_pool_s1 s1_geometry(const pool_state *s) {
   return (crema_pool_s1){s->h, s->w, s->ph, s->pw, s->kernel_h, s->kernel_w, s->pad_h, s->pad_w};
 }
 
+/* AVE planes with strides up to 2 across: pooling_ave.c, the whole plane at once. */
+static crema_pool_ave ave_geometry(const pool_state *s) {
+  return (crema_pool_ave){s->h,        s->w,        s->ph,       s->pw,
+                          s->kernel_h, s->kernel_w, s->stride_h, s->stride_w,
+                          s->pad_h,    s->pad_w,    s->win,      s->win + 3 * (size_t)s->ph};
+}
+
+static bool ave_planes(const pool_state *s) {
+  const crema_pool_ave g = ave_geometry(s);
+  return s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__AVE && crema_pool_ave_suits(&g);
+}
+
 /* The separable pass's scratch, in whole 64-byte lines. */
 static size_t sep_floats(const pool_state *s) {
   const crema_pool_s1 g = s1_geometry(s);
@@ -234,10 +244,12 @@ static int pool_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
                 &cols[3 * o + 2]);
   s->threads = omp_get_max_threads();
   /* whole 64-byte lines per thread: no two threads write one line */
+  const crema_pool_ave ave = ave_geometry(s);
   s->thread_floats =
       s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX
           ? (plane_mask_floats(s) + (separable(s) ? sep_floats(s) : 0) + padded_floats(s) + 15) & ~(size_t)15
-          : 0;
+      : ave_planes(s) ? crema_pool_ave_scratch_floats(&ave)
+                      : 0;
   if (s->thread_floats && crema_workspace_reserve(scratch(l), s->thread_floats * (size_t)s->threads, err))
     return crema_error_prefix(err, "pooling scratch");
   if (s->method == CREMA__POOLING_PARAMETER__POOL_METHOD__MAX) {
@@ -374,40 +386,12 @@ static int max_row_sse2(const float *src, int W, int hs, int he, int K, int stri
 }
 
 #if defined(POOL_AVX2)
-/* Eight outputs at a time where the CPU has AVX2: AVE's interior rows (sum_row_avx2) and
- * whole MAX planes (max_plane_padded). MAXPS returns its second operand unless the first is
- * strictly greater (NaN included), which is exactly the window loop's `if (v > best) best =
- * v`; the argmax is the tap's flat index, blended in under the same comparison. Per tap: one
- * or two loads (stride 2 takes the even floats of 16, two shuffles), a compare, a max, an add
- * and a blend, where the SSE2 rows above spend about twice that on half the outputs. A group
- * reads start .. start + reach - 1: reach = K + 7 with stride 1, K + 15 with stride 2 (one
- * float past the last lane's last tap). */
-static inline int pool_reach8(int K, int stride) { return stride == 1 ? K + 7 : K + 15; }
-
-__attribute__((target("avx2"))) static inline __m256 tap8(const float *p, int stride, int kw) {
-  if (stride == 1) return _mm256_loadu_ps(p + kw);
-  const __m256 a = _mm256_loadu_ps(p + kw), b = _mm256_loadu_ps(p + kw + 8);
-  /* {a0 a2 b0 b2 | a4 a6 b4 b6}, then its 64-bit quarters in the order 0 2 1 3 */
-  const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
-}
-
-__attribute__((target("avx2"))) static int sum_row_avx2(const float *src, int W, int hs, int he, int K,
-                                                        int stride, int pad, int ow0, int ow1, float *drow) {
-  const int reach = pool_reach8(K, stride);
-  int ow = ow0;
-  for (; ow + 8 <= ow1 && ow * stride - pad + reach <= W; ow += 8) {
-    const int start = ow * stride - pad;
-    __m256 sum = _mm256_setzero_ps();
-    for (int ih = hs; ih < he; ih++) {
-      const float *p = src + (size_t)ih * W + start;
-      for (int kw = 0; kw < K; kw++) sum = _mm256_add_ps(sum, tap8(p, stride, kw));
-    }
-    _mm256_storeu_ps(drow + ow, sum);
-  }
-  return ow;
-}
-
+/* Eight outputs at a time where the CPU has AVX2: whole MAX planes (max_plane_padded). MAXPS
+ * returns its second operand unless the first is strictly greater (NaN included), which is
+ * exactly the window loop's `if (v > best) best = v`; the argmax is the tap's flat index,
+ * blended in under the same comparison. Per tap: one or two loads (stride 2 takes the even
+ * floats of 16, two shuffles: tap8), a compare, a max, an add and a blend, where the SSE2 rows
+ * above spend about twice that on half the outputs. */
 /* The padded copy's cells outside the input: -FLT_MAX, written once per thread and call
  * (the scratch lives in the net's shared workspace, which other layers overwrite between
  * calls); max_plane_padded then copies only the input rows in. Rewriting the border for every
@@ -469,30 +453,13 @@ __attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s
 }
 #endif
 
-static int sum_row_sse2(const float *src, int W, int hs, int he, int K, int stride, int pad, int ow0, int ow1,
-                        float *drow) {
-  const int reach = pool_reach(K, stride);
-  int ow = ow0;
-  for (; ow + 4 <= ow1 && ow * stride - pad + reach <= W; ow += 4) {
-    const int start = ow * stride - pad;
-    __m128 sum = _mm_setzero_ps();
-    for (int ih = hs; ih < he; ih++) {
-      const float *p = src + (size_t)ih * W + start;
-      for (int kw = 0; kw < K; kw++) sum = _mm_add_ps(sum, tap4(p, stride, kw));
-    }
-    _mm_storeu_ps(drow + ow, sum);
-  }
-  return ow;
-}
 #endif
 
 /* Forward of one plane. Border columns (windows clipped by the edge) go window by window;
  * the interior columns of each output row go tap by tap across the row, vectorised. Every
  * output sees the same values in the same order either way (rows of its window in turn, each
  * left to right), so the results, argmax ties included, are the same. */
-static void pool_forward_plane(const pool_state *s, bool is_max, bool avx2, const float *src, float *dst,
-                               int *mask) {
-  (void)avx2; /* unused where the AVX2 rows are not built */
+static void pool_forward_plane(const pool_state *s, bool is_max, const float *src, float *dst, int *mask) {
   const int W = s->w, PH = s->ph, PW = s->pw, K = s->kernel_w, stride = s->stride_w, pad = s->pad_w;
   const int *rows = s->win, *cols = s->win + 3 * (size_t)PH;
   int ow0, ow1;
@@ -527,12 +494,6 @@ static void pool_forward_plane(const pool_state *s, bool is_max, bool avx2, cons
       for (int ow = ow1; ow < PW; ow++)
         max_window(src, W, hs, he, cols[3 * ow], cols[3 * ow + 1], &drow[ow], &mrow[ow]);
     } else {
-#if defined(POOL_AVX2)
-      if (stride <= 2 && avx2) done = sum_row_avx2(src, W, hs, he, K, stride, pad, done, ow1, drow);
-#endif
-#if defined(__SSE2__)
-      if (stride <= 2) done = sum_row_sse2(src, W, hs, he, K, stride, pad, done, ow1, drow);
-#endif
       for (int ow = done; ow < ow1; ow++) drow[ow] = 0.0f;
       for (int ih = hs; ih < he && done < ow1; ih++) {
         const float *srow = src + (size_t)ih * W;
@@ -568,14 +529,15 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   /* backward reads the mask, and so does whoever reads a second top */
   const bool keep_mask = !l->forward_only || l->n_top > 1;
   float *scratch_base = crema_workspace_data(scratch(l));
+  const bool ave = !is_max && ave_planes(s);
+  const crema_pool_ave ag = ave_geometry(s); /* when ave */
 #if defined(POOL_AVX2)
   const bool avx2 = __builtin_cpu_supports("avx2"), padded = padded_max(s);
-#else
-  const bool avx2 = false;
 #endif
 #pragma omp parallel if ((size_t)planes * pin > 32768) num_threads(s->threads)
   {
     float *mine = scratch_base + s->thread_floats * (size_t)omp_get_thread_num();
+    if (ave) crema_pool_ave_forward_begin(&ag, mine);
 #if defined(POOL_AVX2)
     float *pad = mine + plane_mask_floats(s) + (sep ? sep_floats(s) : 0);
     if (padded && avx2) padded_fill(s, pad);
@@ -583,6 +545,10 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
 #pragma omp for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
       int *mask = !is_max ? NULL : keep_mask ? s->mask + (size_t)pl * pout : (int *)(void *)mine;
+      if (ave) {
+        crema_pool_ave_forward(&ag, x + (size_t)pl * pin, y + (size_t)pl * pout, mine);
+        continue;
+      }
 #if defined(POOL_AVX2)
       if (padded && avx2)
         max_plane_padded(s, x + (size_t)pl * pin, y + (size_t)pl * pout, mask, pad);
@@ -592,7 +558,7 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
         crema_pool_s1_forward(&s1, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
                               mine + plane_mask_floats(s));
       } else
-        pool_forward_plane(s, is_max, avx2, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
+        pool_forward_plane(s, is_max, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
       if (ymask)
         for (size_t o = 0; o < pout; o++) ymask[(size_t)pl * pout + o] = (float)mask[o];
     }
@@ -610,6 +576,18 @@ static void pool_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   const float *dy = top[0]->diff;
   float *dx = bottom[0]->diff;
   const int planes = s->n * s->c;
+  if (!is_max && ave_planes(s)) { /* each input gathers its shares: no zeroing, no scatter */
+    const crema_pool_ave ag = ave_geometry(s);
+    float *scratch_base = crema_workspace_data(scratch(l));
+#pragma omp parallel if ((size_t)planes * pin > 32768) num_threads(s->threads)
+    {
+      float *mine = scratch_base + s->thread_floats * (size_t)omp_get_thread_num();
+#pragma omp for schedule(static)
+      for (int pl = 0; pl < planes; pl++)
+        crema_pool_ave_backward(&ag, dy + (size_t)pl * pout, dx + (size_t)pl * pin, mine);
+    }
+    return;
+  }
   /* One plane per task: windows overlap only within a plane. */
 #pragma omp parallel for schedule(static) if ((size_t)planes * pin > 32768)
   for (int pl = 0; pl < planes; pl++) {

@@ -6,7 +6,9 @@
  * 0.25. The bottom needs at least 2 axes. In-place allowed: the layer then keeps a copy of
  * its input (a learned slope may be negative, so the output's sign says nothing). */
 #include <stdlib.h>
+#include <string.h>
 
+#include "base/clones.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
@@ -77,7 +79,7 @@ static int prelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
 
 /* sum of dy[i] * x[i] where x[i] <= 0, in eight independent partial sums (a single running
  * sum would wait on every add). */
-static double neg_dot(const float *dy, const float *x, size_t n) {
+static inline __attribute__((always_inline)) double neg_dot(const float *dy, const float *x, size_t n) {
   float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
@@ -89,6 +91,66 @@ static double neg_dot(const float *dy, const float *x, size_t n) {
   for (; i < n; i++) s += x[i] <= 0.0f ? (double)dy[i] * x[i] : 0.0;
   for (int j = 0; j < 8; j++) s += p[j];
   return s;
+}
+
+/* d bottom of one row; dx may be dy. */
+static inline __attribute__((always_inline)) void grad_row(const float *dy, const float *x, size_t n, float a,
+                                                           float *dx) {
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
+}
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef int i8 __attribute__((vector_size(32)));
+#pragma GCC diagnostic ignored "-Wpsabi" /* v8 never crosses a non-static function's ABI */
+
+static inline __attribute__((always_inline)) v8 load8(const float *p) {
+  v8 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+/* neg_dot of a row into *acc (the same partial sums in the same order, so the same bits) and,
+ * in the same loop, grad_row (when dx): the row is read once. */
+static inline __attribute__((always_inline)) void
+slope_and_grad_row(const float *dy, const float *x, size_t n, float a, float *dx, double *acc) {
+  v8 p = {0};
+  const v8 zero = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v8 g = load8(dy + i), v = load8(x + i);
+    const i8 neg = v <= zero;
+    p += (v8)((i8)(g * v) & neg);
+    if (dx) {
+      const v8 o = (v8)(((i8)g & ~neg) | ((i8)(a * g) & neg));
+      memcpy(dx + i, &o, sizeof o);
+    }
+  }
+  double s = 0.0;
+  for (; i < n; i++) {
+    s += x[i] <= 0.0f ? (double)dy[i] * x[i] : 0.0;
+    if (dx) dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
+  }
+  for (int j = 0; j < 8; j++) s += p[j];
+  *acc += s;
+}
+
+/* Per-channel slopes, both gradients in one pass: each row's slope sum (the same sums in the
+ * same order as the two-pass loops below), then its dx while the row is in cache. Two passes
+ * read dy and x from memory twice: (32, 64, 56, 56), one thread, 5.4 -> 3.4 ms. */
+CREMA_CLONES static void backward_by_channel(const float *dy, const float *x, const float *slope, size_t num,
+                                             size_t channels, size_t dim, float *dslope, float *dx) {
+#pragma omp parallel for if (num * channels * dim > CREMA_PAR_MIN) schedule(static)
+  for (size_t c = 0; c < channels; c++) {
+    double acc = 0.0;
+    for (size_t k = 0; k < num; k++) {
+      const size_t off = (k * channels + c) * dim;
+      if (dslope)
+        slope_and_grad_row(dy + off, x + off, dim, slope[c], dx ? dx + off : NULL, &acc);
+      else
+        grad_row(dy + off, x + off, dim, slope[c], dx + off);
+    }
+    if (dslope) dslope[c] += (float)acc;
+  }
 }
 
 static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
@@ -105,9 +167,14 @@ static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *p
   const float *slope = l->blobs[0]->data;
   const bool shared = s->channel_shared;
 
+  float *dslope = l->param_propagate_down[0] ? l->blobs[0]->diff : NULL;
+  float *dx = propagate_down[0] ? bottom[0]->diff : NULL;
+  if (!shared && channels >= 16) { /* enough channels to share among threads: one pass */
+    backward_by_channel(dy, x, slope, num, channels, dim, dslope, dx);
+    return;
+  }
   /* Slope gradient first: in place, dy and dx are the same buffer. */
-  if (l->param_propagate_down[0]) {
-    float *dslope = l->blobs[0]->diff;
+  if (dslope) {
     if (shared) {
       double acc = 0.0;
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static) reduction(+ : acc)
@@ -123,14 +190,10 @@ static void prelu_backward(crema_layer *l, crema_blob *const *top, const bool *p
       }
     }
   }
-  if (propagate_down[0]) {
-    float *dx = bottom[0]->diff;
+  if (dx) {
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-    for (size_t r = 0; r < rows; r++) {
-      const float a = slope[shared ? 0 : r % channels];
-      const size_t off = r * dim;
-      for (size_t i = 0; i < dim; i++) dx[off + i] = x[off + i] > 0.0f ? dy[off + i] : a * dy[off + i];
-    }
+    for (size_t r = 0; r < rows; r++)
+      grad_row(dy + r * dim, x + r * dim, dim, slope[shared ? 0 : r % channels], dx + r * dim);
   }
 }
 

@@ -1,0 +1,28 @@
+/* pooling_ave.h -- AVE pooling's forward and backward passes, one (H, W) plane at a time, with
+ * the sums in Caffe's order (so the same bits as its window loops) and eight outputs or
+ * inputs side by side where the CPU has AVX2. pooling.c chooses it. */
+#ifndef CREMA_LAYERS_POOLING_AVE_H
+#define CREMA_LAYERS_POOLING_AVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The plane's geometry and pooling.c's windows: for each output row, then each output column,
+ * (lo, hi, len): the input range [lo, hi) and the divisor's extent len (clipped at in + pad). */
+typedef struct crema_pool_ave {
+  int h, w, ph, pw, kh, kw, sh, sw, pad_h, pad_w;
+  const int *rows, *cols;
+} crema_pool_ave;
+
+/* Strides up to 2 across (any down), kernels up to 8 strides wide and planes whose zero-padded
+ * copy stays within 16 M floats; other layers keep pooling.c's window loops. */
+bool crema_pool_ave_suits(const crema_pool_ave *g);
+/* Floats of scratch a thread needs (either pass), a multiple of 16. */
+size_t crema_pool_ave_scratch_floats(const crema_pool_ave *g);
+/* Before a thread's first forward plane of a call: zeroes its padded copy's border. */
+void crema_pool_ave_forward_begin(const crema_pool_ave *g, float *scratch);
+void crema_pool_ave_forward(const crema_pool_ave *g, const float *x, float *y, float *scratch);
+/* dx = the plane's input gradient (overwritten), from dy. */
+void crema_pool_ave_backward(const crema_pool_ave *g, const float *dy, float *dx, float *scratch);
+
+#endif
