@@ -603,6 +603,14 @@ START_TEST(scale_one_pass_matches_separate_passes) {
         ck_assert_msg(!memcmp(y1->diff, y2->diff, n * sizeof(float)), "case %zu: d x", c);
         ck_assert_msg(!memcmp(ds1, ds2, d.dim * sizeof(float)), "case %zu: d scale", c);
         ck_assert_msg(!memcmp(db1, db2, d.dim * sizeof(float)), "case %zu: d bias", c);
+        /* Bias's backward: no scale, dx = dy */
+        for (size_t k = 0; k < d.dim; k++) db2[k] = (float)k;
+        memcpy(y2->diff, dy->data, n * sizeof(float));
+        if (!inplace) memset(y2->diff, 0xff, n * sizeof(float)); /* NaN: must be overwritten */
+        crema_axis_scale_backward(&d, inplace ? y2->diff : dy->data, NULL, NULL, NULL, false, db2, true,
+                                  y2->diff);
+        ck_assert_msg(!memcmp(dy->data, y2->diff, n * sizeof(float)), "case %zu: bias d x", c);
+        ck_assert_msg(!memcmp(db1, db2, d.dim * sizeof(float)), "case %zu: bias d bias", c);
       }
     crema_blob *all[] = {x, dy, p, y1, y2, sv};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) crema_blob_free(all[i]);

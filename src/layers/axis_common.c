@@ -208,8 +208,8 @@ static inline __attribute__((always_inline)) v8 load8(const float *p) {
 }
 
 static inline __attribute__((always_inline)) void scale_row(const float *dy, const float *x, size_t n,
-                                                            float v, float *dx, bool want_b, bool want_s,
-                                                            double *sb, double *ss) {
+                                                            float v, bool copy, float *dx, bool want_b,
+                                                            bool want_s, double *sb, double *ss) {
   v8 pb = {0}, ps = {0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -217,7 +217,7 @@ static inline __attribute__((always_inline)) void scale_row(const float *dy, con
     if (want_b) pb += g;
     if (want_s) ps += g * load8(x + i);
     if (dx) {
-      const v8 o = g * v;
+      const v8 o = copy ? g : g * v;
       memcpy(dx + i, &o, sizeof o);
     }
   }
@@ -226,7 +226,7 @@ static inline __attribute__((always_inline)) void scale_row(const float *dy, con
     const float g = dy[i];
     if (want_b) b += g;
     if (want_s) s += (double)g * x[i];
-    if (dx) dx[i] = g * v;
+    if (dx) dx[i] = copy ? g : g * v;
   }
   for (int j = 0; j < 8; j++) {
     b += pb[j];
@@ -245,18 +245,18 @@ CREMA_CLONES static void scale_backward_rows(const crema_axis_dims *d, const flo
 #pragma omp parallel for if (total > CREMA_PAR_MIN) schedule(static)
   for (size_t k = 0; k < dim; k++) {
     double acc_s = 0.0, acc_b = 0.0;
-    const float v = dx ? s[k] : 0.0f;
+    const float v = dx && s ? s[k] : 1.0f; /* no s: dx = dy (Bias) */
     for (size_t o = 0; o < outer; o++) {
       const size_t off = (o * dim + k) * inner;
       float *dxr = dx ? dx + off : NULL;
       if (db && ds)
-        scale_row(dy + off, x + off, inner, v, dxr, true, true, &acc_b, &acc_s);
+        scale_row(dy + off, x + off, inner, v, !s, dxr, true, true, &acc_b, &acc_s);
       else if (db)
-        scale_row(dy + off, NULL, inner, v, dxr, true, false, &acc_b, &acc_s);
+        scale_row(dy + off, NULL, inner, v, !s, dxr, true, false, &acc_b, &acc_s);
       else if (ds)
-        scale_row(dy + off, x + off, inner, v, dxr, false, true, &acc_b, &acc_s);
+        scale_row(dy + off, x + off, inner, v, !s, dxr, false, true, &acc_b, &acc_s);
       else
-        scale_row(dy + off, NULL, inner, v, dxr, false, false, &acc_b, &acc_s);
+        scale_row(dy + off, NULL, inner, v, !s, dxr, false, false, &acc_b, &acc_s);
     }
     if (db) db[k] = db_accumulate ? db[k] + (float)acc_b : (float)acc_b;
     if (ds) ds[k] = ds_accumulate ? ds[k] + (float)acc_s : (float)acc_s;
@@ -270,7 +270,8 @@ void crema_axis_scale_backward(const crema_axis_dims *d, const float *dy, const 
     /* Few long sums: crema_axis_reduce splits each one over the threads; one pass each. */
     if (db) crema_axis_reduce(d, dy, NULL, db, db_accumulate);
     if (ds) crema_axis_reduce(d, dy, x, ds, ds_accumulate);
-    if (dx) crema_axis_mul(d, dy, s, dx);
+    if (dx && s) crema_axis_mul(d, dy, s, dx);
+    if (dx && !s) crema_copy(total, dy, dx);
     return;
   }
   scale_backward_rows(d, dy, x, s, ds, ds_accumulate, db, db_accumulate, dx);

@@ -44,7 +44,8 @@ void crema_axis_add(const crema_axis_dims *d, const float *b, float *y);
 void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m, float *out, bool accumulate);
 /* Scale's backward, in one pass over dy where there are enough channels to share among the
  * threads: db[d] (+)= sum of dy, ds[d] (+)= sum of dy * x (as crema_axis_reduce, with the same
- * results), dx = dy * s[d]. Any of ds, db, dx may be NULL (then x, s may be too); dx may be dy. */
+ * results), dx = dy * s[d], or dx = dy without s (Bias's backward). Any of ds, db, dx may be
+ * NULL (then x may be too); dx may be dy. */
 void crema_axis_scale_backward(const crema_axis_dims *d, const float *dy, const float *x, const float *s,
                                float *ds, bool ds_accumulate, float *db, bool db_accumulate, float *dx);
 

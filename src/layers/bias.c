@@ -56,10 +56,14 @@ static void bias_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   bias_state *s = l->state;
   const bool learned = l->n_bottom == 1;
   const float *dy = top[0]->diff;
-  if (learned ? l->param_propagate_down[0] : propagate_down[1])
-    /* A learned bias accumulates; a bottom's diff is overwritten (layer.h). */
-    crema_axis_reduce(&s->d, dy, NULL, learned ? l->blobs[0]->diff : bottom[1]->diff, learned);
-  if (propagate_down[0]) crema_copy(bottom[0]->count, dy, bottom[0]->diff); /* no-op in place */
+  /* A learned bias accumulates; a bottom's diff is overwritten (layer.h). */
+  float *db = !(learned ? l->param_propagate_down[0] : propagate_down[1]) ? NULL
+              : learned                                                   ? l->blobs[0]->diff
+                                                                          : bottom[1]->diff;
+  float *dx =
+      propagate_down[0] && bottom[0]->diff != dy ? bottom[0]->diff : NULL; /* in place: nothing to do */
+  /* one pass: each row summed and copied while it is in cache */
+  if (db || dx) crema_axis_scale_backward(&s->d, dy, NULL, NULL, NULL, false, db, learned, dx);
 }
 
 static void bias_free(crema_layer *l) { free(l->state); }
