@@ -390,7 +390,7 @@ static int max_row_sse2(const float *src, int W, int hs, int he, int K, int stri
  * returns its second operand unless the first is strictly greater (NaN included), which is
  * exactly the window loop's `if (v > best) best = v`; the argmax is the tap's flat index,
  * blended in under the same comparison. Per tap: one or two loads (stride 2 takes the even
- * floats of 16, two shuffles: tap8), a compare, a max, an add and a blend, where the SSE2 rows
+ * floats of 16 with one shuffle: tap8_turned), a compare, a max, an add and a blend, where the SSE2 rows
  * above spend about twice that on half the outputs. */
 /* The padded copy's cells outside the input: -FLT_MAX, written once per thread and call
  * (the scratch lives in the net's shared workspace, which other layers overwrite between
@@ -414,8 +414,12 @@ __attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s
   /* input rows y - pad_h at columns pad_w on (clipped to the copy's width) */
   const int n_cols = W < WP - s->pad_w ? W : WP - s->pad_w;
   for (int y = s->pad_h; y < HP && y - s->pad_h < H && n_cols > 0; y++)
-    memcpy(pad + (size_t)y * WP + s->pad_w, src + (size_t)(y - s->pad_h) * W, (size_t)n_cols * sizeof(float));
-  const __m256i lanes = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(sw));
+    copy_floats8(pad + (size_t)y * WP + s->pad_w, src + (size_t)(y - s->pad_h) * W, n_cols);
+  /* each lane's column offset, in tap8_turned's lane order */
+  const __m256i lanes =
+      _mm256_castps_si256(turn8(_mm256_castsi256_ps(_mm256_mullo_epi32(
+                                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(sw))),
+                                sw));
   for (int oh = 0; oh < PH; oh++) {
     const int y0 = oh * sh;
     for (int ow = 0; ow < PW; ow += 8) {
@@ -429,12 +433,14 @@ __attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s
         const float *p = pad + (size_t)(y0 + kh) * WP + x0;
         const int row_index = (y0 + kh - s->pad_h) * W;
         for (int kw = 0; kw < KW; kw++) {
-          const __m256 v = tap8(p, sw, kw), gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+          const __m256 v = tap8_turned(p, sw, kw), gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
           const __m256i idx = _mm256_add_epi32(base, _mm256_set1_epi32(row_index + kw));
           best = _mm256_max_ps(v, best);
           arg = _mm256_blendv_ps(arg, _mm256_castsi256_ps(idx), gt);
         }
       }
+      best = turn8(best, sw);
+      arg = turn8(arg, sw);
       float *d = dst + (size_t)oh * PW + ow;
       int *m = mask + (size_t)oh * PW + ow;
       if (ow + 8 <= PW) {

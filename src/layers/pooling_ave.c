@@ -100,22 +100,16 @@ static bool share_covers(const crema_pool_ave *g, int x, int j) {
 }
 
 #if defined(POOL_AVX2)
-/* copy_in with the rows moved eight floats at a time: a memcpy call per row of 56 floats
- * cost as much as the plane's taps. */
+/* copy_in with the rows moved eight floats at a time (copy_floats8). */
 POOL_AVX2_FN static void copy_in_avx2(const crema_pool_ave *g, const float *x, float *pad) {
   const int pc = (int)padded_cols64(g), pr = (int)padded_rows64(g);
   const int n = g->w < pc - g->pad_w ? g->w : pc - g->pad_w;
-  const __m256i tail =
-      _mm256_cmpgt_epi32(_mm256_set1_epi32(n % 8), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  for (int y = g->pad_h; y < pr && y - g->pad_h < g->h; y++) {
-    const float *in = x + (size_t)(y - g->pad_h) * g->w;
-    float *out = pad + (size_t)y * pc + g->pad_w;
-    int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_loadu_ps(in + i));
-    if (i < n) _mm256_maskstore_ps(out + i, tail, _mm256_maskload_ps(in + i, tail));
-  }
+  for (int y = g->pad_h; y < pr && y - g->pad_h < g->h; y++)
+    copy_floats8(pad + (size_t)y * pc + g->pad_w, x + (size_t)(y - g->pad_h) * g->w, n);
 }
 
+/* Eight outputs at a time, their sums in tap8_turned's lane order, turned back before the
+ * division. */
 POOL_AVX2_FN static void forward_avx2(const crema_pool_ave *g, const float *x, float *y, float *scratch) {
   const int PW = g->pw, C8 = cols8(g), PC = (int)padded_cols64(g), sw = g->sw;
   const float *ext = scratch;
@@ -126,31 +120,13 @@ POOL_AVX2_FN static void forward_avx2(const crema_pool_ave *g, const float *x, f
   for (int oh = 0; oh < g->ph; oh++) {
     const __m256 len_h = _mm256_set1_ps((float)g->rows[3 * oh + 2]);
     const float *top = pad + (size_t)oh * g->sh * PC;
-    int ow = 0;
-    for (; ow + 16 <= C8; ow += 16) { /* two groups side by side: two chains of additions */
-      __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-      for (int kh = 0; kh < g->kh; kh++) {
-        const float *p = top + (size_t)kh * PC + (size_t)ow * sw;
-        for (int kw = 0; kw < g->kw; kw++) {
-          s0 = _mm256_add_ps(s0, tap8(p, sw, kw));
-          s1 = _mm256_add_ps(s1, tap8(p + 8 * sw, sw, kw));
-        }
-      }
-      _mm256_storeu_ps(y + (size_t)oh * PW + ow,
-                       _mm256_div_ps(s0, _mm256_mul_ps(len_h, _mm256_loadu_ps(ext + ow))));
-      const __m256 v1 = _mm256_div_ps(s1, _mm256_mul_ps(len_h, _mm256_loadu_ps(ext + ow + 8)));
-      if (ow + 16 <= PW)
-        _mm256_storeu_ps(y + (size_t)oh * PW + ow + 8, v1);
-      else
-        _mm256_maskstore_ps(y + (size_t)oh * PW + ow + 8, tail, v1);
-    }
-    for (; ow < C8; ow += 8) {
+    for (int ow = 0; ow < C8; ow += 8) {
       __m256 sum = _mm256_setzero_ps();
       for (int kh = 0; kh < g->kh; kh++) {
         const float *p = top + (size_t)kh * PC + (size_t)ow * sw;
-        for (int kw = 0; kw < g->kw; kw++) sum = _mm256_add_ps(sum, tap8(p, sw, kw));
+        for (int kw = 0; kw < g->kw; kw++) sum = _mm256_add_ps(sum, tap8_turned(p, sw, kw));
       }
-      const __m256 v = _mm256_div_ps(sum, _mm256_mul_ps(len_h, _mm256_loadu_ps(ext + ow)));
+      const __m256 v = _mm256_div_ps(turn8(sum, sw), _mm256_mul_ps(len_h, _mm256_loadu_ps(ext + ow)));
       if (ow + 8 <= PW)
         _mm256_storeu_ps(y + (size_t)oh * PW + ow, v);
       else

@@ -1,6 +1,6 @@
 /* pooling_simd.h -- what the pooling files share for their AVX2 planes: POOL_AVX2 (gcc on
- * x86-64, the 8-wide code chosen when the layer runs on a CPU that has AVX2) and tap8, one
- * kernel tap of eight outputs side by side. */
+ * x86-64, the 8-wide code chosen when the layer runs on a CPU that has AVX2), one kernel tap
+ * of eight outputs side by side, and a row copy. */
 #ifndef CREMA_LAYERS_POOLING_SIMD_H
 #define CREMA_LAYERS_POOLING_SIMD_H
 
@@ -9,14 +9,31 @@
 #define POOL_AVX2 1
 #define POOL_AVX2_FN __attribute__((target("avx2")))
 
-/* Tap kw of eight outputs whose windows start at p, p + stride, ..., stride 1 or 2: with
- * stride 2 the even floats of the sixteen from p + kw (reads p[kw .. kw + 15]). */
-POOL_AVX2_FN static inline __attribute__((always_inline)) __m256 tap8(const float *p, int stride, int kw) {
+#define POOL_INLINE static inline __attribute__((always_inline))
+
+/* Tap kw of eight outputs whose windows start at p, p + stride, ..., stride 1 or 2, "turned":
+ * with stride 2 the even floats of the sixteen from p + kw (reads p[kw .. kw + 15]) in the
+ * lane order 0 1 4 5 2 3 6 7, as one shuffle leaves them. Lane-wise work (a max and its
+ * argmax, a sum) runs as well in that order and turns the result back once per group with
+ * turn8: one shuffle a tap instead of two. */
+POOL_AVX2_FN POOL_INLINE __m256 tap8_turned(const float *p, int stride, int kw) {
   if (stride == 1) return _mm256_loadu_ps(p + kw);
   const __m256 a = _mm256_loadu_ps(p + kw), b = _mm256_loadu_ps(p + kw + 8);
-  /* {a0 a2 b0 b2 | a4 a6 b4 b6}, then its 64-bit quarters in the order 0 2 1 3 */
-  const __m256 e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), _MM_SHUFFLE(3, 1, 2, 0)));
+  return _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)); /* {a0 a2 b0 b2 | a4 a6 b4 b6} */
+}
+
+/* Turned order to plain, or back (with stride 2 the swap of the middle 64-bit quarters). */
+POOL_AVX2_FN POOL_INLINE __m256 turn8(__m256 v, int stride) {
+  if (stride == 1) return v;
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* n floats from src to dst eight at a time: a memcpy call per short row (a 56-wide plane's)
+ * cost as much as the row's taps. */
+POOL_AVX2_FN POOL_INLINE void copy_floats8(float *dst, const float *src, int n) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+  for (; i < n; i++) dst[i] = src[i];
 }
 #endif
 
