@@ -3,9 +3,9 @@
 
 #include <omp.h>
 #include <stdio.h>
-#include <string.h>
 
 #include "base/clones.h"
+#include "base/v8.h"
 
 int crema_axis_param_shape(const crema_blob *bottom, int axis, int num_axes, const char *what, int *n_axes,
                            int shape[CREMA_MAX_AXES], crema_error *err) {
@@ -198,15 +198,6 @@ void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m,
  * partial sums, added in the same order, so the same bits) and dx = dy * v. The two sums'
  * chains of additions run side by side and the row is read once; one after another, each
  * waited on its own chain. dx may be dy: each element is read before it is written. */
-typedef float v8 __attribute__((vector_size(32)));
-#pragma GCC diagnostic ignored "-Wpsabi" /* v8 never crosses a non-static function's ABI */
-
-static inline __attribute__((always_inline)) v8 load8(const float *p) {
-  v8 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
 static inline __attribute__((always_inline)) void scale_row(const float *dy, const float *x, size_t n,
                                                             float v, bool copy, float *dx, bool want_b,
                                                             bool want_s, double *sb, double *ss) {
@@ -217,8 +208,7 @@ static inline __attribute__((always_inline)) void scale_row(const float *dy, con
     if (want_b) pb += g;
     if (want_s) ps += g * load8(x + i);
     if (dx) {
-      const v8 o = copy ? g : g * v;
-      memcpy(dx + i, &o, sizeof o);
+      store8(dx + i, copy ? g : g * v);
     }
   }
   double b = 0.0, s = 0.0;

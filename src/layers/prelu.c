@@ -6,9 +6,9 @@
  * 0.25. The bottom needs at least 2 axes. In-place allowed: the layer then keeps a copy of
  * its input (a learned slope may be negative, so the output's sign says nothing). */
 #include <stdlib.h>
-#include <string.h>
 
 #include "base/clones.h"
+#include "base/v8.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
@@ -99,16 +99,6 @@ static inline __attribute__((always_inline)) void grad_row(const float *dy, cons
   for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
 }
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef int i8 __attribute__((vector_size(32)));
-#pragma GCC diagnostic ignored "-Wpsabi" /* v8 never crosses a non-static function's ABI */
-
-static inline __attribute__((always_inline)) v8 load8(const float *p) {
-  v8 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
 /* neg_dot of a row into *acc (the same partial sums in the same order, so the same bits) and,
  * in the same loop, grad_row (when dx): the row is read once. */
 static inline __attribute__((always_inline)) void
@@ -121,8 +111,7 @@ slope_and_grad_row(const float *dy, const float *x, size_t n, float a, float *dx
     const i8 neg = v <= zero;
     p += (v8)((i8)(g * v) & neg);
     if (dx) {
-      const v8 o = (v8)(((i8)g & ~neg) | ((i8)(a * g) & neg));
-      memcpy(dx + i, &o, sizeof o);
+      store8(dx + i, (v8)(((i8)g & ~neg) | ((i8)(a * g) & neg)));
     }
   }
   double s = 0.0;
