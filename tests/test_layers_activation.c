@@ -245,6 +245,7 @@ START_TEST(prelu_many_channels) {
   for (int inplace = 0; inplace < 2; inplace++) {
     crema_blob *x = blob4(2, 20, 3, 7), *y = inplace ? x : crema_blob_new();
     gradcheck_fill_gaussian(x, 1.0f, 11);
+    x->data[5] = x->data[77] = x->data[20] = NAN; /* not > 0: dx = a * dy; not <= 0: no slope share */
     float *x0 = malloc(x->count * sizeof(float)), *dy = malloc(x->count * sizeof(float));
     memcpy(x0, x->data, x->count * sizeof(float));
     Crema__LayerParameter *m;

@@ -195,9 +195,10 @@ void crema_axis_reduce(const crema_axis_dims *d, const float *a, const float *m,
 }
 
 /* One row of Scale's backward in one loop: sum8(dy) into *sb, dot8(dy, x) into *ss (the same
- * partial sums, added in the same order, so the same bits) and dx = dy * v. The two sums'
- * chains of additions run side by side and the row is read once; one after another, each
- * waited on its own chain. dx may be dy: each element is read before it is written. */
+ * partial sums, added in the same order, so the same bits) and dx = dy * v (dy itself when
+ * copy). The two sums' chains of additions run side by side and the row is read once; one
+ * after another, each waited on its own chain. dx may be dy: each element is read before it
+ * is written. */
 static inline __attribute__((always_inline)) void scale_row(const float *dy, const float *x, size_t n,
                                                             float v, bool copy, float *dx, bool want_b,
                                                             bool want_s, double *sb, double *ss) {
@@ -207,9 +208,7 @@ static inline __attribute__((always_inline)) void scale_row(const float *dy, con
     const v8 g = load8(dy + i);
     if (want_b) pb += g;
     if (want_s) ps += g * load8(x + i);
-    if (dx) {
-      store8(dx + i, copy ? g : g * v);
-    }
+    if (dx) store8(dx + i, copy ? g : g * v);
   }
   double b = 0.0, s = 0.0;
   for (; i < n; i++) {

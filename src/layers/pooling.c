@@ -6,7 +6,9 @@
  * in + pad (padding cells count, cells past the padding do not), as Caffe does. MAX keeps
  * the argmax of each output for backward and, with a second top, writes it there as Caffe
  * does (the flat index h * W + w within the plane, as a float). global_pooling pools each
- * whole plane. STOCHASTIC: pool_setup hands the layer to pooling_stochastic.c. */
+ * whole plane. STOCHASTIC: pool_setup hands the layer to pooling_stochastic.c. AVE planes
+ * with strides up to 2 across run in pooling_ave.c, MAX with stride 1 both ways in
+ * pooling_max_s1.c; the window loops here take the rest (and check both in the tests). */
 #include <float.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -37,11 +39,12 @@ typedef struct pool_state {
    * AVE extent of each output row (3 * ph ints), then of each output column (3 * pw). */
   int *win;
   size_t win_cap;
-  /* Forward-only scratch, per thread (thread_floats each), in the net's shared workspace
-   * (tensor/workspace.h) or, outside a net, the layer's own: for MAX, one plane's argmax,
-   * written instead of `mask` when nothing reads the mask (a forward-only net with one top,
-   * so the full mask is never touched); with stride 1 both ways, then the separable pass's
-   * row maxima and their columns for the whole plane and one padded input row. */
+  /* Scratch per thread (thread_floats each), in the net's shared workspace
+   * (tensor/workspace.h) or, outside a net, the layer's own: for MAX (forward only), one
+   * plane's argmax, written instead of `mask` when nothing reads the mask (a forward-only net
+   * with one top, so the full mask is never touched); with stride 1 both ways, then the
+   * separable pass's row maxima and their columns for the whole plane and one padded input
+   * row. For AVE (pooling_ave.c), the padded plane of forward or the shares of backward. */
   int threads; /* the forward's threads */
   size_t thread_floats;
   crema_workspace own;
@@ -390,8 +393,9 @@ static int max_row_sse2(const float *src, int W, int hs, int he, int K, int stri
  * returns its second operand unless the first is strictly greater (NaN included), which is
  * exactly the window loop's `if (v > best) best = v`; the argmax is the tap's flat index,
  * blended in under the same comparison. Per tap: one or two loads (stride 2 takes the even
- * floats of 16 with one shuffle: tap8_turned), a compare, a max, an add and a blend, where the SSE2 rows
- * above spend about twice that on half the outputs. */
+ * floats of 16 with one shuffle: tap8_turned), a compare, a max, an add and a blend, where
+ * the SSE2 rows above spend about twice that on half the outputs. */
+
 /* The padded copy's cells outside the input: -FLT_MAX, written once per thread and call
  * (the scratch lives in the net's shared workspace, which other layers overwrite between
  * calls); max_plane_padded then copies only the input rows in. Rewriting the border for every
