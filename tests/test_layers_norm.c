@@ -656,6 +656,13 @@ START_TEST(large_batch_norm) {
   Crema__LayerParameter *m;
   crema_layer *l = make_layer("name: 'bn' type: 'BatchNorm'", TRAIN, 1, &x, &y, &m);
   forward_ok(l, &x, &y);
+  for (int c = 0; c < 4; c++) { /* the first running mean is the batch mean: the same sums, same bits */
+    double sum = 0.0;
+    for (int n = 0; n < 8; n++)
+      sum += crema_sum_floats(x->data + ((size_t)n * 4 + (size_t)c) * 32 * 33, 32 * 33);
+    const float mu = (float)(sum / (8.0 * 32 * 33));
+    ck_assert_msg(!memcmp(&mu, &l->blobs[0]->data[c], sizeof mu), "channel %d mean", c);
+  }
   gradcheck_fill_gaussian(y, 1.0f, 22);
   memcpy(y->diff, y->data, y->count * sizeof(float));
   forward_ok(l, &x, &y); /* restores y's data */

@@ -21,12 +21,17 @@
  * In-place allowed: the normalised output is kept for backward, since layers after this one
  * (Scale, ReLU in place) overwrite the top. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 
+#include "base/clones.h"
+#include "base/v8.h"
 #include "layers/axis_common.h"
 #include "layers/batch_norm_chain.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
+
+#define INLINE static inline __attribute__((always_inline))
 
 typedef struct batch_norm_state {
   bool use_global_stats;
@@ -112,19 +117,92 @@ static crema_bn_chain chain_of(crema_layer *l, crema_blob *top, size_t num, size
   return ch;
 }
 
-/* sum (x[i] - mu)^2 over n elements, in eight independent partial sums (see axis_common.h). */
-static double sum_sq_dev(const float *x, size_t n, float mu) {
-  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+/* The batch statistics' sums over one row, with vectors of eight lanes, lane j holding the
+ * partial sum p[j] of axis_common.h's crema_sum_floats and crema_dot_floats: the same sums in
+ * the same order (so the same bits as those, and as the fused chain's), but inlined into the
+ * cloned loops below, where the AVX2 copy holds the eight partial sums in one register. */
+INLINE double row_sum(const float *x, size_t n) {
+  v8 p = {0};
   size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) {
-      float d = x[i + (size_t)j] - mu;
-      p[j] += d * d;
-    }
+  for (; i + 8 <= n; i += 8) p += load8(x + i);
+  double s = 0.0;
+  for (; i < n; i++) s += x[i];
+  for (int j = 0; j < 8; j++) s += p[j];
+  return s;
+}
+
+INLINE double row_dot(const float *a, const float *b, size_t n) {
+  v8 p = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) p += load8(a + i) * load8(b + i);
+  double s = 0.0;
+  for (; i < n; i++) s += (double)a[i] * b[i];
+  for (int j = 0; j < 8; j++) s += p[j];
+  return s;
+}
+
+/* sum (x[i] - mu)^2 over n elements, in eight independent partial sums. */
+INLINE double sum_sq_dev(const float *x, size_t n, float mu) {
+  v8 p = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v8 d = load8(x + i) - mu;
+    p += d * d;
+  }
   double s = 0.0;
   for (; i < n; i++) s += ((double)x[i] - mu) * ((double)x[i] - mu);
   for (int j = 0; j < 8; j++) s += p[j];
   return s;
+}
+
+/* Batch statistics, channel by channel: mean and variance (two passes, as Caffe computes
+ * E[(X - EX)^2]), then x_norm and y, or the fused chain's Scale and ReLU, while the channel
+ * is in cache. */
+CREMA_CLONES static void batch_stats_forward(const crema_bn_chain *ch, size_t num, size_t channels,
+                                             size_t spatial, float eps, const float *x, float *xn, float *y,
+                                             float *mean, float *var, float *sd) {
+  const size_t m = num * spatial;
+#pragma omp parallel for if (num * channels * spatial > CREMA_PAR_MIN) schedule(static)
+  for (size_t c = 0; c < channels; c++) {
+    double sum = 0.0;
+    for (size_t n = 0; n < num; n++) sum += row_sum(x + (n * channels + c) * spatial, spatial);
+    const float mu = (float)(sum / (double)m);
+    double sq = 0.0;
+    for (size_t n = 0; n < num; n++) sq += sum_sq_dev(x + (n * channels + c) * spatial, spatial, mu);
+    mean[c] = mu;
+    var[c] = (float)(sq / (double)m);
+    sd[c] = sqrtf(var[c] + eps);
+    if (ch) {
+      crema_bn_chain_forward_channel(ch, c, x, y);
+      continue;
+    }
+    const float inv = 1.0f / sd[c];
+    for (size_t n = 0; n < num; n++)
+      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) {
+        xn[i] = (x[i] - mu) * inv; /* in place, y is x: read before written, same index */
+        y[i] = xn[i];
+      }
+  }
+}
+
+/* dx with batch statistics, unfused: dx = (dy - mean(dy) - x_norm mean(dy x_norm)) / sd. */
+CREMA_CLONES static void batch_stats_backward(size_t num, size_t channels, size_t spatial, const float *dy,
+                                              const float *xn, const float *sd, float *dx) {
+  const size_t m = num * spatial;
+#pragma omp parallel for if (num * channels * spatial > CREMA_PAR_MIN) schedule(static)
+  for (size_t c = 0; c < channels; c++) {
+    double sum_dy = 0.0, sum_dyy = 0.0;
+    for (size_t n = 0; n < num; n++) {
+      const size_t off = (n * channels + c) * spatial;
+      sum_dy += row_sum(dy + off, spatial);
+      sum_dyy += row_dot(dy + off, xn + off, spatial);
+    }
+    const float mdy = (float)(sum_dy / (double)m), mdyy = (float)(sum_dyy / (double)m);
+    const float inv = 1.0f / sd[c];
+    for (size_t n = 0; n < num; n++)
+      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++)
+        dx[i] = (dy[i] - mdy - xn[i] * mdyy) * inv;
+  }
 }
 
 static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
@@ -162,28 +240,7 @@ static int batch_norm_forward(crema_layer *l, crema_blob *const *bottom, crema_b
   float *xn = s->x_norm->data, *var = s->stddev->diff; /* stddev's diff holds the batch variance */
   const bool chain = runs_chain(l);
   const crema_bn_chain ch = chain ? chain_of(l, top[0], num, spatial) : (crema_bn_chain){0};
-#pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
-  for (size_t c = 0; c < channels; c++) {
-    /* Two passes (mean, then mean squared deviation), as Caffe computes E[(X - EX)^2]. */
-    double sum = 0.0;
-    for (size_t n = 0; n < num; n++) sum += crema_sum_floats(x + (n * channels + c) * spatial, spatial);
-    const float mu = (float)(sum / (double)m);
-    double sq = 0.0;
-    for (size_t n = 0; n < num; n++) sq += sum_sq_dev(x + (n * channels + c) * spatial, spatial, mu);
-    mean[c] = mu;
-    var[c] = (float)(sq / (double)m);
-    sd[c] = sqrtf(var[c] + eps);
-    if (chain) { /* the Scale and ReLU too, while the channel is in cache */
-      crema_bn_chain_forward_channel(&ch, c, x, y);
-      continue;
-    }
-    const float inv = 1.0f / sd[c];
-    for (size_t n = 0; n < num; n++)
-      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++) {
-        xn[i] = (x[i] - mu) * inv; /* in place, y is x: read before written, same index */
-        y[i] = xn[i];
-      }
-  }
+  batch_stats_forward(chain ? &ch : NULL, num, channels, spatial, eps, x, xn, y, mean, var, sd);
   if (l->phase == CREMA__PHASE__TRAIN) {
     const float maf = s->maf, corr = m > 1 ? (float)m / (float)(m - 1) : 1.0f;
     l->blobs[2]->data[0] = l->blobs[2]->data[0] * maf + 1.0f;
@@ -216,7 +273,7 @@ static void batch_norm_backward(crema_layer *l, crema_blob *const *top, const bo
   const crema_blob *b = bottom[0];
   const size_t count = b->count, channels = (size_t)s->channels;
   if (count == 0 || channels == 0) return;
-  const size_t num = (size_t)b->shape[0], spatial = count / (num * channels), m = num * spatial;
+  const size_t num = (size_t)b->shape[0], spatial = count / (num * channels);
   if (runs_chain(l)) { /* the Scale's gradients, even without dx */
     chain_backward(l, top[0], propagate_down[0], bottom[0], num, spatial);
     return;
@@ -233,21 +290,7 @@ static void batch_norm_backward(crema_layer *l, crema_blob *const *top, const bo
     }
     return;
   }
-  const float *xn = s->x_norm->data;
-#pragma omp parallel for if (count > CREMA_PAR_MIN) schedule(static)
-  for (size_t c = 0; c < channels; c++) {
-    double sum_dy = 0.0, sum_dyy = 0.0;
-    for (size_t n = 0; n < num; n++) {
-      const size_t off = (n * channels + c) * spatial;
-      sum_dy += crema_sum_floats(dy + off, spatial);
-      sum_dyy += crema_dot_floats(dy + off, xn + off, spatial);
-    }
-    const float mdy = (float)(sum_dy / (double)m), mdyy = (float)(sum_dyy / (double)m);
-    const float inv = 1.0f / sd[c];
-    for (size_t n = 0; n < num; n++)
-      for (size_t i = (n * channels + c) * spatial, e = i + spatial; i < e; i++)
-        dx[i] = (dy[i] - mdy - xn[i] * mdyy) * inv;
-  }
+  batch_stats_backward(num, channels, spatial, dy, s->x_norm->data, sd, dx);
 }
 
 static void batch_norm_free(crema_layer *l) {
