@@ -14,8 +14,9 @@ typedef struct crema_pool_ave {
   const int *rows, *cols;
 } crema_pool_ave;
 
-/* Strides up to 2 across (any down), kernels up to 8 strides wide and planes whose zero-padded
- * copy stays within 16 M floats; other layers keep pooling.c's window loops. */
+/* Strides up to 2 across (any down), kernels up to 8 strides wide, rows of 8+ outputs and
+ * planes whose zero-padded copy stays within 16 M floats; other layers keep pooling.c's window
+ * loops. */
 bool crema_pool_ave_suits(const crema_pool_ave *g);
 /* Floats of scratch a thread needs (either pass), a multiple of 16. */
 size_t crema_pool_ave_scratch_floats(const crema_pool_ave *g);
