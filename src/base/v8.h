@@ -5,6 +5,7 @@
 #ifndef CREMA_BASE_V8_H
 #define CREMA_BASE_V8_H
 
+#include <stddef.h>
 #include <string.h>
 
 typedef float v8 __attribute__((vector_size(32)));
@@ -18,5 +19,30 @@ static inline __attribute__((always_inline)) v8 load8(const float *p) {
 }
 
 static inline __attribute__((always_inline)) void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+
+/* sum a[i] and sum a[i] * b[i] over n elements the project's one way (crema_sum_floats,
+ * crema_dot_floats, BatchNorm's statistics): eight float partial sums, lane j holding the
+ * elements j mod 8, so the loop is not bound by one chain of dependent adds; then the tail
+ * in double, then the eight partials in lane order. Every copy, whatever its vector width,
+ * gives the same bits. */
+static inline __attribute__((always_inline)) double sum8(const float *a, size_t n) {
+  v8 p = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) p += load8(a + i);
+  double s = 0.0;
+  for (; i < n; i++) s += a[i];
+  for (int j = 0; j < 8; j++) s += p[j];
+  return s;
+}
+
+static inline __attribute__((always_inline)) double dot8(const float *a, const float *b, size_t n) {
+  v8 p = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) p += load8(a + i) * load8(b + i);
+  double s = 0.0;
+  for (; i < n; i++) s += (double)a[i] * b[i];
+  for (int j = 0; j < 8; j++) s += p[j];
+  return s;
+}
 
 #endif

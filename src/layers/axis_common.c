@@ -119,30 +119,6 @@ void crema_axis_add(const crema_axis_dims *d, const float *b, float *y) {
   crema_axis_scale_shift(d, y, NULL, b, y, NULL);
 }
 
-/* Eight partial sums, whatever the vector width, so every copy gives the same bits. Inlined
- * into the AVX2 copies below; crema_sum_floats and crema_dot_floats serve other files. */
-static inline __attribute__((always_inline)) double sum8(const float *a, size_t n) {
-  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) p[j] += a[i + (size_t)j];
-  double s = 0.0;
-  for (; i < n; i++) s += a[i];
-  for (int j = 0; j < 8; j++) s += p[j];
-  return s;
-}
-
-static inline __attribute__((always_inline)) double dot8(const float *a, const float *b, size_t n) {
-  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) p[j] += a[i + (size_t)j] * b[i + (size_t)j];
-  double s = 0.0;
-  for (; i < n; i++) s += (double)a[i] * b[i];
-  for (int j = 0; j < 8; j++) s += p[j];
-  return s;
-}
-
 double crema_sum_floats(const float *a, size_t n) { return sum8(a, n); }
 
 double crema_dot_floats(const float *a, const float *b, size_t n) { return dot8(a, b, n); }

@@ -117,30 +117,6 @@ static crema_bn_chain chain_of(crema_layer *l, crema_blob *top, size_t num, size
   return ch;
 }
 
-/* The batch statistics' sums over one row, with vectors of eight lanes, lane j holding the
- * partial sum p[j] of axis_common.h's crema_sum_floats and crema_dot_floats: the same sums in
- * the same order (so the same bits as those, and as the fused chain's), but inlined into the
- * cloned loops below, where the AVX2 copy holds the eight partial sums in one register. */
-INLINE double row_sum(const float *x, size_t n) {
-  v8 p = {0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) p += load8(x + i);
-  double s = 0.0;
-  for (; i < n; i++) s += x[i];
-  for (int j = 0; j < 8; j++) s += p[j];
-  return s;
-}
-
-INLINE double row_dot(const float *a, const float *b, size_t n) {
-  v8 p = {0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) p += load8(a + i) * load8(b + i);
-  double s = 0.0;
-  for (; i < n; i++) s += (double)a[i] * b[i];
-  for (int j = 0; j < 8; j++) s += p[j];
-  return s;
-}
-
 /* sum (x[i] - mu)^2 over n elements, in eight independent partial sums. */
 INLINE double sum_sq_dev(const float *x, size_t n, float mu) {
   v8 p = {0};
@@ -165,7 +141,7 @@ CREMA_CLONES static void batch_stats_forward(const crema_bn_chain *ch, size_t nu
 #pragma omp parallel for if (num * channels * spatial > CREMA_PAR_MIN) schedule(static)
   for (size_t c = 0; c < channels; c++) {
     double sum = 0.0;
-    for (size_t n = 0; n < num; n++) sum += row_sum(x + (n * channels + c) * spatial, spatial);
+    for (size_t n = 0; n < num; n++) sum += sum8(x + (n * channels + c) * spatial, spatial);
     const float mu = (float)(sum / (double)m);
     double sq = 0.0;
     for (size_t n = 0; n < num; n++) sq += sum_sq_dev(x + (n * channels + c) * spatial, spatial, mu);
@@ -194,8 +170,8 @@ CREMA_CLONES static void batch_stats_backward(size_t num, size_t channels, size_
     double sum_dy = 0.0, sum_dyy = 0.0;
     for (size_t n = 0; n < num; n++) {
       const size_t off = (n * channels + c) * spatial;
-      sum_dy += row_sum(dy + off, spatial);
-      sum_dyy += row_dot(dy + off, xn + off, spatial);
+      sum_dy += sum8(dy + off, spatial);
+      sum_dyy += dot8(dy + off, xn + off, spatial);
     }
     const float mdy = (float)(sum_dy / (double)m), mdyy = (float)(sum_dyy / (double)m);
     const float inv = 1.0f / sd[c];

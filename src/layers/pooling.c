@@ -547,7 +547,7 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
 #pragma omp parallel if ((size_t)planes * pin > 32768) num_threads(s->threads)
   {
     float *mine = scratch_base + s->thread_floats * (size_t)omp_get_thread_num();
-    if (ave) crema_pool_ave_forward_begin(&ag, mine);
+    if (ave) crema_pool_ave_begin(&ag, true, mine);
 #if defined(POOL_AVX2)
     float *pad = mine + plane_mask_floats(s) + (sep ? sep_floats(s) : 0);
     if (padded && avx2) padded_fill(s, pad);
@@ -592,6 +592,7 @@ static void pool_backward(crema_layer *l, crema_blob *const *top, const bool *pr
 #pragma omp parallel if ((size_t)planes * pin > 32768) num_threads(s->threads)
     {
       float *mine = scratch_base + s->thread_floats * (size_t)omp_get_thread_num();
+      crema_pool_ave_begin(&ag, false, mine);
 #pragma omp for schedule(static)
       for (int pl = 0; pl < planes; pl++)
         crema_pool_ave_backward(&ag, dy + (size_t)pl * pout, dx + (size_t)pl * pin, mine);

@@ -76,9 +76,10 @@ static void column_extents(const crema_pool_ave *g, float *ext) {
   for (int ow = 0; ow < cols8(g); ow++) ext[ow] = ow < g->pw ? (float)g->cols[3 * ow + 2] : 1.0f;
 }
 
-void crema_pool_ave_forward_begin(const crema_pool_ave *g, float *scratch) {
+void crema_pool_ave_begin(const crema_pool_ave *g, bool forward, float *scratch) {
   column_extents(g, scratch);
-  memset(second_part(g, scratch), 0, (size_t)(padded_rows64(g) * padded_cols64(g)) * sizeof(float));
+  if (forward)
+    memset(second_part(g, scratch), 0, (size_t)(padded_rows64(g) * padded_cols64(g)) * sizeof(float));
 }
 
 /* The plane into the padded copy at (pad_h, pad_w); rows and columns no window reads stay out. */
@@ -235,8 +236,8 @@ POOL_AVX2_FN static void backward_avx2(const crema_pool_ave *g, const float *dy,
 #endif
 
 void crema_pool_ave_backward(const crema_pool_ave *g, const float *dy, float *dx, float *scratch) {
-  float *ext = scratch, *sh = second_part(g, scratch);
-  column_extents(g, ext);
+  const float *ext = scratch;
+  float *sh = second_part(g, scratch);
 #if defined(POOL_AVX2)
   if (__builtin_cpu_supports("avx2")) {
     backward_avx2(g, dy, ext, sh, dx);

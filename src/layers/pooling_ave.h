@@ -20,8 +20,9 @@ typedef struct crema_pool_ave {
 bool crema_pool_ave_suits(const crema_pool_ave *g);
 /* Floats of scratch a thread needs (either pass), a multiple of 16. */
 size_t crema_pool_ave_scratch_floats(const crema_pool_ave *g);
-/* Before a thread's first forward plane of a call: zeroes its padded copy's border. */
-void crema_pool_ave_forward_begin(const crema_pool_ave *g, float *scratch);
+/* Before a thread's first plane of a call: the divisor's column extents and, for forward, the
+ * padded copy's zero border (other layers use the scratch between calls). */
+void crema_pool_ave_begin(const crema_pool_ave *g, bool forward, float *scratch);
 void crema_pool_ave_forward(const crema_pool_ave *g, const float *x, float *y, float *scratch);
 /* dx = the plane's input gradient (overwritten), from dy. */
 void crema_pool_ave_backward(const crema_pool_ave *g, const float *dy, float *dx, float *scratch);
