@@ -453,37 +453,105 @@ START_TEST(smooth_forward_values) {
 }
 END_TEST
 
-/* TanH and Sigmoid are evaluated through expf, not libm's tanhf: both stay within 3e-7 relative
- * of the exact value over the float range (tiny, mid, saturated inputs), and NaN stays NaN. */
-START_TEST(tanh_sigmoid_accuracy) {
+/* TanH, Sigmoid, ELU and Exp run eight lanes at a time through crema's own exp (base/v8_math.h),
+ * not libm: each stays within 3e-7 relative of the exact value (2.5 float ulps) over tiny, mid
+ * and saturated inputs, denormal results excepted, and NaN stays NaN. */
+typedef double (*exact_fn)(double);
+static double exact_tanh(double v) { return tanh(v); }
+static double exact_sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
+static double exact_elu(double v) { return v > 0 ? v : 0.75 * expm1(v); }
+static double exact_exp(double v) { return exp(-2.0 * v); } /* -2 x is exact in float too */
+
+START_TEST(smooth_accuracy) {
+  const struct {
+    const char *text;
+    exact_fn exact;
+    double reach; /* inputs span +-reach */
+  } cases[] = {
+      {"name: 't' type: 'TanH'", exact_tanh, 20.0},
+      {"name: 's' type: 'Sigmoid'", exact_sigmoid, 20.0},
+      {"name: 'e' type: 'ELU' elu_param { alpha: 0.75 }", exact_elu, 30.0},
+      {"name: 'x' type: 'Exp' exp_param { scale: -2 }", exact_exp, 44.0},
+  };
   const int n = 60001;
-  crema_blob *x = blob4(1, n, -1, -1), *yt = crema_blob_new(), *ys = crema_blob_new();
-  for (int i = 0; i < n - 1; i++) {
-    double t = (double)(i - 30000) / 30000.0; /* [-1, 1) */
-    x->data[i] = (float)(t * t * t * 20.0);   /* dense near 0, reaching +-20 */
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    crema_blob *x = blob4(1, n, -1, -1), *y = crema_blob_new();
+    for (int i = 0; i < n - 1; i++) {
+      double t = (double)(i - 30000) / 30000.0;         /* [-1, 1) */
+      x->data[i] = (float)(t * t * t * cases[c].reach); /* dense near 0 */
+    }
+    x->data[n - 1] = NAN;
+    Crema__LayerParameter *m;
+    crema_layer *l = make_layer(cases[c].text, TRAIN, 1, &x, &y, &m);
+    forward_ok(l, &x, &y);
+    for (int i = 0; i < n - 1; i++) {
+      const double v = x->data[i], e = cases[c].exact(v);
+      ck_assert_msg(fabs(y->data[i] - e) <= 3e-7 * fabs(e) + 1e-37, "%s: f(%.9g) = %.9g, exact %.9g",
+                    cases[c].text, v, (double)y->data[i], e);
+    }
+    ck_assert_msg(isnan(y->data[n - 1]), "%s: NaN in, %g out", cases[c].text, (double)y->data[n - 1]);
+    crema_layer_free(l);
+    crema_message_free(m);
+    crema_blob_free(x);
+    crema_blob_free(y);
   }
-  x->data[n - 1] = NAN;
-  Crema__LayerParameter *mt, *ms;
-  crema_layer *lt = make_layer("name: 't' type: 'TanH'", TRAIN, 1, &x, &yt, &mt);
-  crema_layer *ls = make_layer("name: 's' type: 'Sigmoid'", TRAIN, 1, &x, &ys, &ms);
-  forward_ok(lt, &x, &yt);
-  forward_ok(ls, &x, &ys);
-  for (int i = 0; i < n - 1; i++) {
-    double v = x->data[i], t = tanh(v), sg = 1.0 / (1.0 + exp(-v));
-    ck_assert_msg(fabs(yt->data[i] - t) <= 3e-7 * fabs(t) + 1e-30, "tanh(%.9g) = %.9g, exact %.9g", v,
-                  (double)yt->data[i], t);
-    ck_assert_msg(fabs(ys->data[i] - sg) <= 3e-7 * sg + 1e-30, "sigmoid(%.9g) = %.9g, exact %.9g", v,
-                  (double)ys->data[i], sg);
+}
+END_TEST
+
+/* The same input gives the same bits wherever it sits: in a group of eight or in a blob's last,
+ * partial group (the same vector code runs on a zero-padded copy), at any offset. The ends of
+ * the range: infinities, overflow, underflow, -0. */
+START_TEST(smooth_positions_and_limits) {
+  const char *texts[] = {"name: 't' type: 'TanH'", "name: 's' type: 'Sigmoid'",
+                         "name: 'e' type: 'ELU' elu_param { alpha: 0.5 }", "name: 'x' type: 'Exp'",
+                         "name: 'w' type: 'Swish'"};
+  const float v[] = {-INFINITY, -200.0f, -104.5f, -88.9f, -87.0f, -9.5f, -1.0f, -0.999f, -1e-30f, -0.0f,
+                     0.0f,      1e-30f,  0.5f,    1.0f,   1.001f, 9.5f,  88.5f, 88.8f,   200.0f,  INFINITY};
+  const int nv = (int)(sizeof v / sizeof v[0]), n = nv + 11;
+  for (size_t c = 0; c < sizeof texts / sizeof texts[0]; c++) {
+    float ref[sizeof v / sizeof v[0]];
+    for (int shift = 0; shift <= 11; shift++) {
+      crema_blob *x = blob4(1, n - 11 + shift, -1, -1), *y = crema_blob_new();
+      for (int i = 0; i < shift; i++) x->data[i] = 0.25f * (float)i;
+      memcpy(x->data + shift, v, sizeof v);
+      Crema__LayerParameter *m;
+      crema_layer *l = make_layer(texts[c], TRAIN, 1, &x, &y, &m);
+      forward_ok(l, &x, &y);
+      if (shift == 0) memcpy(ref, y->data, sizeof ref);
+      ck_assert_msg(!memcmp(ref, y->data + shift, sizeof ref), "%s: results move with offset %d", texts[c],
+                    shift);
+      crema_layer_free(l);
+      crema_message_free(m);
+      crema_blob_free(x);
+      crema_blob_free(y);
+    }
+    const float first = ref[0], last = ref[nv - 1];
+    switch (c) {
+    case 0: /* tanh */
+      ck_assert(first == -1.0f && last == 1.0f && ref[2] == -1.0f && ref[18] == 1.0f);
+      ck_assert(signbit(ref[9]) && ref[9] == 0.0f && !signbit(ref[10]));
+      ck_assert(ref[8] == -1e-30f && ref[11] == 1e-30f);
+      break;
+    case 1: /* sigmoid: exactly 0 once exp(-x) overflows, exactly 1 far right */
+      ck_assert(first == 0.0f && ref[1] == 0.0f && ref[2] == 0.0f && ref[3] == 0.0f);
+      ck_assert(ref[4] > 0.0f && ref[4] < 2e-38f);
+      ck_assert(last == 1.0f && ref[18] == 1.0f && ref[9] == 0.5f && ref[10] == 0.5f);
+      break;
+    case 2: /* ELU, alpha 0.5: -alpha at the far left, x itself right of 0 */
+      ck_assert(first == -0.5f && ref[1] == -0.5f && fabs(ref[5] - 0.5 * expm1(-9.5)) <= 1e-7);
+      ck_assert(ref[8] == -0.5e-30f && ref[11] == 1e-30f && last == INFINITY && ref[18] == 200.0f);
+      break;
+    case 3: /* exp: 0 below the smallest denormal, inf past the largest float */
+      ck_assert(first == 0.0f && ref[1] == 0.0f && ref[2] == 0.0f && ref[3] > 0.0f && ref[3] < 1e-38f);
+      ck_assert(ref[9] == 1.0f && ref[10] == 1.0f && ref[17] == INFINITY && last == INFINITY);
+      ck_assert(ref[16] > 1e38f && ref[16] < INFINITY);
+      break;
+    default: /* swish: x sigmoid(x) */
+      ck_assert(ref[1] == -0.0f && ref[18] == 200.0f && last == INFINITY && ref[10] == 0.0f);
+      ck_assert(isnan(first)); /* -inf * 0, as x * sigmoid(x) gives */
+      break;
+    }
   }
-  ck_assert(isnan(yt->data[n - 1]));
-  ck_assert(isnan(ys->data[n - 1]));
-  crema_layer_free(lt);
-  crema_layer_free(ls);
-  crema_message_free(mt);
-  crema_message_free(ms);
-  crema_blob_free(x);
-  crema_blob_free(yt);
-  crema_blob_free(ys);
 }
 END_TEST
 
@@ -752,7 +820,8 @@ int main(void) {
   tcase_add_test(tc, rrelu_inplace);
   tcase_add_test(tc, rrelu_bad_range);
   tcase_add_test(tc, smooth_forward_values);
-  tcase_add_test(tc, tanh_sigmoid_accuracy);
+  tcase_add_test(tc, smooth_accuracy);
+  tcase_add_test(tc, smooth_positions_and_limits);
   tcase_add_test(tc, smooth_gradient);
   tcase_add_test(tc, smooth_inplace);
   tcase_add_test(tc, power_forward_values);

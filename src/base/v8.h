@@ -20,6 +20,22 @@ static inline __attribute__((always_inline)) v8 load8(const float *p) {
 
 static inline __attribute__((always_inline)) void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
+/* The first k (1..8) floats at p, the other lanes 0: a blob's last, partial group of eight,
+ * so that it goes through the same vector code as the rest (and gives the same bits). */
+static inline __attribute__((always_inline)) v8 load8_part(const float *p, size_t k) {
+  if (k >= 8) return load8(p);
+  v8 v = {0};
+  memcpy(&v, p, k * sizeof(float));
+  return v;
+}
+
+static inline __attribute__((always_inline)) void store8_part(float *p, v8 v, size_t k) {
+  if (k >= 8)
+    store8(p, v);
+  else
+    memcpy(p, &v, k * sizeof(float));
+}
+
 /* sum a[i] and sum a[i] * b[i] over n elements the project's one way (crema_sum_floats,
  * crema_dot_floats, BatchNorm's statistics): eight float partial sums, lane j holding the
  * elements j mod 8, so the loop is not bound by one chain of dependent adds; then the tail

@@ -1,24 +1,16 @@
 /* tanh.c -- Caffe's "TanH": top = tanh(x), d bottom = d top * (1 - y^2).
  * In-place allowed: backward needs only the output.
- * tanh is computed from expf (below), about 6x faster than libm's tanhf here and as accurate
- * (both within 2e-7 relative of the exact value over the whole float range). */
-#include <math.h>
-
+ * tanh runs eight lanes at a time (tanh8 in base/v8_math.h): a Pade approximant near 0, exp
+ * beyond, within 1.4e-7 relative of the exact value over every float (libm's tanhf is one
+ * call per element). */
+#include "base/clones.h"
+#include "base/v8_math.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
-/* tanh(x) = (e - 1) / (e + 1) with e = exp(2|x|), sign restored. Near 0 that difference
- * cancels, so |x| < 0.25 uses the series up to x^9 (next term < 1e-8 relative there). Past
- * |x| = 9 tanh is 1 in float; clamping there keeps exp finite. NaN stays NaN. */
-static inline float fast_tanhf(float x) {
-  const float a = fabsf(x);
-  if (a < 0.25f) {
-    const float x2 = x * x;
-    return x * (1.0f +
-                x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f + x2 * (62.0f / 2835.0f)))));
-  }
-  const float e = expf(2.0f * (a > 9.0f ? 9.0f : a));
-  return copysignf((e - 1.0f) / (e + 1.0f), x);
+CREMA_CLONES static void tanh_rows(size_t n, const float *x, float *y) {
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i += 8) store8_part(y + i, tanh8(load8_part(x + i, n - i)), n - i);
 }
 
 static int tanh_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -27,8 +19,7 @@ static int tanh_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
-  for (size_t i = 0; i < n; i++) y[i] = fast_tanhf(x[i]);
+  tanh_rows(n, x, y);
   return 0;
 }
 
