@@ -196,6 +196,27 @@ START_TEST(split_forward_backward) {
   crema_layer_backward(r.l, r.top, (bool[]){true}, b);
   for (size_t i = 0; i < b[0]->count; i++) ck_assert_float_eq(b[0]->diff[i], 6.0f * (float)i);
   run_free(&r);
+  /* 2 to 6 tops, above the OpenMP threshold: the diffs summed in top order, to the bit (values
+   * of many magnitudes, so that any other order rounds differently somewhere). */
+  crema_blob *big[] = {blob_of(2, (int[]){400, 100})};
+  for (int tops = 2; tops <= 6; tops++) {
+    run_setup(&r, "name: 'sp' type: 'Split'", 1, big, tops);
+    unsigned seed = 11u * (unsigned)tops;
+    for (int t = 0; t < tops; t++)
+      for (size_t i = 0; i < big[0]->count; i++) {
+        seed = seed * 1103515245u + 12345u;
+        r.top[t]->diff[i] = ldexpf((float)(seed >> 8) / 16777216.0f - 0.5f, (int)(seed % 40) - 20);
+      }
+    crema_layer_backward(r.l, r.top, (bool[]){true}, big);
+    for (size_t i = 0; i < big[0]->count; i++) {
+      float want = r.top[0]->diff[i];
+      for (int t = 1; t < tops; t++) want += r.top[t]->diff[i];
+      ck_assert_msg(big[0]->diff[i] == want, "%d tops, element %zu: %.9g, in top order %.9g", tops, i,
+                    (double)big[0]->diff[i], (double)want);
+    }
+    run_free(&r);
+  }
+  crema_blob_free(big[0]);
   gradcheck_fill_gaussian(b[0], 1.0f, 70);
   gradcheck_text("name: 'sp' type: 'Split'", 1, b, 2);
   gradcheck_text("name: 'sp' type: 'Split'", 1, b, 3);

@@ -32,12 +32,24 @@ static void split_backward(crema_layer *l, crema_blob *const *top, const bool *p
     crema_copy(n, top[0]->diff, g);
     return;
   }
-  /* Two tops (the common case) in one vectorised pass; more: add the rest one by one, in the
-   * same order as a sum over t per element, so the result is the same. */
+  /* The tops' diffs summed in top order, up to four per pass over memory (GoogLeNet's inception
+   * inputs have four readers): each element gets ((a + b) + c) + d, then + e ... in later
+   * passes, the same additions in the same order as one sum over t, so the same bits, with
+   * fewer reads and writes of g. */
   const float *a = top[0]->diff, *b = top[1]->diff;
+  if (n_top == 2) {
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i++) g[i] = a[i] + b[i];
-  for (int t = 2; t < n_top; t++) {
+    for (size_t i = 0; i < n; i++) g[i] = a[i] + b[i];
+  } else if (n_top == 3) {
+    const float *c = top[2]->diff;
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) g[i] = a[i] + b[i] + c[i];
+  } else {
+    const float *c = top[2]->diff, *d = top[3]->diff;
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) g[i] = a[i] + b[i] + c[i] + d[i];
+  }
+  for (int t = 4; t < n_top; t++) {
     const float *c = top[t]->diff;
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
     for (size_t i = 0; i < n; i++) g[i] += c[i];

@@ -7,6 +7,7 @@
 
 int run_try(run *r, const char *text, int n_bottom, crema_blob **bottom, int n_top, crema_error *err) {
   memset(r, 0, sizeof *r);
+  ck_assert_msg(n_top >= 0 && n_top <= RUN_MAX_TOPS, "run_try: %d tops, at most %d", n_top, RUN_MAX_TOPS);
   r->p = test_layer_param(text);
   r->n_bottom = n_bottom;
   r->n_top = n_top;

@@ -13,12 +13,13 @@
 #include "layers/layer.h"
 
 /* A layer set up (TRAIN phase, seed 42) on given bottoms with n_top fresh tops. */
+enum { RUN_MAX_TOPS = 8 };
 typedef struct run {
   Crema__LayerParameter *p;
   crema_layer *l;
   int n_bottom, n_top;
   crema_blob **bottom;
-  crema_blob *top[4];
+  crema_blob *top[RUN_MAX_TOPS];
 } run;
 
 int run_try(run *r, const char *text, int n_bottom, crema_blob **bottom, int n_top, crema_error *err);
