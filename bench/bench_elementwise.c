@@ -45,6 +45,7 @@ static const bench_case CASES[] = {
     {"PReLU", "type: 'PReLU'", 1, 1, 1, 1, 2, 1, 1, true},
     {"ELU", "type: 'ELU'", 1, 1, 1, 1, 2, 1, 1, true},
     {"Sigmoid", "type: 'Sigmoid'", 1, 1, 1, 1, 1, 2, 0, true},
+    {"Swish", "type: 'Swish'", 1, 1, 1, 2, 1, 3, 0, true},
     {"TanH", "type: 'TanH'", 1, 1, 1, 1, 1, 2, 0, true},
     {"AbsVal", "type: 'AbsVal'", 1, 1, 1, 1, 2, 1, 0, true},
     {"Power 2", "type: 'Power' power_param { power: 2 scale: 0.5 shift: 1 }", 1, 1, 1, 1, 2, 1, 0, true},
@@ -57,7 +58,9 @@ static const bench_case CASES[] = {
     {"Bias per channel", "type: 'Bias'", 1, 1, 1, 1, 1, 1, 0, true},
     {"Eltwise SUM", "type: 'Eltwise'", 2, 1, 2, 1, 2, 1, 0, false},
     {"Eltwise MAX", "type: 'Eltwise' eltwise_param { operation: MAX }", 2, 1, 2, 2, 2, 2, 0, false},
-    {"Split 2 tops", "type: 'Split'", 1, 2, 1, 2, 1, 1, 0, false}, /* a net skips the copy */
+    /* a net skips Split's copy; backward reads every top's diff */
+    {"Split 2 tops", "type: 'Split'", 1, 2, 1, 2, 1, 2, 0, false},
+    {"Split 4 tops", "type: 'Split'", 1, 4, 1, 4, 1, 4, 0, false}, /* GoogLeNet's inception inputs */
     {"Pooling MAX 3x3 s2", "type: 'Pooling' pooling_param { pool: MAX kernel_size: 3 stride: 2 }", 1, 1, 1, 2,
      1, 2, 0, false},
     {"Pooling MAX 2x2 s2", "type: 'Pooling' pooling_param { pool: MAX kernel_size: 2 stride: 2 }", 1, 1, 1, 2,
@@ -147,11 +150,12 @@ int main(int argc, char **argv) {
   const int N = 32, C = 64, H = 56, W = 56;
   const int max_threads = omp_get_max_threads();
   crema_error err;
-  crema_blob *x[2], *y[2], *x0 = crema_blob_new(), *cbuf = crema_blob_new();
-  for (int i = 0; i < 2; i++) {
-    x[i] = crema_blob_new();
+  enum { MAX_TOPS = 4 }; /* bottoms: 2 at most */
+  crema_blob *x[2], *y[MAX_TOPS], *x0 = crema_blob_new(), *cbuf = crema_blob_new();
+  for (int i = 0; i < MAX_TOPS; i++) {
+    if (i < 2) x[i] = crema_blob_new();
     y[i] = crema_blob_new();
-    if (!x[i] || !y[i] || crema_blob_reshape4(x[i], N, C, H, W, &err) ||
+    if ((i < 2 && (!x[i] || crema_blob_reshape4(x[i], N, C, H, W, &err))) || !y[i] ||
         crema_blob_reshape4(y[i], N, C, H, W, &err))
       bench_die("allocating blobs", &err);
   }
@@ -179,15 +183,16 @@ int main(int argc, char **argv) {
     if (!selected(bc->label, argc, argv)) continue;
     ProtobufCMessage *msg = NULL;
     char text[320];
-    snprintf(text, sizeof text, "name: 'l' bottom: 'x' %s top: 'y' %s %s",
-             bc->n_bottom > 1 ? "bottom: 'x1'" : "", bc->n_top > 1 ? "top: 'y1'" : "", bc->text);
+    snprintf(text, sizeof text, "name: 'l' bottom: 'x' %s top: 'y' %s %s %s %s",
+             bc->n_bottom > 1 ? "bottom: 'x1'" : "", bc->n_top > 1 ? "top: 'y1'" : "",
+             bc->n_top > 2 ? "top: 'y2'" : "", bc->n_top > 3 ? "top: 'y3'" : "", bc->text);
     if (crema_text_parse(&crema__layer_parameter__descriptor, text, strlen(text), "<bench>", &msg, &err))
       bench_die(bc->label, &err);
     for (int inplace = 0; inplace < (bc->inplace ? 2 : 1); inplace++) {
       for (int t = 0; t < n_counts; t++) {
         omp_set_num_threads(thread_counts[t]);
         crema_layer *l;
-        crema_blob *top[2] = {inplace ? x[0] : y[0], y[1]};
+        crema_blob *top[MAX_TOPS] = {inplace ? x[0] : y[0], y[1], y[2], y[3]};
         for (int b = 0; b < bc->n_bottom; b++) {
           if (crema_blob_reshape4(x[b], N, C, H, W, &err)) bench_die("reshape", &err);
           crema_copy(n, x0->data, x[b]->data);
@@ -227,8 +232,8 @@ int main(int argc, char **argv) {
     crema_message_free(msg);
   }
   omp_set_num_threads(max_threads);
-  for (int i = 0; i < 2; i++) {
-    crema_blob_free(x[i]);
+  for (int i = 0; i < MAX_TOPS; i++) {
+    if (i < 2) crema_blob_free(x[i]);
     crema_blob_free(y[i]);
   }
   crema_blob_free(x0);
