@@ -34,18 +34,21 @@ START_TEST(small_blocks) {
 }
 END_TEST
 
-/* The VmFlags line of the mapping that holds p, from /proc/self/smaps ("" if not found). */
-static void vm_flags_of(const void *p, char *out, size_t cap) {
+/* The VmFlags line of the mapping that holds p, from /proc/self/smaps ("" if not found), and
+ * where that mapping ends (0 if not found). */
+static void vm_flags_of(const void *p, char *out, size_t cap, uintptr_t *end) {
   out[0] = '\0';
+  *end = 0;
   FILE *f = fopen("/proc/self/smaps", "r");
   if (!f) return;
   char line[512];
   int inside = 0;
   while (fgets(line, sizeof line, f)) {
     unsigned long lo, hi;
-    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
       inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
-    else if (inside && !strncmp(line, "VmFlags:", 8)) {
+      if (inside) *end = hi;
+    } else if (inside && !strncmp(line, "VmFlags:", 8)) {
       snprintf(out, cap, "%s", line);
       break;
     }
@@ -54,7 +57,10 @@ static void vm_flags_of(const void *p, char *out, size_t cap) {
 }
 
 START_TEST(big_blocks) {
-  const size_t sizes[] = {2 * MB, 3 * MB + 5, 17 * MB + 4096};
+  /* and how far each block's huge-page mapping reaches: a last part of half a huge page or
+   * more is mapped as a whole one, a smaller one to its last 4 KB page */
+  const size_t sizes[] = {2 * MB, 3 * MB + 5, 17 * MB + 4096, 2 * MB + 4096, 3 * MB - 4096, 3 * MB};
+  const size_t reach[] = {2 * MB, 4 * MB, 18 * MB, 2 * MB + 4096, 3 * MB - 4096, 4 * MB};
   for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
     unsigned char *p = crema_aligned_alloc(sizes[i]);
     ck_assert_ptr_nonnull(p);
@@ -65,9 +71,12 @@ START_TEST(big_blocks) {
       if (thp) { /* a kernel with huge pages: the block's mapping asks for them */
         fclose(thp);
         char flags[512];
-        vm_flags_of(p, flags, sizeof flags);
+        uintptr_t end;
+        vm_flags_of(p, flags, sizeof flags, &end);
         ck_assert_msg(strstr(flags, " hg") != NULL, "%zu-byte block: no huge-page advice in \"%s\"", sizes[i],
                       flags);
+        ck_assert_msg(end - (uintptr_t)p == reach[i], "%zu-byte block: mapped %zu bytes, expected %zu",
+                      sizes[i], (size_t)(end - (uintptr_t)p), reach[i]);
       }
     }
     expect_zero_and_writable(p, sizes[i]);
