@@ -49,8 +49,9 @@ static void *with_header(unsigned char *start, uintptr_t a, size_t mapped) {
 
 #if MAP_BIG
 /* A fresh anonymous mapping (zero-filled by the kernel) of one page for the header and then
- * the block, the block on a 2 MB boundary; the slack mapped to find that boundary is
- * unmapped again. */
+ * the block, the block on a 2 MB boundary and, when its last part fills half a huge page or
+ * more, reaching to the next one (above); the slack mapped to find that boundary is unmapped
+ * again. A size that would wrap round gives NULL. */
 static void *map_block(size_t rounded) {
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
   const size_t tail = rounded & (HUGE_PAGE - 1);
