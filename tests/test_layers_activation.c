@@ -454,7 +454,7 @@ START_TEST(smooth_forward_values) {
 END_TEST
 
 /* TanH, Sigmoid, ELU and Exp run eight lanes at a time through crema's own exp (base/v8_math.h),
- * not libm: each stays within 3e-7 relative of the exact value (2.5 float ulps) over tiny, mid
+ * not libm: each stays within 3e-7 relative of the exact value (2.5 to 5 ulps) over tiny, mid
  * and saturated inputs, denormal results excepted, and NaN stays NaN. */
 typedef double (*exact_fn)(double);
 static double exact_tanh(double v) { return tanh(v); }
