@@ -20,6 +20,13 @@ static inline __attribute__((always_inline)) v8 load8(const float *p) {
 
 static inline __attribute__((always_inline)) void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
 
+static inline __attribute__((always_inline)) v8 v8_splat(float f) { return (v8){f, f, f, f, f, f, f, f}; }
+
+/* Lanes where m is set (a comparison's -1) take a, the others b. */
+static inline __attribute__((always_inline)) v8 v8_select(i8 m, v8 a, v8 b) {
+  return (v8)(((i8)a & m) | ((i8)b & ~m));
+}
+
 /* The first k (1..8) floats at p, the other lanes 0: a blob's last, partial group of eight,
  * so that it goes through the same vector code as the rest (and gives the same bits). */
 static inline __attribute__((always_inline)) v8 load8_part(const float *p, size_t k) {

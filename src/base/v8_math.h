@@ -23,11 +23,6 @@ typedef unsigned int u8v __attribute__((vector_size(32)));
 
 #define V8_ALWAYS static inline __attribute__((always_inline))
 
-V8_ALWAYS v8 v8_splat(float f) { return (v8){f, f, f, f, f, f, f, f}; }
-
-/* Lanes where m is set take a, the others b. */
-V8_ALWAYS v8 v8_select(i8 m, v8 a, v8 b) { return (v8)(((i8)a & m) | ((i8)b & ~m)); }
-
 /* e^x. x = k ln2 + r with k = round(x / ln2) and |r| <= ln2 / 2 (ln2 split in two so that
  * k * LN2_HI is exact: 355/512 has 9 bits, k at most 8), e^r by its Taylor series to r^7
  * (the next term is below 8e-9 relative), then scaled by 2^k in two steps, 2^(k/2) and

@@ -21,7 +21,6 @@
  * In-place allowed: the normalised output is kept for backward, since layers after this one
  * (Scale, ReLU in place) overwrite the top. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 
 #include "base/clones.h"
@@ -30,8 +29,6 @@
 #include "layers/batch_norm_chain.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
-
-#define INLINE static inline __attribute__((always_inline))
 
 typedef struct batch_norm_state {
   bool use_global_stats;
@@ -118,7 +115,7 @@ static crema_bn_chain chain_of(crema_layer *l, crema_blob *top, size_t num, size
 }
 
 /* sum (x[i] - mu)^2 over n elements, in eight independent partial sums. */
-INLINE double sum_sq_dev(const float *x, size_t n, float mu) {
+static inline __attribute__((always_inline)) double sum_sq_dev(const float *x, size_t n, float mu) {
   v8 p = {0};
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {

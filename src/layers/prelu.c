@@ -77,30 +77,15 @@ static int prelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   return 0;
 }
 
-/* sum of dy[i] * x[i] where x[i] <= 0, in eight independent partial sums (a single running
- * sum would wait on every add). */
-static inline __attribute__((always_inline)) double neg_dot(const float *dy, const float *x, size_t n) {
-  float p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) {
-      const float v = x[i + (size_t)j];
-      p[j] += v <= 0.0f ? dy[i + (size_t)j] * v : 0.0f;
-    }
-  double s = 0.0;
-  for (; i < n; i++) s += x[i] <= 0.0f ? (double)dy[i] * x[i] : 0.0;
-  for (int j = 0; j < 8; j++) s += p[j];
-  return s;
-}
-
 /* d bottom of one row; dx may be dy. */
 static inline __attribute__((always_inline)) void grad_row(const float *dy, const float *x, size_t n, float a,
                                                            float *dx) {
   for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
 }
 
-/* neg_dot of a row into *acc (the same partial sums in the same order, so the same bits) and,
- * in the same loop, grad_row (when dx): the row is read once. */
+/* A row's slope gradient, sum of dy[i] * x[i] where x[i] <= 0, into *acc (eight partial sums,
+ * lane j holding the elements j mod 8, then the tail in double, then the lanes in order: every
+ * copy gives the same bits) and, in the same loop, grad_row (when dx): the row is read once. */
 static inline __attribute__((always_inline)) void
 slope_and_grad_row(const float *dy, const float *x, size_t n, float a, float *dx, double *acc) {
   v8 p = {0};
@@ -110,7 +95,7 @@ slope_and_grad_row(const float *dy, const float *x, size_t n, float a, float *dx
     const v8 g = load8(dy + i), v = load8(x + i);
     const i8 neg = v <= zero, pos = v > zero; /* neither for NaN, as in the scalar tests */
     p += (v8)((i8)(g * v) & neg);
-    if (dx) store8(dx + i, (v8)(((i8)g & pos) | ((i8)(a * g) & ~pos)));
+    if (dx) store8(dx + i, v8_select(pos, g, a * g));
   }
   double s = 0.0;
   for (; i < n; i++) {
@@ -119,6 +104,14 @@ slope_and_grad_row(const float *dy, const float *x, size_t n, float a, float *dx
   }
   for (int j = 0; j < 8; j++) s += p[j];
   *acc += s;
+}
+
+/* A row's slope gradient alone (eight partial sums: a single running sum would wait on every
+ * add). */
+static inline __attribute__((always_inline)) double neg_dot(const float *dy, const float *x, size_t n) {
+  double s = 0.0;
+  slope_and_grad_row(dy, x, n, 0.0f, NULL, &s);
+  return s;
 }
 
 /* Per-channel slopes, both gradients in one pass: each row's slope sum (the same sums in the
