@@ -49,7 +49,9 @@ static const bench_case CASES[] = {
     {"TanH", "type: 'TanH'", 1, 1, 1, 1, 1, 2, 0, true},
     {"AbsVal", "type: 'AbsVal'", 1, 1, 1, 1, 2, 1, 0, true},
     {"Power 2", "type: 'Power' power_param { power: 2 scale: 0.5 shift: 1 }", 1, 1, 1, 1, 2, 1, 0, true},
-    {"Dropout", "type: 'Dropout'", 1, 1, 1, 2, 1, 2, 0, true},
+    /* Dropout's mask: one byte an element; RReLU's slopes: a float */
+    {"Dropout", "type: 'Dropout'", 1, 1, 1, 1.25f, 1, 1.25f, 0, true},
+    {"RReLU", "type: 'RReLU'", 1, 1, 1, 2, 2, 2, 0, true},
     {"BatchNorm batch stats", "type: 'BatchNorm' batch_norm_param { use_global_stats: false }", 1, 1, 1, 2, 1,
      2, 0, true},
     {"BatchNorm global stats", "type: 'BatchNorm' batch_norm_param { use_global_stats: true }", 1, 1, 1, 1, 1,

@@ -48,7 +48,8 @@ void crema_rng_u32_x8(crema_rng r[8], uint32_t *out, size_t steps);
  * [c * chunk, (c + 1) * chunk), the last one shorter) draws from its own generator seeded
  * (key, c), in order. fn gets them in consecutive pieces: draws[i] for element begin + i,
  * i < count, pieces of different chunks possibly at once on different threads (parallel).
- * Eight whole chunks run side by side (crema_rng_u32_x8) when chunk is a multiple of 512. */
+ * Eight whole chunks run side by side (crema_rng_u32_x8) when chunk is a multiple of 512; up
+ * to 4096 elements each, each chunk's draws are then made first and handed to fn whole. */
 typedef void (*crema_rng_draws_fn)(void *ctx, const uint32_t *draws, size_t begin, size_t count);
 void crema_rng_chunked(uint64_t key, size_t n, size_t chunk, bool parallel, crema_rng_draws_fn fn, void *ctx);
 /* Uniform in [0, 1). */

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "base/clones.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
@@ -56,12 +57,15 @@ typedef struct rrelu_pass {
 
 /* Elements [begin, begin + count): slopes uniform in [lower, upper) as crema_rng_uniform
  * makes them from the same draws. */
-static void rrelu_piece(void *ctx, const uint32_t *draws, size_t begin, size_t count) {
+CREMA_CLONES static void rrelu_piece(void *ctx, const uint32_t *draws, size_t begin, size_t count) {
   const rrelu_pass *p = ctx;
-  const float *x = p->x + begin;
-  float *y = p->y + begin, *slope = p->slope + begin;
+  /* locals and restrict: read through p, the fields might alias the stores, and the loop
+   * would not vectorise */
+  const float *restrict x = p->x + begin;
+  float *restrict y = p->y + begin, *restrict slope = p->slope + begin;
+  const float lower = p->lower, range = p->upper - p->lower;
   for (size_t i = 0; i < count; i++) {
-    slope[i] = p->lower + (p->upper - p->lower) * ((float)(draws[i] >> 8) * (1.0f / 16777216.0f));
+    slope[i] = lower + range * ((float)(draws[i] >> 8) * (1.0f / 16777216.0f));
     y[i] = x[i] > 0.0f ? x[i] : slope[i] * x[i];
   }
 }
@@ -86,6 +90,13 @@ static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   return 0;
 }
 
+/* dx = dy where x > 0, slope * dy elsewhere (x may be the output: the signs are the same). */
+CREMA_CLONES static void slope_backward(size_t n, const float *x, const float *dy, const float *slope,
+                                        float *dx) {
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : slope[i] * dy[i];
+}
+
 static void rrelu_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                            crema_blob *const *bottom) {
   rrelu_state *s = l->state;
@@ -100,9 +111,7 @@ static void rrelu_backward(crema_layer *l, crema_blob *const *top, const bool *p
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : a * dy[i];
     return;
   }
-  const float *slope = s->slope->data;
-#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : slope[i] * dy[i];
+  slope_backward(n, x, dy, s->slope->data, dx);
 }
 
 static void rrelu_free(crema_layer *l) {
