@@ -411,10 +411,10 @@ static void padded_fill(const pool_state *s, float *pad) {
  * strictly greater), and windows clipped by the edges meet only such cells beyond the
  * input, so values and argmaxes are those of the clipped loop, with no border cases: for
  * GoogLeNet's 14x14 and 7x7 inception pools the borders were most of the plane. */
-__attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s, const float *src,
-                                                             float *dst, int *mask, float *pad) {
-  const int H = s->h, W = s->w, PH = s->ph, PW = s->pw, KH = s->kernel_h, KW = s->kernel_w;
-  const int sh = s->stride_h, sw = s->stride_w, WP = padded_cols(s), HP = padded_rows(s);
+__attribute__((target("avx2"))) static inline __attribute__((always_inline)) void
+max_plane_padded_k(const pool_state *s, const float *src, float *dst, int *mask, float *pad, int KH, int KW,
+                   int sh, int sw) {
+  const int H = s->h, W = s->w, PH = s->ph, PW = s->pw, WP = padded_cols(s), HP = padded_rows(s);
   /* input rows y - pad_h at columns pad_w on (clipped to the copy's width) */
   const int n_cols = W < WP - s->pad_w ? W : WP - s->pad_w;
   for (int y = s->pad_h; y < HP && y - s->pad_h < H && n_cols > 0; y++)
@@ -460,6 +460,16 @@ __attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s
       }
     }
   }
+}
+
+/* With the kernel and strides as constants where inlined (GoogLeNet's and CaffeNet's 3x3
+ * stride-2 pools), so the tap loops unroll. */
+__attribute__((target("avx2"))) static void max_plane_padded(const pool_state *s, const float *src,
+                                                             float *dst, int *mask, float *pad) {
+  if (s->kernel_h == 3 && s->kernel_w == 3 && s->stride_h == 2 && s->stride_w == 2)
+    max_plane_padded_k(s, src, dst, mask, pad, 3, 3, 2, 2);
+  else
+    max_plane_padded_k(s, src, dst, mask, pad, s->kernel_h, s->kernel_w, s->stride_h, s->stride_w);
 }
 #endif
 
