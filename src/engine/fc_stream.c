@@ -25,10 +25,16 @@
  * From batch 8 on, CPUs with AVX-512 run the forward pass and the data gradient on 16-wide
  * copies (two rows of W against ten rows of x; ten rows of dx by 32 columns against 128 rows
  * of W): fc6 at batch 10 on one thread of an AVX-512 EPYC, forward 11.5-11.7 -> 9.4-10.0 ms,
- * data gradient 12.9-13.1 -> 7.9-8.0 (a read of W: 5.0-5.3).
+ * data gradient 12.9-13.1 -> 7.9-8.0 (a read of W: 5.0-5.3). Later (on Zen 5, a read of W
+ * 3.6 ms): the 16-wide forward pass reads x from a panel and in slices that stay in L1 (see
+ * pack_panel and forward_pairs_wide), its sums taken slice by slice: with W in cache it ran at
+ * 95-100 GFLOP/s, bound by reading ten rows of x from L2 for every two rows of W, and now at
+ * 136-152; fc6 at batch 10, one thread, 8.9-9.7 -> 7.8-8.5 ms (two threads 4.7-5.0 ->
+ * 4.5-4.6). The 16-wide data gradient prefetches 1 KB ahead into L2 instead of 256 bytes
+ * into L1: 7.3 -> 5.6 ms on one thread (two threads unchanged at 4.0).
  *
  * Every sum runs in a fixed order whatever the thread count (each output belongs to one
- * thread, which adds in k or row order), so the bits are the same on 1 or 16 threads; they
+ * thread, which adds in k, slice or row order), so the bits are the same on 1 or 16 threads; they
  * differ from the reference GEMM's in the last places. The file is built with
  * -ffp-contract=fast: on CPUs with FMA the multiply-adds fuse. */
 #include <omp.h>
@@ -225,28 +231,43 @@ TWIN(forward_pair,
      (m, two, n, k, ldx, x, w, bias, y, o))
 
 #if HAVE_WIDE
+/* The AVX-512 forward pass reads x from a panel: its first kv = k & ~15 columns in blocks of
+ * 16, each block holding all m rows' 16 floats one after another (row b of block jb at
+ * panel + (jb * m + b) * 16). A step of the tile then reads one run of m * 64 bytes at fixed
+ * offsets from one pointer, where ten rows 36 KB apart took ten pointers (more than the
+ * registers: two of them were reloaded from the stack every step). */
+static void pack_panel(int m, int k, const float *x, float *panel) {
+  const int kv = k & ~15;
+  for (int jb = 0; jb < kv / 16; jb++)
+    for (int b = 0; b < m; b++)
+      memcpy(panel + ((size_t)jb * m + b) * 16, x + (size_t)b * k + (size_t)jb * 16, 64);
+}
+
 /* The AVX-512 forward tile: rows o, o+1 of W (o+1 only when two) against B (1..10) rows of
- * x from b0, 16 columns a step; the W rows are prefetched 2 KB ahead into L1. On fc6 at
- * batch 10, one thread of an AVX-512 EPYC: 9.3 ms against the 8-wide copy's 11.6. */
-INLINE void wide_forward_tile(int B, bool two, int n, int k, int ldx, const float *x, const float *w,
-                              const float *bias, float *y, int o, int b0) {
+ * x from b0, over columns [j0, j1) of the panel, 16 a step. Each x vector is loaded once into
+ * a register and used twice (the empty asm keeps gcc from folding it into both multiply-adds
+ * as two loads). The slice's sums are added to y (first: written), and with the last slice
+ * the columns from kv on, one by one, and the bias. The W rows eight pairs on are prefetched
+ * into L1 at the same columns, for the tiles of the slice that read them next (two pairs on:
+ * 7.2 ms for fc6 at batch 10 on one thread, four: 6.5, eight: 6.4; into L2: 6.6-6.9). */
+INLINE void wide_forward_tile(int B, bool two, int m, int n, int k, const float *panel, const float *x,
+                              const float *w, const float *bias, float *y, int o, int b0, int j0, int j1) {
   const float *w0 = w + (size_t)o * k, *w1 = two ? w0 + k : w0;
-  const float *xb[WIDE_GROUP];
   v16 a0[WIDE_GROUP], a1[WIDE_GROUP];
 #pragma GCC unroll 10
-  for (int b = 0; b < WIDE_GROUP; b++) {
-    xb[b] = x + (size_t)(b0 + (b < B ? b : 0)) * ldx;
-    a0[b] = a1[b] = (v16){0};
-  }
+  for (int b = 0; b < WIDE_GROUP; b++) a0[b] = a1[b] = (v16){0};
   const int kv = k & ~15;
-  for (int j = 0; j < kv; j += 16) {
-    __builtin_prefetch(w0 + j + 512, 0, 3);
-    __builtin_prefetch(w1 + j + 512, 0, 3);
+  const float *p = panel + ((size_t)(j0 / 16) * m + b0) * 16;
+  const size_t ahead = 16 * (size_t)k;
+  for (int j = j0; j < j1; j += 16, p += (size_t)m * 16) {
+    __builtin_prefetch(w0 + ahead + j, 0, 3);
+    __builtin_prefetch(w0 + ahead + k + j, 0, 3);
     const v16 v0 = load16(w0 + j), v1 = load16(w1 + j);
 #pragma GCC unroll 10
     for (int b = 0; b < WIDE_GROUP; b++)
       if (b < B) {
-        const v16 xv = load16(xb[b] + j);
+        v16 xv = load16(p + (size_t)b * 16);
+        __asm__("" : "+v"(xv));
         a0[b] += v0 * xv;
         a1[b] += v1 * xv;
       }
@@ -254,45 +275,77 @@ INLINE void wide_forward_tile(int B, bool two, int n, int k, int ldx, const floa
 #pragma GCC unroll 10
   for (int b = 0; b < WIDE_GROUP; b++)
     if (b < B) {
-      forward_finish(hsum16(a0[b]), hsum16(a1[b]), two, kv, k, w0, w1, xb[b], bias, y + (size_t)(b0 + b) * n,
-                     o);
+      float *yr = y + (size_t)(b0 + b) * n;
+      float s0 = hsum16(a0[b]), s1 = hsum16(a1[b]);
+      if (j0 > 0) {
+        s0 = yr[o] + s0;
+        if (two) s1 = yr[o + 1] + s1;
+      }
+      if (j1 == kv) {
+        forward_finish(s0, s1, two, kv, k, w0, w1, x + (size_t)(b0 + b) * k, bias, yr, o);
+      } else {
+        yr[o] = s0;
+        if (two) yr[o + 1] = s1;
+      }
     }
 }
 
-WIDE_TARGET static void forward_pair_wide(int m, bool two, int n, int k, int ldx, const float *x,
-                                          const float *w, const float *bias, float *y, int o) {
-  const int groups = (m + WIDE_GROUP - 1) / WIDE_GROUP;
-  for (int g = 0, b0 = 0; g < groups; g++) {
-    const int B = (m - b0 + groups - g - 1) / (groups - g);
-    switch (B) {
+/* Columns of x per slice: the panel's slice (m rows) stays in L1 (24 KB of its 48) while the
+ * thread's rows of W pass over it. */
+static int wide_slice(int m) {
+  const int c = 6144 / m & ~15;
+  return c < 256 ? 256 : c;
+}
+
+WIDE_TARGET static void forward_pairs_wide(int m, int n, int k, const float *panel, const float *x,
+                                           const float *w, const float *bias, float *y, int p0, int p1) {
+  const int groups = (m + WIDE_GROUP - 1) / WIDE_GROUP, kv = k & ~15, slice = wide_slice(m);
+  for (int j0 = 0; j0 < kv || j0 == 0; j0 += slice) {
+    const int j1 = kv - j0 < slice ? kv : j0 + slice;
+    for (int p = p0; p < p1; p++) {
+      const int o = 2 * p;
+      const bool two = o + 1 < n;
+      for (int g = 0, b0 = 0; g < groups; g++) {
+        const int B = (m - b0 + groups - g - 1) / (groups - g);
+        switch (B) {
 #define CASE(c)                                                                                              \
   case c:                                                                                                    \
-    two ? wide_forward_tile(c, true, n, k, ldx, x, w, bias, y, o, b0)                                        \
-        : wide_forward_tile(c, false, n, k, ldx, x, w, bias, y, o, b0);                                      \
+    two ? wide_forward_tile(c, true, m, n, k, panel, x, w, bias, y, o, b0, j0, j1)                           \
+        : wide_forward_tile(c, false, m, n, k, panel, x, w, bias, y, o, b0, j0, j1);                         \
     break;
-      CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10)
+          CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10)
 #undef CASE
+        }
+        b0 += B;
+      }
     }
-    b0 += B;
+    if (j1 == kv) break;
   }
-}
-#else
-static void forward_pair_wide(int m, bool two, int n, int k, int ldx, const float *x, const float *w,
-                              const float *bias, float *y, int o) {
-  forward_pair_any(m, two, n, k, ldx, x, w, bias, y, o);
 }
 #endif
 
 void crema_fc_stream_forward(int m, int n, int k, const float *x, const float *w, const float *bias, float *y,
                              float *scratch) {
-  const int ldx = spread_rows(m, k, x, scratch);
   const int pairs = (n + 1) / 2;
-  const bool wide = m >= WIDE_MIN_BATCH && cpu_wide(), fast = cpu_fast();
+#if HAVE_WIDE
+  if (m >= WIDE_MIN_BATCH && cpu_wide()) {
+    pack_panel(m, k, x, scratch);
+    /* each thread its own run of pairs, slice by slice (the same split on any thread count
+     * gives each output the same sums) */
+#pragma omp parallel
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      forward_pairs_wide(m, n, k, scratch, x, w, bias, y, (int)((long)pairs * t / nt),
+                         (int)((long)pairs * (t + 1) / nt));
+    }
+    return;
+  }
+#endif
+  const int ldx = spread_rows(m, k, x, scratch);
+  const bool fast = cpu_fast();
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < pairs; p++) {
-    if (wide)
-      forward_pair_wide(m, 2 * p + 1 < n, n, k, ldx, scratch, w, bias, y, 2 * p);
-    else if (fast)
+    if (fast)
       forward_pair_fast(m, 2 * p + 1 < n, n, k, ldx, scratch, w, bias, y, 2 * p);
     else
       forward_pair_any(m, 2 * p + 1 < n, n, k, ldx, scratch, w, bias, y, 2 * p);
@@ -364,16 +417,18 @@ TWIN(dx_columns, (int m, int n, int k, const float *dy, const float *w, float *d
      (m, n, k, dy, w, dx, j0, j1))
 
 #if HAVE_WIDE
-#define DXW_ROWS 128 /* rows of W per block: between blocks the sums go through dx */
-#define DXW_COLS 32  /* columns per tile: two vectors for each of up to ten rows of dx */
-#define DXW_AHEAD 64 /* floats: how far ahead along each row the prefetch reaches */
+#define DXW_ROWS 128  /* rows of W per block: between blocks the sums go through dx */
+#define DXW_COLS 32   /* columns per tile: two vectors for each of up to ten rows of dx */
+#define DXW_AHEAD 256 /* floats: how far ahead along each row the prefetch reaches */
 
 /* The AVX-512 data gradient: dx[b0 .. b0+B)[j0 .. j1) (j1 - j0 a multiple of 32) from every
  * row of W, 128 rows at a time. The tile (B rows of dx by 32 columns) stays in registers
  * while a block's rows go by, each row's 32 weights read once for all B rows of dx with
  * dy[b][o] broadcast; then it is added to dx (written by the first block). Each block reads
  * 128 runs of 128 bytes from 128 rows at once, more streams than the hardware prefetcher
- * follows, so each run prefetches its row's next one. On fc6 at batch 10, one thread of an
+ * follows, so each run prefetches its row 1 KB ahead into L2 (256 bytes ahead into L1, the
+ * next run only: 7.1-7.3 ms on one thread of a Zen 5 EPYC; 1 KB into L2: 5.4-5.6; 2 KB:
+ * 6.3; 4 KB: 8.3). On fc6 at batch 10, one thread of an
  * AVX-512 EPYC (modelled outside crema): 7.7 ms against the 8-wide copy's 13.3, a read of W
  * taking 4.3; without the prefetch 12.2. */
 INLINE void wide_dx_group(int B, int n, int k, const float *dy, const float *w, float *dx, int b0, int j0,
@@ -386,8 +441,8 @@ INLINE void wide_dx_group(int B, int n, int k, const float *dy, const float *w, 
       for (int b = 0; b < WIDE_GROUP; b++) a0[b] = a1[b] = (v16){0};
       for (int o = o0; o < o1; o++) {
         const float *wr = w + (size_t)o * k + j, *d = dy + (size_t)b0 * n + o;
-        __builtin_prefetch(wr + DXW_AHEAD, 0, 3);
-        __builtin_prefetch(wr + DXW_AHEAD + 16, 0, 3);
+        __builtin_prefetch(wr + DXW_AHEAD, 0, 1);
+        __builtin_prefetch(wr + DXW_AHEAD + 16, 0, 1);
         const v16 v0 = load16(wr), v1 = load16(wr + 16);
 #pragma GCC unroll 10
         for (int b = 0; b < WIDE_GROUP; b++)
