@@ -1084,7 +1084,8 @@ START_TEST(test_lrn_forward_and_gradients) {
 }
 END_TEST
 
-/* A block boundary of the across-channel loop (256 positions) inside one plane. */
+/* Block boundaries of the across-channel loops (128 positions forward, 64 backward) inside
+ * one plane of 323, the last blocks part ones. */
 START_TEST(test_lrn_large_plane) {
   crema_blob *x = blob4(1, 4, 17, 19, 9);
   run r = run_forward("name: 'n' type: 'LRN' lrn_param { local_size: 3 alpha: 1 beta: 0.75 }", 1, &x, 1);

@@ -28,8 +28,15 @@ static int omp_get_max_threads(void) { return 1; }
 static int omp_get_thread_num(void) { return 0; }
 #endif
 
-/* Positions handled together in the across-channel loops: small enough for the stack. */
-#define LRN_BLOCK 256
+/* Positions handled together in the across-channel loops, forward and backward. Each block
+ * reads one run of that many floats from every channel (192 of them, 12.5 KB apart, in
+ * GoogLeNet's norm2), and backward keeps two C x block arrays of scratch. With 256 positions
+ * those arrays (384 KB for norm2) left L1 and L2 for every pass; smaller blocks mean shorter
+ * runs. GoogLeNet's norm2 (10 x 192 x 56 x 56), one thread, best of five alternating runs:
+ * forward 4.3-4.4 ms with 256, 2.8 with 128, 3.1-3.2 with 64, 3.0 with 32; backward
+ * 10.7-10.9 with 256, 7.1-7.2 with 128, 6.4-6.5 with 64, 8.4 with 32. */
+#define LRN_BLOCK_FWD 128
+#define LRN_BLOCK_BWD 64
 
 /* scale^-beta. Every net in Caffe's zoo uses beta 0.75, where two square roots replace powf
  * (several times faster, within 2 ulp); other betas take powf. */
@@ -108,7 +115,7 @@ static int lrn_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   s->threads = omp_get_max_threads();
   /* whole 64-byte lines per thread: no two threads write one line; across channels, a block's
    * scales and its ratios dy y / scale */
-  const size_t per = s->within ? (size_t)s->h * s->w : 2 * (size_t)s->c * LRN_BLOCK;
+  const size_t per = s->within ? (size_t)s->h * s->w : 2 * (size_t)s->c * LRN_BLOCK_BWD;
   s->thread_floats = (per + 15) & ~(size_t)15;
   if (crema_workspace_reserve(scratch(l), s->thread_floats * (size_t)s->threads, err))
     return crema_error_prefix(err, "LRN scratch");
@@ -127,14 +134,14 @@ static int half_window(int size, int extent, bool after) {
 
 /* One image's block of len positions (xb, rows hw apart): the running window over channels
  * gives scale_c = k + a * (sum of x^2 over the window). With yb, writes y = x * scale^-beta
- * there (forward); else the scales to sb, rows LRN_BLOCK apart (backward). Both get every
+ * there (forward); else the scales to sb, rows LRN_BLOCK_BWD apart (backward). Both get every
  * scale by the same operations, so backward sees the bits forward used. Always inlined, so
  * that it runs in the AVX2 copy of its callers (CREMA_CLONES): left a call, gcc built it
  * once, for the baseline's SSE2, and GoogLeNet's norm2 forward took 10.5-11 ms, 7-7.6 inlined. */
 static inline __attribute__((always_inline)) void across_block(const float *xb, float *yb, float *sb,
                                                                size_t hw, size_t len, int C, int pre,
                                                                int post, float a, float k, float beta) {
-  float acc[LRN_BLOCK];
+  float acc[LRN_BLOCK_FWD]; /* the longer of the two blocks */
   for (size_t q = 0; q < len; q++) acc[q] = 0.0f;
   for (int c = 0; c < post && c < C; c++)
     for (size_t q = 0; q < len; q++) acc[q] += xb[(size_t)c * hw + q] * xb[(size_t)c * hw + q];
@@ -147,7 +154,7 @@ static inline __attribute__((always_inline)) void across_block(const float *xb, 
       for (size_t q = 0; q < len; q++)
         yb[(size_t)c * hw + q] = xb[(size_t)c * hw + q] * pow_neg(k + a * acc[q], beta);
     else
-      for (size_t q = 0; q < len; q++) sb[(size_t)c * LRN_BLOCK + q] = k + a * acc[q];
+      for (size_t q = 0; q < len; q++) sb[(size_t)c * LRN_BLOCK_BWD + q] = k + a * acc[q];
     if (tail >= 0)
       for (size_t q = 0; q < len; q++) acc[q] -= xb[(size_t)tail * hw + q] * xb[(size_t)tail * hw + q];
   }
@@ -155,14 +162,14 @@ static inline __attribute__((always_inline)) void across_block(const float *xb, 
 
 CREMA_CLONES static void across_forward(const lrn_state *s, const float *x, float *y) {
   const int C = s->c, pre = half_window(s->size, C, false), post = half_window(s->size, C, true);
-  const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK - 1) / LRN_BLOCK;
+  const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK_FWD - 1) / LRN_BLOCK_FWD;
   /* k and beta in locals: read through s, gcc must assume the stores to y may change them,
    * and would not vectorise the loops (nor hoist pow_neg's test of beta) */
   const float a = s->alpha / (float)s->size, k = s->k, beta = s->beta;
 #pragma omp parallel for collapse(2) schedule(static)
   for (int b = 0; b < s->n; b++)
     for (size_t blk = 0; blk < nblk; blk++) {
-      const size_t p0 = blk * LRN_BLOCK, len = hw - p0 < LRN_BLOCK ? hw - p0 : LRN_BLOCK;
+      const size_t p0 = blk * LRN_BLOCK_FWD, len = hw - p0 < LRN_BLOCK_FWD ? hw - p0 : LRN_BLOCK_FWD;
       const size_t base = (size_t)b * C * hw + p0;
       across_block(x + base, y + base, NULL, hw, len, C, pre, post, a, k, beta);
     }
@@ -178,42 +185,42 @@ CREMA_CLONES static void across_forward(const lrn_state *s, const float *x, floa
 CREMA_CLONES static void across_backward(const lrn_state *s, float *scratch, const float *x, const float *y,
                                          const float *dy, float *dx) {
   const int C = s->c, pre = half_window(s->size, C, false), post = half_window(s->size, C, true);
-  const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK - 1) / LRN_BLOCK;
+  const size_t hw = (size_t)s->h * s->w, nblk = (hw + LRN_BLOCK_BWD - 1) / LRN_BLOCK_BWD;
   const float a = s->alpha / (float)s->size, k = s->k; /* locals: see across_forward */
   const float ratio = 2.0f * s->alpha * s->beta / (float)s->size, beta = s->beta;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(s->threads)
   for (int b = 0; b < s->n; b++)
     for (size_t blk = 0; blk < nblk; blk++) {
-      const size_t p0 = blk * LRN_BLOCK, len = hw - p0 < LRN_BLOCK ? hw - p0 : LRN_BLOCK;
+      const size_t p0 = blk * LRN_BLOCK_BWD, len = hw - p0 < LRN_BLOCK_BWD ? hw - p0 : LRN_BLOCK_BWD;
       const size_t base = (size_t)b * C * hw + p0;
       const float *xb = x + base, *yb = y + base, *db = dy + base;
       float *gb = dx + base, *sb = scratch + s->thread_floats * (size_t)omp_get_thread_num();
-      float *tb = sb + (size_t)C * LRN_BLOCK; /* dy y / scale, rows LRN_BLOCK apart like sb */
+      float *tb = sb + (size_t)C * LRN_BLOCK_BWD; /* dy y / scale, rows LRN_BLOCK_BWD apart like sb */
       across_block(xb, NULL, sb, hw, len, C, pre, post, a, k, beta);
       for (int c = 0; c < C; c++) {
         const float *dc = db + (size_t)c * hw, *yc = yb + (size_t)c * hw;
-        float *sc = sb + (size_t)c * LRN_BLOCK, *tc = tb + (size_t)c * LRN_BLOCK;
+        float *sc = sb + (size_t)c * LRN_BLOCK_BWD, *tc = tb + (size_t)c * LRN_BLOCK_BWD;
         for (size_t q = 0; q < len; q++) {
           const float scale = sc[q], inv = 1.0f / scale;
           tc[q] = dc[q] * yc[q] * inv;
           sc[q] = pow_neg_given_inverse(scale, inv, beta);
         }
       }
-      float acc[LRN_BLOCK];
+      float acc[LRN_BLOCK_BWD];
       for (size_t q = 0; q < len; q++) acc[q] = 0.0f;
       for (int c = 0; c < pre && c < C; c++)
-        for (size_t q = 0; q < len; q++) acc[q] += tb[(size_t)c * LRN_BLOCK + q];
+        for (size_t q = 0; q < len; q++) acc[q] += tb[(size_t)c * LRN_BLOCK_BWD + q];
       for (int c = 0; c < C; c++) {
         const int64_t head = (int64_t)c + pre;
         const int tail = c - post;
         if (head < C)
-          for (size_t q = 0; q < len; q++) acc[q] += tb[(size_t)head * LRN_BLOCK + q];
+          for (size_t q = 0; q < len; q++) acc[q] += tb[(size_t)head * LRN_BLOCK_BWD + q];
         for (size_t q = 0; q < len; q++) {
           const size_t i = (size_t)c * hw + q;
-          gb[i] = db[i] * sb[(size_t)c * LRN_BLOCK + q] - ratio * xb[i] * acc[q];
+          gb[i] = db[i] * sb[(size_t)c * LRN_BLOCK_BWD + q] - ratio * xb[i] * acc[q];
         }
         if (tail >= 0)
-          for (size_t q = 0; q < len; q++) acc[q] -= tb[(size_t)tail * LRN_BLOCK + q];
+          for (size_t q = 0; q < len; q++) acc[q] -= tb[(size_t)tail * LRN_BLOCK_BWD + q];
       }
     }
 }
