@@ -3,6 +3,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "support/run.h"
 #include "base/rng.h"
@@ -132,6 +133,53 @@ START_TEST(test_col2im_matches_naive) {
 }
 END_TEST
 
+/* Strides 2 and 4 across go by groups of taps interleaved into runs (im2col.c): bit for bit
+ * Caffe's sums, each pixel's taps added in kernel-row-then-column order from +0, on column
+ * values of many magnitudes (another order rounds differently), with pads that put taps outside
+ * the image, kernels that end inside a group, rows long enough for the vectors and several
+ * images. */
+START_TEST(test_col2im_strided_bitwise) {
+  static const crema_im2col_geom geoms[] = {
+      /* C, H, W, kh, kw, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w */
+      {3, 227, 227, 11, 11, 0, 0, 4, 4, 1, 1, 0, 0}, /* CaffeNet's conv1 */
+      {3, 40, 37, 7, 7, 3, 3, 2, 2, 1, 1, 0, 0},     /* GoogLeNet's and ResNet's conv1, smaller */
+      {2, 19, 70, 5, 6, 1, 2, 3, 4, 1, 1, 0, 0},     /* kw 6: the second group has taps 4 and 5 only */
+      {2, 12, 50, 3, 3, 1, 1, 2, 2, 1, 1, 0, 0},     {1, 9, 64, 1, 2, 0, 0, 1, 2, 1, 1, 0, 0},
+      {2, 8, 90, 3, 5, 2, 4, 1, 4, 1, 1, 0, 0}, /* pad 4 of a 5-wide kernel: whole groups outside */
+  };
+  for (size_t k = 0; k < sizeof geoms / sizeof geoms[0]; k++) {
+    crema_im2col_geom g = geoms[k];
+    ck_assert_int_eq(crema_im2col_geom_finish(&g), 0);
+    const int n = 2, plane = g.out_h * g.out_w;
+    const size_t nim = (size_t)n * g.channels * g.height * g.width, rows = crema_im2col_rows(&g),
+                 cols = crema_im2col_cols(&g, n);
+    float *y = random_floats(rows * cols, 30 + k), *im = random_floats(nim, 40 + k),
+          *ref = calloc(nim, sizeof(float));
+    for (size_t i = 0; i < rows * cols; i++) y[i] = ldexpf(y[i], (int)(i % 23) - 11);
+    /* Caffe's col2im_cpu: per channel, kernel row, kernel column, then output position */
+    for (int b = 0; b < n; b++)
+      for (int c = 0; c < g.channels; c++)
+        for (int i = 0; i < g.kernel_h; i++)
+          for (int j = 0; j < g.kernel_w; j++)
+            for (int oh = 0; oh < g.out_h; oh++)
+              for (int ow = 0; ow < g.out_w; ow++) {
+                const int ih = oh * g.stride_h - g.pad_h + i, iw = ow * g.stride_w - g.pad_w + j;
+                if (ih < 0 || ih >= g.height || iw < 0 || iw >= g.width) continue;
+                const size_t r = ((size_t)c * g.kernel_h + i) * g.kernel_w + j;
+                ref[(((size_t)b * g.channels + c) * g.height + ih) * g.width + iw] +=
+                    y[r * cols + (size_t)b * plane + (size_t)oh * g.out_w + ow];
+              }
+    crema_col2im(&g, n, y, im);
+    for (size_t i = 0; i < nim; i++)
+      ck_assert_msg(!memcmp(&im[i], &ref[i], sizeof(float)), "geometry %zu, pixel %zu: %a, want %a", k, i,
+                    (double)im[i], (double)ref[i]);
+    free(y);
+    free(im);
+    free(ref);
+  }
+}
+END_TEST
+
 START_TEST(test_batch_fold_round_trip) {
   const int n = 3, c = 4;
   const size_t s = 5;
@@ -165,6 +213,7 @@ int main(void) {
   tcase_add_test(tc, test_output_size);
   tcase_add_test(tc, test_col2im_is_adjoint);
   tcase_add_test(tc, test_col2im_matches_naive);
+  tcase_add_test(tc, test_col2im_strided_bitwise);
   tcase_add_test(tc, test_batch_fold_round_trip);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
