@@ -12,6 +12,14 @@ typedef float v8 __attribute__((vector_size(32)));
 typedef int i8 __attribute__((vector_size(32))); /* a comparison's lanes: -1 or 0 */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
+/* Lanes of a and b (0-7 a's, 8-15 b's) in the order given: gcc's and clang's builtins (the
+ * fuzz build uses clang, which lacks __builtin_shuffle). */
+#if defined(__clang__)
+#define V8_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define V8_SHUF(a, b, ...) __builtin_shuffle(a, b, (i8){__VA_ARGS__})
+#endif
+
 static inline __attribute__((always_inline)) v8 load8(const float *p) {
   v8 v;
   memcpy(&v, p, sizeof v);

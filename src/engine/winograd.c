@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "base/clones.h"
+#include "base/v8.h"
 #include "engine/engine.h"
 #include "engine/workspace.h"
 #include "tensor/math.h"
@@ -106,7 +107,7 @@ static void plan_init(wg_plan *p, int n, int cin, int cout, int group, int h, in
  * gathered into its lane, then the 1-D transforms, written out with their constants folded
  * (the usual F(4,3) factorisation), run on rows and columns of the 6x6 block of vectors.
  * V and M keep tiles contiguous, so results are stored a vector at a time. */
-typedef float v8 __attribute__((vector_size(32)));
+/* v8 and load8 come from base/v8.h */
 typedef int v8i __attribute__((vector_size(32))); /* a comparison's lanes: -1 or 0 */
 /* v8 values never cross a non-inlined call boundary's ABI in a way that matters: every
  * function taking or returning one is static to this file, and the two that return one are
@@ -121,23 +122,12 @@ typedef int v8i __attribute__((vector_size(32))); /* a comparison's lanes: -1 or
 #define HOT CREMA_CLONES
 
 static inline __attribute__((always_inline)) v8 splat(float f) { return (v8){f, f, f, f, f, f, f, f}; }
-static inline __attribute__((always_inline)) v8 load8(const float *p) {
-  v8 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
 
 /* Eight whole tiles side by side in one tile row (the common case) need no gather lane by
  * lane: their row i is one run of 32 floats (plus 2 more in the input), tile l's column j at
  * 4l + j. Filling the lanes one float at a time cost a store per float and a stalled vector
  * load (store forwarding fails) per row of 8. */
-typedef int i8 __attribute__((vector_size(32)));
-/* Lanes of a and b (0-7 a's, 8-15 b's), in the order given: gcc's and clang's builtins. */
-#if defined(__clang__)
-#define SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
-#else
-#define SHUF(a, b, ...) __builtin_shuffle(a, b, (i8){__VA_ARGS__})
-#endif
+#define SHUF V8_SHUF /* base/v8.h */
 
 /* out[j] = {r[j], r[4 + j], ..., r[28 + j]} for j = 0..3: a four-way deinterleave. */
 static inline void deal4(const float *r, v8 out[4]) {

@@ -156,8 +156,8 @@ typedef struct phase_rows {
 
 /* Interleaved, the lanes of a and b: {a0 b0 a1 b1 ...} in lo, the rest in hi. */
 static inline __attribute__((always_inline)) void zip8(v8 a, v8 b, v8 *lo, v8 *hi) {
-  *lo = __builtin_shuffle(a, b, (i8){0, 8, 1, 9, 2, 10, 3, 11});
-  *hi = __builtin_shuffle(a, b, (i8){4, 12, 5, 13, 6, 14, 7, 15});
+  *lo = V8_SHUF(a, b, 0, 8, 1, 9, 2, 10, 3, 11);
+  *hi = V8_SHUF(a, b, 4, 12, 5, 13, 6, 14, 7, 15);
 }
 
 static inline __attribute__((always_inline)) v8 row8(const float *s, int ow) {
@@ -190,10 +190,10 @@ static inline __attribute__((always_inline)) void phase_add(float *restrict d, c
       zip8(row8(g->src[0], ow), row8(g->src[1], ow), &ab0, &ab1);
       zip8(row8(g->src[2], ow), row8(g->src[3], ow), &cd0, &cd1);
       /* pairs of (a, b) and (c, d) to runs of four */
-      o[0] = __builtin_shuffle(ab0, cd0, (i8){0, 1, 8, 9, 2, 3, 10, 11});
-      o[1] = __builtin_shuffle(ab0, cd0, (i8){4, 5, 12, 13, 6, 7, 14, 15});
-      o[2] = __builtin_shuffle(ab1, cd1, (i8){0, 1, 8, 9, 2, 3, 10, 11});
-      o[3] = __builtin_shuffle(ab1, cd1, (i8){4, 5, 12, 13, 6, 7, 14, 15});
+      o[0] = V8_SHUF(ab0, cd0, 0, 1, 8, 9, 2, 3, 10, 11);
+      o[1] = V8_SHUF(ab0, cd0, 4, 5, 12, 13, 6, 7, 14, 15);
+      o[2] = V8_SHUF(ab1, cd1, 0, 1, 8, 9, 2, 3, 10, 11);
+      o[3] = V8_SHUF(ab1, cd1, 4, 5, 12, 13, 6, 7, 14, 15);
       for (int v = 0; v < 4; v++) store8(p + 8 * v, load8(p + 8 * v) + o[v]);
     }
   }

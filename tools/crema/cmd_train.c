@@ -197,6 +197,7 @@ int crema_cmd_train(int argc, char **argv) {
   memset(&sa, 0, sizeof sa);
   sigemptyset(&sa.sa_mask);
   sa.sa_handler = on_sigint;
+  sa.sa_flags = SA_RESTART; /* interrupted reads and writes go on instead of failing (ft_train.c) */
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   sa.sa_handler = on_sighup;

@@ -180,6 +180,10 @@ int ft_train(const ft_train_options *o) {
   memset(&sa, 0, sizeof sa);
   sigemptyset(&sa.sa_mask);
   sa.sa_handler = on_sigint;
+  /* restart the calls the signal interrupts (a read of an image on the prefetch thread, a
+   * write of the log): without it one of them could fail with EINTR and end the run as an
+   * error instead of a snapshot */
+  sa.sa_flags = SA_RESTART;
   sigaction(SIGINT, &sa, &old);
 
   const double t0 = now_s();
