@@ -107,8 +107,7 @@ static void plan_init(wg_plan *p, int n, int cin, int cout, int group, int h, in
  * gathered into its lane, then the 1-D transforms, written out with their constants folded
  * (the usual F(4,3) factorisation), run on rows and columns of the 6x6 block of vectors.
  * V and M keep tiles contiguous, so results are stored a vector at a time. */
-/* v8 and load8 come from base/v8.h */
-typedef int v8i __attribute__((vector_size(32))); /* a comparison's lanes: -1 or 0 */
+/* v8, i8 (a comparison's lanes), load8 and v8_splat come from base/v8.h */
 /* v8 values never cross a non-inlined call boundary's ABI in a way that matters: every
  * function taking or returning one is static to this file, and the two that return one are
  * always inlined (without optimisation a plain `inline` stays a call, compiled for the
@@ -120,8 +119,6 @@ typedef int v8i __attribute__((vector_size(32))); /* a comparison's lanes: -1 or
 #define BLK 256
 
 #define HOT CREMA_CLONES
-
-static inline __attribute__((always_inline)) v8 splat(float f) { return (v8){f, f, f, f, f, f, f, f}; }
 
 /* Eight whole tiles side by side in one tile row (the common case) need no gather lane by
  * lane: their row i is one run of 32 floats (plus 2 more in the input), tile l's column j at
@@ -202,7 +199,7 @@ static inline void gather_tiles_transposed(const float *const src[LANES], int wp
 
 /* r = B^T d for 6 values at stride s of d and r. */
 static inline void bt1(const v8 *d, v8 *r, int s) {
-  const v8 four = splat(4.0f), five = splat(5.0f), two = splat(2.0f);
+  const v8 four = v8_splat(4.0f), five = v8_splat(5.0f), two = v8_splat(2.0f);
   const v8 d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
   const v8 a = d4 - four * d2, b = d3 - four * d1, c = d4 - d2, e = two * (d3 - d1);
   r[0] = four * d0 - five * d2 + d4;
@@ -218,15 +215,15 @@ static inline void at1(const v8 *m, int sm, v8 *o, int so) {
   const v8 s12 = m[sm] + m[2 * sm], d12 = m[sm] - m[2 * sm], s34 = m[3 * sm] + m[4 * sm],
            d34 = m[3 * sm] - m[4 * sm];
   o[0] = m[0] + s12 + s34;
-  o[so] = d12 + splat(2.0f) * d34;
-  o[2 * so] = s12 + splat(4.0f) * s34;
-  o[3 * so] = d12 + splat(8.0f) * d34 + m[5 * sm];
+  o[so] = d12 + v8_splat(2.0f) * d34;
+  o[2 * so] = s12 + v8_splat(4.0f) * s34;
+  o[3 * so] = d12 + v8_splat(8.0f) * d34 + m[5 * sm];
 }
 
 /* r = A g: 6 values from 4 (the adjoint of at1), at strides sg and sr. */
 static inline void a1(const v8 *g, int sg, v8 *r, int sr) {
   const v8 e = g[0] + g[2 * sg], o = g[sg] + g[3 * sg];
-  const v8 e2 = g[0] + splat(4.0f) * g[2 * sg], o2 = splat(2.0f) * g[sg] + splat(8.0f) * g[3 * sg];
+  const v8 e2 = g[0] + v8_splat(4.0f) * g[2 * sg], o2 = v8_splat(2.0f) * g[sg] + v8_splat(8.0f) * g[3 * sg];
   r[0] = g[0];
   r[sr] = e + o;
   r[2 * sr] = e - o;
@@ -478,11 +475,11 @@ HOT static void transform_output(const wg_plan *p, const float *m, const float *
         for (int k = 0; k < WG_T; k++) mm[k] = load8(&buf[k][qq]);
         for (int i = 0; i < WG_A; i++) at1(mm + i * WG_A, 1, h + i * WG_M, 1); /* rows: M A */
         for (int j = 0; j < WG_M; j++) at1(h + j, WG_M, ov + j, WG_M);         /* columns: A^T (M A) */
-        for (int k = 0; k < WG_M * WG_M; k++) ov[k] += splat(add);
+        for (int k = 0; k < WG_M * WG_M; k++) ov[k] += v8_splat(add);
         if (act.relu) /* relu.c's select, eight lanes at a time */
           for (int k = 0; k < WG_M * WG_M; k++) {
-            const v8i pos = ov[k] > splat(0.0f);
-            ov[k] = (v8)((pos & (v8i)ov[k]) | (~pos & (v8i)(ov[k] * splat(act.slope))));
+            const i8 pos = ov[k] > v8_splat(0.0f);
+            ov[k] = v8_select(pos, ov[k], ov[k] * v8_splat(act.slope));
           }
         if (qq + LANES <= nq && t.x0 + WG_M * LANES <= p->wo && t.y0 + WG_M <= p->ho) {
           /* eight whole tiles side by side: each output row is one run of 32 floats */
