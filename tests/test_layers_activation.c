@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/vec_math.h"
 #include "support/run.h"
 #include "layers/layer.h"
 #include "support/gradcheck.h"
@@ -453,9 +454,9 @@ START_TEST(smooth_forward_values) {
 }
 END_TEST
 
-/* TanH, Sigmoid, ELU and Exp run eight lanes at a time through crema's own exp (base/v8_math.h),
- * not libm: each stays within 3e-7 relative of the exact value (2.5 to 5 ulps) over tiny, mid
- * and saturated inputs, denormal results excepted, and NaN stays NaN. */
+/* TanH, Sigmoid, ELU and Exp run eight or sixteen lanes at a time through crema's own exp
+ * (base/vec_math.h), not libm: each stays within 3e-7 relative of the exact value (2.5 to 5
+ * ulps) over tiny, mid and saturated inputs, denormal results excepted, and NaN stays NaN. */
 typedef double (*exact_fn)(double);
 static double exact_tanh(double v) { return tanh(v); }
 static double exact_sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
@@ -551,6 +552,55 @@ START_TEST(smooth_positions_and_limits) {
       ck_assert(isnan(first)); /* -inf * 0, as x * sigmoid(x) gives */
       break;
     }
+  }
+}
+END_TEST
+
+/* The layers run sixteen lanes at a time on a CPU with AVX-512 and eight on others
+ * (layers/smooth_rows.c): every copy must give the bits of the eight-lane functions of
+ * base/vec_math.h, evaluated here in this file's own (baseline x86-64) build. Inputs over the
+ * whole range, specials included, in a blob whose length leaves a partial last vector. */
+static v8 smooth_expected(int c, v8 v) {
+  switch (c) {
+  case 0: return sigmoid_v8(v);
+  case 1: return tanh_v8(v);
+  case 2: {
+    const v8 zero = {0};
+    return v8_select(v > zero, v, v8_splat(0.5f) * expm1_v8(v));
+  }
+  case 3: return v8_splat(1.0f) * exp_v8(v8_splat(-2.0f) * v);
+  default: return v * sigmoid_v8(v8_splat(1.0f) * v);
+  }
+}
+
+START_TEST(smooth_same_bits_every_width) {
+  const char *texts[] = {"name: 's' type: 'Sigmoid'", "name: 't' type: 'TanH'",
+                         "name: 'e' type: 'ELU' elu_param { alpha: 0.5 }",
+                         "name: 'x' type: 'Exp' exp_param { scale: -2 }", "name: 'w' type: 'Swish'"};
+  const float special[] = {NAN, -INFINITY, INFINITY, -0.0f, 0.0f, 1e-30f, -1e-30f, 88.72f, -88.8f, -104.5f};
+  const int n = 40013, ns = (int)(sizeof special / sizeof special[0]);
+  for (int c = 0; c < 5; c++) {
+    crema_blob *x = blob4(1, n, -1, -1), *y = crema_blob_new();
+    uint32_t h = 12345u;
+    for (int i = 0; i < n; i++) {
+      h = h * 1664525u + 1013904223u;
+      x->data[i] = i % 97 < ns ? special[i % 97] : ((float)(h >> 8) / 16777216.0f - 0.5f) * 230.0f;
+    }
+    for (int i = 0; i < 2000; i++) x->data[i] *= 0.01f; /* near 0 too */
+    Crema__LayerParameter *m;
+    crema_layer *l = make_layer(texts[c], TRAIN, 1, &x, &y, &m);
+    forward_ok(l, &x, &y);
+    for (int i = 0; i < n; i += 8) {
+      const size_t k = (size_t)(n - i);
+      float want[8];
+      store8_part(want, smooth_expected(c, load8_part(x->data + i, k)), k);
+      ck_assert_msg(!memcmp(want, y->data + i, (k < 8 ? k : 8) * sizeof(float)),
+                    "%s: elements %d.. differ from the eight-lane functions' bits", texts[c], i);
+    }
+    crema_layer_free(l);
+    crema_message_free(m);
+    crema_blob_free(x);
+    crema_blob_free(y);
   }
 }
 END_TEST
@@ -822,6 +872,7 @@ int main(void) {
   tcase_add_test(tc, smooth_forward_values);
   tcase_add_test(tc, smooth_accuracy);
   tcase_add_test(tc, smooth_positions_and_limits);
+  tcase_add_test(tc, smooth_same_bits_every_width);
   tcase_add_test(tc, smooth_gradient);
   tcase_add_test(tc, smooth_inplace);
   tcase_add_test(tc, power_forward_values);

@@ -6,9 +6,8 @@
  * in-place layer keeps a copy of its input. */
 #include <stdlib.h>
 
-#include "base/clones.h"
-#include "base/v8_math.h"
 #include "layers/layer.h"
+#include "layers/smooth_rows.h"
 #include "tensor/math.h"
 
 typedef struct elu_state {
@@ -39,17 +38,6 @@ static int elu_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   return crema_input_copy_reshape(&s->saved, elu_keeps_input(l, bottom, top), bottom[0], err);
 }
 
-/* y = x > 0 ? x : alpha expm1(x), eight lanes at a time (expm1_8 in base/v8_math.h, within
- * 1.5e-7 relative of the exact value; libm's expm1f is one call per element). */
-CREMA_CLONES static void elu_rows(size_t n, const float *x, float alpha, float *y) {
-  const v8 zero = {0}, a = v8_splat(alpha);
-#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i += 8) {
-    const v8 v = load8_part(x + i, n - i);
-    store8_part(y + i, v8_select(v > zero, v, a * expm1_8(v)), n - i);
-  }
-}
-
 static int elu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)err;
   elu_state *s = l->state;
@@ -58,7 +46,8 @@ static int elu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   float *y = top[0]->data;
   const float alpha = s->alpha;
   crema_input_copy_save(&s->saved, elu_keeps_input(l, bottom, top), bottom[0]);
-  elu_rows(n, x, alpha, y);
+  /* expm1 within 1.5e-7 relative of the exact value (base/vec_math.h) */
+  crema_smooth_rows(CREMA_SMOOTH_ELU, n, x, alpha, 0.0f, y, NULL);
   return 0;
 }
 

@@ -6,9 +6,8 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "base/clones.h"
-#include "base/v8_math.h"
 #include "layers/layer.h"
+#include "layers/smooth_rows.h"
 #include "tensor/math.h"
 
 typedef struct exp_state {
@@ -31,13 +30,6 @@ static int exp_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *cons
   return 0;
 }
 
-/* y = outer exp(inner x), eight lanes at a time (exp8 in base/v8_math.h, within 1 ulp). */
-CREMA_CLONES static void exp_rows(size_t n, const float *x, float inner, float outer, float *y) {
-  const v8 in = v8_splat(inner), out = v8_splat(outer);
-#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i += 8) store8_part(y + i, out * exp8(in * load8_part(x + i, n - i)), n - i);
-}
-
 static int exp_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)err;
   const exp_state *s = l->state;
@@ -45,7 +37,8 @@ static int exp_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
   const float in = s->inner, out = s->outer;
-  exp_rows(n, x, in, out, y);
+  /* y = outer exp(inner x), exp within 1 ulp (base/vec_math.h) */
+  crema_smooth_rows(CREMA_SMOOTH_EXP, n, x, in, out, y, NULL);
   return 0;
 }
 

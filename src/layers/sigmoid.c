@@ -1,18 +1,12 @@
 /* sigmoid.c -- Caffe's "Sigmoid": top = 1 / (1 + exp(-x)), d bottom = d top * y (1 - y).
  * In-place allowed: backward needs only the output.
  * Caffe evaluates 0.5 tanh(0.5 x) + 0.5; crema evaluates 1 / (1 + exp(-x)) directly, eight
- * lanes at a time (sigmoid8 in base/v8_math.h): more accurate for very negative x (1.6e-7
- * relative error at worst over every float, against 4e-5 for the tanh form). exp overflowing
- * to inf gives exactly 0; NaN stays NaN. */
-#include "base/clones.h"
-#include "base/v8_math.h"
+ * or sixteen lanes at a time (smooth_rows.c, base/vec_math.h): more accurate for very
+ * negative x (1.6e-7 relative error at worst over every float, against 4e-5 for the tanh
+ * form). exp overflowing to inf gives exactly 0; NaN stays NaN. */
 #include "layers/layer.h"
+#include "layers/smooth_rows.h"
 #include "tensor/math.h"
-
-CREMA_CLONES static void sigmoid_rows(size_t n, const float *x, float *y) {
-#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i += 8) store8_part(y + i, sigmoid8(load8_part(x + i, n - i)), n - i);
-}
 
 static int sigmoid_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                            crema_error *err) {
@@ -21,7 +15,7 @@ static int sigmoid_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-  sigmoid_rows(n, x, y);
+  crema_smooth_rows(CREMA_SMOOTH_SIGMOID, n, x, 0.0f, 0.0f, y, NULL);
   return 0;
 }
 

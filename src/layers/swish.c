@@ -4,9 +4,8 @@
  * In-place allowed: s is kept from forward, and top holds x * s. */
 #include <stdlib.h>
 
-#include "base/clones.h"
-#include "base/v8_math.h"
 #include "layers/layer.h"
+#include "layers/smooth_rows.h"
 #include "tensor/math.h"
 
 typedef struct swish_state {
@@ -34,17 +33,6 @@ static int swish_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *
   return crema_blob_reshape_like(s->sig, bottom[0], err);
 }
 
-/* s = sigmoid(beta x) and y = x s, eight lanes at a time (sigmoid8 in base/v8_math.h). */
-CREMA_CLONES static void swish_rows(size_t n, const float *x, float beta, float *sg, float *y) {
-  const v8 b = v8_splat(beta);
-#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i += 8) {
-    const v8 v = load8_part(x + i, n - i), s = sigmoid8(b * v);
-    store8_part(sg + i, s, n - i);
-    store8_part(y + i, v * s, n - i);
-  }
-}
-
 static int swish_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                          crema_error *err) {
   (void)err;
@@ -53,7 +41,7 @@ static int swish_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
   const float *x = bottom[0]->data;
   float *y = top[0]->data, *sg = s->sig->data;
   const float beta = s->beta;
-  swish_rows(n, x, beta, sg, y);
+  crema_smooth_rows(CREMA_SMOOTH_SWISH, n, x, beta, 0.0f, y, sg);
   return 0;
 }
 

@@ -1,17 +1,11 @@
 /* tanh.c -- Caffe's "TanH": top = tanh(x), d bottom = d top * (1 - y^2).
  * In-place allowed: backward needs only the output.
- * tanh runs eight lanes at a time (tanh8 in base/v8_math.h): a Pade approximant near 0, exp
- * beyond, within 1.4e-7 relative of the exact value over every float (libm's tanhf is one
- * call per element). */
-#include "base/clones.h"
-#include "base/v8_math.h"
+ * tanh runs eight or sixteen lanes at a time (smooth_rows.c, base/vec_math.h): a Pade
+ * approximant near 0, exp beyond, within 1.4e-7 relative of the exact value over every
+ * float (libm's tanhf is one call per element). */
 #include "layers/layer.h"
+#include "layers/smooth_rows.h"
 #include "tensor/math.h"
-
-CREMA_CLONES static void tanh_rows(size_t n, const float *x, float *y) {
-#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i += 8) store8_part(y + i, tanh8(load8_part(x + i, n - i)), n - i);
-}
 
 static int tanh_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
   (void)l;
@@ -19,7 +13,7 @@ static int tanh_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-  tanh_rows(n, x, y);
+  crema_smooth_rows(CREMA_SMOOTH_TANH, n, x, 0.0f, 0.0f, y, NULL);
   return 0;
 }
 

@@ -1,0 +1,55 @@
+/* vec_math.h -- exp, expm1, tanh and the logistic sigmoid on vectors of floats, for the
+ * smooth activations (Sigmoid, TanH, ELU, Swish, Exp): exp_v8 and its kin on eight lanes,
+ * exp_v16 and its kin on sixteen (AVX-512 copies, v16.h). libm's expf is one call per element
+ * and no compiler vectorises it without -ffast-math, which left these layers at 0.07-0.17 of
+ * a copy's speed; these run in registers. Both widths come from one body (vec_math_impl.h).
+ *
+ * Every lane, every width and every copy of a kernel (AVX-512, AVX2 or baseline, see
+ * clones.h) does the same IEEE operations in the same order with no fused multiply-adds
+ * (-std=c11 turns contraction off), so the bits depend on the input alone, never on the CPU,
+ * the thread count or where an element sits in its blob (a blob's last partial vector goes
+ * through the same code: load8_part in v8.h, load16_part in v16.h).
+ *
+ * Accuracy against double precision, checked once over every float of each range (the tests
+ * sample 60,000 inputs): exp 1.03e-7 relative on [-87.3, 88.72], within an ulp; the sigmoid
+ * 1.55e-7 on [-88, 30]; tanh 1.34e-7 on [-20, 20]; expm1 1.47e-7 on [-30, 10]. Infinities,
+ * NaN and overflow behave as libm's: exp(NaN) is NaN, exp(x > 88.7228) is inf, exp(x <= -104)
+ * is 0, denormal results are rounded once. */
+#ifndef CREMA_BASE_VEC_MATH_H
+#define CREMA_BASE_VEC_MATH_H
+
+#include "base/v16.h"
+#include "base/v8.h"
+
+typedef unsigned int u8v __attribute__((vector_size(32)));
+typedef unsigned int u16v __attribute__((vector_size(64)));
+
+#define VM_V v8
+#define VM_I i8
+#define VM_U u8v
+#define VM_SPLAT v8_splat
+#define VM_SELECT v8_select
+#define VM_FN(name) name##_v8
+#include "base/vec_math_impl.h"
+#undef VM_V
+#undef VM_I
+#undef VM_U
+#undef VM_SPLAT
+#undef VM_SELECT
+#undef VM_FN
+
+#define VM_V v16
+#define VM_I i16
+#define VM_U u16v
+#define VM_SPLAT v16_splat
+#define VM_SELECT v16_select
+#define VM_FN(name) name##_v16
+#include "base/vec_math_impl.h"
+#undef VM_V
+#undef VM_I
+#undef VM_U
+#undef VM_SPLAT
+#undef VM_SELECT
+#undef VM_FN
+
+#endif
