@@ -46,10 +46,10 @@ typedef struct pool_state {
    * with one top, so the full mask is never touched); with stride 1 both ways, then the
    * separable pass's row maxima and their columns for the whole plane and one padded input
    * row. For AVE (pooling_ave.c), the padded plane of forward or the shares of backward. */
-  /* MAX planes from a padded copy sixteen outputs at a time (pooling_max_v16.c): rows of
-   * more than eight outputs on a CPU with AVX-512. GoogLeNet's pool2 (56 wide) forward 2.46
-   * -> 1.94 ms, one thread; its 7-wide pool4 took 0.82 ms against 0.61 on eight lanes, nine
-   * of sixteen computed for nothing. */
+  /* MAX forward sixteen outputs at a time (pooling_max_v16.c, and the stride-1 passes of
+   * pooling_max_s1.c): rows of more than eight outputs on a CPU with AVX-512. GoogLeNet's
+   * pool2 (56 wide) forward 2.46 -> 1.94 ms, one thread; its 7-wide pool4 took 0.82 ms
+   * against 0.61 on eight lanes, nine of sixteen computed for nothing. */
   bool wide;
   int threads; /* the forward's threads */
   size_t thread_floats;
@@ -143,7 +143,10 @@ static bool separable(const pool_state *s) {
 }
 
 static crema_pool_s1 s1_geometry(const pool_state *s) {
-  return (crema_pool_s1){s->h, s->w, s->ph, s->pw, s->kernel_h, s->kernel_w, s->pad_h, s->pad_w};
+  /* sixteen lanes from two groups on: GoogLeNet's 28-wide inception pools forward 0.63 of
+   * their time on eight, its 14-wide ones 1.12x slower (their planes' fixed costs dominate) */
+  return (crema_pool_s1){
+      s->h, s->w, s->ph, s->pw, s->kernel_h, s->kernel_w, s->pad_h, s->pad_w, s->wide && s->pw > 16};
 }
 
 /* AVE planes with strides up to 2 across: pooling_ave.c, the whole plane at once. */
@@ -592,11 +595,11 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
         crema_pool_ave_forward(&ag, x + (size_t)pl * pin, y + (size_t)pl * pout, mine);
         continue;
       }
-#if defined(POOL_AVX2)
       /* planes of 8 KB or more prefetch the next one as they go: GoogLeNet's pool1 and pool2
        * (112 and 56 wide) forward 0.76-0.82 of their time on eight lanes, 0.63-0.76 with
        * sixteen; its 28- and 14-wide pools, which the hardware prefetcher serves, 1.1x slower */
       const float *next = pl + 1 < planes && pin >= 2048 ? x + (size_t)(pl + 1) * pin : NULL;
+#if defined(POOL_AVX2)
       if (v16)
         crema_pool_max_v16_forward(&pg, x + (size_t)pl * pin, next, y + (size_t)pl * pout, mask, pad);
       else if (padded && avx2)
@@ -604,7 +607,7 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
       else
 #endif
           if (sep) {
-        crema_pool_s1_forward(&s1, x + (size_t)pl * pin, y + (size_t)pl * pout, mask,
+        crema_pool_s1_forward(&s1, x + (size_t)pl * pin, next, y + (size_t)pl * pout, mask,
                               mine + plane_mask_floats(s));
       } else
         pool_forward_plane(s, is_max, x + (size_t)pl * pin, y + (size_t)pl * pout, mask);
