@@ -40,17 +40,17 @@ typedef struct pool_state {
    * AVE extent of each output row (3 * ph ints), then of each output column (3 * pw). */
   int *win;
   size_t win_cap;
+  /* MAX forward sixteen outputs at a time (pooling_max_v16.c, and the stride-1 passes of
+   * pooling_max_s1.c): rows of more than eight outputs on a CPU with AVX-512. GoogLeNet's
+   * pool2 (56 wide) forward 2.46 -> 1.94 ms, one thread; its 7-wide pool4 took 0.82 ms
+   * against 0.61 on eight lanes, nine of sixteen computed for nothing. */
+  bool wide;
   /* Scratch per thread (thread_floats each), in the net's shared workspace
    * (tensor/workspace.h) or, outside a net, the layer's own: for MAX (forward only), one
    * plane's argmax, written instead of `mask` when nothing reads the mask (a forward-only net
    * with one top, so the full mask is never touched); with stride 1 both ways, then the
    * separable pass's row maxima and their columns for the whole plane and one padded input
    * row. For AVE (pooling_ave.c), the padded plane of forward or the shares of backward. */
-  /* MAX forward sixteen outputs at a time (pooling_max_v16.c, and the stride-1 passes of
-   * pooling_max_s1.c): rows of more than eight outputs on a CPU with AVX-512. GoogLeNet's
-   * pool2 (56 wide) forward 2.46 -> 1.94 ms, one thread; its 7-wide pool4 took 0.82 ms
-   * against 0.61 on eight lanes, nine of sixteen computed for nothing. */
-  bool wide;
   int threads; /* the forward's threads */
   size_t thread_floats;
   crema_workspace own;
@@ -597,7 +597,7 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
       }
       /* planes of 8 KB or more prefetch the next one as they go: GoogLeNet's pool1 and pool2
        * (112 and 56 wide) forward 0.76-0.82 of their time on eight lanes, 0.63-0.76 with
-       * sixteen; its 28- and 14-wide pools, which the hardware prefetcher serves, 1.1x slower */
+       * sixteen; its 28- and 14-wide pools (3 KB planes or less) took 1.1x as long with it */
       const float *next = pl + 1 < planes && pin >= 2048 ? x + (size_t)(pl + 1) * pin : NULL;
 #if defined(POOL_AVX2)
       if (v16)

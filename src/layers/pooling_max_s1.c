@@ -30,23 +30,23 @@
 
 /* Output columns rounded up to whole groups of eight (sixteen when g->wide): the row pass's
  * row width. */
-static int cols8(const crema_pool_s1 *g) { return g->wide ? (g->pw + 15) & ~15 : (g->pw + 7) & ~7; }
+static int group_cols(const crema_pool_s1 *g) { return g->wide ? (g->pw + 15) & ~15 : (g->pw + 7) & ~7; }
 
-/* The padded row: every column a group reads (cols8 + kw - 1), and a group to spare. */
-static int row_floats(const crema_pool_s1 *g) { return cols8(g) + g->kw + (g->wide ? 15 : 7); }
+/* The padded row: every column a group reads (group_cols + kw - 1), and a group to spare. */
+static int row_floats(const crema_pool_s1 *g) { return group_cols(g) + g->kw + (g->wide ? 15 : 7); }
 
 /* The row pass's rows: the input's, and pad_h rows of -FLT_MAX above and below for the AVX2
  * column pass, which then reads kh rows for every output without clipping. */
 static int rows_padded(const crema_pool_s1 *g) { return g->h + 2 * g->pad_h; }
 
-/* A padded row's floats in the AVX2 copy of the whole plane, whole groups of eight. */
+/* A padded row's floats in the vector copies of the whole plane, in whole groups. */
 static size_t row_stride(const crema_pool_s1 *g) {
   const size_t group = g->wide ? 16 : 8;
   return ((size_t)row_floats(g) + group - 1) & ~(group - 1);
 }
 
 size_t crema_pool_s1_scratch_floats(const crema_pool_s1 *g) {
-  return 2 * (size_t)rows_padded(g) * cols8(g) + (size_t)g->h * row_stride(g);
+  return 2 * (size_t)rows_padded(g) * group_cols(g) + (size_t)g->h * row_stride(g);
 }
 
 /* The padded row's columns outside the input, once per plane (the copies overwrite only the
@@ -85,7 +85,7 @@ static inline __attribute__((always_inline)) void prefetch_share(const float *ne
  * reads kh rows without clipping; those rows never win (strictly greater is needed). */
 AVX2_INLINE void forward_k(const crema_pool_s1 *g, const float *x, const float *next, float *y, int *mask,
                            float *scratch, int KH, int KW) {
-  const int H = g->h, W = g->w, PH = g->ph, PW = g->pw, C8 = cols8(g), pad_w = g->pad_w;
+  const int H = g->h, W = g->w, PH = g->ph, PW = g->pw, C8 = group_cols(g), pad_w = g->pad_w;
   const size_t plane8 = (size_t)rows_padded(g) * C8, RS = row_stride(g);
   float *rmax = scratch, *pad = scratch + 2 * plane8;
   int *rarg = (int *)(void *)(scratch + plane8);
@@ -167,7 +167,7 @@ AVX2 static void forward_avx2(const crema_pool_s1 *g, const float *x, const floa
  * and a blend on eight. */
 V16_INLINE void forward_k16(const crema_pool_s1 *g, const float *x, const float *next, float *y, int *mask,
                             float *scratch, int KH, int KW) {
-  const int H = g->h, W = g->w, PH = g->ph, PW = g->pw, C16 = cols8(g), pad_w = g->pad_w;
+  const int H = g->h, W = g->w, PH = g->ph, PW = g->pw, C16 = group_cols(g), pad_w = g->pad_w;
   const size_t plane16 = (size_t)rows_padded(g) * C16, RS = row_stride(g);
   float *rmax = scratch, *pad = scratch + 2 * plane16;
   int *rarg = (int *)(void *)(scratch + plane16);
@@ -259,7 +259,7 @@ void crema_pool_s1_forward(const crema_pool_s1 *g, const float *x, const float *
 #endif
   (void)next; /* the fast copies' prefetch only */
   /* The same two passes, one output at a time. */
-  const int H = g->h, W = g->w, C8 = cols8(g);
+  const int H = g->h, W = g->w, C8 = group_cols(g);
   float *rmax = scratch, *row = scratch + 2 * (size_t)H * C8;
   int *rarg = (int *)(void *)(scratch + (size_t)H * C8);
   row_border(g, row);
