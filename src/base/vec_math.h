@@ -31,12 +31,6 @@ typedef unsigned int u16v __attribute__((vector_size(64)));
 #define VM_SELECT v8_select
 #define VM_FN(name) name##_v8
 #include "base/vec_math_impl.h"
-#undef VM_V
-#undef VM_I
-#undef VM_U
-#undef VM_SPLAT
-#undef VM_SELECT
-#undef VM_FN
 
 #define VM_V v16
 #define VM_I i16
@@ -45,11 +39,5 @@ typedef unsigned int u16v __attribute__((vector_size(64)));
 #define VM_SELECT v16_select
 #define VM_FN(name) name##_v16
 #include "base/vec_math_impl.h"
-#undef VM_V
-#undef VM_I
-#undef VM_U
-#undef VM_SPLAT
-#undef VM_SELECT
-#undef VM_FN
 
 #endif

@@ -2,8 +2,8 @@
  * width: vec_math.h includes this file once per width with
  *   VM_V, VM_I, VM_U     the float, int and unsigned vector types,
  *   VM_SPLAT, VM_SELECT  a float in every lane, a lane-wise choice (v8.h, v16.h),
- *   VM_FN(name)          the name of that width's copy (exp_v8, exp_v16, ...).
- * No include guard, on purpose. */
+ *   VM_FN(name)          the name of that width's copy (exp_v8, exp_v16, ...),
+ * and undefines them at its end. No include guard, on purpose. */
 
 #define VM_ALWAYS static inline __attribute__((always_inline))
 
@@ -91,3 +91,9 @@ VM_ALWAYS VM_V VM_FN(tanh)(VM_V x) {
 }
 
 #undef VM_ALWAYS
+#undef VM_V
+#undef VM_I
+#undef VM_U
+#undef VM_SPLAT
+#undef VM_SELECT
+#undef VM_FN

@@ -440,14 +440,9 @@ max_plane_padded_k(const pool_state *s, const float *src, const float *next, flo
       _mm256_castps_si256(turn8(_mm256_castsi256_ps(_mm256_mullo_epi32(
                                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(sw))),
                                 sw));
-  /* the next plane's lines, fetched a share per output row while this one's taps run (as in
-   * pooling_max_v16.c) */
-  const size_t lines = next ? ((size_t)H * W + 15) / 16 : 0,
-               share = next ? (lines + (size_t)PH - 1) / (size_t)PH : 0;
+  const pool_prefetch ahead = pool_prefetch_plan(next, (size_t)H * W, PH);
   for (int oh = 0; oh < PH; oh++) {
-    if (next)
-      for (size_t i = (size_t)oh * share; i < lines && i < (size_t)(oh + 1) * share; i++)
-        _mm_prefetch((const char *)(next + 16 * i), _MM_HINT_T0);
+    pool_prefetch_row(&ahead, oh);
     const int y0 = oh * sh;
     for (int ow = 0; ow < PW; ow += 8) {
       const int x0 = ow * sw;

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "base/v16.h"
+#include "layers/pooling_simd.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
 #include <immintrin.h>
@@ -65,16 +66,6 @@ static void window_rows(const crema_pool_s1 *g, int oh, int *hs, int *he) {
 
 #if defined(S1_AVX2)
 #define AVX2_INLINE AVX2 static inline __attribute__((always_inline))
-
-/* Share `part` of `parts` of the next plane's n floats, fetched while this plane's outputs are
- * worked out: the next call's copy then reads from cache (as pooling.c's padded planes do). */
-static inline __attribute__((always_inline)) void prefetch_share(const float *next, size_t n, int part,
-                                                                 int parts) {
-  if (!next) return;
-  const size_t lines = (n + 15) / 16, share = (lines + (size_t)parts - 1) / (size_t)parts;
-  for (size_t i = (size_t)part * share; i < lines && i < (size_t)(part + 1) * share; i++)
-    _mm_prefetch((const char *)(next + 16 * i), _MM_HINT_T0);
-}
 
 /* Both passes with kh and kw constants where inlined (3 x 3), so the tap loops unroll.
  * Row pass: from a copy of the whole plane whose rows are padded with -FLT_MAX, made before
@@ -122,8 +113,9 @@ AVX2_INLINE void forward_k(const crema_pool_s1 *g, const float *x, const float *
     }
   }
   const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(PW % 8 ? PW % 8 : 8), lanes);
+  const pool_prefetch ahead = pool_prefetch_plan(next, (size_t)H * W, PH);
   for (int oh = 0; oh < PH; oh++) {
-    prefetch_share(next, (size_t)H * W, oh, PH);
+    pool_prefetch_row(&ahead, oh);
     /* padded rows oh .. oh + KH - 1 are input rows oh - pad_h .. */
     for (int ow = 0; ow < C8; ow += 8) {
       __m256 best = lowest;
@@ -206,8 +198,9 @@ V16_INLINE void forward_k16(const crema_pool_s1 *g, const float *x, const float 
       _mm512_storeu_si512(ra + ow, arg);
     }
   }
+  const pool_prefetch ahead = pool_prefetch_plan(next, (size_t)H * W, PH);
   for (int oh = 0; oh < PH; oh++) {
-    prefetch_share(next, (size_t)H * W, oh, PH);
+    pool_prefetch_row(&ahead, oh);
     for (int ow = 0; ow < C16; ow += 16) {
       __m512 best = lowest;
       __m512i arg = _mm512_set1_epi32(-1);

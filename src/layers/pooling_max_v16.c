@@ -13,6 +13,7 @@
 #include <float.h>
 
 #include "base/v16.h"
+#include "layers/pooling_simd.h"
 
 #if CREMA_V16
 #include <immintrin.h>
@@ -49,14 +50,9 @@ CREMA_V16_TARGET V16_INLINE void forward_k(const crema_pool_pad *g, const float 
   const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i lanes = _mm512_mullo_epi32(
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(sw));
-  /* the next plane's lines, fetched a share per output row while this one's taps run: the
-   * copy at the top of the next call then reads from cache instead of waiting on memory */
-  const size_t lines = next ? ((size_t)g->h * W + 15) / 16 : 0,
-               share = next ? (lines + (size_t)PH - 1) / (size_t)PH : 0;
+  const pool_prefetch ahead = pool_prefetch_plan(next, (size_t)g->h * W, PH);
   for (int oh = 0; oh < PH; oh++) {
-    if (next)
-      for (size_t i = (size_t)oh * share; i < lines && i < (size_t)(oh + 1) * share; i++)
-        _mm_prefetch((const char *)(next + 16 * i), _MM_HINT_T0);
+    pool_prefetch_row(&ahead, oh);
     const int y0 = oh * sh;
     for (int ow = 0; ow < PW; ow += 16) {
       const int x0 = ow * sw;

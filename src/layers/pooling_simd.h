@@ -1,11 +1,12 @@
-/* pooling_simd.h -- what the pooling files share for their AVX2 planes: POOL_AVX2 (gcc on
+/* pooling_simd.h -- what the pooling files share for their vector planes: POOL_AVX2 (gcc on
  * x86-64, the 8-wide code chosen when the layer runs on a CPU that has AVX2), one kernel tap
- * of eight outputs side by side, and a row copy. */
+ * of eight outputs side by side, a row copy, and the next plane's prefetch. */
 #ifndef CREMA_LAYERS_POOLING_SIMD_H
 #define CREMA_LAYERS_POOLING_SIMD_H
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
 #include <immintrin.h>
+#include <stddef.h>
 #define POOL_AVX2 1
 #define POOL_AVX2_FN __attribute__((target("avx2")))
 
@@ -26,6 +27,29 @@ POOL_AVX2_FN POOL_INLINE __m256 tap8_turned(const float *p, int stride, int kw) 
 POOL_AVX2_FN POOL_INLINE __m256 turn8(__m256 v, int stride) {
   if (stride == 1) return v;
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* The next plane, fetched a share per output row while this plane's taps run: the copy at
+ * the top of the next plane's pass then reads from cache instead of waiting on memory
+ * (pooling.c hands over the next plane only for planes of 8 KB or more). */
+typedef struct pool_prefetch {
+  const float *next;   /* NULL: nothing to fetch */
+  size_t lines, share; /* its 64-byte lines, and how many per output row */
+} pool_prefetch;
+
+POOL_INLINE pool_prefetch pool_prefetch_plan(const float *next, size_t floats, int rows) {
+  pool_prefetch p = {next, 0, 0};
+  if (next) {
+    p.lines = (floats + 15) / 16;
+    p.share = (p.lines + (size_t)rows - 1) / (size_t)rows;
+  }
+  return p;
+}
+
+POOL_INLINE void pool_prefetch_row(const pool_prefetch *p, int row) {
+  if (!p->next) return;
+  for (size_t i = (size_t)row * p->share; i < p->lines && i < (size_t)(row + 1) * p->share; i++)
+    _mm_prefetch((const char *)(p->next + 16 * i), _MM_HINT_T0);
 }
 
 /* n floats from src to dst eight at a time: a memcpy call per short row (a 56-wide plane's)

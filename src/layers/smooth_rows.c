@@ -19,15 +19,6 @@
 #define SR_SELECT v8_select
 #define SR_FN(name) name##_v8
 #include "layers/smooth_rows_impl.h"
-#undef SR_NAME
-#undef SR_ATTR
-#undef SR_V
-#undef SR_W
-#undef SR_LOAD
-#undef SR_STORE
-#undef SR_SPLAT
-#undef SR_SELECT
-#undef SR_FN
 
 #if CREMA_V16
 #define SR_NAME smooth_rows_v16
@@ -40,15 +31,6 @@
 #define SR_SELECT v16_select
 #define SR_FN(name) name##_v16
 #include "layers/smooth_rows_impl.h"
-#undef SR_NAME
-#undef SR_ATTR
-#undef SR_V
-#undef SR_W
-#undef SR_LOAD
-#undef SR_STORE
-#undef SR_SPLAT
-#undef SR_SELECT
-#undef SR_FN
 #endif
 
 void crema_smooth_rows(crema_smooth_fn f, size_t n, const float *x, float a, float b, float *y, float *s) {

@@ -3,8 +3,8 @@
  *   SR_NAME, SR_ATTR           the copy's name and its attributes (target, clones),
  *   SR_V, SR_W                 the vector type and its lanes,
  *   SR_LOAD, SR_STORE          load8_part / store8_part or their v16 kin,
- *   SR_SPLAT, SR_SELECT, SR_FN as vec_math_impl.h's VM_ macros.
- * No include guard, on purpose. */
+ *   SR_SPLAT, SR_SELECT, SR_FN as vec_math_impl.h's VM_ macros,
+ * and undefines them at its end. No include guard, on purpose. */
 
 SR_ATTR static void SR_NAME(crema_smooth_fn f, size_t n, const float *x, float a, float b, float *y,
                             float *s) {
@@ -39,3 +39,13 @@ SR_ATTR static void SR_NAME(crema_smooth_fn f, size_t n, const float *x, float a
     break;
   }
 }
+
+#undef SR_NAME
+#undef SR_ATTR
+#undef SR_V
+#undef SR_W
+#undef SR_LOAD
+#undef SR_STORE
+#undef SR_SPLAT
+#undef SR_SELECT
+#undef SR_FN
