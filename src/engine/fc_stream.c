@@ -41,10 +41,9 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "base/v16.h"
+#include "base/v8.h"
 #include "engine/engine.h"
-
-typedef float v8 __attribute__((vector_size(32)));
-#pragma GCC diagnostic ignored "-Wpsabi" /* v8 never crosses a non-static function's ABI */
 
 /* Each kernel has two copies: one built for AVX2 + FMA (8-wide fused multiply-adds, one-step
  * broadcasts), chosen at run time when the CPU has them, and one for any CPU. The kernel
@@ -66,14 +65,6 @@ static bool cpu_wide(void) { return false; }
   FAST_TARGET static void name##_fast params { name args; }                                                  \
   static void name##_any params { name args; }
 
-INLINE v8 load8(const float *p) {
-  v8 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-INLINE void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
-
 INLINE v8 zero8(void) {
   const v8 z = {0};
   return z;
@@ -89,16 +80,6 @@ INLINE float hsum(v8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]
  * per row of W read (below). Its sums run in another order than the 8-wide copies', so an
  * AVX-512 machine gives other bits than an AVX2 one (each the same on any thread count). */
 #if HAVE_WIDE
-typedef float v16 __attribute__((vector_size(64)));
-
-INLINE v16 load16(const float *p) {
-  v16 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-INLINE void store16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-
 INLINE float hsum16(v16 v) {
   v8 lo, hi;
   memcpy(&lo, &v, sizeof lo);

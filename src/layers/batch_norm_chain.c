@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "base/clones.h"
+#include "base/v8.h"
 #include "tensor/math.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -104,22 +105,12 @@ void crema_bn_chain_forward_channel(const crema_bn_chain *c, size_t k, const flo
   if (c->inner) forward_channel(c, k, x, y);
 }
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef int i8 __attribute__((vector_size(32)));
-#pragma GCC diagnostic ignored "-Wpsabi" /* v8 never crosses a non-static function's ABI */
-
-INLINE v8 load8(const float *p) {
-  v8 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
 /* The ReLU's gradient (relu.c's select, lane by lane): g where the ReLU's output is positive,
  * slope * g elsewhere. `t` is the output, or what decides its sign (x_hat * gamma + beta). */
 INLINE v8 relu_grad8(v8 g, v8 t, float slope) {
   const v8 zero = {0}, neg = slope * g;
   const i8 pos = t > zero;
-  return (v8)(((i8)g & pos) | ((i8)neg & ~pos));
+  return v8_select(pos, g, neg);
 }
 
 /* One row: the ReLU's gradient, its sum and its dot with x_hat (sum8 and dot8 of
