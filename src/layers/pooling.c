@@ -151,9 +151,19 @@ static crema_pool_s1 s1_geometry(const pool_state *s) {
 
 /* AVE planes with strides up to 2 across: pooling_ave.c, the whole plane at once. */
 static crema_pool_ave ave_geometry(const pool_state *s) {
-  return (crema_pool_ave){s->h,        s->w,        s->ph,       s->pw,
-                          s->kernel_h, s->kernel_w, s->stride_h, s->stride_w,
-                          s->pad_h,    s->pad_w,    s->win,      s->win + 3 * (size_t)s->ph};
+  return (crema_pool_ave){s->h,
+                          s->w,
+                          s->ph,
+                          s->pw,
+                          s->kernel_h,
+                          s->kernel_w,
+                          s->stride_h,
+                          s->stride_w,
+                          s->pad_h,
+                          s->pad_w,
+                          s->win,
+                          s->win + 3 * (size_t)s->ph,
+                          crema_pool_ave_wide(s->pw)};
 }
 
 static bool ave_planes(const pool_state *s) {
@@ -586,14 +596,14 @@ static int pool_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
 #pragma omp for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
       int *mask = !is_max ? NULL : keep_mask ? s->mask + (size_t)pl * pout : (int *)(void *)mine;
-      if (ave) {
-        crema_pool_ave_forward(&ag, x + (size_t)pl * pin, y + (size_t)pl * pout, mine);
-        continue;
-      }
       /* planes of 8 KB or more prefetch the next one as they go: GoogLeNet's pool1 and pool2
        * (112 and 56 wide) forward 0.76-0.82 of their time on eight lanes, 0.63-0.76 with
        * sixteen; its 28- and 14-wide pools (3 KB planes or less) took 1.1x as long with it */
       const float *next = pl + 1 < planes && pin >= 2048 ? x + (size_t)(pl + 1) * pin : NULL;
+      if (ave) {
+        crema_pool_ave_forward(&ag, x + (size_t)pl * pin, next, y + (size_t)pl * pout, mine);
+        continue;
+      }
 #if defined(POOL_AVX2)
       if (v16)
         crema_pool_max_v16_forward(&pg, x + (size_t)pl * pin, next, y + (size_t)pl * pout, mask, pad);
@@ -631,8 +641,11 @@ static void pool_backward(crema_layer *l, crema_blob *const *top, const bool *pr
       float *mine = scratch_base + s->thread_floats * (size_t)omp_get_thread_num();
       crema_pool_ave_begin(&ag, false, mine);
 #pragma omp for schedule(static)
-      for (int pl = 0; pl < planes; pl++)
-        crema_pool_ave_backward(&ag, dy + (size_t)pl * pout, dx + (size_t)pl * pin, mine);
+      for (int pl = 0; pl < planes; pl++) {
+        /* the next plane's gradients, fetched while this one's run, as forward does */
+        const float *next = pl + 1 < planes && pin >= 2048 ? dy + (size_t)(pl + 1) * pout : NULL;
+        crema_pool_ave_backward(&ag, dy + (size_t)pl * pout, next, dx + (size_t)pl * pin, mine);
+      }
     }
     return;
   }
@@ -644,8 +657,17 @@ static void pool_backward(crema_layer *l, crema_blob *const *top, const bool *pr
     memset(g, 0, pin * sizeof(float));
     if (is_max) {
       const int *m = s->mask + (size_t)pl * pout;
-      for (size_t o = 0; o < pout; o++)
-        if (m[o] >= 0) g[m[o]] += d[o];
+      /* the next plane's gradients and argmaxes, a line of each per sixteen outputs, fetched
+       * while this plane's run (for planes of 8 KB or more, as forward does) */
+      const bool ahead = pl + 1 < planes && pin >= 2048;
+      for (size_t o0 = 0; o0 < pout; o0 += 16) {
+        if (ahead) {
+          __builtin_prefetch(d + pout + o0);
+          __builtin_prefetch(m + pout + o0);
+        }
+        for (size_t o = o0; o < pout && o < o0 + 16; o++)
+          if (m[o] >= 0) g[m[o]] += d[o];
+      }
       continue;
     }
     const int *rows = s->win, *cols = s->win + 3 * (size_t)PH;
