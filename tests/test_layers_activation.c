@@ -557,20 +557,41 @@ START_TEST(smooth_positions_and_limits) {
 END_TEST
 
 /* The layers run sixteen lanes at a time on a CPU with AVX-512 and eight on others
- * (layers/smooth_rows.c): every copy must give the bits of the eight-lane functions of
- * base/vec_math.h, evaluated here in this file's own (baseline x86-64) build. Inputs over the
- * whole range, specials included, in a blob whose length leaves a partial last vector. */
-static v8 smooth_expected(int c, v8 v) {
-  switch (c) {
-  case 0: return sigmoid_v8(v);
-  case 1: return tanh_v8(v);
-  case 2: {
-    const v8 zero = {0};
-    return v8_select(v > zero, v, v8_splat(0.5f) * expm1_v8(v));
+ * (layers/smooth_rows.c, built with fused multiply-adds where the CPU has them): every copy
+ * must give the bits of the eight-lane functions of base/vec_math.h evaluated here the same
+ * way: built for AVX2 + FMA with multiply-adds fused where the library has such a copy and the
+ * CPU runs it, else in this file's own baseline build. Inputs over the whole range, specials
+ * included, in a blob whose length leaves a partial last vector. */
+#define SMOOTH_EXPECTED(attr, name)                                                                          \
+  attr static void name(int c, const float *x, float *y, size_t k) {                                         \
+    const v8 v = load8_part(x, k);                                                                           \
+    v8 r;                                                                                                    \
+    switch (c) {                                                                                             \
+    case 0: r = sigmoid_v8(v); break;                                                                        \
+    case 1: r = tanh_v8(v); break;                                                                           \
+    case 2: {                                                                                                \
+      const v8 zero = {0};                                                                                   \
+      r = v8_select(v > zero, v, v8_splat(0.5f) * expm1_v8(v));                                              \
+      break;                                                                                                 \
+    }                                                                                                        \
+    case 3: r = v8_splat(1.0f) * exp_v8(v8_splat(-2.0f) * v); break;                                         \
+    default: r = v * sigmoid_v8(v8_splat(1.0f) * v); break;                                                  \
+    }                                                                                                        \
+    store8_part(y, r, k);                                                                                    \
   }
-  case 3: return v8_splat(1.0f) * exp_v8(v8_splat(-2.0f) * v);
-  default: return v * sigmoid_v8(v8_splat(1.0f) * v);
+SMOOTH_EXPECTED(, smooth_expected_plain)
+#if CREMA_V16
+SMOOTH_EXPECTED(__attribute__((target("arch=x86-64-v3"), optimize("fp-contract=fast"))), smooth_expected_fma)
+#endif
+
+static void smooth_expected(int c, const float *x, float *y, size_t k) {
+#if CREMA_V16
+  if (__builtin_cpu_supports("x86-64-v3")) {
+    smooth_expected_fma(c, x, y, k);
+    return;
   }
+#endif
+  smooth_expected_plain(c, x, y, k);
 }
 
 START_TEST(smooth_same_bits_every_width) {
@@ -593,7 +614,7 @@ START_TEST(smooth_same_bits_every_width) {
     for (int i = 0; i < n; i += 8) {
       const size_t k = (size_t)(n - i);
       float want[8];
-      store8_part(want, smooth_expected(c, load8_part(x->data + i, k)), k);
+      smooth_expected(c, x->data + i, want, k);
       ck_assert_msg(!memcmp(want, y->data + i, (k < 8 ? k : 8) * sizeof(float)),
                     "%s: elements %d.. differ from the eight-lane functions' bits", texts[c], i);
     }
