@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "base/clones.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
 
@@ -40,16 +41,22 @@ static int absval_forward(crema_layer *l, crema_blob *const *bottom, crema_blob 
   return 0;
 }
 
+/* dx = sign(x) dy, 0 where x is 0 or NaN. Two selects, not nested conditionals: gcc 12 left
+ * the nested form scalar (3.4 ms for 6.4 M floats, twice a ReLU's backward). */
+CREMA_CLONES static void sign_times(size_t n, const float *x, const float *dy, float *dx) {
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
+  for (size_t i = 0; i < n; i++) {
+    const float v = x[i], d = dy[i], pos = v > 0.0f ? d : 0.0f;
+    dx[i] = v < 0.0f ? -d : pos;
+  }
+}
+
 static void absval_backward(crema_layer *l, crema_blob *const *top, const bool *propagate_down,
                             crema_blob *const *bottom) {
   absval_state *s = l->state;
   if (!propagate_down[0]) return;
-  const size_t n = bottom[0]->count;
   const float *x = crema_input_copy_data(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
-  const float *dy = top[0]->diff;
-  float *dx = bottom[0]->diff;
-#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
-  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : (x[i] < 0.0f ? -dy[i] : 0.0f);
+  sign_times(bottom[0]->count, x, top[0]->diff, bottom[0]->diff);
 }
 
 static void absval_free(crema_layer *l) {
