@@ -35,7 +35,17 @@ static int absval_forward(crema_layer *l, crema_blob *const *bottom, crema_blob 
   const size_t n = bottom[0]->count;
   const float *x = bottom[0]->data;
   float *y = top[0]->data;
-  crema_input_copy_save(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
+  /* in place, the input's copy for backward is written in the same pass as y */
+  float *saved = crema_input_copy_target(&s->saved, crema_layer_keeps_input(l, bottom, top));
+  if (saved) {
+#pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+      const float v = x[i];
+      saved[i] = v;
+      y[i] = fabsf(v);
+    }
+    return 0;
+  }
 #pragma omp parallel for if (n > CREMA_PAR_MIN) schedule(static)
   for (size_t i = 0; i < n; i++) y[i] = fabsf(x[i]);
   return 0;

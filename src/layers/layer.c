@@ -153,6 +153,8 @@ void crema_input_copy_save(crema_input_copy *c, bool kept, const crema_blob *bot
   crema_copy(bottom->count, bottom->data, c->buf);
 }
 
+float *crema_input_copy_target(crema_input_copy *c, bool kept) { return kept ? c->buf : NULL; }
+
 const float *crema_input_copy_data(const crema_input_copy *c, bool kept, const crema_blob *bottom) {
   return kept ? c->buf : bottom->data;
 }

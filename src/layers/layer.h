@@ -185,6 +185,9 @@ bool crema_layer_keeps_input(const crema_layer *l, crema_blob *const *bottom, cr
 int crema_input_copy_reshape(crema_input_copy *c, bool kept, const crema_blob *bottom, crema_error *err);
 /* In forward, before top is written: copies bottom when kept. */
 void crema_input_copy_save(crema_input_copy *c, bool kept, const crema_blob *bottom);
+/* Or, for a forward pass that writes the copy itself in the same loop as its top (one read of
+ * the input instead of two): where to write it when kept, else NULL. */
+float *crema_input_copy_target(crema_input_copy *c, bool kept);
 /* In backward: the input as forward saw it. */
 const float *crema_input_copy_data(const crema_input_copy *c, bool kept, const crema_blob *bottom);
 void crema_input_copy_free(crema_input_copy *c);

@@ -41,6 +41,43 @@ static int power_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *
   return crema_input_copy_reshape(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0], err);
 }
 
+/* y = (shift + scale x)^power, with saved: x copied there in the same loop (x may be y: each
+ * element is read before it is written). */
+static inline __attribute__((always_inline)) void power_loop(size_t n, float power, float scale, float shift,
+                                                             const float *x, float *y, float *saved) {
+  if (power == 1.0f) {
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+      const float v = x[i];
+      if (saved) saved[i] = v;
+      y[i] = scale * v + shift;
+    }
+  } else if (power == 2.0f) {
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+      const float v = x[i], t = scale * v + shift;
+      if (saved) saved[i] = v;
+      y[i] = t * t;
+    }
+  } else {
+#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
+    for (size_t i = 0; i < n; i++) {
+      const float v = x[i];
+      if (saved) saved[i] = v;
+      y[i] = powf(scale * v + shift, power);
+    }
+  }
+}
+
+/* The loops without and with the copy, each free of the test inside. */
+static void power_run(size_t n, float power, float scale, float shift, const float *x, float *y,
+                      float *saved) {
+  if (saved)
+    power_loop(n, power, scale, shift, x, y, saved);
+  else
+    power_loop(n, power, scale, shift, x, y, NULL);
+}
+
 static int power_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
                          crema_error *err) {
   (void)err;
@@ -52,21 +89,9 @@ static int power_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
     crema_set(n, s->power == 0.0f ? 1.0f : powf(s->shift, s->power), y);
     return 0;
   }
-  crema_input_copy_save(&s->saved, crema_layer_keeps_input(l, bottom, top), bottom[0]);
-  const float power = s->power, scale = s->scale, shift = s->shift;
-  if (power == 1.0f) {
-#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
-    for (size_t i = 0; i < n; i++) y[i] = scale * x[i] + shift;
-  } else if (power == 2.0f) {
-#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
-    for (size_t i = 0; i < n; i++) {
-      float v = scale * x[i] + shift;
-      y[i] = v * v;
-    }
-  } else {
-#pragma omp parallel for if (n > CREMA_PAR_MIN_HEAVY) schedule(static)
-    for (size_t i = 0; i < n; i++) y[i] = powf(scale * x[i] + shift, power);
-  }
+  /* in place, the input's copy for backward is written in the same pass as y */
+  float *saved = crema_input_copy_target(&s->saved, crema_layer_keeps_input(l, bottom, top));
+  power_run(n, s->power, s->scale, s->shift, x, y, saved);
   return 0;
 }
 
