@@ -129,7 +129,7 @@ POOL_AVX2_FN static void copy_in_avx2(const crema_pool_ave *g, const float *x, f
  * division. */
 POOL_AVX2_FN static void forward_avx2(const crema_pool_ave *g, const float *x, const float *next, float *y,
                                       float *scratch) {
-  const int PW = g->pw, C8 = group_cols(g), PC = (int)padded_cols64(g), sw = g->sw;
+  const int PW = g->pw, C8 = (PW + 7) & ~7, PC = (int)padded_cols64(g), sw = g->sw;
   const float *ext = scratch;
   float *pad = second_part(g, scratch);
   copy_in_avx2(g, x, pad);
