@@ -131,6 +131,10 @@ static const engine_case CONV_CASES[] = {
     /* fewer channels than one of oneDNN's blocks of 8, small planes: im2col and one product per
      * image (LeNet's conv1; 6 channels into 50; stride and pad; no bias and two bottoms) */
     {"Convolution", "convolution_param", "num_output: 20 kernel_size: 5", 1, 8, 1, 28, 28, false, PER_IMAGE},
+    /* the weight gradient straight from the image (stride 1, no pad, 256+ output pixels): 7
+     * outputs and 27 column rows (not whole blocks of 4 and 5), rows of 17 pixels (a partial
+     * group of eight) */
+    {"Convolution", "convolution_param", "num_output: 7 kernel_size: 3", 1, 3, 3, 21, 19, false, PER_IMAGE},
     {"Convolution", "convolution_param", "num_output: 50 kernel_size: 5", 1, 9, 6, 12, 12, false, PER_IMAGE},
     {"Convolution", "convolution_param", "num_output: 6 kernel_size: 3 stride: 2 pad: 1", 1, 8, 3, 20, 19,
      false, PER_IMAGE},
