@@ -223,6 +223,8 @@ void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, cons
   crema_engine_ws_unlock();
 }
 
+bool crema_per_image_conv_direct_dw(const crema_per_image_conv *c) { return dw_direct_suits(&c->g); }
+
 void crema_per_image_conv_free(crema_per_image_conv *c) {
   if (!c) return;
   if (c->ws_reserved) crema_engine_ws_release();
