@@ -164,20 +164,12 @@ CREMA_V16_TARGET POOL_INLINE __m512 tap16(const float *p, int stride, int kw, __
   return _mm512_permutex2var_ps(_mm512_loadu_ps(p + kw), evens, _mm512_loadu_ps(p + kw + 16));
 }
 
-/* The plane into the padded copy, sixteen floats at a time, each row's tail under a mask. */
+/* The plane into the padded copy, sixteen floats at a time (copy_in with copy_floats16). */
 CREMA_V16_TARGET POOL_INLINE void copy_in16(const crema_pool_ave *g, const float *x, float *pad) {
   const int pc = (int)padded_cols64(g), pr = (int)padded_rows64(g);
   const int n = g->w < pc - g->pad_w ? g->w : pc - g->pad_w;
-  for (int y = g->pad_h; y < pr && y - g->pad_h < g->h; y++) {
-    float *dst = pad + (size_t)y * pc + g->pad_w;
-    const float *src = x + (size_t)(y - g->pad_h) * g->w;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
-    if (i < n) {
-      const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-      _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
-    }
-  }
+  for (int y = g->pad_h; y < pr && y - g->pad_h < g->h; y++)
+    copy_floats16(pad + (size_t)y * pc + g->pad_w, x + (size_t)(y - g->pad_h) * g->w, n);
 }
 
 CREMA_V16_TARGET POOL_INLINE void forward16_k(const crema_pool_ave *g, const float *x, const float *next,

@@ -29,24 +29,13 @@ CREMA_V16_TARGET V16_INLINE __m512 tap16(const float *p, int stride, int kw, __m
   return _mm512_permutex2var_ps(_mm512_loadu_ps(p + kw), evens, _mm512_loadu_ps(p + kw + 16));
 }
 
-/* n floats from src to dst, sixteen at a time, the tail under a mask: a memcpy call per short
- * row (a 56-wide plane's) cost as much as the row's taps. */
-CREMA_V16_TARGET V16_INLINE void copy16(float *dst, const float *src, int n) {
-  int i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
-  if (i < n) {
-    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
-  }
-}
-
 CREMA_V16_TARGET V16_INLINE void forward_k(const crema_pool_pad *g, const float *x, const float *next,
                                            float *y, int *mask, float *pad, int KH, int KW, int sh, int sw) {
   const int W = g->w, PH = g->ph, PW = g->pw, WP = g->wp;
   /* the input rows, at columns pad_w on (clipped to the copy's width) */
   const int n_cols = W < WP - g->pad_w ? W : WP - g->pad_w;
   for (int r = 0; r < g->h && g->pad_h + r < g->hp && n_cols > 0; r++)
-    copy16(pad + (size_t)(g->pad_h + r) * WP + g->pad_w, x + (size_t)r * W, n_cols);
+    copy_floats16(pad + (size_t)(g->pad_h + r) * WP + g->pad_w, x + (size_t)r * W, n_cols);
   const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i lanes = _mm512_mullo_epi32(
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(sw));

@@ -1,12 +1,14 @@
 /* pooling_simd.h -- what the pooling files share for their vector planes: POOL_AVX2 (gcc on
  * x86-64, the 8-wide code chosen when the layer runs on a CPU that has AVX2), one kernel tap
- * of eight outputs side by side, a row copy, and the next plane's prefetch. */
+ * of eight outputs side by side, row copies, and the next plane's prefetch. */
 #ifndef CREMA_LAYERS_POOLING_SIMD_H
 #define CREMA_LAYERS_POOLING_SIMD_H
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CREMA_NO_CLONES)
 #include <immintrin.h>
 #include <stddef.h>
+
+#include "base/v16.h" /* CREMA_V16_TARGET */
 #define POOL_AVX2 1
 #define POOL_AVX2_FN __attribute__((target("avx2")))
 
@@ -58,6 +60,16 @@ POOL_AVX2_FN POOL_INLINE void copy_floats8(float *dst, const float *src, int n) 
   int i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
   for (; i < n; i++) dst[i] = src[i];
+}
+
+/* The same sixteen at a time (AVX-512, for the sixteen-wide passes), the tail under a mask. */
+CREMA_V16_TARGET POOL_INLINE void copy_floats16(float *dst, const float *src, int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+  if (i < n) {
+    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
+  }
 }
 #endif
 
