@@ -4,15 +4,17 @@
  * and no compiler vectorises it without -ffast-math, which left these layers at 0.07-0.17 of
  * a copy's speed; these run in registers. Both widths come from one body (vec_math_impl.h).
  *
- * Every lane, every width and every copy of a kernel (AVX-512, AVX2 or baseline, see
- * clones.h) does the same IEEE operations in the same order with no fused multiply-adds
- * (-std=c11 turns contraction off), so the bits depend on the input alone, never on the CPU,
- * the thread count or where an element sits in its blob (a blob's last partial vector goes
- * through the same code: load8_part in v8.h, load16_part in v16.h).
+ * Every lane and every width does the same IEEE operations in the same order, so the bits
+ * never depend on the thread count or on where an element sits in its blob (a blob's last
+ * partial vector goes through the same code: load8_part in v8.h, load16_part in v16.h).
+ * Whether the multiply-adds fuse is the including file's choice (-std=c11 turns contraction
+ * off): smooth_rows.c fuses them in its AVX2 and AVX-512 copies, so on CPUs with FMA the bits
+ * differ from the baseline copy's, the same in both of those copies.
  *
- * Accuracy against double precision, checked once over every float of each range (the tests
- * sample 60,000 inputs): exp 1.03e-7 relative on [-87.3, 88.72], within an ulp; the sigmoid
- * 1.55e-7 on [-88, 30]; tanh 1.34e-7 on [-20, 20]; expm1 1.47e-7 on [-30, 10]. Infinities,
+ * Accuracy against double precision, checked once over every float of each range, unfused
+ * (the tests sample 60,000 inputs, and the fused copies pass them as well): exp 1.03e-7
+ * relative on [-87.3, 88.72], within an ulp; the sigmoid 1.55e-7 on [-88, 30]; tanh 1.34e-7
+ * on [-20, 20]; expm1 1.47e-7 on [-30, 10]. Infinities,
  * NaN and overflow behave as libm's: exp(NaN) is NaN, exp(x > 88.7228) is inf, exp(x <= -104)
  * is 0, denormal results are rounded once. */
 #ifndef CREMA_BASE_VEC_MATH_H

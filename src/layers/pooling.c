@@ -151,19 +151,19 @@ static crema_pool_s1 s1_geometry(const pool_state *s) {
 
 /* AVE planes with strides up to 2 across: pooling_ave.c, the whole plane at once. */
 static crema_pool_ave ave_geometry(const pool_state *s) {
-  return (crema_pool_ave){s->h,
-                          s->w,
-                          s->ph,
-                          s->pw,
-                          s->kernel_h,
-                          s->kernel_w,
-                          s->stride_h,
-                          s->stride_w,
-                          s->pad_h,
-                          s->pad_w,
-                          s->win,
-                          s->win + 3 * (size_t)s->ph,
-                          crema_pool_ave_wide(s->pw)};
+  return (crema_pool_ave){.h = s->h,
+                          .w = s->w,
+                          .ph = s->ph,
+                          .pw = s->pw,
+                          .kh = s->kernel_h,
+                          .kw = s->kernel_w,
+                          .sh = s->stride_h,
+                          .sw = s->stride_w,
+                          .pad_h = s->pad_h,
+                          .pad_w = s->pad_w,
+                          .rows = s->win,
+                          .cols = s->win + 3 * (size_t)s->ph,
+                          .wide = crema_pool_ave_wide(s->pw)};
 }
 
 static bool ave_planes(const pool_state *s) {
