@@ -156,9 +156,9 @@ void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const
 /* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
 void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, const float *dy, const float *w,
                                    float *dw, float *dx);
-/* Whether its weight gradient reads the image directly (stride 1, no padding, enough output
- * pixels) rather than a column matrix: for the engine's name. */
-bool crema_per_image_conv_direct_dw(const crema_per_image_conv *c);
+/* Whether its forward pass and weight gradient read the image directly (stride 1, no
+ * padding, enough output pixels) rather than a column matrix: for the engine's name. */
+bool crema_per_image_conv_direct(const crema_per_image_conv *c);
 void crema_per_image_conv_free(crema_per_image_conv *c);
 
 /* ---- Convolution by Winograd F(4x4, 3x3) (winograd.c): 3x3, stride 1, no dilation, pad <= 2.

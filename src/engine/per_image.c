@@ -9,7 +9,10 @@
  * runs that image's products on its own (oneDNN's sgemm, single-threaded inside the parallel
  * region), and folds the data gradient back while the buffer is still in cache. The weight
  * gradient is summed in per-thread partials over fixed ranges of images, then added to dW in
- * thread order (crema_sum_partials): its bits depend on the thread count, never on timing. */
+ * thread order (crema_sum_partials): its bits depend on the thread count, never on timing.
+ * Layers with stride 1, no padding and 256+ output pixels (LeNet's conv1) skip the column
+ * matrix in forward and in the weight gradient: both read the image directly (forward_direct,
+ * dw_direct below). */
 #include <omp.h>
 #include <stdlib.h>
 
@@ -107,21 +110,6 @@ bool crema_per_image_conv_matches(const crema_per_image_conv *c, const crema_im2
          h->dilation_w == g->dilation_w && c->threads == omp_get_max_threads();
 }
 
-void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const float *w, const float *bias,
-                                  crema_act act, float *y) {
-  const size_t xs = (size_t)c->g.channels * c->g.height * c->g.width, ys = (size_t)c->cy * c->cols;
-  const int rows = (int)c->rows, cols = (int)c->cols;
-  float *ws = (float *)(void *)crema_engine_ws_lock();
-#pragma omp parallel for schedule(static) num_threads(c->threads)
-  for (int i = 0; i < c->n; i++) {
-    float *col = ws + c->col_floats * (size_t)omp_get_thread_num(), *yi = y + (size_t)i * ys;
-    crema_im2col(&c->g, 1, x + (size_t)i * xs, col);
-    crema_gemm_omp(false, false, c->cy, cols, rows, 1.0f, w, rows, col, cols, 0.0f, yi, cols);
-    crema_bias_act_rows(c->cy, c->cols, c->bias ? bias : NULL, act, yi); /* while yi is in cache */
-  }
-  crema_engine_ws_unlock();
-}
-
 /* An image's weight gradient straight from the image, without its column matrix, for a
  * layer with stride 1, no padding and no dilation (LeNet's conv1: 20 x 25 sums, each 576
  * long): out[o][t] (+)= sum over output pixels (y, x) of dy[o][y][x] image[c][y + i][x + j],
@@ -191,6 +179,95 @@ CREMA_CLONES static void dw_direct(const crema_im2col_geom *g, int cy, const flo
     }
 }
 
+/* An image's outputs straight from the image too (the same layers as dw_direct): y[o][y][x] =
+ * sum over t = (c, i, j) of w[o][t] image[c][y + i][x + j], four outputs by three groups of
+ * eight pixels of an output row at a time, twelve sums in registers: per tap three loads of
+ * the image and four weights for twelve multiply-adds. Each output adds its taps in order, one
+ * product at a time. Outputs past the last read output 0 again and are dropped. */
+#define FW_RO 4
+#define FW_GX 3
+
+/* Tap t of the block: the image's groups of eight at p (n[q] pixels each, all eight when
+ * whole) times each output's weight, into its sums. */
+static inline __attribute__((always_inline)) void fw_step(const float *const *wr, int t, const float *p,
+                                                          const size_t *n, bool whole, v8 acc[FW_RO][FW_GX]) {
+  v8 v[FW_GX];
+#pragma GCC unroll 3
+  for (int q = 0; q < FW_GX; q++)
+    v[q] = whole ? load8(p + 8 * q) : n[q] ? load8_part(p + 8 * q, n[q]) : (v8){0};
+#pragma GCC unroll 4
+  for (int a = 0; a < FW_RO; a++) {
+    const float wt = wr[a][t];
+#pragma GCC unroll 3
+    for (int q = 0; q < FW_GX; q++) acc[a][q] += wt * v[q];
+  }
+}
+
+/* Every tap t = (c, i, j) in order, from the block's row of the image (pixel (0, 0) of its
+ * groups at row). */
+static inline __attribute__((always_inline)) void fw_taps(const crema_im2col_geom *g, const float *const *wr,
+                                                          const float *row, const size_t *n, bool whole,
+                                                          v8 acc[FW_RO][FW_GX]) {
+  const size_t plane = (size_t)g->height * g->width;
+  int t = 0;
+  for (int c = 0; c < g->channels; c++)
+    for (int i = 0; i < g->kernel_h; i++) {
+      const float *p = row + c * plane + (size_t)i * g->width;
+      for (int j = 0; j < g->kernel_w; j++) fw_step(wr, t++, p + j, n, whole, acc);
+    }
+}
+
+CREMA_CLONES static void forward_direct(const crema_im2col_geom *g, int cy, const float *w, const float *img,
+                                        float *y) {
+  const int rows = g->channels * g->kernel_h * g->kernel_w, oh = g->out_h, ow = g->out_w, W = g->width;
+  for (int o0 = 0; o0 < cy; o0 += FW_RO) {
+    const float *wr[FW_RO];
+    for (int a = 0; a < FW_RO; a++) wr[a] = w + (size_t)(o0 + a < cy ? o0 + a : 0) * rows;
+    for (int yy = 0; yy < oh; yy++)
+      for (int x0 = 0; x0 < ow; x0 += 8 * FW_GX) {
+        /* pixels of each group of eight that lie in the row (8, or fewer in the last) */
+        size_t n[FW_GX];
+        for (int q = 0; q < FW_GX; q++) {
+          const int left = ow - x0 - 8 * q;
+          n[q] = left <= 0 ? 0 : left >= 8 ? 8 : (size_t)left;
+        }
+        v8 acc[FW_RO][FW_GX];
+#pragma GCC unroll 4
+        for (int a = 0; a < FW_RO; a++)
+#pragma GCC unroll 3
+          for (int q = 0; q < FW_GX; q++) acc[a][q] = (v8){0};
+        const float *row = img + (size_t)yy * W + x0;
+        if (n[FW_GX - 1] == 8) /* whole groups: the loop without the tests */
+          fw_taps(g, wr, row, n, true, acc);
+        else
+          fw_taps(g, wr, row, n, false, acc);
+        for (int a = 0; a < FW_RO && o0 + a < cy; a++)
+          for (int q = 0; q < FW_GX; q++)
+            if (n[q]) store8_part(y + ((size_t)(o0 + a) * oh + yy) * ow + x0 + 8 * q, acc[a][q], n[q]);
+      }
+  }
+}
+
+void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const float *w, const float *bias,
+                                  crema_act act, float *y) {
+  const size_t xs = (size_t)c->g.channels * c->g.height * c->g.width, ys = (size_t)c->cy * c->cols;
+  const int rows = (int)c->rows, cols = (int)c->cols;
+  const bool direct = dw_direct_suits(&c->g);
+  float *ws = (float *)(void *)crema_engine_ws_lock();
+#pragma omp parallel for schedule(static) num_threads(c->threads)
+  for (int i = 0; i < c->n; i++) {
+    float *col = ws + c->col_floats * (size_t)omp_get_thread_num(), *yi = y + (size_t)i * ys;
+    if (direct) {
+      forward_direct(&c->g, c->cy, w, x + (size_t)i * xs, yi);
+    } else {
+      crema_im2col(&c->g, 1, x + (size_t)i * xs, col);
+      crema_gemm_omp(false, false, c->cy, cols, rows, 1.0f, w, rows, col, cols, 0.0f, yi, cols);
+    }
+    crema_bias_act_rows(c->cy, c->cols, c->bias ? bias : NULL, act, yi); /* while yi is in cache */
+  }
+  crema_engine_ws_unlock();
+}
+
 void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, const float *dy, const float *w,
                                    float *dw, float *dx) {
   if (!dw && !dx) return;
@@ -224,7 +301,7 @@ void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, cons
   crema_engine_ws_unlock();
 }
 
-bool crema_per_image_conv_direct_dw(const crema_per_image_conv *c) { return dw_direct_suits(&c->g); }
+bool crema_per_image_conv_direct(const crema_per_image_conv *c) { return dw_direct_suits(&c->g); }
 
 void crema_per_image_conv_free(crema_per_image_conv *c) {
   if (!c) return;

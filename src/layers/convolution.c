@@ -201,10 +201,9 @@ static int try_per_image(conv_state *s, const crema_im2col_geom *g, int n, bool 
       crema_per_image_conv_create(g, n, p->num_output, p->group, s->has_bias, &s->pi, &why) < 0)
     return crema_fail(err, "%s", why.msg);
   if (!s->pi) return 0;
-  return adopt(s, s->pi,
-               crema_per_image_conv_direct_dw(s->pi) ? CREMA_ENGINE_PER_IMAGE
-                   " (im2col + sgemm per image; weight gradient from the image)"
-                                                     : CREMA_ENGINE_PER_IMAGE " (im2col + sgemm per image)");
+  if (crema_per_image_conv_direct(s->pi))
+    return adopt(s, s->pi, CREMA_ENGINE_PER_IMAGE " (from the image; data gradient: sgemm + col2im)");
+  return adopt(s, s->pi, CREMA_ENGINE_PER_IMAGE " (im2col + sgemm per image)");
 }
 
 static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
