@@ -27,6 +27,7 @@ struct crema_per_image_conv {
   size_t rows, cols; /* of one image's column matrix: C * kh * kw, out_h * out_w */
   size_t col_floats; /* per thread, rounded to whole 64-byte lines */
   bool bias;
+  bool direct;        /* forward and weight gradient from the image (direct_suits) */
   int threads, parts; /* col buffers; weight-gradient partials (cy, rows) */
   bool ws_reserved;
 };
@@ -68,6 +69,16 @@ bool crema_per_image_conv_suits(const crema_im2col_geom *g, int n, int cy, int g
          crema_im2col_rows(g) * cols <= PER_IMAGE_MAX_COL_FLOATS && n >= omp_get_max_threads();
 }
 
+/* Layers that skip the column matrix in forward and in the weight gradient (forward_direct,
+ * dw_direct below): stride 1, no padding, no dilation, and enough output pixels (fewer: the
+ * lanes' final sums would cost as much as the products). */
+#define DIRECT_MIN_PIXELS 256
+
+static bool direct_suits(const crema_im2col_geom *g) {
+  return g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 && g->pad_w == 0 && g->dilation_h == 1 &&
+         g->dilation_w == 1 && (size_t)g->out_h * g->out_w >= DIRECT_MIN_PIXELS;
+}
+
 int crema_per_image_conv_create(const crema_im2col_geom *g, int n, int cy, int group, bool bias,
                                 crema_per_image_conv **out, crema_error *err) {
   *out = NULL;
@@ -88,6 +99,7 @@ int crema_per_image_conv_create(const crema_im2col_geom *g, int n, int cy, int g
   c->cols = (size_t)g->out_h * g->out_w;
   c->col_floats = (c->rows * c->cols + 15) & ~(size_t)15;
   c->bias = bias;
+  c->direct = direct_suits(g);
   c->threads = omp_get_max_threads();
   c->parts = c->threads < n ? c->threads : n;
   const size_t floats = (size_t)c->threads * c->col_floats + (size_t)c->parts * cy * c->rows;
@@ -123,12 +135,6 @@ bool crema_per_image_conv_matches(const crema_per_image_conv *c, const crema_im2
  * past the last row read row 0 again and drop the result. */
 #define DW_RO 4
 #define DW_RT 5
-#define DW_MIN_PIXELS 256 /* fewer: the lanes' final sums would cost as much as the products */
-
-static bool dw_direct_suits(const crema_im2col_geom *g) {
-  return g->stride_h == 1 && g->stride_w == 1 && g->pad_h == 0 && g->pad_w == 0 && g->dilation_h == 1 &&
-         g->dilation_w == 1 && (size_t)g->out_h * g->out_w >= DW_MIN_PIXELS;
-}
 
 /* n (1..8) pixels from offset dk of the block's dy rows and ck of its image rows into its
  * sums (zeros past n). */
@@ -252,12 +258,11 @@ void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const
                                   crema_act act, float *y) {
   const size_t xs = (size_t)c->g.channels * c->g.height * c->g.width, ys = (size_t)c->cy * c->cols;
   const int rows = (int)c->rows, cols = (int)c->cols;
-  const bool direct = dw_direct_suits(&c->g);
   float *ws = (float *)(void *)crema_engine_ws_lock();
 #pragma omp parallel for schedule(static) num_threads(c->threads)
   for (int i = 0; i < c->n; i++) {
     float *col = ws + c->col_floats * (size_t)omp_get_thread_num(), *yi = y + (size_t)i * ys;
-    if (direct) {
+    if (c->direct) {
       forward_direct(&c->g, c->cy, w, x + (size_t)i * xs, yi);
     } else {
       crema_im2col(&c->g, 1, x + (size_t)i * xs, col);
@@ -276,7 +281,6 @@ void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, cons
   const int rows = (int)c->rows, cols = (int)c->cols;
   float *ws = (float *)(void *)crema_engine_ws_lock();
   float *part = ws + (size_t)c->threads * c->col_floats;
-  const bool direct = dw_direct_suits(&c->g);
   /* part t sums images [t n / parts, (t + 1) n / parts): fixed ranges, so fixed bits */
 #pragma omp parallel for schedule(static, 1) num_threads(c->parts)
   for (int t = 0; t < c->parts; t++) {
@@ -284,7 +288,7 @@ void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, cons
     const int i0 = (int)((long)t * c->n / c->parts), i1 = (int)((long)(t + 1) * c->n / c->parts);
     for (int i = i0; i < i1; i++) {
       const float *dyi = dy + (size_t)i * ys;
-      if (dw && direct) {
+      if (dw && c->direct) {
         dw_direct(&c->g, c->cy, dyi, x + (size_t)i * xs, i == i0, part + (size_t)t * wn);
       } else if (dw) {
         crema_im2col(&c->g, 1, x + (size_t)i * xs, col);
@@ -301,7 +305,7 @@ void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, cons
   crema_engine_ws_unlock();
 }
 
-bool crema_per_image_conv_direct(const crema_per_image_conv *c) { return dw_direct_suits(&c->g); }
+bool crema_per_image_conv_direct(const crema_per_image_conv *c) { return c->direct; }
 
 void crema_per_image_conv_free(crema_per_image_conv *c) {
   if (!c) return;
