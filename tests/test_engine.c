@@ -653,6 +653,17 @@ START_TEST(test_layer_flops) {
 }
 END_TEST
 
+/* The arithmetic behind a layer line of crema time's report: backward (ms x GFLOP/s) over
+ * forward's, i.e. how many forward passes' worth of products the backward pass counted. */
+static double backward_counts(const char *line) {
+  double f_ms = 0, f_gf = 0, b_ms = 0, b_gf = 0;
+  const char *f = strstr(line, "forward: "), *b = strstr(line, "backward: ");
+  ck_assert_msg(f && b && sscanf(f, "forward: %lf ms, %lf GFLOP/s", &f_ms, &f_gf) == 2 &&
+                    sscanf(b, "backward: %lf ms, %lf GFLOP/s", &b_ms, &b_gf) == 2 && f_ms * f_gf > 0,
+                "no times and GFLOP/s in: %.300s", line);
+  return b_ms * b_gf / (f_ms * f_gf);
+}
+
 /* crema time names each layer's engine and gives GFLOP/s for convolutions. */
 START_TEST(test_time_reports_engines) {
   char dir[] = "/tmp/crema_test_engine_XXXXXX", cmd[1024], log[128];
@@ -678,12 +689,42 @@ START_TEST(test_time_reports_engines) {
     const char *eol = strchr(conv, '\n');
     const char *gf = strstr(conv, "GFLOP/s");
     ck_assert_msg(gf && (!eol || gf < eol), "no GFLOP/s for conv1:\n%s", out);
+    /* the deploy net has no loss: timed with force_backward, conv1 computes both gradients */
+    const double counts = backward_counts(conv);
+    ck_assert_msg(counts > 1.9 && counts < 2.1, "conv1's backward counts %g forward passes:\n%s", counts,
+                  out);
     ck_assert_msg(strstr(out, "pool1\tPooling      engine: caffe") != NULL, "%s", out);
     const char *says = forced && crema_engine_have_onednn() ? "CREMA_ENGINE=caffe"
                        : crema_engine_have_onednn()         ? "oneDNN"
                                                             : "built without oneDNN";
     ck_assert_msg(strstr(out, says) != NULL, "missing \"%s\" in:\n%s", says, out);
   }
+  /* With a loss and no force_backward, a first layer computes its weight gradient alone: its
+   * backward counts one forward pass of products, not two. */
+  char model[160];
+  snprintf(model, sizeof model, "%s/first.prototxt", dir);
+  FILE *m = fopen(model, "w");
+  ck_assert_ptr_nonnull(m);
+  fputs("layer { name: 'data' type: 'Input' top: 'data' input_param { shape { dim: 8 dim: 1 dim: 28 dim: 28 "
+        "} } }\n"
+        "layer { name: 'conv1' type: 'Convolution' bottom: 'data' top: 'conv1' convolution_param { "
+        "num_output: 8 "
+        "kernel_size: 5 weight_filler { type: 'xavier' } } }\n"
+        "layer { name: 'loss' type: 'EuclideanLoss' bottom: 'conv1' bottom: 'conv1' top: 'loss' }\n",
+        m);
+  ck_assert_int_eq(fclose(m), 0);
+  snprintf(cmd, sizeof cmd, "'%s/crema' time --model '%s' --iterations 3 2>'%s'", CREMA_BIN_DIR, model, log);
+  ck_assert_int_eq(system(cmd), 0);
+  FILE *f = fopen(log, "rb");
+  ck_assert_ptr_nonnull(f);
+  static char out[1 << 16];
+  size_t n = fread(out, 1, sizeof out - 1, f);
+  out[n] = '\0';
+  fclose(f);
+  const char *conv = strstr(out, "conv1\tConvolution  engine: ");
+  ck_assert_msg(conv != NULL, "no engine line for conv1 in:\n%s", out);
+  const double counts = backward_counts(conv);
+  ck_assert_msg(counts > 0.9 && counts < 1.1, "conv1's backward counts %g forward passes:\n%s", counts, out);
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   ck_assert_int_eq(system(cmd), 0);
 }

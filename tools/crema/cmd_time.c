@@ -171,7 +171,8 @@ int crema_cmd_time(int argc, char **argv) {
   }
   /* crema's own lines (Caffe's above are kept word for word for log parsers): which engine
    * ran each layer and, for matrix-product layers, the GFLOP/s it reached (backward counts
-   * the data and weight gradients, twice the forward's arithmetic). */
+   * the gradients it computes: the data gradient when its bottom needs one, the weight
+   * gradient when its weights learn, each the forward's arithmetic). */
   CREMA_INFO("Engines and throughput per layer (%s):", crema_engine_describe());
   for (int i = 0; i < n; i++) {
     crema_layer *layer = crema_net_layer(net, i);
@@ -184,6 +185,8 @@ int crema_cmd_time(int argc, char **argv) {
                              ? crema_layer_forward_flops(layer, bl, tl)
                              : 0.0;
     const double f = fwd[i] / (double)iterations, b = bwd[i] / (double)iterations;
+    const double bflops = flops * ((crema_net_bottom_needs_backward(net, i, 0) ? 1.0 : 0.0) +
+                                   (layer->n_blobs > 0 && layer->param_propagate_down[0] ? 1.0 : 0.0));
     char fused[160];
     const int into = crema_net_fused_into(net, i), bwd_into = crema_net_backward_fused_into(net, i);
     if (into >= 0)
@@ -194,7 +197,7 @@ int crema_cmd_time(int argc, char **argv) {
     if (flops > 0.0 && f > 0.0)
       CREMA_INFO("%10s	%-12s engine: %-22s forward: %.3f ms, %.1f GFLOP/s; backward: %.3f ms, %.1f GFLOP/s",
                  crema_net_layer_name(net, i), layer->ops->type, engine, f, flops / f * 1e-6, b,
-                 b > 0.0 ? 2.0 * flops / b * 1e-6 : 0.0);
+                 b > 0.0 ? bflops / b * 1e-6 : 0.0);
     else
       CREMA_INFO("%10s	%-12s engine: %-22s forward: %.3f ms; backward: %.3f ms",
                  crema_net_layer_name(net, i), layer->ops->type, engine, f, b);
