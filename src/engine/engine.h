@@ -153,9 +153,10 @@ bool crema_per_image_conv_matches(const crema_per_image_conv *c, const crema_im2
                                   int group, bool bias);
 void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const float *w, const float *bias,
                                   crema_act act, float *y);
-/* dw += dL/dw (skipped when NULL), dx = dL/dx (overwritten; skipped when NULL). */
+/* dw += dL/dw, db += dL/dbias (each skipped when NULL), dx = dL/dx (overwritten; skipped when
+ * NULL). */
 void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, const float *dy, const float *w,
-                                   float *dw, float *dx);
+                                   float *dw, float *db, float *dx);
 /* Whether its forward pass and weight gradient read the image directly (stride 1, no
  * padding, enough output pixels) rather than a column matrix: for the engine's name. */
 bool crema_per_image_conv_direct(const crema_per_image_conv *c);

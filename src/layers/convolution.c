@@ -317,9 +317,10 @@ static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   const int axis = s->p.axis;
   for (int i = 0; i < l->n_top; i++) {
     const crema_blob *t = top[i];
-    if (s->p.bias_term && l->param_propagate_down[1])
+    float *db = s->p.bias_term && l->param_propagate_down[1] ? l->blobs[1]->diff : NULL;
+    if (db && !s->pi) /* the per-image engine sums each image's gradients while they are in cache */
       crema_conv_bias_backward((int)crema_blob_count_range(t, 0, axis), t->shape[axis],
-                               crema_blob_count_range(t, axis + 1, t->num_axes), t->diff, l->blobs[1]->diff);
+                               crema_blob_count_range(t, axis + 1, t->num_axes), t->diff, db);
     float *dw = l->param_propagate_down[0] ? l->blobs[0]->diff : NULL;
     float *dx = propagate_down[i] ? bottom[i]->diff : NULL;
     if (s->wino) {
@@ -327,7 +328,7 @@ static void conv_backward(crema_layer *l, crema_blob *const *top, const bool *pr
     } else if (s->pw && !pw_grads_on_reference(s)) {
       crema_pointwise_conv_backward(s->pw, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
     } else if (s->pi) {
-      crema_per_image_conv_backward(s->pi, bottom[i]->data, t->diff, l->blobs[0]->data, dw, dx);
+      crema_per_image_conv_backward(s->pi, bottom[i]->data, t->diff, l->blobs[0]->data, dw, db, dx);
     } else if (s->fast && (s->ref_weights || s->ref_data)) {
       /* each gradient on the engine that does it best (see the thresholds above) */
       const float *x = bottom[i]->data, *w = l->blobs[0]->data;
