@@ -37,6 +37,9 @@ static const crema_im2col_geom GEOMS[] = {
     {2, 6, 11, 5, 3, 2, 1, 1, 4, 1, 3, 0, 0},
     {2, 3, 3, 3, 3, 0, 0, 1, 1, 1, 1, 0, 0},   /* kernel = image: one column per image */
     {2, 3, 44, 2, 37, 1, 3, 1, 2, 1, 1, 0, 0}, /* past the 32 precomputed taps of an axis */
+    /* stride 1, no pad, no dilation (the dense path): LeNet's conv2 (rows of 8), rows of 13 */
+    {20, 12, 12, 5, 5, 0, 0, 1, 1, 1, 1, 0, 0},
+    {3, 9, 17, 3, 5, 0, 0, 1, 1, 1, 1, 0, 0},
 };
 
 START_TEST(test_im2col_matches_naive) {
@@ -133,7 +136,8 @@ START_TEST(test_col2im_matches_naive) {
 }
 END_TEST
 
-/* Strides 2 and 4 across go by groups of taps interleaved into runs (im2col.c): bit for bit
+/* Strides 2 and 4 across go by groups of taps interleaved into runs, stride 1 without padding by
+ * whole rows (im2col.c): bit for bit
  * Caffe's sums, each pixel's taps added in kernel-row-then-column order from +0, on column
  * values of many magnitudes (another order rounds differently), with pads that put taps outside
  * the image, kernels that end inside a group, rows long enough for the vectors and several
@@ -144,8 +148,12 @@ START_TEST(test_col2im_strided_bitwise) {
       {3, 227, 227, 11, 11, 0, 0, 4, 4, 1, 1, 0, 0}, /* CaffeNet's conv1 */
       {3, 40, 37, 7, 7, 3, 3, 2, 2, 1, 1, 0, 0},     /* GoogLeNet's and ResNet's conv1, smaller */
       {2, 19, 70, 5, 6, 1, 2, 3, 4, 1, 1, 0, 0},     /* kw 6: the second group has taps 4 and 5 only */
-      {2, 12, 50, 3, 3, 1, 1, 2, 2, 1, 1, 0, 0},     {1, 9, 64, 1, 2, 0, 0, 1, 2, 1, 1, 0, 0},
+      {2, 12, 50, 3, 3, 1, 1, 2, 2, 1, 1, 0, 0},
+      {1, 9, 64, 1, 2, 0, 0, 1, 2, 1, 1, 0, 0},
       {2, 8, 90, 3, 5, 2, 4, 1, 4, 1, 1, 0, 0}, /* pad 4 of a 5-wide kernel: whole groups outside */
+      /* stride 1, no pad (the dense path): LeNet's conv2, and rows of 13 (a vector and a tail) */
+      {20, 12, 12, 5, 5, 0, 0, 1, 1, 1, 1, 0, 0},
+      {3, 9, 17, 3, 5, 0, 0, 1, 1, 1, 1, 0, 0},
   };
   for (size_t k = 0; k < sizeof geoms / sizeof geoms[0]; k++) {
     crema_im2col_geom g = geoms[k];
