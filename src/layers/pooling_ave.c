@@ -191,7 +191,7 @@ CREMA_V16_TARGET POOL_INLINE void forward16_k(const crema_pool_ave *g, const flo
         for (int kw = 0; kw < KW; kw++) sum = _mm512_add_ps(sum, tap16(p, sw, kw, evens));
       }
       const __m512 v = _mm512_div_ps(sum, _mm512_mul_ps(len_h, _mm512_loadu_ps(ext + ow)));
-      if (ow + 16 <= PW)
+      if (ow + 16 <= PW || oh + 1 < g->ph) /* a row's tail spills into the next row, written later */
         _mm512_storeu_ps(y + (size_t)oh * PW + ow, v);
       else
         _mm512_mask_storeu_ps(y + (size_t)oh * PW + ow, (__mmask16)((1u << (PW - ow)) - 1), v);
@@ -331,7 +331,12 @@ CREMA_V16_TARGET POOL_INLINE void scale_shares16(const crema_pool_ave *g, const 
     const float *d = dy + (size_t)oh * PW;
     memset(row, 0, (size_t)off * sizeof(float));
     for (int ow = 0; ow < PW; ow += 16) {
-      const __mmask16 m = PW - ow >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (PW - ow)) - 1);
+      if (ow + 16 <= PW) { /* masked only for the row's tail (slow across lines on Zen 5) */
+        _mm512_storeu_ps(row + off + ow, _mm512_div_ps(_mm512_loadu_ps(d + ow),
+                                                       _mm512_mul_ps(lh, _mm512_loadu_ps(ext + ow))));
+        continue;
+      }
+      const __mmask16 m = (__mmask16)((1u << (PW - ow)) - 1);
       _mm512_mask_storeu_ps(
           row + off + ow, m,
           _mm512_div_ps(_mm512_maskz_loadu_ps(m, d + ow), _mm512_mul_ps(lh, _mm512_loadu_ps(ext + ow))));

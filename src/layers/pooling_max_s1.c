@@ -177,7 +177,13 @@ V16_INLINE void forward_k16(const crema_pool_s1 *g, const float *x, const float 
     for (; i + 16 <= W; i += 16) _mm512_storeu_ps(prow + pad_w + i, _mm512_loadu_ps(xrow + i));
     if (i < W) { /* the row's tail, -FLT_MAX after it; a whole store, not a masked one */
       const __mmask16 m = (__mmask16)((1u << (W - i)) - 1);
-      _mm512_storeu_ps(prow + pad_w + i, _mm512_mask_loadu_ps(lowest, m, xrow + i));
+      /* where the sixteen floats lie inside the plane, a whole load (its lanes past the row
+       * are the next row's, blended away): masked loads across a line are slow on Zen 5, and
+       * a row of 14 floats crosses one every other row */
+      const bool inside = (size_t)ih * W + (size_t)i + 16 <= (size_t)H * W;
+      const __m512 v = inside ? _mm512_mask_blend_ps(m, lowest, _mm512_loadu_ps(xrow + i))
+                              : _mm512_mask_loadu_ps(lowest, m, xrow + i);
+      _mm512_storeu_ps(prow + pad_w + i, v);
     }
   }
   for (int ih = 0; ih < H; ih++) {
