@@ -475,7 +475,10 @@ max_plane_padded_k(const pool_state *s, const float *src, const float *next, flo
       arg = turn8(arg, sw);
       float *d = dst + (size_t)oh * PW + ow;
       int *m = mask + (size_t)oh * PW + ow;
-      if (ow + 8 <= PW) {
+      /* whole stores wherever the eight floats lie inside the plane: a row's tail spills into
+       * the rows after it, written later (a copy of the tail cost two libc calls per row of
+       * GoogLeNet's 7-wide pool4) */
+      if ((size_t)oh * PW + ow + 8 <= (size_t)PH * PW) {
         _mm256_storeu_ps(d, best);
         _mm256_storeu_si256((__m256i *)(void *)m, _mm256_castps_si256(arg));
       } else {

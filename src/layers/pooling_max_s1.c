@@ -130,7 +130,10 @@ AVX2_INLINE void forward_k(const crema_pool_s1 *g, const float *x, const float *
       }
       float *d = y + (size_t)oh * PW + ow;
       int *m = mask + (size_t)oh * PW + ow;
-      if (ow + 8 <= PW) {
+      /* whole stores wherever the eight floats lie inside the plane: a row's tail spills into
+       * the rows after it, written later (VMASKMOVPS stores are slow on AMD's cores; GoogLeNet's
+       * 7x7 pools took one per row) */
+      if ((size_t)oh * PW + ow + 8 <= (size_t)PH * PW) {
         _mm256_storeu_ps(d, best);
         _mm256_storeu_ps((float *)m, arg);
       } else {
