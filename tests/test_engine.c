@@ -359,6 +359,63 @@ START_TEST(test_conv_engine_reshape) {
 }
 END_TEST
 
+/* The per-image engine's direct passes on sixteen lanes (AVX-512 CPUs) against the same passes
+ * on eight: the same bits, forward and every gradient (each lane adds its products in the
+ * eight-lane order). Shapes: LeNet's conv1; 7 outputs and 27 column rows (part blocks) on rows
+ * of 17 (a part group of eight) and an odd row count; 2 channels of 4x4 on 17 rows of 38. On a CPU
+ * without AVX-512 both run eight wide, and the test still checks the engine against itself. */
+START_TEST(test_per_image_wide_same_bits) {
+  if (!crema_engine_have_onednn()) return; /* the engine needs oneDNN's sgemm */
+  static const int geoms[][6] = {          /* C, H, W, K, outputs, images */
+                                 {1, 28, 28, 5, 20, 4},
+                                 {3, 21, 19, 3, 7, 3},
+                                 {2, 20, 41, 4, 9, 2}};
+  for (size_t k = 0; k < sizeof geoms / sizeof geoms[0]; k++) {
+    const int C = geoms[k][0], H = geoms[k][1], W = geoms[k][2], K = geoms[k][3], cy = geoms[k][4];
+    const int n = geoms[k][5] > omp_get_max_threads() ? geoms[k][5] : omp_get_max_threads();
+    crema_im2col_geom g = {C, H, W, K, K, 0, 0, 1, 1, 1, 1, 0, 0};
+    ck_assert_int_eq(crema_im2col_geom_finish(&g), 0);
+    const size_t xs = (size_t)n * C * H * W, ws = (size_t)cy * C * K * K,
+                 ys = (size_t)n * cy * g.out_h * g.out_w;
+    crema_per_image_conv *c[2];
+    crema_error err;
+    float *x = malloc(xs * sizeof(float)), *w = malloc(ws * sizeof(float)), *b = malloc(cy * sizeof(float));
+    float *dy = malloc(ys * sizeof(float)), *y[2], *dw[2], *db[2], *dx[2];
+    fill_n(x, xs, 1 + k);
+    fill_n(w, ws, 11 + k);
+    fill_n(b, (size_t)cy, 21 + k);
+    fill_n(dy, ys, 31 + k);
+    for (int v = 0; v < 2; v++) {
+      ck_assert_msg(crema_per_image_conv_create(&g, n, cy, 1, true, &c[v], &err) == 0, "%s", err.msg);
+      ck_assert(crema_per_image_conv_direct(c[v]));
+      if (v == 1) ck_assert(!crema_per_image_conv_set_wide(c[v], false));
+      y[v] = malloc(ys * sizeof(float));
+      dw[v] = calloc(ws, sizeof(float));
+      db[v] = calloc((size_t)cy, sizeof(float));
+      dx[v] = malloc(xs * sizeof(float));
+      crema_per_image_conv_forward(c[v], x, w, b, (crema_act){false, 0.0f}, y[v]);
+      crema_per_image_conv_backward(c[v], x, dy, w, dw[v], db[v], dx[v]);
+    }
+    ck_assert_msg(!memcmp(y[0], y[1], ys * sizeof(float)), "shape %zu: the outputs differ", k);
+    ck_assert_msg(!memcmp(dw[0], dw[1], ws * sizeof(float)), "shape %zu: the weight gradients differ", k);
+    ck_assert_msg(!memcmp(db[0], db[1], (size_t)cy * sizeof(float)), "shape %zu: the bias gradients differ",
+                  k);
+    ck_assert_msg(!memcmp(dx[0], dx[1], xs * sizeof(float)), "shape %zu: the data gradients differ", k);
+    for (int v = 0; v < 2; v++) {
+      crema_per_image_conv_free(c[v]);
+      free(y[v]);
+      free(dw[v]);
+      free(db[v]);
+      free(dx[v]);
+    }
+    free(x);
+    free(w);
+    free(b);
+    free(dy);
+  }
+}
+END_TEST
+
 /* Finite differences on the default engine: its gradients are right on their own, not only
  * equal to the reference's. */
 START_TEST(test_conv_engine_gradient) {
@@ -738,6 +795,7 @@ static Suite *engine_suite(void) {
   tcase_add_loop_test(tc, test_conv_engines_agree_one_thread, 0,
                       (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
   tcase_add_test(tc, test_conv_engine_reshape);
+  tcase_add_test(tc, test_per_image_wide_same_bits);
   tcase_add_test(tc, test_conv_pointwise_engine);
   tcase_add_test(tc, test_conv_engine_gradient);
   tcase_add_test(tc, test_engine_default_switch);

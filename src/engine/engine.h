@@ -160,6 +160,10 @@ void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, cons
 /* Whether its forward pass and weight gradient read the image directly (stride 1, no
  * padding, enough output pixels) rather than a column matrix: for the engine's name. */
 bool crema_per_image_conv_direct(const crema_per_image_conv *c);
+/* The direct passes run sixteen lanes at a time where the CPU has AVX-512 (the default there),
+ * eight otherwise; both give the same bits. wide false runs the eight-lane passes on such a
+ * CPU too (for tests). Returns whether they now run sixteen wide. */
+bool crema_per_image_conv_set_wide(crema_per_image_conv *c, bool wide);
 void crema_per_image_conv_free(crema_per_image_conv *c);
 
 /* ---- Convolution by Winograd F(4x4, 3x3) (winograd.c): 3x3, stride 1, no dilation, pad <= 2.

@@ -33,6 +33,7 @@ struct crema_per_image_conv {
   size_t col_floats; /* per thread, rounded to whole 64-byte lines */
   bool bias;
   bool direct;        /* forward and weight gradient from the image (direct_suits) */
+  bool wide;          /* the direct passes sixteen lanes at a time (AVX-512 CPUs) */
   int threads, parts; /* col buffers; weight-gradient partials (cy, rows) */
   bool ws_reserved;
 };
@@ -105,6 +106,7 @@ int crema_per_image_conv_create(const crema_im2col_geom *g, int n, int cy, int g
   c->col_floats = (c->rows * c->cols + 15) & ~(size_t)15;
   c->bias = bias;
   c->direct = direct_suits(g);
+  c->wide = crema_cpu_v16();
   c->threads = omp_get_max_threads();
   c->parts = c->threads < n ? c->threads : n;
   const size_t floats = (size_t)c->threads * c->col_floats + (size_t)c->parts * cy * (c->rows + 1);
@@ -465,7 +467,7 @@ void crema_per_image_conv_forward(crema_per_image_conv *c, const float *x, const
     float *col = ws + c->col_floats * (size_t)omp_get_thread_num(), *yi = y + (size_t)i * ys;
     if (c->direct) {
 #if CREMA_V16
-      if (crema_cpu_v16())
+      if (c->wide)
         forward_direct16(&c->g, c->cy, w, x + (size_t)i * xs, yi);
       else
 #endif
@@ -516,7 +518,7 @@ void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, cons
       const float *dyi = dy + (size_t)i * ys;
       if (dw && c->direct) {
 #if CREMA_V16
-        if (crema_cpu_v16())
+        if (c->wide)
           dw_direct16(&c->g, c->cy, dyi, x + (size_t)i * xs, i == i0, part + (size_t)t * wn);
         else
 #endif
@@ -539,6 +541,11 @@ void crema_per_image_conv_backward(crema_per_image_conv *c, const float *x, cons
 }
 
 bool crema_per_image_conv_direct(const crema_per_image_conv *c) { return c->direct; }
+
+bool crema_per_image_conv_set_wide(crema_per_image_conv *c, bool wide) {
+  c->wide = wide && crema_cpu_v16();
+  return c->wide;
+}
 
 void crema_per_image_conv_free(crema_per_image_conv *c) {
   if (!c) return;
