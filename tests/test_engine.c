@@ -721,6 +721,18 @@ static double backward_counts(const char *line) {
   return b_ms * b_gf / (f_ms * f_gf);
 }
 
+/* Runs cmd (a crema time whose log goes to the file log) and returns the log. */
+static const char *time_log(const char *cmd, const char *log) {
+  static char out[1 << 16];
+  ck_assert_int_eq(system(cmd), 0);
+  FILE *f = fopen(log, "rb");
+  ck_assert_ptr_nonnull(f);
+  size_t n = fread(out, 1, sizeof out - 1, f);
+  out[n] = '\0';
+  fclose(f);
+  return out;
+}
+
 /* crema time names each layer's engine and gives GFLOP/s for convolutions. */
 START_TEST(test_time_reports_engines) {
   char dir[] = "/tmp/crema_test_engine_XXXXXX", cmd[1024], log[128];
@@ -730,13 +742,7 @@ START_TEST(test_time_reports_engines) {
     snprintf(cmd, sizeof cmd,
              "%s'%s/crema' time --model '%s/lenet/lenet_mnist_deploy.prototxt' --iterations 1 2>'%s'",
              forced ? "CREMA_ENGINE=caffe " : "", CREMA_BIN_DIR, CREMA_TEST_DATA, log);
-    ck_assert_int_eq(system(cmd), 0);
-    FILE *f = fopen(log, "rb");
-    ck_assert_ptr_nonnull(f);
-    static char out[1 << 16];
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
+    const char *out = time_log(cmd, log);
     const char *conv = strstr(out, "conv1\tConvolution  engine: ");
     ck_assert_msg(conv != NULL, "no engine line for conv1 in:\n%s", out);
     /* 64 images of 1 channel: LeNet's conv1 runs im2col and one product per image */
@@ -762,22 +768,15 @@ START_TEST(test_time_reports_engines) {
   snprintf(model, sizeof model, "%s/first.prototxt", dir);
   FILE *m = fopen(model, "w");
   ck_assert_ptr_nonnull(m);
-  fputs("layer { name: 'data' type: 'Input' top: 'data' input_param { shape { dim: 8 dim: 1 dim: 28 dim: 28 "
-        "} } }\n"
-        "layer { name: 'conv1' type: 'Convolution' bottom: 'data' top: 'conv1' convolution_param { "
-        "num_output: 8 "
-        "kernel_size: 5 weight_filler { type: 'xavier' } } }\n"
+  fputs("layer { name: 'data' type: 'Input' top: 'data'\n"
+        "  input_param { shape { dim: 32 dim: 1 dim: 28 dim: 28 } } }\n"
+        "layer { name: 'conv1' type: 'Convolution' bottom: 'data' top: 'conv1'\n"
+        "  convolution_param { num_output: 8 kernel_size: 5 weight_filler { type: 'xavier' } } }\n"
         "layer { name: 'loss' type: 'EuclideanLoss' bottom: 'conv1' bottom: 'conv1' top: 'loss' }\n",
         m);
   ck_assert_int_eq(fclose(m), 0);
   snprintf(cmd, sizeof cmd, "'%s/crema' time --model '%s' --iterations 3 2>'%s'", CREMA_BIN_DIR, model, log);
-  ck_assert_int_eq(system(cmd), 0);
-  FILE *f = fopen(log, "rb");
-  ck_assert_ptr_nonnull(f);
-  static char out[1 << 16];
-  size_t n = fread(out, 1, sizeof out - 1, f);
-  out[n] = '\0';
-  fclose(f);
+  const char *out = time_log(cmd, log);
   const char *conv = strstr(out, "conv1\tConvolution  engine: ");
   ck_assert_msg(conv != NULL, "no engine line for conv1 in:\n%s", out);
   const double counts = backward_counts(conv);

@@ -221,17 +221,7 @@ V16_INLINE void forward_k16(const crema_pool_s1 *g, const float *x, const float 
         arg = _mm512_mask_add_epi32(arg, gt, _mm512_loadu_si512(rarg + at),
                                     _mm512_set1_epi32((oh + kh - g->pad_h) * W));
       }
-      /* A row's last group spills into the next row, which is written after it: whole stores
-       * but in the plane's last row. Masked stores in every row made GoogLeNet's 14-wide
-       * inception pools 1.36x slower than eight lanes (AMD EPYC, Zen 5). */
-      if (ow + 16 <= PW || oh + 1 < PH) {
-        _mm512_storeu_ps(y + (size_t)oh * PW + ow, best);
-        _mm512_storeu_si512(mask + (size_t)oh * PW + ow, arg);
-      } else {
-        const __mmask16 keep = (__mmask16)((1u << (PW - ow)) - 1);
-        _mm512_mask_storeu_ps(y + (size_t)oh * PW + ow, keep, best);
-        _mm512_mask_storeu_epi32(mask + (size_t)oh * PW + ow, keep, arg);
-      }
+      store_max16(y, mask, PH, PW, oh, ow, best, arg);
     }
   }
 }

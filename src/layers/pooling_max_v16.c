@@ -60,18 +60,7 @@ CREMA_V16_TARGET V16_INLINE void forward_k(const crema_pool_pad *g, const float 
           arg = _mm512_mask_add_epi32(arg, gt, base, _mm512_set1_epi32(row_index + kw));
         }
       }
-      /* Whole stores but in the plane's last row: a row's last group spills into the next
-       * row, which is written after it (as in pooling_max_s1.c; rows of more than 8 outputs,
-       * so the at most 7 floats past the row stay in the next one). Masked stores that cross a
-       * line are slow on Zen 5, and most of these do (rows of 56 or 28 outputs). */
-      if (ow + 16 <= PW || oh + 1 < PH) {
-        _mm512_storeu_ps(y + (size_t)oh * PW + ow, best);
-        _mm512_storeu_si512(mask + (size_t)oh * PW + ow, arg);
-      } else {
-        const __mmask16 keep = (__mmask16)((1u << (PW - ow)) - 1);
-        _mm512_mask_storeu_ps(y + (size_t)oh * PW + ow, keep, best);
-        _mm512_mask_storeu_epi32(mask + (size_t)oh * PW + ow, keep, arg);
-      }
+      store_max16(y, mask, PH, PW, oh, ow, best, arg);
     }
   }
 }
