@@ -57,12 +57,6 @@ static inline __attribute__((always_inline)) v16 load16_part(const float *p, siz
 static inline __attribute__((always_inline)) v16 v16_join(v8 lo, v8 hi) {
   return __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }
-
-/* Lanes 0-7 (half 0) or 8-15 (half 1) of v. */
-static inline __attribute__((always_inline)) v8 v16_half(v16 v, int half) {
-  return half ? __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15)
-              : __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
-}
 #endif
 
 static inline __attribute__((always_inline)) void store16_part(float *p, v16 v, size_t k) {
