@@ -306,7 +306,7 @@ void crema_col2im(const crema_im2col_geom *g, int n, const float *col, float *im
   axis_taps th, tw;
   axis_taps_init(&th, kh, g->dilation_h, g->pad_h, sh, H, Ho);
   axis_taps_init(&tw, kw, g->dilation_w, g->pad_w, sw, W, Wo);
-  const bool phases = (sw == 2 || sw == 4) && g->dilation_w == 1 && kw >= sw;
+  const bool phases = (sw == 2 || sw == 4) && g->dilation_w == 1 && kw >= sw, whole_rows = dense(g);
   /* One task = one (image, channel) plane: only the kh*kw rows of channel c write into it,
    * so planes can be accumulated in parallel without races. */
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)C * kh * kw * ld > 32768)
@@ -314,7 +314,7 @@ void crema_col2im(const crema_im2col_geom *g, int n, const float *col, float *im
     for (int c = 0; c < C; c++) {
       float *dst = im + ((size_t)b * C + c) * plane_in;
       memset(dst, 0, plane_in * sizeof(float));
-      if (dense(g)) {
+      if (whole_rows) {
         col2im_dense_plane(col + (size_t)c * kh * kw * ld + (size_t)b * plane_out, dst, ld, kh, kw, Ho, Wo,
                            W);
         continue;
