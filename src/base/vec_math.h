@@ -40,6 +40,16 @@ typedef unsigned int u16v __attribute__((vector_size(64)));
 #define VM_SPLAT v16_splat
 #define VM_SELECT v16_select
 #define VM_FN(name) name##_v16
+#if CREMA_V16
+#include <immintrin.h> /* declares the builtin below (its target pragmas register them) */
+/* The sixteen-lane copies run only inside CREMA_V16_TARGET functions, where the builtin
+ * (_mm512_scalef_ps without the target check its inline wrapper would make) exists. On an AMD EPYC (Zen 5) it
+ * took exp of 16 floats from 3.2 to 2.5 ns, one thread, in cache: the eight integer
+ * operations that build the two powers of two and their two multiplies become one. */
+#define VM_SCALEF(p, k)                                                                                      \
+  ((v16)__builtin_ia32_scalefps512_mask((p), (k), (p), (unsigned short)-1, 4 /* _MM_FROUND_CUR_DIRECTION     \
+                                                                              */))
+#endif
 #include "base/vec_math_impl.h"
 
 #endif

@@ -3,6 +3,7 @@
  *   VM_V, VM_I, VM_U     the float, int and unsigned vector types,
  *   VM_SPLAT, VM_SELECT  a float in every lane, a lane-wise choice (v8.h, v16.h),
  *   VM_FN(name)          the name of that width's copy (exp_v8, exp_v16, ...),
+ *   VM_SCALEF(p, k)      optional: p 2^k in one instruction (AVX-512's VSCALEFPS),
  * and undefines them at its end. No include guard, on purpose. */
 
 #define VM_ALWAYS static inline __attribute__((always_inline))
@@ -11,11 +12,9 @@
  * k * LN2_HI is exact: 355/512 has 9 bits, k at most 8), e^r by its Taylor series to r^7
  * (the next term is below 8e-9 relative), then scaled by 2^k in two steps, 2^(k/2) and
  * 2^(k - k/2), so every k from -150 to 128 stays a normal power of two and a denormal result
- * is rounded only by the last multiply. */
-VM_ALWAYS VM_V VM_FN(exp)(VM_V x) {
-  const VM_V hi = VM_SPLAT(88.73f), lo = VM_SPLAT(-104.0f);
-  x = VM_SELECT(x > hi, hi, x); /* comparisons with NaN are false: NaN passes through */
-  x = VM_SELECT(x < lo, lo, x);
+ * is rounded only by the last multiply. exp_within takes x already in [-104, 88.73] (or NaN);
+ * exp clamps it there first. */
+VM_ALWAYS VM_V VM_FN(exp_within)(VM_V x) {
   /* round(x / ln2) by adding 1.5 * 2^23: the sum's low mantissa bits hold k */
   const VM_V shifter = VM_SPLAT(12582912.0f);
   const VM_V t = x * VM_SPLAT(1.44269504f) + shifter;
@@ -30,11 +29,22 @@ VM_ALWAYS VM_V VM_FN(exp)(VM_V x) {
   p = p * r + VM_SPLAT(0.5f);
   p = p * r + VM_SPLAT(1.0f);
   p = p * r + VM_SPLAT(1.0f);
+#ifdef VM_SCALEF
+  return VM_SCALEF(p, k); /* p 2^k rounded once: the bits of the two steps below */
+#else
   /* unsigned lanes: NaN's garbage k must not overflow a signed int */
   const VM_U ki = (VM_U)t - (VM_U)shifter;
   const VM_U k1 = (VM_U)((VM_I)ki >> 1), k2 = ki - k1;
   const VM_V s1 = (VM_V)((k1 + 127u) << 23), s2 = (VM_V)((k2 + 127u) << 23);
   return p * s1 * s2;
+#endif
+}
+
+VM_ALWAYS VM_V VM_FN(exp)(VM_V x) {
+  const VM_V hi = VM_SPLAT(88.73f), lo = VM_SPLAT(-104.0f);
+  x = VM_SELECT(x > hi, hi, x); /* comparisons with NaN are false: NaN passes through */
+  x = VM_SELECT(x < lo, lo, x);
+  return VM_FN(exp_within)(x);
 }
 
 /* e^x - 1, accurate near 0 where exp(x) - 1 would cancel: for |x| < 1 the Taylor series to
@@ -83,7 +93,7 @@ VM_ALWAYS VM_V VM_FN(tanh)(VM_V x) {
   den = den * a2 + VM_SPLAT(135135.0f);
   const VM_I far = a > one;
   a = VM_SELECT(a > nine, nine, a);
-  const VM_V e = VM_FN(exp)(a + a);
+  const VM_V e = VM_FN(exp_within)(a + a); /* 2|x| <= 18: exp's clamps change nothing */
   /* one division for both forms: the correction's or (e - 1) / (e + 1) */
   const VM_V quot = VM_SELECT(far, e - one, a * a2 * q) / VM_SELECT(far, e + one, den);
   const VM_V t = VM_SELECT(far, quot, a + quot);
@@ -97,3 +107,4 @@ VM_ALWAYS VM_V VM_FN(tanh)(VM_V x) {
 #undef VM_SPLAT
 #undef VM_SELECT
 #undef VM_FN
+#undef VM_SCALEF
