@@ -268,8 +268,9 @@ START_TEST(test_rng_x8_same_numbers) {
 END_TEST
 
 /* crema_rng_chunked: element i gets draw i % chunk of generator (key, i / chunk), through the
- * eight-at-a-time path (two octets of whole chunks), single whole chunks and a short last one,
- * on one thread and on several. */
+ * eight-at-a-time path (three octets of whole chunks: with AVX-512 two of them sixteen at a
+ * time and the third alone), single whole chunks and a short last one, on one thread and on
+ * several. */
 typedef struct chunk_record {
   uint32_t *got;
   int *calls;
@@ -285,7 +286,7 @@ static void record_piece(void *ctx, const uint32_t *draws, size_t begin, size_t 
 }
 
 START_TEST(test_rng_chunked_draws) {
-  const size_t chunk = 1024, n = 8 * chunk * 2 + 3 * chunk + 100;
+  const size_t chunk = 1024, n = 8 * chunk * 3 + 3 * chunk + 100;
   uint32_t *want = malloc(n * sizeof(uint32_t)), *got = malloc(n * sizeof(uint32_t));
   int *calls = malloc(n * sizeof(int));
   for (size_t c = 0; c * chunk < n; c++) {
