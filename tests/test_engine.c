@@ -514,6 +514,40 @@ START_TEST(test_gemm_batch_matches_gemm) {
 }
 END_TEST
 
+/* A product split by columns over the threads (the recurrent layers' products) against one
+ * crema_gemm_ld: both transposes, beta 0 and 1, leading dimensions wider than the rows, on two
+ * threads and with a column count that is no multiple of a thread's sixteen-column groups;
+ * narrow products (under 128 columns) and one thread take the unsplit product. */
+START_TEST(test_gemm_cols_matches_gemm) {
+  const int before = omp_get_max_threads(), m = 5, k = 7, pad = 3;
+  const int widths[] = {301, 60, 301}, threads[] = {2, 2, 1};
+  for (int w = 0; w < 3; w++)
+    for (int t = 0; t < 8; t++) {
+      const int n = widths[w];
+      const bool ta = t & 1, tb = t & 2;
+      const float beta = (t & 4) ? 1.0f : 0.0f;
+      const int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+      const size_t sa = (size_t)(ta ? k : m) * lda, sb = (size_t)(tb ? n : k) * ldb, sc = (size_t)m * ldc;
+      float *a = malloc(sa * sizeof(float)), *b = malloc(sb * sizeof(float));
+      float *c = malloc(sc * sizeof(float)), *want = malloc(sc * sizeof(float));
+      for (size_t i = 0; i < sa; i++) a[i] = (float)((i * 7) % 11) - 5.0f;
+      for (size_t i = 0; i < sb; i++) b[i] = (float)((i * 5) % 13) - 6.0f;
+      for (size_t i = 0; i < sc; i++) c[i] = want[i] = (float)(i % 3);
+      crema_gemm_ld(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, beta, want, ldc);
+      omp_set_num_threads(threads[w]);
+      crema_gemm_cols_omp(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, beta, c, ldc);
+      omp_set_num_threads(before);
+      /* small integers: every sum is exact in float, whatever the order */
+      for (size_t i = 0; i < sc; i++)
+        ck_assert_msg(c[i] == want[i], "n %d, case %d, element %zu: %g, want %g", n, t, i, c[i], want[i]);
+      free(a);
+      free(b);
+      free(c);
+      free(want);
+    }
+}
+END_TEST
+
 /* A small batch of a large InnerProduct streams its weights in the forward pass (fc_stream.c):
  * forward, data and weight gradients (accumulated twice) against the reference GEMMs, for batches of 1 to 16,
  * an input size that is no multiple of the vector width, with and without bias; a batch of 17,
@@ -799,6 +833,7 @@ static Suite *engine_suite(void) {
   tcase_add_test(tc, test_conv_engine_gradient);
   tcase_add_test(tc, test_engine_default_switch);
   tcase_add_test(tc, test_gemm_batch_matches_gemm);
+  tcase_add_test(tc, test_gemm_cols_matches_gemm);
   tcase_add_test(tc, test_fc_stream_matches_reference);
   tcase_add_test(tc, test_fc_stream_same_bits_any_threads);
   suite_add_tcase(s, tc);

@@ -5,6 +5,7 @@
  * LSTM net that learns to echo its input two steps later. */
 #include <check.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,7 +197,7 @@ END_TEST
 
 START_TEST(lstm_unit_values_and_gradient) {
   crema_blob *b[] = {blob_of(3, (int[]){1, N, H}), blob_of(3, (int[]){1, N, 4 * H}),
-                     blob_vals(2, (int[]){1, N}, (const float[]){1, 0, 1})};
+                     blob_vals(2, (int[]){1, N}, (const float[]){1, 0, 0.5f})}; /* cont scales f */
   gradcheck_fill_gaussian(b[0], 1.0f, 5);
   gradcheck_fill_gaussian(b[1], 1.0f, 6);
   run r;
@@ -212,6 +213,8 @@ START_TEST(lstm_unit_values_and_gradient) {
       ck_assert_double_eq_tol(r.top[1]->data[n * H + k], o * tanh(c), 1e-6);
     }
   run_free(&r);
+  /* Caffe's backward takes f (1 - f) for the sigmoid's slope, right only where cont is 0 or 1 */
+  b[2]->data[2] = 1.0f;
   Crema__LayerParameter *p = test_layer_param("name: 'u' type: 'LSTMUnit'");
   gradcheck_layer(p, 3, b, 2, (const bool[]){true, true, false}, NULL);
   crema_message_free(p);
@@ -359,6 +362,54 @@ START_TEST(recurrent_errors) {
 }
 END_TEST
 
+/* LSTM and RNN large enough for their parallel paths (each step's products split by columns
+ * over two threads, 70 streams of 64 cells over the threads) give the one-thread values:
+ * outputs, the input's gradient and the recurrent weights' gradient. */
+START_TEST(recurrent_threads_agree) {
+  enum { BT = 3, BN = 70, BD = 16, BH = 64 };
+#define BIG_P                                                                                                \
+  "recurrent_param { num_output: 64 weight_filler { type: 'uniform' min: -0.2 max: 0.2 } "                   \
+  "bias_filler { type: 'uniform' min: -0.5 max: 0.5 } }"
+  const char *texts[] = {"name: 'l' type: 'LSTM' " BIG_P, "name: 'r' type: 'RNN' " BIG_P};
+  const int before = omp_get_max_threads();
+  for (int layer = 0; layer < 2; layer++) {
+    float *got[2][3] = {{NULL}};
+    size_t counts[3] = {0};
+    for (int pass = 0; pass < 2; pass++) {
+      omp_set_num_threads(pass ? 2 : 1);
+      crema_blob *b[2] = {blob_of(3, (int[]){BT, BN, BD}), blob_of(2, (int[]){BT, BN})};
+      gradcheck_fill_gaussian(b[0], 1.0f, 9);
+      for (int i = 0; i < BT * BN; i++) b[1]->data[i] = i < BN || i % 7 == 0 ? 0.0f : 1.0f;
+      run r;
+      run_setup(&r, texts[layer], 2, b, 1);
+      run_forward(&r);
+      for (size_t i = 0; i < r.top[0]->count; i++) r.top[0]->diff[i] = (float)(i % 5) * 0.25f - 0.5f;
+      crema_layer_backward(r.l, r.top, (const bool[]){true, false}, b);
+      const crema_blob *w = r.l->blobs[r.l->n_blobs - (layer ? 3 : 1)]; /* W_hc, W_hh */
+      const float *src[3] = {r.top[0]->data, b[0]->diff, w->diff};
+      const size_t n[3] = {r.top[0]->count, b[0]->count, w->count};
+      for (int k = 0; k < 3; k++) {
+        got[pass][k] = malloc(n[k] * sizeof(float));
+        memcpy(got[pass][k], src[k], n[k] * sizeof(float));
+        counts[k] = n[k];
+      }
+      run_free(&r);
+      free_blobs(2, b);
+    }
+    omp_set_num_threads(before);
+    const char *what[] = {"output", "input gradient", "recurrent weight gradient"};
+    for (int k = 0; k < 3; k++) {
+      for (size_t i = 0; i < counts[k]; i++)
+        ck_assert_msg(fabsf(got[0][k][i] - got[1][k][i]) <= 1e-5f * (1.0f + fabsf(got[0][k][i])),
+                      "%s: %s[%zu] %g on one thread, %g on two", texts[layer], what[k], i, got[0][k][i],
+                      got[1][k][i]);
+      free(got[0][k]);
+      free(got[1][k]);
+    }
+  }
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("layers_recurrent");
   TCase *tc = tcase_create("core");
@@ -371,6 +422,7 @@ int main(void) {
   tcase_add_test(tc, weights_shared_and_gradient_through_cont);
   tcase_add_test(tc, lstm_learns_echo);
   tcase_add_test(tc, recurrent_errors);
+  tcase_add_test(tc, recurrent_threads_agree);
   suite_add_tcase(s, tc);
   return test_run_suite(s);
 }

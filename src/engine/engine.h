@@ -108,6 +108,18 @@ void crema_gemm_batch_run(const crema_gemm_batch *b);
  * into OpenBLAS's thread pool (OpenBLAS's crema_gemm_ld without oneDNN). */
 void crema_gemm_omp(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                     const float *b, int ldb, float beta, float *c, int ldc);
+/* Whether a product n columns wide, B transposed or not, runs faster on oneDNN's sgemm
+ * (crema_gemm_omp) than on OpenBLAS (gemm_batch.c says when). False without oneDNN. */
+bool crema_gemm_prefers_onednn(bool trans_b, int n);
+/* One product on whichever of the two crema_gemm_prefers_onednn picks. */
+void crema_gemm_best(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc);
+/* The same product with C's columns in one contiguous range per OpenMP thread, each range one
+ * oneDNN sgemm on its thread: for products with few rows (a recurrence's N streams), which
+ * oneDNN's own threading runs slower on two threads than on one. Where that cannot be (no
+ * oneDNN, one thread, inside a parallel region, under 128 columns), crema_gemm_best. */
+void crema_gemm_cols_omp(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta, float *c, int ldc);
 /* dw[k] += the sum over t < parts of part[t * n + k], added in the order t = 0, 1, ...: the
  * bits depend on the number of parts, never on which thread finished first. Parallel. */
 void crema_sum_partials(const float *part, int parts, size_t n, float *dw);

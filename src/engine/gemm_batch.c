@@ -33,6 +33,58 @@ void crema_gemm_omp(bool trans_a, bool trans_b, int m, int n, int k, float alpha
   crema_gemm_ld(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+/* With more than one thread, oneDNN always: OpenBLAS's own thread pool and OpenMP's hand the
+ * cores over at every switch (see the top of this file), and OpenBLAS split GoogLeNet's
+ * gathered 7x7 1x1 layers (N = 490 columns) so poorly that two threads ran them no faster
+ * than one. On one thread, products whose B is not transposed (forward, data gradient) and
+ * that are 64 columns wide or more go to oneDNN's sgemm too when it runs AVX-512 kernels: on
+ * an AMD EPYC (Zen 4) it ran them 1.06-1.57x as fast as OpenBLAS's SkylakeX kernel
+ * (GoogLeNet conv1's data gradient, 147 x 125440 x 64: 25 against 40 ms; ResNet-50's res5 1x1
+ * layers at batch 10, 490 columns: 1.06-1.14x), but 0.86-0.93x at 49 columns (those layers at
+ * batch 1), and weight gradients (B transposed, long K) at 0.8-0.9x. With AVX2 kernels on
+ * both sides neither won. With OpenBLAS on AVX2 kernels (OPENBLAS_CORETYPE=Haswell preset, or
+ * a core it does not know) beside oneDNN on AVX-512, oneDNN takes them all: on a Zen 5 core
+ * it ran conv-like shapes at 200-210 GFLOP/s against OpenBLAS's 104-107, and LSTM's at 92-201
+ * against 65-104; ResNet-50's weight gradients on the reference path (res4 and res5 1x1
+ * layers, conv1), one thread, backward 437-460 -> 410-411 ms. */
+bool crema_gemm_prefers_onednn(bool trans_b, int n) {
+  if (!crema_engine_have_onednn()) return false;
+  if (omp_get_max_threads() > 1) return true;
+  if (!crema_engine_onednn_avx512()) return false;
+  return !crema_blas_avx512() || (!trans_b && n >= 64);
+}
+
+void crema_gemm_best(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                     const float *b, int ldb, float beta, float *c, int ldc) {
+  if (crema_gemm_prefers_onednn(trans_b, n))
+    crema_gemm_omp(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  else
+    crema_gemm_ld(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/* Measured on two Zen 5 cores, 16 rows (LSTM's and RNN's step products, B transposed):
+ * oneDNN's sgemm on both threads 63-68 GFLOP/s (under its 92 on one), the columns split
+ * between the threads 171-202; products with B not transposed or with many rows equal. */
+void crema_gemm_cols_omp(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
+                         int lda, const float *b, int ldb, float beta, float *c, int ldc) {
+  const int threads = omp_get_max_threads();
+  if (!crema_engine_have_onednn() || threads < 2 || omp_in_parallel() || n < 128) {
+    crema_gemm_best(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    /* ranges of whole 16-column groups, the last one taking the rest */
+    const int groups = (n + 15) / 16, g0 = groups * t / nt, g1 = groups * (t + 1) / nt;
+    const int j0 = 16 * g0, j1 = t == nt - 1 ? n : 16 * g1;
+    if (j1 > j0) {
+      const float *bj = trans_b ? b + (size_t)j0 * ldb : b + j0;
+      crema_gemm_omp(trans_a, trans_b, m, j1 - j0, k, alpha, a, lda, bj, ldb, beta, c + j0, ldc);
+    }
+  }
+}
+
 void crema_gemm_batch_run(const crema_gemm_batch *b) {
   if (b->count <= 0 || b->m <= 0 || b->n <= 0) return;
   /* Without oneDNN each product goes to OpenBLAS, which threads it itself: one at a time. */

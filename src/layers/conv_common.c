@@ -287,32 +287,13 @@ static void depthwise_backward(const crema_conv_engine *e, const float *x, const
 
 /* ---- forward / backward */
 
-/* C = alpha op(A) op(B) + beta C for the general path: with e->omp_gemm and more than one
- * thread, on oneDNN's sgemm over OpenMP's threads (as InnerProduct's products), else on
- * OpenBLAS. OpenBLAS split GoogLeNet's gathered 7x7 1x1 layers (N = 490 columns) so poorly
- * that two threads ran them no faster than one.
- * On one thread, products whose B is not transposed (forward, data gradient) and that are 64
- * columns wide or more go to oneDNN's sgemm too when it runs AVX-512 kernels: on an AMD EPYC
- * (Zen 4) it ran them 1.06-1.57x as fast as OpenBLAS's SkylakeX kernel (GoogLeNet conv1's
- * data gradient, 147 x 125440 x 64: 25 against 40 ms; ResNet-50's res5 1x1 layers at batch
- * 10, 490 columns: 1.06-1.14x), but 0.86-0.93x at 49 columns (those layers at batch 1), and
- * weight gradients (B transposed, long K) at 0.8-0.9x. With AVX2 kernels on both sides
- * neither won. With OpenBLAS on AVX2 and oneDNN on AVX-512, oneDNN takes them all. */
-static bool ref_on_onednn(const crema_conv_engine *e, bool tb, int n) {
-  if (!e->omp_gemm || !crema_engine_have_onednn()) return false;
-  if (omp_get_max_threads() > 1) return true;
-  if (!crema_engine_onednn_avx512()) return false;
-  /* OpenBLAS on AVX2 kernels (OPENBLAS_CORETYPE=Haswell preset, or a core it does not know)
-   * beside oneDNN on AVX-512: every product to oneDNN. ResNet-50's weight gradients on
-   * the reference path (res4 and res5 1x1 layers, conv1), one thread, Zen 5 with Haswell
-   * preset: backward 437-460 -> 410-411 ms. */
-  return !crema_blas_avx512() || (!tb && n >= 64);
-}
-
+/* C = alpha op(A) op(B) + beta C for the general path: with e->omp_gemm, on oneDNN's sgemm
+ * over OpenMP's threads (as InnerProduct's products) where crema_gemm_prefers_onednn says it
+ * is faster, else on OpenBLAS. Reference-only runs (e->omp_gemm false) stay on OpenBLAS. */
 static void ref_gemm(const crema_conv_engine *e, bool ta, bool tb, int m, int n, int k, float alpha,
                      const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc) {
-  if (ref_on_onednn(e, tb, n))
-    crema_gemm_omp(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (e->omp_gemm)
+    crema_gemm_best(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   else
     crema_gemm_ld(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

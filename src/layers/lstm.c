@@ -6,7 +6,6 @@
  * Top: h_1 .. h_T as (T, N, H); with expose_hidden also h_T and c_T (1, N, H).
  * Backward runs the recurrence in reverse (backpropagation through time); the gradients of
  * every timestep accumulate into the one set of weights. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +17,8 @@ typedef struct lstm_state {
   crema_rec_dims d;
   int w_hc; /* index of W_hc among the blobs */
   float *gates, *cs, *hs, *hcont, *dgates, *dh, *dc, *tmp, *sw;
-  size_t gates_cap, cs_cap, hs_cap, hcont_cap, dgates_cap, dh_cap, dc_cap, tmp_cap, sw_cap;
+  float *tcs; /* tanh(c_t) for t = 1 .. T, kept by the forward pass for the backward one */
+  size_t gates_cap, cs_cap, hs_cap, hcont_cap, dgates_cap, dh_cap, dc_cap, tmp_cap, sw_cap, tcs_cap;
 } lstm_state;
 
 static int lstm_setup(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top, crema_error *err) {
@@ -54,8 +54,8 @@ static int lstm_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
       crema_rec_grow(&s->cs, &s->cs_cap, (size_t)(d.T + 1) * NH, err) ||
       crema_rec_grow(&s->hs, &s->hs_cap, (size_t)(d.T + 1) * NH, err) ||
       crema_rec_grow(&s->hcont, &s->hcont_cap, TN * d.H, err) ||
-      crema_rec_grow(&s->dh, &s->dh_cap, NH, err) || crema_rec_grow(&s->dc, &s->dc_cap, NH, err) ||
-      crema_rec_grow(&s->tmp, &s->tmp_cap, NH, err) ||
+      crema_rec_grow(&s->tcs, &s->tcs_cap, TN * d.H, err) || crema_rec_grow(&s->dh, &s->dh_cap, NH, err) ||
+      crema_rec_grow(&s->dc, &s->dc_cap, NH, err) || crema_rec_grow(&s->tmp, &s->tmp_cap, NH, err) ||
       crema_rec_grow(&s->sw, &s->sw_cap, (size_t)d.N * 4 * d.H, err))
     return -1;
   if (crema_blob_reshape(top[0], 3, (int[]){d.T, d.N, d.H}, err)) return -1;
@@ -73,10 +73,10 @@ static int lstm_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   const size_t NH = (size_t)N * H, NG = (size_t)N * G;
   const float *cont = bottom[1]->data;
   /* Input contributions of every timestep at once. */
-  crema_gemm(false, true, T * N, G, d->D, 1.0f, bottom[0]->data, l->blobs[0]->data, 0.0f, s->gates);
+  crema_rec_gemm(false, true, T * N, G, d->D, 1.0f, bottom[0]->data, l->blobs[0]->data, 0.0f, s->gates);
   for (size_t r = 0; r < (size_t)T * N; r++) crema_axpy((size_t)G, 1.0f, l->blobs[1]->data, s->gates + r * G);
   if (d->has_static) {
-    crema_gemm(false, true, N, G, d->Ds, 1.0f, bottom[2]->data, l->blobs[2]->data, 0.0f, s->sw);
+    crema_rec_gemm(false, true, N, G, d->Ds, 1.0f, bottom[2]->data, l->blobs[2]->data, 0.0f, s->sw);
     for (int t = 0; t < T; t++) crema_axpy(NG, 1.0f, s->sw, s->gates + (size_t)t * NG);
   }
   const int first_state = 2 + (d->has_static ? 1 : 0);
@@ -93,22 +93,13 @@ static int lstm_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *c
     const float *hp = s->hs + (size_t)t * NH, *cp = s->cs + (size_t)t * NH;
     for (int n = 0; n < N; n++)
       for (int k = 0; k < H; k++) hc[(size_t)n * H + k] = cont[(size_t)t * N + n] * hp[(size_t)n * H + k];
-    crema_gemm(false, true, N, G, H, 1.0f, hc, whc, 1.0f, g);
-    float *c = s->cs + (size_t)(t + 1) * NH, *h = s->hs + (size_t)(t + 1) * NH;
+    crema_rec_gemm(false, true, N, G, H, 1.0f, hc, whc, 1.0f, g);
+    float *c = s->cs + (size_t)(t + 1) * NH, *h = s->hs + (size_t)(t + 1) * NH, *tc = s->tcs + (size_t)t * NH;
+#pragma omp parallel for if (NG > CREMA_PAR_MIN_HEAVY) schedule(static)
     for (int n = 0; n < N; n++) {
+      const size_t at = (size_t)n * H;
       float *x = g + (size_t)n * G;
-      const float ct = cont[(size_t)t * N + n];
-      for (int k = 0; k < H; k++) {
-        const float i = crema_rec_sigmoid(x[k]), f = ct == 0.0f ? 0.0f : ct * crema_rec_sigmoid(x[H + k]),
-                    o = crema_rec_sigmoid(x[2 * H + k]), gg = tanhf(x[3 * H + k]);
-        x[k] = i;
-        x[H + k] = f;
-        x[2 * H + k] = o;
-        x[3 * H + k] = gg;
-        const size_t at = (size_t)n * H + k;
-        c[at] = f * cp[at] + i * gg;
-        h[at] = o * tanhf(c[at]);
-      }
+      crema_lstm_cell(H, cont[(size_t)t * N + n], x, x, cp + at, c + at, tc + at, h + at);
     }
   }
   crema_copy((size_t)T * NH, s->hs + NH, top[0]->data);
@@ -134,8 +125,7 @@ static void lstm_backward(crema_layer *l, crema_blob *const *top, const bool *pr
     crema_set(NH, 0.0f, s->dc);
   }
   for (int t = T - 1; t >= 0; t--) {
-    const float *g = s->gates + (size_t)t * NG, *c = s->cs + (size_t)(t + 1) * NH,
-                *cp = s->cs + (size_t)t * NH;
+    const float *g = s->gates + (size_t)t * NG, *tcs = s->tcs + (size_t)t * NH, *cp = s->cs + (size_t)t * NH;
     const float *dtop = top[0]->diff + (size_t)t * NH;
     float *dg = s->dgates + (size_t)t * NG;
     for (int n = 0; n < N; n++)
@@ -143,7 +133,7 @@ static void lstm_backward(crema_layer *l, crema_blob *const *top, const bool *pr
         const size_t at = (size_t)n * H + k;
         const float *x = g + (size_t)n * G;
         const float i = x[k], f = x[H + k], o = x[2 * H + k], gg = x[3 * H + k];
-        const float dh = dtop[at] + s->dh[at], tc = tanhf(c[at]);
+        const float dh = dtop[at] + s->dh[at], tc = tcs[at];
         const float e = s->dc[at] + dh * o * (1.0f - tc * tc);
         s->dc[at] = e * f;
         float *dx = dg + (size_t)n * G;
@@ -153,27 +143,29 @@ static void lstm_backward(crema_layer *l, crema_blob *const *top, const bool *pr
         dx[3 * H + k] = e * i * (1.0f - gg * gg);
       }
     if (l->param_propagate_down[s->w_hc])
-      crema_gemm(true, false, G, H, N, 1.0f, dg, s->hcont + (size_t)t * NH, 1.0f, l->blobs[s->w_hc]->diff);
-    crema_gemm(false, false, N, H, G, 1.0f, dg, whc, 0.0f, s->tmp);
+      crema_rec_gemm(true, false, G, H, N, 1.0f, dg, s->hcont + (size_t)t * NH, 1.0f,
+                     l->blobs[s->w_hc]->diff);
+    crema_rec_gemm(false, false, N, H, G, 1.0f, dg, whc, 0.0f, s->tmp);
     for (int n = 0; n < N; n++)
       for (int k = 0; k < H; k++)
         s->dh[(size_t)n * H + k] = cont[(size_t)t * N + n] * s->tmp[(size_t)n * H + k];
   }
   const int TN = T * N;
   if (l->param_propagate_down[0])
-    crema_gemm(true, false, G, d->D, TN, 1.0f, s->dgates, bottom[0]->data, 1.0f, l->blobs[0]->diff);
+    crema_rec_gemm(true, false, G, d->D, TN, 1.0f, s->dgates, bottom[0]->data, 1.0f, l->blobs[0]->diff);
   if (l->param_propagate_down[1])
     for (int r = 0; r < TN; r++) crema_axpy((size_t)G, 1.0f, s->dgates + (size_t)r * G, l->blobs[1]->diff);
   if (propagate_down[0])
-    crema_gemm(false, false, TN, d->D, G, 1.0f, s->dgates, l->blobs[0]->data, 0.0f, bottom[0]->diff);
+    crema_rec_gemm(false, false, TN, d->D, G, 1.0f, s->dgates, l->blobs[0]->data, 0.0f, bottom[0]->diff);
   int b = 2;
   if (d->has_static) {
     for (int t = 0; t < T; t++) {
       const float *dg = s->dgates + (size_t)t * NG;
       if (l->param_propagate_down[2])
-        crema_gemm(true, false, G, d->Ds, N, 1.0f, dg, bottom[2]->data, 1.0f, l->blobs[2]->diff);
+        crema_rec_gemm(true, false, G, d->Ds, N, 1.0f, dg, bottom[2]->data, 1.0f, l->blobs[2]->diff);
       if (propagate_down[2])
-        crema_gemm(false, false, N, d->Ds, G, 1.0f, dg, l->blobs[2]->data, t ? 1.0f : 0.0f, bottom[2]->diff);
+        crema_rec_gemm(false, false, N, d->Ds, G, 1.0f, dg, l->blobs[2]->data, t ? 1.0f : 0.0f,
+                       bottom[2]->diff);
     }
     b = 3;
   }
@@ -195,6 +187,7 @@ static void lstm_free(crema_layer *l) {
   free(s->dc);
   free(s->tmp);
   free(s->sw);
+  free(s->tcs);
   free(s);
 }
 

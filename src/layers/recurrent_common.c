@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "engine/engine.h"
+#include "layers/smooth_rows.h"
+
 int crema_rec_check_arity(const crema_layer *l, int n_state, crema_error *err) {
   const Crema__RecurrentParameter *p = l->param->recurrent_param;
   if (!p || !p->num_output) return crema_fail(err, "recurrent_param { num_output: N } is required (N > 0)");
@@ -69,4 +72,28 @@ int crema_rec_grow(float **buf, size_t *cap, size_t n, crema_error *err) {
   *buf = p;
   *cap = n;
   return 0;
+}
+
+void crema_rec_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                    const float *B, float beta, float *C) {
+  const int lda = trans_a ? M : K, ldb = trans_b ? K : N;
+  if (crema_engine_winograd_wanted(0))
+    crema_gemm_cols_omp(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+  else
+    crema_gemm_ld(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
+}
+
+void crema_lstm_cell(int H, float cont, const float *x, float *act, const float *c_prev, float *c, float *tc,
+                     float *h) {
+  const size_t n = (size_t)H;
+  crema_smooth_rows(CREMA_SMOOTH_SIGMOID, 3 * n, x, 0.0f, 0.0f, act, NULL);
+  crema_smooth_rows(CREMA_SMOOTH_TANH, n, x + 3 * n, 0.0f, 0.0f, act + 3 * n, NULL);
+  const float *i = act, *o = act + 2 * n, *g = act + 3 * n;
+  float *f = act + n;
+  for (size_t k = 0; k < n; k++) {
+    f[k] = cont == 0.0f ? 0.0f : cont * f[k];
+    c[k] = f[k] * c_prev[k] + i[k] * g[k];
+  }
+  crema_smooth_rows(CREMA_SMOOTH_TANH, n, c, 0.0f, 0.0f, tc, NULL);
+  for (size_t k = 0; k < n; k++) h[k] = o[k] * tc[k];
 }

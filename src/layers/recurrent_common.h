@@ -13,7 +13,6 @@
 #define CREMA_LAYERS_RECURRENT_COMMON_H
 
 #include <stdbool.h>
-#include <math.h>
 #include <stddef.h>
 
 #include "layers/layer.h"
@@ -36,6 +35,21 @@ int crema_rec_check_arity(const crema_layer *l, int n_state, crema_error *err);
 /* Grows *buf to n floats (no allocation when it is large enough). */
 int crema_rec_grow(float **buf, size_t *cap, size_t n, crema_error *err);
 
-static inline float crema_rec_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* One stream of an LSTM step (H cells): the gate inputs x (i, f, o, g; 4H floats) squashed
+ * into act (may be x): the sigmoid of i, f and o, tanh of g, and f then 0 where cont is 0 and
+ * cont f elsewhere (Caffe's LSTMUnit); then c = f c_prev + i g, tc = tanh(c), h = o tc. The
+ * sigmoid and tanh run on vectors (layers/smooth_rows.h): libm's expf and tanhf, one call per
+ * element, had been 16% of an LSTM's time on one thread and more than the products on two. */
+void crema_lstm_cell(int H, float cont, const float *x, float *act, const float *c_prev, float *c, float *tc,
+                     float *h);
+
+/* C (M, N) = alpha op(A) op(B) + beta C, packed row-major, for the recurrences' products:
+ * on oneDNN's sgemm where it is the faster one, its columns split over the threads
+ * (crema_gemm_cols_omp), while crema's engines are on (RecurrentParameter has no engine field:
+ * the process-wide choice applies), else on OpenBLAS. The step-by-step products are thin (N
+ * streams by 4H gates): on a Zen 5 core with OpenBLAS's Haswell kernel preset, 64-92 GFLOP/s
+ * there against oneDNN's 92-201. */
+void crema_rec_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                    const float *B, float beta, float *C);
 
 #endif

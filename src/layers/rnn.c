@@ -6,12 +6,12 @@
  *   o_t = tanh(W_ho h_t + b_o)
  * Top: o_1 .. o_T as (T, N, H); with expose_hidden also h_T (1, N, H). Backward through
  * time; every timestep's gradient accumulates into the one set of weights. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "layers/layer.h"
 #include "layers/recurrent_common.h"
+#include "layers/smooth_rows.h"
 #include "tensor/math.h"
 
 typedef struct rnn_state {
@@ -71,10 +71,10 @@ static int rnn_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *co
   const int T = d->T, N = d->N, H = d->H;
   const size_t NH = (size_t)N * H, TN = (size_t)T * N;
   const float *cont = bottom[1]->data;
-  crema_gemm(false, true, T * N, H, d->D, 1.0f, bottom[0]->data, l->blobs[0]->data, 0.0f, s->pre);
+  crema_rec_gemm(false, true, T * N, H, d->D, 1.0f, bottom[0]->data, l->blobs[0]->data, 0.0f, s->pre);
   for (size_t r = 0; r < TN; r++) crema_axpy((size_t)H, 1.0f, l->blobs[1]->data, s->pre + r * H);
   if (d->has_static) {
-    crema_gemm(false, true, N, H, d->Ds, 1.0f, bottom[2]->data, l->blobs[2]->data, 0.0f, s->sw);
+    crema_rec_gemm(false, true, N, H, d->Ds, 1.0f, bottom[2]->data, l->blobs[2]->data, 0.0f, s->sw);
     for (int t = 0; t < T; t++) crema_axpy(NH, 1.0f, s->sw, s->pre + (size_t)t * NH);
   }
   if (d->expose)
@@ -86,15 +86,13 @@ static int rnn_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *co
     const float *hp = s->hs + (size_t)t * NH;
     for (int n = 0; n < N; n++)
       for (int k = 0; k < H; k++) hc[(size_t)n * H + k] = cont[(size_t)t * N + n] * hp[(size_t)n * H + k];
-    crema_gemm(false, true, N, H, H, 1.0f, hc, l->blobs[s->w_hh]->data, 1.0f, p);
-    for (size_t k = 0; k < NH; k++) h[k] = tanhf(p[k]);
+    crema_rec_gemm(false, true, N, H, H, 1.0f, hc, l->blobs[s->w_hh]->data, 1.0f, p);
+    crema_smooth_rows(CREMA_SMOOTH_TANH, NH, p, 0.0f, 0.0f, h, NULL);
   }
   float *o = top[0]->data;
-  crema_gemm(false, true, T * N, H, H, 1.0f, s->hs + NH, l->blobs[s->w_ho]->data, 0.0f, o);
-  for (size_t r = 0; r < TN; r++) {
-    crema_axpy((size_t)H, 1.0f, l->blobs[s->b_o]->data, o + r * H);
-    for (int k = 0; k < H; k++) o[r * H + k] = tanhf(o[r * H + k]);
-  }
+  crema_rec_gemm(false, true, T * N, H, H, 1.0f, s->hs + NH, l->blobs[s->w_ho]->data, 0.0f, o);
+  for (size_t r = 0; r < TN; r++) crema_axpy((size_t)H, 1.0f, l->blobs[s->b_o]->data, o + r * H);
+  crema_smooth_rows(CREMA_SMOOTH_TANH, TN * H, o, 0.0f, 0.0f, o, NULL);
   if (d->expose) crema_copy(NH, s->hs + (size_t)T * NH, top[1]->data);
   return 0;
 }
@@ -109,10 +107,11 @@ static void rnn_backward(crema_layer *l, crema_blob *const *top, const bool *pro
   /* Output layer: d(W_ho h + b_o) = d o * (1 - o^2), for every timestep at once. */
   for (size_t k = 0; k < TNH; k++) s->dho[k] = dout[k] * (1.0f - o[k] * o[k]);
   if (l->param_propagate_down[s->w_ho])
-    crema_gemm(true, false, H, H, TN, 1.0f, s->dho, s->hs + NH, 1.0f, l->blobs[s->w_ho]->diff);
+    crema_rec_gemm(true, false, H, H, TN, 1.0f, s->dho, s->hs + NH, 1.0f, l->blobs[s->w_ho]->diff);
   if (l->param_propagate_down[s->b_o])
     for (int r = 0; r < TN; r++) crema_axpy((size_t)H, 1.0f, s->dho + (size_t)r * H, l->blobs[s->b_o]->diff);
-  crema_gemm(false, false, TN, H, H, 1.0f, s->dho, l->blobs[s->w_ho]->data, 0.0f, s->tmp); /* d h from o */
+  crema_rec_gemm(false, false, TN, H, H, 1.0f, s->dho, l->blobs[s->w_ho]->data, 0.0f,
+                 s->tmp); /* d h from o */
   if (d->expose)
     crema_copy(NH, top[1]->diff, s->dh);
   else
@@ -122,25 +121,27 @@ static void rnn_backward(crema_layer *l, crema_blob *const *top, const bool *pro
     float *dp = s->dpre + (size_t)t * NH;
     for (size_t k = 0; k < NH; k++) dp[k] = (dho[k] + s->dh[k]) * (1.0f - h[k] * h[k]);
     if (l->param_propagate_down[s->w_hh])
-      crema_gemm(true, false, H, H, N, 1.0f, dp, s->hcont + (size_t)t * NH, 1.0f, l->blobs[s->w_hh]->diff);
-    crema_gemm(false, false, N, H, H, 1.0f, dp, l->blobs[s->w_hh]->data, 0.0f, s->dh);
+      crema_rec_gemm(true, false, H, H, N, 1.0f, dp, s->hcont + (size_t)t * NH, 1.0f,
+                     l->blobs[s->w_hh]->diff);
+    crema_rec_gemm(false, false, N, H, H, 1.0f, dp, l->blobs[s->w_hh]->data, 0.0f, s->dh);
     for (int n = 0; n < N; n++)
       for (int k = 0; k < H; k++) s->dh[(size_t)n * H + k] *= cont[(size_t)t * N + n];
   }
   if (l->param_propagate_down[0])
-    crema_gemm(true, false, H, d->D, TN, 1.0f, s->dpre, bottom[0]->data, 1.0f, l->blobs[0]->diff);
+    crema_rec_gemm(true, false, H, d->D, TN, 1.0f, s->dpre, bottom[0]->data, 1.0f, l->blobs[0]->diff);
   if (l->param_propagate_down[1])
     for (int r = 0; r < TN; r++) crema_axpy((size_t)H, 1.0f, s->dpre + (size_t)r * H, l->blobs[1]->diff);
   if (propagate_down[0])
-    crema_gemm(false, false, TN, d->D, H, 1.0f, s->dpre, l->blobs[0]->data, 0.0f, bottom[0]->diff);
+    crema_rec_gemm(false, false, TN, d->D, H, 1.0f, s->dpre, l->blobs[0]->data, 0.0f, bottom[0]->diff);
   int b = 2;
   if (d->has_static) {
     for (int t = 0; t < T; t++) {
       const float *dp = s->dpre + (size_t)t * NH;
       if (l->param_propagate_down[2])
-        crema_gemm(true, false, H, d->Ds, N, 1.0f, dp, bottom[2]->data, 1.0f, l->blobs[2]->diff);
+        crema_rec_gemm(true, false, H, d->Ds, N, 1.0f, dp, bottom[2]->data, 1.0f, l->blobs[2]->diff);
       if (propagate_down[2])
-        crema_gemm(false, false, N, d->Ds, H, 1.0f, dp, l->blobs[2]->data, t ? 1.0f : 0.0f, bottom[2]->diff);
+        crema_rec_gemm(false, false, N, d->Ds, H, 1.0f, dp, l->blobs[2]->data, t ? 1.0f : 0.0f,
+                       bottom[2]->diff);
     }
     b = 3;
   }
