@@ -114,10 +114,11 @@ bool crema_gemm_prefers_onednn(bool trans_b, int n);
 /* One product on whichever of the two crema_gemm_prefers_onednn picks. */
 void crema_gemm_best(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                      const float *b, int ldb, float beta, float *c, int ldc);
-/* The same product with C's columns in one contiguous range per OpenMP thread, each range one
- * oneDNN sgemm on its thread: for products with few rows (a recurrence's N streams), which
- * oneDNN's own threading runs slower on two threads than on one. Where that cannot be (no
- * oneDNN, one thread, inside a parallel region, under 128 columns), crema_gemm_best. */
+/* crema_gemm_omp's product with C's columns in one contiguous range per OpenMP thread, each
+ * range one oneDNN sgemm on its thread: for products with B transposed and few rows (an
+ * InnerProduct's forward pass, a recurrence's N streams), which oneDNN's own threading runs up
+ * to 3x slower. Where that cannot be (no oneDNN, one thread, inside a parallel region, under
+ * 128 columns), crema_gemm_omp itself. */
 void crema_gemm_cols_omp(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                          int lda, const float *b, int ldb, float beta, float *c, int ldc);
 /* dw[k] += the sum over t < parts of part[t * n + k], added in the order t = 0, 1, ...: the

@@ -62,14 +62,17 @@ void crema_gemm_best(bool trans_a, bool trans_b, int m, int n, int k, float alph
     crema_gemm_ld(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-/* Measured on two Zen 5 cores, 16 rows (LSTM's and RNN's step products, B transposed):
- * oneDNN's sgemm on both threads 63-68 GFLOP/s (under its 92 on one), the columns split
- * between the threads 171-202; products with B not transposed or with many rows equal. */
+/* Measured on two Zen 5 cores, products with B transposed and few rows: oneDNN's sgemm on
+ * both threads against the columns split between the threads, 63-68 -> 171-202 GFLOP/s for
+ * LSTM's and RNN's step products (16 rows; 92 on one thread), 72 -> 190-198 for CaffeNet's
+ * fc6 forward at batch 50, 52-59 -> 154-159 for fc7 at batch 32, 205-209 -> 322 for fc6 at
+ * batch 256, 245 -> 305-309 for LeNet's ip1 at batch 64; products with B not transposed, or
+ * with hundreds of rows (convolutions' weight gradients), within 1-7% either way. */
 void crema_gemm_cols_omp(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *a,
                          int lda, const float *b, int ldb, float beta, float *c, int ldc) {
   const int threads = omp_get_max_threads();
   if (!crema_engine_have_onednn() || threads < 2 || omp_in_parallel() || n < 128) {
-    crema_gemm_best(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    crema_gemm_omp(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
   }
 #pragma omp parallel num_threads(threads)

@@ -99,8 +99,8 @@ static int ip_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
 /* C (M, N) = op(A) op(B) + beta C, all row-major and packed, on the layer's GEMM. */
 static void ip_gemm(const ip_state *s, bool trans_a, bool trans_b, int M, int N, int K, const float *A,
                     const float *B, float beta, float *C) {
-  if (s->omp)
-    crema_gemm_omp(trans_a, trans_b, M, N, K, 1.0f, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
+  if (s->omp) /* split by columns over the threads: oneDNN's own split of few rows is poor */
+    crema_gemm_cols_omp(trans_a, trans_b, M, N, K, 1.0f, A, trans_a ? M : K, B, trans_b ? K : N, beta, C, N);
   else
     crema_gemm(trans_a, trans_b, M, N, K, 1.0f, A, B, beta, C);
 }

@@ -77,7 +77,7 @@ int crema_rec_grow(float **buf, size_t *cap, size_t n, crema_error *err) {
 void crema_rec_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
                     const float *B, float beta, float *C) {
   const int lda = trans_a ? M : K, ldb = trans_b ? K : N;
-  if (crema_engine_winograd_wanted(0))
+  if (crema_engine_winograd_wanted(0) && crema_gemm_prefers_onednn(trans_b, N))
     crema_gemm_cols_omp(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
   else
     crema_gemm_ld(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, N);
