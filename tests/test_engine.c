@@ -101,6 +101,9 @@ static const engine_case CONV_CASES[] = {
      * bias, without, two bottoms; more images than threads); planes under 400 pixels with
      * 1024+ input channels take their gradients on the reference path */
     {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 8, 16, 10, 11, false, POINTWISE},
+    /* one image of 400 pixels: on two threads the reference's 1x1 path (products on the
+     * faster sgemm), on one the per-image engine */
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1", 1, 1, 16, 20, 20, false, POINTWISE},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 1 bias_term: false", 1, 5, 32, 10, 10,
      false, POINTWISE},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 1", 2, 6, 8, 12, 9, false, POINTWISE},

@@ -323,9 +323,9 @@ void crema_conv_engine_forward(crema_conv_engine *e, const float *x, const float
   if (e->path == CREMA_CONV_1X1) {
     for (int b = 0; b < e->n; b++)
       for (int gr = 0; gr < G; gr++)
-        crema_gemm_ld(false, false, mg, (int)plane, kg, 1.0f, w + (size_t)gr * mg * kg, kg,
-                      x + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane, 0.0f,
-                      y + ((size_t)b * cy + (size_t)gr * mg) * plane, (int)plane);
+        ref_gemm(e, false, false, mg, (int)plane, kg, 1.0f, w + (size_t)gr * mg * kg, kg,
+                 x + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane, 0.0f,
+                 y + ((size_t)b * cy + (size_t)gr * mg) * plane, (int)plane);
     if (bias) crema_conv_bias_add(e->n, cy, plane, bias, y);
     crema_act_apply(act, (size_t)e->n * cy * plane, y, false);
     return;
@@ -369,12 +369,12 @@ void crema_conv_engine_backward(crema_conv_engine *e, const float *x, const floa
       for (int gr = 0; gr < G; gr++) {
         const float *dyg = dy + ((size_t)b * cy + (size_t)gr * mg) * plane;
         if (dw)
-          crema_gemm_ld(false, true, mg, kg, (int)plane, 1.0f, dyg, (int)plane,
-                        x + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane, 1.0f,
-                        dw + (size_t)gr * mg * kg, kg);
+          ref_gemm(e, false, true, mg, kg, (int)plane, 1.0f, dyg, (int)plane,
+                   x + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane, 1.0f, dw + (size_t)gr * mg * kg,
+                   kg);
         if (dx)
-          crema_gemm_ld(true, false, kg, (int)plane, mg, 1.0f, w + (size_t)gr * mg * kg, kg, dyg, (int)plane,
-                        0.0f, dx + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane);
+          ref_gemm(e, true, false, kg, (int)plane, mg, 1.0f, w + (size_t)gr * mg * kg, kg, dyg, (int)plane,
+                   0.0f, dx + ((size_t)b * cx + (size_t)gr * kg) * pin, (int)plane);
       }
     return;
   }
