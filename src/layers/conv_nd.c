@@ -159,35 +159,56 @@ static int nd_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *con
 }
 
 /* The image (C, in...) and its columns (C * kcount, out...): im2col when to_col, else col2im
- * (accumulating into a zeroed image). */
+ * (accumulating into a zeroed image). One output row at a time (every axis but the last
+ * fixed): along the last axis the input positions step by the stride, so a row is zeros, a
+ * strided run of the image and zeros again, and whether the other axes fall inside is known
+ * once per row. Element by element, with the inside test and the index on every axis for
+ * every element, this was 68% of a 3-d convolution's time. col2im adds in the same order as
+ * before (channel, kernel offset, output position), so the bits are the same; channels run
+ * in parallel, each writing only its own image channel or column rows. */
 static void nd_im2col(const nd_state *s, int C, float *im, float *col, bool to_col) {
-  const int k = s->k_axes;
+  const int last = s->k_axes - 1;
   if (!to_col) memset(im, 0, (size_t)C * s->in_count * sizeof *im);
-  int kk[ND_MAX], oo[ND_MAX];
+  const size_t W = (size_t)s->out[last], rows = s->out_count / W;
+  const long in_w = s->in[last], stride = s->stride[last];
+#pragma omp parallel for if ((size_t)C * s->kcount * s->out_count > CREMA_PAR_MIN) schedule(static)
   for (int c = 0; c < C; c++) {
-    memset(kk, 0, sizeof kk);
+    int kk[ND_MAX] = {0};
     for (size_t ki = 0; ki < s->kcount; ki++) {
-      float *row = col + ((size_t)c * s->kcount + ki) * s->out_count;
-      memset(oo, 0, sizeof oo);
-      for (size_t oi = 0; oi < s->out_count; oi++) {
+      float *crow = col + ((size_t)c * s->kcount + ki) * s->out_count;
+      /* along the last axis, output ow reads input x0 + ow * stride: inside for ow in [lo, hi) */
+      const long x0 = (long)kk[last] * s->dil[last] - s->pad[last];
+      const long lo_l = x0 >= 0 ? 0 : (-x0 + stride - 1) / stride;
+      const long hi_l = x0 < in_w ? (in_w - 1 - x0) / stride + 1 : 0;
+      const size_t hi = hi_l < (long)W ? (size_t)hi_l : W, lo = (size_t)lo_l < hi ? (size_t)lo_l : hi;
+      int oo[ND_MAX] = {0};
+      for (size_t r = 0; r < rows; r++) {
         size_t at = 0;
         bool inside = true;
-        for (int a = 0; a < k && inside; a++) {
+        for (int a = 0; a < last && inside; a++) {
           const long pos = (long)oo[a] * s->stride[a] - s->pad[a] + (long)kk[a] * s->dil[a];
           inside = pos >= 0 && pos < s->in[a];
           at = at * (size_t)s->in[a] + (size_t)pos;
         }
-        float *px = im + (size_t)c * s->in_count + at;
-        if (to_col)
-          row[oi] = inside ? *px : 0.0f;
-        else if (inside)
-          *px += row[oi];
-        for (int a = k - 1; a >= 0; a--) {
+        float *o = crow + r * W;
+        if (!inside) {
+          if (to_col) memset(o, 0, W * sizeof *o);
+        } else {
+          float *img = im + (size_t)c * s->in_count + at * (size_t)in_w;
+          if (to_col) {
+            for (size_t ow = 0; ow < lo; ow++) o[ow] = 0.0f;
+            for (size_t ow = lo; ow < hi; ow++) o[ow] = img[x0 + (long)ow * stride];
+            for (size_t ow = hi; ow < W; ow++) o[ow] = 0.0f;
+          } else {
+            for (size_t ow = lo; ow < hi; ow++) img[x0 + (long)ow * stride] += o[ow];
+          }
+        }
+        for (int a = last - 1; a >= 0; a--) {
           if (++oo[a] < s->out[a]) break;
           oo[a] = 0;
         }
       }
-      for (int a = k - 1; a >= 0; a--) {
+      for (int a = last; a >= 0; a--) {
         if (++kk[a] < s->kernel[a]) break;
         kk[a] = 0;
       }
