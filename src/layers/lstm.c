@@ -128,20 +128,11 @@ static void lstm_backward(crema_layer *l, crema_blob *const *top, const bool *pr
     const float *g = s->gates + (size_t)t * NG, *tcs = s->tcs + (size_t)t * NH, *cp = s->cs + (size_t)t * NH;
     const float *dtop = top[0]->diff + (size_t)t * NH;
     float *dg = s->dgates + (size_t)t * NG;
-    for (int n = 0; n < N; n++)
-      for (int k = 0; k < H; k++) {
-        const size_t at = (size_t)n * H + k;
-        const float *x = g + (size_t)n * G;
-        const float i = x[k], f = x[H + k], o = x[2 * H + k], gg = x[3 * H + k];
-        const float dh = dtop[at] + s->dh[at], tc = tcs[at];
-        const float e = s->dc[at] + dh * o * (1.0f - tc * tc);
-        s->dc[at] = e * f;
-        float *dx = dg + (size_t)n * G;
-        dx[k] = e * gg * i * (1.0f - i);
-        dx[H + k] = e * cp[at] * f * (1.0f - f);
-        dx[2 * H + k] = dh * tc * o * (1.0f - o);
-        dx[3 * H + k] = e * i * (1.0f - gg * gg);
-      }
+    for (int n = 0; n < N; n++) {
+      const size_t at = (size_t)n * H;
+      crema_lstm_cell_backward(H, g + (size_t)n * G, tcs + at, cp + at, s->dc + at, dtop + at, s->dh + at,
+                               s->dc + at, dg + (size_t)n * G);
+    }
     if (l->param_propagate_down[s->w_hc])
       crema_rec_gemm(true, false, G, H, N, 1.0f, dg, s->hcont + (size_t)t * NH, 1.0f,
                      l->blobs[s->w_hc]->diff);

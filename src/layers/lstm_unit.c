@@ -60,21 +60,10 @@ static void unit_backward(crema_layer *l, crema_blob *const *top, const bool *pr
   if (!propagate_down[0] && !propagate_down[1]) return;
   const int N = bottom[0]->shape[1], H = bottom[0]->shape[2];
   for (int n = 0; n < N; n++) {
-    const float *cp = bottom[0]->data + (size_t)n * H, *act = s->act + (size_t)n * 4 * H;
-    const float *tcs = s->tc + (size_t)n * H, *dc = top[0]->diff + (size_t)n * H,
-                *dh = top[1]->diff + (size_t)n * H;
-    float *dcp = bottom[0]->diff + (size_t)n * H, *dx = bottom[1]->diff + (size_t)n * 4 * H;
-    for (int d = 0; d < H; d++) {
-      const float i = act[d], f = act[H + d], o = act[2 * H + d], g = act[3 * H + d], tc = tcs[d];
-      const float e = dc[d] + dh[d] * o * (1.0f - tc * tc);
-      if (propagate_down[0]) dcp[d] = e * f;
-      if (propagate_down[1]) {
-        dx[d] = e * g * i * (1.0f - i);
-        dx[H + d] = e * cp[d] * f * (1.0f - f);
-        dx[2 * H + d] = dh[d] * tc * o * (1.0f - o);
-        dx[3 * H + d] = e * i * (1.0f - g * g);
-      }
-    }
+    const size_t at = (size_t)n * H, at4 = 4 * at;
+    crema_lstm_cell_backward(H, s->act + at4, s->tc + at, bottom[0]->data + at, top[0]->diff + at,
+                             top[1]->diff + at, NULL, propagate_down[0] ? bottom[0]->diff + at : NULL,
+                             propagate_down[1] ? bottom[1]->diff + at4 : NULL);
   }
 }
 

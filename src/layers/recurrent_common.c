@@ -97,3 +97,20 @@ void crema_lstm_cell(int H, float cont, const float *x, float *act, const float 
   crema_smooth_rows(CREMA_SMOOTH_TANH, n, c, 0.0f, 0.0f, tc, NULL);
   for (size_t k = 0; k < n; k++) h[k] = o[k] * tc[k];
 }
+
+void crema_lstm_cell_backward(int H, const float *act, const float *tc, const float *c_prev, const float *dc,
+                              const float *dh_top, const float *dh_rec, float *dc_prev, float *dx) {
+  const size_t n = (size_t)H;
+  for (size_t k = 0; k < n; k++) {
+    const float i = act[k], f = act[n + k], o = act[2 * n + k], g = act[3 * n + k], t = tc[k];
+    const float dh = dh_rec ? dh_top[k] + dh_rec[k] : dh_top[k];
+    const float e = dc[k] + dh * o * (1.0f - t * t);
+    if (dc_prev) dc_prev[k] = e * f; /* dc[k] read above: in place is fine */
+    if (dx) {
+      dx[k] = e * g * i * (1.0f - i);
+      dx[n + k] = e * c_prev[k] * f * (1.0f - f);
+      dx[2 * n + k] = dh * t * o * (1.0f - o);
+      dx[3 * n + k] = e * i * (1.0f - g * g);
+    }
+  }
+}

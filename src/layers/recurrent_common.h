@@ -39,9 +39,17 @@ int crema_rec_grow(float **buf, size_t *cap, size_t n, crema_error *err);
  * into act (may be x): the sigmoid of i, f and o, tanh of g, and f then 0 where cont is 0 and
  * cont f elsewhere (Caffe's LSTMUnit); then c = f c_prev + i g, tc = tanh(c), h = o tc. The
  * sigmoid and tanh run on vectors (layers/smooth_rows.h): libm's expf and tanhf, one call per
- * element, had been 16% of an LSTM's time on one thread and more than the products on two. */
+ * element, had been 16% of an LSTM's time on one thread, and a third of its forward pass on
+ * two once the products ran on oneDNN. */
 void crema_lstm_cell(int H, float cont, const float *x, float *act, const float *c_prev, float *c, float *tc,
                      float *h);
+
+/* That step's gradients, Caffe's LSTMUnit backward, for one stream: with dh = dh_top
+ * (+ dh_rec when not NULL) and e = dc + dh o (1 - tc^2), dc_prev = e f (when not NULL; may be
+ * dc) and the gate inputs' gradients dx (4H, when not NULL): e g i (1 - i), e c_prev f (1 - f),
+ * dh tc o (1 - o), e i (1 - g^2). act and tc are what crema_lstm_cell wrote. */
+void crema_lstm_cell_backward(int H, const float *act, const float *tc, const float *c_prev, const float *dc,
+                              const float *dh_top, const float *dh_rec, float *dc_prev, float *dx);
 
 /* C (M, N) = alpha op(A) op(B) + beta C, packed row-major, for the recurrences' products:
  * on oneDNN's sgemm where it is the faster one, its columns split over the threads
