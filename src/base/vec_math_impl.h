@@ -47,25 +47,37 @@ VM_ALWAYS VM_V VM_FN(exp)(VM_V x) {
   return VM_FN(exp_within)(x);
 }
 
-/* e^x - 1, accurate near 0 where exp(x) - 1 would cancel: for |x| < 1 the Taylor series to
- * x^11 (next term below 4e-9 relative), else exp(x) - 1. */
+/* e^x - 1, accurate near 0 where exp(x) - 1 would cancel: x = k ln2 + r as in exp (x clamped
+ * to [-30, 88.73]: below -17.4 the result is -1 in float, above 88.7228 it overflows),
+ * e^r - 1 = r + r^2 (1/2 + r/6 + ... + r^5/5040) (the next term below 1.5e-8 of it), and
+ * e^x - 1 = 2^k (e^r - 1) + 2^k - 1 = 2 (h (e^r - 1) + h - 1/2) with h = 2^(k-1), which keeps
+ * 2^128 (k = 128 near the top) out of the sum. For k = 0, r is x and the result is the
+ * polynomial itself. One path for every lane: the Taylor series to x^11 beside a whole exp,
+ * both computed for every lane and one chosen, had taken 4.0 ns per sixteen floats where this
+ * takes 2.5 (Zen 5, in cache); worst error over every float of [-30, 10] 1.18e-7 relative
+ * (fused multiply-adds; 1.12e-7 before). */
 VM_ALWAYS VM_V VM_FN(expm1)(VM_V x) {
-  VM_V p = VM_SPLAT(1.0f / 39916800.0f);
-  p = p * x + VM_SPLAT(1.0f / 3628800.0f);
-  p = p * x + VM_SPLAT(1.0f / 362880.0f);
-  p = p * x + VM_SPLAT(1.0f / 40320.0f);
-  p = p * x + VM_SPLAT(1.0f / 5040.0f);
-  p = p * x + VM_SPLAT(1.0f / 720.0f);
-  p = p * x + VM_SPLAT(1.0f / 120.0f);
-  p = p * x + VM_SPLAT(1.0f / 24.0f);
-  p = p * x + VM_SPLAT(1.0f / 6.0f);
-  p = p * x + VM_SPLAT(0.5f);
-  p = p * x * x + x;
-  const VM_V one = VM_SPLAT(1.0f);
-  /* |x| < 1 as one comparison: gcc 12 took the AND of two 16-lane comparisons apart lane by
-   * lane (ELU 1.9x slower than on eight lanes) */
-  const VM_I small = (VM_V)((VM_I)x & ~(VM_I)VM_SPLAT(-0.0f)) < one;
-  return VM_SELECT(small, p, VM_FN(exp)(x) - one);
+  const VM_V hi = VM_SPLAT(88.73f), lo = VM_SPLAT(-30.0f), half = VM_SPLAT(0.5f);
+  x = VM_SELECT(x > hi, hi, x); /* NaN passes through */
+  x = VM_SELECT(x < lo, lo, x);
+  const VM_V shifter = VM_SPLAT(12582912.0f);
+  const VM_V t = x * VM_SPLAT(1.44269504f) + shifter;
+  const VM_V k = t - shifter;
+  VM_V r = x - k * VM_SPLAT(0.693359375f);
+  r = r - k * VM_SPLAT(-2.12194440e-4f);
+  VM_V q = VM_SPLAT(1.0f / 5040.0f);
+  q = q * r + VM_SPLAT(1.0f / 720.0f);
+  q = q * r + VM_SPLAT(1.0f / 120.0f);
+  q = q * r + VM_SPLAT(1.0f / 24.0f);
+  q = q * r + VM_SPLAT(1.0f / 6.0f);
+  q = q * r + half;
+  const VM_V p = q * (r * r) + r;
+#ifdef VM_SCALEF
+  const VM_V h = VM_SCALEF(half, k); /* 2^(k-1), exact: k - 1 is in [-45, 127] */
+#else
+  const VM_V h = (VM_V)(((VM_U)t - (VM_U)shifter + 126u) << 23);
+#endif
+  return (h * p + (h - half)) * VM_SPLAT(2.0f);
 }
 
 /* 1 / (1 + e^-x): exactly 0 once e^-x overflows (x < -88.72), 1 once it is below half an ulp
