@@ -6,7 +6,10 @@
  *
  * Every lane and every width does the same IEEE operations in the same order, so the bits
  * never depend on the thread count or on where an element sits in its blob (a blob's last
- * partial vector goes through the same code: load8_part in v8.h, load16_part in v16.h).
+ * partial vector goes through the same code: load8_part in v8.h, load16_part in v16.h). The
+ * one exception gives the same bits: the sixteen-lane copies scale by 2^k with VSCALEFPS, a
+ * product rounded once, where the eight-lane ones build the powers of two from exponent bits
+ * (exact) and multiply (checked over every float for exp).
  * Whether the multiply-adds fuse is the including file's choice (-std=c11 turns contraction
  * off): smooth_rows.c fuses them in its AVX2 and AVX-512 copies, so on CPUs with FMA the bits
  * differ from the baseline copy's, the same in both of those copies.
@@ -43,12 +46,12 @@ typedef unsigned int u16v __attribute__((vector_size(64)));
 #if CREMA_V16
 #include <immintrin.h> /* declares the builtin below (its target pragmas register them) */
 /* The sixteen-lane copies run only inside CREMA_V16_TARGET functions, where the builtin
- * (_mm512_scalef_ps without the target check its inline wrapper would make) exists. On an AMD EPYC (Zen 5) it
- * took exp of 16 floats from 3.2 to 2.5 ns, one thread, in cache: the eight integer
- * operations that build the two powers of two and their two multiplies become one. */
+ * behind _mm512_scalef_ps exists (the inline wrapper itself would refuse to inline into these
+ * untargeted functions). On an AMD EPYC (Zen 5) it took exp of 16 floats from 3.2 to 2.5 ns,
+ * one thread, in cache: the eight integer operations that build the two powers of two and
+ * their two multiplies become one. */
 #define VM_SCALEF(p, k)                                                                                      \
-  ((v16)__builtin_ia32_scalefps512_mask((p), (k), (p), (unsigned short)-1, 4 /* _MM_FROUND_CUR_DIRECTION     \
-                                                                              */))
+  ((v16)__builtin_ia32_scalefps512_mask((p), (k), (p), (unsigned short)-1, _MM_FROUND_CUR_DIRECTION))
 #endif
 #include "base/vec_math_impl.h"
 
