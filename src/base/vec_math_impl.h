@@ -8,19 +8,27 @@
 
 #define VM_ALWAYS static inline __attribute__((always_inline))
 
-/* e^x. x = k ln2 + r with k = round(x / ln2) and |r| <= ln2 / 2 (ln2 split in two so that
- * k * LN2_HI is exact: 355/512 has 9 bits, k at most 8), e^r by its Taylor series to r^7
- * (the next term is below 8e-9 relative), then scaled by 2^k in two steps, 2^(k/2) and
- * 2^(k - k/2), so every k from -150 to 128 stays a normal power of two and a denormal result
- * is rounded only by the last multiply. exp_within takes x already in [-104, 88.73] (or NaN);
- * exp clamps it there first. */
-VM_ALWAYS VM_V VM_FN(exp_within)(VM_V x) {
-  /* round(x / ln2) by adding 1.5 * 2^23: the sum's low mantissa bits hold k */
+/* x = k ln2 + r with k = round(x / ln2) and |r| <= ln2 / 2 (ln2 split in two so that
+ * k * LN2_HI is exact: 355/512 has 9 bits, k at most 8): returns r, k as a float in *k and as
+ * an integer in *ki. k is rounded by adding 1.5 * 2^23, whose sum's low mantissa bits hold it;
+ * unsigned lanes, so NaN's garbage k cannot overflow a signed int. */
+VM_ALWAYS VM_V VM_FN(ln2_reduce)(VM_V x, VM_V *k, VM_U *ki) {
   const VM_V shifter = VM_SPLAT(12582912.0f);
   const VM_V t = x * VM_SPLAT(1.44269504f) + shifter;
-  const VM_V k = t - shifter;
-  VM_V r = x - k * VM_SPLAT(0.693359375f);
-  r = r - k * VM_SPLAT(-2.12194440e-4f);
+  *k = t - shifter;
+  *ki = (VM_U)t - (VM_U)shifter;
+  const VM_V r = x - *k * VM_SPLAT(0.693359375f);
+  return r - *k * VM_SPLAT(-2.12194440e-4f);
+}
+
+/* e^x: e^r by its Taylor series to r^7 (the next term is below 8e-9 relative), then scaled by
+ * 2^k in two steps, 2^(k/2) and 2^(k - k/2), so every k from -150 to 128 stays a normal power
+ * of two and a denormal result is rounded only by the last multiply. exp_within takes x
+ * already in [-104, 88.73] (or NaN); exp clamps it there first. */
+VM_ALWAYS VM_V VM_FN(exp_within)(VM_V x) {
+  VM_V k;
+  VM_U ki;
+  const VM_V r = VM_FN(ln2_reduce)(x, &k, &ki);
   VM_V p = VM_SPLAT(1.0f / 5040.0f);
   p = p * r + VM_SPLAT(1.0f / 720.0f);
   p = p * r + VM_SPLAT(1.0f / 120.0f);
@@ -30,10 +38,9 @@ VM_ALWAYS VM_V VM_FN(exp_within)(VM_V x) {
   p = p * r + VM_SPLAT(1.0f);
   p = p * r + VM_SPLAT(1.0f);
 #ifdef VM_SCALEF
+  (void)ki;
   return VM_SCALEF(p, k); /* p 2^k rounded once: the bits of the two steps below */
 #else
-  /* unsigned lanes: NaN's garbage k must not overflow a signed int */
-  const VM_U ki = (VM_U)t - (VM_U)shifter;
   const VM_U k1 = (VM_U)((VM_I)ki >> 1), k2 = ki - k1;
   const VM_V s1 = (VM_V)((k1 + 127u) << 23), s2 = (VM_V)((k2 + 127u) << 23);
   return p * s1 * s2;
@@ -47,7 +54,7 @@ VM_ALWAYS VM_V VM_FN(exp)(VM_V x) {
   return VM_FN(exp_within)(x);
 }
 
-/* e^x - 1, accurate near 0 where exp(x) - 1 would cancel: x = k ln2 + r as in exp (x clamped
+/* e^x - 1, accurate near 0 where exp(x) - 1 would cancel: x = k ln2 + r (x clamped
  * to [-30, 88.73]: below -17.4 the result is -1 in float, above 88.7228 it overflows),
  * e^r - 1 = r + r^2 (1/2 + r/6 + ... + r^5/5040) (the next term below 1.5e-8 of it), and
  * e^x - 1 = 2^k (e^r - 1) + 2^k - 1 = 2 (h (e^r - 1) + h - 1/2) with h = 2^(k-1), which keeps
@@ -60,11 +67,9 @@ VM_ALWAYS VM_V VM_FN(expm1)(VM_V x) {
   const VM_V hi = VM_SPLAT(88.73f), lo = VM_SPLAT(-30.0f), half = VM_SPLAT(0.5f);
   x = VM_SELECT(x > hi, hi, x); /* NaN passes through */
   x = VM_SELECT(x < lo, lo, x);
-  const VM_V shifter = VM_SPLAT(12582912.0f);
-  const VM_V t = x * VM_SPLAT(1.44269504f) + shifter;
-  const VM_V k = t - shifter;
-  VM_V r = x - k * VM_SPLAT(0.693359375f);
-  r = r - k * VM_SPLAT(-2.12194440e-4f);
+  VM_V k;
+  VM_U ki;
+  const VM_V r = VM_FN(ln2_reduce)(x, &k, &ki);
   VM_V q = VM_SPLAT(1.0f / 5040.0f);
   q = q * r + VM_SPLAT(1.0f / 720.0f);
   q = q * r + VM_SPLAT(1.0f / 120.0f);
@@ -73,9 +78,10 @@ VM_ALWAYS VM_V VM_FN(expm1)(VM_V x) {
   q = q * r + half;
   const VM_V p = q * (r * r) + r;
 #ifdef VM_SCALEF
+  (void)ki;
   const VM_V h = VM_SCALEF(half, k); /* 2^(k-1), exact: k - 1 is in [-45, 127] */
 #else
-  const VM_V h = (VM_V)(((VM_U)t - (VM_U)shifter + 126u) << 23);
+  const VM_V h = (VM_V)((ki + 126u) << 23);
 #endif
   return (h * p + (h - half)) * VM_SPLAT(2.0f);
 }
