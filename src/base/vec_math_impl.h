@@ -21,6 +21,16 @@ VM_ALWAYS VM_V VM_FN(ln2_reduce)(VM_V x, VM_V *k, VM_U *ki) {
   return r - *k * VM_SPLAT(-2.12194440e-4f);
 }
 
+/* 1/2 + r/6 + r^2/24 + ... + r^5/5040: e^r = 1 + r + r^2 (this), by Horner's rule. */
+VM_ALWAYS VM_V VM_FN(exp_series)(VM_V r) {
+  VM_V q = VM_SPLAT(1.0f / 5040.0f);
+  q = q * r + VM_SPLAT(1.0f / 720.0f);
+  q = q * r + VM_SPLAT(1.0f / 120.0f);
+  q = q * r + VM_SPLAT(1.0f / 24.0f);
+  q = q * r + VM_SPLAT(1.0f / 6.0f);
+  return q * r + VM_SPLAT(0.5f);
+}
+
 /* e^x: e^r by its Taylor series to r^7 (the next term is below 8e-9 relative), then scaled by
  * 2^k in two steps, 2^(k/2) and 2^(k - k/2), so every k from -150 to 128 stays a normal power
  * of two and a denormal result is rounded only by the last multiply. exp_within takes x
@@ -29,14 +39,7 @@ VM_ALWAYS VM_V VM_FN(exp_within)(VM_V x) {
   VM_V k;
   VM_U ki;
   const VM_V r = VM_FN(ln2_reduce)(x, &k, &ki);
-  VM_V p = VM_SPLAT(1.0f / 5040.0f);
-  p = p * r + VM_SPLAT(1.0f / 720.0f);
-  p = p * r + VM_SPLAT(1.0f / 120.0f);
-  p = p * r + VM_SPLAT(1.0f / 24.0f);
-  p = p * r + VM_SPLAT(1.0f / 6.0f);
-  p = p * r + VM_SPLAT(0.5f);
-  p = p * r + VM_SPLAT(1.0f);
-  p = p * r + VM_SPLAT(1.0f);
+  const VM_V p = (VM_FN(exp_series)(r) * r + VM_SPLAT(1.0f)) * r + VM_SPLAT(1.0f);
 #ifdef VM_SCALEF
   (void)ki;
   return VM_SCALEF(p, k); /* p 2^k rounded once: the bits of the two steps below */
@@ -70,13 +73,7 @@ VM_ALWAYS VM_V VM_FN(expm1)(VM_V x) {
   VM_V k;
   VM_U ki;
   const VM_V r = VM_FN(ln2_reduce)(x, &k, &ki);
-  VM_V q = VM_SPLAT(1.0f / 5040.0f);
-  q = q * r + VM_SPLAT(1.0f / 720.0f);
-  q = q * r + VM_SPLAT(1.0f / 120.0f);
-  q = q * r + VM_SPLAT(1.0f / 24.0f);
-  q = q * r + VM_SPLAT(1.0f / 6.0f);
-  q = q * r + half;
-  const VM_V p = q * (r * r) + r;
+  const VM_V p = VM_FN(exp_series)(r) * (r * r) + r;
 #ifdef VM_SCALEF
   (void)ki;
   const VM_V h = VM_SCALEF(half, k); /* 2^(k-1), exact: k - 1 is in [-45, 127] */
