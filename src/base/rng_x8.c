@@ -165,6 +165,22 @@ static bool have_x16(void) {
 #endif
 }
 
+/* steps numbers from each of the width (8, or 16 where have_x16) generators r, generator k's
+ * at out + k * (the returned stride): row floats apart for sixteen, steps for eight. */
+static size_t draw_rows(crema_rng *r, size_t width, uint32_t *out, size_t steps, size_t row) {
+#if defined(RNG_AVX2)
+  if (width == 16) {
+    u32_x16_avx512(r, out, steps, row);
+    return row;
+  }
+#else
+  (void)width;
+  (void)row;
+#endif
+  crema_rng_u32_x8(r, out, steps);
+  return steps;
+}
+
 /* Draws buffered per chunk generator: eight of them side by side take 8 x 2 KB. */
 #define DRAW_BLOCK 512
 
@@ -212,14 +228,7 @@ void crema_rng_chunked(uint64_t key, size_t n, size_t chunk, bool parallel, crem
       crema_rng r[16];
       for (size_t k = 0; k < width; k++) crema_rng_seed(&r[k], key, first + k);
       if (whole) {
-        size_t at = chunk; /* from one generator's row to the next */
-#if defined(RNG_AVX2)
-        if (width == 16) {
-          u32_x16_avx512(r, whole, chunk, row);
-          at = row;
-        } else
-#endif
-          crema_rng_u32_x8(r, whole, chunk);
+        const size_t at = draw_rows(r, width, whole, chunk, row);
         for (size_t k = 0; k < width; k++) fn(ctx, whole + k * at, (first + k) * chunk, chunk);
         continue;
       }

@@ -110,8 +110,8 @@ static void rnn_backward(crema_layer *l, crema_blob *const *top, const bool *pro
     crema_rec_gemm(true, false, H, H, TN, 1.0f, s->dho, s->hs + NH, 1.0f, l->blobs[s->w_ho]->diff);
   if (l->param_propagate_down[s->b_o])
     for (int r = 0; r < TN; r++) crema_axpy((size_t)H, 1.0f, s->dho + (size_t)r * H, l->blobs[s->b_o]->diff);
-  crema_rec_gemm(false, false, TN, H, H, 1.0f, s->dho, l->blobs[s->w_ho]->data, 0.0f,
-                 s->tmp); /* d h from o */
+  /* d h from o */
+  crema_rec_gemm(false, false, TN, H, H, 1.0f, s->dho, l->blobs[s->w_ho]->data, 0.0f, s->tmp);
   if (d->expose)
     crema_copy(NH, top[1]->diff, s->dh);
   else
