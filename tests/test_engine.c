@@ -35,7 +35,11 @@ typedef struct engine_case {
 #define POINTWISE CREMA_ENGINE_POINTWISE
 #define PER_IMAGE CREMA_ENGINE_PER_IMAGE
 #define ONEDNN CREMA_ENGINE_ONEDNN /* when crema has it */
-#define PROJECTION "projection"    /* oneDNN with AVX-512, else the reference */
+/* The reference where crema's own engines run (its products on oneDNN's sgemm); with oneDNN
+ * alone (Winograd off, CREMA_ENGINE=onednn) a strided 1x1 projection takes oneDNN on AVX-512
+ * CPUs, a narrow product (under 64 columns) oneDNN on any. */
+#define PROJECTION "projection"
+#define NARROW "narrow"
 
 static const engine_case CONV_CASES[] = {
     /* stride 2 whose last window ends short of the input: oneDNN's right pad is negative */
@@ -58,9 +62,10 @@ static const engine_case CONV_CASES[] = {
     /* enough channels and weights per output for every pass to run on oneDNN */
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 16, 8, 8, true, NULL},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1 stride: 2 group: 2", 1, 2, 32,
-     9, 9, true, NULL},
-    /* strided 1x1 (a ResNet projection): oneDNN only with AVX-512, else the reference */
-    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 3, 96, 7, 7, true,
+     13, 13, true, NULL},
+    /* strided 1x1 (a ResNet projection): the reference (see PROJECTION); 81 columns, too few
+     * for the 1x1 engine, enough for oneDNN but for the rule on projections */
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 1 stride: 2", 1, 1, 96, 17, 17, true,
      PROJECTION},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 5 pad: 2 dilation: 2", 1, 2, 12, 11, 11,
      true, NULL},
@@ -154,6 +159,14 @@ static const engine_case CONV_CASES[] = {
      CREMA_ENGINE_REFERENCE},
     {"Convolution", "convolution_param", "num_output: 74 kernel_size: 1 group: 2", 1, 3, 70, 6, 5, false,
      CREMA_ENGINE_REFERENCE},
+    /* one image of 7x7 (ResNet-50's res5 at batch 1): 49 columns, the reference (see NARROW);
+     * 64 columns, oneDNN */
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 3 pad: 1", 1, 1, 32, 7, 7, false,
+     NARROW},
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 3 pad: 1", 1, 1, 32, 8, 8, true,
+     ONEDNN},
+    {"Convolution", "convolution_param", "num_output: 24 kernel_size: 3 pad: 1", 1, 1, 32, 7, 9, false,
+     NARROW},
     /* too few output channels, or too few tiles, for Winograd: oneDNN (or the reference) instead */
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 9, 9, true, NULL},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 32, 8, 8, true, NULL},
@@ -221,12 +234,15 @@ static void compare_engines(const engine_case *ec, size_t idx) {
   const bool per_image = ec->engine && (!strcmp(ec->engine, POINTWISE) || !strcmp(ec->engine, PER_IMAGE));
   const char *name = crema_layer_engine_name(fast.l);
   const bool projection = ec->engine && !strcmp(ec->engine, PROJECTION);
+  const bool narrow = ec->engine && !strcmp(ec->engine, NARROW);
   const bool onednn_wanted = ec->engine && !strcmp(ec->engine, ONEDNN);
-  if (projection && crema_engine_onednn_avx512())
+  const bool onednn_alone = crema_engine_have_onednn() && !crema_engine_winograd_wanted(0);
+  if ((projection && onednn_alone && crema_engine_onednn_avx512()) || (narrow && onednn_alone))
     ck_assert_msg(!strncmp(name, CREMA_ENGINE_ONEDNN, strlen(CREMA_ENGINE_ONEDNN)), "case %zu: engine \"%s\"",
                   idx, name);
-  else if (projection)
-    ck_assert_str_eq(name, CREMA_ENGINE_REFERENCE);
+  else if (projection || narrow)
+    ck_assert_msg(!strcmp(name, CREMA_ENGINE_REFERENCE), "case %zu (%s, %d x %dx%d): engine \"%s\"", idx,
+                  ec->param, ec->n, ec->h, ec->w, name);
   else if (ec->engine && (!per_image || per_image_possible) && (!onednn_wanted || crema_engine_have_onednn()))
     ck_assert_msg(!strncmp(crema_layer_engine_name(fast.l), ec->engine, strlen(ec->engine)),
                   "case %zu (%s): the default engine is \"%s\", not %s", idx, ec->param,
@@ -281,6 +297,17 @@ static void compare_engines(const engine_case *ec, size_t idx) {
 }
 
 START_TEST(test_conv_engines_agree) { compare_engines(&CONV_CASES[_i], (size_t)_i); }
+END_TEST
+
+/* With oneDNN alone (Winograd off, as CREMA_ENGINE=onednn sets it), the projections and the
+ * narrow products go to oneDNN again and still agree with the reference. */
+START_TEST(test_conv_engines_agree_onednn_alone) {
+  const engine_case *ec = &CONV_CASES[_i];
+  if (!ec->engine || (strcmp(ec->engine, PROJECTION) && strcmp(ec->engine, NARROW))) return;
+  crema_engine_set_winograd(false);
+  compare_engines(ec, (size_t)_i);
+  crema_engine_set_winograd(true);
+}
 END_TEST
 
 /* The same on one thread, where engines plan differently: the reference path's products under
@@ -836,6 +863,8 @@ static Suite *engine_suite(void) {
   tcase_set_timeout(tc, 300); /* the 16-image Winograd gradient checks, under the sanitizers */
   tcase_add_loop_test(tc, test_conv_engines_agree, 0, (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
   tcase_add_loop_test(tc, test_conv_engines_agree_one_thread, 0,
+                      (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
+  tcase_add_loop_test(tc, test_conv_engines_agree_onednn_alone, 0,
                       (int)(sizeof CONV_CASES / sizeof CONV_CASES[0]));
   tcase_add_test(tc, test_conv_engine_reshape);
   tcase_add_test(tc, test_per_image_wide_same_bits);

@@ -31,16 +31,35 @@ static bool reference_is_copy_free(const crema_im2col_geom *g) {
          g->pad_w == 0;
 }
 
-/* Strided 1x1 convolutions too (ResNet's projections, the reference's im2col only picks
- * every other pixel; those with output planes of 100+ pixels go to the 1x1 engine first, see
- * pointwise.c) where oneDNN has no AVX-512: on ResNet-50 at batch 10 (AVX2, 1 and 2
- * threads, in the net) oneDNN's jit_1x1:avx2 took as long forward and 1.2-1.3x the reference's
- * time backward (res3a_branch1 49.8 against 39.2 ms, res5a_branch1 42.1 against 33.7). With
- * AVX-512, where issue 12 measured oneDNN well above sgemm, they stay on oneDNN (not measured
- * on such a CPU here). */
-static bool projection_on_reference(const crema_im2col_geom *g) {
+/* Strided 1x1 convolutions too (ResNet's projections; the reference's im2col only picks every
+ * other pixel). Most reach this point only with few images: planes of 100+ output pixels go to
+ * the 1x1 engine first when there are as many images as threads, smaller ones folded into one
+ * product for the batch from 100 columns on (see pointwise.c). Where oneDNN has no AVX-512,
+ * on ResNet-50 at batch 10 (AVX2, 1 and 2 threads, in the net) its jit_1x1:avx2 took as long
+ * forward and 1.2-1.3x the reference's time backward (res3a_branch1 49.8 against 39.2 ms,
+ * res5a_branch1 42.1 against 33.7). With AVX-512 (a Zen 5 core, jit_1x1:avx512_core), at batch
+ * 1 and 2 where they come here, its backward took 1.3-2.6x the reference's time (res5a_branch1
+ * at batch 1 on one thread 9.2-10.3 against 3.9-4.6 ms; res3a_branch1 on two 1.9 against 1.3)
+ * and its forward 0.95-2.0x: there they stay on oneDNN only when the reference's products run on
+ * OpenBLAS (`fast` false: CREMA_ENGINE=onednn, oneDNN's engine alone, as before). */
+static bool projection_on_reference(const crema_im2col_geom *g, bool fast) {
   return g->kernel_h == 1 && g->kernel_w == 1 && g->pad_h == 0 && g->pad_w == 0 &&
-         !crema_engine_onednn_avx512();
+         (fast || !crema_engine_onednn_avx512());
+}
+
+/* Products narrower than this many columns (images x output pixels) run on the reference
+ * path where its products run on oneDNN's sgemm (`fast`): oneDNN's direct convolution spends
+ * its time on the borders and the reductions of so few pixels. Measured on a Zen 5 core
+ * (jit:avx512_core), batch 1, 7x7 planes (49 columns), forward / backward: ResNet-50's res5
+ * 3x3 layers (512 -> 512) 2.2 / 5.6 -> 2.0 / 3.3-4.0 ms on one thread, 1.2 / 3.0-3.4 -> 1.2 /
+ * 1.8-2.5 on two; GoogLeNet's inception_5 3x3 layers 0.44-0.66 / 1.1-1.7 -> 0.41-0.54 /
+ * 0.75-1.1, its 5x5 ones even; the same with OpenBLAS's SkylakeX kernels. At 98 columns (batch
+ * 2) the reference still won on one thread but lost GoogLeNet's layers on two (its narrow
+ * product split over both), from 147 on it lost or tied. */
+#define ONEDNN_MIN_COLUMNS 64
+
+static bool narrow_on_reference(const crema_im2col_geom *g, int n, bool fast) {
+  return fast && (size_t)n * g->out_h * g->out_w < ONEDNN_MIN_COLUMNS;
 }
 
 typedef struct conv_state {
@@ -252,7 +271,7 @@ static int conv_reshape(crema_layer *l, crema_blob *const *bottom, crema_blob *c
   }
   if (rc != 0) return rc < 0 ? -1 : 0;
   if (crema_engine_onednn_wanted(proto_engine) && !reference_is_copy_free(&g) &&
-      !projection_on_reference(&g)) {
+      !projection_on_reference(&g, fast) && !narrow_on_reference(&g, n, fast)) {
     if (s->fast &&
         !crema_onednn_conv_matches(s->fast, &g, n, s->p.num_output, s->p.group, s->has_bias, l->fusion.act)) {
       crema_onednn_conv_free(s->fast);
