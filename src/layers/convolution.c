@@ -53,9 +53,9 @@ static bool projection_on_reference(const crema_im2col_geom *g, bool fast) {
  * (jit:avx512_core), batch 1, 7x7 planes (49 columns), forward / backward: ResNet-50's res5
  * 3x3 layers (512 -> 512) 2.2 / 5.6 -> 2.0 / 3.3-4.0 ms on one thread, 1.2 / 3.0-3.4 -> 1.2 /
  * 1.8-2.5 on two; GoogLeNet's inception_5 3x3 layers 0.44-0.66 / 1.1-1.7 -> 0.41-0.54 /
- * 0.75-1.1, its 5x5 ones even; the same with OpenBLAS's SkylakeX kernels. At 98 columns (batch
- * 2) the reference still won on one thread but lost GoogLeNet's layers on two (its narrow
- * product split over both), from 147 on it lost or tied. */
+ * 0.75-1.1, its 5x5 ones even; the same with OpenBLAS's SkylakeX kernels. At 98 and 147
+ * columns (batch 2 and 3) it still won res5's 3x3 layers on one thread but tied or lost on two
+ * (its narrow product split over both threads), and lost GoogLeNet's inception_5 on two. */
 #define ONEDNN_MIN_COLUMNS 64
 
 static bool narrow_on_reference(const crema_im2col_geom *g, int n, bool fast) {
