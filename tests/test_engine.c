@@ -167,6 +167,12 @@ static const engine_case CONV_CASES[] = {
      ONEDNN},
     {"Convolution", "convolution_param", "num_output: 24 kernel_size: 3 pad: 1", 1, 1, 32, 7, 9, false,
      NARROW},
+    /* Deconvolution: the reference path, its products on oneDNN's sgemm where crema's engines
+     * run (a DCGAN-style 4x4 stride-2 upsampling; groups) */
+    {"Deconvolution", "convolution_param", "num_output: 16 kernel_size: 4 stride: 2 pad: 1", 1, 3, 32, 6, 6,
+     false, CREMA_ENGINE_REFERENCE},
+    {"Deconvolution", "convolution_param", "num_output: 6 kernel_size: 3 group: 2", 1, 2, 8, 5, 5, false,
+     CREMA_ENGINE_REFERENCE},
     /* too few output channels, or too few tiles, for Winograd: oneDNN (or the reference) instead */
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1", 1, 2, 16, 9, 9, true, NULL},
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 32, 8, 8, true, NULL},
