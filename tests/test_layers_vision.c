@@ -193,6 +193,9 @@ static const conv_case CONV_CASES[] = {
      {1, 1, 1, 1, 0, 0, 1, 1, 2},
      false},
     {"num_output: 3 kernel_size: 2 bias_term: false", 2, 2, 5, 5, {2, 2, 1, 1, 0, 0, 1, 1, 1}, false},
+    /* one image, a small plane: the 1x1 GEMM straight on the input (no gathering) */
+    {"num_output: 5 kernel_size: 1", 1, 3, 4, 5, {1, 1, 1, 1, 0, 0, 1, 1, 1}, true},
+    {"num_output: 4 kernel_size: 1 group: 2", 1, 4, 5, 6, {1, 1, 1, 1, 0, 0, 1, 1, 2}, true},
     {"num_output: 2 kernel_size: 5 pad: 2", 3, 16, 100, 100, {5, 5, 1, 1, 2, 2, 1, 1, 1}, true}, /* chunked */
 };
 

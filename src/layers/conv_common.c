@@ -12,8 +12,8 @@
 
 /* Planes at least this large run a 1x1 convolution as one GEMM per image straight on the
  * input; smaller planes are gathered so the GEMM sees the whole batch (a GEMM with a few
- * dozen columns runs below peak). Measured on GoogLeNet's 1x1 shapes, batch 10: 7x7 is 20%
- * faster gathered, 14x14 even, 28x28 and 56x56 15-25% faster per image. */
+ * dozen columns runs below peak), unless the batch is one image. Measured on GoogLeNet's 1x1 shapes, batch
+ * 10: 7x7 is 20% faster gathered, 14x14 even, 28x28 and 56x56 15-25% faster per image. */
 #define ONE_BY_ONE_MIN_PLANE 256
 
 /* Depthwise path up to this many output channels per input channel. */
@@ -120,8 +120,8 @@ int crema_conv_engine_reshape(crema_conv_engine *e, const crema_im2col_geom *g, 
   e->pointwise = one;
   if (g->channels / group == 1 && cy / group <= DEPTHWISE_MAX_MULT)
     e->path = CREMA_CONV_DEPTHWISE;
-  else if (one && plane >= ONE_BY_ONE_MIN_PLANE)
-    e->path = CREMA_CONV_1X1;
+  else if (one && (plane >= ONE_BY_ONE_MIN_PLANE || n == 1))
+    e->path = CREMA_CONV_1X1; /* one image: its input already is the GEMM's matrix, nothing to gather */
   else
     e->path = CREMA_CONV_GENERAL;
   e->chunk = n;
