@@ -59,7 +59,8 @@ static const engine_case CONV_CASES[] = {
      3, 9, 8, false, NULL},
     {"Convolution", "convolution_param", "num_output: 7 kernel_size: 7 stride: 2 pad: 3", 1, 1, 3, 20, 20,
      false, NULL},
-    /* enough channels and weights per output for every pass to run on oneDNN */
+    /* enough channels and weights per output for every pass to run on oneDNN (the stride-2
+     * case on 13x13: 98 columns, above NARROW's 64) */
     {"Convolution", "convolution_param", "num_output: 8 kernel_size: 3 pad: 1", 1, 2, 16, 8, 8, true, NULL},
     {"Convolution", "convolution_param", "num_output: 16 kernel_size: 3 pad: 1 stride: 2 group: 2", 1, 2, 32,
      13, 13, true, NULL},

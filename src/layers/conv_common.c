@@ -12,8 +12,9 @@
 
 /* Planes at least this large run a 1x1 convolution as one GEMM per image straight on the
  * input; smaller planes are gathered so the GEMM sees the whole batch (a GEMM with a few
- * dozen columns runs below peak), unless the batch is one image. Measured on GoogLeNet's 1x1 shapes, batch
- * 10: 7x7 is 20% faster gathered, 14x14 even, 28x28 and 56x56 15-25% faster per image. */
+ * dozen columns runs below peak), unless the batch is one image. Measured on GoogLeNet's 1x1
+ * shapes, batch 10: 7x7 is 20% faster gathered, 14x14 even, 28x28 and 56x56 15-25% faster
+ * per image. */
 #define ONE_BY_ONE_MIN_PLANE 256
 
 /* Depthwise path up to this many output channels per input channel. */
