@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng16.h"
 #include "base/vec_math.h"
 #include "support/run.h"
+#include "layers/drawing_rows.h"
 #include "layers/layer.h"
 #include "support/gradcheck.h"
 #include "support/textproto.h"
@@ -798,12 +800,22 @@ START_TEST(random_draws_independent_of_threads) {
 }
 END_TEST
 
-/* Dropout's mask and RReLU's slopes are the numbers of the layer's chunk generators (one
- * 64-bit key per pass, element i drawing number i % 4096 of generator (key, i / 4096)),
- * whichever path drew them: two groups of eight whole chunks, three whole chunks alone and a
- * short last one. */
-START_TEST(random_layers_draw_the_chunk_numbers) {
-  const size_t chunk = 4096, n = 8 * chunk * 2 + 3 * chunk + 100;
+/* Element i's draw in a pass keyed `key` (rng16.h): run c = i / 4096, lane j = i % 16 of its
+ * sixteen generators, seeded (key, 16 c + j), its draw number (i % 4096) / 16. */
+static uint32_t lane_draw(uint64_t key, size_t i) {
+  const size_t run = i / CREMA_RNG16_RUN, at = i % CREMA_RNG16_RUN;
+  crema_rng r;
+  crema_rng_seed(&r, key, 16 * run + at % 16);
+  uint32_t u = 0;
+  for (size_t t = 0; t <= at / 16; t++) u = crema_rng_u32(&r);
+  return u;
+}
+
+/* Dropout's mask and RReLU's slopes are the numbers of the layer's lane generators (one
+ * 64-bit key per pass, then lane_draw), drawn by hand here: three whole runs and a last one
+ * ending in a partial group of four. */
+START_TEST(random_layers_draw_the_lane_numbers) {
+  const size_t n = 3 * CREMA_RNG16_RUN + 6 * 16 + 4;
   for (int rrelu = 0; rrelu < 2; rrelu++) {
     crema_blob *x = blob4(1, (int)n, -1, -1), *y = crema_blob_new();
     for (size_t i = 0; i < n; i++) x->data[i] = -1.0f - (float)(i % 7) / 8.0f;
@@ -814,22 +826,55 @@ START_TEST(random_layers_draw_the_chunk_numbers) {
     crema_rng before = l->rng;
     const uint64_t key = crema_rng_u64(&before);
     forward_ok(l, &x, &y);
-    for (size_t c = 0; c * chunk < n; c++) {
-      crema_rng r;
-      crema_rng_seed(&r, key, c);
-      for (size_t i = c * chunk; i < n && i < (c + 1) * chunk; i++) {
-        const uint32_t u = crema_rng_u32(&r);
-        const float want =
-            rrelu ? (0.1f + (0.4f - 0.1f) * ((float)(u >> 8) * (1.0f / 16777216.0f))) * x->data[i]
-                  : x->data[i] * ((float)(u >= 1073741824u) * (1.0f / 0.75f));
-        ck_assert_msg(y->data[i] == want, "%s, element %zu: %g, want %g", rrelu ? "RReLU" : "Dropout", i,
-                      (double)y->data[i], (double)want);
-      }
+    for (size_t i = 0; i < n; i++) {
+      const uint32_t u = lane_draw(key, i);
+      const float want = rrelu
+                             ? (0.1f + (0.4f - 0.1f) * ((float)(u >> 8) * (1.0f / 16777216.0f))) * x->data[i]
+                             : x->data[i] * ((float)(u >= 1073741824u) * (1.0f / 0.75f));
+      ck_assert_msg(y->data[i] == want, "%s, element %zu: %g, want %g", rrelu ? "RReLU" : "Dropout", i,
+                    (double)y->data[i], (double)want);
     }
     crema_layer_free(l);
     crema_message_free(m);
     crema_blob_free(x);
     crema_blob_free(y);
+  }
+}
+END_TEST
+
+/* The eight-lane copies (CPUs without AVX-512) and the sixteen-lane ones give the same bits:
+ * masks, slopes and outputs, in place or not, on lengths that end in every kind of tail. */
+START_TEST(random_layers_eight_and_sixteen_lanes_agree) {
+  const size_t sizes[] = {1, 15, 16, 17, CREMA_RNG16_RUN - 3, CREMA_RNG16_RUN, 2 * CREMA_RNG16_RUN + 37};
+  for (size_t c = 0; c < sizeof sizes / sizeof *sizes; c++) {
+    const size_t n = sizes[c];
+    float *x = malloc(n * sizeof *x), *y[2], *slope[2];
+    uint8_t *keep[2];
+    ck_assert_ptr_nonnull(x);
+    for (size_t i = 0; i < n; i++) x[i] = (float)((int)(i % 13) - 6) / 4.0f;
+    for (int w = 0; w < 2; w++) {
+      y[w] = malloc(n * sizeof **y);
+      slope[w] = malloc(n * sizeof **slope);
+      keep[w] = malloc(n);
+      ck_assert(y[w] && slope[w] && keep[w]);
+      crema_dropout_train_rows(n, x, y[w], keep[w], 0xFEED + c, 0x60000000u, 1.5f, w == 1);
+    }
+    ck_assert_int_eq(memcmp(keep[0], keep[1], n), 0);
+    ck_assert_int_eq(memcmp(y[0], y[1], n * sizeof(float)), 0);
+    for (size_t i = 0; i < n; i++) /* and the draws are the lane numbers */
+      ck_assert_int_eq(keep[0][i], lane_draw(0xFEED + c, i) >= 0x60000000u);
+    for (int w = 0; w < 2; w++) {
+      memcpy(y[w], x, n * sizeof(float)); /* in place */
+      crema_rrelu_train_rows(n, y[w], y[w], slope[w], 0xBEEF + c, 0.125f, 0.375f, w == 1);
+    }
+    ck_assert_int_eq(memcmp(slope[0], slope[1], n * sizeof(float)), 0);
+    ck_assert_int_eq(memcmp(y[0], y[1], n * sizeof(float)), 0);
+    for (int w = 0; w < 2; w++) {
+      free(y[w]);
+      free(slope[w]);
+      free(keep[w]);
+    }
+    free(x);
   }
 }
 END_TEST
@@ -904,7 +949,8 @@ int main(void) {
   tcase_add_test(tc, dropout_test_is_identity);
   tcase_add_test(tc, dropout_same_seed_same_mask);
   tcase_add_test(tc, random_draws_independent_of_threads);
-  tcase_add_test(tc, random_layers_draw_the_chunk_numbers);
+  tcase_add_test(tc, random_layers_draw_the_lane_numbers);
+  tcase_add_test(tc, random_layers_eight_and_sixteen_lanes_agree);
   tcase_add_test(tc, dropout_gradient);
   tcase_add_test(tc, dropout_inplace);
   tcase_add_test(tc, dropout_bad_ratio);

@@ -3,9 +3,10 @@
  *          1 / (1 - dropout_ratio), so the expected output equals the input;
  *          d bottom = d top * (the same mask and scale).
  *   TEST:  identity.
- * The mask comes from l->rng (through per-chunk streams keyed from it, so the same seed gives
- * the same mask whatever the thread count): an element is dropped when a uniform uint32 falls
- * below dropout_ratio * 2^32 (Caffe's GPU path compares against UINT_MAX * ratio the same way).
+ * The mask comes from l->rng (through lane generators keyed from it, rng16.h, so the same seed
+ * gives the same mask whatever the thread count or CPU): an element is dropped when a uniform
+ * uint32 falls below dropout_ratio * 2^32 (Caffe's GPU path compares against UINT_MAX * ratio
+ * the same way).
  * Caffe requires 0 < dropout_ratio < 1; crema also accepts 0 (identity).
  * dropout_param.scale_train false (Faster R-CNN's fork): TRAIN keeps without scaling and
  * TEST multiplies by 1 - dropout_ratio.
@@ -22,12 +23,11 @@
 
 #include "base/clones.h"
 #include "base/mem.h"
-#include "base/v8.h"
+#include "base/rng16.h"
+#include "base/v16.h"
+#include "layers/drawing_rows.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
-
-/* Elements per random stream (see dropout_forward). */
-#define RNG_CHUNK 4096
 
 typedef struct dropout_state {
   float ratio, scale, test_scale;
@@ -79,46 +79,103 @@ typedef struct drop_pass {
   float scale;
 } drop_pass;
 
-typedef unsigned u32x8 __attribute__((vector_size(32)));
+/* The last partial group of a run: its draws d (the first lanes), element by element. */
+static void drop_tail(const drop_pass *p, const uint32_t d[16], size_t at, size_t count) {
+  for (size_t j = 0; j < count; j++) {
+    const uint32_t k = d[j] >= p->threshold;
+    p->keep[at + j] = (uint8_t)k;
+    p->y[at + j] = p->x[at + j] * ((float)k * p->scale); /* x * 0 when dropped: NaN stays NaN, as in Caffe */
+  }
+}
 
-/* Eight comparison lanes (-1 or 0) as eight bytes 1 or 0 at p. gcc's own narrowing
+/* A run's elements [begin, begin + count) with their lane generators (rng16.h), sixteen at a
+ * time: branch-free (a branch on random bits would be mispredicted half the time), the draws
+ * made in the loop that reads x and writes y and the mask. Two copies: sixteen lanes in one
+ * register (AVX-512), and two halves of eight (AVX2 and less, clones.h); both do the same
+ * comparisons and products, so they give the same bits. */
+#if CREMA_V16
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
+
+CREMA_V16_TARGET static void drop_run16(const drop_pass *p, crema_rng16 *g, size_t begin, size_t count) {
+  const float *x = p->x;
+  float *y = p->y;
+  uint8_t *keep = p->keep;
+  const uint32_t th = p->threshold;
+  const crema_u32x16 t = {th, th, th, th, th, th, th, th, th, th, th, th, th, th, th, th};
+  const v16 sc = v16_splat(p->scale), zero = {0};
+  crema_rng16 s = *g; /* a local copy: the state stays in registers */
+  const size_t end = begin + (count & ~(size_t)15);
+  for (size_t i = begin; i < end; i += 16) {
+    const i16 k = (i16)(crema_rng16_next(&s) >= t);            /* -1 kept, 0 dropped */
+    const u8x16 bytes = __builtin_convertvector(k & 1, u8x16); /* one VPMOVDB */
+    memcpy(keep + i, &bytes, sizeof bytes);
+    store16(y + i, load16(x + i) * v16_select(k, sc, zero)); /* x * 0 when dropped, as drop_tail */
+  }
+  if (end < begin + count) {
+    uint32_t d[16];
+    const crema_u32x16 v = crema_rng16_next(&s);
+    memcpy(d, &v, sizeof d);
+    drop_tail(p, d, end, begin + count - end);
+  }
+}
+#endif
+
+/* Eight comparison lanes (-1 or 0) as eight bytes 1 or 0 at q. gcc's own narrowing
  * (__builtin_convertvector) took the lanes out one by one. */
-static inline __attribute__((always_inline)) void store_keep8(uint8_t *p, i8 k) {
+static inline __attribute__((always_inline)) void store_keep8(uint8_t *q, i8 k) {
 #if defined(__SSE2__)
   __m128i half[2];
   memcpy(half, &k, sizeof half);
   const __m128i words = _mm_packs_epi32(half[0], half[1]);
-  _mm_storel_epi64((__m128i *)(void *)p, _mm_and_si128(_mm_packs_epi16(words, words), _mm_set1_epi8(1)));
+  _mm_storel_epi64((__m128i *)(void *)q, _mm_and_si128(_mm_packs_epi16(words, words), _mm_set1_epi8(1)));
 #else
-  for (int j = 0; j < 8; j++) p[j] = (uint8_t)(k[j] & 1);
+  for (int j = 0; j < 8; j++) q[j] = (uint8_t)(k[j] & 1);
 #endif
 }
 
-/* Elements [begin, begin + count) from their draws, eight at a time: branch-free (a branch
- * on random bits would be mispredicted half the time), and written with vectors because gcc
- * would not vectorise the mixed widths (a 32-bit draw, an 8-bit keep, a float). */
-CREMA_CLONES static void drop_piece(void *ctx, const uint32_t *draws, size_t begin, size_t count) {
-  const drop_pass *p = ctx;
-  const float *x = p->x + begin;
-  float *y = p->y + begin;
-  uint8_t *keep = p->keep + begin;
-  const uint32_t threshold = p->threshold;
-  const float scale = p->scale;
-  const u32x8 t = {threshold, threshold, threshold, threshold, threshold, threshold, threshold, threshold};
-  const v8 sc = v8_splat(scale);
-  size_t i = 0;
-  for (; i + 8 <= count; i += 8) {
-    u32x8 d;
-    memcpy(&d, draws + i, sizeof d);
-    const i8 k = (i8)(d >= t); /* -1 kept, 0 dropped */
-    store_keep8(keep + i, k);
-    store8(y + i, load8(x + i) * v8_select(k, sc, v8_splat(0.0f))); /* x * 0 when dropped, as below */
+CREMA_CLONES static void drop_run8(const drop_pass *p, crema_rng16 *g, size_t begin, size_t count) {
+  const float *x = p->x;
+  float *y = p->y;
+  uint8_t *keep = p->keep;
+  const uint32_t th = p->threshold;
+  const crema_u32x8 t = {th, th, th, th, th, th, th, th};
+  const v8 sc = v8_splat(p->scale), zero = {0};
+  crema_rng8 h[2];
+  crema_rng16_halves(g, h);
+  const size_t end = begin + (count & ~(size_t)15);
+  for (size_t i = begin; i < end; i += 16) {
+    const i8 k0 = (i8)(crema_rng8_next(&h[0]) >= t), k1 = (i8)(crema_rng8_next(&h[1]) >= t);
+    store_keep8(keep + i, k0);
+    store_keep8(keep + i + 8, k1);
+    store8(y + i, load8(x + i) * v8_select(k0, sc, zero));
+    store8(y + i + 8, load8(x + i + 8) * v8_select(k1, sc, zero));
   }
-  for (; i < count; i++) {
-    const uint32_t k = draws[i] >= threshold;
-    keep[i] = (uint8_t)k;
-    y[i] = x[i] * ((float)k * scale); /* x * 0 when dropped: NaN stays NaN, as in Caffe */
+  if (end < begin + count) {
+    uint32_t d[16];
+    const crema_u32x8 lo = crema_rng8_next(&h[0]), hi = crema_rng8_next(&h[1]);
+    memcpy(d, &lo, sizeof lo);
+    memcpy(d + 8, &hi, sizeof hi);
+    drop_tail(p, d, end, begin + count - end);
   }
+}
+
+static void drop_run_narrow(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
+  drop_run8(ctx, g, begin, count);
+}
+
+static void drop_run_wide(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
+#if CREMA_V16
+  drop_run16(ctx, g, begin, count);
+#else
+  drop_run8(ctx, g, begin, count);
+#endif
+}
+
+void crema_dropout_train_rows(size_t n, const float *x, float *y, uint8_t *keep, uint64_t key,
+                              uint32_t threshold, float scale, bool wide) {
+  drop_pass pass = {x, y, keep, threshold, scale};
+  crema_rng16_runs(key, n, n > CREMA_PAR_MIN, wide && crema_cpu_v16() ? drop_run_wide : drop_run_narrow,
+                   &pass);
 }
 
 static int dropout_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
@@ -136,9 +193,8 @@ static int dropout_forward(crema_layer *l, crema_blob *const *bottom, crema_blob
     return 0;
   }
   /* Parallel draws that do not depend on the thread count: one 64-bit key per pass from
-   * l->rng, then chunk j of RNG_CHUNK elements draws from its own generator seeded (key, j). */
-  drop_pass pass = {x, y, s->keep, s->threshold, s->scale};
-  crema_rng_chunked(crema_rng_u64(&l->rng), n, RNG_CHUNK, n > CREMA_PAR_MIN, drop_piece, &pass);
+   * l->rng, then run c's sixteen lane generators seeded (key, 16 c + j) (rng16.h). */
+  crema_dropout_train_rows(n, x, y, s->keep, crema_rng_u64(&l->rng), s->threshold, s->scale, true);
   return 0;
 }
 

@@ -3,19 +3,20 @@
  *   TEST:  the same with the fixed slope a = (lower + upper) / 2.
  *   d bottom = d top * (x > 0 ? 1 : a), with the slopes drawn in forward.
  * A slope is drawn for every element, not only the negative ones, so the draws do not depend
- * on the data; they come from per-chunk streams keyed from l->rng, so they do not depend on
- * the thread count either.
+ * on the data; they come from lane generators keyed from l->rng (rng16.h), so they do not
+ * depend on the thread count or the CPU either.
  * 0 <= lower <= upper is required: slopes are then non-negative, the output keeps the sign
  * of x, and in-place use works with backward testing the sign of bottom data (= the output). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/clones.h"
+#include "base/rng16.h"
+#include "base/v16.h"
+#include "layers/drawing_rows.h"
 #include "layers/layer.h"
 #include "tensor/math.h"
-
-/* Elements per random stream (see rrelu_forward). */
-#define RNG_CHUNK 4096
 
 typedef struct rrelu_state {
   float lower, upper;
@@ -55,19 +56,83 @@ typedef struct rrelu_pass {
   float lower, upper;
 } rrelu_pass;
 
-/* Elements [begin, begin + count): slopes uniform in [lower, upper) as crema_rng_uniform
- * makes them from the same draws. */
-CREMA_CLONES static void rrelu_piece(void *ctx, const uint32_t *draws, size_t begin, size_t count) {
-  const rrelu_pass *p = ctx;
-  /* locals and restrict: read through p, the fields might alias the stores, and the loop
-   * would not vectorise */
-  const float *restrict x = p->x + begin;
-  float *restrict y = p->y + begin, *restrict slope = p->slope + begin;
+/* The last partial group of a run: its draws d (the first lanes), element by element. The
+ * slope is uniform in [lower, upper) as crema_rng_uniform makes it from the same draw. */
+static void rrelu_tail(const rrelu_pass *p, const uint32_t d[16], size_t at, size_t count) {
   const float lower = p->lower, range = p->upper - p->lower;
-  for (size_t i = 0; i < count; i++) {
-    slope[i] = lower + range * ((float)(draws[i] >> 8) * (1.0f / 16777216.0f));
-    y[i] = x[i] > 0.0f ? x[i] : slope[i] * x[i];
+  for (size_t j = 0; j < count; j++) {
+    const float a = lower + range * ((float)(d[j] >> 8) * (1.0f / 16777216.0f)), v = p->x[at + j];
+    p->slope[at + j] = a;
+    p->y[at + j] = v > 0.0f ? v : a * v;
   }
+}
+
+/* A run's elements [begin, begin + count) with their lane generators (rng16.h), sixteen at a
+ * time, the draws made in the loop that reads x and writes y and the slopes (as Dropout's):
+ * a copy on sixteen lanes for AVX-512, one on two halves of eight for AVX2 and less, the same
+ * operations as rrelu_tail's lane by lane, so the same bits (the draw's top 24 bits convert
+ * to float exactly, signed or not). */
+#if CREMA_V16
+CREMA_V16_TARGET static void rrelu_run16(const rrelu_pass *p, crema_rng16 *g, size_t begin, size_t count) {
+  const v16 lower = v16_splat(p->lower), range = v16_splat(p->upper - p->lower);
+  const v16 unit = v16_splat(1.0f / 16777216.0f), zero = {0};
+  crema_rng16 s = *g; /* a local copy: the state stays in registers */
+  const size_t end = begin + (count & ~(size_t)15);
+  for (size_t i = begin; i < end; i += 16) {
+    const i16 top = (i16)(crema_rng16_next(&s) >> 8);
+    const v16 a = lower + range * (__builtin_convertvector(top, v16) * unit), v = load16(p->x + i);
+    store16(p->slope + i, a);
+    store16(p->y + i, v16_select(v > zero, v, a * v));
+  }
+  if (end < begin + count) {
+    uint32_t d[16];
+    const crema_u32x16 v = crema_rng16_next(&s);
+    memcpy(d, &v, sizeof d);
+    rrelu_tail(p, d, end, begin + count - end);
+  }
+}
+#endif
+
+CREMA_CLONES static void rrelu_run8(const rrelu_pass *p, crema_rng16 *g, size_t begin, size_t count) {
+  const v8 lower = v8_splat(p->lower), range = v8_splat(p->upper - p->lower);
+  const v8 unit = v8_splat(1.0f / 16777216.0f), zero = {0};
+  crema_rng8 h[2];
+  crema_rng16_halves(g, h);
+  const size_t end = begin + (count & ~(size_t)15);
+  for (size_t i = begin; i < end; i += 16)
+    for (int half = 0; half < 2; half++) {
+      const i8 top = (i8)(crema_rng8_next(&h[half]) >> 8);
+      const size_t at = i + 8 * (size_t)half;
+      const v8 a = lower + range * (__builtin_convertvector(top, v8) * unit), v = load8(p->x + at);
+      store8(p->slope + at, a);
+      store8(p->y + at, v8_select(v > zero, v, a * v));
+    }
+  if (end < begin + count) {
+    uint32_t d[16];
+    const crema_u32x8 lo = crema_rng8_next(&h[0]), hi = crema_rng8_next(&h[1]);
+    memcpy(d, &lo, sizeof lo);
+    memcpy(d + 8, &hi, sizeof hi);
+    rrelu_tail(p, d, end, begin + count - end);
+  }
+}
+
+static void rrelu_run_narrow(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
+  rrelu_run8(ctx, g, begin, count);
+}
+
+static void rrelu_run_wide(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
+#if CREMA_V16
+  rrelu_run16(ctx, g, begin, count);
+#else
+  rrelu_run8(ctx, g, begin, count);
+#endif
+}
+
+void crema_rrelu_train_rows(size_t n, const float *x, float *y, float *slope, uint64_t key, float lower,
+                            float upper, bool wide) {
+  rrelu_pass pass = {x, y, slope, lower, upper};
+  crema_rng16_runs(key, n, n > CREMA_PAR_MIN, wide && crema_cpu_v16() ? rrelu_run_wide : rrelu_run_narrow,
+                   &pass);
 }
 
 static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
@@ -84,9 +149,8 @@ static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *
     return 0;
   }
   /* Parallel draws that do not depend on the thread count: one 64-bit key per pass from
-   * l->rng, then chunk j of RNG_CHUNK elements draws from its own generator seeded (key, j). */
-  rrelu_pass pass = {x, y, s->slope->data, s->lower, s->upper};
-  crema_rng_chunked(crema_rng_u64(&l->rng), n, RNG_CHUNK, n > CREMA_PAR_MIN, rrelu_piece, &pass);
+   * l->rng, then run c's sixteen lane generators seeded (key, 16 c + j) (rng16.h). */
+  crema_rrelu_train_rows(n, x, y, s->slope->data, crema_rng_u64(&l->rng), s->lower, s->upper, true);
   return 0;
 }
 
