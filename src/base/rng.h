@@ -20,7 +20,7 @@ typedef struct crema_rng {
 
 /* Seeds from a 64-bit seed and a stream id (different streams give independent sequences). */
 void crema_rng_seed(crema_rng *r, uint64_t seed, uint64_t stream);
-/* Inline: Dropout and RReLU draw one number per element. */
+/* Inline: some callers draw one number per element. */
 static inline uint32_t crema_rng_rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
 static inline uint32_t crema_rng_u32(crema_rng *r) {
   uint32_t *s = r->s;
@@ -42,7 +42,8 @@ static inline uint64_t crema_rng_u64(crema_rng *r) {
 /* Eight generators side by side: `steps` numbers from each of r[0..7], generator k's to
  * out[k * steps .. k * steps + steps - 1], the same numbers crema_rng_u32 would give each in
  * turn. With AVX2 and steps a multiple of 8, the eight run in one register's lanes, about
- * eight times faster (rng_x8.c): for layers that draw per element from chunk generators. */
+ * eight times faster (rng_x8.c): for passes that draw per element from chunk generators
+ * (the uniform filler; Dropout and RReLU draw from lane generators instead, rng16.h). */
 void crema_rng_u32_x8(crema_rng r[8], uint32_t *out, size_t steps);
 /* One draw per element of [0, n), independent of the thread count: chunk c (elements
  * [c * chunk, (c + 1) * chunk), the last one shorter) draws from its own generator seeded

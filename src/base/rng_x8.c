@@ -1,5 +1,6 @@
 /* rng_x8.c -- eight crema_rng generators side by side (crema_rng_u32_x8), and the chunked
- * draws of the layers that draw per element (crema_rng_chunked).
+ * draws of the passes that draw per element (crema_rng_chunked: the uniform filler; Dropout
+ * and RReLU, which used it before, now draw from lane generators, rng16.h).
  *
  * One xoshiro128** step is a chain of dependent shifts and xors, so one generator yields a
  * number every few cycles whatever the CPU's width: Dropout's forward pass ran at 0.06-0.08 of
