@@ -29,6 +29,38 @@ CREMA_V16_TARGET V16_INLINE __m512 tap16(const float *p, int stride, int kw, __m
   return _mm512_permutex2var_ps(_mm512_loadu_ps(p + kw), evens, _mm512_loadu_ps(p + kw + 16));
 }
 
+/* G (1 or 2) groups of sixteen outputs of row oh side by side, from column ow. One group's
+ * taps are a chain: each compare and max waits for the max before it. Two groups' chains
+ * interleave: 56x56 planes in cache (3x3 stride 2, one thread of a Zen 5 EPYC), 0.77 -> 0.67
+ * us a plane. */
+CREMA_V16_TARGET V16_INLINE void groups16(const crema_pool_pad *g, const float *pad, float *y, int *mask,
+                                          int KH, int KW, int sw, int oh, int y0, int ow, int G,
+                                          __m512i lanes, __m512i evens) {
+  __m512 best[2];
+  __m512i arg[2], base[2];
+  for (int i = 0; i < G; i++) {
+    /* padded cell (y0 + kh, x0 + lane * sw + kw) is input cell
+     * (y0 + kh - pad_h) * W + x0 - pad_w + lane * sw + kw */
+    base[i] = _mm512_add_epi32(_mm512_set1_epi32((ow + 16 * i) * sw - g->pad_w), lanes);
+    best[i] = _mm512_set1_ps(-FLT_MAX);
+    arg[i] = _mm512_set1_epi32(-1);
+  }
+  for (int kh = 0; kh < KH; kh++) {
+    const float *p = pad + (size_t)(y0 + kh) * g->wp + (size_t)ow * sw;
+    const int row_index = (y0 + kh - g->pad_h) * g->w;
+    for (int kw = 0; kw < KW; kw++) {
+      const __m512i idx = _mm512_set1_epi32(row_index + kw);
+      for (int i = 0; i < G; i++) {
+        const __m512 v = tap16(p + 16 * i * sw, sw, kw, evens);
+        const __mmask16 gt = _mm512_cmp_ps_mask(v, best[i], _CMP_GT_OQ);
+        best[i] = _mm512_max_ps(v, best[i]);
+        arg[i] = _mm512_mask_add_epi32(arg[i], gt, base[i], idx);
+      }
+    }
+  }
+  for (int i = 0; i < G; i++) store_max16(y, mask, g->ph, g->pw, oh, ow + 16 * i, best[i], arg[i]);
+}
+
 CREMA_V16_TARGET V16_INLINE void forward_k(const crema_pool_pad *g, const float *x, const float *next,
                                            float *y, int *mask, float *pad, int KH, int KW, int sh, int sw) {
   const int W = g->w, PH = g->ph, PW = g->pw, WP = g->wp;
@@ -43,25 +75,9 @@ CREMA_V16_TARGET V16_INLINE void forward_k(const crema_pool_pad *g, const float 
   for (int oh = 0; oh < PH; oh++) {
     pool_prefetch_row(&ahead, oh);
     const int y0 = oh * sh;
-    for (int ow = 0; ow < PW; ow += 16) {
-      const int x0 = ow * sw;
-      /* padded cell (y0 + kh, x0 + lane * sw + kw) is input cell
-       * (y0 + kh - pad_h) * W + x0 - pad_w + lane * sw + kw */
-      const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(x0 - g->pad_w), lanes);
-      __m512 best = _mm512_set1_ps(-FLT_MAX);
-      __m512i arg = _mm512_set1_epi32(-1);
-      for (int kh = 0; kh < KH; kh++) {
-        const float *p = pad + (size_t)(y0 + kh) * WP + x0;
-        const int row_index = (y0 + kh - g->pad_h) * W;
-        for (int kw = 0; kw < KW; kw++) {
-          const __m512 v = tap16(p, sw, kw, evens);
-          const __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-          best = _mm512_max_ps(v, best);
-          arg = _mm512_mask_add_epi32(arg, gt, base, _mm512_set1_epi32(row_index + kw));
-        }
-      }
-      store_max16(y, mask, PH, PW, oh, ow, best, arg);
-    }
+    int ow = 0;
+    for (; ow + 16 < PW; ow += 32) groups16(g, pad, y, mask, KH, KW, sw, oh, y0, ow, 2, lanes, evens);
+    if (ow < PW) groups16(g, pad, y, mask, KH, KW, sw, oh, y0, ow, 1, lanes, evens);
   }
 }
 
