@@ -2,6 +2,7 @@
 #include "base/rng16.h"
 
 #include "base/rng.h"
+#include "base/v16.h"
 
 void crema_rng16_seed(crema_rng16 *g, uint64_t key, uint64_t first) {
   for (int j = 0; j < 16; j++) {
@@ -11,8 +12,10 @@ void crema_rng16_seed(crema_rng16 *g, uint64_t key, uint64_t first) {
   }
 }
 
-void crema_rng16_runs(uint64_t key, size_t n, bool parallel, crema_rng16_run_fn fn, void *ctx) {
+void crema_rng16_runs(uint64_t key, size_t n, bool parallel, crema_rng16_run_fn fn, crema_rng16_run_fn fn16,
+                      bool wide, void *ctx) {
   const size_t runs = (n + CREMA_RNG16_RUN - 1) / CREMA_RNG16_RUN;
+  if (fn16 && wide && crema_cpu_v16()) fn = fn16;
 #pragma omp parallel for if (parallel) schedule(static)
   for (size_t c = 0; c < runs; c++) {
     crema_rng16 g;

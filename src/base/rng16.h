@@ -86,7 +86,9 @@ static inline __attribute__((always_inline)) crema_u32x8 crema_rng8_next(crema_r
  * (a last partial group takes the first lanes of its draw). */
 typedef void (*crema_rng16_run_fn)(void *ctx, crema_rng16 *g, size_t begin, size_t count);
 /* fn for every run of [0, n) with its generators seeded from key, runs on the threads at once
- * when parallel; the numbers do not depend on how. */
-void crema_rng16_runs(uint64_t key, size_t n, bool parallel, crema_rng16_run_fn fn, void *ctx);
+ * when parallel; the numbers do not depend on how. fn16, when not NULL, is a copy of fn built
+ * for AVX-512 (CREMA_V16_TARGET): it runs instead where the CPU has it and `wide` is set. */
+void crema_rng16_runs(uint64_t key, size_t n, bool parallel, crema_rng16_run_fn fn, crema_rng16_run_fn fn16,
+                      bool wide, void *ctx);
 
 #endif

@@ -96,7 +96,8 @@ static void drop_tail(const drop_pass *p, const uint32_t d[16], size_t at, size_
 #if CREMA_V16
 typedef uint8_t u8x16 __attribute__((vector_size(16)));
 
-CREMA_V16_TARGET static void drop_run16(const drop_pass *p, crema_rng16 *g, size_t begin, size_t count) {
+CREMA_V16_TARGET static void drop_run16(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
+  const drop_pass *p = ctx;
   const float *x = p->x;
   float *y = p->y;
   uint8_t *keep = p->keep;
@@ -118,6 +119,9 @@ CREMA_V16_TARGET static void drop_run16(const drop_pass *p, crema_rng16 *g, size
     drop_tail(p, d, end, begin + count - end);
   }
 }
+#define DROP_RUN16 drop_run16
+#else
+#define DROP_RUN16 NULL
 #endif
 
 /* Eight comparison lanes (-1 or 0) as eight bytes 1 or 0 at q. gcc's own narrowing
@@ -133,7 +137,8 @@ static inline __attribute__((always_inline)) void store_keep8(uint8_t *q, i8 k) 
 #endif
 }
 
-CREMA_CLONES static void drop_run8(const drop_pass *p, crema_rng16 *g, size_t begin, size_t count) {
+CREMA_CLONES static void drop_run8(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
+  const drop_pass *p = ctx;
   const float *x = p->x;
   float *y = p->y;
   uint8_t *keep = p->keep;
@@ -159,23 +164,10 @@ CREMA_CLONES static void drop_run8(const drop_pass *p, crema_rng16 *g, size_t be
   }
 }
 
-static void drop_run_narrow(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
-  drop_run8(ctx, g, begin, count);
-}
-
-static void drop_run_wide(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
-#if CREMA_V16
-  drop_run16(ctx, g, begin, count);
-#else
-  drop_run8(ctx, g, begin, count);
-#endif
-}
-
 void crema_dropout_train_rows(size_t n, const float *x, float *y, uint8_t *keep, uint64_t key,
                               uint32_t threshold, float scale, bool wide) {
   drop_pass pass = {x, y, keep, threshold, scale};
-  crema_rng16_runs(key, n, n > CREMA_PAR_MIN, wide && crema_cpu_v16() ? drop_run_wide : drop_run_narrow,
-                   &pass);
+  crema_rng16_runs(key, n, n > CREMA_PAR_MIN, drop_run8, DROP_RUN16, wide, &pass);
 }
 
 static int dropout_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,

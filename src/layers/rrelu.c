@@ -73,7 +73,8 @@ static void rrelu_tail(const rrelu_pass *p, const uint32_t d[16], size_t at, siz
  * operations as rrelu_tail's lane by lane, so the same bits (the draw's top 24 bits convert
  * to float exactly, signed or not). */
 #if CREMA_V16
-CREMA_V16_TARGET static void rrelu_run16(const rrelu_pass *p, crema_rng16 *g, size_t begin, size_t count) {
+CREMA_V16_TARGET static void rrelu_run16(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
+  const rrelu_pass *p = ctx;
   const v16 lower = v16_splat(p->lower), range = v16_splat(p->upper - p->lower);
   const v16 unit = v16_splat(1.0f / 16777216.0f), zero = {0};
   crema_rng16 s = *g; /* a local copy: the state stays in registers */
@@ -91,9 +92,13 @@ CREMA_V16_TARGET static void rrelu_run16(const rrelu_pass *p, crema_rng16 *g, si
     rrelu_tail(p, d, end, begin + count - end);
   }
 }
+#define RRELU_RUN16 rrelu_run16
+#else
+#define RRELU_RUN16 NULL
 #endif
 
-CREMA_CLONES static void rrelu_run8(const rrelu_pass *p, crema_rng16 *g, size_t begin, size_t count) {
+CREMA_CLONES static void rrelu_run8(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
+  const rrelu_pass *p = ctx;
   const v8 lower = v8_splat(p->lower), range = v8_splat(p->upper - p->lower);
   const v8 unit = v8_splat(1.0f / 16777216.0f), zero = {0};
   crema_rng8 h[2];
@@ -116,23 +121,10 @@ CREMA_CLONES static void rrelu_run8(const rrelu_pass *p, crema_rng16 *g, size_t 
   }
 }
 
-static void rrelu_run_narrow(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
-  rrelu_run8(ctx, g, begin, count);
-}
-
-static void rrelu_run_wide(void *ctx, crema_rng16 *g, size_t begin, size_t count) {
-#if CREMA_V16
-  rrelu_run16(ctx, g, begin, count);
-#else
-  rrelu_run8(ctx, g, begin, count);
-#endif
-}
-
 void crema_rrelu_train_rows(size_t n, const float *x, float *y, float *slope, uint64_t key, float lower,
                             float upper, bool wide) {
   rrelu_pass pass = {x, y, slope, lower, upper};
-  crema_rng16_runs(key, n, n > CREMA_PAR_MIN, wide && crema_cpu_v16() ? rrelu_run_wide : rrelu_run_narrow,
-                   &pass);
+  crema_rng16_runs(key, n, n > CREMA_PAR_MIN, rrelu_run8, RRELU_RUN16, wide, &pass);
 }
 
 static int rrelu_forward(crema_layer *l, crema_blob *const *bottom, crema_blob *const *top,
