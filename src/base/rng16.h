@@ -12,9 +12,8 @@
  *
  * Lane j's numbers are exactly crema_rng_u32's from a generator seeded (key, 16 c + j) (the
  * multiplications by 5 and 9 as shifts and adds, which wrap the same way), on every CPU: the
- * vector arithmetic is the same integer arithmetic whatever width gcc lowers it to (one
- * 512-bit register with AVX-512, two with AVX2, four with SSE2). Runs do not depend on the
- * thread count. */
+ * same integer arithmetic on sixteen lanes in one 512-bit register (AVX-512) or on two halves
+ * of eight (crema_rng8, other CPUs). Runs do not depend on the thread count. */
 #ifndef CREMA_BASE_RNG16_H
 #define CREMA_BASE_RNG16_H
 
@@ -37,7 +36,7 @@ typedef struct crema_rng16 {
 /* Lane j as crema_rng_seed(key, first + j). */
 void crema_rng16_seed(crema_rng16 *g, uint64_t key, uint64_t first);
 
-/* One step of the generators in x (four words of their state, lanes side by side), as a
+/* One step of the generators in s (four words of their state, lanes side by side), as a
  * macro for both widths below; the multiplications by 5 and 9 are shifts and adds. */
 #define CREMA_RNG_LANES_STEP(s, draw)                                                                        \
   do {                                                                                                       \
