@@ -80,6 +80,20 @@ static inline __attribute__((always_inline)) crema_u32x8 crema_rng8_next(crema_r
   return draw;
 }
 
+/* The next sixteen numbers as an array, lane j's in d[j]: for a run's last partial group,
+ * which its caller takes element by element. From the sixteen-lane state, or from its two
+ * halves (the same numbers). */
+static inline __attribute__((always_inline)) void crema_rng16_next_array(crema_rng16 *g, uint32_t d[16]) {
+  const crema_u32x16 v = crema_rng16_next(g);
+  memcpy(d, &v, sizeof v);
+}
+
+static inline __attribute__((always_inline)) void crema_rng8_next_array(crema_rng8 h[2], uint32_t d[16]) {
+  const crema_u32x8 lo = crema_rng8_next(&h[0]), hi = crema_rng8_next(&h[1]);
+  memcpy(d, &lo, sizeof lo);
+  memcpy(d + 8, &hi, sizeof hi);
+}
+
 /* Elements [begin, begin + count) of a pass, count <= CREMA_RNG16_RUN and begin a multiple of
  * it, with g seeded for their run: fn draws crema_rng16_next(g) once per sixteen elements
  * (a last partial group takes the first lanes of its draw). */

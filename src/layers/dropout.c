@@ -114,8 +114,7 @@ CREMA_V16_TARGET static void drop_run16(void *ctx, crema_rng16 *g, size_t begin,
   }
   if (end < begin + count) {
     uint32_t d[16];
-    const crema_u32x16 v = crema_rng16_next(&s);
-    memcpy(d, &v, sizeof d);
+    crema_rng16_next_array(&s, d);
     drop_tail(p, d, end, begin + count - end);
   }
 }
@@ -157,9 +156,7 @@ CREMA_CLONES static void drop_run8(void *ctx, crema_rng16 *g, size_t begin, size
   }
   if (end < begin + count) {
     uint32_t d[16];
-    const crema_u32x8 lo = crema_rng8_next(&h[0]), hi = crema_rng8_next(&h[1]);
-    memcpy(d, &lo, sizeof lo);
-    memcpy(d + 8, &hi, sizeof hi);
+    crema_rng8_next_array(h, d);
     drop_tail(p, d, end, begin + count - end);
   }
 }
